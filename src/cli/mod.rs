@@ -1,0 +1,46 @@
+//! Command-line interface: one module per subcommand.
+//!
+//! Exit codes are part of the interface, so scripts can rely on them: 0 success, 1 a negative
+//! answer (invalid config, no tag selected), 2 bad arguments or input that could not be read.
+
+mod check;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "image-updater", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file and print every problem with file:line:col.
+    Check(check::Args),
+    /// Show which tag a policy would select for an image, and why each tag was rejected.
+    Test(test::Args),
+}
+
+/// Outcome of a subcommand, mapped to the documented exit codes.
+pub enum Outcome {
+    Success,
+    Negative,
+    Usage,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Test(args) => test::run(args),
+    };
+    match outcome {
+        Outcome::Success => ExitCode::SUCCESS,
+        Outcome::Negative => ExitCode::from(1),
+        Outcome::Usage => ExitCode::from(2),
+    }
+}

@@ -1,0 +1,237 @@
+//! `image-updater test IMAGE`: preview which tag a policy selects, and why every other tag was
+//! rejected, before putting the policy into the config.
+
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+
+use image_updater::reference::Reference;
+use image_updater::select::{
+    self, Candidate, Constraint, Extract, Policy, Strategy, StrategyKind, TagPattern,
+};
+use serde::Serialize;
+
+use super::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image, e.g. `ghcr.io/org/api`; for the digest strategy, the tag to follow
+    /// (`ghcr.io/org/migrator:latest`).
+    image: String,
+    /// semver, newest-build, alphabetical, numerical or digest.
+    #[arg(long, default_value = "semver")]
+    update_strategy: String,
+    /// A Masterminds-style constraint such as ">=1.0.0 <2.0.0" (semver only; empty means any).
+    #[arg(long)]
+    semver_constraint: Option<String>,
+    /// Consider prereleases in every `||` group, not only in groups that name one.
+    #[arg(long)]
+    include_prerelease: bool,
+    /// Only tags matching one of these patterns (`regexp:...` or a glob); repeatable.
+    #[arg(long)]
+    allow_tags: Vec<String>,
+    /// Never tags matching any of these patterns (`regexp:...` or a glob); repeatable.
+    #[arg(long)]
+    ignore_tags: Vec<String>,
+    /// A regexp whose first named (or first) group is the sort key.
+    #[arg(long)]
+    extract: Option<String>,
+    /// Platforms to select manifests for, e.g. linux/amd64,linux/arm64 (used with a registry).
+    #[arg(long, value_delimiter = ',')]
+    platforms: Vec<String>,
+    /// Read tags from FILE (or `-` for stdin) instead of a registry: one per line, optionally
+    /// followed by an RFC 3339 creation time and a digest.
+    #[arg(long, value_name = "FILE")]
+    tags_from: Option<PathBuf>,
+    /// text or json.
+    #[arg(long, value_enum, default_value = "text")]
+    output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    image: String,
+    strategy: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    constraint: Option<&'a str>,
+    selected: Option<&'a str>,
+    tags: Vec<TagReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct TagReport<'a> {
+    tag: &'a str,
+    eligible: bool,
+    reason: &'a str,
+}
+
+pub fn run(args: Args) -> Outcome {
+    match prepare(&args) {
+        Ok((reference, policy, candidates)) => report(&args, &reference, &policy, &candidates),
+        Err(message) => {
+            eprintln!("error: {message}");
+            Outcome::Usage
+        }
+    }
+}
+
+fn prepare(args: &Args) -> Result<(Reference, Policy, Vec<Candidate>), String> {
+    let reference =
+        Reference::parse(&args.image).map_err(|e| format!("image `{}`: {e}", args.image))?;
+    let kind: StrategyKind = args
+        .update_strategy
+        .parse()
+        .map_err(|e| format!("--update-strategy: {e}"))?;
+    if args.semver_constraint.is_some() && kind != StrategyKind::Semver {
+        return Err(format!(
+            "--semver-constraint applies to the semver strategy, not `{}`",
+            args.update_strategy
+        ));
+    }
+    let strategy = match kind {
+        StrategyKind::Semver => Strategy::Semver {
+            constraint: Constraint::parse(args.semver_constraint.as_deref().unwrap_or(""))
+                .map_err(|e| format!("--semver-constraint: {e}"))?,
+            include_prerelease: args.include_prerelease,
+        },
+        StrategyKind::NewestBuild => Strategy::NewestBuild,
+        StrategyKind::Alphabetical => Strategy::Alphabetical,
+        StrategyKind::Numerical => Strategy::Numerical,
+        StrategyKind::Digest => Strategy::Digest {
+            tag: reference.tag.clone().unwrap_or_else(|| "latest".into()),
+        },
+    };
+    let patterns = |flag: &str, list: &[String]| {
+        list.iter()
+            .map(|p| TagPattern::parse(p).map_err(|e| format!("{flag} `{p}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let policy = Policy {
+        strategy,
+        allow: patterns("--allow-tags", &args.allow_tags)?,
+        ignore: patterns("--ignore-tags", &args.ignore_tags)?,
+        extract: args
+            .extract
+            .as_deref()
+            .map(Extract::parse)
+            .transpose()
+            .map_err(|e| format!("--extract: {e}"))?,
+    };
+    for platform in &args.platforms {
+        image_updater::reference::Platform::parse(platform)
+            .map_err(|e| format!("--platforms: {e}"))?;
+    }
+    let Some(path) = &args.tags_from else {
+        return Err("reading tags from a registry is not available in this build yet: pass --tags-from FILE".into());
+    };
+    let candidates = read_candidates(path)?;
+    Ok((reference, policy, candidates))
+}
+
+/// Reads `TAG [CREATED] [DIGEST]` lines; blank lines and `#` comments are skipped.
+fn read_candidates(path: &PathBuf) -> Result<Vec<Candidate>, String> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("reading tags from stdin: {e}"))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    }
+    let mut candidates = Vec::new();
+    for (number, line) in text.as_bytes().lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut fields = line.split_whitespace();
+        let Some(tag) = fields.next().filter(|t| !t.starts_with('#')) else {
+            continue;
+        };
+        let mut candidate = Candidate::new(tag);
+        for field in fields {
+            if field.contains(':') && field.starts_with("sha") {
+                candidate.digest = Some(field.to_string());
+            } else {
+                candidate.created = Some(field.parse().map_err(|e| {
+                    format!(
+                        "{}:{}: `{field}` is neither an RFC 3339 time nor a digest: {e}",
+                        path.display(),
+                        number + 1
+                    )
+                })?);
+            }
+        }
+        candidates.push(candidate);
+    }
+    Ok(candidates)
+}
+
+fn report(
+    args: &Args,
+    reference: &Reference,
+    policy: &Policy,
+    candidates: &[Candidate],
+) -> Outcome {
+    let selection = select::select(policy, candidates);
+    let selected = selection.selected.map(|i| candidates[i].tag.as_str());
+    let constraint = match &policy.strategy {
+        Strategy::Semver { constraint, .. } => Some(constraint.as_str()),
+        _ => None,
+    };
+    match args.output {
+        OutputFormat::Json => {
+            let report = Report {
+                image: reference.repository(),
+                strategy: policy.strategy.name(),
+                constraint,
+                selected,
+                tags: candidates
+                    .iter()
+                    .zip(&selection.verdicts)
+                    .map(|(c, v)| TagReport {
+                        tag: &c.tag,
+                        eligible: v.eligible,
+                        reason: &v.reason,
+                    })
+                    .collect(),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            );
+        }
+        OutputFormat::Text => {
+            let constraint = constraint
+                .map(|c| format!(", constraint `{c}`"))
+                .unwrap_or_default();
+            println!("image:    {}", reference.repository());
+            println!("strategy: {}{constraint}", policy.strategy);
+            println!("selected: {}", selected.unwrap_or("(none)"));
+            let width = candidates.iter().map(|c| c.tag.len()).max().unwrap_or(0);
+            for (c, v) in candidates.iter().zip(&selection.verdicts) {
+                let mark = if selection
+                    .selected
+                    .is_some_and(|i| candidates[i].tag == c.tag)
+                    && v.reason.starts_with("selected")
+                {
+                    '*'
+                } else if v.eligible {
+                    '+'
+                } else {
+                    '-'
+                };
+                println!("  {mark} {:width$}  {}", c.tag, v.reason);
+            }
+        }
+    }
+    if selected.is_some() {
+        Outcome::Success
+    } else {
+        Outcome::Negative
+    }
+}

@@ -1,0 +1,13 @@
+//! image-updater: watches container registries and commits new image tags into GitOps
+//! manifests, one environment branch at a time.
+//!
+//! The library is organised by concern, each in its own folder:
+//! - [`config`]: `updater.toml`, parsed and validated into a [`config::Config`] that cannot be wrong;
+//! - [`reference`]: image references (`ghcr.io/org/api:v1.2.3`) parsed and normalized;
+//! - [`select`]: which tag to deploy, and why the others were not chosen.
+//!
+//! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
+
+pub mod config;
+pub mod reference;
+pub mod select;
