@@ -1,0 +1,160 @@
+//! The validated config: what the rest of the program runs on.
+//!
+//! Every value here has been checked, every cross-reference resolved (an environment's
+//! repository exists, an image's registry is known), so code downstream never re-validates and
+//! never meets a half-valid config.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::reference::{Platform, Reference};
+use crate::select::Policy;
+
+use super::credentials::CredentialRef;
+use super::template::Template;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// By name.
+    pub registries: BTreeMap<String, Registry>,
+    /// By name.
+    pub repositories: BTreeMap<String, Repository>,
+    /// By name.
+    pub environments: BTreeMap<String, Environment>,
+    /// By alias.
+    pub images: BTreeMap<String, Image>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Mirrors, caches and the record of what was written.
+    pub state_dir: PathBuf,
+    /// How often an image is polled unless it sets its own interval.
+    pub interval: Duration,
+    /// A tracing filter directive such as `info` or `image_updater=debug`.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub listen: SocketAddr,
+}
+
+impl Settings {
+    pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/image-updater";
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8081";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registry {
+    pub name: String,
+    /// The host images are matched by, Docker Hub's aliases folded into `docker.io`.
+    pub prefix: String,
+    /// Where requests go: `https://ghcr.io`, `http://127.0.0.1:5000` (plain http only when
+    /// `insecure`).
+    pub api_url: String,
+    pub credentials: Option<CredentialRef>,
+    /// Used for images whose host matches no registry's prefix.
+    pub default: bool,
+    /// Skip TLS verification and allow plain http.
+    pub insecure: bool,
+    pub ca_file: Option<PathBuf>,
+    /// Requests per second.
+    pub rate_limit: f64,
+}
+
+impl Registry {
+    pub const DEFAULT_RATE_LIMIT: f64 = 10.0;
+}
+
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub name: String,
+    pub url: String,
+    pub credentials: Option<CredentialRef>,
+    pub author: Author,
+    pub commit_message: Template,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    pub name: String,
+    /// The repository's name in [`Config::repositories`].
+    pub repository: String,
+    pub branch: String,
+    /// Where `branch` is created from when it does not exist yet.
+    pub base_branch: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub alias: String,
+    /// Without tag, except that the digest strategy may carry the tag it follows.
+    pub reference: Reference,
+    /// The registry's name in [`Config::registries`]; `None` means anonymous access to the
+    /// reference's own host over https.
+    pub registry: Option<String>,
+    pub interval: Duration,
+    /// One per environment the image is deployed to, in environment-name order.
+    pub deployments: Vec<Deployment>,
+}
+
+/// An image in one environment: how its tag is chosen there and where it is written.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub environment: String,
+    pub policy: Policy,
+    pub platforms: Vec<Platform>,
+    pub targets: Vec<Target>,
+}
+
+/// Where an image's tag is written, relative to the repository root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An `images:` entry of a kustomization.yaml, matched by `name`.
+    Kustomization { file: PathBuf, name: String },
+    /// Dotted paths in a Helm values file: a tag (and optionally the repository), or one value
+    /// holding `repository:tag`.
+    Helm { file: PathBuf, values: HelmValues },
+    /// The `image:` of containers in plain Kubernetes manifests; all containers running this
+    /// image, or only the one named.
+    Manifest {
+        file: PathBuf,
+        container: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelmValues {
+    Split {
+        tag: ValuePath,
+        repository: Option<ValuePath>,
+    },
+    Combined {
+        name: ValuePath,
+    },
+}
+
+/// A dotted path into YAML mappings, such as `image.tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuePath(pub Vec<String>);
+
+impl std::fmt::Display for ValuePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}

@@ -1,0 +1,166 @@
+//! `updater.toml` exactly as written: the serde model of the file.
+//!
+//! Nothing here is trusted. Values that need checking keep their span (`Spanned`) so the
+//! validator can point at them; unknown keys are not rejected by serde (that would stop at the
+//! first one) but collected by the loader, so every problem is reported at once.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type Str = Spanned<String>;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub settings: Option<Spanned<RawSettings>>,
+    #[serde(default)]
+    pub registries: BTreeMap<String, Spanned<RawRegistry>>,
+    #[serde(default)]
+    pub repositories: BTreeMap<String, Spanned<RawRepository>>,
+    #[serde(default)]
+    pub environments: BTreeMap<String, Spanned<RawEnvironment>>,
+    #[serde(default)]
+    pub images: BTreeMap<String, Spanned<RawImage>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSettings {
+    pub state_dir: Option<Str>,
+    pub interval: Option<Str>,
+    pub log_level: Option<Str>,
+    pub log_format: Option<Str>,
+    pub listen: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRegistry {
+    pub prefix: Option<Str>,
+    pub api_url: Option<Str>,
+    pub credentials: Option<Str>,
+    #[serde(default)]
+    pub default: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub insecure: Option<Spanned<bool>>,
+    pub ca_file: Option<Str>,
+    pub rate_limit: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRepository {
+    pub url: Option<Str>,
+    pub credentials: Option<Str>,
+    pub author: Option<Str>,
+    pub commit_message: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawEnvironment {
+    pub repository: Option<Str>,
+    pub branch: Option<Str>,
+    pub base_branch: Option<Str>,
+}
+
+/// The keys that decide which tag is chosen; an image sets defaults for them and each
+/// environment may override any of them.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPolicy {
+    pub strategy: Option<Str>,
+    pub constraint: Option<Str>,
+    pub include_prerelease: Option<Spanned<bool>>,
+    pub tag: Option<Str>,
+    pub allow_tags: Option<Spanned<Vec<Str>>>,
+    pub ignore_tags: Option<Spanned<Vec<Str>>>,
+    pub extract: Option<Str>,
+    pub platforms: Option<Spanned<Vec<Str>>>,
+    pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+/// An image. The policy keys are repeated here rather than flattened from [`RawPolicy`]:
+/// serde's `flatten` buffers values and loses their spans.
+#[derive(Debug, Deserialize)]
+pub struct RawImage {
+    pub image: Option<Str>,
+    pub interval: Option<Str>,
+    pub environments: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<RawPolicy>>,
+    pub strategy: Option<Str>,
+    pub constraint: Option<Str>,
+    pub include_prerelease: Option<Spanned<bool>>,
+    pub tag: Option<Str>,
+    pub allow_tags: Option<Spanned<Vec<Str>>>,
+    pub ignore_tags: Option<Spanned<Vec<Str>>>,
+    pub extract: Option<Str>,
+    pub platforms: Option<Spanned<Vec<Str>>>,
+    pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+impl RawImage {
+    /// The image-level defaults of the policy keys.
+    pub fn take_policy(&mut self) -> RawPolicy {
+        RawPolicy {
+            strategy: self.strategy.take(),
+            constraint: self.constraint.take(),
+            include_prerelease: self.include_prerelease.take(),
+            tag: self.tag.take(),
+            allow_tags: self.allow_tags.take(),
+            ignore_tags: self.ignore_tags.take(),
+            extract: self.extract.take(),
+            platforms: self.platforms.take(),
+            targets: self.targets.take(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawTarget {
+    pub kind: Option<Str>,
+    pub file: Option<Str>,
+    /// kustomization: the `images[].name` to match; helm: the path holding `repo:tag`.
+    pub name: Option<Str>,
+    /// helm: the path of the tag.
+    pub tag: Option<Str>,
+    /// helm: the path of the repository.
+    pub repository: Option<Str>,
+    /// manifest: the container's name.
+    pub container: Option<Str>,
+}
+
+/// The keys each table accepts, for "unknown key" hints. Kept beside the structs they describe;
+/// a test checks they agree.
+pub mod keys {
+    pub const TOP: &[&str] = &[
+        "settings",
+        "registries",
+        "repositories",
+        "environments",
+        "images",
+    ];
+    pub const SETTINGS: &[&str] = &["state_dir", "interval", "log_level", "log_format", "listen"];
+    pub const REGISTRY: &[&str] = &[
+        "prefix",
+        "api_url",
+        "credentials",
+        "default",
+        "insecure",
+        "ca_file",
+        "rate_limit",
+    ];
+    pub const REPOSITORY: &[&str] = &["url", "credentials", "author", "commit_message"];
+    pub const ENVIRONMENT: &[&str] = &["repository", "branch", "base_branch"];
+    pub const POLICY: &[&str] = &[
+        "strategy",
+        "constraint",
+        "include_prerelease",
+        "tag",
+        "allow_tags",
+        "ignore_tags",
+        "extract",
+        "platforms",
+        "targets",
+    ];
+    pub const IMAGE_ONLY: &[&str] = &["image", "interval", "environments", "env"];
+    pub const TARGET: &[&str] = &["kind", "file", "name", "tag", "repository", "container"];
+}

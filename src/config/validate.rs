@@ -1,0 +1,1129 @@
+//! From the file as written ([`raw`](super::raw)) to a [`Config`] that cannot be wrong.
+//!
+//! Each section has its own function and its own diagnostics. A value that fails is reported
+//! and left out, and checking goes on, so one run shows every problem; problems that follow
+//! only from an earlier one (an image whose bad regexp was already reported) are not repeated.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::credentials::CredentialRef;
+use super::diagnostic::{Diagnostic, Origin};
+use super::env::{self, Overlay};
+use super::model::*;
+use super::raw::*;
+use super::suggest;
+use super::template::Template;
+use crate::reference::{Platform, Reference, canonical_registry};
+use crate::select::{Constraint, Extract, Policy, Strategy, StrategyKind, TagPattern};
+
+pub struct Validator<'a> {
+    overlay: &'a Overlay,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn at<T>(value: &Spanned<T>) -> Origin {
+    Origin::File(value.span())
+}
+
+/// A policy key after parsing: not written, written but invalid (already reported), or valid.
+#[derive(Debug, Clone)]
+enum Field<T> {
+    Unset,
+    Bad,
+    Set(T, Range<usize>),
+}
+
+impl<T: Clone> Field<T> {
+    fn or(&self, fallback: &Field<T>) -> Field<T> {
+        match self {
+            Field::Unset => fallback.clone(),
+            other => other.clone(),
+        }
+    }
+}
+
+/// An image's or an environment's policy keys, parsed but not yet combined.
+#[derive(Debug, Clone)]
+struct PartialPolicy {
+    strategy: Field<StrategyKind>,
+    constraint: Field<Constraint>,
+    include_prerelease: Field<bool>,
+    tag: Field<String>,
+    allow: Field<Vec<TagPattern>>,
+    ignore: Field<Vec<TagPattern>>,
+    extract: Field<Extract>,
+    platforms: Field<Vec<Platform>>,
+    targets: Field<Vec<Spanned<RawTarget>>>,
+}
+
+impl<'a> Validator<'a> {
+    pub fn new(overlay: &'a Overlay) -> Validator<'a> {
+        Validator {
+            overlay,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, origin: Origin, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::new(message, origin));
+    }
+
+    fn error_hint(&mut self, origin: Origin, message: impl Into<String>, hint: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::new(message, origin).with_hint(hint));
+    }
+
+    /// Runs `parse` on a spanned string, reporting its error at the value.
+    fn parse<T>(
+        &mut self,
+        value: &Spanned<String>,
+        what: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match parse(value.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(at(value), format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn config(&mut self, raw: RawConfig, source_len: usize) -> Option<Config> {
+        let settings = self.settings(raw.settings.as_ref(), source_len);
+        let registries = self.registries(&raw.registries);
+        let repositories = self.repositories(&raw.repositories);
+        let environments = self.environments(&raw.environments, &repositories, source_len);
+        // Images refer to environments by name; one that is declared but invalid was reported
+        // already and must not also be called undefined.
+        let declared: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
+        let mut images = BTreeMap::new();
+        for (alias, image) in raw.images {
+            let span = image.span();
+            if let Some(image) = self.image(
+                &alias,
+                image.into_inner(),
+                span,
+                &registries,
+                &declared,
+                &settings,
+            ) {
+                images.insert(alias, image);
+            }
+        }
+        if !images.is_empty() && environments.is_empty() && raw.environments.is_empty() {
+            self.error_hint(
+                Origin::Section(0..0),
+                "images are configured but no environment is",
+                "add an [environments.NAME] table with the branch to write to",
+            );
+        }
+        self.diagnostics.is_empty().then_some(Config {
+            settings,
+            registries,
+            repositories,
+            environments,
+            images,
+        })
+    }
+
+    /// Where a setting came from: the environment, the file, or nowhere (a default).
+    fn setting_origin(
+        &self,
+        key: &str,
+        raw: Option<&Spanned<RawSettings>>,
+        source_len: usize,
+    ) -> Origin {
+        if let Some(origin) = self.overlay.env_origin(&["settings", key]) {
+            return origin;
+        }
+        let spanned = raw.and_then(|r| {
+            let r = r.get_ref();
+            match key {
+                "state_dir" => r.state_dir.as_ref(),
+                "interval" => r.interval.as_ref(),
+                "log_level" => r.log_level.as_ref(),
+                "log_format" => r.log_format.as_ref(),
+                "listen" => r.listen.as_ref(),
+                _ => None,
+            }
+        });
+        match spanned {
+            Some(s) => at(s),
+            None => Origin::Section(source_len..source_len),
+        }
+    }
+
+    fn settings(&mut self, raw: Option<&Spanned<RawSettings>>, source_len: usize) -> Settings {
+        let values = self.overlay.values.settings.clone();
+        let get = |key: &str| values.get(key).map(env::as_string);
+        let mut settings = Settings {
+            state_dir: PathBuf::from(Settings::DEFAULT_STATE_DIR),
+            interval: Settings::DEFAULT_INTERVAL,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            listen: Settings::DEFAULT_LISTEN.parse().expect("valid default"),
+        };
+        if let Some(dir) = get("state_dir") {
+            if dir.is_empty() {
+                let origin = self.setting_origin("state_dir", raw, source_len);
+                self.error(origin, "state_dir is empty");
+            } else {
+                settings.state_dir = PathBuf::from(dir);
+            }
+        }
+        if let Some(text) = get("interval") {
+            match parse_duration(&text) {
+                Ok(d) => settings.interval = d,
+                Err(e) => {
+                    let origin = self.setting_origin("interval", raw, source_len);
+                    self.error(origin, format!("interval: {e}"));
+                }
+            }
+        }
+        if let Some(level) = get("log_level") {
+            match tracing_subscriber::EnvFilter::try_new(&level) {
+                Ok(_) => settings.log_level = level,
+                Err(e) => {
+                    let origin = self.setting_origin("log_level", raw, source_len);
+                    self.error_hint(
+                        origin,
+                        format!("log_level `{level}` is not a log filter: {e}"),
+                        "use error, warn, info, debug or trace, or a directive like `image_updater=debug`",
+                    );
+                }
+            }
+        }
+        if let Some(format) = get("log_format") {
+            match format.as_str() {
+                "text" => settings.log_format = LogFormat::Text,
+                "json" => settings.log_format = LogFormat::Json,
+                other => {
+                    let origin = self.setting_origin("log_format", raw, source_len);
+                    self.error(
+                        origin,
+                        format!("log_format `{other}`: expected `text` or `json`"),
+                    );
+                }
+            }
+        }
+        if let Some(listen) = get("listen") {
+            match listen.parse() {
+                Ok(addr) => settings.listen = addr,
+                Err(_) => {
+                    let origin = self.setting_origin("listen", raw, source_len);
+                    self.error_hint(
+                        origin,
+                        format!("listen `{listen}` is not an address"),
+                        "write IP:PORT, such as 127.0.0.1:8081",
+                    );
+                }
+            }
+        }
+        settings
+    }
+
+    /// A credential reference from the environment override or the file.
+    fn credentials(
+        &mut self,
+        section: &str,
+        name: &str,
+        file: Option<&Spanned<String>>,
+    ) -> Option<CredentialRef> {
+        let value = match section {
+            "registries" => self.overlay.values.registries.get(name),
+            _ => self.overlay.values.repositories.get(name),
+        }
+        .and_then(|s| s.credentials.as_ref())
+        .map(env::as_string)?;
+        let origin = self
+            .overlay
+            .env_origin(&[section, name, "credentials"])
+            .or_else(|| file.map(at))
+            .unwrap_or(Origin::Section(0..0));
+        match CredentialRef::parse(&value) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.error(origin, format!("credentials: {e}"));
+                None
+            }
+        }
+    }
+
+    fn registries(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawRegistry>>,
+    ) -> BTreeMap<String, Registry> {
+        let mut out = BTreeMap::new();
+        let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
+        let mut default: Option<String> = None;
+        for (name, reg) in raw {
+            let (name, span) = (name.clone(), reg.span());
+            let reg = reg.get_ref();
+            let Some(prefix) = &reg.prefix else {
+                self.error_hint(
+                    Origin::Section(span),
+                    format!("registry `{name}` has no prefix"),
+                    "add prefix = \"ghcr.io\": the host its images live on",
+                );
+                continue;
+            };
+            let canonical = canonical_registry(prefix.get_ref()).to_string();
+            if canonical.is_empty() || canonical.contains(char::is_whitespace) {
+                self.error(
+                    at(prefix),
+                    format!("prefix `{}` is not a registry host", prefix.get_ref()),
+                );
+                continue;
+            }
+            if let Some(other) = prefixes.insert(canonical.clone(), name.clone()) {
+                self.error(
+                    at(prefix),
+                    format!("registries `{other}` and `{name}` have the same prefix `{canonical}`"),
+                );
+            }
+            let insecure = reg.insecure.as_ref().is_some_and(|b| *b.get_ref());
+            let api_url = match &reg.api_url {
+                Some(url) => {
+                    let u = url.get_ref().trim_end_matches('/').to_string();
+                    if u.starts_with("http://") && !insecure {
+                        self.error_hint(
+                            at(url),
+                            format!("api_url `{u}` is plain http"),
+                            "set insecure = true for this registry if that is really intended",
+                        );
+                    } else if !(u.starts_with("https://") || u.starts_with("http://"))
+                        || u.len() <= "https://".len()
+                    {
+                        self.error(at(url), format!("api_url `{u}` must start with https://"));
+                    }
+                    u
+                }
+                None if canonical == crate::reference::DOCKER_HUB => {
+                    "https://registry-1.docker.io".into()
+                }
+                None => format!("https://{canonical}"),
+            };
+            let is_default = reg.default.as_ref().is_some_and(|b| *b.get_ref());
+            if is_default {
+                if let Some(first) = &default {
+                    self.error(
+                        at(reg.default.as_ref().expect("set")),
+                        format!("registries `{first}` and `{name}` are both marked default"),
+                    );
+                }
+                default = Some(name.clone());
+            }
+            let rate_limit = match &reg.rate_limit {
+                Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
+                    self.error(
+                        at(r),
+                        "rate_limit must be a positive number of requests per second",
+                    );
+                    Registry::DEFAULT_RATE_LIMIT
+                }
+                Some(r) => *r.get_ref(),
+                None => Registry::DEFAULT_RATE_LIMIT,
+            };
+            let credentials = self.credentials("registries", &name, reg.credentials.as_ref());
+            out.insert(
+                name.clone(),
+                Registry {
+                    name,
+                    prefix: canonical,
+                    api_url,
+                    credentials,
+                    default: is_default,
+                    insecure,
+                    ca_file: reg.ca_file.as_ref().map(|p| PathBuf::from(p.get_ref())),
+                    rate_limit,
+                },
+            );
+        }
+        out
+    }
+
+    fn repositories(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawRepository>>,
+    ) -> BTreeMap<String, Repository> {
+        let mut out = BTreeMap::new();
+        for (name, repo) in raw {
+            let (name, span) = (name.clone(), repo.span());
+            let repo = repo.get_ref();
+            let Some(url) = &repo.url else {
+                self.error(
+                    Origin::Section(span),
+                    format!("repository `{name}` has no url"),
+                );
+                continue;
+            };
+            if let Err(e) = check_git_url(url.get_ref()) {
+                self.error(at(url), format!("url: {e}"));
+            }
+            let author = match &repo.author {
+                Some(a) => self
+                    .parse(a, "author", parse_author)
+                    .unwrap_or_else(default_author),
+                None => default_author(),
+            };
+            let commit_message = match &repo.commit_message {
+                Some(t) => self
+                    .parse(t, "commit_message", Template::parse)
+                    .unwrap_or_default(),
+                None => Template::default(),
+            };
+            let credentials = self.credentials("repositories", &name, repo.credentials.as_ref());
+            out.insert(
+                name.clone(),
+                Repository {
+                    name,
+                    url: url.get_ref().clone(),
+                    credentials,
+                    author,
+                    commit_message,
+                },
+            );
+        }
+        out
+    }
+
+    fn environments(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawEnvironment>>,
+        repositories: &BTreeMap<String, Repository>,
+        source_len: usize,
+    ) -> BTreeMap<String, Environment> {
+        let mut out = BTreeMap::new();
+        let repo_names: Vec<&str> = repositories.keys().map(String::as_str).collect();
+        for (name, env) in raw {
+            let (name, span) = (name.clone(), env.span());
+            let env = env.get_ref();
+            let repository = match &env.repository {
+                Some(r) if repositories.contains_key(r.get_ref()) => Some(r.get_ref().clone()),
+                Some(r) => {
+                    let hint =
+                        suggest(r.get_ref(), &repo_names).map(|s| format!("did you mean `{s}`?"));
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!(
+                                "repository `{}` is not defined in [repositories]",
+                                r.get_ref()
+                            ),
+                            at(r),
+                        )
+                        .with_maybe_hint(hint),
+                    );
+                    None
+                }
+                None if repositories.len() == 1 => repositories.keys().next().cloned(),
+                None if repositories.is_empty() => {
+                    self.error_hint(
+                        Origin::Section(source_len..source_len),
+                        format!("environment `{name}` needs a git repository, and none is defined"),
+                        "add a [repositories.NAME] table with the url of the manifests repository",
+                    );
+                    None
+                }
+                None => {
+                    self.error_hint(
+                        Origin::Section(span.clone()),
+                        format!("environment `{name}` does not say which repository it writes to"),
+                        format!("add repository = one of {}", repo_names.join(", ")),
+                    );
+                    None
+                }
+            };
+            let branch = match &env.branch {
+                Some(b) => self.parse(b, "branch", check_branch),
+                None => {
+                    self.error_hint(
+                        Origin::Section(span),
+                        format!("environment `{name}` has no branch"),
+                        format!("add branch = \"deploy/{name}\""),
+                    );
+                    None
+                }
+            };
+            let base_branch = env
+                .base_branch
+                .as_ref()
+                .and_then(|b| self.parse(b, "base_branch", check_branch));
+            if let (Some(repository), Some(branch)) = (repository, branch) {
+                out.insert(
+                    name.clone(),
+                    Environment {
+                        name,
+                        repository,
+                        branch,
+                        base_branch,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    fn image(
+        &mut self,
+        alias: &str,
+        mut raw: RawImage,
+        span: Range<usize>,
+        registries: &BTreeMap<String, Registry>,
+        environments: &[&str],
+        settings: &Settings,
+    ) -> Option<Image> {
+        let name = alias.to_string();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            self.error(
+                Origin::Section(span.clone()),
+                format!("image alias `{name}` may use only letters, digits, `-` and `_`"),
+            );
+        }
+        let image_policy = raw.take_policy();
+        let base = self.partial_policy(&image_policy);
+        let reference = match &raw.image {
+            Some(text) => self.parse(text, "image", |t| {
+                Reference::parse(t).map_err(|e| format!("`{t}`: {e}"))
+            }),
+            None => {
+                self.error_hint(
+                    Origin::Section(span.clone()),
+                    format!("image `{name}` has no `image` key"),
+                    "add image = \"ghcr.io/org/app\"",
+                );
+                None
+            }
+        };
+        if reference.as_ref().is_some_and(|r| r.digest.is_some()) {
+            let text = raw.image.as_ref().expect("parsed");
+            self.error(
+                at(text),
+                "image must not pin a digest: the strategy chooses what to deploy",
+            );
+        }
+        let interval = match &raw.interval {
+            Some(i) => self
+                .parse(i, "interval", parse_duration)
+                .unwrap_or(settings.interval),
+            None => settings.interval,
+        };
+        // The environments this image is deployed to.
+        let env_names = environments;
+        let mut deployed: Vec<String> = Vec::new();
+        match &raw.environments {
+            Some(list) => {
+                for e in list.get_ref() {
+                    if environments.contains(&e.get_ref().as_str()) {
+                        deployed.push(e.get_ref().clone());
+                    } else {
+                        let hint =
+                            suggest(e.get_ref(), env_names).map(|s| format!("did you mean `{s}`?"));
+                        self.diagnostics.push(
+                            Diagnostic::new(
+                                format!(
+                                    "environment `{}` is not defined in [environments]",
+                                    e.get_ref()
+                                ),
+                                at(e),
+                            )
+                            .with_maybe_hint(hint),
+                        );
+                    }
+                }
+            }
+            None => deployed = environments.iter().map(|e| e.to_string()).collect(),
+        }
+        let mut overrides = BTreeMap::new();
+        for (env_name, policy) in &raw.env {
+            let listed = raw.environments.is_none() || deployed.contains(env_name);
+            if !environments.contains(&env_name.as_str()) {
+                let hint = suggest(env_name, env_names).map(|s| format!("did you mean `{s}`?"));
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!(
+                            "[images.{name}.env.{}]: environment `{}` is not defined",
+                            env_name, env_name
+                        ),
+                        at(policy),
+                    )
+                    .with_maybe_hint(hint),
+                );
+            } else if !listed {
+                self.error(
+                    at(policy),
+                    format!("image `{name}` has settings for `{}`, which its `environments` list leaves out", env_name),
+                );
+            }
+            overrides.insert(env_name.clone(), self.partial_policy(policy.get_ref()));
+        }
+        self.check_applicability(&base, &Field::Unset);
+        let reference = reference?;
+        let mut deployments = Vec::new();
+        let mut any_digest = false;
+        for env_name in &deployed {
+            let over = overrides.get(env_name);
+            if let Some(over) = over {
+                self.check_applicability(&over.with_fallback_strategy(&base), &base.strategy);
+            }
+            let merged = match over {
+                Some(o) => o.merge(&base),
+                None => base.clone(),
+            };
+            any_digest |= matches!(merged.strategy, Field::Set(StrategyKind::Digest, _));
+            if let Some(d) = self.deployment(&name, env_name, &merged, &reference, span.clone()) {
+                deployments.push(d);
+            }
+        }
+        if reference.tag.is_some() && !any_digest {
+            let text = raw.image.as_ref().expect("parsed");
+            self.error_hint(
+                at(text),
+                format!(
+                    "image `{}` names a tag, but the strategy chooses tags",
+                    text.get_ref()
+                ),
+                "remove the tag, or use strategy = \"digest\" to follow that tag's digest",
+            );
+        }
+        let registry = registries
+            .values()
+            .find(|r| r.prefix == reference.registry())
+            .or_else(|| registries.values().find(|r| r.default))
+            .map(|r| r.name.clone());
+        Some(Image {
+            alias: name,
+            reference: Reference {
+                tag: None,
+                ..reference
+            },
+            registry,
+            interval,
+            deployments,
+        })
+    }
+
+    fn partial_policy(&mut self, raw: &RawPolicy) -> PartialPolicy {
+        fn field<T>(value: Option<T>, span: Range<usize>) -> Field<T> {
+            match value {
+                Some(v) => Field::Set(v, span),
+                None => Field::Bad,
+            }
+        }
+        let strategy = match &raw.strategy {
+            Some(s) => field(
+                self.parse(s, "strategy", |t| t.parse::<StrategyKind>()),
+                s.span(),
+            ),
+            None => Field::Unset,
+        };
+        let constraint = match &raw.constraint {
+            Some(c) => field(
+                self.parse(c, "constraint", |t| {
+                    Constraint::parse(t).map_err(|e| e.to_string())
+                }),
+                c.span(),
+            ),
+            None => Field::Unset,
+        };
+        let include_prerelease = match &raw.include_prerelease {
+            Some(b) => Field::Set(*b.get_ref(), b.span()),
+            None => Field::Unset,
+        };
+        let tag = match &raw.tag {
+            Some(t) if t.get_ref().is_empty() => {
+                self.error(at(t), "tag is empty");
+                Field::Bad
+            }
+            Some(t) => Field::Set(t.get_ref().clone(), t.span()),
+            None => Field::Unset,
+        };
+        let allow = self.patterns(raw.allow_tags.as_ref(), "allow_tags");
+        let ignore = self.patterns(raw.ignore_tags.as_ref(), "ignore_tags");
+        let extract = match &raw.extract {
+            Some(e) => field(
+                self.parse(e, "extract", |t| {
+                    Extract::parse(t).map_err(|e| e.to_string())
+                }),
+                e.span(),
+            ),
+            None => Field::Unset,
+        };
+        let platforms = match &raw.platforms {
+            Some(list) => {
+                let parsed: Vec<Option<Platform>> = list
+                    .get_ref()
+                    .iter()
+                    .map(|p| self.parse(p, "platforms", Platform::parse))
+                    .collect();
+                if list.get_ref().is_empty() {
+                    self.error(at(list), "platforms is empty: leave it out for linux/amd64");
+                    Field::Bad
+                } else {
+                    field(parsed.into_iter().collect(), list.span())
+                }
+            }
+            None => Field::Unset,
+        };
+        let targets = match &raw.targets {
+            Some(t) => Field::Set(t.get_ref().clone(), t.span()),
+            None => Field::Unset,
+        };
+        PartialPolicy {
+            strategy,
+            constraint,
+            include_prerelease,
+            tag,
+            allow,
+            ignore,
+            extract,
+            platforms,
+            targets,
+        }
+    }
+
+    fn patterns(&mut self, list: Option<&Spanned<Vec<Str>>>, key: &str) -> Field<Vec<TagPattern>> {
+        let Some(list) = list else {
+            return Field::Unset;
+        };
+        let mut out = Vec::new();
+        let mut bad = false;
+        for p in list.get_ref() {
+            match TagPattern::parse(p.get_ref()) {
+                Ok(pattern) => out.push(pattern),
+                Err(e) => {
+                    bad = true;
+                    let hint = (!p.get_ref().starts_with("regexp:")
+                        && p.get_ref().contains(['^', '$', '\\']))
+                    .then(|| "this looks like a regexp: prefix it with `regexp:`".to_string());
+                    self.diagnostics.push(
+                        Diagnostic::new(format!("{key}: `{}`: {e}", p.get_ref()), at(p))
+                            .with_maybe_hint(hint),
+                    );
+                }
+            }
+        }
+        if bad {
+            Field::Bad
+        } else {
+            Field::Set(out, list.span())
+        }
+    }
+
+    /// Keys that only mean something for one strategy must not be written beside another, unless
+    /// they are inherited from the image while an environment switches strategy.
+    fn check_applicability(
+        &mut self,
+        policy: &PartialPolicy,
+        inherited_strategy: &Field<StrategyKind>,
+    ) {
+        let strategy = match policy.strategy.or(inherited_strategy) {
+            Field::Set(kind, _) => kind,
+            Field::Unset => StrategyKind::Semver,
+            Field::Bad => return,
+        };
+        let name = strategy_name(strategy);
+        if strategy != StrategyKind::Semver {
+            for (key, span) in [
+                ("constraint", span_of(&policy.constraint)),
+                ("include_prerelease", span_of(&policy.include_prerelease)),
+            ] {
+                if let Some(span) = span {
+                    self.error(
+                        Origin::File(span),
+                        format!("{key} applies to the semver strategy, not `{name}`"),
+                    );
+                }
+            }
+        }
+        if strategy != StrategyKind::Digest {
+            if let Some(span) = span_of(&policy.tag) {
+                self.error(
+                    Origin::File(span),
+                    format!("tag applies to the digest strategy, not `{name}`"),
+                );
+            }
+        }
+        if strategy == StrategyKind::Digest {
+            for (key, span) in [
+                ("allow_tags", span_of(&policy.allow)),
+                ("ignore_tags", span_of(&policy.ignore)),
+                ("extract", span_of(&policy.extract)),
+            ] {
+                if let Some(span) = span {
+                    self.error(
+                        Origin::File(span),
+                        format!(
+                            "{key} does not apply to the digest strategy, which follows one tag"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn deployment(
+        &mut self,
+        alias: &str,
+        environment: &str,
+        p: &PartialPolicy,
+        reference: &Reference,
+        image_span: Range<usize>,
+    ) -> Option<Deployment> {
+        let strategy = match &p.strategy {
+            Field::Set(kind, _) => *kind,
+            Field::Unset => StrategyKind::Semver,
+            Field::Bad => return None,
+        };
+        let is = |k| strategy == k;
+        let strategy = match strategy {
+            StrategyKind::Semver => Strategy::Semver {
+                constraint: match &p.constraint {
+                    Field::Set(c, _) => c.clone(),
+                    Field::Unset => Constraint::parse("").expect("empty constraint"),
+                    Field::Bad => return None,
+                },
+                include_prerelease: matches!(p.include_prerelease, Field::Set(true, _)),
+            },
+            StrategyKind::NewestBuild => Strategy::NewestBuild,
+            StrategyKind::Alphabetical => Strategy::Alphabetical,
+            StrategyKind::Numerical => Strategy::Numerical,
+            StrategyKind::Digest => Strategy::Digest {
+                tag: match (&p.tag, &reference.tag) {
+                    (Field::Set(t, _), _) => t.clone(),
+                    (Field::Unset, Some(t)) => t.clone(),
+                    (Field::Unset, None) => {
+                        self.error_hint(
+                            Origin::Section(image_span.clone()),
+                            format!("image `{alias}` uses the digest strategy in `{environment}` but names no tag to follow"),
+                            "add tag = \"stable\", or write the tag in `image`",
+                        );
+                        return None;
+                    }
+                    (Field::Bad, _) => return None,
+                },
+            },
+        };
+        let list = |f: &Field<Vec<TagPattern>>| match f {
+            Field::Set(v, _) => Some(v.clone()),
+            Field::Unset => Some(Vec::new()),
+            Field::Bad => None,
+        };
+        let (allow, ignore) = (list(&p.allow)?, list(&p.ignore)?);
+        let extract = match &p.extract {
+            Field::Set(e, _) if !is(StrategyKind::Digest) => Some(e.clone()),
+            Field::Bad => return None,
+            _ => None,
+        };
+        let platforms = match &p.platforms {
+            Field::Set(v, _) => v.clone(),
+            Field::Unset => vec![Platform::default()],
+            Field::Bad => return None,
+        };
+        let targets = match &p.targets {
+            Field::Set(list, span) if list.is_empty() => {
+                self.error(
+                    Origin::File(span.clone()),
+                    format!("image `{alias}` has an empty targets list"),
+                );
+                return None;
+            }
+            Field::Set(list, _) => {
+                let targets: Vec<Option<Target>> = list
+                    .iter()
+                    .map(|t| self.target(t, environment, reference))
+                    .collect();
+                targets.into_iter().collect::<Option<Vec<_>>>()?
+            }
+            Field::Unset => {
+                self.error_hint(
+                    Origin::Section(image_span),
+                    format!("image `{alias}` has no targets for environment `{environment}`"),
+                    "add [[images.ALIAS.targets]] with kind and file, at the image or under [images.ALIAS.env.ENV]",
+                );
+                return None;
+            }
+            Field::Bad => return None,
+        };
+        Some(Deployment {
+            environment: environment.to_string(),
+            policy: Policy {
+                strategy,
+                allow,
+                ignore,
+                extract,
+            },
+            platforms,
+            targets,
+        })
+    }
+
+    fn target(
+        &mut self,
+        raw: &Spanned<RawTarget>,
+        environment: &str,
+        reference: &Reference,
+    ) -> Option<Target> {
+        let span = raw.span();
+        let t = raw.get_ref();
+        let Some(kind) = &t.kind else {
+            self.error_hint(
+                Origin::Section(span),
+                "target has no kind",
+                "add kind = \"kustomization\", \"helm\" or \"manifest\"",
+            );
+            return None;
+        };
+        let Some(file) = &t.file else {
+            self.error(Origin::Section(span), "target has no file");
+            return None;
+        };
+        let path = self.parse(file, "file", |f| {
+            check_target_path(&f.replace("{environment}", environment))
+        });
+        let kind_name = kind.get_ref().as_str();
+        let allowed: &[&str] = match kind_name {
+            "kustomization" => &["name"],
+            "helm" => &["name", "tag", "repository"],
+            "manifest" => &["container"],
+            other => {
+                let hint = suggest(other, &["kustomization", "helm", "manifest"])
+                    .map(|s| format!("did you mean `{s}`?"));
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("unknown target kind `{other}`: expected kustomization, helm or manifest"),
+                        at(kind),
+                    )
+                    .with_maybe_hint(hint),
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        for (key, value) in [
+            ("name", &t.name),
+            ("tag", &t.tag),
+            ("repository", &t.repository),
+            ("container", &t.container),
+        ] {
+            if let Some(v) = value {
+                if !allowed.contains(&key) {
+                    self.error(
+                        at(v),
+                        format!("`{key}` does not apply to {kind_name} targets"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let path = path.filter(|_| ok)?;
+        match kind_name {
+            "kustomization" => Some(Target::Kustomization {
+                file: path,
+                name: t
+                    .name
+                    .as_ref()
+                    .map(|n| n.get_ref().clone())
+                    .unwrap_or_else(|| reference.familiar_repository()),
+            }),
+            "helm" => {
+                let mut value_path = |v: &Option<Str>, key| {
+                    v.as_ref()
+                        .and_then(|v| self.parse(v, key, parse_value_path))
+                };
+                let values = match (&t.name, &t.tag) {
+                    (Some(_), None) if t.repository.is_none() => HelmValues::Combined {
+                        name: value_path(&t.name, "name")?,
+                    },
+                    (None, Some(_)) => HelmValues::Split {
+                        tag: value_path(&t.tag, "tag")?,
+                        repository: match &t.repository {
+                            Some(_) => Some(value_path(&t.repository, "repository")?),
+                            None => None,
+                        },
+                    },
+                    _ => {
+                        self.error_hint(
+                            Origin::Section(span),
+                            "a helm target needs either `tag` (with an optional `repository`) or `name`",
+                            "tag = \"image.tag\" and repository = \"image.repository\", or name = \"image.name\" for a `repo:tag` value",
+                        );
+                        return None;
+                    }
+                };
+                Some(Target::Helm { file: path, values })
+            }
+            _ => Some(Target::Manifest {
+                file: path,
+                container: t.container.as_ref().map(|c| c.get_ref().clone()),
+            }),
+        }
+    }
+}
+
+impl PartialPolicy {
+    /// This environment's keys over the image's.
+    fn merge(&self, base: &PartialPolicy) -> PartialPolicy {
+        PartialPolicy {
+            strategy: self.strategy.or(&base.strategy),
+            constraint: self.constraint.or(&base.constraint),
+            include_prerelease: self.include_prerelease.or(&base.include_prerelease),
+            tag: self.tag.or(&base.tag),
+            allow: self.allow.or(&base.allow),
+            ignore: self.ignore.or(&base.ignore),
+            extract: self.extract.or(&base.extract),
+            platforms: self.platforms.or(&base.platforms),
+            targets: self.targets.or(&base.targets),
+        }
+    }
+
+    /// This environment's own keys, judged under the strategy it ends up with.
+    fn with_fallback_strategy(&self, base: &PartialPolicy) -> PartialPolicy {
+        PartialPolicy {
+            strategy: self.strategy.or(&base.strategy),
+            ..self.clone()
+        }
+    }
+}
+
+fn span_of<T>(f: &Field<T>) -> Option<Range<usize>> {
+    match f {
+        Field::Set(_, s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn strategy_name(kind: StrategyKind) -> &'static str {
+    match kind {
+        StrategyKind::Semver => "semver",
+        StrategyKind::NewestBuild => "newest-build",
+        StrategyKind::Alphabetical => "alphabetical",
+        StrategyKind::Numerical => "numerical",
+        StrategyKind::Digest => "digest",
+    }
+}
+
+/// Durations as people write them: `90s`, `5m`, `1h30m`, `24h`, `2d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let span: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write it like 30s, 5m, 1h30m or 24h"))?;
+    if span.is_negative() || span.is_zero() {
+        return Err(format!("`{text}` must be longer than zero"));
+    }
+    span.try_into()
+        .map_err(|_| format!("`{text}` is out of range"))
+}
+
+fn parse_author(text: &str) -> Result<Author, String> {
+    let err = || format!("`{text}` is not `Name <email>`");
+    let (name, rest) = text.split_once('<').ok_or_else(err)?;
+    let email = rest.strip_suffix('>').ok_or_else(err)?;
+    let name = name.trim();
+    if name.is_empty()
+        || email.is_empty()
+        || email.contains(['<', '>'])
+        || name.contains(['<', '>'])
+    {
+        return Err(err());
+    }
+    Ok(Author {
+        name: name.to_string(),
+        email: email.to_string(),
+    })
+}
+
+fn default_author() -> Author {
+    Author {
+        name: "image-updater".into(),
+        email: "image-updater@localhost".into(),
+    }
+}
+
+fn check_git_url(url: &str) -> Result<(), String> {
+    let schemes = ["https://", "http://", "ssh://", "git://", "file://"];
+    if schemes
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len())
+        || url.starts_with('/')
+    {
+        return Ok(());
+    }
+    // scp-like: user@host:path
+    if let Some((host, path)) = url.split_once(':') {
+        if host.contains('@') && !host.contains('/') && !path.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "`{url}` is not a git url: expected https://, http://, ssh://, git://, file://, user@host:path or an absolute path"
+    ))
+}
+
+/// Branch names git would accept (the rules of `git check-ref-format` that matter in practice).
+fn check_branch(name: &str) -> Result<String, String> {
+    let bad = name.is_empty()
+        || name.starts_with(['-', '/'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name.split('/').any(|c| c.starts_with('.'))
+        || name
+            .chars()
+            .any(|c| c.is_control() || " ~^:?*[\\".contains(c));
+    if bad {
+        Err(format!("`{name}` is not a valid branch name"))
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+/// A path inside the repository: relative, without `..`, so a config cannot write elsewhere.
+fn check_target_path(path: &str) -> Result<PathBuf, String> {
+    let p = Path::new(path);
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if p.is_absolute() {
+        return Err(format!(
+            "`{path}` is absolute: write it relative to the repository root"
+        ));
+    }
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "`{path}` leaves the repository: `..` is not allowed"
+        ));
+    }
+    if path.contains(['{', '}']) {
+        return Err(format!(
+            "`{path}`: the only placeholder is `{{environment}}`"
+        ));
+    }
+    Ok(p.components().collect())
+}
+
+fn parse_value_path(text: &str) -> Result<ValuePath, String> {
+    let segments: Vec<String> = text.split('.').map(str::to_string).collect();
+    if segments.iter().any(|s| {
+        s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
+        return Err(format!("`{text}` is not a dotted path like `image.tag`"));
+    }
+    Ok(ValuePath(segments))
+}
