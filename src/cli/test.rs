@@ -206,9 +206,11 @@ fn report(
             );
         }
         OutputFormat::Text => {
-            let constraint = constraint
-                .map(|c| format!(", constraint `{c}`"))
-                .unwrap_or_default();
+            let constraint = match constraint {
+                Some("") => ", no constraint (any release)".to_string(),
+                Some(c) => format!(", constraint `{c}`"),
+                None => String::new(),
+            };
             println!("image:    {}", reference.repository());
             println!("strategy: {}{constraint}", policy.strategy);
             println!("selected: {}", selected.unwrap_or("(none)"));

@@ -52,12 +52,13 @@ pub fn var_name(keys: &[&str]) -> String {
 impl Overlay {
     /// Layers `defaults`, then `file`, then the process's `IMAGE_UPDATER_*` variables.
     pub fn build(defaults: &Layered, file: &Layered) -> Result<Overlay, Vec<Diagnostic>> {
+        // Only nested keys of the overridable sections: IMAGE_UPDATER_CONFIG and the like belong
+        // to the command line. The filter sees keys after `__` became `.`.
         let env = Env::prefixed(PREFIX).split("__").filter(|key| {
-            let key = key.as_str();
-            key.contains("__")
-                && ["settings__", "registries__", "repositories__"]
-                    .iter()
-                    .any(|section| key.starts_with(section))
+            let key = key.as_str().to_ascii_lowercase();
+            ["settings.", "registries.", "repositories."]
+                .iter()
+                .any(|section| key.starts_with(section))
         });
         let figment = Figment::new()
             .merge(Serialized::defaults(defaults))

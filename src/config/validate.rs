@@ -95,6 +95,7 @@ impl<'a> Validator<'a> {
     }
 
     pub fn config(&mut self, raw: RawConfig, source_len: usize) -> Option<Config> {
+        self.overrides(&raw);
         let settings = self.settings(raw.settings.as_ref(), source_len);
         let registries = self.registries(&raw.registries);
         let repositories = self.repositories(&raw.repositories);
@@ -130,6 +131,53 @@ impl<'a> Validator<'a> {
             environments,
             images,
         })
+    }
+
+    /// Environment overrides must name a setting that exists, or a registry or repository the
+    /// file defines: a misspelled variable silently doing nothing is how outages start.
+    fn overrides(&mut self, raw: &RawConfig) {
+        let overlay = self.overlay;
+        for key in overlay.values.settings.keys() {
+            if !keys::SETTINGS.contains(&key.as_str()) {
+                let hint = suggest(key, keys::SETTINGS)
+                    .map(|s| format!("did you mean {}?", env::var_name(&["settings", s])));
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("unknown setting `{key}`"),
+                        Origin::Env(env::var_name(&["settings", key])),
+                    )
+                    .with_maybe_hint(hint),
+                );
+            }
+        }
+        let sections = [
+            (
+                "registries",
+                overlay.values.registries.keys().collect::<Vec<_>>(),
+                raw.registries
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "repositories",
+                overlay.values.repositories.keys().collect(),
+                raw.repositories.keys().map(String::as_str).collect(),
+            ),
+        ];
+        for (section, overridden, defined) in sections {
+            for name in overridden
+                .into_iter()
+                .filter(|n| !defined.contains(&n.as_str()))
+            {
+                let singular = section.trim_end_matches("ies").to_string() + "y";
+                self.error_hint(
+                    Origin::Env(env::var_name(&[section, name, "credentials"])),
+                    format!("{singular} `{name}` is not defined in the file"),
+                    format!("define [{section}.{name}] in the file; the environment only overrides credentials"),
+                );
+            }
+        }
     }
 
     /// Where a setting came from: the environment, the file, or nowhere (a default).
@@ -1014,9 +1062,17 @@ fn strategy_name(kind: StrategyKind) -> &'static str {
 
 /// Durations as people write them: `90s`, `5m`, `1h30m`, `24h`, `2d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let span: jiff::SignedDuration = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write it like 30s, 5m, 1h30m or 24h"))?;
+    let not_a_duration =
+        || format!("`{text}` is not a duration: write it like 30s, 5m, 1h30m, 24h or 2d");
+    // A day is 24 hours here: an interval or an age is elapsed time, not calendar time.
+    let span = text
+        .parse::<jiff::Span>()
+        .ok()
+        .and_then(|s| {
+            s.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .ok()
+        })
+        .ok_or_else(not_a_duration)?;
     if span.is_negative() || span.is_zero() {
         return Err(format!("`{text}` must be longer than zero"));
     }
@@ -1126,4 +1182,61 @@ fn parse_value_path(text: &str) -> Result<ValuePath, String> {
         return Err(format!("`{text}` is not a dotted path like `image.tag`"));
     }
     Ok(ValuePath(segments))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_people_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("PT5M"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86400)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-5m").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("300").is_err());
+    }
+
+    #[test]
+    fn branch_names() {
+        for ok in ["deploy/prod", "main", "release-1.2"] {
+            assert!(check_branch(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "deploy prod",
+            "-x",
+            "a..b",
+            "a/",
+            "x.lock",
+            "a/.b",
+            "a:b",
+            "a@{1}",
+        ] {
+            assert!(check_branch(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn authors_and_git_urls() {
+        assert_eq!(parse_author("Bot <bot@x.io>").unwrap().email, "bot@x.io");
+        assert!(parse_author("bot@x.io").is_err());
+        for ok in [
+            "https://h/r.git",
+            "git@github.com:org/r.git",
+            "/srv/git/r.git",
+            "ssh://git@h/r",
+            "file:///tmp/r",
+        ] {
+            assert!(check_git_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["r.git", "https://", "ftp://h/r"] {
+            assert!(check_git_url(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub struct Reference {
 pub enum ReferenceError {
     #[error("repository name must have at least one component")]
     NameEmpty,
-    #[error("repository name must not be more than 255 characters")]
+    #[error("repository path must not be more than 255 characters")]
     NameTooLong,
     #[error("repository name must be lowercase")]
     NameContainsUppercase,
@@ -49,10 +49,16 @@ const PATH_COMPONENT: &str = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*";
 static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     let host = format!(r"(?:{DOMAIN_COMPONENT}(?:\.{DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])");
     let domain = format!(r"{host}(?::[0-9]+)?");
-    let name = format!(r"(?:{domain}/)?{PATH_COMPONENT}(?:/{PATH_COMPONENT})*");
+    let path = format!(r"{PATH_COMPONENT}(?:/{PATH_COMPONENT})*");
     let tag = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
     let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-    Regex::new(&format!(r"^({name})(?::({tag}))?(?:@({digest}))?$")).expect("reference grammar")
+    // As in distribution/reference, the domain is optional and tried first: in `foo/bar`,
+    // `foo` is the domain. Normalization (`Reference::parse`) decides domains by Docker's rule
+    // before this grammar sees the name.
+    Regex::new(&format!(
+        r"^(?P<name>(?:(?P<domain>{domain})/)?(?P<path>{path}))(?::(?P<tag>{tag}))?(?:@(?P<digest>{digest}))?$"
+    ))
+    .expect("reference grammar")
 });
 
 impl Reference {
@@ -85,22 +91,19 @@ impl Reference {
             }
             return Err(ReferenceError::InvalidFormat);
         };
-        let name = &caps[1];
-        if name.len() > 255 {
+        // The limit applies to the repository path; the domain does not count.
+        if caps["path"].len() > 255 {
             return Err(ReferenceError::NameTooLong);
         }
-        let digest = caps.get(3).map(|m| m.as_str().to_string());
+        let digest = caps.name("digest").map(|m| m.as_str().to_string());
         if let Some(d) = &digest {
             validate_digest(d)?;
         }
-        let (domain, path) = match name.split_once('/') {
-            Some((first, rest)) if looks_like_domain(first) => (first, rest),
-            _ => ("", name),
-        };
+        let text = |group| caps.name(group).map(|m| m.as_str().to_string());
         Ok(Reference {
-            domain: domain.to_string(),
-            path: path.to_string(),
-            tag: caps.get(2).map(|m| m.as_str().to_string()),
+            domain: text("domain").unwrap_or_default(),
+            path: text("path").unwrap_or_default(),
+            tag: text("tag"),
             digest,
         })
     }

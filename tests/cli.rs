@@ -1,0 +1,226 @@
+//! The binary as scripts and users call it: output formats and exit codes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_image-updater"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("IMAGE_UPDATER_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    // A command that fails on its arguments exits before reading: a broken pipe is fine.
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.unwrap_or("").as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const TAGS: &str = "v1.4.0\nv1.5.0-rc.1\nv1.5.0\nv2.0.0\nmain-abc1234\n";
+
+#[test]
+fn check_accepts_the_example() {
+    let out = run(&["check", "--config", "updater.toml.example"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok (5 images, 3 environments"));
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updater.toml");
+    std::fs::write(
+        &path,
+        "[repositories.m]\nurl = \"https://x/m.git\"\n[environments.prod]\nbranch = \"deploy/prod\"\n\
+         [images.api]\nimage = \"ghcr.io/org/api\"\nstrategyy = \"semver\"\nconstraint = \">=1.0.0 <2.0.0 ||\"\n\
+         allow_tags = [\"regexp:^v[0-9+$\"]\ntargets = [{ kind = \"manifest\", file = \"d.yaml\" }]\n",
+    )
+    .unwrap();
+    let out = run(&["check", "--config", path.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for at in [":7:1", ":8:14", ":9:15"] {
+        assert!(
+            err.contains(&format!("{}{at}", path.display())),
+            "{at} missing in:\n{err}"
+        );
+    }
+    assert!(err.contains("3 errors"), "{err}");
+}
+
+#[test]
+fn check_of_a_missing_file_says_so() {
+    let out = run(&["check", "--config", "/nonexistent/updater.toml"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot read /nonexistent/updater.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn test_selects_from_stdin_as_json() {
+    let out = run(
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--semver-constraint",
+            ">=1.0.0 <2.0.0",
+            "--tags-from",
+            "-",
+            "--output",
+            "json",
+        ],
+        Some(TAGS),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["image"], "ghcr.io/org/api");
+    assert_eq!(report["strategy"], "semver");
+    assert_eq!(report["selected"], "v1.5.0");
+    let tags = report["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 5);
+    assert_eq!(tags[3]["tag"], "v2.0.0");
+    assert_eq!(tags[3]["eligible"], false);
+    assert_eq!(tags[3]["reason"], "outside constraint `>=1.0.0 <2.0.0`");
+}
+
+#[test]
+fn test_text_output_marks_the_winner() {
+    let out = run(
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--update-strategy",
+            "semver",
+            "--ignore-tags",
+            "regexp:-rc",
+            "--tags-from",
+            "-",
+        ],
+        Some(TAGS),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("selected: v2.0.0"), "{stdout}");
+    assert!(stdout.contains("  * v2.0.0"), "{stdout}");
+    assert!(
+        stdout.contains("strategy: semver, no constraint (any release)"),
+        "{stdout}"
+    );
+    let line = stdout.lines().find(|l| l.contains("v1.5.0-rc.1")).unwrap();
+    assert!(line.starts_with("  - v1.5.0-rc.1 "), "{stdout}");
+    assert!(
+        line.ends_with("  matches ignore_tags `regexp:-rc`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn test_exits_1_when_nothing_is_selected() {
+    let out = run(
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--semver-constraint",
+            ">=3",
+            "--tags-from",
+            "-",
+        ],
+        Some(TAGS),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("selected: (none)"));
+}
+
+#[test]
+fn test_exits_2_on_bad_arguments() {
+    for args in [
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--semver-constraint",
+            ">= bar",
+            "--tags-from",
+            "-",
+        ][..],
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--update-strategy",
+            "latest",
+            "--tags-from",
+            "-",
+        ],
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--allow-tags",
+            "regexp:(",
+            "--tags-from",
+            "-",
+        ],
+        &["test", "ghcr.io/Org/api", "--tags-from", "-"],
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--platforms",
+            "linux",
+            "--tags-from",
+            "-",
+        ],
+        &["test", "ghcr.io/org/api", "--tags-from", "/nonexistent"],
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--output",
+            "yaml",
+            "--tags-from",
+            "-",
+        ],
+    ] {
+        let out = run(args, Some(TAGS));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains("error"), "{args:?}");
+    }
+}
+
+#[test]
+fn newest_build_reads_creation_times_from_the_tag_file() {
+    let tags =
+        "main-aaaaaaa 2026-01-01T00:00:00Z\nmain-bbbbbbb 2026-02-01T00:00:00Z\nmain-ccccccc\n";
+    let out = run(
+        &[
+            "test",
+            "ghcr.io/org/api",
+            "--update-strategy",
+            "newest-build",
+            "--allow-tags",
+            "regexp:^main-[a-f0-9]{7}$",
+            "--tags-from",
+            "-",
+            "--output",
+            "json",
+        ],
+        Some(tags),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["selected"], "main-bbbbbbb");
+    assert_eq!(report["tags"][2]["reason"], "creation time unknown");
+}

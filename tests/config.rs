@@ -1,0 +1,328 @@
+//! The config as users write it: the shipped example, the seed article's scenarios, and the
+//! diagnostics a mistake produces.
+
+use std::path::Path;
+
+use image_updater::config::{self, Config, Diagnostics, HelmValues, Origin, Target};
+use image_updater::select::{Candidate, Strategy, select};
+
+fn parse(text: &str) -> Result<Config, Diagnostics> {
+    config::parse(Path::new("updater.toml"), text)
+}
+
+fn locations(d: &Diagnostics) -> Vec<String> {
+    d.items.iter().map(|i| d.location(i)).collect()
+}
+
+const HEADER: &str = r#"
+[repositories.manifests]
+url = "https://git.example.com/org/manifests.git"
+
+[environments.dev]
+branch = "deploy/dev"
+
+[environments.staging]
+branch = "deploy/staging"
+
+[environments.prod]
+branch = "deploy/prod"
+"#;
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("updater.toml.example");
+    let config = config::load(&path).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(config.environments["prod"].branch, "deploy/prod");
+    assert_eq!(
+        config.environments["dev"].base_branch.as_deref(),
+        Some("main")
+    );
+    assert_eq!(config.images["api"].registry.as_deref(), Some("ghcr"));
+    assert_eq!(
+        config.images["proxy"].registry.as_deref(),
+        Some("dockerhub")
+    );
+    assert_eq!(
+        config.images["proxy"].reference.repository(),
+        "docker.io/library/nginx"
+    );
+    assert_eq!(
+        config.registries["dockerhub"].api_url,
+        "https://registry-1.docker.io"
+    );
+}
+
+#[test]
+fn the_seed_per_environment_pattern_selects_what_each_environment_allows() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("updater.toml.example");
+    let config = config::load(&path).unwrap();
+    let api = &config.images["api"];
+    let tags = [
+        "v1.4.0",
+        "v1.5.0-rc.1",
+        "v1.5.0",
+        "v2.0.0",
+        "main-abc1234",
+        "main-def5678",
+        "dev-0000000",
+    ];
+    let candidates: Vec<Candidate> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Candidate {
+            created: Some(jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap()),
+            ..Candidate::new(*t)
+        })
+        .collect();
+    let chosen = |env: &str| {
+        let d = api
+            .deployments
+            .iter()
+            .find(|d| d.environment == env)
+            .unwrap();
+        select(&d.policy, &candidates)
+            .selected
+            .map(|i| candidates[i].tag.as_str())
+    };
+    assert_eq!(chosen("dev"), Some("main-def5678"));
+    assert_eq!(chosen("staging"), Some("v1.5.0-rc.1"));
+    assert_eq!(chosen("prod"), Some("v1.5.0"));
+    let targets = &api.deployments[0].targets;
+    assert_eq!(
+        targets[0],
+        Target::Kustomization {
+            file: "apps/api/overlays/dev/kustomization.yaml".into(),
+            name: "ghcr.io/org/api".into()
+        }
+    );
+}
+
+#[test]
+fn typo_bad_regexp_and_bad_constraint_are_all_reported_with_line_and_column() {
+    let text = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/org/api"
+strategyy = "semver"
+constraint = ">=1.0.0 <2.0.0 ||"
+allow_tags = ["regexp:^v[0-9+$"]
+
+[[images.api.targets]]
+kind = "kustomization"
+file = "apps/api/kustomization.yaml"
+"#
+    );
+    let d = parse(&text).unwrap_err();
+    assert_eq!(
+        locations(&d),
+        [
+            "updater.toml:16:1",
+            "updater.toml:17:14",
+            "updater.toml:18:15"
+        ],
+        "{d}"
+    );
+    let rendered = d.to_string();
+    assert!(
+        rendered.contains("unknown key `strategyy` in [images.api]"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("did you mean `strategy`?"), "{rendered}");
+    assert!(
+        rendered.contains("constraint: an `||` alternative is empty"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("invalid regexp: unclosed character class"),
+        "{rendered}"
+    );
+    assert!(rendered.ends_with("3 errors in updater.toml"), "{rendered}");
+}
+
+#[test]
+fn toml_syntax_errors_keep_their_position() {
+    let d = parse("[settings]\ninterval = 5m\n").unwrap_err();
+    assert_eq!(locations(&d), ["updater.toml:2:12"], "{d}");
+    let d = parse("[settings]\ninterval = 300\n").unwrap_err();
+    assert!(d.to_string().contains("invalid type"), "{d}");
+    assert_eq!(locations(&d), ["updater.toml:2:12"], "{d}");
+}
+
+#[test]
+fn unknown_keys_anywhere_are_found() {
+    let text = format!(
+        r#"{HEADER}
+[registries.ghcr]
+prefix = "ghcr.io"
+api-url = "https://ghcr.io"
+
+[images.api]
+image = "ghcr.io/org/api"
+[[images.api.targets]]
+kind = "helm"
+file = "values.yaml"
+tags = "image.tag"
+[images.api.env.prod]
+ignore_tag = ["*-rc*"]
+"#
+    );
+    let d = parse(&text).unwrap_err();
+    let messages: Vec<&str> = d.items.iter().map(|i| i.message.as_str()).collect();
+    assert!(
+        messages.contains(&"unknown key `api-url` in [registries.ghcr]"),
+        "{d}"
+    );
+    assert!(
+        messages.contains(&"unknown key `tags` in [images.api.targets[0]]"),
+        "{d}"
+    );
+    assert!(
+        messages.contains(&"unknown key `ignore_tag` in [images.api.env.prod]"),
+        "{d}"
+    );
+    assert!(d.to_string().contains("did you mean `api_url`?"), "{d}");
+    assert!(d.to_string().contains("did you mean `ignore_tags`?"), "{d}");
+}
+
+#[test]
+fn unknown_strategy_is_an_error_never_a_fallback() {
+    let text = format!(
+        "{HEADER}\n[images.api]\nimage = \"ghcr.io/org/api\"\nstrategy = \"semverr\"\ntargets = [{{ kind = \"manifest\", file = \"d.yaml\" }}]\n"
+    );
+    let d = parse(&text).unwrap_err();
+    assert_eq!(d.len(), 1, "{d}");
+    assert!(d.items[0].message.contains("did you mean `semver`?"), "{d}");
+}
+
+#[test]
+fn helm_targets_and_overrides() {
+    let text = format!(
+        r#"{HEADER}
+[images.web]
+image = "ghcr.io/org/web"
+constraint = "^2"
+environments = ["prod"]
+platforms = ["linux/arm64/v8"]
+[[images.web.targets]]
+kind = "helm"
+file = "charts/web/values.yaml"
+tag = "image.tag"
+repository = "image.repository"
+[[images.web.targets]]
+kind = "helm"
+file = "charts/web/values.yaml"
+name = "sidecar.image"
+"#
+    );
+    let config = parse(&text).unwrap_or_else(|d| panic!("{d}"));
+    let web = &config.images["web"];
+    assert_eq!(web.deployments.len(), 1);
+    let d = &web.deployments[0];
+    assert_eq!(d.platforms[0].to_string(), "linux/arm64/v8");
+    assert!(
+        matches!(&d.policy.strategy, Strategy::Semver { constraint, .. } if constraint.as_str() == "^2")
+    );
+    match &d.targets[0] {
+        Target::Helm {
+            values: HelmValues::Split { tag, repository },
+            ..
+        } => {
+            assert_eq!(tag.to_string(), "image.tag");
+            assert_eq!(repository.as_ref().unwrap().to_string(), "image.repository");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        &d.targets[1],
+        Target::Helm {
+            values: HelmValues::Combined { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn an_environment_switching_strategy_does_not_inherit_the_constraint() {
+    let text = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/org/api"
+constraint = ">=1.0.0 <2.0.0"
+targets = [{{ kind = "manifest", file = "{{environment}}/deployment.yaml", container = "api" }}]
+[images.api.env.dev]
+strategy = "newest-build"
+"#
+    );
+    let config = parse(&text).unwrap_or_else(|d| panic!("{d}"));
+    let dev = config.images["api"]
+        .deployments
+        .iter()
+        .find(|d| d.environment == "dev")
+        .unwrap();
+    assert!(matches!(dev.policy.strategy, Strategy::NewestBuild));
+    assert_eq!(
+        dev.targets[0],
+        Target::Manifest {
+            file: "dev/deployment.yaml".into(),
+            container: Some("api".into())
+        }
+    );
+}
+
+#[test]
+fn digest_strategy_follows_the_tag_in_the_reference() {
+    let text = format!(
+        "{HEADER}\n[images.migrator]\nimage = \"ghcr.io/org/migrator:latest\"\nstrategy = \"digest\"\ntargets = [{{ kind = \"manifest\", file = \"job.yaml\" }}]\n"
+    );
+    let config = parse(&text).unwrap_or_else(|d| panic!("{d}"));
+    let m = &config.images["migrator"];
+    assert_eq!(m.reference.tag, None);
+    assert!(
+        matches!(&m.deployments[0].policy.strategy, Strategy::Digest { tag } if tag == "latest")
+    );
+
+    let tagged = format!(
+        "{HEADER}\n[images.api]\nimage = \"ghcr.io/org/api:v1\"\ntargets = [{{ kind = \"manifest\", file = \"d.yaml\" }}]\n"
+    );
+    let d = parse(&tagged).unwrap_err();
+    assert!(
+        d.items[0]
+            .message
+            .contains("names a tag, but the strategy chooses tags"),
+        "{d}"
+    );
+}
+
+#[test]
+fn paths_cannot_escape_the_repository() {
+    for file in ["../etc/passwd", "/etc/passwd", "a/../../b"] {
+        let text = format!(
+            "{HEADER}\n[images.api]\nimage = \"ghcr.io/org/api\"\ntargets = [{{ kind = \"manifest\", file = \"{file}\" }}]\n"
+        );
+        let d = parse(&text).unwrap_err();
+        assert!(
+            d.items.iter().all(|i| i.message.starts_with("file:")),
+            "{file}: {d}"
+        );
+    }
+}
+
+#[test]
+fn missing_pieces_point_at_their_section() {
+    let text = "[environments.prod]\nbranch = \"deploy/prod\"\n\n[images.api]\nimage = \"ghcr.io/org/api\"\n";
+    let d = parse(text).unwrap_err();
+    let rendered = d.to_string();
+    assert!(
+        rendered.contains("environment `prod` needs a git repository"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("image `api` has no targets for environment `prod`"),
+        "{rendered}"
+    );
+    assert!(
+        d.items
+            .iter()
+            .any(|i| matches!(i.origin, Origin::Section(_)))
+    );
+}
