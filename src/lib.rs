@@ -4,10 +4,12 @@
 //! The library is organised by concern, each in its own folder:
 //! - [`config`]: `updater.toml`, parsed and validated into a [`config::Config`] that cannot be wrong;
 //! - [`reference`]: image references (`ghcr.io/org/api:v1.2.3`) parsed and normalized;
-//! - [`select`]: which tag to deploy, and why the others were not chosen.
+//! - [`select`]: which tag to deploy, and why the others were not chosen;
+//! - [`registry`]: reading tags, digests and creation times from registries, politely.
 //!
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
 pub mod config;
 pub mod reference;
+pub mod registry;
 pub mod select;

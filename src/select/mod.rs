@@ -22,6 +22,8 @@ pub struct Candidate {
     pub tag: String,
     pub created: Option<jiff::Timestamp>,
     pub digest: Option<String>,
+    /// Set when the registry showed the tag cannot be deployed (it lacks a platform).
+    pub unavailable: Option<String>,
 }
 
 impl Candidate {
@@ -30,6 +32,7 @@ impl Candidate {
             tag: tag.into(),
             created: None,
             digest: None,
+            unavailable: None,
         }
     }
 }
@@ -271,26 +274,10 @@ fn win_reason(strategy: &Strategy) -> String {
 /// The candidate's rank, or why it is not eligible. Filters apply first, in the order a user
 /// reads the config: ignore, allow, extract, then the strategy's own test.
 fn rank<'a>(policy: &Policy, candidate: &'a Candidate) -> Result<Rank<'a>, String> {
-    let tag = candidate.tag.as_str();
-    if let Strategy::Digest { tag: tracked } = &policy.strategy {
-        return if tag == tracked {
-            Ok(Rank::Tracked)
-        } else {
-            Err(format!("digest strategy follows only `{tracked}`"))
-        };
+    let key = filter(policy, &candidate.tag)?;
+    if let Some(reason) = &candidate.unavailable {
+        return Err(reason.clone());
     }
-    if let Some(p) = policy.ignore.iter().find(|p| p.is_match(tag)) {
-        return Err(format!("matches ignore_tags `{p}`"));
-    }
-    if !policy.allow.is_empty() && !policy.allow.iter().any(|p| p.is_match(tag)) {
-        return Err("matches no allow_tags pattern".into());
-    }
-    let key = match &policy.extract {
-        Some(extract) => extract
-            .key(tag)
-            .ok_or_else(|| format!("does not match extract `{}`", extract.as_str()))?,
-        None => tag,
-    };
     match &policy.strategy {
         Strategy::Semver {
             constraint,
@@ -314,7 +301,33 @@ fn rank<'a>(policy: &Policy, candidate: &'a Candidate) -> Result<Rank<'a>, Strin
         Strategy::Numerical => Number::parse(key)
             .map(Rank::Number)
             .ok_or_else(|| format!("`{key}` is not a number")),
-        Strategy::Digest { .. } => unreachable!("handled above"),
+        Strategy::Digest { .. } => Ok(Rank::Tracked),
+    }
+}
+
+/// The tag filters alone, before anything about the image is known: the digest strategy's
+/// tracked tag, `ignore_tags`, `allow_tags` and `extract`. Returns the sort key (the extracted
+/// part, or the whole tag), or why the tag is out. The registry client uses this to avoid
+/// fetching metadata for tags that can never be chosen.
+pub fn filter<'t>(policy: &Policy, tag: &'t str) -> Result<&'t str, String> {
+    if let Strategy::Digest { tag: tracked } = &policy.strategy {
+        return if tag == tracked {
+            Ok(tag)
+        } else {
+            Err(format!("digest strategy follows only `{tracked}`"))
+        };
+    }
+    if let Some(p) = policy.ignore.iter().find(|p| p.is_match(tag)) {
+        return Err(format!("matches ignore_tags `{p}`"));
+    }
+    if !policy.allow.is_empty() && !policy.allow.iter().any(|p| p.is_match(tag)) {
+        return Err("matches no allow_tags pattern".into());
+    }
+    match &policy.extract {
+        Some(extract) => extract
+            .key(tag)
+            .ok_or_else(|| format!("does not match extract `{}`", extract.as_str())),
+        None => Ok(tag),
     }
 }
 

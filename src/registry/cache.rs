@@ -1,0 +1,167 @@
+//! What we learned about manifests, keyed by digest.
+//!
+//! A digest names content that can never change, so what a manifest or config said is cached
+//! forever: newest-build pays for each image's manifest and config once, not once per poll.
+//! Tags are mutable and are never cached here; they are re-resolved to digests with HEAD.
+//! The cache is saved in the state dir so that a restart does not re-download everything; a
+//! missing or corrupt file is rebuilt, never fatal.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::IndexEntry;
+
+/// What one digest names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// A multi-platform index and its entries.
+    Index { entries: Vec<IndexEntry> },
+    /// One image: its creation time and platform, from the config blob.
+    Image {
+        created: Option<jiff::Timestamp>,
+        platform: Option<String>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    version: u32,
+    entries: HashMap<String, Entry>,
+}
+
+const VERSION: u32 = 1;
+
+/// A digest-keyed cache, optionally backed by a file.
+#[derive(Debug, Default)]
+pub struct MetadataCache {
+    path: Option<PathBuf>,
+    entries: Mutex<HashMap<String, Entry>>,
+    dirty: AtomicBool,
+}
+
+/// What happened when the cache file was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    Fresh,
+    Read(usize),
+    /// The file was unreadable; the cache starts empty and the file will be rewritten.
+    Rebuilt(String),
+}
+
+impl MetadataCache {
+    /// An in-memory cache.
+    pub fn in_memory() -> MetadataCache {
+        MetadataCache::default()
+    }
+
+    /// Loads `path` if it exists. A corrupt file is reported and replaced, never fatal.
+    pub fn open(path: &Path) -> (MetadataCache, Loaded) {
+        let (entries, loaded) = match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (HashMap::new(), Loaded::Fresh),
+            Err(e) => (
+                HashMap::new(),
+                Loaded::Rebuilt(format!("cannot read {}: {e}", path.display())),
+            ),
+            Ok(bytes) => match serde_json::from_slice::<File>(&bytes) {
+                Ok(file) if file.version == VERSION => {
+                    let n = file.entries.len();
+                    (file.entries, Loaded::Read(n))
+                }
+                Ok(file) => (
+                    HashMap::new(),
+                    Loaded::Rebuilt(format!("version {} is not {VERSION}", file.version)),
+                ),
+                Err(e) => (
+                    HashMap::new(),
+                    Loaded::Rebuilt(format!("{} is corrupt: {e}", path.display())),
+                ),
+            },
+        };
+        let cache = MetadataCache {
+            path: Some(path.to_path_buf()),
+            entries: Mutex::new(entries),
+            dirty: AtomicBool::new(matches!(loaded, Loaded::Rebuilt(_))),
+        };
+        (cache, loaded)
+    }
+
+    pub fn get(&self, digest: &str) -> Option<Entry> {
+        self.entries
+            .lock()
+            .expect("cache lock")
+            .get(digest)
+            .cloned()
+    }
+
+    pub fn insert(&self, digest: &str, entry: Entry) {
+        self.entries
+            .lock()
+            .expect("cache lock")
+            .insert(digest.to_string(), entry);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the cache if it changed: to a temporary file, then renamed over the old one, so a
+    /// crash mid-write leaves the previous file intact.
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let file = File {
+            version: VERSION,
+            entries: self.entries.lock().expect("cache lock").clone(),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path).inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_a_restart_and_rebuilds_when_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry/metadata.json");
+        let (cache, loaded) = MetadataCache::open(&path);
+        assert_eq!(loaded, Loaded::Fresh);
+        let entry = Entry::Image {
+            created: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+            platform: Some("linux/amd64".into()),
+        };
+        cache.insert("sha256:aa", entry.clone());
+        cache.save().unwrap();
+        let (again, loaded) = MetadataCache::open(&path);
+        assert_eq!(loaded, Loaded::Read(1));
+        assert_eq!(again.get("sha256:aa"), Some(entry));
+
+        std::fs::write(&path, b"{\"version\":1,\"entr").unwrap();
+        let (rebuilt, loaded) = MetadataCache::open(&path);
+        assert!(matches!(loaded, Loaded::Rebuilt(_)), "{loaded:?}");
+        assert!(rebuilt.is_empty());
+        rebuilt.save().unwrap();
+        assert_eq!(MetadataCache::open(&path).1, Loaded::Read(0));
+    }
+}

@@ -1,0 +1,758 @@
+//! The HTTP side of a registry: one [`Client`] per configured registry, owning its connection
+//! settings, credentials, tokens, rate limit and retry policy.
+//!
+//! Every request goes through [`Client::get`], which is where politeness lives: a per-registry
+//! request rate, waiting out `Retry-After` on 429, refusing to spend the last of a registry's
+//! pull budget, jittered and bounded retries of 5xx and timeouts, and the auth handshake.
+//! Nothing above this layer retries, so the bounds here are the bounds.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+
+use super::auth::{Challenge, Token, TokenResponse};
+use super::cache::MetadataCache;
+use super::credentials::{self, Credential, CredentialError};
+use super::metrics::{Metrics, RequestKind};
+use crate::config::{self, CredentialRef};
+use crate::reference::{DOCKER_HUB, canonical_registry};
+
+/// Where and how to reach one registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// The config's name for it, or the host for registries the config does not list.
+    pub name: String,
+    /// Canonical host (`docker.io` for Docker Hub), used to look up credentials.
+    pub host: String,
+    /// `https://ghcr.io`, without trailing slash.
+    pub base_url: String,
+    pub credentials: Option<CredentialRef>,
+    pub insecure: bool,
+    pub ca_file: Option<PathBuf>,
+    /// Requests per second.
+    pub rate_limit: f64,
+}
+
+impl Endpoint {
+    pub fn from_config(r: &config::Registry) -> Endpoint {
+        Endpoint {
+            name: r.name.clone(),
+            host: r.prefix.clone(),
+            base_url: r.api_url.trim_end_matches('/').to_string(),
+            credentials: r.credentials.clone(),
+            insecure: r.insecure,
+            ca_file: r.ca_file.clone(),
+            rate_limit: r.rate_limit,
+        }
+    }
+
+    /// A registry the config does not list: anonymous, over https, default rate.
+    pub fn anonymous(host: &str) -> Endpoint {
+        let host = canonical_registry(host).to_string();
+        let base_url = if host == DOCKER_HUB {
+            "https://registry-1.docker.io".to_string()
+        } else {
+            format!("https://{host}")
+        };
+        Endpoint {
+            name: host.clone(),
+            host,
+            base_url,
+            credentials: None,
+            insecure: false,
+            ca_file: None,
+            rate_limit: config::Registry::DEFAULT_RATE_LIMIT,
+        }
+    }
+}
+
+/// Retry and politeness bounds. The defaults suit public registries; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+    /// First retry delay; doubles each time, with full jitter.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// The longest `Retry-After` we wait out inside a request; longer ones fail the request
+    /// at once and the registry is left alone until then.
+    pub max_retry_after: Duration,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Tags asked for per page.
+    pub page_size: u32,
+    /// Manifest GETs (what Docker Hub counts as pulls) left unspent from the registry's budget.
+    pub budget_reserve: u64,
+    /// Largest body accepted, against a misbehaving server.
+    pub max_body: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            attempts: 4,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            page_size: 1000,
+            budget_reserve: 2,
+            max_body: 64 << 20,
+        }
+    }
+}
+
+/// Why a registry request failed. Messages name the registry and never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry {registry}: unreachable after {attempts} attempts: {detail}")]
+    Unreachable {
+        registry: String,
+        attempts: u32,
+        detail: String,
+    },
+    #[error("registry {registry}: server error {status} after {attempts} attempts")]
+    Server {
+        registry: String,
+        status: u16,
+        attempts: u32,
+    },
+    #[error("registry {registry}: rate limited (429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        registry: String,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "registry {registry}: pull budget nearly spent ({remaining} of {limit} left); not fetching more manifests until it recovers"
+    )]
+    BudgetExhausted {
+        registry: String,
+        remaining: u64,
+        limit: u64,
+    },
+    #[error("registry {registry}: access to {repository} denied: {detail}")]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        detail: String,
+    },
+    #[error("registry {registry}: {what} not found")]
+    NotFound { registry: String, what: String },
+    #[error("registry {registry}: invalid response: {detail}")]
+    InvalidResponse { registry: String, detail: String },
+    #[error("registry {registry}: {source}")]
+    Credentials {
+        registry: String,
+        source: CredentialError,
+    },
+    #[error("registry {registry}: {detail}")]
+    Setup { registry: String, detail: String },
+}
+
+/// A response that was read completely.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The registry's own account of its request budget (Docker Hub's `ratelimit-*` headers).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub remaining: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+impl Budget {
+    /// Below a fifth of the limit: time for the scheduler to poll this registry less often.
+    pub fn is_low(&self) -> bool {
+        matches!((self.remaining, self.limit), (Some(r), Some(l)) if l > 0 && r * 5 < l)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Set by a 429: no request is sent before this.
+    blocked_until: Option<Instant>,
+    budget: Budget,
+}
+
+/// A client for one registry; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    http: reqwest::Client,
+    limiter: DefaultDirectRateLimiter,
+    tuning: Tuning,
+    metrics: Arc<Metrics>,
+    cache: Arc<MetadataCache>,
+    credential: tokio::sync::Mutex<Option<Option<Credential>>>,
+    tokens: Mutex<HashMap<String, Token>>,
+    /// The registry answered with a Basic challenge: send credentials up front.
+    basic: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.inner.endpoint)
+            .finish()
+    }
+}
+
+impl Client {
+    pub fn new(
+        endpoint: Endpoint,
+        tuning: Tuning,
+        metrics: Arc<Metrics>,
+        cache: Arc<MetadataCache>,
+    ) -> Result<Client, RegistryError> {
+        let setup = |detail: String| RegistryError::Setup {
+            registry: endpoint.name.clone(),
+            detail,
+        };
+        if endpoint.base_url.starts_with("http://") && !endpoint.insecure {
+            return Err(setup(format!(
+                "{} is plain http; set insecure = true to allow it",
+                endpoint.base_url
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("image-updater/", env!("CARGO_PKG_VERSION")))
+            .timeout(tuning.request_timeout)
+            .connect_timeout(tuning.connect_timeout)
+            .tls_danger_accept_invalid_certs(endpoint.insecure);
+        if let Some(ca) = &endpoint.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| setup(format!("cannot read ca_file {}: {e}", ca.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("ca_file {} is not PEM: {e}", ca.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| setup(format!("cannot set up HTTP: {e}")))?;
+        let per_second = endpoint.rate_limit.max(0.001);
+        let quota = if per_second >= 1.0 {
+            Quota::per_second(NonZeroU32::new(per_second as u32).unwrap_or(NonZeroU32::MIN))
+        } else {
+            Quota::with_period(Duration::from_secs_f64(1.0 / per_second)).expect("positive period")
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoint,
+                http,
+                limiter: RateLimiter::direct(quota),
+                tuning,
+                metrics,
+                cache,
+                credential: tokio::sync::Mutex::new(None),
+                tokens: Mutex::new(HashMap::new()),
+                basic: AtomicBool::new(false),
+                state: Mutex::new(State::default()),
+            }),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.endpoint.name
+    }
+
+    pub fn tuning(&self) -> &Tuning {
+        &self.inner.tuning
+    }
+
+    pub fn cache(&self) -> &MetadataCache {
+        &self.inner.cache
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// What the registry last said about its budget.
+    pub fn budget(&self) -> Budget {
+        self.inner.state.lock().expect("state lock").budget
+    }
+
+    /// Until when a 429 asked us to stay away, if that is still ahead.
+    pub fn blocked_until(&self) -> Option<Instant> {
+        let s = self.inner.state.lock().expect("state lock");
+        s.blocked_until.filter(|t| *t > Instant::now())
+    }
+
+    pub(crate) fn error_invalid(&self, detail: impl Into<String>) -> RegistryError {
+        RegistryError::InvalidResponse {
+            registry: self.name().to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    /// An authorized request for `repository`'s pull scope, with retries and the auth
+    /// handshake. `url` is absolute.
+    pub async fn get(
+        &self,
+        kind: RequestKind,
+        url: &str,
+        repository: &str,
+        accept: &[&str],
+    ) -> Result<Reply, RegistryError> {
+        if kind == RequestKind::ManifestGet {
+            self.check_budget()?;
+        }
+        let scope = super::auth::pull_scope(repository);
+        let mut handshakes = 0;
+        loop {
+            let auth = self.authorization(&scope).await?;
+            let method = if kind == RequestKind::ManifestHead {
+                Method::HEAD
+            } else {
+                Method::GET
+            };
+            let reply = self
+                .send(kind, || {
+                    let mut req = self.inner.http.request(method.clone(), url);
+                    if !accept.is_empty() {
+                        req = req.header(ACCEPT, accept.join(", "));
+                    }
+                    if let Some(auth) = &auth {
+                        req = req.header(AUTHORIZATION, auth.as_str());
+                    }
+                    req
+                })
+                .await?;
+            if reply.status != StatusCode::UNAUTHORIZED {
+                return Ok(reply);
+            }
+            // A cached token may have been revoked or expired early: drop it and try once more.
+            self.inner
+                .tokens
+                .lock()
+                .expect("tokens lock")
+                .remove(&scope);
+            handshakes += 1;
+            let challenge = reply
+                .header(WWW_AUTHENTICATE.as_str())
+                .and_then(Challenge::parse);
+            let unauthorized = |detail: &str| RegistryError::Unauthorized {
+                registry: self.name().to_string(),
+                repository: repository.to_string(),
+                detail: detail.to_string(),
+            };
+            if handshakes > 2 {
+                return Err(unauthorized("the registry refused the credentials"));
+            }
+            match challenge {
+                Some(Challenge::Basic) => {
+                    if !matches!(self.credential().await?, Some(Credential::Basic { .. })) {
+                        return Err(unauthorized(
+                            "the registry requires a username and password, and none is configured",
+                        ));
+                    }
+                    if self.inner.basic.swap(true, Ordering::Relaxed) {
+                        return Err(unauthorized(
+                            "the registry refused the username and password",
+                        ));
+                    }
+                }
+                Some(Challenge::Bearer { realm, service, .. }) => {
+                    let token = self
+                        .fetch_token(&realm, service.as_deref(), &scope, repository)
+                        .await?;
+                    self.inner
+                        .tokens
+                        .lock()
+                        .expect("tokens lock")
+                        .insert(scope.clone(), token);
+                }
+                None => {
+                    return Err(unauthorized(
+                        "401 without a usable WWW-Authenticate challenge",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The credential, read once from its source.
+    async fn credential(&self) -> Result<Option<Credential>, RegistryError> {
+        let mut slot = self.inner.credential.lock().await;
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let resolved = match &self.inner.endpoint.credentials {
+            Some(reference) => credentials::resolve(reference, &self.inner.endpoint.host)
+                .await
+                .map_err(|source| RegistryError::Credentials {
+                    registry: self.name().to_string(),
+                    source,
+                })?,
+            None => None,
+        };
+        *slot = Some(resolved.clone());
+        Ok(resolved)
+    }
+
+    /// The `Authorization` header for a request in `scope`, if we have one.
+    async fn authorization(&self, scope: &str) -> Result<Option<String>, RegistryError> {
+        {
+            let mut tokens = self.inner.tokens.lock().expect("tokens lock");
+            match tokens.get(scope) {
+                Some(t) if t.refresh_at > Instant::now() => {
+                    return Ok(Some(format!("Bearer {}", t.value.expose())));
+                }
+                Some(_) => {
+                    tokens.remove(scope);
+                }
+                None => {}
+            }
+        }
+        let basic = self.inner.basic.load(Ordering::Relaxed);
+        Ok(match self.credential().await? {
+            Some(Credential::Basic { username, password }) if basic => {
+                Some(basic_header(&username, password.expose()))
+            }
+            Some(Credential::Bearer(token)) => Some(format!("Bearer {}", token.expose())),
+            _ => None,
+        })
+    }
+
+    /// Trades credentials (or nothing, for anonymous pulls) for a token at `realm`.
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        repository: &str,
+    ) -> Result<Token, RegistryError> {
+        let mut url = reqwest::Url::parse(realm)
+            .map_err(|_| self.error_invalid(format!("token realm `{realm}` is not a URL")))?;
+        if realm.starts_with("http://") && !self.inner.endpoint.insecure {
+            return Err(self.error_invalid(format!(
+                "token realm {realm} is plain http; set insecure = true to allow it"
+            )));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(service) = service {
+                q.append_pair("service", service);
+            }
+            q.append_pair("scope", scope);
+        }
+        let credential = self.credential().await?;
+        let reply = self
+            .send(RequestKind::Token, || {
+                let req = self.inner.http.get(url.clone());
+                match &credential {
+                    Some(Credential::Basic { username, password }) => {
+                        req.header(AUTHORIZATION, basic_header(username, password.expose()))
+                    }
+                    _ => req,
+                }
+            })
+            .await?;
+        if !reply.status.is_success() {
+            return Err(RegistryError::Unauthorized {
+                registry: self.name().to_string(),
+                repository: repository.to_string(),
+                detail: format!("the token service answered {}", reply.status.as_u16()),
+            });
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&reply.body)
+            .map_err(|e| self.error_invalid(format!("token response is not valid JSON: {e}")))?;
+        parsed
+            .into_token(Instant::now())
+            .ok_or_else(|| self.error_invalid("token response has no token"))
+    }
+
+    fn check_budget(&self) -> Result<(), RegistryError> {
+        let budget = self.budget();
+        if let (Some(remaining), Some(limit)) = (budget.remaining, budget.limit) {
+            if remaining <= self.inner.tuning.budget_reserve {
+                return Err(RegistryError::BudgetExhausted {
+                    registry: self.name().to_string(),
+                    remaining,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends with the rate limit and bounded retries; returns any response that is not a 429,
+    /// a 5xx or a transport failure, with its body read completely.
+    async fn send(
+        &self,
+        kind: RequestKind,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Reply, RegistryError> {
+        let tuning = &self.inner.tuning;
+        let registry = self.name().to_string();
+        let mut last_failure = String::new();
+        let mut last_status = None;
+        for attempt in 1..=tuning.attempts {
+            self.wait_if_blocked().await?;
+            self.inner.limiter.until_ready().await;
+            let outcome = match build().send().await {
+                Ok(resp) => self.read(resp).await,
+                Err(e) => Err((0, describe(&e))),
+            };
+            let retry_in = match outcome {
+                Ok(reply) => {
+                    self.inner
+                        .metrics
+                        .request(&registry, kind, reply.status.as_u16());
+                    self.observe_budget(&reply.headers);
+                    let status = reply.status;
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let wait = retry_after(&reply.headers);
+                        let until = Instant::now() + wait.unwrap_or_else(|| self.backoff(attempt));
+                        self.inner.state.lock().expect("state lock").blocked_until = Some(until);
+                        if attempt == tuning.attempts
+                            || wait.is_some_and(|w| w > tuning.max_retry_after)
+                        {
+                            return Err(RegistryError::RateLimited {
+                                registry,
+                                retry_after: wait,
+                            });
+                        }
+                        // wait_if_blocked does the waiting, and counts it.
+                        last_status = Some(429);
+                        continue;
+                    }
+                    if status.is_server_error() {
+                        last_status = Some(status.as_u16());
+                        self.backoff(attempt)
+                    } else {
+                        return Ok(reply);
+                    }
+                }
+                Err((status, detail)) => {
+                    self.inner.metrics.request(&registry, kind, status);
+                    last_status = None;
+                    last_failure = detail;
+                    self.backoff(attempt)
+                }
+            };
+            if attempt < tuning.attempts {
+                tracing::debug!(registry = %registry, attempt, "retrying in {:?}", retry_in);
+                tokio::time::sleep(retry_in).await;
+            }
+        }
+        Err(match last_status {
+            Some(429) => RegistryError::RateLimited {
+                registry,
+                retry_after: None,
+            },
+            Some(status) => RegistryError::Server {
+                registry,
+                status,
+                attempts: tuning.attempts,
+            },
+            None => RegistryError::Unreachable {
+                registry,
+                attempts: tuning.attempts,
+                detail: last_failure,
+            },
+        })
+    }
+
+    /// Reads a body completely and within the size bound. A body that ends early is a
+    /// transport failure, to be retried, never a short answer.
+    async fn read(&self, mut resp: reqwest::Response) -> Result<Reply, (u16, String)> {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let limit = self.inner.tuning.max_body;
+        if resp.content_length().is_some_and(|n| n as usize > limit) {
+            return Err((
+                status.as_u16(),
+                format!("response larger than {limit} bytes"),
+            ));
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > limit {
+                        return Err((
+                            status.as_u16(),
+                            format!("response larger than {limit} bytes"),
+                        ));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err((
+                        status.as_u16(),
+                        format!("response body cut short: {}", describe(&e)),
+                    ));
+                }
+            }
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let tuning = &self.inner.tuning;
+        let ceiling = tuning
+            .base_delay
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(tuning.max_delay);
+        // Full jitter: many daemons retrying in step would hit a recovering registry together.
+        ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    async fn wait_if_blocked(&self) -> Result<(), RegistryError> {
+        let Some(until) = self.blocked_until() else {
+            return Ok(());
+        };
+        let wait = until - Instant::now();
+        if wait > self.inner.tuning.max_retry_after {
+            return Err(RegistryError::RateLimited {
+                registry: self.name().to_string(),
+                retry_after: Some(wait),
+            });
+        }
+        self.inner.metrics.waited(self.name(), wait);
+        tracing::info!(registry = %self.name(), "rate limited: waiting {:.1}s", wait.as_secs_f64());
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    fn observe_budget(&self, headers: &HeaderMap) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split([';', ',']).next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let remaining = number("ratelimit-remaining");
+        let limit = number("ratelimit-limit");
+        if remaining.is_some() || limit.is_some() {
+            let mut s = self.inner.state.lock().expect("state lock");
+            s.budget = Budget {
+                remaining: remaining.or(s.budget.remaining),
+                limit: limit.or(s.budget.limit),
+            };
+            if s.budget.is_low() {
+                tracing::warn!(registry = %self.name(), ?remaining, ?limit, "registry request budget is low");
+            }
+        }
+    }
+}
+
+fn basic_header(username: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// A transport error in one line, without the URL (which may carry a token service's query).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "body cut short"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    match root {
+        Some(r) => format!("{kind}: {r}"),
+        None => kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        h.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn budgets() {
+        assert!(
+            Budget {
+                remaining: Some(10),
+                limit: Some(100)
+            }
+            .is_low()
+        );
+        assert!(
+            !Budget {
+                remaining: Some(50),
+                limit: Some(100)
+            }
+            .is_low()
+        );
+        assert!(!Budget::default().is_low());
+    }
+}

@@ -1,0 +1,227 @@
+//! Manifests and image indexes, OCI and Docker flavours, and the digests that name them.
+//!
+//! Only the fields we use are read: an index's entries and their platforms, an image's config
+//! digest, and a config's `created` time. Everything fetched by digest is checked against that
+//! digest, so a corrupted or truncated body is an error rather than a wrong creation time.
+
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::reference::Platform;
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// What we ask registries for: every modern manifest type, so that HEAD returns the digest of
+/// the multi-arch index rather than of one platform's image.
+pub const ACCEPT: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+
+/// A manifest, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manifest {
+    Index(Vec<IndexEntry>),
+    Image { config: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexEntry {
+    pub digest: String,
+    pub platform: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<RawEntry>>,
+    #[serde(default)]
+    config: Option<RawDescriptor>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    digest: String,
+    #[serde(default)]
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawDescriptor {
+    digest: String,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    os: String,
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl RawPlatform {
+    fn render(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+}
+
+/// Parses a manifest body; `content_type` is the response's header, trusted over the body's
+/// own `mediaType` only when the body has none.
+pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, String> {
+    let raw: RawManifest =
+        serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
+    if raw.schema_version == Some(1) {
+        return Err(
+            "schema 1 manifests are not supported (push the image again with a current client)"
+                .into(),
+        );
+    }
+    let media_type = raw
+        .media_type
+        .as_deref()
+        .or(content_type.map(|c| c.split(';').next().unwrap_or(c).trim()))
+        .unwrap_or("");
+    match (media_type, raw.manifests, raw.config) {
+        (OCI_INDEX | DOCKER_LIST, Some(entries), _) | ("", Some(entries), None) => {
+            Ok(Manifest::Index(
+                entries
+                    .into_iter()
+                    .map(|e| IndexEntry {
+                        digest: e.digest,
+                        platform: e.platform.map(|p| p.render()),
+                    })
+                    .collect(),
+            ))
+        }
+        (OCI_MANIFEST | DOCKER_MANIFEST | "", None, Some(config)) => Ok(Manifest::Image {
+            config: config.digest,
+        }),
+        (other, _, _) => Err(format!("unsupported manifest type `{other}`")),
+    }
+}
+
+/// The `created` time and platform of an image config blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub created: Option<jiff::Timestamp>,
+    pub platform: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+pub fn parse_config(body: &[u8]) -> Result<ImageConfig, String> {
+    let raw: RawConfig =
+        serde_json::from_slice(body).map_err(|e| format!("image config is not valid JSON: {e}"))?;
+    let created = match raw.created.as_deref() {
+        Some(text) => Some(
+            text.parse::<jiff::Timestamp>()
+                .map_err(|e| format!("image config `created` is not a time: {e}"))?,
+        ),
+        None => None,
+    };
+    let platform = match (raw.os, raw.architecture) {
+        (Some(os), Some(arch)) => Some(match raw.variant {
+            Some(v) => format!("{os}/{arch}/{v}"),
+            None => format!("{os}/{arch}"),
+        }),
+        _ => None,
+    };
+    Ok(ImageConfig { created, platform })
+}
+
+/// `sha256:<hex>` of `body`.
+pub fn sha256_digest(body: &[u8]) -> String {
+    let hash = Sha256::digest(body);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in hash {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Checks that `body` is what `digest` names. Only sha256 is checked; other algorithms are
+/// accepted as the registry sent them.
+pub fn verify(body: &[u8], digest: &str) -> Result<(), String> {
+    if digest.starts_with("sha256:") && sha256_digest(body) != digest {
+        return Err(format!(
+            "content does not match its digest {digest} (truncated or corrupted)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an index entry's platform (`linux/arm64/v8`) satisfies a wanted platform. A wanted
+/// platform without variant accepts any variant.
+pub fn platform_matches(entry: &str, wanted: &Platform) -> bool {
+    let mut parts = entry.split('/');
+    let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
+    os == Some(wanted.os.as_str())
+        && arch == Some(wanted.architecture.as_str())
+        && wanted.variant.as_deref().is_none_or(|v| variant == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_and_images() {
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {"digest":"sha256:a","platform":{"os":"linux","architecture":"amd64"}},
+            {"digest":"sha256:b","platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
+        let Manifest::Index(entries) = parse(index, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(entries[1].platform.as_deref(), Some("linux/arm64/v8"));
+        let image = br#"{"schemaVersion":2,"config":{"digest":"sha256:c","mediaType":"x"}}"#;
+        assert_eq!(
+            parse(image, Some(DOCKER_MANIFEST)).unwrap(),
+            Manifest::Image {
+                config: "sha256:c".into()
+            }
+        );
+        assert!(parse(b"{\"schemaVersion\":2,\"conf", None).is_err());
+        assert!(parse(br#"{"schemaVersion":1,"name":"x"}"#, None).is_err());
+    }
+
+    #[test]
+    fn configs_and_digests() {
+        let c = parse_config(
+            br#"{"created":"2026-01-02T03:04:05.123Z","os":"linux","architecture":"amd64"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.created.unwrap().to_string(), "2026-01-02T03:04:05.123Z");
+        assert_eq!(c.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(verify(b"x", &sha256_digest(b"y")).is_err());
+        let arm = Platform::parse("linux/arm64").unwrap();
+        assert!(platform_matches("linux/arm64/v8", &arm));
+        assert!(!platform_matches("linux/amd64", &arm));
+        assert!(!platform_matches(
+            "linux/arm64",
+            &Platform::parse("linux/arm64/v8").unwrap()
+        ));
+    }
+}

@@ -1,0 +1,100 @@
+//! Reading container registries: tags, digests, platforms and creation times, politely.
+//!
+//! - [`client`]: one client per registry: TLS, credentials, the auth handshake, rate limits,
+//!   429 and retry handling; every request goes through it.
+//! - [`api`]: the distribution API calls (tag lists, HEAD for digests, manifests, configs).
+//! - [`scan`]: one poll of an image: the fewest requests that answer "which tag?".
+//! - [`cache`]: what a digest names, kept forever and across restarts.
+//! - [`credentials`]: credential references resolved to secrets at the moment of use.
+//! - [`auth`], [`manifest`]: wire formats.
+//! - [`metrics`]: counters for `/metrics` and the request-count benchmark.
+
+pub mod api;
+pub mod auth;
+pub mod cache;
+pub mod client;
+pub mod credentials;
+pub mod manifest;
+pub mod metrics;
+pub mod scan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use api::ImageInfo;
+pub use cache::MetadataCache;
+pub use client::{Budget, Client, Endpoint, RegistryError, Tuning};
+pub use metrics::{Metrics, RequestKind};
+pub use scan::{Choice, Cycle, choose};
+
+use crate::config::{Config, Image};
+
+/// The clients for every registry a config uses, sharing one cache and one set of metrics.
+pub struct Registries {
+    clients: BTreeMap<String, Client>,
+    tuning: Tuning,
+    metrics: Arc<Metrics>,
+    cache: Arc<MetadataCache>,
+}
+
+impl Registries {
+    pub fn new(tuning: Tuning, metrics: Arc<Metrics>, cache: Arc<MetadataCache>) -> Registries {
+        Registries {
+            clients: BTreeMap::new(),
+            tuning,
+            metrics,
+            cache,
+        }
+    }
+
+    /// Clients for the config's registries and for every other host its images use.
+    pub fn from_config(
+        config: &Config,
+        tuning: Tuning,
+        metrics: Arc<Metrics>,
+        cache: Arc<MetadataCache>,
+    ) -> Result<Registries, RegistryError> {
+        let mut registries = Registries::new(tuning, metrics, cache);
+        for r in config.registries.values() {
+            registries.add(Endpoint::from_config(r))?;
+        }
+        for image in config.images.values() {
+            if image.registry.is_none() {
+                let host = image.reference.registry().to_string();
+                if !registries.clients.contains_key(&host) {
+                    registries.add(Endpoint::anonymous(&host))?;
+                }
+            }
+        }
+        Ok(registries)
+    }
+
+    pub fn add(&mut self, endpoint: Endpoint) -> Result<Client, RegistryError> {
+        let name = endpoint.name.clone();
+        let client = Client::new(
+            endpoint,
+            self.tuning.clone(),
+            self.metrics.clone(),
+            self.cache.clone(),
+        )?;
+        self.clients.insert(name, client.clone());
+        Ok(client)
+    }
+
+    /// The client an image is read through.
+    pub fn for_image(&self, image: &Image) -> Option<&Client> {
+        let key = image
+            .registry
+            .clone()
+            .unwrap_or_else(|| image.reference.registry().to_string());
+        self.clients.get(&key)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn cache(&self) -> &Arc<MetadataCache> {
+        &self.cache
+    }
+}

@@ -1,0 +1,187 @@
+//! One poll of one image in one environment: gather candidates from the registry and choose,
+//! making no request the answer does not need.
+//!
+//! A [`Cycle`] is shared by everything polled in one cycle, so a repository used by three
+//! environments is listed once and each tag is resolved to a digest once. Semver, alphabetical
+//! and numerical choices need only the tag list; newest-build needs each filtered tag's creation
+//! time (cached by digest); and the winner is always checked for the platforms asked for,
+//! choosing again if it lacks one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use tokio::sync::OnceCell;
+
+use super::api::ImageInfo;
+use super::client::{Client, RegistryError};
+use crate::reference::Platform;
+use crate::select::{self, Candidate, Policy, Selection, Strategy};
+
+/// A result computed once and shared by everyone who asked for it during the cycle.
+type Shared<T> = Arc<OnceCell<Result<T, RegistryError>>>;
+/// (registry, repository) and (registry, repository, tag).
+type RepoKey = (String, String);
+type TagKey = (String, String, String);
+
+/// Memoizes listings and tag resolutions for the duration of one poll cycle.
+#[derive(Default)]
+pub struct Cycle {
+    tags: Mutex<HashMap<RepoKey, Shared<Arc<Vec<String>>>>>,
+    digests: Mutex<HashMap<TagKey, Shared<String>>>,
+}
+
+impl Cycle {
+    pub fn new() -> Cycle {
+        Cycle::default()
+    }
+
+    /// The tag list of `repository`, fetched once per cycle however many ask.
+    pub async fn tags(
+        &self,
+        client: &Client,
+        repository: &str,
+    ) -> Result<Arc<Vec<String>>, RegistryError> {
+        let cell = self
+            .tags
+            .lock()
+            .expect("cycle lock")
+            .entry((client.name().to_string(), repository.to_string()))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async { client.list_tags(repository).await.map(Arc::new) })
+            .await
+            .clone()
+    }
+
+    /// The digest `tag` points to, resolved once per cycle.
+    pub async fn digest(
+        &self,
+        client: &Client,
+        repository: &str,
+        tag: &str,
+    ) -> Result<String, RegistryError> {
+        let cell = self
+            .digests
+            .lock()
+            .expect("cycle lock")
+            .entry((
+                client.name().to_string(),
+                repository.to_string(),
+                tag.to_string(),
+            ))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| client.resolve(repository, tag))
+            .await
+            .clone()
+    }
+}
+
+/// The outcome of a poll: every candidate with its verdict, and the winner's digest.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub candidates: Vec<Candidate>,
+    pub selection: Selection,
+    pub digest: Option<String>,
+}
+
+impl Choice {
+    pub fn selected(&self) -> Option<&Candidate> {
+        self.selection.selected.map(|i| &self.candidates[i])
+    }
+}
+
+/// How many metadata lookups run at once for one image.
+const PARALLEL_LOOKUPS: usize = 8;
+
+/// Polls `repository` and chooses a tag under `policy` for `platforms`.
+pub async fn choose(
+    client: &Client,
+    cycle: &Cycle,
+    repository: &str,
+    policy: &Policy,
+    platforms: &[Platform],
+) -> Result<Choice, RegistryError> {
+    let tags = cycle.tags(client, repository).await?;
+    let mut candidates: Vec<Candidate> = tags.iter().map(|t| Candidate::new(t.as_str())).collect();
+    if policy.strategy.needs_created() || matches!(policy.strategy, Strategy::Digest { .. }) {
+        describe(
+            client,
+            cycle,
+            repository,
+            policy,
+            platforms,
+            &mut candidates,
+        )
+        .await?;
+    }
+    // Check the winner's platforms; a winner that lacks one is marked and the choice is made
+    // again. Each check is a HEAD plus, once per digest ever, a manifest and a config.
+    loop {
+        let selection = select::select(policy, &candidates);
+        let Some(i) = selection.selected else {
+            return Ok(Choice {
+                candidates,
+                selection,
+                digest: None,
+            });
+        };
+        let digest = match candidates[i].digest.clone() {
+            Some(d) => d,
+            None => cycle.digest(client, repository, &candidates[i].tag).await?,
+        };
+        match client.image_info(repository, &digest, platforms).await? {
+            ImageInfo::Available { created } => {
+                let winner = &mut candidates[i];
+                winner.digest = Some(digest.clone());
+                winner.created = winner.created.or(created);
+                return Ok(Choice {
+                    candidates,
+                    selection,
+                    digest: Some(digest),
+                });
+            }
+            ImageInfo::MissingPlatform(p) => {
+                candidates[i].unavailable = Some(format!("image has no {p} platform"));
+            }
+        }
+    }
+}
+
+/// Fills in digests and creation times for the candidates that pass the tag filters, a few
+/// lookups at a time (the registry's rate limit still applies to each request).
+async fn describe(
+    client: &Client,
+    cycle: &Cycle,
+    repository: &str,
+    policy: &Policy,
+    platforms: &[Platform],
+    candidates: &mut [Candidate],
+) -> Result<(), RegistryError> {
+    let wanted: Vec<(usize, String)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| select::filter(policy, &c.tag).is_ok())
+        .map(|(i, c)| (i, c.tag.clone()))
+        .collect();
+    let mut lookups = futures_util::stream::iter(wanted)
+        .map(|(i, tag)| async move {
+            let digest = cycle.digest(client, repository, &tag).await?;
+            let info = client.image_info(repository, &digest, platforms).await?;
+            Ok::<_, RegistryError>((i, digest, info))
+        })
+        .buffer_unordered(PARALLEL_LOOKUPS);
+    while let Some(result) = lookups.next().await {
+        let (i, digest, info) = result?;
+        let c = &mut candidates[i];
+        c.digest = Some(digest);
+        match info {
+            ImageInfo::Available { created } => c.created = created,
+            ImageInfo::MissingPlatform(p) => {
+                c.unavailable = Some(format!("image has no {p} platform"))
+            }
+        }
+    }
+    Ok(())
+}
