@@ -575,6 +575,10 @@ impl Client {
                 status,
                 attempts: tuning.attempts,
             },
+            None if last_failure.starts_with(BODY_CUT_SHORT) => RegistryError::InvalidResponse {
+                registry,
+                detail: format!("{last_failure} ({} attempts)", tuning.attempts),
+            },
             None => RegistryError::Unreachable {
                 registry,
                 attempts: tuning.attempts,
@@ -611,7 +615,7 @@ impl Client {
                 Err(e) => {
                     return Err((
                         status.as_u16(),
-                        format!("response body cut short: {}", describe(&e)),
+                        format!("{BODY_CUT_SHORT}: {}", describe(&e)),
                     ));
                 }
             }
@@ -672,6 +676,8 @@ impl Client {
         }
     }
 }
+
+const BODY_CUT_SHORT: &str = "response body cut short";
 
 fn basic_header(username: &str, password: &str) -> String {
     use base64::Engine;

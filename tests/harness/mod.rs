@@ -1,0 +1,633 @@
+//! Real components for integration tests, started on 127.0.0.1 and stopped by PID.
+//!
+//! - [`Registry`]: the CNCF distribution registry (Debian's `docker-registry`), anonymous,
+//!   with htpasswd basic auth, or with token auth against [`TokenIssuer`].
+//! - [`TokenIssuer`]: a token service written for the tests: it signs JWTs the registry
+//!   verifies against a certificate made with `openssl`.
+//! - [`push_image`] and [`push_index`]: images pushed through the registry API, no Docker.
+//! - [`FaultServer`]: a raw TCP server that answers from a script (429s, 5xx, slow and
+//!   truncated responses), for the faults a real registry will not produce on demand.
+//!
+//! Each test file uses a part of this module.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+/// Skips a test, loudly, when the registry is not installed (`.ci/run` installs it).
+pub fn registry_available() -> bool {
+    let ok = Path::new(REGISTRY_BINARY).exists();
+    if !ok {
+        eprintln!("skipped: {REGISTRY_BINARY} is not installed (apt-get install docker-registry)");
+    }
+    ok
+}
+
+pub enum Auth {
+    None,
+    Htpasswd { user: String, password: String },
+    Token(TokenSettings),
+}
+
+#[derive(Clone)]
+pub struct TokenSettings {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub cert: PathBuf,
+}
+
+/// A running `docker-registry serve`, killed by PID when dropped.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub async fn start(auth: Auth) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let auth_section = match &auth {
+            Auth::None => String::new(),
+            Auth::Htpasswd { user, password } => {
+                let hash = bcrypt::hash(password, 5).unwrap();
+                let path = dir.path().join("htpasswd");
+                std::fs::write(&path, format!("{user}:{hash}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
+                    path.display()
+                )
+            }
+            Auth::Token(t) => format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm,
+                t.service,
+                t.issuer,
+                t.cert.display()
+            ),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_section}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY_BINARY)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        let registry = Registry { child, port, dir };
+        registry.wait_ready().await;
+        registry
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if client
+                .get(format!("{}/v2/", self.url()))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        panic!("docker-registry did not start on {}: {log}", self.url());
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Child::kill signals this child's PID, never a process found by name.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A token service for the registry's `auth.token` mode.
+pub struct TokenIssuer {
+    pub port: u16,
+    pub settings: TokenSettings,
+    key: Arc<jsonwebtoken::EncodingKey>,
+    cert_der_b64: String,
+    pub requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+impl TokenIssuer {
+    /// Grants pull to anonymous callers when `anonymous_pull`, and pull+push to `user`.
+    pub async fn start(user: &str, password: &str, anonymous_pull: bool) -> TokenIssuer {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("key.pem");
+        let cert_path = dir.path().join("cert.pem");
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+            ])
+            .args(["-subj", "/CN=image-updater-test-issuer", "-keyout"])
+            .arg(&key_path)
+            .arg("-out")
+            .arg(&cert_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl could not make a key pair");
+        let key_pem = std::fs::read(&key_path).unwrap();
+        let key = Arc::new(jsonwebtoken::EncodingKey::from_ec_pem(&key_pem).expect("EC key"));
+        let cert_pem = std::fs::read_to_string(&cert_path).unwrap();
+        let cert_der_b64: String = cert_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let settings = TokenSettings {
+            realm: format!("http://127.0.0.1:{port}/token"),
+            service: "test-registry".into(),
+            issuer: "test-issuer".into(),
+            cert: cert_path,
+        };
+        let requests = Arc::new(AtomicUsize::new(0));
+        let expected_auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let (k, c, s, r) = (
+            key.clone(),
+            cert_der_b64.clone(),
+            settings.clone(),
+            requests.clone(),
+        );
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::get(
+                move |headers: axum::http::HeaderMap, axum::extract::Query(q): axum::extract::Query<TokenQuery>| {
+                    let (k, c, s, r, expected_auth) = (k.clone(), c.clone(), s.clone(), r.clone(), expected_auth.clone());
+                    async move {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+                        let (subject, actions): (&str, Vec<&str>) = match given {
+                            Some(a) if a == expected_auth => ("bot", vec!["pull", "push"]),
+                            Some(_) => return (axum::http::StatusCode::UNAUTHORIZED, "bad credentials".to_string()),
+                            None if anonymous_pull => ("", vec!["pull"]),
+                            None => return (axum::http::StatusCode::UNAUTHORIZED, "credentials required".to_string()),
+                        };
+                        let service = q.service.unwrap_or_else(|| s.service.clone());
+                        let access: Vec<serde_json::Value> = q
+                            .scope
+                            .iter()
+                            .filter_map(|scope| {
+                                let mut parts = scope.splitn(3, ':');
+                                let (kind, name, _) = (parts.next()?, parts.next()?, parts.next()?);
+                                Some(serde_json::json!({"type": kind, "name": name, "actions": actions}))
+                            })
+                            .collect();
+                        let token = sign(&k, &c, &s.issuer, subject, &service, access);
+                        (
+                            axum::http::StatusCode::OK,
+                            serde_json::json!({"token": token, "expires_in": 300}).to_string(),
+                        )
+                    }
+                },
+            ),
+        );
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TokenIssuer {
+            port,
+            settings,
+            key,
+            cert_der_b64,
+            requests,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// A push+pull token for `repository`, for the tests' own pushes.
+    pub fn push_token(&self, repository: &str) -> String {
+        sign(
+            &self.key,
+            &self.cert_der_b64,
+            &self.settings.issuer,
+            "bot",
+            &self.settings.service,
+            vec![
+                serde_json::json!({"type": "repository", "name": repository, "actions": ["pull", "push"]}),
+            ],
+        )
+    }
+}
+
+impl Drop for TokenIssuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn sign(
+    key: &jsonwebtoken::EncodingKey,
+    cert_der_b64: &str,
+    issuer: &str,
+    subject: &str,
+    audience: &str,
+    access: Vec<serde_json::Value>,
+) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.x5c = Some(vec![cert_der_b64.to_string()]);
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": subject, "aud": audience,
+        "exp": now + 300, "nbf": now - 30, "iat": now,
+        "jti": format!("{}", fastrand::u64(..)),
+        "access": access,
+    });
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+/// How the tests' own pushes authenticate.
+#[derive(Clone)]
+pub enum PushAuth {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+impl PushAuth {
+    fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            PushAuth::None => req,
+            PushAuth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            PushAuth::Bearer(t) => req.bearer_auth(t),
+        }
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn upload_blob(base: &str, auth: &PushAuth, repo: &str, bytes: &[u8]) -> String {
+    let client = reqwest::Client::new();
+    let digest = sha256(bytes);
+    let resp = auth
+        .apply(client.post(format!("{base}/v2/{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "upload start: {}",
+        resp.text().await.unwrap()
+    );
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let location = if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let resp = auth
+        .apply(client.put(format!("{location}{sep}digest={digest}")))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "upload: {}",
+        resp.text().await.unwrap()
+    );
+    digest
+}
+
+async fn put_manifest(
+    base: &str,
+    auth: &PushAuth,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> String {
+    let resp = auth
+        .apply(reqwest::Client::new().put(format!("{base}/v2/{repo}/manifests/{reference}")))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "manifest put: {}",
+        resp.text().await.unwrap()
+    );
+    sha256(body)
+}
+
+/// Pushes a one-layer image for `platform` (`linux/amd64`) built at `created`, tagged `tag`
+/// when given; returns its manifest digest.
+pub async fn push_image(
+    base: &str,
+    auth: &PushAuth,
+    repo: &str,
+    tag: Option<&str>,
+    created: &str,
+    platform: &str,
+) -> String {
+    let mut parts = platform.split('/');
+    let (os, arch, variant) = (parts.next().unwrap(), parts.next().unwrap(), parts.next());
+    let mut config = serde_json::json!({
+        "created": created, "os": os, "architecture": arch,
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {},
+    });
+    if let Some(v) = variant {
+        config["variant"] = v.into();
+    }
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = upload_blob(base, auth, repo, &config_bytes).await;
+    // A layer unique to this image, so that every push has its own digest.
+    let layer = format!(
+        "layer of {repo} {tag:?} {created} {platform} {}",
+        fastrand::u64(..)
+    )
+    .into_bytes();
+    let layer_digest = upload_blob(base, auth, repo, &layer).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}],
+    });
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let digest = sha256(&body);
+    put_manifest(
+        base,
+        auth,
+        repo,
+        tag.unwrap_or(&digest),
+        "application/vnd.oci.image.manifest.v1+json",
+        &body,
+    )
+    .await
+}
+
+/// Pushes one image per platform and an OCI index over them, tagged `tag`.
+pub async fn push_index(
+    base: &str,
+    auth: &PushAuth,
+    repo: &str,
+    tag: &str,
+    created: &str,
+    platforms: &[&str],
+) -> String {
+    let mut manifests = Vec::new();
+    for platform in platforms {
+        let digest = push_image(base, auth, repo, None, created, platform).await;
+        let mut parts = platform.split('/');
+        let mut p =
+            serde_json::json!({"os": parts.next().unwrap(), "architecture": parts.next().unwrap()});
+        if let Some(v) = parts.next() {
+            p["variant"] = v.into();
+        }
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": 0, "platform": p,
+        }));
+    }
+    // Sizes must be right for strict registries: fetch each manifest's length.
+    for m in manifests.iter_mut() {
+        let digest = m["digest"].as_str().unwrap().to_string();
+        let resp = auth
+            .apply(reqwest::Client::new().get(format!("{base}/v2/{repo}/manifests/{digest}")))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        m["size"] = resp.bytes().await.unwrap().len().into();
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let body = serde_json::to_vec(&index).unwrap();
+    put_manifest(
+        base,
+        auth,
+        repo,
+        tag,
+        "application/vnd.oci.image.index.v1+json",
+        &body,
+    )
+    .await
+}
+
+/// One scripted answer of the [`FaultServer`].
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// A complete response.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Headers promising `body` in full, then only half of it, then the connection closes.
+    Truncated { body: String },
+    /// Waits before answering like `Respond`.
+    Slow {
+        delay: Duration,
+        status: u16,
+        body: String,
+    },
+    /// Closes the connection without a word.
+    Hangup,
+}
+
+impl Fault {
+    pub fn ok(body: &str) -> Fault {
+        Fault::Respond {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+
+    pub fn status(status: u16) -> Fault {
+        Fault::Respond {
+            status,
+            headers: vec![],
+            body: String::new(),
+        }
+    }
+
+    pub fn too_many(retry_after: &str) -> Fault {
+        Fault::Respond {
+            status: 429,
+            headers: vec![("Retry-After".into(), retry_after.into())],
+            body: "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\"}]}".into(),
+        }
+    }
+}
+
+/// A registry impostor answering each request with the next scripted [`Fault`] (the last one
+/// repeats), recording each request's path and arrival time.
+pub struct FaultServer {
+    pub port: u16,
+    pub log: Arc<Mutex<Vec<(String, Instant)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultServer {
+    pub async fn start(script: Vec<Fault>) -> FaultServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let task_log = log.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (log, script) = (task_log.clone(), script.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut read = 0;
+                    // Read the request head.
+                    while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf[read..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read += n,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf[..read]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    log.lock().unwrap().push((path, Instant::now()));
+                    let fault = {
+                        let mut s = script.lock().unwrap();
+                        if s.len() > 1 {
+                            s.pop_front().unwrap()
+                        } else {
+                            s.front().cloned().unwrap_or(Fault::Hangup)
+                        }
+                    };
+                    let write = |status: u16,
+                                 headers: &[(String, String)],
+                                 body: &str,
+                                 declared: usize| {
+                        let mut out = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\nConnection: close\r\n"
+                        );
+                        for (k, v) in headers {
+                            out.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        out.push_str("\r\n");
+                        out.push_str(body);
+                        out
+                    };
+                    let response = match fault {
+                        Fault::Respond {
+                            status,
+                            headers,
+                            body,
+                        } => write(status, &headers, &body, body.len()),
+                        Fault::Truncated { body } => {
+                            write(200, &[], &body[..body.len() / 2], body.len())
+                        }
+                        Fault::Slow {
+                            delay,
+                            status,
+                            body,
+                        } => {
+                            tokio::time::sleep(delay).await;
+                            write(status, &[], &body, body.len())
+                        }
+                        Fault::Hangup => return,
+                    };
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        FaultServer { port, log, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,388 @@
+//! The registry client against the real CNCF distribution registry on 127.0.0.1: anonymous,
+//! htpasswd basic auth and token auth, multi-arch indexes, and mutable tags.
+
+mod harness;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::{Auth, PushAuth, Registry, TokenIssuer, push_image, push_index};
+use image_updater::config::CredentialRef;
+use image_updater::reference::Platform;
+use image_updater::registry::{
+    Client, Cycle, Endpoint, ImageInfo, MetadataCache, Metrics, RegistryError, RequestKind, Tuning,
+    choose,
+};
+use image_updater::select::{Constraint, Policy, Strategy, TagPattern};
+
+fn endpoint(registry: &Registry, credentials: Option<CredentialRef>) -> Endpoint {
+    Endpoint {
+        name: "local".into(),
+        host: registry.host(),
+        base_url: registry.url(),
+        credentials,
+        insecure: true,
+        ca_file: None,
+        rate_limit: 200.0,
+    }
+}
+
+fn client(endpoint: Endpoint) -> (Client, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let tuning = Tuning {
+        base_delay: Duration::from_millis(10),
+        ..Tuning::default()
+    };
+    let c = Client::new(
+        endpoint,
+        tuning,
+        metrics.clone(),
+        Arc::new(MetadataCache::in_memory()),
+    )
+    .unwrap();
+    (c, metrics)
+}
+
+fn amd64() -> Vec<Platform> {
+    vec![Platform::default()]
+}
+
+/// Writes a credential to a file and returns its reference: env vars are process-wide, and
+/// the tests in this file run in parallel.
+fn secret_file(dir: &tempfile::TempDir, name: &str, value: &str) -> CredentialRef {
+    let path = dir.path().join(name);
+    std::fs::write(&path, format!("{value}\n")).unwrap();
+    CredentialRef::File(path)
+}
+
+#[tokio::test]
+async fn anonymous_tags_digests_and_newest_build() {
+    if !harness::registry_available() {
+        return;
+    }
+    let reg = Registry::start(Auth::None).await;
+    let base = reg.url();
+    let none = PushAuth::None;
+    for (tag, created) in [
+        ("v1.4.0", "2026-01-01T00:00:00Z"),
+        ("v1.5.0-rc.1", "2026-01-05T00:00:00Z"),
+        ("v1.5.0", "2026-01-10T00:00:00Z"),
+        ("v2.0.0", "2026-01-12T00:00:00Z"),
+        ("main-aaaaaaa", "2026-01-20T00:00:00Z"),
+        ("main-bbbbbbb", "2026-01-21T00:00:00Z"),
+        ("dev-ccccccc", "2026-01-22T00:00:00Z"),
+    ] {
+        push_image(&base, &none, "org/api", Some(tag), created, "linux/amd64").await;
+    }
+    let (client, metrics) = client(endpoint(&reg, None));
+    let mut tags = client.list_tags("org/api").await.unwrap();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            "dev-ccccccc",
+            "main-aaaaaaa",
+            "main-bbbbbbb",
+            "v1.4.0",
+            "v1.5.0",
+            "v1.5.0-rc.1",
+            "v2.0.0"
+        ]
+    );
+
+    // prod: semver needs only the tag list, plus the winner's platform check.
+    let cycle = Cycle::new();
+    let mut prod = Policy::new(Strategy::Semver {
+        constraint: Constraint::parse(">=1.0.0 <2.0.0").unwrap(),
+        include_prerelease: false,
+    });
+    prod.ignore = vec![TagPattern::parse("regexp:(-rc|-alpha|-beta)").unwrap()];
+    let choice = choose(&client, &cycle, "org/api", &prod, &amd64())
+        .await
+        .unwrap();
+    assert_eq!(choice.selected().unwrap().tag, "v1.5.0");
+    assert!(choice.digest.as_deref().unwrap().starts_with("sha256:"));
+
+    // dev: the newest main build, by the image config's creation time.
+    let mut dev = Policy::new(Strategy::NewestBuild);
+    dev.allow = vec![TagPattern::parse("regexp:^main-[a-f0-9]{7}$").unwrap()];
+    let choice = choose(&client, &cycle, "org/api", &dev, &amd64())
+        .await
+        .unwrap();
+    assert_eq!(choice.selected().unwrap().tag, "main-bbbbbbb");
+    assert_eq!(
+        choice.selected().unwrap().created.unwrap().to_string(),
+        "2026-01-21T00:00:00Z"
+    );
+
+    // Both environments shared one listing in this cycle.
+    let snap = metrics.snapshot();
+    assert_eq!(
+        snap.count(RequestKind::TagList),
+        2,
+        "one direct listing, one for the cycle: {snap:?}"
+    );
+    // newest-build looked only at the two main builds, not at every tag.
+    assert!(snap.count(RequestKind::ManifestHead) <= 3, "{snap:?}");
+
+    // A second cycle costs no manifest or config GETs: digests are cached.
+    let before = metrics.snapshot();
+    let choice = choose(&client, &Cycle::new(), "org/api", &dev, &amd64())
+        .await
+        .unwrap();
+    assert_eq!(choice.selected().unwrap().tag, "main-bbbbbbb");
+    let delta = metrics.snapshot().since(&before);
+    assert_eq!(delta.count(RequestKind::ManifestGet), 0, "{delta:?}");
+    assert_eq!(delta.count(RequestKind::BlobGet), 0, "{delta:?}");
+    assert_eq!(delta.count(RequestKind::TagList), 1);
+}
+
+#[tokio::test]
+async fn multi_arch_indexes_and_platform_checks() {
+    if !harness::registry_available() {
+        return;
+    }
+    let reg = Registry::start(Auth::None).await;
+    let base = reg.url();
+    let none = PushAuth::None;
+    push_index(
+        &base,
+        &none,
+        "org/web",
+        "v2.1.0",
+        "2026-02-01T00:00:00Z",
+        &["linux/amd64", "linux/arm64/v8"],
+    )
+    .await;
+    // The newest release was built for amd64 only.
+    push_image(
+        &base,
+        &none,
+        "org/web",
+        Some("v2.2.0"),
+        "2026-02-02T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    let (client, _) = client(endpoint(&reg, None));
+    let both = vec![
+        Platform::parse("linux/amd64").unwrap(),
+        Platform::parse("linux/arm64").unwrap(),
+    ];
+    let digest = client.resolve("org/web", "v2.1.0").await.unwrap();
+    assert_eq!(
+        client.image_info("org/web", &digest, &both).await.unwrap(),
+        ImageInfo::Available {
+            created: Some("2026-02-01T00:00:00Z".parse().unwrap())
+        }
+    );
+    let policy = Policy::new(Strategy::Semver {
+        constraint: Constraint::parse("^2").unwrap(),
+        include_prerelease: false,
+    });
+    let choice = choose(&client, &Cycle::new(), "org/web", &policy, &both)
+        .await
+        .unwrap();
+    assert_eq!(
+        choice.selected().unwrap().tag,
+        "v2.1.0",
+        "v2.2.0 lacks arm64"
+    );
+    let v220 = choice
+        .candidates
+        .iter()
+        .position(|c| c.tag == "v2.2.0")
+        .unwrap();
+    assert_eq!(
+        choice.selection.verdicts[v220].reason,
+        "image has no linux/arm64 platform"
+    );
+    // amd64 alone takes the newest.
+    let choice = choose(&client, &Cycle::new(), "org/web", &policy, &amd64())
+        .await
+        .unwrap();
+    assert_eq!(choice.selected().unwrap().tag, "v2.2.0");
+}
+
+#[tokio::test]
+async fn a_mutable_tag_repushed_resolves_to_its_new_digest() {
+    if !harness::registry_available() {
+        return;
+    }
+    let reg = Registry::start(Auth::None).await;
+    let base = reg.url();
+    let first = push_image(
+        &base,
+        &PushAuth::None,
+        "org/migrator",
+        Some("latest"),
+        "2026-03-01T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    let (client, _) = client(endpoint(&reg, None));
+    let digest = Policy::new(Strategy::Digest {
+        tag: "latest".into(),
+    });
+    let choice = choose(&client, &Cycle::new(), "org/migrator", &digest, &amd64())
+        .await
+        .unwrap();
+    assert_eq!(choice.digest.as_deref(), Some(first.as_str()));
+    let second = push_image(
+        &base,
+        &PushAuth::None,
+        "org/migrator",
+        Some("latest"),
+        "2026-03-02T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    assert_ne!(first, second);
+    let choice = choose(&client, &Cycle::new(), "org/migrator", &digest, &amd64())
+        .await
+        .unwrap();
+    assert_eq!(choice.digest.as_deref(), Some(second.as_str()));
+}
+
+#[tokio::test]
+async fn htpasswd_basic_auth() {
+    if !harness::registry_available() {
+        return;
+    }
+    let reg = Registry::start(Auth::Htpasswd {
+        user: "bot".into(),
+        password: "s3cret-pw".into(),
+    })
+    .await;
+    let push = PushAuth::Basic("bot".into(), "s3cret-pw".into());
+    push_image(
+        &reg.url(),
+        &push,
+        "team/app",
+        Some("1.0.0"),
+        "2026-01-01T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let (anonymous, _) = client(endpoint(&reg, None));
+    let err = anonymous.list_tags("team/app").await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(
+        err.to_string().contains("requires a username and password"),
+        "{err}"
+    );
+
+    let wrong = secret_file(&dir, "wrong", "bot:not-the-password");
+    let (wrong, _) = client(endpoint(&reg, Some(wrong)));
+    let err = wrong.list_tags("team/app").await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(
+        !err.to_string().contains("not-the-password"),
+        "secret leaked: {err}"
+    );
+
+    let good = secret_file(&dir, "good", "bot:s3cret-pw");
+    let (good, metrics) = client(endpoint(&reg, Some(good)));
+    assert_eq!(good.list_tags("team/app").await.unwrap(), ["1.0.0"]);
+    // After the first challenge, credentials are sent up front: no more 401s.
+    good.list_tags("team/app").await.unwrap();
+    let snap = metrics.snapshot();
+    let unauthorized: u64 = snap
+        .requests
+        .iter()
+        .filter(|((_, _, s), _)| *s == 401)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(unauthorized, 1, "{snap:?}");
+}
+
+#[tokio::test]
+async fn token_auth_tokens_are_reused_until_they_expire() {
+    if !harness::registry_available() {
+        return;
+    }
+    let issuer = TokenIssuer::start("bot", "tok-pw", true).await;
+    let reg = Registry::start(Auth::Token(issuer.settings.clone())).await;
+    let push = PushAuth::Bearer(issuer.push_token("org/private"));
+    push_index(
+        &reg.url(),
+        &push,
+        "org/private",
+        "v1.0.0",
+        "2026-04-01T00:00:00Z",
+        &["linux/amd64", "linux/arm64"],
+    )
+    .await;
+    push_image(
+        &reg.url(),
+        &push,
+        "org/private",
+        Some("v1.1.0"),
+        "2026-04-02T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    let pushes = issuer.requests.load(std::sync::atomic::Ordering::SeqCst);
+
+    let dir = tempfile::tempdir().unwrap();
+    let creds = secret_file(&dir, "token-creds", "bot:tok-pw");
+    let (client, metrics) = client(endpoint(&reg, Some(creds)));
+    let policy = Policy::new(Strategy::Semver {
+        constraint: Constraint::parse("*").unwrap(),
+        include_prerelease: false,
+    });
+    let choice = choose(&client, &Cycle::new(), "org/private", &policy, &amd64())
+        .await
+        .unwrap();
+    assert_eq!(choice.selected().unwrap().tag, "v1.1.0");
+    let first = metrics.snapshot();
+    assert_eq!(
+        first.count(RequestKind::Token),
+        1,
+        "one token for the repository's pull scope: {first:?}"
+    );
+
+    // Steady state: a second cycle asks for no token.
+    choose(&client, &Cycle::new(), "org/private", &policy, &amd64())
+        .await
+        .unwrap();
+    let delta = metrics.snapshot().since(&first);
+    assert_eq!(delta.count(RequestKind::Token), 0, "{delta:?}");
+    assert_eq!(delta.count(RequestKind::TagList), 1);
+    assert_eq!(
+        issuer.requests.load(std::sync::atomic::Ordering::SeqCst) - pushes,
+        1
+    );
+
+    // Anonymous pulls get their own (anonymous) token; a wrong password is refused.
+    let (anon, _) = client_for(&reg, None);
+    assert_eq!(anon.list_tags("org/private").await.unwrap().len(), 2);
+    let wrong = secret_file(&dir, "wrong", "bot:nope");
+    let (wrong, _) = client_for(&reg, Some(wrong));
+    let err = wrong.list_tags("org/private").await.unwrap_err();
+    assert!(
+        err.to_string().contains("token service answered 401"),
+        "{err}"
+    );
+}
+
+fn client_for(reg: &Registry, creds: Option<CredentialRef>) -> (Client, Arc<Metrics>) {
+    client(endpoint(reg, creds))
+}
+
+#[tokio::test]
+async fn missing_repositories_and_plain_http_without_opt_in() {
+    if !harness::registry_available() {
+        return;
+    }
+    let reg = Registry::start(Auth::None).await;
+    let (client, _) = client(endpoint(&reg, None));
+    let err = client.list_tags("org/nothing-here").await.unwrap_err();
+    assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
+    let mut plain = endpoint(&reg, None);
+    plain.insecure = false;
+    let err = Client::new(plain, Tuning::default(), Arc::default(), Arc::default()).unwrap_err();
+    assert!(err.to_string().contains("set insecure = true"), "{err}");
+}
