@@ -386,3 +386,103 @@ async fn missing_repositories_and_plain_http_without_opt_in() {
     let err = Client::new(plain, Tuning::default(), Arc::default(), Arc::default()).unwrap_err();
     assert!(err.to_string().contains("set insecure = true"), "{err}");
 }
+
+/// `image-updater test` against the registry, as a user previews a policy.
+#[tokio::test]
+async fn the_test_command_queries_the_registry() {
+    if !harness::registry_available() {
+        return;
+    }
+    let reg = Registry::start(Auth::Htpasswd {
+        user: "bot".into(),
+        password: "pw-123".into(),
+    })
+    .await;
+    let push = PushAuth::Basic("bot".into(), "pw-123".into());
+    for (tag, created) in [
+        ("v1.4.0", "2026-01-01T00:00:00Z"),
+        ("v1.5.0", "2026-01-02T00:00:00Z"),
+        ("v2.0.0", "2026-01-03T00:00:00Z"),
+    ] {
+        push_image(
+            &reg.url(),
+            &push,
+            "org/api",
+            Some(tag),
+            created,
+            "linux/amd64",
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::write(&creds, "bot:pw-123\n").unwrap();
+    let config = dir.path().join("updater.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[registries.local]\nprefix = \"{}\"\napi_url = \"{}\"\ninsecure = true\ncredentials = \"file:{}\"\n",
+            reg.host(),
+            reg.url(),
+            creds.display()
+        ),
+    )
+    .unwrap();
+    let image = format!("{}/org/api", reg.host());
+    let bin = env!("CARGO_BIN_EXE_image-updater");
+    let run = |args: Vec<String>| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, stdout, stderr) = run(vec![
+        "test".into(),
+        image.clone(),
+        "--semver-constraint".into(),
+        ">=1.0.0 <2.0.0".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--output".into(),
+        "json".into(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["selected"], "v1.5.0");
+    let selected = report["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "v1.5.0")
+        .unwrap();
+    assert!(selected["digest"].as_str().unwrap().starts_with("sha256:"));
+    let v2 = report["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "v2.0.0")
+        .unwrap();
+    assert_eq!(v2["reason"], "outside constraint `>=1.0.0 <2.0.0`");
+
+    // --credentials and --insecure without a config; a wrong password is a clear error, exit 2.
+    let (code, stdout, _) = run(vec![
+        "test".into(),
+        image.clone(),
+        "--update-strategy".into(),
+        "newest-build".into(),
+        "--insecure".into(),
+        "--credentials".into(),
+        format!("file:{}", creds.display()),
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("selected: v2.0.0"), "{stdout}");
+    assert!(stdout.contains("digest:   sha256:"), "{stdout}");
+    let (code, _, stderr) = run(vec!["test".into(), image, "--insecure".into()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("requires a username and password"),
+        "{stderr}"
+    );
+}

@@ -22,7 +22,7 @@ enum Command {
     /// Validate a config file and print every problem with file:line:col.
     Check(check::Args),
     /// Show which tag a policy would select for an image, and why each tag was rejected.
-    Test(test::Args),
+    Test(Box<test::Args>),
 }
 
 /// Outcome of a subcommand, mapped to the documented exit codes.
@@ -36,7 +36,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
-        Command::Test(args) => test::run(args),
+        Command::Test(args) => test::run(*args),
     };
     match outcome {
         Outcome::Success => ExitCode::SUCCESS,

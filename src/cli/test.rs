@@ -3,10 +3,13 @@
 
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use image_updater::reference::Reference;
+use image_updater::config::{self, CredentialRef};
+use image_updater::reference::{Platform, Reference};
+use image_updater::registry::{self, Client, Cycle, Endpoint, MetadataCache, Tuning};
 use image_updater::select::{
-    self, Candidate, Constraint, Extract, Policy, Strategy, StrategyKind, TagPattern,
+    self, Candidate, Constraint, Extract, Policy, Selection, Strategy, StrategyKind, TagPattern,
 };
 use serde::Serialize;
 
@@ -40,8 +43,20 @@ pub struct Args {
     platforms: Vec<String>,
     /// Read tags from FILE (or `-` for stdin) instead of a registry: one per line, optionally
     /// followed by an RFC 3339 creation time and a digest.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "registries", "credentials", "insecure"])]
     tags_from: Option<PathBuf>,
+    /// Take the registry's settings and credentials from this config file.
+    #[arg(long, value_name = "FILE", conflicts_with = "registries")]
+    config: Option<PathBuf>,
+    /// Like --config, for a file that holds only [registries].
+    #[arg(long, value_name = "FILE")]
+    registries: Option<PathBuf>,
+    /// A credential reference for the registry: env:VAR, file:/path, docker-config, exec:/path.
+    #[arg(long, value_name = "REF")]
+    credentials: Option<String>,
+    /// Allow plain http and skip TLS verification, for a registry not in the config.
+    #[arg(long)]
+    insecure: bool,
     /// text or json.
     #[arg(long, value_enum, default_value = "text")]
     output: OutputFormat,
@@ -68,11 +83,32 @@ struct TagReport<'a> {
     tag: &'a str,
     eligible: bool,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
 }
 
 pub fn run(args: Args) -> Outcome {
     match prepare(&args) {
-        Ok((reference, policy, candidates)) => report(&args, &reference, &policy, &candidates),
+        Ok((reference, policy, platforms)) => {
+            let outcome = match &args.tags_from {
+                Some(path) => read_candidates(path).map(|c| {
+                    let selection = select::select(&policy, &c);
+                    (c, selection)
+                }),
+                None => from_registry(&args, &reference, &policy, &platforms),
+            };
+            match outcome {
+                Ok((candidates, selection)) => {
+                    report(&args, &reference, &policy, &candidates, &selection)
+                }
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    Outcome::Usage
+                }
+            }
+        }
         Err(message) => {
             eprintln!("error: {message}");
             Outcome::Usage
@@ -80,7 +116,60 @@ pub fn run(args: Args) -> Outcome {
     }
 }
 
-fn prepare(args: &Args) -> Result<(Reference, Policy, Vec<Candidate>), String> {
+/// Lists the image's tags from its registry and chooses as the daemon would.
+fn from_registry(
+    args: &Args,
+    reference: &Reference,
+    policy: &Policy,
+    platforms: &[Platform],
+) -> Result<(Vec<Candidate>, Selection), String> {
+    let mut endpoint = match args.config.as_ref().or(args.registries.as_ref()) {
+        Some(path) => {
+            let config = config::load(path).map_err(|d| format!("{d}"))?;
+            config
+                .registries
+                .values()
+                .find(|r| r.prefix == reference.registry())
+                .or_else(|| config.registries.values().find(|r| r.default))
+                .map(Endpoint::from_config)
+                .unwrap_or_else(|| Endpoint::anonymous(reference.registry()))
+        }
+        None => Endpoint::anonymous(reference.registry()),
+    };
+    if let Some(text) = &args.credentials {
+        endpoint.credentials =
+            Some(CredentialRef::parse(text).map_err(|e| format!("--credentials: {e}"))?);
+    }
+    if args.insecure {
+        endpoint.insecure = true;
+        if let Some(host) = endpoint.base_url.strip_prefix("https://") {
+            endpoint.base_url = format!("http://{host}");
+        }
+    }
+    let client = Client::new(
+        endpoint,
+        Tuning::default(),
+        Arc::default(),
+        Arc::new(MetadataCache::in_memory()),
+    )
+    .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let choice = runtime
+        .block_on(registry::choose(
+            &client,
+            &Cycle::new(),
+            &reference.path,
+            policy,
+            platforms,
+        ))
+        .map_err(|e| e.to_string())?;
+    Ok((choice.candidates, choice.selection))
+}
+
+fn prepare(args: &Args) -> Result<(Reference, Policy, Vec<Platform>), String> {
     let reference =
         Reference::parse(&args.image).map_err(|e| format!("image `{}`: {e}", args.image))?;
     let kind: StrategyKind = args
@@ -122,15 +211,15 @@ fn prepare(args: &Args) -> Result<(Reference, Policy, Vec<Candidate>), String> {
             .transpose()
             .map_err(|e| format!("--extract: {e}"))?,
     };
-    for platform in &args.platforms {
-        image_updater::reference::Platform::parse(platform)
-            .map_err(|e| format!("--platforms: {e}"))?;
+    let mut platforms = args
+        .platforms
+        .iter()
+        .map(|p| Platform::parse(p).map_err(|e| format!("--platforms: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if platforms.is_empty() {
+        platforms.push(Platform::default());
     }
-    let Some(path) = &args.tags_from else {
-        return Err("reading tags from a registry is not available in this build yet: pass --tags-from FILE".into());
-    };
-    let candidates = read_candidates(path)?;
-    Ok((reference, policy, candidates))
+    Ok((reference, policy, platforms))
 }
 
 /// Reads `TAG [CREATED] [DIGEST]` lines; blank lines and `#` comments are skipped.
@@ -176,8 +265,8 @@ fn report(
     reference: &Reference,
     policy: &Policy,
     candidates: &[Candidate],
+    selection: &Selection,
 ) -> Outcome {
-    let selection = select::select(policy, candidates);
     let selected = selection.selected.map(|i| candidates[i].tag.as_str());
     let constraint = match &policy.strategy {
         Strategy::Semver { constraint, .. } => Some(constraint.as_str()),
@@ -197,6 +286,8 @@ fn report(
                         tag: &c.tag,
                         eligible: v.eligible,
                         reason: &v.reason,
+                        digest: c.digest.as_deref(),
+                        created: c.created.map(|t| t.to_string()),
                     })
                     .collect(),
             };
@@ -214,6 +305,12 @@ fn report(
             println!("image:    {}", reference.repository());
             println!("strategy: {}{constraint}", policy.strategy);
             println!("selected: {}", selected.unwrap_or("(none)"));
+            if let Some(digest) = selection
+                .selected
+                .and_then(|i| candidates[i].digest.as_deref())
+            {
+                println!("digest:   {digest}");
+            }
             let width = candidates.iter().map(|c| c.tag.len()).max().unwrap_or(0);
             for (c, v) in candidates.iter().zip(&selection.verdicts) {
                 let mark = if selection
