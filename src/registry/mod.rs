@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use api::ImageInfo;
 pub use cache::MetadataCache;
 pub use client::{Budget, Client, Endpoint, RegistryError, Tuning};
-pub use metrics::{Metrics, RequestKind};
+pub use metrics::{Metrics, RequestKind, Snapshot};
 pub use scan::{Choice, Cycle, choose};
 
 use crate::config::{Config, Image};
