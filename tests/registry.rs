@@ -486,3 +486,73 @@ async fn the_test_command_queries_the_registry() {
         "{stderr}"
     );
 }
+
+/// TLS is verified by default; a custom CA file makes a private registry trusted, and
+/// `insecure` is the only way around verification.
+#[tokio::test]
+async fn tls_verification_and_a_custom_ca() {
+    if !harness::registry_available() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let tls = harness::Tls::generate(certs.path());
+    let reg = Registry::start_tls(Auth::None, tls.clone()).await;
+    push_image(
+        &reg.url(),
+        &PushAuth::None,
+        "org/api",
+        Some("v1.0.0"),
+        "2026-01-01T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+
+    let mut verified = endpoint(&reg, None);
+    verified.insecure = false;
+    let (untrusting, _) = client(verified.clone());
+    let err = untrusting.list_tags("org/api").await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    verified.ca_file = Some(tls.ca.clone());
+    let (trusting, _) = client(verified);
+    assert_eq!(trusting.list_tags("org/api").await.unwrap(), ["v1.0.0"]);
+
+    let (insecure, _) = client(endpoint(&reg, None));
+    assert_eq!(insecure.list_tags("org/api").await.unwrap(), ["v1.0.0"]);
+}
+
+/// The per-registry rate limit spaces requests out.
+#[tokio::test]
+async fn the_request_rate_is_limited_per_registry() {
+    if !harness::registry_available() {
+        return;
+    }
+    let reg = Registry::start(Auth::None).await;
+    push_image(
+        &reg.url(),
+        &PushAuth::None,
+        "org/api",
+        Some("v1.0.0"),
+        "2026-01-01T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    let mut slow = endpoint(&reg, None);
+    slow.rate_limit = 4.0;
+    let (client, _) = client(slow);
+    let started = std::time::Instant::now();
+    for _ in 0..9 {
+        client.list_tags("org/api").await.unwrap();
+    }
+    // 4 per second, with a burst of 4: the first four go at once, the other five wait a
+    // quarter of a second each.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1150),
+        "{:?}",
+        started.elapsed()
+    );
+}

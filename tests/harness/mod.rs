@@ -62,10 +62,111 @@ pub struct Registry {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    tls: Option<Tls>,
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed, made by openssl.
+#[derive(Clone)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Tls {
+    pub fn generate(dir: &Path) -> Tls {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=image-updater test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "server.ext",
+        ]);
+        Tls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
+    }
 }
 
 impl Registry {
     pub async fn start(auth: Auth) -> Registry {
+        Registry::start_with(auth, None).await
+    }
+
+    /// Serves https with `tls`'s server certificate.
+    pub async fn start_tls(auth: Auth, tls: Tls) -> Registry {
+        Registry::start_with(auth, Some(tls)).await
+    }
+
+    async fn start_with(auth: Auth, tls: Option<Tls>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let auth_section = match &auth {
@@ -87,8 +188,16 @@ impl Registry {
                 t.cert.display()
             ),
         };
+        let tls_section = match &tls {
+            Some(t) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                t.cert.display(),
+                t.key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_section}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_section}{auth_section}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -102,13 +211,30 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry starts");
-        let registry = Registry { child, port, dir };
+        let registry = Registry {
+            child,
+            port,
+            dir,
+            tls,
+        };
         registry.wait_ready().await;
         registry
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// A client for the tests' own pushes, trusting the registry's CA.
+    pub fn push_client(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder();
+        if let Some(t) = &self.tls {
+            b = b.add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&t.ca).unwrap()).unwrap(),
+            );
+        }
+        b.build().unwrap()
     }
 
     pub fn host(&self) -> String {
@@ -117,7 +243,7 @@ impl Registry {
 
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let client = reqwest::Client::new();
+        let client = self.push_client();
         while Instant::now() < deadline {
             if client
                 .get(format!("{}/v2/", self.url()))
@@ -320,6 +446,15 @@ impl PushAuth {
     }
 }
 
+/// The HTTP client of the tests' own pushes. It trusts any certificate: what is under test is
+/// the image-updater client's verification, not the pusher's.
+fn push_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
@@ -329,7 +464,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 async fn upload_blob(base: &str, auth: &PushAuth, repo: &str, bytes: &[u8]) -> String {
-    let client = reqwest::Client::new();
+    let client = push_http();
     let digest = sha256(bytes);
     let resp = auth
         .apply(client.post(format!("{base}/v2/{repo}/blobs/uploads/")))
@@ -374,7 +509,7 @@ async fn put_manifest(
     body: &[u8],
 ) -> String {
     let resp = auth
-        .apply(reqwest::Client::new().put(format!("{base}/v2/{repo}/manifests/{reference}")))
+        .apply(push_http().put(format!("{base}/v2/{repo}/manifests/{reference}")))
         .header("content-type", media_type)
         .body(body.to_vec())
         .send()
@@ -463,7 +598,7 @@ pub async fn push_index(
     for m in manifests.iter_mut() {
         let digest = m["digest"].as_str().unwrap().to_string();
         let resp = auth
-            .apply(reqwest::Client::new().get(format!("{base}/v2/{repo}/manifests/{digest}")))
+            .apply(push_http().get(format!("{base}/v2/{repo}/manifests/{digest}")))
             .header("accept", "application/vnd.oci.image.manifest.v1+json")
             .send()
             .await
