@@ -5,7 +5,8 @@
 //! - [`config`]: `updater.toml`, parsed and validated into a [`config::Config`] that cannot be wrong;
 //! - [`reference`]: image references (`ghcr.io/org/api:v1.2.3`) parsed and normalized;
 //! - [`select`]: which tag to deploy, and why the others were not chosen;
-//! - [`registry`]: reading tags, digests and creation times from registries, politely.
+//! - [`registry`]: reading tags, digests and creation times from registries, politely;
+//! - [`writeback`]: byte-exact manifest edits, committed and pushed to git.
 //!
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
@@ -13,3 +14,4 @@ pub mod config;
 pub mod reference;
 pub mod registry;
 pub mod select;
+pub mod writeback;

@@ -1,0 +1,326 @@
+//! Golden tests of the YAML editor on realistic files: comments, quotes, flow style, anchors,
+//! multiple documents. The output must equal the golden file byte for byte, and the only lines
+//! that differ from the input must be the ones holding the value.
+
+use std::path::Path;
+
+use image_updater::config::{HelmValues, Target, ValuePath};
+use image_updater::writeback::{Desired, edit};
+
+fn golden(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn desired(repository: &str, tag: Option<&str>, digest: Option<&str>) -> Desired {
+    Desired {
+        repository: repository.into(),
+        written: repository.trim_start_matches("docker.io/library/").into(),
+        tag: tag.map(String::from),
+        digest: digest.map(String::from),
+    }
+}
+
+fn path(p: &str) -> ValuePath {
+    ValuePath(p.split('.').map(String::from).collect())
+}
+
+/// Lines that differ, as (line number, before, after); the files must have the same lines
+/// apart from insertions checked by the caller.
+fn changed_lines(before: &str, after: &str) -> Vec<(usize, String, String)> {
+    before
+        .lines()
+        .zip(after.lines())
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| (i + 1, a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn kustomization_entry_keeps_its_quotes_and_comment() {
+    let input = golden("kustomization.yaml");
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "ghcr.io/org/api".into(),
+    };
+    let out = edit(
+        &target,
+        &input,
+        &desired("ghcr.io/org/api", Some("v1.5.0"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.new_text, golden("kustomization.api.expected.yaml"));
+    assert_eq!(out.old, "v1.4.0");
+    assert_eq!(
+        changed_lines(&input, &out.new_text),
+        [(
+            12,
+            "    newTag: \"v1.4.0\"   # pinned by image-updater".into(),
+            "    newTag: \"v1.5.0\"   # pinned by image-updater".into()
+        )]
+    );
+}
+
+#[test]
+fn kustomization_gains_an_entry_at_its_indentation() {
+    let input = golden("kustomization.yaml");
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "ghcr.io/org/migrator".into(),
+    };
+    let digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let out = edit(
+        &target,
+        &input,
+        &desired("ghcr.io/org/migrator", Some("latest"), Some(digest)),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        out.new_text,
+        golden("kustomization.new-entry.expected.yaml")
+    );
+    assert_eq!(out.old, "(none)");
+}
+
+#[test]
+fn kustomization_gains_an_images_list_like_the_seed_shows() {
+    let input = golden("kustomization-bare.yaml");
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "ghcr.io/org/api-service".into(),
+    };
+    let out = edit(
+        &target,
+        &input,
+        &desired("ghcr.io/org/api-service", Some("v1.5.0"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.new_text, golden("kustomization-bare.expected.yaml"));
+}
+
+#[test]
+fn numeric_looking_tags_are_quoted() {
+    let input = golden("kustomization.yaml");
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "ghcr.io/org/worker".into(),
+    };
+    let out = edit(
+        &target,
+        &input,
+        &desired("ghcr.io/org/worker", Some("1.11"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        changed_lines(&input, &out.new_text),
+        [(15, "    newTag: '1.10'".into(), "    newTag: '1.11'".into())]
+    );
+    // A plain value that would read as a number gets double quotes.
+    let plain = "images:\n- name: app\n  newTag: v1\n";
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "app".into(),
+    };
+    let out = edit(
+        &target,
+        plain,
+        &desired("docker.io/library/app", Some("1.10"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.new_text, "images:\n- name: app\n  newTag: \"1.10\"\n");
+}
+
+#[test]
+fn helm_values_split_and_combined_leave_the_rest_alone() {
+    let input = golden("values.yaml");
+    let web = Target::Helm {
+        file: "values.yaml".into(),
+        values: HelmValues::Split {
+            tag: path("image.tag"),
+            repository: Some(path("image.repository")),
+        },
+    };
+    let step1 = edit(
+        &web,
+        &input,
+        &desired("ghcr.io/org/web", Some("2.1.0"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(step1.old, "2.0.1");
+    let sidecar = Target::Helm {
+        file: "values.yaml".into(),
+        values: HelmValues::Combined {
+            name: path("sidecar.image"),
+        },
+    };
+    let step2 = edit(
+        &sidecar,
+        &step1.new_text,
+        &desired("docker.io/library/nginx", Some("1.27.3"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(step2.old, "1.27.0@sha256:aaaa");
+    assert_eq!(step2.new_text, golden("values.expected.yaml"));
+    assert_eq!(changed_lines(&input, &step2.new_text).len(), 2);
+}
+
+#[test]
+fn manifests_update_every_matching_container_in_every_workload() {
+    let input = golden("manifests.yaml");
+    let target = Target::Manifest {
+        file: "m.yaml".into(),
+        container: None,
+    };
+    let out = edit(
+        &target,
+        &input,
+        &desired("ghcr.io/org/api", Some("v1.5.0"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.new_text, golden("manifests.expected.yaml"));
+    assert_eq!(out.old, "v1.4.0, v1.3.9");
+    // Only the named container when one is named.
+    let named = Target::Manifest {
+        file: "m.yaml".into(),
+        container: Some("report".into()),
+    };
+    let out = edit(
+        &named,
+        &input,
+        &desired("ghcr.io/org/api", Some("v1.5.0"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(changed_lines(&input, &out.new_text).len(), 1);
+}
+
+#[test]
+fn an_edit_that_changes_nothing_is_none() {
+    let input = golden("values.yaml");
+    let web = Target::Helm {
+        file: "values.yaml".into(),
+        values: HelmValues::Split {
+            tag: path("image.tag"),
+            repository: None,
+        },
+    };
+    assert!(
+        edit(
+            &web,
+            &input,
+            &desired("ghcr.io/org/web", Some("2.0.1"), None)
+        )
+        .unwrap()
+        .is_none()
+    );
+}
+
+#[test]
+fn anchors_aliases_and_block_scalars_are_refused() {
+    let input = golden("values.yaml");
+    let through_alias = Target::Helm {
+        file: "values.yaml".into(),
+        values: HelmValues::Split {
+            tag: path("anchors.copy.tag"),
+            repository: None,
+        },
+    };
+    let err = edit(
+        &through_alias,
+        &input,
+        &desired("ghcr.io/org/web", Some("x"), None),
+    )
+    .unwrap_err();
+    assert!(
+        err.message.contains("no `anchors.copy.tag`") || err.message.contains("alias"),
+        "{err}"
+    );
+    let anchored = "image: &img\n  tag: v1\nother: *img\n";
+    let target = Target::Helm {
+        file: "v.yaml".into(),
+        values: HelmValues::Split {
+            tag: path("image.tag"),
+            repository: None,
+        },
+    };
+    // The mapping holding the tag is anchored and reused: editing it would change `other` too.
+    let err = edit(
+        &target,
+        anchored,
+        &desired("ghcr.io/org/web", Some("v2"), None),
+    )
+    .unwrap_err();
+    assert!(
+        err.message.contains("more than the intended value") || err.message.contains("anchor"),
+        "{err}"
+    );
+    let anchored_value = "image:\n  tag: &t v1\nother: *t\n";
+    let err = edit(
+        &target,
+        anchored_value,
+        &desired("ghcr.io/org/web", Some("v2"), None),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("anchor"), "{err}");
+    let block = "image:\n  tag: |\n    v1\n";
+    let err = edit(
+        &target,
+        block,
+        &desired("ghcr.io/org/web", Some("v2"), None),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("block scalar"), "{err}");
+}
+
+#[test]
+fn missing_paths_and_containers_say_what_to_add() {
+    let target = Target::Helm {
+        file: "v.yaml".into(),
+        values: HelmValues::Split {
+            tag: path("image.tag"),
+            repository: None,
+        },
+    };
+    let err = edit(
+        &target,
+        "image:\n  repository: x\n",
+        &desired("ghcr.io/org/web", Some("v2"), None),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("no `image.tag`"), "{err}");
+    let target = Target::Manifest {
+        file: "m.yaml".into(),
+        container: None,
+    };
+    let err = edit(
+        &target,
+        "kind: Pod\nspec:\n  containers:\n  - name: a\n    image: other:1\n",
+        &desired("ghcr.io/org/api", Some("v2"), None),
+    )
+    .unwrap_err();
+    assert!(
+        err.message
+            .contains("no workload container runs ghcr.io/org/api"),
+        "{err}"
+    );
+    let err = edit(
+        &target,
+        "a: [unclosed\n",
+        &desired("ghcr.io/org/api", Some("v2"), None),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("not valid YAML"), "{err}");
+}
