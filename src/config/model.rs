@@ -82,6 +82,11 @@ pub struct Repository {
     pub credentials: Option<CredentialRef>,
     pub author: Author,
     pub commit_message: Template,
+    /// ssh urls: the private key, and the known_hosts file the server's key must be in.
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh private key that signs update commits, for branches that require signatures.
+    pub signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +141,17 @@ pub enum Target {
         file: PathBuf,
         container: Option<String>,
     },
+}
+
+impl Target {
+    /// The file written, relative to the repository root.
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            Target::Kustomization { file, .. }
+            | Target::Helm { file, .. }
+            | Target::Manifest { file, .. } => file,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,9 @@ pub struct RawRepository {
     pub credentials: Option<Str>,
     pub author: Option<Str>,
     pub commit_message: Option<Str>,
+    pub ssh_key: Option<Str>,
+    pub known_hosts: Option<Str>,
+    pub signing_key: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,7 +151,15 @@ pub mod keys {
         "ca_file",
         "rate_limit",
     ];
-    pub const REPOSITORY: &[&str] = &["url", "credentials", "author", "commit_message"];
+    pub const REPOSITORY: &[&str] = &[
+        "url",
+        "credentials",
+        "author",
+        "commit_message",
+        "ssh_key",
+        "known_hosts",
+        "signing_key",
+    ];
     pub const ENVIRONMENT: &[&str] = &["repository", "branch", "base_branch"];
     pub const POLICY: &[&str] = &[
         "strategy",

@@ -435,6 +435,9 @@ impl<'a> Validator<'a> {
                     credentials,
                     author,
                     commit_message,
+                    ssh_key: path_of(&repo.ssh_key),
+                    known_hosts: path_of(&repo.known_hosts),
+                    signing_key: path_of(&repo.signing_key),
                 },
             );
         }
@@ -1146,6 +1149,10 @@ fn check_branch(name: &str) -> Result<String, String> {
 }
 
 /// A path inside the repository: relative, without `..`, so a config cannot write elsewhere.
+fn path_of(value: &Option<Spanned<String>>) -> Option<PathBuf> {
+    value.as_ref().map(|p| PathBuf::from(p.get_ref()))
+}
+
 fn check_target_path(path: &str) -> Result<PathBuf, String> {
     let p = Path::new(path);
     if path.is_empty() {

@@ -3,9 +3,17 @@
 //!
 //! - [`yaml`]: the byte-exact editor and its check.
 //! - [`targets`]: kustomization, Helm values and plain manifest targets.
+//! - [`git`]: the bare mirror: fetch and push with the git CLI, commits with gix.
+//! - [`branch`]: one branch's update: edit, commit, push with a lease, retry on a race.
+//! - [`sign`]: ssh signatures for update commits.
 
+pub mod branch;
+pub mod git;
+pub mod sign;
 pub mod targets;
 pub mod yaml;
 
+pub use branch::{Applied, Failed, FileChange, ImageChange, Outcome, WriteError, write_branch};
+pub use git::{GitError, Mirror, Push};
 pub use targets::{Desired, FileEdit, edit};
 pub use yaml::YamlError;

@@ -11,6 +11,8 @@
 //! Each test file uses a part of this module.
 #![allow(dead_code)]
 
+pub mod git;
+
 use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,260 @@
+//! One commit per branch per cycle: every image change for an environment's branch is applied
+//! to the branch's current head, committed once, and pushed with a lease. A push that loses a
+//! race starts over from a fresh fetch, so the other writer's commit is kept and a change that
+//! someone else already made is not made twice.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+
+use super::git::{GitError, Mirror, Push};
+use super::targets::{Desired, edit};
+use crate::config::{Environment, Repository, Target};
+
+/// How many times a branch update starts over after losing a push race.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// One image's new value in one environment, and where it is written.
+#[derive(Debug, Clone)]
+pub struct ImageChange {
+    pub alias: String,
+    pub desired: Desired,
+    pub targets: Vec<Target>,
+}
+
+/// An image change that made it into the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub alias: String,
+    pub repository: String,
+    /// As found in the files (`v1.4.0`; several values joined by `, `).
+    pub old: String,
+    pub new: String,
+}
+
+/// An image change that could not be applied; the others still are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub alias: String,
+    pub file: PathBuf,
+    pub message: String,
+}
+
+/// A file as it was and as it will be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: PathBuf,
+    pub before: String,
+    pub after: String,
+}
+
+/// What a branch update did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The pushed commit; `None` when nothing needed to change.
+    pub commit: Option<ObjectId>,
+    /// The commit the changes were made on.
+    pub parent: Option<ObjectId>,
+    pub applied: Vec<Applied>,
+    pub failed: Vec<Failed>,
+    pub files: Vec<FileChange>,
+    /// Pushes that lost a race before this one.
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("branch {branch} does not exist{}", base.as_ref().map(|b| format!(", nor its base branch {b}")).unwrap_or_else(|| " and the environment has no base_branch".into()))]
+    NoBranch {
+        branch: String,
+        base: Option<String>,
+    },
+    #[error(
+        "branch {branch}: still racing another writer after {attempts} attempts; nothing pushed"
+    )]
+    Contended { branch: String, attempts: u32 },
+}
+
+/// Applies `changes` to the environment's branch: fetch, edit, commit, push; with `dry_run`,
+/// stops before committing and reports the files it would change.
+pub async fn write_branch(
+    mirror: &Mirror,
+    repo: &Repository,
+    env: &Environment,
+    changes: &[ImageChange],
+    dry_run: bool,
+) -> Result<Outcome, WriteError> {
+    let mut retries = 0;
+    loop {
+        mirror.fetch().await?;
+        let head = mirror.head(&env.branch)?;
+        let parent = match (head, &env.base_branch) {
+            (Some(h), _) => h,
+            (None, Some(base)) => mirror.head(base)?.ok_or_else(|| WriteError::NoBranch {
+                branch: env.branch.clone(),
+                base: Some(base.clone()),
+            })?,
+            (None, None) => {
+                return Err(WriteError::NoBranch {
+                    branch: env.branch.clone(),
+                    base: None,
+                });
+            }
+        };
+        let mut outcome = plan(mirror, parent, changes)?;
+        outcome.parent = Some(parent);
+        outcome.retries = retries;
+        // A new branch is pushed even without changes, so the environment exists.
+        if dry_run || (outcome.files.is_empty() && head.is_some()) {
+            return Ok(outcome);
+        }
+        let message = message(repo, env, &outcome.applied);
+        let commit = if outcome.files.is_empty() {
+            parent
+        } else {
+            let files: Vec<_> = outcome
+                .files
+                .iter()
+                .map(|f| Ok((f.path.clone(), f.after.clone(), kind_of(mirror, parent, f)?)))
+                .collect::<Result<_, GitError>>()?;
+            mirror.commit(parent, &files, repo, &message)?
+        };
+        match mirror.push(commit, &env.branch, head).await? {
+            Push::Pushed => {
+                outcome.commit = (commit != parent).then_some(commit);
+                return Ok(outcome);
+            }
+            Push::Raced(reason) => {
+                retries += 1;
+                tracing::info!(branch = %env.branch, %reason, attempt = retries, "push lost a race; fetching and trying again");
+                if retries >= MAX_ATTEMPTS {
+                    return Err(WriteError::Contended {
+                        branch: env.branch.clone(),
+                        attempts: retries,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn kind_of(mirror: &Mirror, parent: ObjectId, file: &FileChange) -> Result<EntryKind, GitError> {
+    Ok(mirror
+        .read(parent, &file.path)?
+        .map_or(EntryKind::Blob, |(_, k)| k))
+}
+
+/// Every change applied to the files of `parent`, in memory.
+fn plan(mirror: &Mirror, parent: ObjectId, changes: &[ImageChange]) -> Result<Outcome, GitError> {
+    // (original, current) text per file, so several images editing one file compose.
+    let mut files: BTreeMap<PathBuf, (String, String)> = BTreeMap::new();
+    let mut outcome = Outcome::default();
+    for change in changes {
+        let mut olds = Vec::new();
+        let mut staged: Vec<(PathBuf, String)> = Vec::new();
+        let mut failure = None;
+        for target in &change.targets {
+            let path = target.file().to_path_buf();
+            let current = match staged.iter().rev().find(|(p, _)| *p == path) {
+                Some((_, text)) => Some(text.clone()),
+                None => match files.get(&path) {
+                    Some((_, text)) => Some(text.clone()),
+                    None => match mirror.read(parent, &path) {
+                        Ok(found) => found.map(|(t, _)| t),
+                        // A symlink or a directory where the file should be: this image only.
+                        Err(GitError::Path { reason, .. }) => {
+                            failure = Some((path, reason));
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                },
+            };
+            let Some(current) = current else {
+                failure = Some((path, "no such file on the branch".to_string()));
+                break;
+            };
+            match edit(target, &current, &change.desired) {
+                Ok(Some(e)) => {
+                    olds.push(e.old);
+                    staged.push((path, e.new_text));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some((path, e.message));
+                    break;
+                }
+            }
+        }
+        // An image is written everywhere or nowhere.
+        if let Some((file, message)) = failure {
+            outcome.failed.push(Failed {
+                alias: change.alias.clone(),
+                file,
+                message,
+            });
+            continue;
+        }
+        if staged.is_empty() {
+            continue;
+        }
+        for (path, text) in staged {
+            let original = match files.remove(&path) {
+                Some((original, _)) => original,
+                None => mirror
+                    .read(parent, &path)?
+                    .map(|(t, _)| t)
+                    .unwrap_or_default(),
+            };
+            files.insert(path, (original, text));
+        }
+        olds.dedup();
+        outcome.applied.push(Applied {
+            alias: change.alias.clone(),
+            repository: change.desired.repository.clone(),
+            old: olds.join(", "),
+            new: change.desired.describe(),
+        });
+    }
+    outcome.files = files
+        .into_iter()
+        .filter(|(_, (before, after))| before != after)
+        .map(|(path, (before, after))| FileChange {
+            path,
+            before,
+            after,
+        })
+        .collect();
+    Ok(outcome)
+}
+
+/// The commit message from the repository's template.
+pub fn message(repo: &Repository, env: &Environment, applied: &[Applied]) -> String {
+    let summary = applied
+        .iter()
+        .map(|a| format!("{} {}", a.alias, a.new))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let changes = applied
+        .iter()
+        .map(|a| format!("{}: {} {} -> {}", a.alias, a.repository, a.old, a.new))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let values = BTreeMap::from([
+        ("environment", env.name.clone()),
+        ("branch", env.branch.clone()),
+        ("repository", repo.name.clone()),
+        ("summary", summary),
+        ("changes", changes),
+        ("count", applied.len().to_string()),
+    ]);
+    let mut text = repo.commit_message.render(&values);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
