@@ -324,3 +324,57 @@ fn missing_paths_and_containers_say_what_to_add() {
     .unwrap_err();
     assert!(err.message.contains("not valid YAML"), "{err}");
 }
+
+#[test]
+fn values_inside_flow_collections_are_edited_in_place() {
+    let target = Target::Helm {
+        file: "v.yaml".into(),
+        values: HelmValues::Split {
+            tag: path("image.tag"),
+            repository: None,
+        },
+    };
+    let src = "image: {repository: ghcr.io/org/web, tag: 'v1', pullPolicy: Always}  # flow\nother: [a, b]\n";
+    let out = edit(&target, src, &desired("ghcr.io/org/web", Some("v2"), None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.new_text,
+        "image: {repository: ghcr.io/org/web, tag: 'v2', pullPolicy: Always}  # flow\nother: [a, b]\n"
+    );
+    let kustomization = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "app".into(),
+    };
+    let src = "images: [{name: app, newTag: \"1.0\"}, {name: other, newTag: x}]\n";
+    let out = edit(
+        &kustomization,
+        src,
+        &desired("docker.io/library/app", Some("1.1"), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        out.new_text,
+        "images: [{name: app, newTag: \"1.1\"}, {name: other, newTag: x}]\n"
+    );
+}
+
+#[test]
+fn other_documents_and_separators_are_untouched() {
+    let target = Target::Manifest {
+        file: "m.yaml".into(),
+        container: None,
+    };
+    let src = "---\n# first\nkind: ConfigMap\ndata: {image: ghcr.io/org/api:v1}\n---\nkind: Pod\nspec:\n  containers:\n  - name: api\n    image: ghcr.io/org/api:v1\n...\n---\nkind: Service\n";
+    let out = edit(&target, src, &desired("ghcr.io/org/api", Some("v2"), None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.new_text,
+        src.replace(
+            "    image: ghcr.io/org/api:v1",
+            "    image: ghcr.io/org/api:v2"
+        )
+    );
+}
