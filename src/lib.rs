@@ -11,6 +11,7 @@
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
 pub mod config;
+pub mod daemon;
 pub mod reference;
 pub mod registry;
 pub mod select;

@@ -4,6 +4,7 @@
 //! answer (invalid config, no tag selected), 2 bad arguments or input that could not be read.
 
 mod check;
+mod daemon;
 mod test;
 
 use std::process::ExitCode;
@@ -23,6 +24,12 @@ enum Command {
     Check(check::Args),
     /// Show which tag a policy would select for an image, and why each tag was rejected.
     Test(Box<test::Args>),
+    /// Run the daemon: poll every image on its schedule and commit what changes.
+    Run(daemon::RunArgs),
+    /// Run one cycle over every image, then exit (non-zero if any image failed).
+    Once(daemon::OnceArgs),
+    /// Show what the next cycle would change, as a unified diff per branch; write nothing.
+    Plan(daemon::PlanArgs),
 }
 
 /// Outcome of a subcommand, mapped to the documented exit codes.
@@ -37,6 +44,9 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(*args),
+        Command::Run(args) => daemon::run(args),
+        Command::Once(args) => daemon::once(args),
+        Command::Plan(args) => daemon::plan(args),
     };
     match outcome {
         Outcome::Success => ExitCode::SUCCESS,

@@ -1,0 +1,221 @@
+//! `image-updater run`, `once` and `plan`: the daemon, one cycle, and a preview.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use image_updater::config::{self, Config, LogFormat};
+use image_updater::daemon::{self, Engine, Report, Shared};
+
+use super::Outcome;
+
+/// The options every config-driven command shares.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// The config file.
+    #[arg(
+        long,
+        short,
+        env = "IMAGE_UPDATER_CONFIG",
+        default_value = "updater.toml"
+    )]
+    config: PathBuf,
+    /// Where mirrors, caches and status live; overrides `settings.state_dir`.
+    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Serve /metrics, /healthz and /readyz here; overrides `settings.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OnceArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Check and show what would change; commit and push nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Loads the config, or prints its diagnostics.
+fn load(common: &Common) -> Option<Config> {
+    match config::load(&common.config) {
+        Ok(c) => Some(c),
+        Err(d) => {
+            eprintln!("{d}");
+            None
+        }
+    }
+}
+
+/// Logs to stderr: text or JSON per the config, level from `RUST_LOG` or `settings.log_level`.
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.settings.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match config.settings.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+}
+
+pub fn run(args: RunArgs) -> Outcome {
+    let Some(config) = load(&args.common) else {
+        return Outcome::Negative;
+    };
+    init_logging(&config);
+    let options = daemon::Options {
+        config_path: args.common.config.clone(),
+        state_dir: args.common.state_dir.clone(),
+        listen: args.listen,
+    };
+    match runtime().block_on(daemon::run(options, config)) {
+        Ok(()) => Outcome::Success,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            Outcome::Negative
+        }
+    }
+}
+
+/// One cycle over every image; the report, or why it could not start.
+fn one_cycle(common: &Common, config: Config, dry_run: bool) -> Result<Report, String> {
+    let state_dir = common
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.settings.state_dir.clone());
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| format!("cannot create the state dir {}: {e}", state_dir.display()))?;
+    runtime().block_on(async move {
+        let shared = Shared::open(state_dir);
+        let engine = Engine::new(std::sync::Arc::new(config), &shared)?;
+        Ok(engine.cycle(&[], dry_run).await)
+    })
+}
+
+pub fn once(args: OnceArgs) -> Outcome {
+    let Some(config) = load(&args.common) else {
+        return Outcome::Negative;
+    };
+    init_logging(&config);
+    match one_cycle(&args.common, config, args.dry_run) {
+        Ok(report) => {
+            print_summary(&report, args.dry_run);
+            if report.failed() {
+                Outcome::Negative
+            } else {
+                Outcome::Success
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Usage
+        }
+    }
+}
+
+pub fn plan(args: PlanArgs) -> Outcome {
+    let Some(config) = load(&args.common) else {
+        return Outcome::Negative;
+    };
+    init_logging(&config);
+    match one_cycle(&args.common, config, true) {
+        Ok(report) => {
+            for b in &report.branches {
+                let Ok(outcome) = &b.result else { continue };
+                for f in &outcome.files {
+                    let path = f.path.display().to_string();
+                    let diff = similar::TextDiff::from_lines(&f.before, &f.after);
+                    println!("# {} ({})", b.branch, b.environment);
+                    print!(
+                        "{}",
+                        diff.unified_diff()
+                            .context_radius(3)
+                            .header(&format!("a/{path}"), &format!("b/{path}"))
+                    );
+                }
+            }
+            print_failures(&report);
+            if report.failed() {
+                Outcome::Negative
+            } else {
+                Outcome::Success
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Usage
+        }
+    }
+}
+
+fn print_summary(report: &Report, dry_run: bool) {
+    for b in &report.branches {
+        let Ok(outcome) = &b.result else { continue };
+        for a in &outcome.applied {
+            let verb = if dry_run { "would update" } else { "updated" };
+            println!("{}: {verb} {} {} -> {}", b.branch, a.alias, a.old, a.new);
+        }
+        if let Some(commit) = outcome.commit {
+            println!("{}: pushed {commit}", b.branch);
+        }
+    }
+    if report
+        .branches
+        .iter()
+        .all(|b| b.result.as_ref().is_ok_and(|o| o.applied.is_empty()))
+        && !report.failed()
+    {
+        println!("everything is up to date");
+    }
+    print_failures(report);
+}
+
+fn print_failures(report: &Report) {
+    for c in &report.checks {
+        if let Err(e) = &c.result {
+            eprintln!("{} ({}): check failed: {e}", c.alias, c.environment);
+        }
+    }
+    for b in &report.branches {
+        match &b.result {
+            Err(e) => eprintln!("{} ({}): {e}", b.branch, b.environment),
+            Ok(o) => {
+                for f in &o.failed {
+                    eprintln!(
+                        "{} ({}): {}: {}",
+                        f.alias,
+                        b.environment,
+                        f.file.display(),
+                        f.message
+                    );
+                }
+            }
+        }
+    }
+}

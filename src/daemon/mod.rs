@@ -1,0 +1,233 @@
+//! The long-running service: `image-updater run`.
+//!
+//! - [`engine`]: one cycle: poll, choose, write one commit per branch.
+//! - [`schedule`]: when each image is polled next (intervals, jitter, backoff).
+//! - [`reload`]: the config file watch and SIGHUP.
+//! - [`state`]: what survives a restart, in the state dir.
+//! - [`metrics`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`systemd`]: `Type=notify` readiness, reload and watchdog messages.
+//!
+//! The scheduler runs one cycle at a time, so two cycles never race for a branch. Shutdown
+//! (SIGTERM, SIGINT) lets a running cycle finish for up to [`SHUTDOWN_GRACE`], then abandons
+//! it: a commit exists only in the mirror until its push, and a push is atomic at the server,
+//! so an abandoned cycle leaves each branch at its old commit or its new one, never between.
+
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod reload;
+pub mod schedule;
+pub mod state;
+pub mod systemd;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use engine::{BranchReport, Check, Engine, Report, Shared};
+use reload::Trigger;
+use schedule::{Feedback, Schedule};
+
+use crate::config::{self, Config};
+
+/// How long a running cycle may take to finish after SIGTERM before it is abandoned.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long file events are gathered before the config is read again.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+pub struct Options {
+    pub config_path: PathBuf,
+    /// Overrides `settings.state_dir`.
+    pub state_dir: Option<PathBuf>,
+    /// Overrides `settings.listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Runs until SIGTERM or SIGINT. `config` is the already validated initial config.
+pub async fn run(options: Options, config: Config) -> Result<(), String> {
+    let state_dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.settings.state_dir.clone());
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| format!("cannot create the state dir {}: {e}", state_dir.display()))?;
+    let shared = Shared::open(state_dir);
+    let listen = options.listen.unwrap_or(config.settings.listen);
+    let listener = http::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let health = Arc::new(http::Health::default());
+    health.beat();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = Arc::new(http::Server {
+        health: health.clone(),
+        metrics: shared.metrics.clone(),
+        registry_metrics: shared.registry_metrics.clone(),
+    });
+    let server_task = tokio::spawn(server.serve(listener, stop_rx));
+    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<Trigger>(1);
+    let _watcher = match reload::watch(&options.config_path, reload_tx.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
+            None
+        }
+    };
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+
+    let mut source = std::fs::read(&options.config_path).unwrap_or_default();
+    let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
+    let mut schedule = Schedule::new(&engine.config);
+    health.images.store(schedule.len(), Ordering::Relaxed);
+    let mut running: Option<JoinHandle<()>> = None;
+    let (done_tx, mut done_rx) = mpsc::channel::<(Vec<String>, Vec<(String, Feedback)>)>(1);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let watchdog = systemd::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    systemd::notify("READY=1");
+    tracing::info!(images = schedule.len(), "running");
+
+    loop {
+        let next = schedule.next_due();
+        tokio::select! {
+            _ = tokio::time::sleep_until(next), if running.is_none() && !schedule.is_empty() => {
+                let due = schedule.due(tokio::time::Instant::now());
+                let engine = engine.clone();
+                let done = done_tx.clone();
+                running = Some(tokio::spawn(async move {
+                    let report = engine.cycle(&due, false).await;
+                    let feedback = feedback(&engine, &due, &report);
+                    let _ = done.send((due, feedback)).await;
+                }));
+            }
+            Some((_, feedback)) = done_rx.recv() => {
+                running = None;
+                for (alias, f) in feedback {
+                    schedule.polled(&alias, f);
+                }
+                health.ready.store(true, Ordering::Relaxed);
+            }
+            Some(trigger) = reload_rx.recv() => {
+                if trigger == Trigger::File {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while reload_rx.try_recv().is_ok() {}
+                }
+                if let Some(config) = reload_config(&options, trigger, &mut source, &shared) {
+                    schedule.reconcile(&config);
+                    health.images.store(schedule.len(), Ordering::Relaxed);
+                    match Engine::new(Arc::new(config), &shared) {
+                        // A cycle in flight keeps the engine it holds; the next one gets this.
+                        Ok(new) => {
+                            engine = Arc::new(new);
+                            shared.forget_mirrors().await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot apply the new config; keeping the old one"),
+                    }
+                }
+                systemd::notify("READY=1");
+            }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = reload_tx.try_send(Trigger::Signal);
+            }
+            _ = heartbeat.tick() => health.beat(),
+            _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::notify("WATCHDOG=1"),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    systemd::notify("STOPPING=1");
+    if let Some(mut cycle) = running {
+        tracing::info!(grace = ?SHUTDOWN_GRACE, "shutting down: letting the running cycle finish");
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut cycle)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the cycle did not finish in time; abandoning it (nothing is half-pushed)"
+            );
+            cycle.abort();
+            let _ = cycle.await;
+        }
+    }
+    shared.save();
+    let _ = stop_tx.send(true);
+    let _ = server_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reads the config again. `None` when nothing is to be applied: unchanged (file events
+/// only), or invalid, in which case the running config stays and the diagnostics are logged.
+fn reload_config(
+    options: &Options,
+    trigger: Trigger,
+    source: &mut Vec<u8>,
+    shared: &Shared,
+) -> Option<Config> {
+    let bytes = match std::fs::read(&options.config_path) {
+        Ok(b) => b,
+        Err(e) => {
+            // Mid-swap (a rename or a ConfigMap update): the next event brings it back.
+            tracing::warn!(file = %options.config_path.display(), error = %e, "cannot read the config; keeping the running one");
+            return None;
+        }
+    };
+    if trigger == Trigger::File && bytes == *source {
+        return None;
+    }
+    systemd::reloading();
+    match config::load(&options.config_path) {
+        Ok(config) => {
+            *source = bytes;
+            shared.metrics.reloaded(true);
+            tracing::info!(file = %options.config_path.display(), images = config.images.len(), "config reloaded");
+            Some(config)
+        }
+        Err(diagnostics) => {
+            *source = bytes;
+            shared.metrics.reloaded(false);
+            tracing::error!(
+                file = %options.config_path.display(),
+                "the new config is invalid; still running the previous one:\n{diagnostics}"
+            );
+            None
+        }
+    }
+}
+
+/// What the scheduler needs to know about each polled image.
+fn feedback(engine: &Engine, due: &[String], report: &Report) -> Vec<(String, Feedback)> {
+    due.iter()
+        .filter_map(|alias| {
+            let image = engine.config.images.get(alias)?;
+            let client = engine.registries().for_image(image);
+            let failed = report
+                .checks
+                .iter()
+                .any(|c| c.alias == *alias && c.result.is_err());
+            Some((
+                alias.clone(),
+                Feedback {
+                    failed,
+                    budget_low: client.is_some_and(|c| c.budget().is_low()),
+                    blocked_until: client
+                        .and_then(|c| c.blocked_until())
+                        .map(tokio::time::Instant::from_std),
+                },
+            ))
+        })
+        .collect()
+}

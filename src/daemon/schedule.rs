@@ -1,0 +1,263 @@
+//! When each image is polled next.
+//!
+//! Every image has its own interval. After a poll the next one is due one interval later, with
+//! ±10% jitter so images configured alike drift apart instead of hitting a registry together.
+//! Repeated failures double the wait (up to 32 intervals, at most 6 hours), a registry whose
+//! rate-limit budget runs low is polled at half the rate, and a registry that answered 429 is
+//! not polled before it said to come back. A success brings the image back to its interval.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+
+/// Images due within this window of each other are polled in one cycle, so that their changes
+/// to one branch go into one commit.
+pub const BATCH_WINDOW: Duration = Duration::from_secs(2);
+const MAX_BACKOFF_STEPS: u32 = 5;
+const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    due: Instant,
+    interval: Duration,
+    failures: u32,
+    /// The image's config, so a reload can tell an unchanged image from a changed one.
+    fingerprint: String,
+}
+
+/// What a poll of one image told the scheduler.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Feedback {
+    pub failed: bool,
+    pub budget_low: bool,
+    pub blocked_until: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct Schedule {
+    entries: BTreeMap<String, Entry>,
+}
+
+fn fingerprint(config: &Config, alias: &str) -> String {
+    format!("{:?}", config.images[alias])
+}
+
+impl Schedule {
+    /// Every image due now, spread over the first second.
+    pub fn new(config: &Config) -> Schedule {
+        let mut s = Schedule::default();
+        s.reconcile(config);
+        s
+    }
+
+    /// Applies a new config: unchanged images keep their timers, new and changed images are
+    /// due now, removed images are dropped.
+    pub fn reconcile(&mut self, config: &Config) {
+        let now = Instant::now();
+        let mut entries = BTreeMap::new();
+        for (alias, image) in &config.images {
+            let fp = fingerprint(config, alias);
+            let entry = match self.entries.remove(alias) {
+                Some(old) if old.fingerprint == fp => old,
+                _ => Entry {
+                    due: now + jitter(Duration::from_millis(500)),
+                    interval: image.interval,
+                    failures: 0,
+                    fingerprint: fp,
+                },
+            };
+            entries.insert(alias.clone(), entry);
+        }
+        self.entries = entries;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// When the next image is due; far in the future when there are none.
+    pub fn next_due(&self) -> Instant {
+        self.entries
+            .values()
+            .map(|e| e.due)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// The images due by `now` plus the batch window.
+    pub fn due(&self, now: Instant) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.due <= now + BATCH_WINDOW)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Makes every image due now (a webhook, or a test asking for a prompt cycle).
+    pub fn all_due_now(&mut self) {
+        let now = Instant::now();
+        for e in self.entries.values_mut() {
+            e.due = now;
+        }
+    }
+
+    /// Reschedules `alias` after a poll.
+    pub fn polled(&mut self, alias: &str, feedback: Feedback) {
+        let Some(e) = self.entries.get_mut(alias) else {
+            return;
+        };
+        e.failures = if feedback.failed { e.failures + 1 } else { 0 };
+        let mut wait = e.interval * 2u32.pow(e.failures.min(MAX_BACKOFF_STEPS));
+        if e.failures > 0 {
+            wait = wait.min(MAX_BACKOFF.max(e.interval));
+        }
+        if feedback.budget_low {
+            wait *= 2;
+        }
+        let now = Instant::now();
+        let mut due = now + wait.mul_f64(0.9) + jitter(wait.mul_f64(0.2));
+        if let Some(until) = feedback.blocked_until {
+            due = due.max(until);
+        }
+        e.due = due;
+    }
+
+    /// How long until `alias` is polled again, for logs and tests.
+    pub fn wait_of(&self, alias: &str) -> Option<Duration> {
+        self.entries
+            .get(alias)
+            .map(|e| e.due.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// A random duration in `[0, max)`.
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return max;
+    }
+    Duration::from_nanos(fastrand::u64(
+        0..max.as_nanos().min(u128::from(u64::MAX)) as u64,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(std::path::Path::new("t.toml"), text).unwrap()
+    }
+
+    const BASE: &str = r#"
+[repositories.m]
+url = "https://git.example.com/m.git"
+[environments.prod]
+branch = "deploy/prod"
+[images.api]
+image = "ghcr.io/org/api"
+interval = "10m"
+[[images.api.targets]]
+kind = "kustomization"
+file = "k.yaml"
+[images.web]
+image = "ghcr.io/org/web"
+interval = "1h"
+[[images.web.targets]]
+kind = "kustomization"
+file = "k.yaml"
+"#;
+
+    #[test]
+    fn intervals_backoff_and_recovery() {
+        let c = config(BASE);
+        let mut s = Schedule::new(&c);
+        assert_eq!(s.due(Instant::now()).len(), 2);
+        s.polled("api", Feedback::default());
+        let w = s.wait_of("api").unwrap();
+        assert!(
+            w >= Duration::from_secs(540) && w <= Duration::from_secs(660),
+            "{w:?}"
+        );
+        s.polled(
+            "api",
+            Feedback {
+                failed: true,
+                ..Feedback::default()
+            },
+        );
+        s.polled(
+            "api",
+            Feedback {
+                failed: true,
+                ..Feedback::default()
+            },
+        );
+        let w = s.wait_of("api").unwrap();
+        assert!(
+            w >= Duration::from_secs(2160),
+            "two failures: four intervals, {w:?}"
+        );
+        for _ in 0..10 {
+            s.polled(
+                "api",
+                Feedback {
+                    failed: true,
+                    ..Feedback::default()
+                },
+            );
+        }
+        assert!(s.wait_of("api").unwrap() <= Duration::from_secs(6 * 3600 * 11 / 10));
+        s.polled("api", Feedback::default());
+        assert!(
+            s.wait_of("api").unwrap() <= Duration::from_secs(660),
+            "recovers at once"
+        );
+        s.polled(
+            "api",
+            Feedback {
+                budget_low: true,
+                ..Feedback::default()
+            },
+        );
+        assert!(s.wait_of("api").unwrap() >= Duration::from_secs(1080));
+        let until = Instant::now() + Duration::from_secs(5000);
+        s.polled(
+            "web",
+            Feedback {
+                blocked_until: Some(until),
+                ..Feedback::default()
+            },
+        );
+        assert!(s.wait_of("web").unwrap() >= Duration::from_secs(4999));
+    }
+
+    #[test]
+    fn a_reload_keeps_timers_of_unchanged_images() {
+        let mut s = Schedule::new(&config(BASE));
+        s.polled("api", Feedback::default());
+        s.polled("web", Feedback::default());
+        let changed = BASE.replace("ghcr.io/org/web", "ghcr.io/org/web2")
+            + "[images.new]\nimage = \"ghcr.io/org/new\"\n[[images.new.targets]]\nkind = \"kustomization\"\nfile = \"k.yaml\"\n";
+        s.reconcile(&config(&changed));
+        assert!(
+            s.wait_of("api").unwrap() > Duration::from_secs(500),
+            "api untouched"
+        );
+        assert!(
+            s.wait_of("web").unwrap() < Duration::from_secs(1),
+            "web changed: due now"
+        );
+        assert!(
+            s.wait_of("new").unwrap() < Duration::from_secs(1),
+            "new image: due now"
+        );
+        assert_eq!(s.len(), 3);
+    }
+}
