@@ -525,3 +525,49 @@ async fn once_plan_and_dry_run() {
     );
     assert_eq!(world.git.log("manifests", "deploy/prod", "%s").len(), 2);
 }
+
+/// What systemd sees with `Type=notify`: READY once running, RELOADING then READY around a
+/// reload, WATCHDOG while alive, STOPPING on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaks_the_systemd_notify_protocol() {
+    let Some(world) = World::new().await else { return };
+    world.write_config(&world.config(">=1.0.0", false));
+    let socket_path = world.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let log = world.dir.path().join("notify-daemon.log");
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(world.config_path())
+        .arg("--state-dir")
+        .arg(world.dir.path().join("state"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", world.port))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon { child, log, port: world.port };
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = |want: &str| {
+        let mut buf = [0u8; 256];
+        loop {
+            let n = socket.recv(&mut buf).unwrap_or_else(|e| panic!("no {want} after {seen:?}: {e}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.push(msg.clone());
+            if msg.starts_with(want) {
+                return msg;
+            }
+        }
+    };
+    next("READY=1");
+    next("WATCHDOG=1");
+    daemon.signal("HUP");
+    let reloading = next("RELOADING=1");
+    assert!(reloading.contains("\nMONOTONIC_USEC="), "{reloading}");
+    next("READY=1");
+    daemon.signal("TERM");
+    next("STOPPING=1");
+    assert!(daemon.wait_exit(Duration::from_secs(25)).success());
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 
-use super::git::{GitError, Mirror, Push};
+use super::git::{GitError, Mirror, Push, Reader};
 use super::targets::{Desired, edit};
 use crate::config::{Environment, Repository, Target};
 
@@ -105,7 +105,17 @@ pub async fn write_branch(
                 });
             }
         };
-        let mut outcome = plan(mirror, parent, changes)?;
+        // The reader holds an open repository, which must not live across the push's await.
+        let (mut outcome, files) = {
+            let reader = mirror.reader(parent)?;
+            let outcome = plan(&reader, changes)?;
+            let files: Vec<_> = outcome
+                .files
+                .iter()
+                .map(|f| Ok((f.path.clone(), f.after.clone(), kind_of(&reader, f)?)))
+                .collect::<Result<_, GitError>>()?;
+            (outcome, files)
+        };
         outcome.parent = Some(parent);
         outcome.retries = retries;
         // A new branch is pushed even without changes, so the environment exists.
@@ -113,14 +123,9 @@ pub async fn write_branch(
             return Ok(outcome);
         }
         let message = message(repo, env, &outcome.applied);
-        let commit = if outcome.files.is_empty() {
+        let commit = if files.is_empty() {
             parent
         } else {
-            let files: Vec<_> = outcome
-                .files
-                .iter()
-                .map(|f| Ok((f.path.clone(), f.after.clone(), kind_of(mirror, parent, f)?)))
-                .collect::<Result<_, GitError>>()?;
             mirror.commit(parent, &files, repo, &message)?
         };
         match mirror.push(commit, &env.branch, head).await? {
@@ -142,14 +147,12 @@ pub async fn write_branch(
     }
 }
 
-fn kind_of(mirror: &Mirror, parent: ObjectId, file: &FileChange) -> Result<EntryKind, GitError> {
-    Ok(mirror
-        .read(parent, &file.path)?
-        .map_or(EntryKind::Blob, |(_, k)| k))
+fn kind_of(reader: &Reader, file: &FileChange) -> Result<EntryKind, GitError> {
+    Ok(reader.read(&file.path)?.map_or(EntryKind::Blob, |(_, k)| k))
 }
 
-/// Every change applied to the files of `parent`, in memory.
-fn plan(mirror: &Mirror, parent: ObjectId, changes: &[ImageChange]) -> Result<Outcome, GitError> {
+/// Every change applied to the files `reader` sees, in memory.
+fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
     // (original, current) text per file, so several images editing one file compose.
     let mut files: BTreeMap<PathBuf, (String, String)> = BTreeMap::new();
     let mut outcome = Outcome::default();
@@ -163,7 +166,7 @@ fn plan(mirror: &Mirror, parent: ObjectId, changes: &[ImageChange]) -> Result<Ou
                 Some((_, text)) => Some(text.clone()),
                 None => match files.get(&path) {
                     Some((_, text)) => Some(text.clone()),
-                    None => match mirror.read(parent, &path) {
+                    None => match reader.read(&path) {
                         Ok(found) => found.map(|(t, _)| t),
                         // A symlink or a directory where the file should be: this image only.
                         Err(GitError::Path { reason, .. }) => {
@@ -205,10 +208,7 @@ fn plan(mirror: &Mirror, parent: ObjectId, changes: &[ImageChange]) -> Result<Ou
         for (path, text) in staged {
             let original = match files.remove(&path) {
                 Some((original, _)) => original,
-                None => mirror
-                    .read(parent, &path)?
-                    .map(|(t, _)| t)
-                    .unwrap_or_default(),
+                None => reader.read(&path)?.map(|(t, _)| t).unwrap_or_default(),
             };
             files.insert(path, (original, text));
         }

@@ -123,68 +123,11 @@ impl Mirror {
         }
     }
 
-    /// The text of `path` in `commit`; `None` when there is no such file. Symlinks anywhere on
-    /// the path, directories and submodules are refused: the file must be in the repository.
-    pub fn read(
-        &self,
-        commit: ObjectId,
-        path: &Path,
-    ) -> Result<Option<(String, EntryKind)>, GitError> {
+    /// Reads files of `commit`; open once for many reads.
+    pub fn reader(&self, commit: ObjectId) -> Result<Reader, GitError> {
         let repo = self.repo()?;
-        let tree = repo
-            .find_commit(commit)
-            .map_err(repo_err)?
-            .tree()
-            .map_err(repo_err)?;
-        let shown = path.display().to_string();
-        let mut prefix = PathBuf::new();
-        let components: Vec<_> = path.components().collect();
-        for (i, c) in components.iter().enumerate() {
-            let Component::Normal(_) = c else {
-                return Err(GitError::Path {
-                    path: shown,
-                    reason: "not a plain relative path".into(),
-                });
-            };
-            prefix.push(c);
-            let Some(entry) = tree.lookup_entry_by_path(&prefix).map_err(repo_err)? else {
-                return Ok(None);
-            };
-            let mode = entry.mode();
-            let last = i + 1 == components.len();
-            if mode.is_link() {
-                return Err(GitError::Path {
-                    path: shown,
-                    reason: format!(
-                        "{} is a symlink; targets must be regular files inside the repository",
-                        prefix.display()
-                    ),
-                });
-            }
-            if !last && !mode.is_tree() {
-                return Ok(None);
-            }
-            if last {
-                if !mode.is_blob() {
-                    return Err(GitError::Path {
-                        path: shown,
-                        reason: "not a regular file".into(),
-                    });
-                }
-                let blob = repo.find_blob(entry.object_id()).map_err(repo_err)?;
-                let text = String::from_utf8(blob.data.clone()).map_err(|_| GitError::Path {
-                    path: shown.clone(),
-                    reason: "not UTF-8 text".into(),
-                })?;
-                let kind = if mode.is_executable() {
-                    EntryKind::BlobExecutable
-                } else {
-                    EntryKind::Blob
-                };
-                return Ok(Some((text, kind)));
-            }
-        }
-        Ok(None)
+        let tree = repo.find_commit(commit).map_err(repo_err)?.tree_id().map_err(repo_err)?.detach();
+        Ok(Reader { repo, tree })
     }
 
     /// Writes a commit on top of `parent` replacing `files`, and returns its id. No ref moves.
@@ -367,6 +310,69 @@ impl Mirror {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+}
+
+/// The files of one commit.
+pub struct Reader {
+    repo: gix::Repository,
+    tree: ObjectId,
+}
+
+impl Reader {
+    /// The text of `path` and its mode; `None` when there is no such file. Symlinks anywhere on
+    /// the path, directories and submodules are refused: the file must be in the repository.
+    pub fn read(&self, path: &Path) -> Result<Option<(String, EntryKind)>, GitError> {
+        let tree = self.repo.find_tree(self.tree).map_err(repo_err)?;
+        let shown = path.display().to_string();
+        let mut prefix = PathBuf::new();
+        let components: Vec<_> = path.components().collect();
+        for (i, c) in components.iter().enumerate() {
+            let Component::Normal(_) = c else {
+                return Err(GitError::Path {
+                    path: shown,
+                    reason: "not a plain relative path".into(),
+                });
+            };
+            prefix.push(c);
+            let Some(entry) = tree.lookup_entry_by_path(&prefix).map_err(repo_err)? else {
+                return Ok(None);
+            };
+            let mode = entry.mode();
+            let last = i + 1 == components.len();
+            if mode.is_link() {
+                return Err(GitError::Path {
+                    path: shown,
+                    reason: format!(
+                        "{} is a symlink; targets must be regular files inside the repository",
+                        prefix.display()
+                    ),
+                });
+            }
+            if !last && !mode.is_tree() {
+                return Ok(None);
+            }
+            if last {
+                if !mode.is_blob() {
+                    return Err(GitError::Path {
+                        path: shown,
+                        reason: "not a regular file".into(),
+                    });
+                }
+                let blob = self.repo.find_blob(entry.object_id()).map_err(repo_err)?;
+                let text = String::from_utf8(blob.data.clone()).map_err(|_| GitError::Path {
+                    path: shown.clone(),
+                    reason: "not UTF-8 text".into(),
+                })?;
+                let kind = if mode.is_executable() {
+                    EntryKind::BlobExecutable
+                } else {
+                    EntryKind::Blob
+                };
+                return Ok(Some((text, kind)));
+            }
+        }
+        Ok(None)
     }
 }
 
