@@ -132,9 +132,14 @@ auth.require = ("/git" => ("method" => "basic", "realm" => "git", "require" => "
         std::fs::create_dir_all(&root).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = git_command(dir.path(), &[])
+        // The git-daemon binary itself: `git daemon` would run it as a child of its own, which
+        // killing `git` by PID would leave behind.
+        let exec_path = git(dir.path(), &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null())
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--listen=127.0.0.1",
                 "--export-all",

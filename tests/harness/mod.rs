@@ -502,7 +502,7 @@ async fn upload_blob(base: &str, auth: &PushAuth, repo: &str, bytes: &[u8]) -> S
     digest
 }
 
-async fn put_manifest(
+pub async fn put_manifest(
     base: &str,
     auth: &PushAuth,
     repo: &str,
