@@ -90,6 +90,7 @@ async fn main() {
             file: "overlays/prod/kustomization.yaml".into(),
             name: "ghcr.io/org/api".into(),
         }],
+        guard: None,
     };
 
     let state = tempfile::tempdir().unwrap();

@@ -326,3 +326,48 @@ fn missing_pieces_point_at_their_section() {
             .any(|i| matches!(i.origin, Origin::Section(_)))
     );
 }
+
+#[test]
+fn deploy_safety_keys_parse_per_environment_and_promotion_is_checked() {
+    let text = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/org/api"
+min_age = "24h"
+age_from = "created"
+[[images.api.targets]]
+kind = "kustomization"
+file = "{{environment}}/kustomization.yaml"
+[images.api.env.prod]
+promote_from = "staging"
+soak = "2d"
+pin_digest = true
+[images.api.env.dev]
+pin = "v1.4.0"
+allow_downgrade = true
+"#
+    );
+    let config = parse(&text).unwrap_or_else(|d| panic!("{d}"));
+    let by_env = |e: &str| &config.images["api"].deployments.iter().find(|d| d.environment == e).unwrap().safety;
+    let prod = by_env("prod");
+    assert_eq!(prod.promote_from.as_deref(), Some("staging"));
+    assert_eq!(prod.soak, std::time::Duration::from_secs(2 * 86400));
+    assert!(prod.pin_digest);
+    assert_eq!(prod.min_age, Some(std::time::Duration::from_secs(86400)));
+    assert_eq!(prod.age_from, image_updater::config::AgeFrom::Created);
+    assert_eq!(by_env("dev").pin.as_deref(), Some("v1.4.0"));
+    assert!(by_env("dev").allow_downgrade && !by_env("staging").allow_downgrade);
+
+    let circle = text.replace("[images.api.env.dev]\npin = \"v1.4.0\"", "[images.api.env.staging]\npromote_from = \"prod\"");
+    let err = parse(&circle).unwrap_err().to_string();
+    assert!(err.contains("goes round in a circle"), "{err}");
+    let bad = text.replace("age_from = \"created\"", "age_from = \"built\"").replace("soak = \"2d\"", "soak = \"two days\"");
+    let err = parse(&bad).unwrap_err();
+    let text_err = err.to_string();
+    assert!(text_err.contains("age_from: `built`: expected \"first-seen\" or \"created\""), "{text_err}");
+    assert!(text_err.contains("soak:"), "{text_err}");
+    assert_eq!(locations(&err).len(), 2);
+    let typo = text.replace("pin_digest", "pin_digests");
+    let err = parse(&typo).unwrap_err().to_string();
+    assert!(err.contains("did you mean `pin_digest`"), "{err}");
+}

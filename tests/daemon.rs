@@ -3,14 +3,11 @@
 
 mod harness;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use harness::git::{GitServer, PASSWORD, USER, git, lighttpd_available};
-use harness::{Auth, PushAuth, Registry, free_port, push_image, registry_available};
-
-const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
+use harness::git::git;
+use harness::world::{BIN, Daemon, World};
 
 const KUSTOMIZATION: &str = "\
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -26,90 +23,28 @@ image:
   tag: v1.0.0
 ";
 
-/// A registry, a git server with a manifests repository, a config file, a state dir.
-struct World {
-    registry: Registry,
-    git: GitServer,
-    dir: tempfile::TempDir,
-    port: u16,
+/// A world with `prod/kustomization.yaml` (api) and `prod/worker-values.yaml` (worker), both
+/// at v1.0.0 in the registry and on deploy/prod.
+async fn world() -> Option<World> {
+    let world = World::new(
+        &[
+            ("prod/kustomization.yaml", KUSTOMIZATION),
+            ("prod/worker-values.yaml", VALUES),
+        ],
+        &["deploy/prod"],
+    )
+    .await?;
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/worker", "v1.0.0").await;
+    Some(world)
 }
 
-impl World {
-    async fn new() -> Option<World> {
-        if !registry_available() || !lighttpd_available() {
-            return None;
-        }
-        let registry = Registry::start(Auth::None).await;
-        let git = GitServer::http();
-        let host = registry.host();
-        git.create(
-            "manifests",
-            &[
-                (
-                    "prod/kustomization.yaml",
-                    &KUSTOMIZATION.replace("REGISTRY", &host),
-                ),
-                (
-                    "prod/worker-values.yaml",
-                    &VALUES.replace("REGISTRY", &host),
-                ),
-            ],
-            &["deploy/prod"],
-        );
-        let world = World {
-            registry,
-            git,
-            dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
-        };
-        world.push("org/api", "v1.0.0").await;
-        world.push("org/worker", "v1.0.0").await;
-        std::fs::write(
-            world.dir.path().join("git-credentials"),
-            format!("{USER}:{PASSWORD}\n"),
-        )
-        .unwrap();
-        Some(world)
-    }
-
-    async fn push(&self, repo: &str, tag: &str) {
-        push_image(
-            &self.registry.url(),
-            &PushAuth::None,
-            repo,
-            Some(tag),
-            "2026-01-01T00:00:00Z",
-            "linux/amd64",
-        )
-        .await;
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("updater.toml")
-    }
-
-    /// The config: `api` always; `worker` when `with_worker`; api's constraint as given.
-    fn config(&self, api_constraint: &str, with_worker: bool) -> String {
-        let host = self.registry.host();
-        let mut text = format!(
-            r#"[settings]
-interval = "1s"
-log_level = "image_updater=debug,info"
-
-[registries.local]
-prefix = "{host}"
-api_url = "http://{host}"
-insecure = true
-rate_limit = 100
-
-[repositories.manifests]
-url = "{url}"
-credentials = "file:{creds}"
-author = "image-updater <bot@example.com>"
-
-[environments.prod]
-branch = "deploy/prod"
-
+/// The config: `api` always; `worker` when `with_worker`; api's constraint as given.
+fn config(world: &World, api_constraint: &str, with_worker: bool) -> String {
+    let host = world.host();
+    let mut text = world.base_config(&["prod"]);
+    text.push_str(&format!(
+        r#"
 [images.api]
 image = "{host}/org/api"
 constraint = "{api_constraint}"
@@ -117,13 +52,11 @@ constraint = "{api_constraint}"
 kind = "kustomization"
 file = "prod/kustomization.yaml"
 name = "{host}/org/api"
-"#,
-            url = self.git.url("manifests"),
-            creds = self.dir.path().join("git-credentials").display(),
-        );
-        if with_worker {
-            text.push_str(&format!(
-                r#"
+"#
+    ));
+    if with_worker {
+        text.push_str(&format!(
+            r#"
 [images.worker]
 image = "{host}/org/worker"
 constraint = ">=1.0.0"
@@ -132,147 +65,17 @@ kind = "helm"
 file = "prod/worker-values.yaml"
 tag = "image.tag"
 "#
-            ));
-        }
-        text
+        ));
     }
-
-    fn write_config(&self, text: &str) {
-        // As editors do: a new file renamed over the old one.
-        let tmp = self.dir.path().join(".updater.toml.swp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.config_path()).unwrap();
-    }
-
-    fn start(&self) -> Daemon {
-        let log = self.dir.path().join("daemon.log");
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(self.config_path())
-            .arg("--state-dir")
-            .arg(self.dir.path().join("state"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            log,
-            port: self.port,
-        }
-    }
-
-    fn file_on_branch(&self, path: &str) -> String {
-        self.git.show("manifests", "deploy/prod", path)
-    }
-
-    /// Waits until `path` on deploy/prod contains `needle`.
-    async fn wait_for(&self, path: &str, needle: &str, daemon: &Daemon) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.file_on_branch(path).contains(needle) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("{path} never got {needle}; log:\n{}", daemon.log());
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, name: &str) {
-        // By PID, never by name.
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
-
-    async fn wait_http(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if reqwest::get(format!("http://127.0.0.1:{}/healthz", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("daemon never listened; log:\n{}", self.log());
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.get("/metrics").await;
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    async fn wait_metric(&self, name: &str, at_least: f64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.metric(name).await >= at_least {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{name} never reached {at_least}; log:\n{}", self.log());
-    }
-
-    /// Waits for the process to exit, at most `within`.
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not exit in {within:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
-    let Some(world) = World::new().await else {
+    let Some(world) = world().await else {
         return;
     };
-    world.write_config(&world.config(">=1.0.0 <2.0.0", false));
+    world.write_config(&config(&world, ">=1.0.0 <2.0.0", false));
     let mut daemon = world.start();
     daemon.wait_http().await;
 
@@ -280,6 +83,7 @@ async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
     world.push("org/api", "v1.1.0").await;
     world
         .wait_for(
+            "deploy/prod",
             "prod/kustomization.yaml",
             "newTag: v1.1.0   # managed",
             &daemon,
@@ -287,11 +91,8 @@ async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
         .await;
     let subject = world.git.log("manifests", "deploy/prod", "%s")[0].clone();
     assert_eq!(subject, "deploy(prod): api v1.1.0");
-    assert!(
-        daemon.log().contains("updated")
-            && daemon.log().contains("v1.0.0")
-            && daemon.log().contains("v1.1.0")
-    );
+    let log = daemon.wait_log(" updated ").await;
+    assert!(log.contains("old=v1.0.0 new=v1.1.0"), "{log}");
 
     // /healthz, /readyz and /metrics answer.
     assert_eq!(daemon.get("/healthz").await, (200, "ok\n".into()));
@@ -316,20 +117,29 @@ async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
     // An edit adds an image and widens a constraint: both take effect without a restart.
     world.push("org/api", "v2.0.0").await;
     world.push("org/worker", "v1.2.0").await;
-    world.write_config(&world.config(">=1.0.0 <3.0.0", true));
+    world.write_config(&config(&world, ">=1.0.0 <3.0.0", true));
     world
-        .wait_for("prod/kustomization.yaml", "newTag: v2.0.0", &daemon)
+        .wait_for(
+            "deploy/prod",
+            "prod/kustomization.yaml",
+            "newTag: v2.0.0",
+            &daemon,
+        )
         .await;
     world
-        .wait_for("prod/worker-values.yaml", "tag: v1.2.0", &daemon)
+        .wait_for(
+            "deploy/prod",
+            "prod/worker-values.yaml",
+            "tag: v1.2.0",
+            &daemon,
+        )
         .await;
     daemon
         .wait_metric("image_updater_config_reloads_total", 1.0)
         .await;
 
     // An invalid edit is refused, with line and column, and the old config keeps working.
-    let broken = world
-        .config(">=1.0.0 <3.0.0", true)
+    let broken = config(&world, ">=1.0.0 <3.0.0", true)
         .replace("constraint = \">=1.0.0\"", "constraint = \">=1.0.0 <<2\"");
     world.write_config(&broken);
     daemon
@@ -352,11 +162,16 @@ async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
     );
     world.push("org/api", "v2.1.0").await;
     world
-        .wait_for("prod/kustomization.yaml", "newTag: v2.1.0", &daemon)
+        .wait_for(
+            "deploy/prod",
+            "prod/kustomization.yaml",
+            "newTag: v2.1.0",
+            &daemon,
+        )
         .await;
 
     // SIGHUP reloads (the fixed file) even without a file event.
-    world.write_config(&world.config(">=1.0.0 <3.0.0", true));
+    world.write_config(&config(&world, ">=1.0.0 <3.0.0", true));
     daemon
         .wait_metric("image_updater_config_reloads_total", 2.0)
         .await;
@@ -391,10 +206,10 @@ async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
 /// a restart finishes the work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_work_leaves_the_repository_consistent() {
-    let Some(world) = World::new().await else {
+    let Some(world) = world().await else {
         return;
     };
-    world.write_config(&world.config(">=1.0.0", true));
+    world.write_config(&config(&world, ">=1.0.0", true));
     for round in 0..5 {
         world.push("org/api", &format!("v1.{}.0", round + 1)).await;
         world
@@ -424,12 +239,12 @@ async fn sigterm_during_work_leaves_the_repository_consistent() {
     );
     assert!(
         world
-            .file_on_branch("prod/kustomization.yaml")
+            .file_on("deploy/prod", "prod/kustomization.yaml")
             .contains("newTag: v1.5.0")
     );
     assert!(
         world
-            .file_on_branch("prod/worker-values.yaml")
+            .file_on("deploy/prod", "prod/worker-values.yaml")
             .contains("tag: v1.5.0")
     );
     let subjects = world.git.log("manifests", "deploy/prod", "%s");
@@ -445,10 +260,10 @@ async fn sigterm_during_work_leaves_the_repository_consistent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_plan_and_dry_run() {
-    let Some(world) = World::new().await else {
+    let Some(world) = world().await else {
         return;
     };
-    world.write_config(&world.config(">=1.0.0", true));
+    world.write_config(&config(&world, ">=1.0.0", true));
     world.push("org/api", "v1.5.0").await;
     world.push("org/worker", "1.10").await;
     let run = |args: &[&str]| {
@@ -501,7 +316,7 @@ async fn once_plan_and_dry_run() {
     );
     assert!(
         world
-            .file_on_branch("prod/worker-values.yaml")
+            .file_on("deploy/prod", "prod/worker-values.yaml")
             .ends_with("  tag: \"1.10\"")
     );
     let again = run(&["once"]);
@@ -530,11 +345,15 @@ async fn once_plan_and_dry_run() {
 /// reload, WATCHDOG while alive, STOPPING on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speaks_the_systemd_notify_protocol() {
-    let Some(world) = World::new().await else { return };
-    world.write_config(&world.config(">=1.0.0", false));
+    let Some(world) = world().await else {
+        return;
+    };
+    world.write_config(&config(&world, ">=1.0.0", false));
     let socket_path = world.dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let log = world.dir.path().join("notify-daemon.log");
     let child = Command::new(BIN)
         .args(["run", "--config"])
@@ -548,12 +367,18 @@ async fn speaks_the_systemd_notify_protocol() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut daemon = Daemon { child, log, port: world.port };
+    let mut daemon = Daemon {
+        child,
+        log,
+        port: world.port,
+    };
     let mut seen: Vec<String> = Vec::new();
     let mut next = |want: &str| {
         let mut buf = [0u8; 256];
         loop {
-            let n = socket.recv(&mut buf).unwrap_or_else(|e| panic!("no {want} after {seen:?}: {e}"));
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {want} after {seen:?}: {e}"));
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             seen.push(msg.clone());
             if msg.starts_with(want) {

@@ -24,7 +24,10 @@ fn the_unit_is_hardened_to_an_exposure_of_at_most_2() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("{text}"));
     let level: f64 = line
         .split(':')
         .nth(1)

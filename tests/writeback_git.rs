@@ -68,6 +68,7 @@ fn api(tag: &str) -> ImageChange {
             file: "overlays/prod/kustomization.yaml".into(),
             name: "ghcr.io/org/api".into(),
         }],
+        guard: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn worker(tag: &str) -> ImageChange {
                 repository: None,
             },
         }],
+        guard: None,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod check;
 mod daemon;
+mod status;
 mod test;
 
 use std::process::ExitCode;
@@ -30,6 +31,12 @@ enum Command {
     Once(daemon::OnceArgs),
     /// Show what the next cycle would change, as a unified diff per branch; write nothing.
     Plan(daemon::PlanArgs),
+    /// Per image and environment: what the branch has, the candidate, and why it waits.
+    Status(status::StatusArgs),
+    /// Stop updating an image in an environment, until a time or until `release`.
+    Hold(status::HoldArgs),
+    /// Lift a hold, or a hold image-updater made after a person reverted an update.
+    Release(status::ReleaseArgs),
 }
 
 /// Outcome of a subcommand, mapped to the documented exit codes.
@@ -47,6 +54,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => daemon::run(args),
         Command::Once(args) => daemon::once(args),
         Command::Plan(args) => daemon::plan(args),
+        Command::Status(args) => status::status(args),
+        Command::Hold(args) => status::hold(args),
+        Command::Release(args) => status::release(args),
     };
     match outcome {
         Outcome::Success => ExitCode::SUCCESS,

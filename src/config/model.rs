@@ -125,6 +125,34 @@ pub struct Deployment {
     pub policy: Policy,
     pub platforms: Vec<Platform>,
     pub targets: Vec<Target>,
+    pub safety: Safety,
+}
+
+/// The rules that keep a tag the policy chose from being deployed too early or twice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Safety {
+    /// Deploy exactly this tag, whatever else the registry has.
+    pub pin: Option<String>,
+    /// A tag is eligible only once it is this old.
+    pub min_age: Option<Duration>,
+    pub age_from: AgeFrom,
+    /// Take only what has been deployed to this environment (by image-updater) for `soak`.
+    pub promote_from: Option<String>,
+    pub soak: Duration,
+    /// Write `tag@digest`, so the exact image chosen is the image deployed.
+    pub pin_digest: bool,
+    /// Write a tag that ranks below the one in the file; off by default.
+    pub allow_downgrade: bool,
+}
+
+/// Where a tag's age is counted from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgeFrom {
+    /// The first time image-updater saw the tag in the registry (works on every registry).
+    #[default]
+    FirstSeen,
+    /// The image config's `created` time (as the image's builder wrote it).
+    Created,
 }
 
 /// Where an image's tag is written, relative to the repository root.

@@ -78,6 +78,13 @@ pub struct RawPolicy {
     pub extract: Option<Str>,
     pub platforms: Option<Spanned<Vec<Str>>>,
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    pub pin: Option<Str>,
+    pub min_age: Option<Str>,
+    pub age_from: Option<Str>,
+    pub promote_from: Option<Str>,
+    pub soak: Option<Str>,
+    pub pin_digest: Option<Spanned<bool>>,
+    pub allow_downgrade: Option<Spanned<bool>>,
 }
 
 /// An image. The policy keys are repeated here rather than flattened from [`RawPolicy`]:
@@ -98,6 +105,13 @@ pub struct RawImage {
     pub extract: Option<Str>,
     pub platforms: Option<Spanned<Vec<Str>>>,
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    pub pin: Option<Str>,
+    pub min_age: Option<Str>,
+    pub age_from: Option<Str>,
+    pub promote_from: Option<Str>,
+    pub soak: Option<Str>,
+    pub pin_digest: Option<Spanned<bool>>,
+    pub allow_downgrade: Option<Spanned<bool>>,
 }
 
 impl RawImage {
@@ -113,6 +127,13 @@ impl RawImage {
             extract: self.extract.take(),
             platforms: self.platforms.take(),
             targets: self.targets.take(),
+            pin: self.pin.take(),
+            min_age: self.min_age.take(),
+            age_from: self.age_from.take(),
+            promote_from: self.promote_from.take(),
+            soak: self.soak.take(),
+            pin_digest: self.pin_digest.take(),
+            allow_downgrade: self.allow_downgrade.take(),
         }
     }
 }
@@ -171,6 +192,13 @@ pub mod keys {
         "extract",
         "platforms",
         "targets",
+        "pin",
+        "min_age",
+        "age_from",
+        "promote_from",
+        "soak",
+        "pin_digest",
+        "allow_downgrade",
     ];
     pub const IMAGE_ONLY: &[&str] = &["image", "interval", "environments", "env"];
     pub const TARGET: &[&str] = &["kind", "file", "name", "tag", "repository", "container"];

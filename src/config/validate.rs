@@ -59,6 +59,13 @@ struct PartialPolicy {
     extract: Field<Extract>,
     platforms: Field<Vec<Platform>>,
     targets: Field<Vec<Spanned<RawTarget>>>,
+    pin: Field<String>,
+    min_age: Field<Duration>,
+    age_from: Field<AgeFrom>,
+    promote_from: Field<Spanned<String>>,
+    soak: Field<Duration>,
+    pin_digest: Field<bool>,
+    allow_downgrade: Field<bool>,
 }
 
 impl<'a> Validator<'a> {
@@ -635,6 +642,41 @@ impl<'a> Validator<'a> {
                 deployments.push(d);
             }
         }
+        for d in &deployments {
+            let Some(from) = &d.safety.promote_from else {
+                continue;
+            };
+            if !deployed.iter().any(|e| e == from) {
+                self.error_hint(
+                    Origin::Section(span.clone()),
+                    format!(
+                        "image `{name}` in `{}` promotes from `{from}`, where it is not deployed",
+                        d.environment
+                    ),
+                    format!("deploy `{name}` to `{from}` too, or remove promote_from"),
+                );
+            }
+            // Follow the chain: prod <- staging <- dev must end somewhere.
+            let mut seen = vec![d.environment.as_str()];
+            let mut at_env = from.as_str();
+            while let Some(next) = deployments
+                .iter()
+                .find(|x| x.environment == at_env)
+                .and_then(|x| x.safety.promote_from.as_deref())
+            {
+                if seen.contains(&at_env) {
+                    self.error(
+                        Origin::Section(span.clone()),
+                        format!(
+                            "image `{name}`: promote_from goes round in a circle through `{at_env}`"
+                        ),
+                    );
+                    break;
+                }
+                seen.push(at_env);
+                at_env = next;
+            }
+        }
         if reference.tag.is_some() && !any_digest {
             let text = raw.image.as_ref().expect("parsed");
             self.error_hint(
@@ -729,6 +771,35 @@ impl<'a> Validator<'a> {
             Some(t) => Field::Set(t.get_ref().clone(), t.span()),
             None => Field::Unset,
         };
+        let duration = |v: &mut Self, raw: &Option<Str>, key: &str| match raw {
+            Some(d) => field(v.parse(d, key, parse_duration), d.span()),
+            None => Field::Unset,
+        };
+        let min_age = duration(self, &raw.min_age, "min_age");
+        let soak = duration(self, &raw.soak, "soak");
+        let age_from = match &raw.age_from {
+            Some(a) => field(
+                self.parse(a, "age_from", |t| match t {
+                    "first-seen" => Ok(AgeFrom::FirstSeen),
+                    "created" => Ok(AgeFrom::Created),
+                    other => Err(format!("`{other}`: expected \"first-seen\" or \"created\"")),
+                }),
+                a.span(),
+            ),
+            None => Field::Unset,
+        };
+        let pin = match &raw.pin {
+            Some(t) if t.get_ref().is_empty() => {
+                self.error(at(t), "pin is empty");
+                Field::Bad
+            }
+            Some(t) => Field::Set(t.get_ref().clone(), t.span()),
+            None => Field::Unset,
+        };
+        let flag = |b: &Option<Spanned<bool>>| match b {
+            Some(b) => Field::Set(*b.get_ref(), b.span()),
+            None => Field::Unset,
+        };
         PartialPolicy {
             strategy,
             constraint,
@@ -739,6 +810,16 @@ impl<'a> Validator<'a> {
             extract,
             platforms,
             targets,
+            pin,
+            min_age,
+            age_from,
+            promote_from: match &raw.promote_from {
+                Some(p) => Field::Set(p.clone(), p.span()),
+                None => Field::Unset,
+            },
+            soak,
+            pin_digest: flag(&raw.pin_digest),
+            allow_downgrade: flag(&raw.allow_downgrade),
         }
     }
 
@@ -905,6 +986,50 @@ impl<'a> Validator<'a> {
             }
             Field::Bad => return None,
         };
+        let value = |f: &Field<bool>| matches!(f, Field::Set(true, _));
+        let promote_from = match &p.promote_from {
+            Field::Set(from, _) if from.get_ref() == environment => {
+                self.error(
+                    at(from),
+                    format!("`{environment}` cannot promote from itself"),
+                );
+                return None;
+            }
+            Field::Set(from, _) => Some(from.get_ref().clone()),
+            _ => None,
+        };
+        if let (Field::Set(_, span), None) = (&p.soak, &promote_from) {
+            self.error_hint(
+                Origin::File(span.clone()),
+                "soak without promote_from",
+                "soak is how long a tag stays in promote_from's environment first",
+            );
+        }
+        let safety = Safety {
+            pin: match &p.pin {
+                Field::Set(t, _) => Some(t.clone()),
+                Field::Bad => return None,
+                Field::Unset => None,
+            },
+            min_age: match &p.min_age {
+                Field::Set(d, _) => Some(*d),
+                Field::Bad => return None,
+                Field::Unset => None,
+            },
+            age_from: match &p.age_from {
+                Field::Set(a, _) => *a,
+                Field::Bad => return None,
+                Field::Unset => AgeFrom::FirstSeen,
+            },
+            promote_from,
+            soak: match &p.soak {
+                Field::Set(d, _) => *d,
+                Field::Bad => return None,
+                Field::Unset => Duration::ZERO,
+            },
+            pin_digest: value(&p.pin_digest),
+            allow_downgrade: value(&p.allow_downgrade),
+        };
         Some(Deployment {
             environment: environment.to_string(),
             policy: Policy {
@@ -915,6 +1040,7 @@ impl<'a> Validator<'a> {
             },
             platforms,
             targets,
+            safety,
         })
     }
 
@@ -1034,6 +1160,13 @@ impl PartialPolicy {
             extract: self.extract.or(&base.extract),
             platforms: self.platforms.or(&base.platforms),
             targets: self.targets.or(&base.targets),
+            pin: self.pin.or(&base.pin),
+            min_age: self.min_age.or(&base.min_age),
+            age_from: self.age_from.or(&base.age_from),
+            promote_from: self.promote_from.or(&base.promote_from),
+            soak: self.soak.or(&base.soak),
+            pin_digest: self.pin_digest.or(&base.pin_digest),
+            allow_downgrade: self.allow_downgrade.or(&base.allow_downgrade),
         }
     }
 

@@ -13,11 +13,12 @@ use futures_util::StreamExt;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::metrics::DaemonMetrics;
-use super::state::{StatusStore, now};
-use crate::config::{Config, Deployment, Image};
-use crate::registry::{self, Cycle, MetadataCache, Registries, Tuning};
+use super::safety;
+use super::state::{FirstSeen, Holds, RevertHold, StatusStore, now};
+use crate::config::{AgeFrom, Config, Deployment, Image};
+use crate::registry::{self, Cycle, Gate, MetadataCache, Registries, Tuning};
 use crate::select::Strategy;
-use crate::writeback::{self, Desired, ImageChange, Mirror, Outcome};
+use crate::writeback::{self, Desired, Guard, ImageChange, Mirror, Outcome};
 
 /// A repository's mirror, opened on first use; `None` until then or after a failure.
 type MirrorSlot = Arc<Mutex<Option<Mirror>>>;
@@ -30,6 +31,7 @@ pub struct Shared {
     pub cache: Arc<MetadataCache>,
     pub metrics: Arc<DaemonMetrics>,
     pub status: Arc<StatusStore>,
+    pub seen: Arc<FirstSeen>,
     /// Mirrors by repository name; each is used by one branch update at a time.
     mirrors: Arc<Mutex<BTreeMap<String, MirrorSlot>>>,
 }
@@ -41,6 +43,7 @@ impl Shared {
         tracing::debug!(?loaded, entries = cache.len(), "metadata cache opened");
         Shared {
             status: Arc::new(StatusStore::open(&state_dir)),
+            seen: Arc::new(FirstSeen::open(&state_dir)),
             state_dir,
             registry_metrics: Arc::new(registry::Metrics::default()),
             cache: Arc::new(cache),
@@ -63,6 +66,9 @@ impl Shared {
         if let Err(e) = self.status.save() {
             tracing::warn!(error = %e, "cannot save status.json");
         }
+        if let Err(e) = self.seen.save() {
+            tracing::warn!(error = %e, "cannot save seen.json");
+        }
     }
 }
 
@@ -77,12 +83,32 @@ pub struct Check {
     pub result: Result<Chosen, String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone, Default)]
 pub struct Chosen {
-    /// `None` when no tag passed the policy.
+    /// `None` when nothing is to be written: no tag passed the policy, or a safety rule said
+    /// wait (see `waiting`).
     pub desired: Option<Desired>,
     /// Why the winner won, from the selection engine.
     pub reason: String,
+    /// The winner's digest, whether or not it is written.
+    pub digest: Option<String>,
+    /// Decides over the value the branch holds at write time.
+    pub guard: Option<Guard>,
+    /// Why nothing is written although the policy may have chosen something.
+    pub waiting: Option<String>,
+    /// Resolved at write time, after the source environment's own writes.
+    pub promote_from: Option<String>,
+}
+
+impl std::fmt::Debug for Chosen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chosen")
+            .field("desired", &self.desired)
+            .field("reason", &self.reason)
+            .field("waiting", &self.waiting)
+            .field("promote_from", &self.promote_from)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One branch after a cycle.
@@ -158,11 +184,13 @@ impl Engine {
             .values()
             .filter(|i| aliases.is_empty() || aliases.contains(&i.alias))
             .collect();
+        let holds = Holds::read(&self.shared.state_dir);
+        self.lift_released(&holds);
         let cycle = Cycle::new();
         let mut polls = Vec::new();
         for image in &images {
             for deployment in &image.deployments {
-                polls.push(self.check(&cycle, image, deployment));
+                polls.push(self.check(&cycle, &holds, image, deployment));
             }
         }
         // A Vec of futures rather than a mapping closure keeps this future Send for spawn.
@@ -176,20 +204,51 @@ impl Engine {
         Report { checks, branches }
     }
 
-    async fn check(&self, cycle: &Cycle, image: &Image, deployment: &Deployment) -> Check {
+    /// Revert holds a person released with `image-updater release`.
+    fn lift_released(&self, holds: &Holds) {
+        for (alias, envs) in &holds.lifted {
+            for (env, lift) in envs {
+                self.shared.status.update(alias, env, |s| {
+                    if s.held.as_ref().is_some_and(|h| lift.covers(h)) {
+                        tracing::info!(image = %alias, environment = %env, value = %lift.value, "revert hold released");
+                        s.held = None;
+                        // Otherwise the branch's value would read as the same revert again.
+                        s.written = None;
+                    }
+                });
+            }
+        }
+    }
+
+    async fn check(
+        &self,
+        cycle: &Cycle,
+        holds: &Holds,
+        image: &Image,
+        deployment: &Deployment,
+    ) -> Check {
         let (alias, env) = (image.alias.clone(), deployment.environment.clone());
-        let result = self.choose(cycle, image, deployment).await;
+        let result = self.choose(cycle, holds, image, deployment).await;
         self.shared.metrics.checked(&alias, &env, result.is_ok());
         self.shared.status.update(&alias, &env, |s| match &result {
             Ok(chosen) => {
                 s.last_check = Some(now());
                 s.candidate = chosen.desired.as_ref().map(Desired::describe);
+                s.waiting = chosen.waiting.clone();
                 s.last_error = None;
             }
             Err(e) => s.last_error = Some(e.clone()),
         });
-        if let Err(e) = &result {
-            tracing::warn!(image = %alias, environment = %env, error = %e, "check failed");
+        match &result {
+            Err(e) => {
+                tracing::warn!(image = %alias, environment = %env, error = %e, "check failed")
+            }
+            Ok(Chosen {
+                waiting: Some(why), ..
+            }) => {
+                tracing::debug!(image = %alias, environment = %env, waiting = %why, "not updating yet")
+            }
+            Ok(_) => {}
         }
         Check {
             alias,
@@ -201,9 +260,29 @@ impl Engine {
     async fn choose(
         &self,
         cycle: &Cycle,
+        holds: &Holds,
         image: &Image,
         deployment: &Deployment,
     ) -> Result<Chosen, String> {
+        let (alias, env) = (&image.alias, &deployment.environment);
+        if let Some(hold) = holds.active(alias, env) {
+            let until = hold.until.as_deref().unwrap_or("released");
+            let why = hold
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            return Ok(Chosen {
+                waiting: Some(format!("held by `image-updater hold` until {until}{why}")),
+                ..Chosen::default()
+            });
+        }
+        if let Some(from) = &deployment.safety.promote_from {
+            return Ok(Chosen {
+                promote_from: Some(from.clone()),
+                ..Chosen::default()
+            });
+        }
         let client = self
             .registries
             .for_image(image)
@@ -213,104 +292,212 @@ impl Engine {
             None => None,
         };
         let repository = image.reference.path.clone();
-        let choice = registry::choose(
+        let desired = |tag: String, digest: Option<String>| Desired {
+            repository: image.reference.repository(),
+            written: image.reference.familiar_repository(),
+            tag: Some(tag),
+            digest,
+        };
+        if let Some(pin) = &deployment.safety.pin {
+            let tags = cycle
+                .tags(client, &repository)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !tags.iter().any(|t| t == pin) {
+                return Err(format!(
+                    "pinned tag {pin} is not in {}",
+                    image.reference.repository()
+                ));
+            }
+            let digest = cycle
+                .digest(client, &repository, pin)
+                .await
+                .map_err(|e| e.to_string())?;
+            let written_digest = deployment.safety.pin_digest.then(|| digest.clone());
+            return Ok(Chosen {
+                desired: Some(desired(pin.clone(), written_digest)),
+                reason: "pinned in the config".into(),
+                digest: Some(digest),
+                ..Chosen::default()
+            });
+        }
+        let tags = cycle
+            .tags(client, &repository)
+            .await
+            .map_err(|e| e.to_string())?;
+        let first_seen = self
+            .shared
+            .seen
+            .observe(&image.reference.repository(), &tags);
+        let not_yet = safety::min_age(deployment, first_seen);
+        let status = self.shared.status.get(alias, env);
+        let held_reason = status.held.as_ref().map(|h| {
+            format!(
+                "held: {} was reverted on the branch (to {}) {}",
+                h.value, h.found, h.since
+            )
+        });
+        let gate = Gate {
+            not_yet: not_yet.as_deref(),
+            needs_created: deployment.safety.min_age.is_some()
+                && deployment.safety.age_from == AgeFrom::Created,
+            held: status
+                .held
+                .as_ref()
+                .zip(held_reason.as_deref())
+                .map(|(h, r)| (h.tag.as_str(), r)),
+        };
+        let choice = registry::choose_gated(
             client,
             cycle,
             &repository,
             &deployment.policy,
             &deployment.platforms,
+            &gate,
         )
         .await
         .map_err(|e| e.to_string())?;
         let Some(i) = choice.selection.selected else {
+            // Say why the best tag is out when a safety rule took it.
+            let waiting = choice
+                .candidates
+                .iter()
+                .zip(&choice.selection.verdicts)
+                .filter_map(|(c, v)| {
+                    c.unavailable
+                        .as_ref()
+                        .map(|_| format!("{}: {}", c.tag, v.reason))
+                })
+                .find(|r| r.contains("too young") || r.contains("held"));
             return Ok(Chosen {
-                desired: None,
                 reason: "no tag passed the policy".into(),
+                waiting,
+                ..Chosen::default()
             });
         };
         let winner = &choice.candidates[i];
         let tracked = matches!(deployment.policy.strategy, Strategy::Digest { .. });
-        let written = image.reference.familiar_repository();
+        let written_digest = (tracked || deployment.safety.pin_digest)
+            .then(|| choice.digest.clone())
+            .flatten();
+        let want = desired(winner.tag.clone(), written_digest);
+        let guard = safety::guard(
+            &deployment.policy,
+            choice.candidates.clone(),
+            &want,
+            &status,
+            deployment.safety.allow_downgrade,
+        );
         Ok(Chosen {
-            desired: Some(Desired {
-                repository: image.reference.repository(),
-                written,
-                tag: Some(winner.tag.clone()),
-                digest: if tracked { choice.digest.clone() } else { None },
-            }),
+            desired: Some(want),
             reason: choice.selection.verdicts[i].reason.clone(),
+            digest: choice.digest.clone(),
+            guard: Some(guard),
+            ..Chosen::default()
         })
     }
 
-    /// Groups the chosen tags by branch and writes each branch once.
+    /// Resolves a promotion from the source environment's state as of now.
+    fn promote(&self, alias: &str, deployment: &Deployment, from: &str) -> Chosen {
+        let image = &self.config.images[alias];
+        let source = self.shared.status.get(alias, from);
+        match safety::promotion(
+            deployment,
+            from,
+            &source,
+            image.reference.repository(),
+            image.reference.familiar_repository(),
+        ) {
+            Ok(p) => {
+                let status = self.shared.status.get(alias, &deployment.environment);
+                let guard = safety::guard(
+                    &deployment.policy,
+                    Vec::new(),
+                    &p.desired,
+                    &status,
+                    deployment.safety.allow_downgrade,
+                );
+                Chosen {
+                    reason: format!("promoted from {from}"),
+                    desired: Some(p.desired),
+                    digest: p.digest,
+                    guard: Some(guard),
+                    ..Chosen::default()
+                }
+            }
+            Err(waiting) => Chosen {
+                waiting: Some(waiting),
+                ..Chosen::default()
+            },
+        }
+    }
+
+    /// Groups the chosen tags by branch and writes each branch once, sources of promotions
+    /// first.
     async fn write(&self, checks: &[Check], dry_run: bool) -> Vec<BranchReport> {
-        let mut by_env: BTreeMap<&str, Vec<(ImageChange, &str)>> = BTreeMap::new();
+        let mut by_env: BTreeMap<&str, Vec<&Check>> = BTreeMap::new();
         for check in checks {
-            let Ok(Chosen {
-                desired: Some(desired),
-                reason,
-            }) = &check.result
-            else {
-                continue;
-            };
-            let image = &self.config.images[&check.alias];
-            let deployment = image
-                .deployments
-                .iter()
-                .find(|d| d.environment == check.environment)
-                .expect("checked deployments exist");
-            by_env.entry(check.environment.as_str()).or_default().push((
-                ImageChange {
-                    alias: check.alias.clone(),
-                    desired: desired.clone(),
-                    targets: deployment.targets.clone(),
-                },
-                reason.as_str(),
-            ));
+            if check.result.is_ok() {
+                by_env
+                    .entry(check.environment.as_str())
+                    .or_default()
+                    .push(check);
+            }
         }
         let mut reports = Vec::new();
-        for (env_name, mut changes) in by_env {
+        for env_name in safety::env_order(&self.config) {
+            let Some(env_checks) = by_env.get(env_name.as_str()) else {
+                continue;
+            };
+            let mut changes: Vec<(ImageChange, Chosen)> = Vec::new();
+            for check in env_checks {
+                let Ok(chosen) = &check.result else { continue };
+                let image = &self.config.images[&check.alias];
+                let deployment = image
+                    .deployments
+                    .iter()
+                    .find(|d| d.environment == check.environment)
+                    .expect("checked deployments exist");
+                let chosen = match &chosen.promote_from {
+                    Some(from) => {
+                        let resolved = self.promote(&check.alias, deployment, from);
+                        self.shared.status.update(&check.alias, &env_name, |s| {
+                            s.candidate = resolved.desired.as_ref().map(Desired::describe);
+                            s.waiting = resolved.waiting.clone();
+                        });
+                        resolved
+                    }
+                    None => chosen.clone(),
+                };
+                let Some(desired) = chosen.desired.clone() else {
+                    continue;
+                };
+                changes.push((
+                    ImageChange {
+                        alias: check.alias.clone(),
+                        desired,
+                        targets: deployment.targets.clone(),
+                        guard: chosen.guard.clone(),
+                    },
+                    chosen,
+                ));
+            }
+            if changes.is_empty() {
+                continue;
+            }
             // Polls finish in any order; commits list images by alias.
             changes.sort_by(|a, b| a.0.alias.cmp(&b.0.alias));
-            let env = &self.config.environments[env_name];
+            let env = &self.config.environments[&env_name];
             let repo = &self.config.repositories[&env.repository];
-            let (changes, reasons): (Vec<ImageChange>, Vec<&str>) = changes.into_iter().unzip();
-            let reasons: BTreeMap<&str, &str> = changes
+            let (changes, chosen): (Vec<ImageChange>, Vec<Chosen>) = changes.into_iter().unzip();
+            let chosen: BTreeMap<&str, &Chosen> = changes
                 .iter()
                 .map(|c| c.alias.as_str())
-                .zip(reasons)
+                .zip(&chosen)
                 .collect();
             let result = self.write_branch(repo, env, &changes, dry_run).await;
             match &result {
-                Ok(outcome) => {
-                    for a in &outcome.applied {
-                        if dry_run {
-                            tracing::info!(image = %a.alias, environment = %env.name, old = %a.old, new = %a.new, "would update (dry run)");
-                            continue;
-                        }
-                        let reason = reasons.get(a.alias.as_str()).copied().unwrap_or_default();
-                        let commit = outcome.commit.map(|c| c.to_string()).unwrap_or_default();
-                        tracing::info!(image = %a.alias, environment = %env.name, branch = %env.branch, old = %a.old, new = %a.new, %commit, reason, "updated");
-                        self.shared.metrics.updated(&a.alias, &env.name);
-                        self.shared.status.update(&a.alias, &env.name, |s| {
-                            s.last_update = Some(format!("{} -> {}", a.old, a.new));
-                            s.last_commit = Some(commit.clone());
-                            s.last_update_at = Some(now());
-                        });
-                    }
-                    for f in &outcome.failed {
-                        tracing::error!(image = %f.alias, environment = %env.name, file = %f.file.display(), error = %f.message, "cannot write the update");
-                        self.shared.metrics.write_failed(&f.alias, &env.name);
-                        self.shared.status.update(&f.alias, &env.name, |s| {
-                            s.last_error = Some(format!("{}: {}", f.file.display(), f.message));
-                        });
-                    }
-                    if !dry_run && (outcome.commit.is_some() || outcome.retries > 0) {
-                        self.shared
-                            .metrics
-                            .pushed(&repo.name, &env.branch, true, outcome.retries);
-                    }
-                }
+                Ok(outcome) => self.record(env, repo, &changes, &chosen, outcome, dry_run),
                 Err(e) => {
                     tracing::error!(repository = %repo.name, branch = %env.branch, error = %e, "branch update failed; nothing was pushed");
                     self.shared
@@ -332,6 +519,97 @@ impl Engine {
             });
         }
         reports
+    }
+
+    /// Logs, counts and remembers what a branch update did.
+    fn record(
+        &self,
+        env: &crate::config::Environment,
+        repo: &crate::config::Repository,
+        changes: &[ImageChange],
+        chosen: &BTreeMap<&str, &Chosen>,
+        outcome: &Outcome,
+        dry_run: bool,
+    ) {
+        // What the branch holds now, for promotion and `status`.
+        for c in changes {
+            let current = if let Some(a) = outcome.applied.iter().find(|a| a.alias == c.alias) {
+                if dry_run {
+                    a.old.clone()
+                } else {
+                    a.new.clone()
+                }
+            } else if let Some(s) = outcome.skipped.iter().find(|s| s.alias == c.alias) {
+                s.current.clone()
+            } else if outcome.failed.iter().any(|f| f.alias == c.alias) {
+                continue;
+            } else {
+                c.desired.describe()
+            };
+            self.shared
+                .status
+                .update(&c.alias, &env.name, |s| s.current = Some(current));
+        }
+        for a in &outcome.applied {
+            if dry_run {
+                tracing::info!(image = %a.alias, environment = %env.name, old = %a.old, new = %a.new, "would update (dry run)");
+                continue;
+            }
+            let choice = chosen.get(a.alias.as_str());
+            let reason = choice.map(|c| c.reason.as_str()).unwrap_or_default();
+            let commit = outcome.commit.map(|c| c.to_string()).unwrap_or_default();
+            self.shared.metrics.updated(&a.alias, &env.name);
+            self.shared.status.update(&a.alias, &env.name, |s| {
+                s.last_update = Some(format!("{} -> {}", a.old, a.new));
+                s.last_commit = Some(commit.clone());
+                s.last_update_at = Some(now());
+                s.written = Some(a.new.clone());
+                s.written_digest = choice.and_then(|c| c.digest.clone());
+                s.waiting = None;
+                if s.held.is_some() {
+                    tracing::info!(image = %a.alias, environment = %env.name, "a newer tag replaced the reverted one; hold lifted");
+                    s.held = None;
+                }
+            });
+            // Logged last: whoever reads the log then sees metrics and status agree.
+            tracing::info!(image = %a.alias, environment = %env.name, branch = %env.branch, old = %a.old, new = %a.new, %commit, reason, "updated");
+        }
+        for sk in &outcome.skipped {
+            let desired = changes
+                .iter()
+                .find(|c| c.alias == sk.alias)
+                .map(|c| c.desired.clone());
+            if sk.reverted && !dry_run {
+                tracing::warn!(image = %sk.alias, environment = %env.name, branch = %env.branch, current = %sk.current, "{}", sk.reason);
+                self.shared.metrics.reverted(&sk.alias, &env.name);
+                self.shared.status.update(&sk.alias, &env.name, |s| {
+                    s.held = desired.map(|d| RevertHold {
+                        value: d.describe(),
+                        tag: d.tag.clone().unwrap_or_default(),
+                        found: sk.current.clone(),
+                        since: now(),
+                    });
+                    s.waiting = Some(sk.reason.clone());
+                });
+            } else {
+                tracing::info!(image = %sk.alias, environment = %env.name, current = %sk.current, "not updating: {}", sk.reason);
+                self.shared.status.update(&sk.alias, &env.name, |s| {
+                    s.waiting = Some(sk.reason.clone())
+                });
+            }
+        }
+        for f in &outcome.failed {
+            tracing::error!(image = %f.alias, environment = %env.name, file = %f.file.display(), error = %f.message, "cannot write the update");
+            self.shared.metrics.write_failed(&f.alias, &env.name);
+            self.shared.status.update(&f.alias, &env.name, |s| {
+                s.last_error = Some(format!("{}: {}", f.file.display(), f.message));
+            });
+        }
+        if !dry_run && (outcome.commit.is_some() || outcome.retries > 0) {
+            self.shared
+                .metrics
+                .pushed(&repo.name, &env.branch, true, outcome.retries);
+        }
     }
 
     async fn write_branch(

@@ -18,6 +18,7 @@ struct Counters {
     checked: BTreeMap<ImageKey, u64>,
     updated: BTreeMap<ImageKey, u64>,
     failed: BTreeMap<ImageKey, u64>,
+    reverts: BTreeMap<ImageKey, u64>,
     last_success: BTreeMap<ImageKey, f64>,
     /// (repository, branch, result) -> pushes.
     pushes: BTreeMap<(String, String, &'static str), u64>,
@@ -62,6 +63,12 @@ impl DaemonMetrics {
     pub fn write_failed(&self, image: &str, env: &str) {
         let key = (image.to_string(), env.to_string());
         self.with(|c| *c.failed.entry(key).or_default() += 1);
+    }
+
+    /// A person reverted what image-updater wrote; the value is now held.
+    pub fn reverted(&self, image: &str, env: &str) {
+        let key = (image.to_string(), env.to_string());
+        self.with(|c| *c.reverts.entry(key).or_default() += 1);
     }
 
     pub fn updated(&self, image: &str, env: &str) {
@@ -134,6 +141,13 @@ impl DaemonMetrics {
             "image_updater_images_failed_total",
             "Checks or writes of an image that failed.",
             &c.failed,
+            images_label,
+        );
+        counter_map(
+            &mut out,
+            "image_updater_reverts_detected_total",
+            "Values image-updater wrote that a person changed back (each then held).",
+            &c.reverts,
             images_label,
         );
         family(

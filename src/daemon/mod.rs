@@ -16,6 +16,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod safety;
 pub mod schedule;
 pub mod state;
 pub mod systemd;

@@ -4,7 +4,10 @@
 //! STATE_DIR/
 //!   cache/metadata.json   what each digest is (platforms, creation time); see registry::cache
 //!   git/NAME.git/         a bare mirror per repository; see writeback::git
-//!   status.json           per image and environment: last check, last update, last error
+//!   status.json           per image and environment: last check, last update, last error,
+//!                         what image-updater wrote and what the branch holds, revert holds
+//!   holds.json            holds and releases from `image-updater hold`/`release`
+//!   seen.json             when each tag was first seen, for `min_age`
 //! ```
 //!
 //! Every file is written to a temporary name and renamed, so a crash leaves the old file or
@@ -30,6 +33,32 @@ pub struct Status {
     pub last_update_at: Option<String>,
     /// The last failure, cleared by a successful check and write.
     pub last_error: Option<String>,
+    /// What image-updater last pushed (`v1.5.0`, `v1.5.0@sha256:…`), the digest the chosen
+    /// tag had then, and when: what promotion and revert detection go by.
+    #[serde(default)]
+    pub written: Option<String>,
+    #[serde(default)]
+    pub written_digest: Option<String>,
+    /// The value the branch held at the last cycle.
+    #[serde(default)]
+    pub current: Option<String>,
+    /// Why the candidate is not on the branch (too young, soaking, a downgrade, held).
+    #[serde(default)]
+    pub waiting: Option<String>,
+    /// A value a person reverted: it and anything ranking below it stay out.
+    #[serde(default)]
+    pub held: Option<RevertHold>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertHold {
+    /// The value reverted (`v1.5.0`), as image-updater wrote it.
+    pub value: String,
+    /// Its tag, for ranking.
+    pub tag: String,
+    /// What the branch held instead when the revert was noticed.
+    pub found: String,
+    pub since: String,
 }
 
 /// `status.json`: (image alias, environment) -> [`Status`].
@@ -88,6 +117,117 @@ impl StatusStore {
     /// Writes the store atomically.
     pub fn save(&self) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&*self.entries.lock().expect("status lock"))
+            .map_err(std::io::Error::other)?;
+        write_atomically(&self.path, &bytes)
+    }
+}
+
+/// A hold made with `image-updater hold`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualHold {
+    pub since: String,
+    /// RFC 3339; none means until released.
+    pub until: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl ManualHold {
+    pub fn active(&self) -> bool {
+        match &self.until {
+            None => true,
+            Some(until) => until
+                .parse::<jiff::Timestamp>()
+                .map_or(true, |t| t > jiff::Timestamp::now()),
+        }
+    }
+}
+
+/// `holds.json`, written by the `hold` and `release` commands and read by the daemon at every
+/// cycle: holds by image and environment, and revert holds a person lifted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holds {
+    #[serde(default)]
+    pub holds: BTreeMap<String, BTreeMap<String, ManualHold>>,
+    /// (image, environment) -> a reverted value that may be deployed again.
+    #[serde(default)]
+    pub lifted: BTreeMap<String, BTreeMap<String, Lift>>,
+}
+
+/// A revert hold released by hand: it lifts a hold on `value` made before `at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lift {
+    pub value: String,
+    pub at: String,
+}
+
+impl Lift {
+    /// Whether this release covers `hold` (a later revert of the same value is held again).
+    pub fn covers(&self, hold: &RevertHold) -> bool {
+        let parse = |t: &str| t.parse::<jiff::Timestamp>().ok();
+        self.value == hold.value
+            && matches!((parse(&self.at), parse(&hold.since)), (Some(a), Some(b)) if a >= b)
+    }
+}
+
+impl Holds {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("holds.json")
+    }
+
+    /// The file's holds; a missing or unreadable file holds nothing (and says so once).
+    pub fn read(state_dir: &Path) -> Holds {
+        match std::fs::read(Holds::path(state_dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "holds.json is not valid; ignoring it until it is fixed");
+                Holds::default()
+            }),
+            Err(_) => Holds::default(),
+        }
+    }
+
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        write_atomically(&Holds::path(state_dir), &bytes)
+    }
+
+    pub fn active(&self, alias: &str, env: &str) -> Option<&ManualHold> {
+        self.holds.get(alias)?.get(env).filter(|h| h.active())
+    }
+}
+
+/// `seen.json`: when each tag of each repository was first listed, for `min_age`.
+#[derive(Debug)]
+pub struct FirstSeen {
+    path: PathBuf,
+    entries: Mutex<BTreeMap<String, BTreeMap<String, jiff::Timestamp>>>,
+}
+
+impl FirstSeen {
+    pub fn open(state_dir: &Path) -> FirstSeen {
+        let path = state_dir.join("seen.json");
+        let entries = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        FirstSeen {
+            path,
+            entries: Mutex::new(entries),
+        }
+    }
+
+    /// Records `tags` of `repository` as seen now unless seen before; returns the first-seen
+    /// time of each.
+    pub fn observe(&self, repository: &str, tags: &[String]) -> BTreeMap<String, jiff::Timestamp> {
+        let now = jiff::Timestamp::now();
+        let mut entries = self.entries.lock().expect("seen lock");
+        let repo = entries.entry(repository.to_string()).or_default();
+        tags.iter()
+            .map(|t| (t.clone(), *repo.entry(t.clone()).or_insert(now)))
+            .collect()
+    }
+
+    pub fn save(&self) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(&*self.entries.lock().expect("seen lock"))
             .map_err(std::io::Error::other)?;
         write_atomically(&self.path, &bytes)
     }

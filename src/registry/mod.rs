@@ -25,7 +25,7 @@ pub use api::ImageInfo;
 pub use cache::MetadataCache;
 pub use client::{Budget, Client, Endpoint, RegistryError, Tuning};
 pub use metrics::{Metrics, RequestKind, Snapshot};
-pub use scan::{Choice, Cycle, choose};
+pub use scan::{Choice, Cycle, Gate, choose, choose_gated};
 
 use crate::config::{Config, Image};
 

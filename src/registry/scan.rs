@@ -95,6 +95,20 @@ impl Choice {
 /// How many metadata lookups run at once for one image.
 const PARALLEL_LOOKUPS: usize = 8;
 
+/// Why a tag cannot be chosen yet, or `None`.
+pub type NotYet = dyn Fn(&Candidate) -> Option<String> + Send + Sync;
+
+/// Deploy-safety rules that take tags out of the running before the policy chooses.
+#[derive(Default)]
+pub struct Gate<'a> {
+    /// Why a tag cannot be chosen yet (too young), or `None`.
+    pub not_yet: Option<&'a NotYet>,
+    /// `not_yet` reads creation times, so every filtered tag must be described.
+    pub needs_created: bool,
+    /// A tag a person reverted, and the reason to show: it and everything below it are held.
+    pub held: Option<(&'a str, &'a str)>,
+}
+
 /// Polls `repository` and chooses a tag under `policy` for `platforms`.
 pub async fn choose(
     client: &Client,
@@ -103,9 +117,32 @@ pub async fn choose(
     policy: &Policy,
     platforms: &[Platform],
 ) -> Result<Choice, RegistryError> {
+    choose_gated(
+        client,
+        cycle,
+        repository,
+        policy,
+        platforms,
+        &Gate::default(),
+    )
+    .await
+}
+
+/// [`choose`], with deploy-safety rules applied to the candidates first.
+pub async fn choose_gated(
+    client: &Client,
+    cycle: &Cycle,
+    repository: &str,
+    policy: &Policy,
+    platforms: &[Platform],
+    gate: &Gate<'_>,
+) -> Result<Choice, RegistryError> {
     let tags = cycle.tags(client, repository).await?;
     let mut candidates: Vec<Candidate> = tags.iter().map(|t| Candidate::new(t.as_str())).collect();
-    if policy.strategy.needs_created() || matches!(policy.strategy, Strategy::Digest { .. }) {
+    if policy.strategy.needs_created()
+        || gate.needs_created
+        || matches!(policy.strategy, Strategy::Digest { .. })
+    {
         describe(
             client,
             cycle,
@@ -115,6 +152,14 @@ pub async fn choose(
             &mut candidates,
         )
         .await?;
+    }
+    if let Some(not_yet) = gate.not_yet {
+        for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
+            c.unavailable = not_yet(c);
+        }
+    }
+    if let Some((tag, reason)) = gate.held {
+        select::hold_at_or_below(policy, &mut candidates, tag, reason);
     }
     // Check the winner's platforms; a winner that lacks one is marked and the choice is made
     // again. Each check is a HEAD plus, once per digest ever, a manifest and a config.

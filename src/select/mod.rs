@@ -278,20 +278,32 @@ fn rank<'a>(policy: &Policy, candidate: &'a Candidate) -> Result<Rank<'a>, Strin
     if let Some(reason) = &candidate.unavailable {
         return Err(reason.clone());
     }
-    match &policy.strategy {
+    let rank = order_key(policy, key, candidate)?;
+    if let (
         Strategy::Semver {
             constraint,
             include_prerelease,
-        } => {
-            let version = Version::parse(key).map_err(|e| match &policy.extract {
-                Some(_) => format!("extracted `{key}` is {e}"),
-                None => e.to_string(),
-            })?;
-            if constraint.matches(&version, *include_prerelease) {
-                Ok(Rank::Version(version))
-            } else {
-                Err(constraint.explain_mismatch(&version, *include_prerelease))
-            }
+        },
+        Rank::Version(version),
+    ) = (&policy.strategy, &rank)
+        && !constraint.matches(version, *include_prerelease)
+    {
+        return Err(constraint.explain_mismatch(version, *include_prerelease));
+    }
+    Ok(rank)
+}
+
+/// Where the strategy places `key` (the candidate's tag or its extracted part), constraints
+/// aside.
+fn order_key<'a>(policy: &Policy, key: &'a str, candidate: &Candidate) -> Result<Rank<'a>, String> {
+    match &policy.strategy {
+        Strategy::Semver { .. } => {
+            Version::parse(key)
+                .map(Rank::Version)
+                .map_err(|e| match &policy.extract {
+                    Some(_) => format!("extracted `{key}` is {e}"),
+                    None => e.to_string(),
+                })
         }
         Strategy::NewestBuild => candidate
             .created
@@ -302,6 +314,53 @@ fn rank<'a>(policy: &Policy, candidate: &'a Candidate) -> Result<Rank<'a>, Strin
             .map(Rank::Number)
             .ok_or_else(|| format!("`{key}` is not a number")),
         Strategy::Digest { .. } => Ok(Rank::Tracked),
+    }
+}
+
+/// The rank of `tag` regardless of the filters, looked up among `candidates` for its creation
+/// time; `None` when the strategy cannot place it.
+fn rank_of<'a>(
+    policy: &Policy,
+    candidates: &[Candidate],
+    tag: &'a str,
+) -> Option<(Rank<'a>, &'a str)> {
+    let key = match &policy.extract {
+        Some(e) => e.key(tag)?,
+        None => tag,
+    };
+    let found = candidates
+        .iter()
+        .find(|c| c.tag == tag)
+        .cloned()
+        .unwrap_or_else(|| Candidate::new(tag));
+    match order_key(policy, key, &found).ok()? {
+        Rank::Tracked => None,
+        rank => Some((rank, tag)),
+    }
+}
+
+/// Whether `a` ranks above `b` under the policy's strategy; `None` when either cannot be
+/// placed (not a version, creation time unknown, the digest strategy).
+pub fn outranks(policy: &Policy, candidates: &[Candidate], a: &str, b: &str) -> Option<bool> {
+    Some(rank_of(policy, candidates, a)? > rank_of(policy, candidates, b)?)
+}
+
+/// Marks `floor` and every candidate ranking below it unavailable, with `reason`: a person
+/// reverted `floor`, so it and anything older stay out until something newer appears.
+pub fn hold_at_or_below(policy: &Policy, candidates: &mut [Candidate], floor: &str, reason: &str) {
+    let snapshot = candidates.to_vec();
+    let Some(floor_rank) = rank_of(policy, &snapshot, floor) else {
+        // Unrankable (the digest strategy): hold the tag itself.
+        for c in candidates.iter_mut().filter(|c| c.tag == floor) {
+            c.unavailable = Some(reason.to_string());
+        }
+        return;
+    };
+    for (i, c) in candidates.iter_mut().enumerate() {
+        let below = rank_of(policy, &snapshot, &snapshot[i].tag).is_some_and(|r| r <= floor_rank);
+        if below && c.unavailable.is_none() {
+            c.unavailable = Some(reason.to_string());
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
@@ -16,12 +17,47 @@ use crate::config::{Environment, Repository, Target};
 /// How many times a branch update starts over after losing a push race.
 pub const MAX_ATTEMPTS: u32 = 5;
 
+/// The engine's say over replacing the value a file holds now (`v1.4.0`, `v1.4.0@sha256:…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Apply,
+    /// Leave the file as it is, for this reason (a downgrade, say).
+    Skip(String),
+    /// Leave it: a person changed it back after image-updater wrote it.
+    Reverted(String),
+}
+
+/// Called with each target's current value before it is replaced.
+pub type Guard = Arc<dyn Fn(&str) -> Decision + Send + Sync>;
+
 /// One image's new value in one environment, and where it is written.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ImageChange {
     pub alias: String,
     pub desired: Desired,
     pub targets: Vec<Target>,
+    pub guard: Option<Guard>,
+}
+
+impl std::fmt::Debug for ImageChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageChange")
+            .field("alias", &self.alias)
+            .field("desired", &self.desired)
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An image change left out on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub alias: String,
+    /// The value the file holds.
+    pub current: String,
+    pub reason: String,
+    /// A person changed the value back after image-updater wrote it.
+    pub reverted: bool,
 }
 
 /// An image change that made it into the commit.
@@ -59,6 +95,7 @@ pub struct Outcome {
     pub parent: Option<ObjectId>,
     pub applied: Vec<Applied>,
     pub failed: Vec<Failed>,
+    pub skipped: Vec<Skipped>,
     pub files: Vec<FileChange>,
     /// Pushes that lost a race before this one.
     pub retries: u32,
@@ -160,6 +197,7 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
         let mut olds = Vec::new();
         let mut staged: Vec<(PathBuf, String)> = Vec::new();
         let mut failure = None;
+        let mut skip = None;
         for target in &change.targets {
             let path = target.file().to_path_buf();
             let current = match staged.iter().rev().find(|(p, _)| *p == path) {
@@ -183,6 +221,16 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
             };
             match edit(target, &current, &change.desired) {
                 Ok(Some(e)) => {
+                    let decision = change.guard.as_ref().map_or(Decision::Apply, |g| g(&e.old));
+                    if let Decision::Skip(reason) | Decision::Reverted(reason) = &decision {
+                        skip = Some(Skipped {
+                            alias: change.alias.clone(),
+                            current: e.old.clone(),
+                            reason: reason.clone(),
+                            reverted: matches!(decision, Decision::Reverted(_)),
+                        });
+                        break;
+                    }
                     olds.push(e.old);
                     staged.push((path, e.new_text));
                 }
@@ -192,6 +240,10 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
                     break;
                 }
             }
+        }
+        if let Some(skipped) = skip {
+            outcome.skipped.push(skipped);
+            continue;
         }
         // An image is written everywhere or nowhere.
         if let Some((file, message)) = failure {

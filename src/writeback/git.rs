@@ -126,7 +126,12 @@ impl Mirror {
     /// Reads files of `commit`; open once for many reads.
     pub fn reader(&self, commit: ObjectId) -> Result<Reader, GitError> {
         let repo = self.repo()?;
-        let tree = repo.find_commit(commit).map_err(repo_err)?.tree_id().map_err(repo_err)?.detach();
+        let tree = repo
+            .find_commit(commit)
+            .map_err(repo_err)?
+            .tree_id()
+            .map_err(repo_err)?
+            .detach();
         Ok(Reader { repo, tree })
     }
 

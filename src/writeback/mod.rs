@@ -13,7 +13,10 @@ pub mod sign;
 pub mod targets;
 pub mod yaml;
 
-pub use branch::{Applied, Failed, FileChange, ImageChange, Outcome, WriteError, write_branch};
+pub use branch::{
+    Applied, Decision, Failed, FileChange, Guard, ImageChange, Outcome, Skipped, WriteError,
+    write_branch,
+};
 pub use git::{GitError, Mirror, Push};
 pub use targets::{Desired, FileEdit, edit};
 pub use yaml::YamlError;

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod git;
+pub mod world;
 
 use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;

@@ -1,0 +1,307 @@
+//! `image-updater status`, `hold` and `release`: what the daemon knows about each image in
+//! each environment, and the hand brake.
+//!
+//! These read the state dir the daemon writes. `hold` and `release` write only `holds.json`,
+//! which the daemon reads at every cycle, so they take effect without a reload.
+
+use std::path::PathBuf;
+
+use image_updater::config::{self, Config};
+use image_updater::daemon::state::{Holds, Lift, ManualHold, Status, StatusStore, now};
+use serde::Serialize;
+
+use super::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The config file.
+    #[arg(
+        long,
+        short,
+        env = "IMAGE_UPDATER_CONFIG",
+        default_value = "updater.toml"
+    )]
+    config: PathBuf,
+    /// Overrides `settings.state_dir`.
+    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// text or json.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    output: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HoldArgs {
+    /// The image's alias in the config.
+    alias: String,
+    /// The environment to hold it in.
+    #[arg(long)]
+    env: String,
+    /// Until when (RFC 3339, e.g. 2026-12-01T09:00:00Z); without it, until `release`.
+    #[arg(long, value_name = "TIME", conflicts_with = "for_")]
+    until: Option<String>,
+    /// For how long, e.g. 24h or 3d.
+    #[arg(long = "for", id = "for_", value_name = "DURATION")]
+    for_: Option<String>,
+    /// Why, shown by `status` and in the logs.
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(
+        long,
+        short,
+        env = "IMAGE_UPDATER_CONFIG",
+        default_value = "updater.toml"
+    )]
+    config: PathBuf,
+    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// The image's alias in the config.
+    alias: String,
+    /// The environment to release it in.
+    #[arg(long)]
+    env: String,
+    #[arg(
+        long,
+        short,
+        env = "IMAGE_UPDATER_CONFIG",
+        default_value = "updater.toml"
+    )]
+    config: PathBuf,
+    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn load(path: &std::path::Path) -> Result<Config, Outcome> {
+    config::load(path).map_err(|d| {
+        eprintln!("{d}");
+        Outcome::Negative
+    })
+}
+
+/// Checks that `alias` is deployed to `env` in the config.
+fn deployed(config: &Config, alias: &str, env: &str) -> Result<(), String> {
+    let image = config
+        .images
+        .get(alias)
+        .ok_or_else(|| format!("no image `{alias}` in the config"))?;
+    if image.deployments.iter().any(|d| d.environment == env) {
+        Ok(())
+    } else {
+        Err(format!("image `{alias}` is not deployed to `{env}`"))
+    }
+}
+
+#[derive(Serialize)]
+struct Row {
+    image: String,
+    environment: String,
+    branch: String,
+    current: Option<String>,
+    candidate: Option<String>,
+    /// Why the candidate is not on the branch, when it is not.
+    waiting: Option<String>,
+    hold: Option<String>,
+    last_check: Option<String>,
+    last_update: Option<String>,
+    last_update_at: Option<String>,
+    last_commit: Option<String>,
+    last_error: Option<String>,
+}
+
+pub fn status(args: StatusArgs) -> Outcome {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| config.settings.state_dir.clone());
+    let store = StatusStore::open(&state_dir);
+    let holds = Holds::read(&state_dir);
+    let mut rows = Vec::new();
+    for image in config.images.values() {
+        for d in &image.deployments {
+            let s: Status = store.get(&image.alias, &d.environment);
+            let manual = holds
+                .active(&image.alias, &d.environment)
+                .map(describe_hold);
+            let revert = s.held.as_ref().map(|h| {
+                format!(
+                    "revert: {} held since {} (the branch had {})",
+                    h.value, h.since, h.found
+                )
+            });
+            let pin = d
+                .safety
+                .pin
+                .as_ref()
+                .map(|p| format!("pinned to {p} in the config"));
+            rows.push(Row {
+                image: image.alias.clone(),
+                environment: d.environment.clone(),
+                branch: config.environments[&d.environment].branch.clone(),
+                current: s.current.clone(),
+                candidate: s.candidate.clone(),
+                waiting: s.waiting.clone(),
+                hold: manual.or(revert).or(pin),
+                last_check: s.last_check.clone(),
+                last_update: s.last_update.clone(),
+                last_update_at: s.last_update_at.clone(),
+                last_commit: s.last_commit.clone(),
+                last_error: s.last_error.clone(),
+            });
+        }
+    }
+    if args.output == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
+        return Outcome::Success;
+    }
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for r in &rows {
+        println!("{} in {} ({})", r.image, r.environment, r.branch);
+        println!("  current:    {}", dash(&r.current));
+        println!("  candidate:  {}", dash(&r.candidate));
+        if let Some(w) = &r.waiting {
+            println!("  waiting:    {w}");
+        }
+        if let Some(h) = &r.hold {
+            println!("  hold:       {h}");
+        }
+        println!("  last check: {}", dash(&r.last_check));
+        if let Some(u) = &r.last_update {
+            println!(
+                "  last update: {u} at {} ({})",
+                dash(&r.last_update_at),
+                dash(&r.last_commit)
+            );
+        }
+        if let Some(e) = &r.last_error {
+            println!("  last error: {e}");
+        }
+    }
+    Outcome::Success
+}
+
+fn describe_hold(h: &ManualHold) -> String {
+    let until = h.until.as_deref().unwrap_or("released");
+    let why = h
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    format!("held by hand since {} until {until}{why}", h.since)
+}
+
+pub fn hold(args: HoldArgs) -> Outcome {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    if let Err(e) = deployed(&config, &args.alias, &args.env) {
+        eprintln!("error: {e}");
+        return Outcome::Usage;
+    }
+    let until = match (&args.until, &args.for_) {
+        (Some(t), _) => match t.parse::<jiff::Timestamp>() {
+            Ok(t) => Some(t.to_string()),
+            Err(e) => {
+                eprintln!(
+                    "error: --until `{t}`: {e} (expected RFC 3339, e.g. 2026-12-01T09:00:00Z)"
+                );
+                return Outcome::Usage;
+            }
+        },
+        (None, Some(d)) => match config::parse_duration(d) {
+            Ok(d) => Some((jiff::Timestamp::now() + d).to_string()),
+            Err(e) => {
+                eprintln!("error: --for `{d}`: {e}");
+                return Outcome::Usage;
+            }
+        },
+        (None, None) => None,
+    };
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| config.settings.state_dir.clone());
+    let mut holds = Holds::read(&state_dir);
+    let hold = ManualHold {
+        since: now(),
+        until,
+        reason: args.reason,
+    };
+    println!("{} in {}: {}", args.alias, args.env, describe_hold(&hold));
+    holds
+        .holds
+        .entry(args.alias)
+        .or_default()
+        .insert(args.env, hold);
+    write(&holds, &state_dir)
+}
+
+pub fn release(args: ReleaseArgs) -> Outcome {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    if let Err(e) = deployed(&config, &args.alias, &args.env) {
+        eprintln!("error: {e}");
+        return Outcome::Usage;
+    }
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| config.settings.state_dir.clone());
+    let mut holds = Holds::read(&state_dir);
+    let manual = holds
+        .holds
+        .get_mut(&args.alias)
+        .and_then(|e| e.remove(&args.env))
+        .is_some();
+    // A revert hold lives in status.json, which only the daemon writes: ask it to lift it.
+    let revert = StatusStore::open(&state_dir)
+        .get(&args.alias, &args.env)
+        .held;
+    if let Some(r) = &revert {
+        holds.lifted.entry(args.alias.clone()).or_default().insert(
+            args.env.clone(),
+            Lift {
+                value: r.value.clone(),
+                at: now(),
+            },
+        );
+    }
+    match (manual, &revert) {
+        (false, None) => {
+            println!("{} in {}: nothing is held", args.alias, args.env);
+            return Outcome::Negative;
+        }
+        (true, _) => println!("{} in {}: hold released", args.alias, args.env),
+        _ => {}
+    }
+    if let Some(r) = revert {
+        println!(
+            "{} in {}: {} may be deployed again (from the next cycle)",
+            args.alias, args.env, r.value
+        );
+    }
+    write(&holds, &state_dir)
+}
+
+fn write(holds: &Holds, state_dir: &std::path::Path) -> Outcome {
+    match holds.write(state_dir) {
+        Ok(()) => Outcome::Success,
+        Err(e) => {
+            eprintln!(
+                "error: cannot write {}: {e}",
+                Holds::path(state_dir).display()
+            );
+            Outcome::Usage
+        }
+    }
+}

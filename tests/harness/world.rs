@@ -1,0 +1,266 @@
+//! A whole installation for end-to-end tests: the real registry, a git server with basic auth
+//! (lighttpd + git http-backend) holding a manifests repository, a config file and a state
+//! dir, and the real `image-updater` binary run as a subprocess.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::git::{GitServer, PASSWORD, USER, lighttpd_available};
+use super::{Auth, PushAuth, Registry, free_port, push_image, registry_available};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
+
+pub struct World {
+    pub registry: Registry,
+    pub git: GitServer,
+    pub dir: tempfile::TempDir,
+    /// Where a daemon started by [`World::start`] serves /metrics.
+    pub port: u16,
+}
+
+impl World {
+    /// A registry and a `manifests` repository with `files` on `main` and `branches`; `None`
+    /// (the test is skipped, loudly) when the registry or lighttpd is not installed.
+    pub async fn new(files: &[(&str, &str)], branches: &[&str]) -> Option<World> {
+        if !registry_available() || !lighttpd_available() {
+            return None;
+        }
+        let registry = Registry::start(Auth::None).await;
+        let git = GitServer::http();
+        let host = registry.host();
+        let files: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, c)| (p.to_string(), c.replace("REGISTRY", &host)))
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        git.create("manifests", &refs, branches);
+        let world = World {
+            registry,
+            git,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        };
+        std::fs::write(
+            world.dir.path().join("git-credentials"),
+            format!("{USER}:{PASSWORD}\n"),
+        )
+        .unwrap();
+        Some(world)
+    }
+
+    pub fn host(&self) -> String {
+        self.registry.host()
+    }
+
+    /// Pushes `repo:tag` (a new digest each time); returns the digest.
+    pub async fn push(&self, repo: &str, tag: &str) -> String {
+        push_image(
+            &self.registry.url(),
+            &PushAuth::None,
+            repo,
+            Some(tag),
+            "2026-01-01T00:00:00Z",
+            "linux/amd64",
+        )
+        .await
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("updater.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `[settings]`, the registry, the repository (with the bot's credentials) and `envs`
+    /// (each on `deploy/ENV`); images are for the caller to add.
+    pub fn base_config(&self, envs: &[&str]) -> String {
+        let host = self.host();
+        let mut text = format!(
+            r#"[settings]
+interval = "1s"
+log_level = "image_updater=debug,info"
+
+[registries.local]
+prefix = "{host}"
+api_url = "http://{host}"
+insecure = true
+rate_limit = 100
+
+[repositories.manifests]
+url = "{url}"
+credentials = "file:{creds}"
+author = "image-updater <bot@example.com>"
+"#,
+            url = self.git.url("manifests"),
+            creds = self.dir.path().join("git-credentials").display(),
+        );
+        for env in envs {
+            text.push_str(&format!(
+                "\n[environments.{env}]\nbranch = \"deploy/{env}\"\n"
+            ));
+        }
+        text
+    }
+
+    /// Writes the config as editors do: a new file renamed over the old one.
+    pub fn write_config(&self, text: &str) {
+        let tmp = self.dir.path().join(".updater.toml.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Runs `image-updater ARGS --config ... --state-dir ...` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap()
+    }
+
+    /// Starts `image-updater run`, logging to `daemon.log` in the world's directory.
+    pub fn start(&self) -> Daemon {
+        let log = self.dir.path().join("daemon.log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(self.config_path())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            log,
+            port: self.port,
+        }
+    }
+
+    pub fn file_on(&self, branch: &str, path: &str) -> String {
+        self.git.show("manifests", branch, path)
+    }
+
+    /// Waits until `path` on `branch` contains `needle`.
+    pub async fn wait_for(&self, branch: &str, path: &str, needle: &str, daemon: &Daemon) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.file_on(branch, path).contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{path} never got {needle}; log:\n{}", daemon.log());
+    }
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    pub port: u16,
+}
+
+impl Daemon {
+    /// Waits until the log holds `needle` (the daemon logs an update after pushing it).
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "log never said {needle}:\n{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, name: &str) {
+        // By PID, never by name.
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn wait_http(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if reqwest::get(format!("http://127.0.0.1:{}/healthz", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("daemon never listened; log:\n{}", self.log());
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub async fn wait_metric(&self, name: &str, at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.metric(name).await >= at_least {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} never reached {at_least}; log:\n{}", self.log());
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit in {within:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
