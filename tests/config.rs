@@ -348,7 +348,14 @@ allow_downgrade = true
 "#
     );
     let config = parse(&text).unwrap_or_else(|d| panic!("{d}"));
-    let by_env = |e: &str| &config.images["api"].deployments.iter().find(|d| d.environment == e).unwrap().safety;
+    let by_env = |e: &str| {
+        &config.images["api"]
+            .deployments
+            .iter()
+            .find(|d| d.environment == e)
+            .unwrap()
+            .safety
+    };
     let prod = by_env("prod");
     assert_eq!(prod.promote_from.as_deref(), Some("staging"));
     assert_eq!(prod.soak, std::time::Duration::from_secs(2 * 86400));
@@ -358,13 +365,21 @@ allow_downgrade = true
     assert_eq!(by_env("dev").pin.as_deref(), Some("v1.4.0"));
     assert!(by_env("dev").allow_downgrade && !by_env("staging").allow_downgrade);
 
-    let circle = text.replace("[images.api.env.dev]\npin = \"v1.4.0\"", "[images.api.env.staging]\npromote_from = \"prod\"");
+    let circle = text.replace(
+        "[images.api.env.dev]\npin = \"v1.4.0\"",
+        "[images.api.env.staging]\npromote_from = \"prod\"",
+    );
     let err = parse(&circle).unwrap_err().to_string();
     assert!(err.contains("goes round in a circle"), "{err}");
-    let bad = text.replace("age_from = \"created\"", "age_from = \"built\"").replace("soak = \"2d\"", "soak = \"two days\"");
+    let bad = text
+        .replace("age_from = \"created\"", "age_from = \"built\"")
+        .replace("soak = \"2d\"", "soak = \"two days\"");
     let err = parse(&bad).unwrap_err();
     let text_err = err.to_string();
-    assert!(text_err.contains("age_from: `built`: expected \"first-seen\" or \"created\""), "{text_err}");
+    assert!(
+        text_err.contains("age_from: `built`: expected \"first-seen\" or \"created\""),
+        "{text_err}"
+    );
     assert!(text_err.contains("soak:"), "{text_err}");
     assert_eq!(locations(&err).len(), 2);
     let typo = text.replace("pin_digest", "pin_digests");

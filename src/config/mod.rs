@@ -159,6 +159,8 @@ fn expected_keys(path: &[Segment]) -> Vec<&'static str> {
         [Some("registries"), _] => keys::REGISTRY.to_vec(),
         [Some("repositories"), _] => keys::REPOSITORY.to_vec(),
         [Some("environments"), _] => keys::ENVIRONMENT.to_vec(),
+        [Some("webhooks")] => keys::WEBHOOKS.to_vec(),
+        [Some("notifications"), _] => keys::NOTIFICATION.to_vec(),
         [Some("images"), _] => [keys::IMAGE_ONLY, keys::POLICY].concat(),
         [Some("images"), _, Some("env"), _] => keys::POLICY.to_vec(),
         [Some("images"), _, Some("targets"), None]

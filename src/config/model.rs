@@ -26,6 +26,45 @@ pub struct Config {
     pub environments: BTreeMap<String, Environment>,
     /// By alias.
     pub images: BTreeMap<String, Image>,
+    /// The registry push-event endpoint, when enabled.
+    pub webhooks: Option<Webhooks>,
+    /// Where cycle summaries are sent, by name.
+    pub notifications: BTreeMap<String, Notification>,
+}
+
+/// `[webhooks]`: registries POST push events here, and the images they name are checked at
+/// once. Polling remains the safety net.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhooks {
+    pub listen: SocketAddr,
+    /// The shared secret: an HMAC-SHA256 key for signed payloads, or a bearer token.
+    pub secret: CredentialRef,
+}
+
+/// `[notifications.NAME]`: one message per environment after each cycle that changed or
+/// failed something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub name: String,
+    /// The receiver's URL; a credential reference when the URL itself is the secret (Slack).
+    pub url: NotificationUrl,
+    pub format: NotificationFormat,
+    /// Sent as `Authorization: Bearer`.
+    pub credentials: Option<CredentialRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationUrl {
+    Plain(String),
+    Secret(CredentialRef),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationFormat {
+    /// `{"environment": ..., "updates": [...], "failures": [...]}`.
+    Json,
+    /// `{"text": ...}`, which Slack, Mattermost and Rocket.Chat incoming webhooks accept.
+    Slack,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

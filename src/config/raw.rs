@@ -23,6 +23,23 @@ pub struct RawConfig {
     pub environments: BTreeMap<String, Spanned<RawEnvironment>>,
     #[serde(default)]
     pub images: BTreeMap<String, Spanned<RawImage>>,
+    #[serde(default)]
+    pub webhooks: Option<Spanned<RawWebhooks>>,
+    #[serde(default)]
+    pub notifications: BTreeMap<String, Spanned<RawNotification>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWebhooks {
+    pub listen: Option<Str>,
+    pub secret: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNotification {
+    pub url: Option<Str>,
+    pub format: Option<Str>,
+    pub credentials: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,7 +178,11 @@ pub mod keys {
         "repositories",
         "environments",
         "images",
+        "webhooks",
+        "notifications",
     ];
+    pub const WEBHOOKS: &[&str] = &["listen", "secret"];
+    pub const NOTIFICATION: &[&str] = &["url", "format", "credentials"];
     pub const SETTINGS: &[&str] = &["state_dir", "interval", "log_level", "log_format", "listen"];
     pub const REGISTRY: &[&str] = &[
         "prefix",

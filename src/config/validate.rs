@@ -5,6 +5,7 @@
 //! only from an earlier one (an image whose bad regexp was already reported) are not repeated.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -131,13 +132,113 @@ impl<'a> Validator<'a> {
                 "add an [environments.NAME] table with the branch to write to",
             );
         }
+        let webhooks = raw.webhooks.as_ref().and_then(|w| self.webhooks(w));
+        let notifications = self.notifications(&raw.notifications);
         self.diagnostics.is_empty().then_some(Config {
             settings,
             registries,
             repositories,
             environments,
             images,
+            webhooks,
+            notifications,
         })
+    }
+
+    fn webhooks(&mut self, raw: &Spanned<RawWebhooks>) -> Option<Webhooks> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let listen = match &raw.listen {
+            Some(l) => self.parse(l, "listen", |t| {
+                t.parse::<SocketAddr>()
+                    .map_err(|_| format!("`{t}` is not an address such as 0.0.0.0:8082"))
+            }),
+            None => {
+                self.error_hint(
+                    Origin::Section(span.clone()),
+                    "[webhooks] has no listen address",
+                    "add listen = \"0.0.0.0:8082\"",
+                );
+                None
+            }
+        };
+        let secret = match &raw.secret {
+            Some(s) => self.parse(s, "secret", CredentialRef::parse),
+            None => {
+                self.error_hint(
+                    Origin::Section(span),
+                    "[webhooks] has no secret: anyone could trigger checks",
+                    "add secret = \"env:WEBHOOK_SECRET\" (an HMAC key or bearer token shared with the registry)",
+                );
+                None
+            }
+        };
+        Some(Webhooks {
+            listen: listen?,
+            secret: secret?,
+        })
+    }
+
+    fn notifications(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawNotification>>,
+    ) -> BTreeMap<String, Notification> {
+        let mut out = BTreeMap::new();
+        for (name, n) in raw {
+            let span = n.span();
+            let n = n.get_ref();
+            let url = match &n.url {
+                Some(u)
+                    if u.get_ref().starts_with("https://")
+                        || u.get_ref().starts_with("http://") =>
+                {
+                    Some(NotificationUrl::Plain(u.get_ref().clone()))
+                }
+                Some(u) => self
+                    .parse(u, "url", |t| {
+                        CredentialRef::parse(t).map_err(|e| {
+                            format!(
+                                "`{t}` is neither an http(s) URL nor a credential reference ({e})"
+                            )
+                        })
+                    })
+                    .map(NotificationUrl::Secret),
+                None => {
+                    self.error(
+                        Origin::Section(span),
+                        format!("notification `{name}` has no url"),
+                    );
+                    None
+                }
+            };
+            let format = match &n.format {
+                Some(f) => self.parse(f, "format", |t| match t {
+                    "json" => Ok(NotificationFormat::Json),
+                    "slack" => Ok(NotificationFormat::Slack),
+                    other => Err(format!("`{other}`: expected \"json\" or \"slack\"")),
+                }),
+                None => Some(NotificationFormat::Json),
+            };
+            let credentials = match &n.credentials {
+                Some(c) => match self.parse(c, "credentials", CredentialRef::parse) {
+                    Some(c) => Some(c),
+                    None => continue,
+                },
+                None => None,
+            };
+            if let (Some(url), Some(format)) = (url, format) {
+                out.insert(
+                    name.clone(),
+                    Notification {
+                        name: name.clone(),
+                        url,
+                        format,
+                        credentials,
+                    },
+                );
+            }
+        }
+        out
     }
 
     /// Environment overrides must name a setting that exists, or a registry or repository the
@@ -877,13 +978,13 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        if strategy != StrategyKind::Digest {
-            if let Some(span) = span_of(&policy.tag) {
-                self.error(
-                    Origin::File(span),
-                    format!("tag applies to the digest strategy, not `{name}`"),
-                );
-            }
+        if strategy != StrategyKind::Digest
+            && let Some(span) = span_of(&policy.tag)
+        {
+            self.error(
+                Origin::File(span),
+                format!("tag applies to the digest strategy, not `{name}`"),
+            );
         }
         if strategy == StrategyKind::Digest {
             for (key, span) in [
@@ -1092,14 +1193,14 @@ impl<'a> Validator<'a> {
             ("repository", &t.repository),
             ("container", &t.container),
         ] {
-            if let Some(v) = value {
-                if !allowed.contains(&key) {
-                    self.error(
-                        at(v),
-                        format!("`{key}` does not apply to {kind_name} targets"),
-                    );
-                    ok = false;
-                }
+            if let Some(v) = value
+                && !allowed.contains(&key)
+            {
+                self.error(
+                    at(v),
+                    format!("`{key}` does not apply to {kind_name} targets"),
+                );
+                ok = false;
             }
         }
         let path = path.filter(|_| ok)?;
@@ -1251,10 +1352,12 @@ fn check_git_url(url: &str) -> Result<(), String> {
         return Ok(());
     }
     // scp-like: user@host:path
-    if let Some((host, path)) = url.split_once(':') {
-        if host.contains('@') && !host.contains('/') && !path.is_empty() {
-            return Ok(());
-        }
+    if let Some((host, path)) = url.split_once(':')
+        && host.contains('@')
+        && !host.contains('/')
+        && !path.is_empty()
+    {
+        return Ok(());
     }
     Err(format!(
         "`{url}` is not a git url: expected https://, http://, ssh://, git://, file://, user@host:path or an absolute path"

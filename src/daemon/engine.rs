@@ -201,7 +201,11 @@ impl Engine {
         let branches = self.write(&checks, dry_run).await;
         self.shared.metrics.cycle();
         self.shared.save();
-        Report { checks, branches }
+        let report = Report { checks, branches };
+        if !dry_run {
+            super::notify::send(&self.config, &report).await;
+        }
+        report
     }
 
     /// Revert holds a person released with `image-updater release`.

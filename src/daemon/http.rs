@@ -1,8 +1,9 @@
-//! `/metrics`, `/healthz` and `/readyz` over plain HTTP/1.1.
+//! `/metrics`, `/healthz` and `/readyz` over plain HTTP/1.1, and the small HTTP reader and
+//! writer the webhook endpoint shares.
 //!
-//! Three fixed GET endpoints for a scraper and a probe do not need a web framework: each
-//! connection sends one request head (at most 8 KiB, within 5 seconds) and gets one response,
-//! then the connection is closed.
+//! A few fixed endpoints for a scraper, a probe and registry notifications do not need a web
+//! framework: each connection sends one request (head at most 8 KiB, body at most 1 MiB, all
+//! within 5 seconds) and gets one response, then the connection is closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,27 +77,10 @@ impl Server {
     }
 
     async fn answer(&self, mut stream: TcpStream) {
-        let mut buf = Vec::with_capacity(1024);
-        let read = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await;
-        if read.is_err() {
+        let Some(request) = read_request(&mut stream).await else {
             return;
-        }
-        let head = String::from_utf8_lossy(&buf);
-        let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-        let (method, target) = (
-            parts.next().unwrap_or_default(),
-            parts.next().unwrap_or_default(),
-        );
-        let path = target.split('?').next().unwrap_or_default();
+        };
+        let (method, path) = (request.method.as_str(), request.path.as_str());
         let (status, content_type, body) = match (method, path) {
             ("GET" | "HEAD", "/metrics") => (
                 "200 OK",
@@ -134,11 +118,97 @@ impl Server {
         } else {
             body
         };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
+        respond(&mut stream, status, content_type, &body).await;
     }
+}
+
+/// One HTTP request as read off a connection.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+const MAX_HEAD: usize = 8 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Reads one request; `None` when the peer sent something too slow, too big or not HTTP.
+pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > MAX_HEAD {
+                return None;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next()?.split_whitespace();
+        let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (target, String::new()),
+        };
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        if length > MAX_BODY {
+            return None;
+        }
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        body.truncate(length);
+        Some(Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Writes one response and closes the connection.
+pub async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }

@@ -15,11 +15,13 @@
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod reload;
 pub mod safety;
 pub mod schedule;
 pub mod state;
 pub mod systemd;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +77,23 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let server_task = tokio::spawn(server.serve(listener, stop_rx));
     tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
 
+    // Registry push events, when [webhooks] is configured.
+    let (push_tx, mut push_rx) = mpsc::channel::<Vec<webhook::Pushed>>(64);
+    let webhook_task = match (&config.webhooks, webhook::secret(&config).await?) {
+        (Some(w), Some(secret)) => {
+            let listener = tokio::net::TcpListener::bind(w.listen)
+                .await
+                .map_err(|e| format!("cannot listen for webhooks on {}: {e}", w.listen))?;
+            tracing::info!(listen = %w.listen, "accepting registry webhooks on POST /webhook");
+            Some(tokio::spawn(webhook::serve(
+                listener,
+                Arc::new(secret),
+                push_tx.clone(),
+                stop_tx.subscribe(),
+            )))
+        }
+        _ => None,
+    };
     let (reload_tx, mut reload_rx) = mpsc::channel::<Trigger>(1);
     let _watcher = match reload::watch(&options.config_path, reload_tx.clone()) {
         Ok(w) => Some(w),
@@ -138,6 +157,11 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 }
                 systemd::notify("READY=1");
             }
+            Some(pushed) = push_rx.recv() => {
+                let aliases = webhook::matching(&engine.config, &pushed);
+                tracing::info!(images = ?aliases, "checking now: a registry reported a push");
+                schedule.due_now(&aliases);
+            }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 let _ = reload_tx.try_send(Trigger::Signal);
@@ -166,6 +190,9 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     shared.save();
     let _ = stop_tx.send(true);
     let _ = server_task.await;
+    if let Some(task) = webhook_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -100,11 +100,13 @@ impl Schedule {
             .collect()
     }
 
-    /// Makes every image due now (a webhook, or a test asking for a prompt cycle).
-    pub fn all_due_now(&mut self) {
+    /// Makes `aliases` due now (a registry told us about a push).
+    pub fn due_now(&mut self, aliases: &[String]) {
         let now = Instant::now();
-        for e in self.entries.values_mut() {
-            e.due = now;
+        for alias in aliases {
+            if let Some(e) = self.entries.get_mut(alias) {
+                e.due = now;
+            }
         }
     }
 

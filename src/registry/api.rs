@@ -202,12 +202,11 @@ impl Client {
             }
             Entry::Image { created, platform } => {
                 // A single-platform image: it must be the only platform asked for.
-                if let Some(p) = &platform {
-                    if let Some(missing) =
+                if let Some(p) = &platform
+                    && let Some(missing) =
                         platforms.iter().find(|w| !manifest::platform_matches(p, w))
-                    {
-                        return Ok(ImageInfo::MissingPlatform(missing.to_string()));
-                    }
+                {
+                    return Ok(ImageInfo::MissingPlatform(missing.to_string()));
                 }
                 Ok(ImageInfo::Available { created })
             }

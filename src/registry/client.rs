@@ -493,14 +493,14 @@ impl Client {
 
     fn check_budget(&self) -> Result<(), RegistryError> {
         let budget = self.budget();
-        if let (Some(remaining), Some(limit)) = (budget.remaining, budget.limit) {
-            if remaining <= self.inner.tuning.budget_reserve {
-                return Err(RegistryError::BudgetExhausted {
-                    registry: self.name().to_string(),
-                    remaining,
-                    limit,
-                });
-            }
+        if let (Some(remaining), Some(limit)) = (budget.remaining, budget.limit)
+            && remaining <= self.inner.tuning.budget_reserve
+        {
+            return Err(RegistryError::BudgetExhausted {
+                registry: self.name().to_string(),
+                remaining,
+                limit,
+            });
         }
         Ok(())
     }

@@ -300,7 +300,10 @@ impl Person {
     /// Brings the clone up to date, writes `path`, commits, and pushes, rebasing on whatever
     /// else landed until it sticks.
     pub fn commit_and_push(&self, path: &str, content: &str, message: &str) {
-        git(&self.work, &["pull", "--quiet", "--rebase", "origin", &self.branch]);
+        git(
+            &self.work,
+            &["pull", "--quiet", "--rebase", "origin", &self.branch],
+        );
         let p = self.work.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();

@@ -1,0 +1,390 @@
+//! Registry push events: `POST /webhook` makes the images a push names due at once, so a new
+//! tag is committed seconds after it is pushed. Polling stays the safety net: a lost or forged
+//! event costs nothing but an early check.
+//!
+//! Accepted payloads: CNCF distribution notifications, Docker Hub, GitHub Packages
+//! (`package`/`registry_package` events for ghcr.io), Harbor, and a generic
+//! `{"repository": "...", "tag": "..."}`. Accepted proofs of the shared secret: an HMAC-SHA256
+//! of the body (`X-Hub-Signature-256: sha256=...`, as GitHub sends, or
+//! `X-Image-Updater-Signature`), `Authorization: Bearer SECRET` (distribution and Harbor can
+//! send fixed headers), or `?token=SECRET` for senders that can only be given a URL (Docker Hub).
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use super::http::{Request, read_request, respond};
+use crate::config::Config;
+use crate::registry::credentials::{self, Credential};
+
+/// A push a registry told us about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The registry host, when the payload says.
+    pub host: Option<String>,
+    /// The repository path inside the registry: `org/api`.
+    pub repository: String,
+    pub tag: Option<String>,
+}
+
+/// Reads the webhook secret once, at startup.
+pub async fn secret(config: &Config) -> Result<Option<String>, String> {
+    let Some(w) = &config.webhooks else {
+        return Ok(None);
+    };
+    match credentials::resolve(&w.secret, "webhooks").await {
+        Ok(Some(Credential::Bearer(s))) => Ok(Some(s.expose().to_string())),
+        Ok(Some(Credential::Basic { username, password })) => {
+            Ok(Some(format!("{username}:{}", password.expose())))
+        }
+        Ok(None) => Err(format!("webhooks: the secret {} is empty", w.secret)),
+        Err(e) => Err(format!("webhooks: {e}")),
+    }
+}
+
+/// Serves `POST /webhook` until `shutdown`; each accepted event is sent to the scheduler.
+pub async fn serve(
+    listener: TcpListener,
+    secret: Arc<String>,
+    events: mpsc::Sender<Vec<Pushed>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((mut stream, peer)) = accepted else { continue };
+                let (secret, events) = (secret.clone(), events.clone());
+                tokio::spawn(async move {
+                    let Some(request) = read_request(&mut stream).await else { return };
+                    let (status, body) = handle(&request, &secret, &events).await;
+                    if !status.starts_with("202") {
+                        tracing::warn!(%peer, path = %request.path, %status, "webhook refused");
+                    }
+                    respond(&mut stream, status, "application/json", &body).await;
+                });
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn handle(
+    request: &Request,
+    secret: &str,
+    events: &mpsc::Sender<Vec<Pushed>>,
+) -> (&'static str, String) {
+    if request.method != "POST" || !request.path.starts_with("/webhook") {
+        return ("404 Not Found", r#"{"error":"POST /webhook"}"#.into());
+    }
+    if !authorized(request, secret) {
+        return (
+            "401 Unauthorized",
+            r#"{"error":"missing or wrong signature or token"}"#.into(),
+        );
+    }
+    let pushed = match parse(&request.body) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                "400 Bad Request",
+                serde_json::json!({ "error": e }).to_string(),
+            );
+        }
+    };
+    tracing::info!(events = pushed.len(), repositories = ?pushed.iter().map(|p| p.repository.as_str()).collect::<Vec<_>>(), "webhook: push events");
+    let count = pushed.len();
+    if !pushed.is_empty() && events.send(pushed).await.is_err() {
+        return (
+            "503 Service Unavailable",
+            r#"{"error":"shutting down"}"#.into(),
+        );
+    }
+    (
+        "202 Accepted",
+        serde_json::json!({ "events": count }).to_string(),
+    )
+}
+
+/// Whether the request proves it knows the secret.
+pub fn authorized(request: &Request, secret: &str) -> bool {
+    for header in ["x-hub-signature-256", "x-image-updater-signature"] {
+        if let Some(value) = request.header(header) {
+            let hex = value.strip_prefix("sha256=").unwrap_or(value);
+            let Some(expected) = decode_hex(hex) else {
+                return false;
+            };
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes any key length");
+            mac.update(&request.body);
+            return mac.verify_slice(&expected).is_ok();
+        }
+    }
+    if let Some(auth) = request.header("authorization") {
+        let token = auth.strip_prefix("Bearer ").unwrap_or(auth);
+        return same(token.as_bytes(), secret.as_bytes());
+    }
+    request
+        .query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("token="))
+        .any(|t| same(t.as_bytes(), secret.as_bytes()))
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The pushes a payload describes, whichever registry sent it.
+pub fn parse(body: &[u8]) -> Result<Vec<Pushed>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    // CNCF distribution: {"events": [{"action": "push", "target": {...}, "request": {...}}]}
+    if let Some(events) = v.get("events").and_then(Value::as_array) {
+        return Ok(events
+            .iter()
+            .filter(|e| e.get("action").and_then(Value::as_str) == Some("push"))
+            .filter_map(|e| {
+                Some(Pushed {
+                    host: e.pointer("/request/host").and_then(s),
+                    repository: e.pointer("/target/repository").and_then(s)?,
+                    tag: e.pointer("/target/tag").and_then(s),
+                })
+            })
+            .collect());
+    }
+    // Docker Hub: {"push_data": {"tag": ...}, "repository": {"repo_name": "org/app"}}
+    if let (Some(tag), Some(repo)) = (
+        v.pointer("/push_data/tag"),
+        v.pointer("/repository/repo_name"),
+    ) {
+        let repo = s(repo).ok_or("repository.repo_name is not a string")?;
+        let repository = if repo.contains('/') {
+            repo
+        } else {
+            format!("library/{repo}")
+        };
+        return Ok(vec![Pushed {
+            host: Some("docker.io".into()),
+            repository,
+            tag: s(tag),
+        }]);
+    }
+    // GitHub Packages: {"package" or "registry_package": {"name", "owner": {"login"}, "package_version": ...}}
+    if let Some(p) = v.get("package").or_else(|| v.get("registry_package")) {
+        if p.get("package_type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.eq_ignore_ascii_case("container"))
+        {
+            return Ok(Vec::new());
+        }
+        let owner = p
+            .pointer("/owner/login")
+            .or_else(|| p.get("namespace"))
+            .and_then(s)
+            .ok_or("package.owner.login missing")?;
+        let name = p.get("name").and_then(s).ok_or("package.name missing")?;
+        let tag = p
+            .pointer("/package_version/container_metadata/tag/name")
+            .and_then(s)
+            .filter(|t| !t.is_empty());
+        return Ok(vec![Pushed {
+            host: Some("ghcr.io".into()),
+            repository: format!("{owner}/{name}").to_lowercase(),
+            tag,
+        }]);
+    }
+    // Harbor: {"type": "PUSH_ARTIFACT", "event_data": {"repository": {"repo_full_name"}, "resources": [...]}}
+    if let Some(data) = v.get("event_data") {
+        if v.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "PUSH_ARTIFACT" && t != "pushImage")
+        {
+            return Ok(Vec::new());
+        }
+        let repository = data
+            .pointer("/repository/repo_full_name")
+            .and_then(s)
+            .ok_or("event_data.repository.repo_full_name missing")?;
+        let resources = data
+            .get("resources")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let host = resources
+            .first()
+            .and_then(|r| r.get("resource_url"))
+            .and_then(Value::as_str)
+            .and_then(|u| u.split('/').next())
+            .map(str::to_string);
+        let mut out: Vec<Pushed> = resources
+            .iter()
+            .map(|r| Pushed {
+                host: host.clone(),
+                repository: repository.clone(),
+                tag: r.get("tag").and_then(s),
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(Pushed {
+                host,
+                repository,
+                tag: None,
+            });
+        }
+        return Ok(out);
+    }
+    // Generic: {"repository": "ghcr.io/org/api" or "org/api", "tag": "v1.5.0"}
+    if let Some(repo) = v.get("repository").and_then(Value::as_str) {
+        let (host, path) = match repo.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                (Some(first.to_string()), rest.to_string())
+            }
+            _ => (None, repo.to_string()),
+        };
+        return Ok(vec![Pushed {
+            host,
+            repository: path,
+            tag: v.get("tag").and_then(s),
+        }]);
+    }
+    Err("unrecognized payload: expected a distribution, Docker Hub, GitHub Packages, Harbor or {\"repository\", \"tag\"} event".into())
+}
+
+/// The aliases of images a push concerns: same repository path, and same registry when the
+/// event names one.
+pub fn matching(config: &Config, pushed: &[Pushed]) -> Vec<String> {
+    config
+        .images
+        .values()
+        .filter(|image| {
+            pushed.iter().any(|p| {
+                p.repository == image.reference.path
+                    && p.host.as_deref().is_none_or(|h| {
+                        crate::reference::canonical_registry(h) == image.reference.registry()
+                            || image
+                                .registry
+                                .as_ref()
+                                .and_then(|r| config.registries.get(r))
+                                .is_some_and(|r| r.api_url.contains(h))
+                    })
+            })
+        })
+        .map(|i| i.alias.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)], query: &str, body: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            path: "/webhook".into(),
+            query: query.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn signatures_tokens_and_forgeries() {
+        let body = r#"{"repository":"org/api","tag":"v1"}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body.as_bytes());
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(authorized(
+            &req(
+                &[("x-hub-signature-256", &format!("sha256={sig}"))],
+                "",
+                body
+            ),
+            "s3cret"
+        ));
+        assert!(!authorized(
+            &req(
+                &[("x-hub-signature-256", &format!("sha256={sig}"))],
+                "",
+                &body.replace("v1", "v2")
+            ),
+            "s3cret"
+        ));
+        assert!(!authorized(
+            &req(&[("x-hub-signature-256", "sha256=zz")], "", body),
+            "s3cret"
+        ));
+        assert!(authorized(
+            &req(&[("authorization", "Bearer s3cret")], "", body),
+            "s3cret"
+        ));
+        assert!(!authorized(
+            &req(&[("authorization", "Bearer s3cre")], "", body),
+            "s3cret"
+        ));
+        assert!(authorized(&req(&[], "token=s3cret", body), "s3cret"));
+        assert!(!authorized(&req(&[], "", body), "s3cret"));
+    }
+
+    #[test]
+    fn every_registry_payload() {
+        let distribution = r#"{"events":[{"action":"pull","target":{"repository":"org/api","tag":"v0"}},
+            {"action":"push","target":{"repository":"org/api","tag":"v1","mediaType":"application/vnd.oci.image.manifest.v1+json"},"request":{"host":"registry.example.com:5000"}}]}"#;
+        assert_eq!(
+            parse(distribution.as_bytes()).unwrap(),
+            [Pushed {
+                host: Some("registry.example.com:5000".into()),
+                repository: "org/api".into(),
+                tag: Some("v1".into())
+            }]
+        );
+        let hub = r#"{"push_data":{"tag":"1.27.3","pusher":"x"},"repository":{"repo_name":"nginx","namespace":"library"}}"#;
+        assert_eq!(
+            parse(hub.as_bytes()).unwrap()[0].repository,
+            "library/nginx"
+        );
+        let ghcr = r#"{"action":"published","package":{"name":"API","package_type":"CONTAINER","owner":{"login":"Org"},"package_version":{"container_metadata":{"tag":{"name":"v2"}}}}}"#;
+        assert_eq!(
+            parse(ghcr.as_bytes()).unwrap(),
+            [Pushed {
+                host: Some("ghcr.io".into()),
+                repository: "org/api".into(),
+                tag: Some("v2".into())
+            }]
+        );
+        let harbor = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"tag":"v3","resource_url":"harbor.example.com/lib/api:v3"}],"repository":{"repo_full_name":"lib/api"}}}"#;
+        assert_eq!(
+            parse(harbor.as_bytes()).unwrap()[0].host.as_deref(),
+            Some("harbor.example.com")
+        );
+        let generic = r#"{"repository":"127.0.0.1:5000/org/api","tag":"v4"}"#;
+        assert_eq!(
+            parse(generic.as_bytes()).unwrap()[0].host.as_deref(),
+            Some("127.0.0.1:5000")
+        );
+        assert!(parse(b"{}").unwrap_err().contains("unrecognized payload"));
+        assert!(parse(b"nope").unwrap_err().starts_with("not JSON"));
+    }
+}

@@ -1,0 +1,220 @@
+//! Events in and out of the daemon: registry webhooks that trigger a check at once (and are
+//! refused without the secret), and cycle notifications delivered to a local receiver.
+
+mod harness;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use harness::free_port;
+use harness::world::World;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const OVERLAY: &str = "\
+images:
+  - name: REGISTRY/org/api
+    newTag: v1.0.0   # managed by image-updater
+";
+
+async fn world() -> Option<World> {
+    let world = World::new(&[("prod/kustomization.yaml", OVERLAY)], &["deploy/prod"]).await?;
+    world.push("org/api", "v1.0.0").await;
+    Some(world)
+}
+
+fn api(world: &World) -> String {
+    let host = world.host();
+    format!(
+        r#"
+[images.api]
+image = "{host}/org/api"
+interval = "1h"
+[[images.api.targets]]
+kind = "kustomization"
+file = "prod/kustomization.yaml"
+name = "{host}/org/api"
+"#
+    )
+}
+
+fn sign(secret: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_event_triggers_an_update_and_a_forged_one_is_refused() {
+    let Some(world) = world().await else { return };
+    let hook_port = free_port();
+    let secret_file = world.dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, "hook-s3cret\n").unwrap();
+    let config = format!(
+        "{}\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\nsecret = \"file:{}\"\n{}",
+        world.base_config(&["prod"]),
+        secret_file.display(),
+        api(&world)
+    );
+    world.write_config(&config);
+    let daemon = world.start();
+    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+    // Polled once at start; the next poll is an hour away.
+    world.push("org/api", "v1.1.0").await;
+
+    let body = format!(
+        r#"{{"events":[{{"action":"push","target":{{"repository":"org/api","tag":"v1.1.0"}},"request":{{"host":"{}"}}}}]}}"#,
+        world.host()
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{hook_port}/webhook");
+    let forged = client
+        .post(&url)
+        .header("x-hub-signature-256", sign("wrong", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let unsigned = client.post(&url).body(body.clone()).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        world
+            .file_on("deploy/prod", "prod/kustomization.yaml")
+            .contains("newTag: v1.0.0"),
+        "nothing without the secret"
+    );
+
+    let sent = Instant::now();
+    let good = client
+        .post(&url)
+        .header("x-hub-signature-256", sign("hook-s3cret", &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 202);
+    world
+        .wait_for(
+            "deploy/prod",
+            "prod/kustomization.yaml",
+            "newTag: v1.1.0",
+            &daemon,
+        )
+        .await;
+    eprintln!("push event to pushed commit: {:?}", sent.elapsed());
+    let log = daemon.log();
+    assert!(log.contains("webhook refused"), "{log}");
+    assert!(
+        log.contains("checking now: a registry reported a push"),
+        "{log}"
+    );
+}
+
+/// (path, Authorization header, body) of a delivered notification.
+type Delivery = (String, Option<String>, String);
+
+#[derive(Clone, Default)]
+struct Received {
+    bodies: Arc<Mutex<Vec<Delivery>>>,
+    /// Answer 500 to the first request of each path, to exercise retries.
+    failed_once: Arc<Mutex<Vec<String>>>,
+}
+
+async fn receive(
+    State(r): State<Received>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let path = uri.path().to_string();
+    {
+        let mut failed = r.failed_once.lock().unwrap();
+        if !failed.contains(&path) {
+            failed.push(path);
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    let auth = headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_string());
+    r.bodies.lock().unwrap().push((path, auth, body));
+    StatusCode::OK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_reach_a_local_receiver_and_are_retried() {
+    let Some(world) = world().await else { return };
+    let received = Received::default();
+    let app = Router::new()
+        .route("/slack", post(receive))
+        .route("/audit", post(receive))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // The audit receiver's URL and token come from credential references.
+    let audit_url = world.dir.path().join("audit-url");
+    std::fs::write(&audit_url, format!("http://127.0.0.1:{port}/audit")).unwrap();
+    let token = world.dir.path().join("audit-token");
+    std::fs::write(&token, "audit-t0ken").unwrap();
+    let config = format!(
+        "{}\n[notifications.team]\nurl = \"http://127.0.0.1:{port}/slack\"\nformat = \"slack\"\n\n[notifications.audit]\nurl = \"file:{}\"\ncredentials = \"file:{}\"\n{}",
+        world.base_config(&["prod"]),
+        audit_url.display(),
+        token.display(),
+        api(&world)
+    );
+    world.write_config(&config);
+    world.push("org/api", "v1.1.0").await;
+    let out = world.run(&["once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bodies = received.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let slack = bodies.iter().find(|b| b.0 == "/slack").unwrap();
+    let text = serde_json::from_str::<serde_json::Value>(&slack.2).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.starts_with("*prod* (deploy/prod)\n• api: v1.0.0 → v1.1.0\ncommit "),
+        "{text}"
+    );
+    let audit = bodies.iter().find(|b| b.0 == "/audit").unwrap();
+    assert_eq!(audit.1.as_deref(), Some("Bearer audit-t0ken"));
+    let json: serde_json::Value = serde_json::from_str(&audit.2).unwrap();
+    assert_eq!(json["environment"], "prod");
+    assert_eq!(
+        json["updates"][0],
+        serde_json::json!({"image": "api", "old": "v1.0.0", "new": "v1.1.0"})
+    );
+    let commit = world.git.log("manifests", "deploy/prod", "%H")[0].clone();
+    assert_eq!(json["commit"], commit);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("notification not delivered"),
+        "the first attempt failed and was retried: {stderr}"
+    );
+
+    // A cycle with nothing to say sends nothing.
+    let out = world.run(&["once"]);
+    assert!(out.status.success());
+    assert_eq!(received.bodies.lock().unwrap().len(), 2);
+}
