@@ -366,6 +366,17 @@ async fn token_auth_tokens_are_reused_until_they_expire() {
         err.to_string().contains("token service answered 401"),
         "{err}"
     );
+
+    // The token service goes down: a client without a cached token fails, and says where.
+    drop(issuer);
+    let (fresh, _) = client_for(&reg, Some(secret_file(&dir, "again", "bot:tok-pw")));
+    let err = fresh.list_tags("org/private").await.unwrap_err();
+    assert!(
+        err.to_string().contains("token service http://127.0.0.1"),
+        "{err}"
+    );
+    // One that holds a valid token keeps working until it expires.
+    assert_eq!(client.list_tags("org/private").await.unwrap().len(), 2);
 }
 
 fn client_for(reg: &Registry, creds: Option<CredentialRef>) -> (Client, Arc<Metrics>) {

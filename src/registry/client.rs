@@ -476,7 +476,23 @@ impl Client {
                     _ => req,
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Say which server is down: the token service, not the registry.
+                RegistryError::Unreachable {
+                    registry,
+                    attempts,
+                    detail,
+                } => RegistryError::Unreachable {
+                    registry,
+                    attempts,
+                    detail: format!(
+                        "token service {}: {detail}",
+                        url.origin().ascii_serialization()
+                    ),
+                },
+                other => other,
+            })?;
         if !reply.status.is_success() {
             return Err(RegistryError::Unauthorized {
                 registry: self.name().to_string(),

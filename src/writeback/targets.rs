@@ -280,6 +280,21 @@ fn lookup<'a>(root: &'a Node, path: &ValuePath) -> Result<(&'a Node, Vec<Step>),
             Some((i, child)) => {
                 steps.push(Step::Value(i));
                 node = child;
+                if matches!(
+                    node,
+                    Node::Map {
+                        decorated: true,
+                        ..
+                    } | Node::Seq {
+                        decorated: true,
+                        ..
+                    }
+                ) {
+                    let at = path.0[..=depth].join(".");
+                    return Err(error(format!(
+                        "`{at}` has an anchor or a tag: anything written inside it would also change every alias of it; write `{path}` outside the anchor"
+                    )));
+                }
             }
             None => {
                 let at = path.0[..=depth].join(".");

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod git;
+pub mod proxy;
 pub mod world;
 
 use std::collections::VecDeque;
