@@ -890,8 +890,8 @@ impl<'a> Validator<'a> {
             None => Field::Unset,
         };
         let pin = match &raw.pin {
-            Some(t) if t.get_ref().is_empty() => {
-                self.error(at(t), "pin is empty");
+            Some(t) if !crate::reference::is_valid_tag(t.get_ref()) => {
+                self.error(at(t), format!("pin `{}` is not a valid tag", t.get_ref()));
                 Field::Bad
             }
             Some(t) => Field::Set(t.get_ref().clone(), t.span()),

@@ -61,6 +61,15 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("reference grammar")
 });
 
+/// Whether `tag` is a tag the distribution spec allows (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`).
+/// Anything else in a tag list is a registry's bug or an attack, and is never written.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric() || b == b'_')
+        && tag.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 impl Reference {
     /// Parses a reference as Docker does, filling in `docker.io` and `library/`:
     /// `nginx` becomes `docker.io/library/nginx`.

@@ -369,6 +369,9 @@ pub fn hold_at_or_below(policy: &Policy, candidates: &mut [Candidate], floor: &s
 /// part, or the whole tag), or why the tag is out. The registry client uses this to avoid
 /// fetching metadata for tags that can never be chosen.
 pub fn filter<'t>(policy: &Policy, tag: &'t str) -> Result<&'t str, String> {
+    if !crate::reference::is_valid_tag(tag) {
+        return Err("not a valid tag (letters, digits, `_`, `.`, `-`; at most 128)".into());
+    }
     if let Strategy::Digest { tag: tracked } = &policy.strategy {
         return if tag == tracked {
             Ok(tag)
@@ -413,6 +416,26 @@ mod tests {
 
     fn winner(policy: &Policy, list: &[Candidate]) -> Option<String> {
         select(policy, list).selected.map(|i| list[i].tag.clone())
+    }
+
+    #[test]
+    fn malformed_tags_from_a_registry_are_never_eligible() {
+        // Found by fuzzing the YAML editor: a tag with `:` written into `repo:tag` reads back
+        // as a different repository.
+        let list = tags(&[
+            "v1.0.0",
+            "v9.0.0:evil",
+            "v9.0.0\n",
+            ".v9.0.0",
+            &"9".repeat(129),
+        ]);
+        let s = select(&semver("*"), &list);
+        assert_eq!(s.selected, Some(0));
+        assert!(
+            s.verdicts[1..]
+                .iter()
+                .all(|v| v.reason.starts_with("not a valid tag"))
+        );
     }
 
     #[test]
