@@ -396,3 +396,39 @@ async fn speaks_the_systemd_notify_protocol() {
     next("STOPPING=1");
     assert!(daemon.wait_exit(Duration::from_secs(25)).success());
 }
+
+/// A Kubernetes ConfigMap volume: the file is a symlink through `..data`, and an update swaps
+/// `..data` to a new directory by rename. The daemon notices and applies the new config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_symlink_swap_is_a_reload() {
+    let Some(world) = world().await else { return };
+    let volume = world.dir.path().join("configmap");
+    let first = volume.join("..2026_11_24_08_00_00.1");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::write(first.join("updater.toml"), config(&world, ">=1.0.0", false)).unwrap();
+    std::os::unix::fs::symlink(first.file_name().unwrap(), volume.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/updater.toml", volume.join("updater.toml")).unwrap();
+    let daemon = world.start_with(&volume.join("updater.toml"));
+    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+
+    // The kubelet's update: a new directory, a new `..data` link renamed over the old one.
+    world.push("org/worker", "v1.3.0").await;
+    let second = volume.join("..2026_11_24_08_05_00.2");
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(second.join("updater.toml"), config(&world, ">=1.0.0", true)).unwrap();
+    std::os::unix::fs::symlink(second.file_name().unwrap(), volume.join("..data_tmp")).unwrap();
+    std::fs::rename(volume.join("..data_tmp"), volume.join("..data")).unwrap();
+    std::fs::remove_dir_all(&first).unwrap();
+
+    daemon
+        .wait_metric("image_updater_config_reloads_total", 1.0)
+        .await;
+    world
+        .wait_for(
+            "deploy/prod",
+            "prod/worker-values.yaml",
+            "tag: v1.3.0",
+            &daemon,
+        )
+        .await;
+}

@@ -130,10 +130,15 @@ author = "image-updater <bot@example.com>"
 
     /// Starts `image-updater run`, logging to `daemon.log` in the world's directory.
     pub fn start(&self) -> Daemon {
+        self.start_with(&self.config_path())
+    }
+
+    /// [`World::start`] with the config at `config`.
+    pub fn start_with(&self, config: &std::path::Path) -> Daemon {
         let log = self.dir.path().join("daemon.log");
         let child = Command::new(BIN)
             .args(["run", "--config"])
-            .arg(self.config_path())
+            .arg(config)
             .arg("--state-dir")
             .arg(self.state_dir())
             .arg("--listen")
