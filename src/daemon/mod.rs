@@ -144,15 +144,20 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                     while reload_rx.try_recv().is_ok() {}
                 }
                 if let Some(config) = reload_config(&options, trigger, &mut source, &shared) {
-                    schedule.reconcile(&config);
-                    health.images.store(schedule.len(), Ordering::Relaxed);
                     match Engine::new(Arc::new(config), &shared) {
                         // A cycle in flight keeps the engine it holds; the next one gets this.
                         Ok(new) => {
+                            shared.metrics.reloaded(true);
+                            tracing::info!(file = %options.config_path.display(), images = new.config.images.len(), "config reloaded");
+                            schedule.reconcile(&new.config);
+                            health.images.store(schedule.len(), Ordering::Relaxed);
                             engine = Arc::new(new);
                             shared.forget_mirrors().await;
                         }
-                        Err(e) => tracing::error!(error = %e, "cannot apply the new config; keeping the old one"),
+                        Err(e) => {
+                            shared.metrics.reloaded(false);
+                            tracing::error!(error = %e, "cannot apply the new config; keeping the old one");
+                        }
                     }
                 }
                 systemd::notify("READY=1");
@@ -220,8 +225,6 @@ fn reload_config(
     match config::load(&options.config_path) {
         Ok(config) => {
             *source = bytes;
-            shared.metrics.reloaded(true);
-            tracing::info!(file = %options.config_path.display(), images = config.images.len(), "config reloaded");
             Some(config)
         }
         Err(diagnostics) => {
