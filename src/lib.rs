@@ -3,10 +3,11 @@
 //!
 //! The library is organised by concern, each in its own folder:
 //! - [`config`]: `updater.toml`, parsed and validated into a [`config::Config`] that cannot be wrong;
-//! - [`reference`]: image references (`ghcr.io/org/api:v1.2.3`) parsed and normalized;
+//! - [`reference`](mod@reference): image references (`ghcr.io/org/api:v1.2.3`) parsed and normalized;
 //! - [`select`]: which tag to deploy, and why the others were not chosen;
 //! - [`registry`]: reading tags, digests and creation times from registries, politely;
-//! - [`writeback`]: byte-exact manifest edits, committed and pushed to git.
+//! - [`writeback`]: byte-exact manifest edits, committed and pushed to git;
+//! - [`daemon`]: the service: scheduling, reload, state, metrics, safety rules, webhooks.
 //!
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
