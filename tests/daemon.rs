@@ -432,3 +432,34 @@ async fn a_configmap_style_symlink_swap_is_a_reload() {
         )
         .await;
 }
+
+/// `log_format = "json"`: one JSON object per line, with the update's fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let Some(world) = world().await else { return };
+    let text = config(&world, ">=1.0.0", false)
+        .replace("[settings]\n", "[settings]\nlog_format = \"json\"\n");
+    world.write_config(&text);
+    world.push("org/api", "v1.1.0").await;
+    let out = world.run(&["once"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let update = lines
+        .iter()
+        .find(|l| l["message"] == "updated")
+        .expect("an update is logged");
+    assert_eq!(update["image"], "api");
+    assert_eq!(update["environment"], "prod");
+    assert_eq!(update["old"], "v1.0.0");
+    assert_eq!(update["new"], "v1.1.0");
+    assert!(
+        update["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("selected: highest version")
+    );
+}
