@@ -84,6 +84,8 @@ pub struct FileChange {
     pub path: PathBuf,
     pub before: String,
     pub after: String,
+    /// The file's mode in the tree, kept by the commit.
+    pub kind: EntryKind,
 }
 
 /// What a branch update did.
@@ -149,8 +151,8 @@ pub async fn write_branch(
             let files: Vec<_> = outcome
                 .files
                 .iter()
-                .map(|f| Ok((f.path.clone(), f.after.clone(), kind_of(&reader, f)?)))
-                .collect::<Result<_, GitError>>()?;
+                .map(|f| (f.path.clone(), f.after.clone(), f.kind))
+                .collect();
             (outcome, files)
         };
         outcome.parent = Some(parent);
@@ -184,14 +186,12 @@ pub async fn write_branch(
     }
 }
 
-fn kind_of(reader: &Reader, file: &FileChange) -> Result<EntryKind, GitError> {
-    Ok(reader.read(&file.path)?.map_or(EntryKind::Blob, |(_, k)| k))
-}
-
 /// Every change applied to the files `reader` sees, in memory.
 fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
-    // (original, current) text per file, so several images editing one file compose.
-    let mut files: BTreeMap<PathBuf, (String, String)> = BTreeMap::new();
+    // Each file as the tree has it (read once), and as the edits so far leave it, so several
+    // images editing one file compose.
+    let mut originals: BTreeMap<PathBuf, (String, EntryKind)> = BTreeMap::new();
+    let mut files: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut outcome = Outcome::default();
     for change in changes {
         let mut olds = Vec::new();
@@ -202,10 +202,13 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
             let path = target.file().to_path_buf();
             let current = match staged.iter().rev().find(|(p, _)| *p == path) {
                 Some((_, text)) => Some(text.clone()),
-                None => match files.get(&path) {
-                    Some((_, text)) => Some(text.clone()),
+                None => match files.get(&path).or(originals.get(&path).map(|(t, _)| t)) {
+                    Some(text) => Some(text.clone()),
                     None => match reader.read(&path) {
-                        Ok(found) => found.map(|(t, _)| t),
+                        Ok(found) => found.map(|(text, kind)| {
+                            originals.insert(path.clone(), (text.clone(), kind));
+                            text
+                        }),
                         // A symlink or a directory where the file should be: this image only.
                         Err(GitError::Path { reason, .. }) => {
                             failure = Some((path, reason));
@@ -257,13 +260,7 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
         if staged.is_empty() {
             continue;
         }
-        for (path, text) in staged {
-            let original = match files.remove(&path) {
-                Some((original, _)) => original,
-                None => reader.read(&path)?.map(|(t, _)| t).unwrap_or_default(),
-            };
-            files.insert(path, (original, text));
-        }
+        files.extend(staged);
         olds.dedup();
         outcome.applied.push(Applied {
             alias: change.alias.clone(),
@@ -274,11 +271,15 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
     }
     outcome.files = files
         .into_iter()
-        .filter(|(_, (before, after))| before != after)
-        .map(|(path, (before, after))| FileChange {
-            path,
-            before,
-            after,
+        .filter_map(|(path, after)| {
+            // Every edited file was read first.
+            let (before, kind) = originals.remove(&path).expect("edited files were read");
+            (before != after).then_some(FileChange {
+                path,
+                before,
+                after,
+                kind,
+            })
         })
         .collect();
     Ok(outcome)
