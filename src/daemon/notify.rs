@@ -140,23 +140,19 @@ pub async fn send(config: &Config, report: &Report) {
 }
 
 async fn resolve(receiver: &Notification) -> Result<(String, Option<String>), String> {
-    let text = |c: Credential| match c {
-        Credential::Basic { username, password } => format!("{username}:{}", password.expose()),
-        Credential::Bearer(t) => t.expose().to_string(),
-    };
     let url = match &receiver.url {
         NotificationUrl::Plain(u) => u.clone(),
         NotificationUrl::Secret(r) => credentials::resolve(r, "notifications")
             .await
             .map_err(|e| e.to_string())?
-            .map(text)
+            .map(Credential::into_text)
             .ok_or_else(|| format!("{r} is empty"))?,
     };
     let token = match &receiver.credentials {
         Some(r) => credentials::resolve(r, "notifications")
             .await
             .map_err(|e| e.to_string())?
-            .map(text),
+            .map(Credential::into_text),
         None => None,
     };
     Ok((url, token))

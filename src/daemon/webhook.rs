@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::http::{Request, read_request, respond};
 use crate::config::Config;
-use crate::registry::credentials::{self, Credential};
+use crate::registry::credentials;
 
 /// A push a registry told us about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +37,7 @@ pub async fn secret(config: &Config) -> Result<Option<String>, String> {
         return Ok(None);
     };
     match credentials::resolve(&w.secret, "webhooks").await {
-        Ok(Some(Credential::Bearer(s))) => Ok(Some(s.expose().to_string())),
-        Ok(Some(Credential::Basic { username, password })) => {
-            Ok(Some(format!("{username}:{}", password.expose())))
-        }
+        Ok(Some(secret)) => Ok(Some(secret.into_text())),
         Ok(None) => Err(format!("webhooks: the secret {} is empty", w.secret)),
         Err(e) => Err(format!("webhooks: {e}")),
     }

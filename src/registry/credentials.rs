@@ -52,6 +52,15 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// The credential as it was written: `user:password`, or the token. For secrets that are
+    /// not registry credentials (a webhook secret, a notification URL).
+    pub fn into_text(self) -> String {
+        match self {
+            Credential::Basic { username, password } => format!("{username}:{}", password.expose()),
+            Credential::Bearer(token) => token.expose().to_string(),
+        }
+    }
+
     /// `user:password` is basic auth; anything without a colon is a bearer token.
     pub fn from_text(text: &str) -> Option<Credential> {
         let text = text.trim_end_matches(['\n', '\r']);
