@@ -1,33 +1,16 @@
 //! `image-updater run`, `once` and `plan`: the daemon, one cycle, and a preview.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use image_updater::config::{self, Config, LogFormat};
+use image_updater::config::{Config, LogFormat};
 use image_updater::daemon::{self, Engine, Report, Shared};
 
-use super::Outcome;
-
-/// The options every config-driven command shares.
-#[derive(Debug, clap::Args)]
-pub struct Common {
-    /// The config file.
-    #[arg(
-        long,
-        short,
-        env = "IMAGE_UPDATER_CONFIG",
-        default_value = "updater.toml"
-    )]
-    config: PathBuf,
-    /// Where mirrors, caches and status live; overrides `settings.state_dir`.
-    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-}
+use super::{ConfigArgs, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    common: Common,
+    common: ConfigArgs,
     /// Serve /metrics, /healthz and /readyz here; overrides `settings.listen`.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -36,7 +19,7 @@ pub struct RunArgs {
 #[derive(Debug, clap::Args)]
 pub struct OnceArgs {
     #[command(flatten)]
-    common: Common,
+    common: ConfigArgs,
     /// Check and show what would change; commit and push nothing.
     #[arg(long)]
     dry_run: bool,
@@ -45,18 +28,7 @@ pub struct OnceArgs {
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     #[command(flatten)]
-    common: Common,
-}
-
-/// Loads the config, or prints its diagnostics.
-fn load(common: &Common) -> Option<Config> {
-    match config::load(&common.config) {
-        Ok(c) => Some(c),
-        Err(d) => {
-            eprintln!("{d}");
-            None
-        }
-    }
+    common: ConfigArgs,
 }
 
 /// Logs to stderr: text or JSON per the config, level from `RUST_LOG` or `settings.log_level`.
@@ -84,7 +56,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub fn run(args: RunArgs) -> Outcome {
-    let Some(config) = load(&args.common) else {
+    let Some(config) = args.common.load() else {
         return Outcome::Negative;
     };
     init_logging(&config);
@@ -104,11 +76,8 @@ pub fn run(args: RunArgs) -> Outcome {
 }
 
 /// One cycle over every image; the report, or why it could not start.
-fn one_cycle(common: &Common, config: Config, dry_run: bool) -> Result<Report, String> {
-    let state_dir = common
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| config.settings.state_dir.clone());
+fn one_cycle(common: &ConfigArgs, config: Config, dry_run: bool) -> Result<Report, String> {
+    let state_dir = common.state_dir(&config);
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| format!("cannot create the state dir {}: {e}", state_dir.display()))?;
     runtime().block_on(async move {
@@ -119,7 +88,7 @@ fn one_cycle(common: &Common, config: Config, dry_run: bool) -> Result<Report, S
 }
 
 pub fn once(args: OnceArgs) -> Outcome {
-    let Some(config) = load(&args.common) else {
+    let Some(config) = args.common.load() else {
         return Outcome::Negative;
     };
     init_logging(&config);
@@ -140,7 +109,7 @@ pub fn once(args: OnceArgs) -> Outcome {
 }
 
 pub fn plan(args: PlanArgs) -> Outcome {
-    let Some(config) = load(&args.common) else {
+    let Some(config) = args.common.load() else {
         return Outcome::Negative;
     };
     init_logging(&config);

@@ -8,7 +8,10 @@ mod daemon;
 mod status;
 mod test;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use image_updater::config::{self, Config};
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +40,42 @@ enum Command {
     Hold(status::HoldArgs),
     /// Lift a hold, or a hold image-updater made after a person reverted an update.
     Release(status::ReleaseArgs),
+}
+
+/// The options every command that reads the config and the state dir shares.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// The config file.
+    #[arg(
+        long,
+        short,
+        env = "IMAGE_UPDATER_CONFIG",
+        default_value = "updater.toml"
+    )]
+    pub config: PathBuf,
+    /// Where mirrors, caches and status live; overrides `settings.state_dir`.
+    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The validated config, or `None` after printing its diagnostics.
+    pub fn load(&self) -> Option<Config> {
+        match config::load(&self.config) {
+            Ok(c) => Some(c),
+            Err(d) => {
+                eprintln!("{d}");
+                None
+            }
+        }
+    }
+
+    /// `--state-dir`, else the config's.
+    pub fn state_dir(&self, config: &Config) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| config.settings.state_dir.clone())
+    }
 }
 
 /// Outcome of a subcommand, mapped to the documented exit codes.

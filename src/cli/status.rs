@@ -4,27 +4,16 @@
 //! These read the state dir the daemon writes. `hold` and `release` write only `holds.json`,
 //! which the daemon reads at every cycle, so they take effect without a reload.
 
-use std::path::PathBuf;
-
 use image_updater::config::{self, Config};
 use image_updater::daemon::state::{Holds, Lift, ManualHold, Status, StatusStore, now};
 use serde::Serialize;
 
-use super::Outcome;
+use super::{ConfigArgs, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The config file.
-    #[arg(
-        long,
-        short,
-        env = "IMAGE_UPDATER_CONFIG",
-        default_value = "updater.toml"
-    )]
-    config: PathBuf,
-    /// Overrides `settings.state_dir`.
-    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: ConfigArgs,
     /// text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     output: String,
@@ -46,15 +35,8 @@ pub struct HoldArgs {
     /// Why, shown by `status` and in the logs.
     #[arg(long)]
     reason: Option<String>,
-    #[arg(
-        long,
-        short,
-        env = "IMAGE_UPDATER_CONFIG",
-        default_value = "updater.toml"
-    )]
-    config: PathBuf,
-    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: ConfigArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,22 +46,8 @@ pub struct ReleaseArgs {
     /// The environment to release it in.
     #[arg(long)]
     env: String,
-    #[arg(
-        long,
-        short,
-        env = "IMAGE_UPDATER_CONFIG",
-        default_value = "updater.toml"
-    )]
-    config: PathBuf,
-    #[arg(long, env = "IMAGE_UPDATER_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-}
-
-fn load(path: &std::path::Path) -> Result<Config, Outcome> {
-    config::load(path).map_err(|d| {
-        eprintln!("{d}");
-        Outcome::Negative
-    })
+    #[command(flatten)]
+    common: ConfigArgs,
 }
 
 /// Checks that `alias` is deployed to `env` in the config.
@@ -113,13 +81,10 @@ struct Row {
 }
 
 pub fn status(args: StatusArgs) -> Outcome {
-    let config = match load(&args.config) {
-        Ok(c) => c,
-        Err(o) => return o,
+    let Some(config) = args.common.load() else {
+        return Outcome::Negative;
     };
-    let state_dir = args
-        .state_dir
-        .unwrap_or_else(|| config.settings.state_dir.clone());
+    let state_dir = args.common.state_dir(&config);
     let store = StatusStore::open(&state_dir);
     let holds = Holds::read(&state_dir);
     let mut rows = Vec::new();
@@ -200,9 +165,8 @@ fn describe_hold(h: &ManualHold) -> String {
 }
 
 pub fn hold(args: HoldArgs) -> Outcome {
-    let config = match load(&args.config) {
-        Ok(c) => c,
-        Err(o) => return o,
+    let Some(config) = args.common.load() else {
+        return Outcome::Negative;
     };
     if let Err(e) = deployed(&config, &args.alias, &args.env) {
         eprintln!("error: {e}");
@@ -227,9 +191,7 @@ pub fn hold(args: HoldArgs) -> Outcome {
         },
         (None, None) => None,
     };
-    let state_dir = args
-        .state_dir
-        .unwrap_or_else(|| config.settings.state_dir.clone());
+    let state_dir = args.common.state_dir(&config);
     let mut holds = Holds::read(&state_dir);
     let hold = ManualHold {
         since: now(),
@@ -246,17 +208,14 @@ pub fn hold(args: HoldArgs) -> Outcome {
 }
 
 pub fn release(args: ReleaseArgs) -> Outcome {
-    let config = match load(&args.config) {
-        Ok(c) => c,
-        Err(o) => return o,
+    let Some(config) = args.common.load() else {
+        return Outcome::Negative;
     };
     if let Err(e) = deployed(&config, &args.alias, &args.env) {
         eprintln!("error: {e}");
         return Outcome::Usage;
     }
-    let state_dir = args
-        .state_dir
-        .unwrap_or_else(|| config.settings.state_dir.clone());
+    let state_dir = args.common.state_dir(&config);
     let mut holds = Holds::read(&state_dir);
     let manual = holds
         .holds
