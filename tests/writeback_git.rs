@@ -124,6 +124,16 @@ fn diff_of_last_commit(server: &GitServer, branch: &str) -> Vec<String> {
     .collect()
 }
 
+/// The seeded repository served by `git daemon`, and a mirror of it in a fresh state dir.
+async fn over_git_daemon() -> (GitServer, tempfile::TempDir, Repository, Mirror) {
+    let server = GitServer::daemon();
+    seed(&server);
+    let state = tempfile::tempdir().unwrap();
+    let repo = repository(server.url("manifests"), None);
+    let mirror = Mirror::open(state.path(), &repo).await.unwrap();
+    (server, state, repo, mirror)
+}
+
 #[tokio::test]
 async fn one_commit_per_branch_over_http_with_basic_auth() {
     if !lighttpd_available() {
@@ -260,11 +270,7 @@ async fn without_or_with_wrong_credentials_nothing_is_fetched_or_pushed() {
 
 #[tokio::test]
 async fn git_daemon_and_a_branch_created_from_its_base() {
-    let server = GitServer::daemon();
-    seed(&server);
-    let state = tempfile::tempdir().unwrap();
-    let repo = repository(server.url("manifests"), None);
-    let mirror = Mirror::open(state.path(), &repo).await.unwrap();
+    let (server, _state, repo, mirror) = over_git_daemon().await;
     let staging = Environment {
         name: "staging".into(),
         repository: "manifests".into(),
@@ -297,11 +303,7 @@ async fn git_daemon_and_a_branch_created_from_its_base() {
 
 #[tokio::test]
 async fn a_stale_lease_is_a_race_not_a_force() {
-    let server = GitServer::daemon();
-    seed(&server);
-    let state = tempfile::tempdir().unwrap();
-    let repo = repository(server.url("manifests"), None);
-    let mirror = Mirror::open(state.path(), &repo).await.unwrap();
+    let (server, _state, repo, mirror) = over_git_daemon().await;
     mirror.fetch().await.unwrap();
     let head = mirror.head("deploy/prod").unwrap().unwrap();
     let files = [(
@@ -323,11 +325,7 @@ async fn a_stale_lease_is_a_race_not_a_force() {
 
 #[tokio::test]
 async fn a_human_fixing_the_same_file_does_not_lose_to_the_bot() {
-    let server = GitServer::daemon();
-    seed(&server);
-    let state = tempfile::tempdir().unwrap();
-    let repo = repository(server.url("manifests"), None);
-    let mirror = Mirror::open(state.path(), &repo).await.unwrap();
+    let (server, _state, repo, mirror) = over_git_daemon().await;
     // The person's edit of the same file, a comment elsewhere in it, lands first.
     let person = Person::clone(&server.url("manifests"), "deploy/prod");
     person.commit_and_push(
@@ -443,11 +441,7 @@ async fn two_daemons_make_one_commit() {
 
 #[tokio::test]
 async fn dry_run_reports_files_and_pushes_nothing() {
-    let server = GitServer::daemon();
-    seed(&server);
-    let state = tempfile::tempdir().unwrap();
-    let repo = repository(server.url("manifests"), None);
-    let mirror = Mirror::open(state.path(), &repo).await.unwrap();
+    let (server, _state, repo, mirror) = over_git_daemon().await;
     let out = write_branch(&mirror, &repo, &prod(), &[api("v1.5.0")], true)
         .await
         .unwrap();
