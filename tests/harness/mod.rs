@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -695,17 +695,9 @@ impl FaultServer {
                 };
                 let (log, script) = (task_log.clone(), script.clone());
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let mut read = 0;
-                    // Read the request head.
-                    while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf[read..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => read += n,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf[..read]).to_string();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let Some((_, path, _, _)) = proxy::read(&mut socket).await else {
+                        return;
+                    };
                     log.lock().unwrap().push((path, Instant::now()));
                     let fault = {
                         let mut s = script.lock().unwrap();
@@ -715,28 +707,18 @@ impl FaultServer {
                             s.front().cloned().unwrap_or(Fault::Hangup)
                         }
                     };
-                    let write = |status: u16,
-                                 headers: &[(String, String)],
-                                 body: &str,
-                                 declared: usize| {
-                        let mut out = format!(
-                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\nConnection: close\r\n"
-                        );
-                        for (k, v) in headers {
-                            out.push_str(&format!("{k}: {v}\r\n"));
-                        }
-                        out.push_str("\r\n");
-                        out.push_str(body);
-                        out
-                    };
+                    let json = [("Content-Type".to_string(), "application/json".to_string())];
                     let response = match fault {
                         Fault::Respond {
                             status,
                             headers,
                             body,
-                        } => write(status, &headers, &body, body.len()),
+                        } => {
+                            let headers: Vec<_> = json.iter().cloned().chain(headers).collect();
+                            proxy::raw(status, &headers, body.as_bytes(), body.len())
+                        }
                         Fault::Truncated { body } => {
-                            write(200, &[], &body[..body.len() / 2], body.len())
+                            proxy::raw(200, &json, &body.as_bytes()[..body.len() / 2], body.len())
                         }
                         Fault::Slow {
                             delay,
@@ -744,11 +726,11 @@ impl FaultServer {
                             body,
                         } => {
                             tokio::time::sleep(delay).await;
-                            write(status, &[], &body, body.len())
+                            proxy::raw(status, &json, body.as_bytes(), body.len())
                         }
                         Fault::Hangup => return,
                     };
-                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.write_all(&response).await;
                     let _ = socket.shutdown().await;
                 });
             }

@@ -159,9 +159,11 @@ impl Drop for FaultProxy {
     }
 }
 
+/// Method, path, lower-cased headers, body.
 type Head = (String, String, Vec<(String, String)>, Vec<u8>);
 
-async fn read(socket: &mut tokio::net::TcpStream) -> Option<Head> {
+/// Reads one request off `socket`.
+pub async fn read(socket: &mut tokio::net::TcpStream) -> Option<Head> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let end = loop {
@@ -196,7 +198,8 @@ async fn read(socket: &mut tokio::net::TcpStream) -> Option<Head> {
     Some((method, path, headers, body))
 }
 
-fn raw(status: u16, headers: &[(String, String)], body: &[u8], declared: usize) -> Vec<u8> {
+/// A response declaring `declared` body bytes (more than `body` to cut it short).
+pub fn raw(status: u16, headers: &[(String, String)], body: &[u8], declared: usize) -> Vec<u8> {
     let mut out =
         format!("HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\nConnection: close\r\n");
     for (k, v) in headers {
