@@ -139,6 +139,8 @@ impl Report {
 
 pub struct Engine {
     pub config: Arc<Config>,
+    /// Environments in the order they are written (promotion sources first).
+    env_order: Vec<String>,
     registries: Registries,
     limits: BTreeMap<String, Arc<Semaphore>>,
     shared: Shared,
@@ -160,6 +162,7 @@ impl Engine {
             .map(|c| (c.name().to_string(), Arc::new(Semaphore::new(PER_REGISTRY))))
             .collect();
         Ok(Engine {
+            env_order: safety::env_order(&config),
             config,
             registries,
             limits,
@@ -449,7 +452,7 @@ impl Engine {
             }
         }
         let mut reports = Vec::new();
-        for env_name in safety::env_order(&self.config) {
+        for env_name in &self.env_order {
             let Some(env_checks) = by_env.get(env_name.as_str()) else {
                 continue;
             };
@@ -465,7 +468,7 @@ impl Engine {
                 let chosen = match &chosen.promote_from {
                     Some(from) => {
                         let resolved = self.promote(&check.alias, deployment, from);
-                        self.shared.status.update(&check.alias, &env_name, |s| {
+                        self.shared.status.update(&check.alias, env_name, |s| {
                             s.candidate = resolved.desired.as_ref().map(Desired::describe);
                             s.waiting = resolved.waiting.clone();
                         });
@@ -491,7 +494,7 @@ impl Engine {
             }
             // Polls finish in any order; commits list images by alias.
             changes.sort_by(|a, b| a.0.alias.cmp(&b.0.alias));
-            let env = &self.config.environments[&env_name];
+            let env = &self.config.environments[env_name];
             let repo = &self.config.repositories[&env.repository];
             let (changes, chosen): (Vec<ImageChange>, Vec<Chosen>) = changes.into_iter().unzip();
             let chosen: BTreeMap<&str, &Chosen> = changes
