@@ -85,6 +85,7 @@ async fn main() {
             written: "ghcr.io/org/api".into(),
             tag: Some(format!("v1.0.{}", i + 1)),
             digest: None,
+            replaces: Vec::new(),
         },
         targets: vec![Target::Kustomization {
             file: "overlays/prod/kustomization.yaml".into(),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use image_updater::config::{self, Config, Diagnostics, HelmValues, Origin, Target};
+use image_updater::config::{self, Config, Diagnostics, ImagePaths, Origin, Target};
 use image_updater::select::{Candidate, Strategy, select};
 
 fn parse(text: &str) -> Result<Config, Diagnostics> {
@@ -224,7 +224,9 @@ name = "sidecar.image"
     );
     match &d.targets[0] {
         Target::Helm {
-            values: HelmValues::Split { tag, repository },
+            values: ImagePaths::Split {
+                tag, repository, ..
+            },
             ..
         } => {
             assert_eq!(tag.to_string(), "image.tag");
@@ -235,7 +237,7 @@ name = "sidecar.image"
     assert!(matches!(
         &d.targets[1],
         Target::Helm {
-            values: HelmValues::Combined { .. },
+            values: ImagePaths::Combined { .. },
             ..
         }
     ));

@@ -63,6 +63,7 @@ fn api(tag: &str) -> ImageChange {
             written: "ghcr.io/org/api".into(),
             tag: Some(tag.into()),
             digest: None,
+            replaces: Vec::new(),
         },
         targets: vec![Target::Kustomization {
             file: "overlays/prod/kustomization.yaml".into(),
@@ -80,12 +81,15 @@ fn worker(tag: &str) -> ImageChange {
             written: "ghcr.io/org/worker".into(),
             tag: Some(tag.into()),
             digest: None,
+            replaces: Vec::new(),
         },
         targets: vec![Target::Helm {
             file: "charts/worker/values.yaml".into(),
-            values: image_updater::config::HelmValues::Split {
-                tag: image_updater::config::ValuePath(vec!["image".into(), "tag".into()]),
+            values: image_updater::config::ImagePaths::Split {
+                tag: "image.tag".parse().unwrap(),
                 repository: None,
+                registry: None,
+                digest: None,
             },
         }],
         guard: None,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use image_updater::config::{HelmValues, Target, ValuePath};
+use image_updater::config::{ImagePaths, Target, ValuePath};
 use image_updater::writeback::{Desired, edit};
 
 fn golden(name: &str) -> String {
@@ -22,11 +22,12 @@ fn desired(repository: &str, tag: Option<&str>, digest: Option<&str>) -> Desired
         written: repository.trim_start_matches("docker.io/library/").into(),
         tag: tag.map(String::from),
         digest: digest.map(String::from),
+        replaces: Vec::new(),
     }
 }
 
 fn path(p: &str) -> ValuePath {
-    ValuePath(p.split('.').map(String::from).collect())
+    p.parse().unwrap()
 }
 
 /// Lines that differ, as (line number, before, after); the files must have the same lines
@@ -113,10 +114,11 @@ fn numeric_looking_tags_are_quoted() {
         file: "k.yaml".into(),
         name: "ghcr.io/org/worker".into(),
     };
+    // The entry renders registry.example.com/worker (its newName): that is the image it runs.
     let out = edit(
         &target,
         &input,
-        &desired("ghcr.io/org/worker", Some("1.11"), None),
+        &desired("registry.example.com/worker", Some("1.11"), None),
     )
     .unwrap()
     .unwrap();
@@ -145,9 +147,11 @@ fn helm_values_split_and_combined_leave_the_rest_alone() {
     let input = golden("values.yaml");
     let web = Target::Helm {
         file: "values.yaml".into(),
-        values: HelmValues::Split {
+        values: ImagePaths::Split {
             tag: path("image.tag"),
             repository: Some(path("image.repository")),
+            registry: None,
+            digest: None,
         },
     };
     let step1 = edit(
@@ -160,8 +164,8 @@ fn helm_values_split_and_combined_leave_the_rest_alone() {
     assert_eq!(step1.old, "2.0.1");
     let sidecar = Target::Helm {
         file: "values.yaml".into(),
-        values: HelmValues::Combined {
-            name: path("sidecar.image"),
+        values: ImagePaths::Combined {
+            image: path("sidecar.image"),
         },
     };
     let step2 = edit(
@@ -212,9 +216,11 @@ fn an_edit_that_changes_nothing_is_none() {
     let input = golden("values.yaml");
     let web = Target::Helm {
         file: "values.yaml".into(),
-        values: HelmValues::Split {
+        values: ImagePaths::Split {
             tag: path("image.tag"),
             repository: None,
+            registry: None,
+            digest: None,
         },
     };
     assert!(
@@ -233,9 +239,11 @@ fn anchors_aliases_and_block_scalars_are_refused() {
     let input = golden("values.yaml");
     let through_alias = Target::Helm {
         file: "values.yaml".into(),
-        values: HelmValues::Split {
+        values: ImagePaths::Split {
             tag: path("anchors.copy.tag"),
             repository: None,
+            registry: None,
+            digest: None,
         },
     };
     let err = edit(
@@ -251,9 +259,11 @@ fn anchors_aliases_and_block_scalars_are_refused() {
     let anchored = "image: &img\n  tag: v1\nother: *img\n";
     let target = Target::Helm {
         file: "v.yaml".into(),
-        values: HelmValues::Split {
+        values: ImagePaths::Split {
             tag: path("image.tag"),
             repository: None,
+            registry: None,
+            digest: None,
         },
     };
     // The mapping holding the tag is anchored and reused: editing it would change `other` too.
@@ -289,9 +299,11 @@ fn anchors_aliases_and_block_scalars_are_refused() {
 fn missing_paths_and_containers_say_what_to_add() {
     let target = Target::Helm {
         file: "v.yaml".into(),
-        values: HelmValues::Split {
+        values: ImagePaths::Split {
             tag: path("image.tag"),
             repository: None,
+            registry: None,
+            digest: None,
         },
     };
     let err = edit(
@@ -329,9 +341,11 @@ fn missing_paths_and_containers_say_what_to_add() {
 fn values_inside_flow_collections_are_edited_in_place() {
     let target = Target::Helm {
         file: "v.yaml".into(),
-        values: HelmValues::Split {
+        values: ImagePaths::Split {
             tag: path("image.tag"),
             repository: None,
+            registry: None,
+            digest: None,
         },
     };
     let src = "image: {repository: ghcr.io/org/web, tag: 'v1', pullPolicy: Always}  # flow\nother: [a, b]\n";

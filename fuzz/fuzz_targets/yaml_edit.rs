@@ -3,7 +3,7 @@
 //! the lines of the value.
 #![no_main]
 
-use image_updater::config::{HelmValues, Target, ValuePath};
+use image_updater::config::{ImagePaths, Target, ValuePath};
 use image_updater::writeback::{Desired, edit};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,14 +20,17 @@ fuzz_target!(|data: &[u8]| {
         written: "ghcr.io/org/api".into(),
         tag: Some(tag.to_string()),
         digest: None,
+        replaces: Vec::new(),
     };
     let targets = [
         Target::Kustomization { file: "k.yaml".into(), name: "ghcr.io/org/api".into() },
         Target::Helm {
             file: "v.yaml".into(),
-            values: HelmValues::Split { tag: ValuePath(vec!["image".into(), "tag".into()]), repository: None },
+            values: ImagePaths::Split { tag: "image.tag".parse().unwrap(), repository: None, registry: None, digest: None },
+            registry: None,
+            digest: None,
         },
-        Target::Helm { file: "v.yaml".into(), values: HelmValues::Combined { name: ValuePath(vec!["image".into()]) } },
+        Target::Helm { file: "v.yaml".into(), values: ImagePaths::Combined { image: "image".parse().unwrap() } },
         Target::Manifest { file: "m.yaml".into(), container: None },
     ];
     for target in &targets {

@@ -118,12 +118,12 @@ fn toml_diagnostic(e: &toml::de::Error) -> Diagnostic {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
+enum TomlStep {
     Key(String),
     Index(usize),
 }
 
-fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
+fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<TomlStep> {
     use serde_ignored::Path as P;
     let mut out = match path {
         P::Root => return Vec::new(),
@@ -134,19 +134,19 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
         | P::NewtypeVariant { parent } => path_segments(parent),
     };
     match path {
-        P::Seq { index, .. } => out.push(Segment::Index(*index)),
+        P::Seq { index, .. } => out.push(TomlStep::Index(*index)),
         // A `Spanned` value is a map with one private key; it is not a level of the document.
         P::Map { key, .. } if key.starts_with("$__serde_spanned_private") => {}
-        P::Map { key, .. } => out.push(Segment::Key(key.clone())),
+        P::Map { key, .. } => out.push(TomlStep::Key(key.clone())),
         _ => {}
     }
     out
 }
 
 /// The keys a table at `path` accepts.
-fn expected_keys(path: &[Segment]) -> Vec<&'static str> {
-    use Segment::{Index, Key};
-    fn key(s: &Segment) -> Option<&str> {
+fn expected_keys(path: &[TomlStep]) -> Vec<&'static str> {
+    use TomlStep::{Index, Key};
+    fn key(s: &TomlStep) -> Option<&str> {
         match s {
             Key(k) => Some(k.as_str()),
             Index(_) => None,
@@ -169,16 +169,16 @@ fn expected_keys(path: &[Segment]) -> Vec<&'static str> {
     }
 }
 
-fn unknown_key(source: &str, segments: &[Segment]) -> Diagnostic {
+fn unknown_key(source: &str, segments: &[TomlStep]) -> Diagnostic {
     let (key, parent) = match segments.split_last() {
-        Some((Segment::Key(k), parent)) => (k.clone(), parent),
+        Some((TomlStep::Key(k), parent)) => (k.clone(), parent),
         _ => (String::new(), segments),
     };
     let table = parent
         .iter()
         .map(|s| match s {
-            Segment::Key(k) => k.clone(),
-            Segment::Index(i) => format!("[{i}]"),
+            TomlStep::Key(k) => k.clone(),
+            TomlStep::Index(i) => format!("[{i}]"),
         })
         .collect::<Vec<_>>()
         .join(".")
@@ -202,14 +202,14 @@ fn unknown_key(source: &str, segments: &[Segment]) -> Diagnostic {
 }
 
 /// Finds where a key is written, by walking the document with spans.
-fn key_span(source: &str, segments: &[Segment]) -> Option<Range<usize>> {
+fn key_span(source: &str, segments: &[TomlStep]) -> Option<Range<usize>> {
     use toml::de::{DeTable, DeValue};
     let doc = DeTable::parse(source).ok()?;
     let mut table = doc.get_ref();
     let mut found = None;
     let mut rest = segments;
     while let Some((segment, tail)) = rest.split_first() {
-        let Segment::Key(key) = segment else {
+        let TomlStep::Key(key) = segment else {
             return found;
         };
         let (k, v) = table
@@ -218,7 +218,7 @@ fn key_span(source: &str, segments: &[Segment]) -> Option<Range<usize>> {
         found = Some(k.span());
         let mut value = v.get_ref();
         rest = tail;
-        while let (DeValue::Array(items), Some((Segment::Index(i), tail))) =
+        while let (DeValue::Array(items), Some((TomlStep::Index(i), tail))) =
             (value, rest.split_first())
         {
             value = items.get(*i)?.get_ref();

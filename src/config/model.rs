@@ -153,6 +153,9 @@ pub struct Image {
     /// reference's own host over https.
     pub registry: Option<String>,
     pub interval: Duration,
+    /// Repositories this image took over (a registry migration): values naming them are the
+    /// image's to rewrite. Normalized (`docker.io/library/nginx`).
+    pub replaces: Vec<String>,
     /// One per environment the image is deployed to, in environment-name order.
     pub deployments: Vec<Deployment>,
 }
@@ -199,15 +202,24 @@ pub enum AgeFrom {
 pub enum Target {
     /// An `images:` entry of a kustomization.yaml, matched by `name`.
     Kustomization { file: PathBuf, name: String },
-    /// Dotted paths in a Helm values file: a tag (and optionally the repository), or one value
-    /// holding `repository:tag`.
-    Helm { file: PathBuf, values: HelmValues },
+    /// Paths in a Helm values file (one YAML document).
+    Helm { file: PathBuf, values: ImagePaths },
+    /// Paths in any YAML file (a HelmRelease's `spec.values`, an Argo Rollout, a CRD): applied
+    /// in every document that has them and matches `documents`.
+    Yaml {
+        file: PathBuf,
+        values: ImagePaths,
+        documents: Vec<(ValuePath, String)>,
+    },
     /// The `image:` of containers in plain Kubernetes manifests; all containers running this
     /// image, or only the one named.
     Manifest {
         file: PathBuf,
         container: Option<String>,
     },
+    /// Values marked by a comment on their line: `# image-updater: api` (or `api:tag`,
+    /// `api:name`, `api:digest`), or Flux's `# {"$imagepolicy": "ns:policy"}` forms.
+    Marker { file: PathBuf, marker: Marker },
 }
 
 impl Target {
@@ -216,28 +228,70 @@ impl Target {
         match self {
             Target::Kustomization { file, .. }
             | Target::Helm { file, .. }
-            | Target::Manifest { file, .. } => file,
+            | Target::Yaml { file, .. }
+            | Target::Manifest { file, .. }
+            | Target::Marker { file, .. } => file,
         }
     }
 }
 
+/// Where an image is written in a values-style file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HelmValues {
+pub enum ImagePaths {
+    /// The parts of the reference at their own keys. Only `tag` is required; `repository` and
+    /// `registry` are written only when the image moves (see `replaces`), `digest` when the
+    /// deployment pins one (and cleared when it does not).
     Split {
         tag: ValuePath,
         repository: Option<ValuePath>,
+        registry: Option<ValuePath>,
+        digest: Option<ValuePath>,
     },
-    Combined {
-        name: ValuePath,
-    },
+    /// One value holding `repository:tag@digest`.
+    Combined { image: ValuePath },
 }
 
-/// A dotted path into YAML mappings, such as `image.tag`.
+/// Which marker comments a marker target follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValuePath(pub Vec<String>);
+pub struct Marker {
+    /// The image's alias for `# image-updater: NAME`, or Flux's `namespace:policy`.
+    pub name: String,
+    pub flux: bool,
+}
+
+/// A path into YAML: mapping keys, list indexes and list items chosen by a key's value, as in
+/// `sidecars[0].image.tag` or `spec.template.spec.containers[name=api].image`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuePath(pub Vec<Segment>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A mapping key; a key of digits also indexes a list (`sidecars.0.image`), as Helm's
+    /// `--set` reads it.
+    Key(String),
+    /// `[3]`: the list item at this index.
+    Index(usize),
+    /// `[name=api]`: the one list item whose `key` is `value`.
+    Select { key: String, value: String },
+}
+
+impl ValuePath {
+    /// The path of keys alone, as tests and simple configs write it (`image.tag`).
+    pub fn keys(keys: &[&str]) -> ValuePath {
+        ValuePath(keys.iter().map(|k| Segment::Key(k.to_string())).collect())
+    }
+}
 
 impl std::fmt::Display for ValuePath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join("."))
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(k) if i == 0 => f.write_str(k)?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+                Segment::Select { key, value } => write!(f, "[{key}={value}]")?,
+            }
+        }
+        Ok(())
     }
 }

@@ -113,6 +113,8 @@ pub struct RawImage {
     pub environments: Option<Spanned<Vec<Str>>>,
     #[serde(default)]
     pub env: BTreeMap<String, Spanned<RawPolicy>>,
+    /// Repositories this image took over (a registry migration).
+    pub replaces: Option<Spanned<Vec<Str>>>,
     pub strategy: Option<Str>,
     pub constraint: Option<Str>,
     pub include_prerelease: Option<Spanned<bool>>,
@@ -159,14 +161,24 @@ impl RawImage {
 pub struct RawTarget {
     pub kind: Option<Str>,
     pub file: Option<Str>,
-    /// kustomization: the `images[].name` to match; helm: the path holding `repo:tag`.
+    /// kustomization: the `images[].name` to match; helm: the older spelling of `image`.
     pub name: Option<Str>,
-    /// helm: the path of the tag.
+    /// helm, yaml: the path of a value holding `repo:tag`.
+    pub image: Option<Str>,
+    /// helm, yaml: the path of the tag.
     pub tag: Option<Str>,
-    /// helm: the path of the repository.
+    /// helm, yaml: the path of the repository.
     pub repository: Option<Str>,
+    /// helm, yaml: the path of the registry host, for charts that keep it apart.
+    pub registry: Option<Str>,
+    /// helm, yaml: the path of the digest.
+    pub digest: Option<Str>,
+    /// yaml: which documents to edit, as `path = value` pairs.
+    pub documents: Option<Spanned<BTreeMap<String, Str>>>,
     /// manifest: the container's name.
     pub container: Option<Str>,
+    /// marker: a Flux image policy (`namespace:name`) whose `$imagepolicy` markers to follow.
+    pub policy: Option<Str>,
 }
 
 /// The keys each table accepts, for "unknown key" hints. Kept beside the structs they describe;
@@ -221,6 +233,18 @@ pub mod keys {
         "pin_digest",
         "allow_downgrade",
     ];
-    pub const IMAGE_ONLY: &[&str] = &["image", "interval", "environments", "env"];
-    pub const TARGET: &[&str] = &["kind", "file", "name", "tag", "repository", "container"];
+    pub const IMAGE_ONLY: &[&str] = &["image", "interval", "environments", "env", "replaces"];
+    pub const TARGET: &[&str] = &[
+        "kind",
+        "file",
+        "name",
+        "image",
+        "tag",
+        "repository",
+        "registry",
+        "digest",
+        "documents",
+        "container",
+        "policy",
+    ];
 }

@@ -304,6 +304,7 @@ impl Engine {
             written: image.reference.familiar_repository(),
             tag: Some(tag),
             digest,
+            replaces: image.replaces.clone(),
         };
         if let Some(pin) = &deployment.safety.pin {
             let tags = cycle
@@ -408,13 +409,7 @@ impl Engine {
     fn promote(&self, alias: &str, deployment: &Deployment, from: &str) -> Chosen {
         let image = &self.config.images[alias];
         let source = self.shared.status.get(alias, from);
-        match safety::promotion(
-            deployment,
-            from,
-            &source,
-            image.reference.repository(),
-            image.reference.familiar_repository(),
-        ) {
+        match safety::promotion(deployment, from, &source, image) {
             Ok(p) => {
                 let status = self.shared.status.get(alias, &deployment.environment);
                 let guard = safety::guard(

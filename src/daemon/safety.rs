@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::Status;
-use crate::config::{AgeFrom, Config, Deployment};
+use crate::config::{AgeFrom, Config, Deployment, Image};
 use crate::select::{self, Candidate, Policy, Strategy};
 use crate::writeback::{Decision, Desired, Guard};
 
@@ -99,8 +99,7 @@ pub fn promotion(
     deployment: &Deployment,
     from: &str,
     source: &Status,
-    repository: String,
-    written_repository: String,
+    image: &Image,
 ) -> Result<Promotion, String> {
     let Some(value) = &source.written else {
         return Err(format!(
@@ -141,8 +140,9 @@ pub fn promotion(
     let digest = source.written_digest.clone();
     Ok(Promotion {
         desired: Desired {
-            repository,
-            written: written_repository,
+            repository: image.reference.repository(),
+            written: image.reference.familiar_repository(),
+            replaces: image.replaces.clone(),
             tag: Some(tag),
             digest: if deployment.safety.pin_digest {
                 digest.clone()
@@ -224,6 +224,7 @@ mod tests {
             written: "ghcr.io/org/api".into(),
             tag: Some(tag.into()),
             digest: None,
+            replaces: Vec::new(),
         }
     }
 

@@ -336,6 +336,9 @@ impl Plain {
     }
 }
 
+/// Marks a splice that fills an empty value: it goes after the colon following its position.
+const EMPTY_VALUE: &str = "\u{0}empty:";
+
 /// A change to a file: byte replacements and insertions, and what the re-parsed file must
 /// then look like.
 #[derive(Debug, Default, Clone)]
@@ -354,13 +357,21 @@ enum Expectation {
     AddEntry(NodePath, Plain, Plain),
     /// The sequence at the path gains this item at the end.
     AddItem(NodePath, Plain),
+    /// The node at the path becomes this value (an empty `images:` becoming a list).
+    Replace(NodePath, Plain),
+    /// The mapping at the path loses its entry at this index.
+    Remove(NodePath, usize),
 }
 
 impl Expectation {
     /// Makes the change in `documents`, the original file's content.
     fn apply_to(&self, documents: &mut [Plain]) -> Result<(), YamlError> {
         let path = match self {
-            Expectation::Set(p, _) | Expectation::AddEntry(p, ..) | Expectation::AddItem(p, _) => p,
+            Expectation::Set(p, _)
+            | Expectation::AddEntry(p, ..)
+            | Expectation::AddItem(p, _)
+            | Expectation::Replace(p, _)
+            | Expectation::Remove(p, _) => p,
         };
         let node = documents
             .get_mut(path.document)
@@ -372,6 +383,10 @@ impl Expectation {
                 entries.push((k.clone(), v.clone()))
             }
             (Expectation::AddItem(_, item), Plain::Seq(items)) => items.push(item.clone()),
+            (Expectation::Replace(_, v), node) => *node = v.clone(),
+            (Expectation::Remove(_, i), Plain::Map(entries)) if *i < entries.len() => {
+                entries.remove(*i);
+            }
             _ => return Err(error("internal: an edit does not fit its node")),
         }
         Ok(())
@@ -408,6 +423,16 @@ impl Patch {
                 )));
             }
             Node::Scalar { value: current, .. } if current == value => return Ok(()),
+            // An empty value (`tag:`) has no bytes of its own; the parser places it at the end
+            // of the key, and it is written after the colon when the patch is applied.
+            Node::Scalar { span, .. } if span.is_empty() => {
+                self.splices.push((
+                    span.clone(),
+                    format!("{EMPTY_VALUE}{}", render(value, Style::Plain)),
+                ));
+                self.expect.push(Expectation::Set(path, value.to_string()));
+                return Ok(());
+            }
             Node::Scalar { span, style, .. } => (span.clone(), *style),
             Node::Alias { .. } => {
                 return Err(error(format!(
@@ -438,6 +463,65 @@ impl Patch {
         ));
     }
 
+    /// Replaces the bytes `range` with `text`; the check expects the node at `path` to become
+    /// `value`.
+    pub fn replace(&mut self, range: Range<usize>, text: String, path: NodePath, value: Plain) {
+        self.splices.push((range, text));
+        self.expect.push(Expectation::Replace(path, value));
+    }
+
+    /// Removes entry `index` of the mapping `map` (at `path`): its whole line in a block
+    /// mapping, or the entry and one separator in a flow mapping.
+    pub fn remove_entry(
+        &mut self,
+        source: &str,
+        map: &Node,
+        path: NodePath,
+        index: usize,
+        what: &str,
+    ) -> Result<(), YamlError> {
+        let Node::Map { entries, flow, .. } = map else {
+            return Err(error(format!("{what}: internal: not a mapping")));
+        };
+        let Some((key, value)) = entries.get(index) else {
+            return Err(error(format!("{what}: internal: no such entry")));
+        };
+        if matches!(value, Node::Map { .. } | Node::Seq { .. }) {
+            return Err(error(format!(
+                "{what} is not a single value; remove it by hand"
+            )));
+        }
+        let range = match (flow, index) {
+            // `{a: 1, b: 2}`: the first entry goes with the separator after it, any other
+            // with the separator before it.
+            (true, 0) => match entries.get(1) {
+                Some((next, _)) => key.start()..next.start(),
+                None => key.start()..value.end(),
+            },
+            (true, _) => entries[index - 1].1.end()..value.end(),
+            // The first key of a sequence item shares the line with its `- `: the next key
+            // moves up to take its place.
+            (false, 0) if !line_is_blank_before(source, key.start()) => match entries.get(1) {
+                Some((next, _)) => key.start()..next.start(),
+                None => {
+                    return Err(error(format!(
+                        "{what} is the only key of its item; remove it by hand"
+                    )));
+                }
+            },
+            (false, _) => line_start(source, key.start())..end_of_line(source, value.end()),
+        };
+        self.splices.push((range, String::new()));
+        self.expect.push(Expectation::Remove(path, index));
+        Ok(())
+    }
+
+    /// Replaces the bytes `range` with `text` as part of a change another call describes to
+    /// the check.
+    pub fn splice(&mut self, range: Range<usize>, text: String) {
+        self.splices.push((range, text));
+    }
+
     /// Inserts `text` at byte `at`; the check expects `sequence` to gain `item`.
     pub fn add_item(&mut self, at: usize, text: String, sequence: NodePath, item: Plain) {
         self.splices.push((at..at, text));
@@ -452,17 +536,47 @@ impl Patch {
         if splices.windows(2).any(|w| w[0].0.end > w[1].0.start) {
             return Err(error("two edits overlap"));
         }
+        let crlf = uses_crlf(source);
         let mut out = String::with_capacity(source.len() + 64);
         let mut at = 0;
         for (range, text) in &splices {
+            let (range, text) = match text.strip_prefix(EMPTY_VALUE) {
+                // `tag:` → `tag: v1`: past the colon that follows the key.
+                Some(value) => {
+                    let colon = source[range.start..]
+                        .find(':')
+                        .filter(|i| source[range.start..range.start + i].trim().is_empty())
+                        .map_or(range.start, |i| range.start + i + 1);
+                    (colon..colon, format!(" {value}"))
+                }
+                None => (range.clone(), text.clone()),
+            };
+            if range.start < at {
+                return Err(error("two edits overlap"));
+            }
             out.push_str(&source[at..range.start]);
-            out.push_str(text);
+            // Inserted lines end like the file's own lines.
+            if crlf {
+                out.push_str(&text.replace("\r\n", "\n").replace('\n', "\r\n"));
+            } else {
+                out.push_str(&text);
+            }
             at = range.end;
         }
         out.push_str(&source[at..]);
 
         let mut expected = original.plain()?;
-        for e in &self.expect {
+        // Removals go last, the highest index first, so the paths of the other changes (taken
+        // on the original tree) still point where they did.
+        let (mut removals, others): (Vec<&Expectation>, Vec<&Expectation>) = self
+            .expect
+            .iter()
+            .partition(|e| matches!(e, Expectation::Remove(..)));
+        removals.sort_by_key(|e| match e {
+            Expectation::Remove(_, i) => std::cmp::Reverse(*i),
+            _ => std::cmp::Reverse(0),
+        });
+        for e in others.into_iter().chain(removals) {
             e.apply_to(&mut expected)?;
         }
         let edited = Yaml::parse(&out).map_err(|e| {
@@ -536,6 +650,32 @@ pub fn render(value: &str, style: Style) -> String {
             out
         }
     }
+}
+
+/// Whether the file's lines end with `\r\n` (judged by its first line break).
+pub fn uses_crlf(source: &str) -> bool {
+    source
+        .find('\n')
+        .is_some_and(|i| i > 0 && source.as_bytes()[i - 1] == b'\r')
+}
+
+/// The 1-based line number of byte `at`, for messages.
+pub fn line(source: &str, at: usize) -> usize {
+    source.as_bytes()[..at.min(source.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The byte where the line holding byte `at` starts.
+pub fn line_start(source: &str, at: usize) -> usize {
+    source[..at].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// Whether only spaces stand between the start of the line and byte `at`.
+fn line_is_blank_before(source: &str, at: usize) -> bool {
+    source[line_start(source, at)..at].trim().is_empty()
 }
 
 /// The column (in characters) of byte `at`, and the text of its line before it.

@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
+
+mod targets;
 
 use super::credentials::CredentialRef;
 use super::diagnostic::{Diagnostic, Origin};
@@ -670,6 +672,7 @@ impl<'a> Validator<'a> {
                 "image must not pin a digest: the strategy chooses what to deploy",
             );
         }
+        let replaces = self.replaces(raw.replaces.as_ref(), reference.as_ref());
         let interval = match &raw.interval {
             Some(i) => self
                 .parse(i, "interval", parse_duration)
@@ -802,8 +805,39 @@ impl<'a> Validator<'a> {
             },
             registry,
             interval,
+            replaces,
             deployments,
         })
+    }
+
+    /// `replaces = ["old.registry/org/api"]`: repositories without tags, other than the image.
+    fn replaces(
+        &mut self,
+        raw: Option<&Spanned<Vec<Str>>>,
+        image: Option<&Reference>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for text in raw.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            let Some(r) = self.parse(text, "replaces", |t| {
+                Reference::parse(t).map_err(|e| format!("`{t}`: {e}"))
+            }) else {
+                continue;
+            };
+            if r.tag.is_some() || r.digest.is_some() {
+                self.error(
+                    at(text),
+                    format!(
+                        "replaces: `{}` names a tag or digest; write the repository alone",
+                        text.get_ref()
+                    ),
+                );
+            } else if image.is_some_and(|i| i.repository() == r.repository()) {
+                self.error(at(text), "replaces names the image itself");
+            } else {
+                out.push(r.repository());
+            }
+        }
+        out
     }
 
     fn partial_policy(&mut self, raw: &RawPolicy) -> PartialPolicy {
@@ -1073,7 +1107,7 @@ impl<'a> Validator<'a> {
             Field::Set(list, _) => {
                 let targets: Vec<Option<Target>> = list
                     .iter()
-                    .map(|t| self.target(t, environment, reference))
+                    .map(|t| self.target(t, alias, environment, reference))
                     .collect();
                 targets.into_iter().collect::<Option<Vec<_>>>()?
             }
@@ -1143,108 +1177,6 @@ impl<'a> Validator<'a> {
             targets,
             safety,
         })
-    }
-
-    fn target(
-        &mut self,
-        raw: &Spanned<RawTarget>,
-        environment: &str,
-        reference: &Reference,
-    ) -> Option<Target> {
-        let span = raw.span();
-        let t = raw.get_ref();
-        let Some(kind) = &t.kind else {
-            self.error_hint(
-                Origin::Section(span),
-                "target has no kind",
-                "add kind = \"kustomization\", \"helm\" or \"manifest\"",
-            );
-            return None;
-        };
-        let Some(file) = &t.file else {
-            self.error(Origin::Section(span), "target has no file");
-            return None;
-        };
-        let path = self.parse(file, "file", |f| {
-            check_target_path(&f.replace("{environment}", environment))
-        });
-        let kind_name = kind.get_ref().as_str();
-        let allowed: &[&str] = match kind_name {
-            "kustomization" => &["name"],
-            "helm" => &["name", "tag", "repository"],
-            "manifest" => &["container"],
-            other => {
-                let hint = suggest(other, &["kustomization", "helm", "manifest"])
-                    .map(|s| format!("did you mean `{s}`?"));
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        format!("unknown target kind `{other}`: expected kustomization, helm or manifest"),
-                        at(kind),
-                    )
-                    .with_maybe_hint(hint),
-                );
-                return None;
-            }
-        };
-        let mut ok = true;
-        for (key, value) in [
-            ("name", &t.name),
-            ("tag", &t.tag),
-            ("repository", &t.repository),
-            ("container", &t.container),
-        ] {
-            if let Some(v) = value
-                && !allowed.contains(&key)
-            {
-                self.error(
-                    at(v),
-                    format!("`{key}` does not apply to {kind_name} targets"),
-                );
-                ok = false;
-            }
-        }
-        let path = path.filter(|_| ok)?;
-        match kind_name {
-            "kustomization" => Some(Target::Kustomization {
-                file: path,
-                name: t
-                    .name
-                    .as_ref()
-                    .map(|n| n.get_ref().clone())
-                    .unwrap_or_else(|| reference.familiar_repository()),
-            }),
-            "helm" => {
-                let mut value_path = |v: &Option<Str>, key| {
-                    v.as_ref()
-                        .and_then(|v| self.parse(v, key, parse_value_path))
-                };
-                let values = match (&t.name, &t.tag) {
-                    (Some(_), None) if t.repository.is_none() => HelmValues::Combined {
-                        name: value_path(&t.name, "name")?,
-                    },
-                    (None, Some(_)) => HelmValues::Split {
-                        tag: value_path(&t.tag, "tag")?,
-                        repository: match &t.repository {
-                            Some(_) => Some(value_path(&t.repository, "repository")?),
-                            None => None,
-                        },
-                    },
-                    _ => {
-                        self.error_hint(
-                            Origin::Section(span),
-                            "a helm target needs either `tag` (with an optional `repository`) or `name`",
-                            "tag = \"image.tag\" and repository = \"image.repository\", or name = \"image.name\" for a `repo:tag` value",
-                        );
-                        return None;
-                    }
-                };
-                Some(Target::Helm { file: path, values })
-            }
-            _ => Some(Target::Manifest {
-                file: path,
-                container: t.container.as_ref().map(|c| c.get_ref().clone()),
-            }),
-        }
     }
 }
 
@@ -1387,44 +1319,6 @@ fn check_branch(name: &str) -> Result<String, String> {
 /// A path inside the repository: relative, without `..`, so a config cannot write elsewhere.
 fn path_of(value: &Option<Spanned<String>>) -> Option<PathBuf> {
     value.as_ref().map(|p| PathBuf::from(p.get_ref()))
-}
-
-fn check_target_path(path: &str) -> Result<PathBuf, String> {
-    let p = Path::new(path);
-    if path.is_empty() {
-        return Err("the path is empty".into());
-    }
-    if p.is_absolute() {
-        return Err(format!(
-            "`{path}` is absolute: write it relative to the repository root"
-        ));
-    }
-    if p.components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(format!(
-            "`{path}` leaves the repository: `..` is not allowed"
-        ));
-    }
-    if path.contains(['{', '}']) {
-        return Err(format!(
-            "`{path}`: the only placeholder is `{{environment}}`"
-        ));
-    }
-    Ok(p.components().collect())
-}
-
-fn parse_value_path(text: &str) -> Result<ValuePath, String> {
-    let segments: Vec<String> = text.split('.').map(str::to_string).collect();
-    if segments.iter().any(|s| {
-        s.is_empty()
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    }) {
-        return Err(format!("`{text}` is not a dotted path like `image.tag`"));
-    }
-    Ok(ValuePath(segments))
 }
 
 #[cfg(test)]

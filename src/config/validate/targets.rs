@@ -1,0 +1,345 @@
+//! `[[images.ALIAS.targets]]`: where an image is written. Each kind takes its own keys, and a
+//! key of another kind is an error at that key, so a target cannot be half-understood.
+
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+
+use super::{Validator, at};
+use crate::config::diagnostic::{Diagnostic, Origin};
+use crate::config::model::{ImagePaths, Marker, Segment, Target, ValuePath};
+use crate::config::raw::{RawTarget, Str};
+use crate::config::suggest;
+use crate::reference::Reference;
+
+const KINDS: &[&str] = &["kustomization", "helm", "yaml", "manifest", "marker"];
+
+impl Validator<'_> {
+    pub(super) fn target(
+        &mut self,
+        raw: &Spanned<RawTarget>,
+        alias: &str,
+        environment: &str,
+        reference: &Reference,
+    ) -> Option<Target> {
+        let span = raw.span();
+        let t = raw.get_ref();
+        let Some(kind) = &t.kind else {
+            self.error_hint(
+                Origin::Section(span),
+                "target has no kind",
+                "add kind = \"kustomization\", \"helm\", \"yaml\", \"manifest\" or \"marker\"",
+            );
+            return None;
+        };
+        let path = match &t.file {
+            Some(file) => self.parse(file, "file", |f| {
+                check_target_path(&f.replace("{environment}", environment))
+            }),
+            None => {
+                self.error(Origin::Section(span.clone()), "target has no file");
+                None
+            }
+        };
+        let kind_name = kind.get_ref().as_str();
+        let allowed: &[&str] = match kind_name {
+            "kustomization" => &["name"],
+            "helm" => &["name", "image", "tag", "repository", "registry", "digest"],
+            "yaml" => &[
+                "image",
+                "tag",
+                "repository",
+                "registry",
+                "digest",
+                "documents",
+            ],
+            "manifest" => &["container"],
+            "marker" => &["policy"],
+            other => {
+                let hint = suggest(other, KINDS).map(|s| format!("did you mean `{s}`?"));
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!(
+                            "unknown target kind `{other}`: expected kustomization, helm, yaml, manifest or marker"
+                        ),
+                        at(kind),
+                    )
+                    .with_maybe_hint(hint),
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        let documents_span = t.documents.as_ref().map(|d| d.span());
+        for (key, value) in [
+            ("name", t.name.as_ref().map(Spanned::span)),
+            ("image", t.image.as_ref().map(Spanned::span)),
+            ("tag", t.tag.as_ref().map(Spanned::span)),
+            ("repository", t.repository.as_ref().map(Spanned::span)),
+            ("registry", t.registry.as_ref().map(Spanned::span)),
+            ("digest", t.digest.as_ref().map(Spanned::span)),
+            ("documents", documents_span),
+            ("container", t.container.as_ref().map(Spanned::span)),
+            ("policy", t.policy.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = value
+                && !allowed.contains(&key)
+            {
+                self.error(
+                    Origin::File(span),
+                    format!("`{key}` does not apply to {kind_name} targets"),
+                );
+                ok = false;
+            }
+        }
+        match kind_name {
+            "kustomization" => Some(Target::Kustomization {
+                file: path.filter(|_| ok)?,
+                name: t
+                    .name
+                    .as_ref()
+                    .map(|n| n.get_ref().clone())
+                    .unwrap_or_else(|| reference.familiar_repository()),
+            }),
+            "helm" | "yaml" => {
+                // `name` is the older spelling of `image` for helm targets.
+                let image = t.image.as_ref().or(t.name.as_ref());
+                let values = self.image_paths(t, image, span.clone());
+                let documents = match &t.documents {
+                    Some(d) => self.documents(d),
+                    None => Some(Vec::new()),
+                };
+                let (file, values, documents) = (path.filter(|_| ok)?, values?, documents?);
+                Some(if kind_name == "helm" {
+                    Target::Helm { file, values }
+                } else {
+                    Target::Yaml {
+                        file,
+                        values,
+                        documents,
+                    }
+                })
+            }
+            "marker" => {
+                let marker = match &t.policy {
+                    Some(p) => {
+                        let valid = p.get_ref().split_once(':').is_some_and(|(ns, name)| {
+                            !ns.is_empty() && !name.is_empty() && !name.contains(':')
+                        });
+                        if !valid {
+                            self.error_hint(
+                                at(p),
+                                format!("`{}` is not a Flux image policy name", p.get_ref()),
+                                "write it as `namespace:policy`, as Flux's `$imagepolicy` markers do",
+                            );
+                            return None;
+                        }
+                        Marker {
+                            name: p.get_ref().clone(),
+                            flux: true,
+                        }
+                    }
+                    None => Marker {
+                        name: alias.to_string(),
+                        flux: false,
+                    },
+                };
+                Some(Target::Marker {
+                    file: path.filter(|_| ok)?,
+                    marker,
+                })
+            }
+            _ => Some(Target::Manifest {
+                file: path.filter(|_| ok)?,
+                container: t.container.as_ref().map(|c| c.get_ref().clone()),
+            }),
+        }
+    }
+
+    /// The paths of a helm or yaml target: `tag` (with optional `repository`, `registry`,
+    /// `digest`), or `image` for one value holding the whole reference.
+    fn image_paths(
+        &mut self,
+        t: &RawTarget,
+        image: Option<&Str>,
+        span: std::ops::Range<usize>,
+    ) -> Option<ImagePaths> {
+        let mut path = |v: Option<&Str>, key: &str| -> Option<Option<ValuePath>> {
+            match v {
+                Some(v) => self.parse(v, key, parse_value_path).map(Some),
+                None => Some(None),
+            }
+        };
+        let parsed = (
+            path(image, "image"),
+            path(t.tag.as_ref(), "tag"),
+            path(t.repository.as_ref(), "repository"),
+            path(t.registry.as_ref(), "registry"),
+            path(t.digest.as_ref(), "digest"),
+        );
+        let (Some(image), Some(tag), Some(repository), Some(registry), Some(digest)) = parsed
+        else {
+            return None;
+        };
+        match (image, tag) {
+            (Some(image), None)
+                if repository.is_none() && registry.is_none() && digest.is_none() =>
+            {
+                Some(ImagePaths::Combined { image })
+            }
+            (None, Some(tag)) => Some(ImagePaths::Split {
+                tag,
+                repository,
+                registry,
+                digest,
+            }),
+            _ => {
+                self.error_hint(
+                    Origin::Section(span),
+                    "a helm or yaml target needs either `tag` (with optional `repository`, `registry` and `digest`) or `image`",
+                    "tag = \"image.tag\" (the chart's other image keys are read beside it), or image = \"spec.template.spec.containers[name=api].image\" for a `repo:tag` value",
+                );
+                None
+            }
+        }
+    }
+
+    /// `documents = { kind = "Rollout", "metadata.name" = "api" }`: which documents a yaml
+    /// target edits.
+    fn documents(
+        &mut self,
+        raw: &Spanned<std::collections::BTreeMap<String, Str>>,
+    ) -> Option<Vec<(ValuePath, String)>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (key, value) in raw.get_ref() {
+            match parse_value_path(key) {
+                Ok(path) => out.push((path, value.get_ref().clone())),
+                Err(e) => {
+                    self.error(at(value), format!("documents: {e}"));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+}
+
+/// A path inside the repository: relative, without `..`, so a config cannot write elsewhere.
+pub(super) fn check_target_path(path: &str) -> Result<PathBuf, String> {
+    let p = Path::new(path);
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if p.is_absolute() {
+        return Err(format!(
+            "`{path}` is absolute: write it relative to the repository root"
+        ));
+    }
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "`{path}` leaves the repository: `..` is not allowed"
+        ));
+    }
+    if path.contains(['{', '}']) {
+        return Err(format!(
+            "`{path}`: the only placeholder is `{{environment}}`"
+        ));
+    }
+    Ok(p.components().collect())
+}
+
+/// `image.tag`, `sidecars[0].image.tag`, `sidecars.0.image.tag`,
+/// `spec.template.spec.containers[name=api].image`.
+pub fn parse_value_path(text: &str) -> Result<ValuePath, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a path like `image.tag`, `sidecars[0].image.tag` or `containers[name=api].image`"
+        )
+    };
+    let key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-');
+    let mut segments = Vec::new();
+    for part in text.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if key.is_empty() && (segments.is_empty() || rest.is_empty()) {
+            return Err(bad());
+        }
+        if !key.chars().all(key_char) {
+            return Err(bad());
+        }
+        if !key.is_empty() {
+            segments.push(Segment::Key(key.to_string()));
+        }
+        while !rest.is_empty() {
+            let close = rest.find(']').ok_or_else(bad)?;
+            let inner = &rest[1..close];
+            let segment = match inner.split_once('=') {
+                Some((k, v)) if !k.is_empty() && !v.is_empty() && k.chars().all(key_char) => {
+                    if v.contains(['[', ']', '=']) {
+                        return Err(bad());
+                    }
+                    Segment::Select {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    }
+                }
+                None if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) => {
+                    Segment::Index(inner.parse().map_err(|_| bad())?)
+                }
+                _ => return Err(bad()),
+            };
+            segments.push(segment);
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                return Err(bad());
+            }
+        }
+    }
+    if segments.is_empty() {
+        return Err(bad());
+    }
+    Ok(ValuePath(segments))
+}
+
+impl std::str::FromStr for ValuePath {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ValuePath, String> {
+        parse_value_path(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_paths_with_indexes_and_selectors() {
+        let p = parse_value_path("spec.template.spec.containers[name=api].image").unwrap();
+        assert_eq!(
+            p.to_string(),
+            "spec.template.spec.containers[name=api].image"
+        );
+        assert_eq!(
+            p.0[4],
+            Segment::Select {
+                key: "name".into(),
+                value: "api".into()
+            }
+        );
+        let p = parse_value_path("sidecars[0].image.tag").unwrap();
+        assert_eq!(p.0[1], Segment::Index(0));
+        let p = parse_value_path("sidecars.0.image.tag").unwrap();
+        assert_eq!(p.0[1], Segment::Key("0".into()));
+        for bad in [
+            "", "a..b", ".a", "a[", "a[]", "a[x", "a[0]b", "a[=v]", "a b", "[0]",
+        ] {
+            assert!(parse_value_path(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The `image:` of containers in plain Kubernetes manifests.
+//!
+//! Pod templates are found where workloads keep them: `spec` of a Pod, `spec.jobTemplate...`
+//! of a CronJob, and `spec.template.spec` of everything else (Deployments, StatefulSets, Jobs,
+//! Argo Rollouts, Knative Services, most CRDs that run pods). Init, ephemeral and regular
+//! containers all count. A container named in the target must run the image (or one it
+//! replaces); without a name, every container running the image is updated.
+
+use super::{Desired, Owner, at_line, entry, node_path, split_image};
+use crate::writeback::yaml::{Node, Patch, Step, Yaml, YamlError, error};
+
+/// Where the pod spec sits in a document of this kind.
+fn pod_spec_path(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pod" => &["spec"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+        _ => &["spec", "template", "spec"],
+    }
+}
+
+pub(super) fn edit(
+    yaml: &Yaml,
+    source: &str,
+    container: Option<&str>,
+    desired: &Desired,
+    patch: &mut Patch,
+) -> Result<String, YamlError> {
+    let mut olds = Vec::new();
+    let mut named = 0;
+    for (document, doc) in yaml.documents.iter().enumerate() {
+        let Some(kind) = entry(source, doc, "kind")?.and_then(|(_, k)| k.as_str()) else {
+            continue;
+        };
+        let mut node = doc;
+        let mut steps = Vec::new();
+        let mut found = true;
+        for key in pod_spec_path(kind) {
+            match entry(source, node, key)? {
+                Some((i, child)) => {
+                    steps.push(Step::Value(i));
+                    node = child;
+                }
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        for list in ["initContainers", "containers", "ephemeralContainers"] {
+            let Some((li, Node::Seq { items, .. })) = entry(source, node, list)? else {
+                continue;
+            };
+            for (ci, c) in items.iter().enumerate() {
+                let Some((ii, image)) = entry(source, c, "image")? else {
+                    continue;
+                };
+                let name = entry(source, c, "name")?
+                    .and_then(|(_, n)| n.as_str())
+                    .unwrap_or("?");
+                let current = image.as_str().unwrap_or_default();
+                let (repo, tag, digest) = split_image(current);
+                let owner = desired.owner(repo);
+                match container {
+                    Some(wanted) if wanted != name => continue,
+                    Some(_) => {
+                        named += 1;
+                        if owner == Owner::Other {
+                            return Err(at_line(
+                                source,
+                                image.start(),
+                                desired.not_ours(&format!("{kind} container {name}"), current),
+                            ));
+                        }
+                    }
+                    None if owner == Owner::Other => continue,
+                    None => {}
+                }
+                let repo = match owner {
+                    Owner::Replaced => desired.written.clone(),
+                    _ => repo.to_string(),
+                };
+                let mut path = steps.clone();
+                path.extend([Step::Value(li), Step::Item(ci), Step::Value(ii)]);
+                patch.set_scalar(
+                    image,
+                    node_path(document, &path),
+                    &format!("{repo}{}", desired.suffix()),
+                    &format!("{kind} container {name} image"),
+                )?;
+                olds.push(super::describe_old(tag, digest));
+            }
+        }
+    }
+    if olds.is_empty() {
+        return Err(error(match container {
+            Some(name) if named == 0 => format!("no workload container named {name}"),
+            Some(name) => format!(
+                "no workload container named {name} runs {}",
+                desired.repository
+            ),
+            None => format!("no workload container runs {}", desired.repository),
+        }));
+    }
+    olds.dedup();
+    Ok(olds.join(", "))
+}

@@ -1,0 +1,378 @@
+//! Where an image's tag is written: kustomization `images:` entries, values paths (Helm and
+//! any YAML), the containers of plain Kubernetes manifests, and marker comments. Each target
+//! turns "this image should now be `repo:tag@digest`" into a [`Patch`] of one file, or says why
+//! it cannot.
+//!
+//! Every target first checks **ownership**: it rewrites a value only when the value refers to
+//! the image being updated (or to a repository the image `replaces`), and it checks what the
+//! file renders, not just the bytes it changes: a kustomization's `newName` and `digest`, a
+//! chart's `registry` and `digest` keys beside the tag. Anything else is refused with the line
+//! and what to do.
+//!
+//! - [`kustomization`]: `images:` entries, the way `kustomize edit set image` writes them.
+//! - [`values`]: dotted paths in Helm values files and any other YAML.
+//! - [`manifest`]: containers of workloads in plain manifests.
+//! - [`marker`]: values marked by a comment (our own form and Flux's).
+
+mod kustomization;
+mod manifest;
+mod marker;
+mod values;
+
+use super::yaml::{self, Node, NodePath, Patch, Step, Yaml, YamlError, error};
+use crate::config::{Segment, Target, ValuePath};
+use crate::reference::{Reference, canonical_registry};
+
+/// What an image should be set to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// The image as the config names it, normalized (`ghcr.io/org/api`,
+    /// `docker.io/library/nginx`).
+    pub repository: String,
+    /// The image as people write it (`nginx`), for values that hold a whole reference.
+    pub written: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    /// Repositories this image took over; values naming them are rewritten to `written`.
+    pub replaces: Vec<String>,
+}
+
+/// Whose image a value in a file names, judged against a [`Desired`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The image being updated (in any spelling: `nginx`, `docker.io/library/nginx`).
+    Ours,
+    /// A repository the image replaces: the value moves to the new name.
+    Replaced,
+    /// Another image: nothing is written.
+    Other,
+}
+
+/// `registry/path` with Docker Hub's aliases folded, or `None` for what is not a reference.
+fn normalized(text: &str) -> Option<String> {
+    let r = Reference::parse(text).ok()?;
+    Some(format!("{}/{}", canonical_registry(&r.domain), r.path))
+}
+
+impl Desired {
+    /// `:tag@digest`, `:tag` or `@digest`.
+    fn suffix(&self) -> String {
+        let mut s = String::new();
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+
+    /// What the change looks like in a commit message: `v1.5.0` or `latest@sha256:…`.
+    pub fn describe(&self) -> String {
+        self.suffix().trim_start_matches(':').to_string()
+    }
+
+    /// Whose image `name` (a repository, with or without tag) is.
+    pub(crate) fn owner(&self, name: &str) -> Owner {
+        let Some(name) = normalized(name) else {
+            return Owner::Other;
+        };
+        if normalized(&self.repository).as_deref() == Some(name.as_str()) {
+            Owner::Ours
+        } else if self
+            .replaces
+            .iter()
+            .any(|r| normalized(r).as_deref() == Some(name.as_str()))
+        {
+            Owner::Replaced
+        } else {
+            Owner::Other
+        }
+    }
+
+    /// The registry host and the path inside it, for charts that keep them apart.
+    fn registry_and_path(&self) -> (&str, &str) {
+        self.repository
+            .split_once('/')
+            .unwrap_or(("", self.repository.as_str()))
+    }
+
+    /// The refusal for a value that names another image.
+    fn not_ours(&self, what: &str, found: &str) -> YamlError {
+        error(format!(
+            "{what} runs {found}, not {}: nothing written. If {} replaces it, add replaces = [\"{found}\"] to the image; otherwise point the target at the image's own value",
+            self.repository, self.repository
+        ))
+    }
+}
+
+/// The planned change to one file.
+#[derive(Debug, Clone)]
+pub struct FileEdit {
+    /// The value before, as found in the file, for messages (`v1.4.0`; `""` for an empty
+    /// value, `(none)` where there was none).
+    pub old: String,
+    pub new_text: String,
+}
+
+/// Plans the edit of `source` for `target`; `None` when the file already says this.
+pub fn edit(
+    target: &Target,
+    source: &str,
+    desired: &Desired,
+) -> Result<Option<FileEdit>, YamlError> {
+    let yaml = Yaml::parse(source)?;
+    let mut patch = Patch::default();
+    let old = match target {
+        Target::Kustomization { name, .. } => {
+            kustomization::edit(&yaml, source, name, desired, &mut patch)?
+        }
+        Target::Helm { values, .. } => {
+            values::edit(&yaml, source, values, None, desired, &mut patch)?
+        }
+        Target::Yaml {
+            values, documents, ..
+        } => values::edit(&yaml, source, values, Some(documents), desired, &mut patch)?,
+        Target::Manifest { container, .. } => {
+            manifest::edit(&yaml, source, container.as_deref(), desired, &mut patch)?
+        }
+        Target::Marker { marker, .. } => marker::edit(&yaml, source, marker, desired, &mut patch)?,
+    };
+    if patch.is_empty() {
+        return Ok(None);
+    }
+    let new_text = patch.apply(source, &yaml)?;
+    Ok(Some(FileEdit { old, new_text }))
+}
+
+/// Prefixes a message with the line of byte `at`.
+fn at_line(source: &str, at: usize, message: impl std::fmt::Display) -> YamlError {
+    error(format!("line {}: {message}", yaml::line(source, at)))
+}
+
+/// The value at `key` of a mapping, with its entry index; a key written twice is refused,
+/// since YAML readers disagree about which one counts (most take the last).
+fn entry<'a>(
+    source: &str,
+    node: &'a Node,
+    key: &str,
+) -> Result<Option<(usize, &'a Node)>, YamlError> {
+    let Node::Map { entries, .. } = node else {
+        return Ok(None);
+    };
+    let mut found = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (k, _))| k.as_str() == Some(key));
+    let first = found.next();
+    if let (Some((_, (a, _))), Some((_, (b, _)))) = (first, found.next()) {
+        return Err(error(format!(
+            "`{key}` is written twice, on lines {} and {}: tools disagree about which counts, so nothing is written; remove one",
+            yaml::line(source, a.start()),
+            yaml::line(source, b.start())
+        )));
+    }
+    Ok(first.map(|(i, (_, v))| (i, v)))
+}
+
+/// The string value at `key`, if it is a scalar.
+fn scalar<'a>(source: &str, node: &'a Node, key: &str) -> Result<Option<&'a str>, YamlError> {
+    Ok(entry(source, node, key)?.and_then(|(_, v)| v.as_str()))
+}
+
+fn single_document<'a>(yaml: &'a Yaml, what: &str) -> Result<&'a Node, YamlError> {
+    match yaml.documents.as_slice() {
+        [doc] => Ok(doc),
+        [] => Err(error(format!("{what} is empty"))),
+        _ => Err(error(format!(
+            "{what} has several YAML documents; expected one (the yaml target takes several)"
+        ))),
+    }
+}
+
+/// Why a path did not lead to a value.
+enum Miss {
+    /// Some part of the path is not in the document.
+    Absent(YamlError),
+    /// The path is there but cannot be used (an anchor, a duplicate key, an ambiguous item).
+    Bad(YamlError),
+}
+
+impl From<Miss> for YamlError {
+    fn from(miss: Miss) -> YamlError {
+        match miss {
+            Miss::Absent(e) | Miss::Bad(e) => e,
+        }
+    }
+}
+
+/// The node at `path` under `root`, with its steps.
+fn lookup<'a>(
+    source: &str,
+    root: &'a Node,
+    path: &ValuePath,
+) -> Result<(&'a Node, Vec<Step>), Miss> {
+    let mut node = root;
+    let mut steps = Vec::new();
+    for (depth, segment) in path.0.iter().enumerate() {
+        let here = || ValuePath(path.0[..=depth].to_vec()).to_string();
+        let next = match (segment, node) {
+            (Segment::Key(k), Node::Seq { items, .. }) if k.bytes().all(|b| b.is_ascii_digit()) => {
+                let i: usize = k
+                    .parse()
+                    .map_err(|_| Miss::Bad(error(format!("`{}`: index out of range", here()))))?;
+                items.get(i).map(|n| (Step::Item(i), n))
+            }
+            (Segment::Key(k), _) => entry(source, node, k)
+                .map_err(Miss::Bad)?
+                .map(|(i, n)| (Step::Value(i), n)),
+            (Segment::Index(i), Node::Seq { items, .. }) => {
+                items.get(*i).map(|n| (Step::Item(*i), n))
+            }
+            (Segment::Select { key, value }, Node::Seq { items, .. }) => {
+                let mut matching = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    if scalar(source, item, key).map_err(Miss::Bad)? == Some(value.as_str()) {
+                        matching.push((i, item));
+                    }
+                }
+                if let [(_, a), (_, b), ..] = matching.as_slice() {
+                    return Err(Miss::Bad(error(format!(
+                        "`{}` matches two items, on lines {} and {}; nothing written",
+                        here(),
+                        yaml::line(source, a.start()),
+                        yaml::line(source, b.start())
+                    ))));
+                }
+                matching.first().map(|(i, n)| (Step::Item(*i), *n))
+            }
+            _ => None,
+        };
+        let Some((step, child)) = next else {
+            return Err(Miss::Absent(error(format!(
+                "no `{}` in the file; add `{path}` once, image-updater keeps it current",
+                here()
+            ))));
+        };
+        if matches!(
+            child,
+            Node::Map {
+                decorated: true,
+                ..
+            } | Node::Seq {
+                decorated: true,
+                ..
+            }
+        ) {
+            return Err(Miss::Bad(at_line(
+                source,
+                child.start(),
+                format!(
+                    "`{}` has an anchor or a tag: anything written inside it would also change every alias of it; write `{path}` outside the anchor",
+                    here()
+                ),
+            )));
+        }
+        steps.push(step);
+        node = child;
+    }
+    Ok((node, steps))
+}
+
+/// Splits `repo:tag@digest` into the repository as written, the tag and the digest (the way
+/// kustomize's `image.Split` does: a `:` in the registry host is not a tag).
+fn split_image(value: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, digest) = match value.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (value, None),
+    };
+    let slash = rest.rfind('/').map_or(0, |i| i + 1);
+    match rest[slash..].rfind(':') {
+        Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..]), digest),
+        None => (rest, None, digest),
+    }
+}
+
+/// A value as messages show it: `v1.4.0`, `v1@sha256:…`; `""` when empty, `(none)` when absent.
+fn describe_old(tag: Option<&str>, digest: Option<&str>) -> String {
+    let shown = |v: &str| {
+        if is_empty_value(v) {
+            "\"\"".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    match (tag, digest.filter(|d| !is_empty_value(d))) {
+        (Some(t), Some(d)) => format!("{}@{d}", shown(t)),
+        (Some(t), None) => shown(t),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => "(none)".into(),
+    }
+}
+
+/// An empty or null YAML value (`tag:`, `tag: ""`, `tag: ~`).
+fn is_empty_value(v: &str) -> bool {
+    matches!(v, "" | "~" | "null" | "Null" | "NULL")
+}
+
+/// The node path in document `document` after `steps`.
+fn node_path(document: usize, steps: &[Step]) -> NodePath {
+    NodePath {
+        document,
+        steps: steps.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_values_split_into_repository_and_the_rest() {
+        assert_eq!(
+            split_image("ghcr.io/org/api:v1.4.0"),
+            ("ghcr.io/org/api", Some("v1.4.0"), None)
+        );
+        assert_eq!(
+            split_image("localhost:5000/app"),
+            ("localhost:5000/app", None, None)
+        );
+        assert_eq!(
+            split_image("nginx:1.27@sha256:ab"),
+            ("nginx", Some("1.27"), Some("sha256:ab"))
+        );
+        assert_eq!(
+            split_image("app@sha256:ab"),
+            ("app", None, Some("sha256:ab"))
+        );
+        assert_eq!(describe_old(Some(""), None), "\"\"");
+        assert_eq!(describe_old(None, None), "(none)");
+    }
+
+    #[test]
+    fn ownership_folds_docker_hub_spellings() {
+        let d = Desired {
+            repository: "docker.io/library/nginx".into(),
+            written: "nginx".into(),
+            tag: Some("1.27".into()),
+            digest: None,
+            replaces: vec!["registry.example.com/mirror/nginx".into()],
+        };
+        for same in [
+            "nginx",
+            "docker.io/nginx",
+            "index.docker.io/library/nginx:1",
+            "registry-1.docker.io/library/nginx",
+        ] {
+            assert_eq!(d.owner(same), Owner::Ours, "{same}");
+        }
+        assert_eq!(
+            d.owner("registry.example.com/mirror/nginx:1.2"),
+            Owner::Replaced
+        );
+        assert_eq!(d.owner("ghcr.io/org/nginx"), Owner::Other);
+        assert_eq!(d.owner("{{ .Values.image }}"), Owner::Other);
+    }
+}
