@@ -115,9 +115,11 @@ pub fn plan(args: PlanArgs) -> Outcome {
     init_logging(&config);
     match one_cycle(&args.common, config, true) {
         Ok(report) => {
+            let mut changed = false;
             for b in &report.branches {
                 let Ok(outcome) = &b.result else { continue };
                 for f in &outcome.files {
+                    changed = true;
                     let path = f.path.display().to_string();
                     let diff = similar::TextDiff::from_lines(&f.before, &f.after);
                     println!("# {} ({})", b.branch, b.environment);
@@ -128,6 +130,9 @@ pub fn plan(args: PlanArgs) -> Outcome {
                             .header(&format!("a/{path}"), &format!("b/{path}"))
                     );
                 }
+            }
+            if !changed {
+                println!("nothing would change");
             }
             print_failures(&report);
             if report.failed() {

@@ -201,7 +201,7 @@ impl Engine {
             .buffer_unordered(64)
             .collect()
             .await;
-        let branches = self.write(&checks, dry_run).await;
+        let branches = self.write(&checks, &holds, dry_run).await;
         self.shared.metrics.cycle();
         self.shared.save();
         let report = Report { checks, branches };
@@ -435,8 +435,9 @@ impl Engine {
     }
 
     /// Groups the chosen tags by branch and writes each branch once, sources of promotions
-    /// first.
-    async fn write(&self, checks: &[Check], dry_run: bool) -> Vec<BranchReport> {
+    /// first. Images whose value another writer changed while the branch was being written
+    /// are decided again, once, against fresh registry answers and the branch as it is now.
+    async fn write(&self, checks: &[Check], holds: &Holds, dry_run: bool) -> Vec<BranchReport> {
         let mut by_env: BTreeMap<&str, Vec<&Check>> = BTreeMap::new();
         for check in checks {
             if check.result.is_ok() {
@@ -451,76 +452,114 @@ impl Engine {
             let Some(env_checks) = by_env.get(env_name.as_str()) else {
                 continue;
             };
-            let mut changes: Vec<(ImageChange, Chosen)> = Vec::new();
-            for check in env_checks {
-                let Ok(chosen) = &check.result else { continue };
-                let image = &self.config.images[&check.alias];
-                let deployment = image
-                    .deployments
-                    .iter()
-                    .find(|d| d.environment == check.environment)
-                    .expect("checked deployments exist");
-                let chosen = match &chosen.promote_from {
-                    Some(from) => {
-                        let resolved = self.promote(&check.alias, deployment, from);
-                        self.shared.status.update(&check.alias, env_name, |s| {
-                            s.candidate = resolved.desired.as_ref().map(Desired::describe);
-                            s.waiting = resolved.waiting.clone();
-                        });
-                        resolved
-                    }
-                    None => chosen.clone(),
-                };
-                let Some(desired) = chosen.desired.clone() else {
-                    continue;
-                };
-                changes.push((
-                    ImageChange {
-                        alias: check.alias.clone(),
-                        desired,
-                        targets: deployment.targets.clone(),
-                        guard: chosen.guard.clone(),
-                    },
-                    chosen,
-                ));
-            }
-            if changes.is_empty() {
+            let changes: Vec<(ImageChange, Chosen)> =
+                env_checks.iter().filter_map(|c| self.change(c)).collect();
+            let report = self.write_changes(env_name, changes, dry_run).await;
+            let superseded = report
+                .as_ref()
+                .and_then(|r| r.result.as_ref().ok())
+                .map(|o| o.superseded.clone())
+                .unwrap_or_default();
+            reports.extend(report);
+            if superseded.is_empty() {
                 continue;
             }
-            // Polls finish in any order; commits list images by alias.
-            changes.sort_by(|a, b| a.0.alias.cmp(&b.0.alias));
-            let env = &self.config.environments[env_name];
-            let repo = &self.config.repositories[&env.repository];
-            let (changes, chosen): (Vec<ImageChange>, Vec<Chosen>) = changes.into_iter().unzip();
-            let chosen: BTreeMap<&str, &Chosen> = changes
-                .iter()
-                .map(|c| c.alias.as_str())
-                .zip(&chosen)
-                .collect();
-            let result = self.write_branch(repo, env, &changes, dry_run).await;
-            match &result {
-                Ok(outcome) => self.record(env, repo, &changes, &chosen, outcome, dry_run),
-                Err(e) => {
-                    tracing::error!(repository = %repo.name, branch = %env.branch, error = %e, "branch update failed; nothing was pushed");
-                    self.shared
-                        .metrics
-                        .pushed(&repo.name, &env.branch, false, 0);
-                    for c in &changes {
-                        self.shared.metrics.write_failed(&c.alias, &env.name);
-                        self.shared
-                            .status
-                            .update(&c.alias, &env.name, |s| s.last_error = Some(e.clone()));
-                    }
-                }
+            let cycle = Cycle::new();
+            let mut again = Vec::new();
+            for alias in &superseded {
+                let image = &self.config.images[alias];
+                let Some(deployment) = image
+                    .deployments
+                    .iter()
+                    .find(|d| d.environment == *env_name)
+                else {
+                    continue;
+                };
+                let check = self.check(&cycle, holds, image, deployment).await;
+                again.extend(self.change(&check));
             }
-            reports.push(BranchReport {
-                repository: repo.name.clone(),
-                environment: env.name.clone(),
-                branch: env.branch.clone(),
-                result,
-            });
+            reports.extend(self.write_changes(env_name, again, dry_run).await);
         }
         reports
+    }
+
+    /// The change a successful check asks for in its environment, with what was chosen;
+    /// promotions are resolved now, after their source environment was written.
+    fn change(&self, check: &Check) -> Option<(ImageChange, Chosen)> {
+        let chosen = check.result.as_ref().ok()?;
+        let image = &self.config.images[&check.alias];
+        let deployment = image
+            .deployments
+            .iter()
+            .find(|d| d.environment == check.environment)
+            .expect("checked deployments exist");
+        let chosen = match &chosen.promote_from {
+            Some(from) => {
+                let resolved = self.promote(&check.alias, deployment, from);
+                self.shared
+                    .status
+                    .update(&check.alias, &check.environment, |s| {
+                        s.candidate = resolved.desired.as_ref().map(Desired::describe);
+                        s.waiting = resolved.waiting.clone();
+                    });
+                resolved
+            }
+            None => chosen.clone(),
+        };
+        let desired = chosen.desired.clone()?;
+        Some((
+            ImageChange {
+                alias: check.alias.clone(),
+                desired,
+                targets: deployment.targets.clone(),
+                guard: chosen.guard.clone(),
+            },
+            chosen,
+        ))
+    }
+
+    /// Writes one environment's changes in one commit, and records the outcome.
+    async fn write_changes(
+        &self,
+        env_name: &str,
+        mut changes: Vec<(ImageChange, Chosen)>,
+        dry_run: bool,
+    ) -> Option<BranchReport> {
+        if changes.is_empty() {
+            return None;
+        }
+        // Polls finish in any order; commits list images by alias.
+        changes.sort_by(|a, b| a.0.alias.cmp(&b.0.alias));
+        let env = &self.config.environments[env_name];
+        let repo = &self.config.repositories[&env.repository];
+        let (changes, chosen): (Vec<ImageChange>, Vec<Chosen>) = changes.into_iter().unzip();
+        let chosen: BTreeMap<&str, &Chosen> = changes
+            .iter()
+            .map(|c| c.alias.as_str())
+            .zip(&chosen)
+            .collect();
+        let result = self.write_branch(repo, env, &changes, dry_run).await;
+        match &result {
+            Ok(outcome) => self.record(env, repo, &changes, &chosen, outcome, dry_run),
+            Err(e) => {
+                tracing::error!(repository = %repo.name, branch = %env.branch, error = %e, "branch update failed; nothing was pushed");
+                self.shared
+                    .metrics
+                    .pushed(&repo.name, &env.branch, false, 0);
+                for c in &changes {
+                    self.shared.metrics.write_failed(&c.alias, &env.name);
+                    self.shared
+                        .status
+                        .update(&c.alias, &env.name, |s| s.last_error = Some(e.clone()));
+                }
+            }
+        }
+        Some(BranchReport {
+            repository: repo.name.clone(),
+            environment: env.name.clone(),
+            branch: env.branch.clone(),
+            result,
+        })
     }
 
     /// Logs, counts and remembers what a branch update did.
@@ -544,6 +583,12 @@ impl Engine {
             } else if let Some(s) = outcome.skipped.iter().find(|s| s.alias == c.alias) {
                 s.current.clone()
             } else if outcome.failed.iter().any(|f| f.alias == c.alias) {
+                continue;
+            } else if outcome.superseded.contains(&c.alias) {
+                self.shared.status.update(&c.alias, &env.name, |s| {
+                    s.waiting =
+                        Some("another writer changed the value meanwhile; deciding again".into())
+                });
                 continue;
             } else {
                 c.desired.describe()

@@ -101,6 +101,10 @@ pub struct Outcome {
     pub files: Vec<FileChange>,
     /// Pushes that lost a race before this one.
     pub retries: u32,
+    /// Images left out because, after a lost race, the value they were going to replace had
+    /// changed on the branch (another writer): the decision was taken on a value that is no
+    /// longer there, so the caller takes it again rather than write it blindly.
+    pub superseded: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +132,10 @@ pub async fn write_branch(
     dry_run: bool,
 ) -> Result<Outcome, WriteError> {
     let mut retries = 0;
+    // What each image's targets held when its change was first planned, and the images
+    // withdrawn since because that value moved.
+    let mut decided_on: Option<BTreeMap<String, String>> = None;
+    let mut withdrawn: Vec<String> = Vec::new();
     loop {
         mirror.fetch().await?;
         let head = mirror.head(&env.branch)?;
@@ -147,7 +155,38 @@ pub async fn write_branch(
         // The reader holds an open repository, which must not live across the push's await.
         let (mut outcome, files) = {
             let reader = mirror.reader(parent)?;
-            let outcome = plan(&reader, changes)?;
+            let active = |withdrawn: &[String]| -> Vec<ImageChange> {
+                changes
+                    .iter()
+                    .filter(|c| !withdrawn.contains(&c.alias))
+                    .cloned()
+                    .collect()
+            };
+            let mut outcome = plan(&reader, &active(&withdrawn))?;
+            match &decided_on {
+                None => {
+                    decided_on = Some(
+                        outcome
+                            .applied
+                            .iter()
+                            .map(|a| (a.alias.clone(), a.old.clone()))
+                            .collect(),
+                    );
+                }
+                Some(first) => {
+                    let moved: Vec<String> = outcome
+                        .applied
+                        .iter()
+                        .filter(|a| first.get(&a.alias).is_some_and(|old| *old != a.old))
+                        .map(|a| a.alias.clone())
+                        .collect();
+                    if !moved.is_empty() {
+                        tracing::info!(branch = %env.branch, images = ?moved, "another writer changed these values since they were decided; deciding them again");
+                        withdrawn.extend(moved);
+                        outcome = plan(&reader, &active(&withdrawn))?;
+                    }
+                }
+            }
             let files: Vec<_> = outcome
                 .files
                 .iter()
@@ -157,6 +196,7 @@ pub async fn write_branch(
         };
         outcome.parent = Some(parent);
         outcome.retries = retries;
+        outcome.superseded = withdrawn.clone();
         // A new branch is pushed even without changes, so the environment exists.
         if dry_run || (outcome.files.is_empty() && head.is_some()) {
             return Ok(outcome);
