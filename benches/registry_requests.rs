@@ -55,9 +55,7 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench asks benches to list themselves; this one has no sub-benches.
     }
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let issuer = TokenIssuer::start("bot", "bench-pw", false).await;
     let registry = Registry::start(Auth::Token(issuer.settings.clone())).await;
     let base = registry.url();

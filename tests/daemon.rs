@@ -25,7 +25,7 @@ image:
 
 /// A world with `prod/kustomization.yaml` (api) and `prod/worker-values.yaml` (worker), both
 /// at v1.0.0 in the registry and on deploy/prod.
-async fn world() -> Option<World> {
+async fn world() -> World {
     let world = World::new(
         &[
             ("prod/kustomization.yaml", KUSTOMIZATION),
@@ -33,10 +33,10 @@ async fn world() -> Option<World> {
         ],
         &["deploy/prod"],
     )
-    .await?;
+    .await;
     world.push("org/api", "v1.0.0").await;
     world.push("org/worker", "v1.0.0").await;
-    Some(world)
+    world
 }
 
 /// The config: `api` always; `worker` when `with_worker`; api's constraint as given.
@@ -72,9 +72,7 @@ tag = "image.tag"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
-    let Some(world) = world().await else {
-        return;
-    };
+    let world = world().await;
     world.write_config(&config(&world, ">=1.0.0 <2.0.0", false));
     let mut daemon = world.start();
     daemon.wait_http().await;
@@ -206,9 +204,7 @@ async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
 /// a restart finishes the work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_work_leaves_the_repository_consistent() {
-    let Some(world) = world().await else {
-        return;
-    };
+    let world = world().await;
     world.write_config(&config(&world, ">=1.0.0", true));
     for round in 0..5 {
         world.push("org/api", &format!("v1.{}.0", round + 1)).await;
@@ -260,9 +256,7 @@ async fn sigterm_during_work_leaves_the_repository_consistent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_plan_and_dry_run() {
-    let Some(world) = world().await else {
-        return;
-    };
+    let world = world().await;
     world.write_config(&config(&world, ">=1.0.0", true));
     world.push("org/api", "v1.5.0").await;
     world.push("org/worker", "1.10").await;
@@ -345,9 +339,7 @@ async fn once_plan_and_dry_run() {
 /// reload, WATCHDOG while alive, STOPPING on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speaks_the_systemd_notify_protocol() {
-    let Some(world) = world().await else {
-        return;
-    };
+    let world = world().await;
     world.write_config(&config(&world, ">=1.0.0", false));
     let socket_path = world.dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
@@ -401,7 +393,7 @@ async fn speaks_the_systemd_notify_protocol() {
 /// `..data` to a new directory by rename. The daemon notices and applies the new config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_style_symlink_swap_is_a_reload() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     let volume = world.dir.path().join("configmap");
     let first = volume.join("..2026_11_24_08_00_00.1");
     std::fs::create_dir_all(&first).unwrap();
@@ -436,7 +428,7 @@ async fn a_configmap_style_symlink_swap_is_a_reload() {
 /// `log_format = "json"`: one JSON object per line, with the update's fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     let text = config(&world, ">=1.0.0", false)
         .replace("[settings]\n", "[settings]\nlog_format = \"json\"\n");
     world.write_config(&text);

@@ -21,10 +21,10 @@ images:
     newTag: v1.0.0   # managed by image-updater
 ";
 
-async fn world() -> Option<World> {
-    let world = World::new(&[("prod/kustomization.yaml", OVERLAY)], &["deploy/prod"]).await?;
+async fn world() -> World {
+    let world = World::new(&[("prod/kustomization.yaml", OVERLAY)], &["deploy/prod"]).await;
     world.push("org/api", "v1.0.0").await;
-    Some(world)
+    world
 }
 
 fn api(world: &World) -> String {
@@ -56,7 +56,7 @@ fn sign(secret: &str, body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_event_triggers_an_update_and_a_forged_one_is_refused() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     let hook_port = free_port();
     let secret_file = world.dir.path().join("webhook-secret");
     std::fs::write(&secret_file, "hook-s3cret\n").unwrap();
@@ -155,7 +155,7 @@ async fn receive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_reach_a_local_receiver_and_are_retried() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     let received = Received::default();
     let app = Router::new()
         .route("/slack", post(receive))

@@ -26,7 +26,7 @@ worker:
   image: *defaults
 ";
 
-async fn world() -> Option<(World, FaultProxy)> {
+async fn world() -> (World, FaultProxy) {
     let world = World::new(
         &[
             ("prod/kustomization.yaml", OVERLAY),
@@ -34,11 +34,11 @@ async fn world() -> Option<(World, FaultProxy)> {
         ],
         &["deploy/prod"],
     )
-    .await?;
+    .await;
     world.push("org/api", "v1.0.0").await;
     world.push("org/worker", "v1.0.0").await;
     let proxy = FaultProxy::start(world.registry.url()).await;
-    Some((world, proxy))
+    (world, proxy)
 }
 
 /// The registry reached through the proxy; `worker` (whose target is behind an anchor) only
@@ -119,9 +119,7 @@ fn check_history(world: &World) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_faults_never_produce_a_wrong_commit_and_recover() {
-    let Some((world, proxy)) = world().await else {
-        return;
-    };
+    let (world, proxy) = world().await;
     world.write_config(&config(&world, &proxy, false));
     let rounds: Vec<(&str, Vec<Inject>, bool)> = vec![
         (
@@ -220,9 +218,7 @@ async fn registry_faults_never_produce_a_wrong_commit_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_server_down_and_an_aliased_target_fail_alone() {
-    let Some((world, proxy)) = world().await else {
-        return;
-    };
+    let (world, proxy) = world().await;
     world.push("org/api", "v1.1.0").await;
     world.push("org/worker", "v1.1.0").await;
 
@@ -264,9 +260,7 @@ async fn git_server_down_and_an_aliased_target_fail_alone() {
 /// rounds and state files damaged now and then; a restart finishes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_a_cycle_then_restart() {
-    let Some((world, proxy)) = world().await else {
-        return;
-    };
+    let (world, proxy) = world().await;
     world.write_config(&config(&world, &proxy, false));
     let person = Person::clone(&world.git.url_with_credentials("manifests"), "deploy/prod");
     let rounds = 10;

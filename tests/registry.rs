@@ -57,9 +57,7 @@ fn secret_file(dir: &tempfile::TempDir, name: &str, value: &str) -> CredentialRe
 
 #[tokio::test]
 async fn anonymous_tags_digests_and_newest_build() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let base = reg.url();
     let none = PushAuth::None;
@@ -139,9 +137,7 @@ async fn anonymous_tags_digests_and_newest_build() {
 
 #[tokio::test]
 async fn multi_arch_indexes_and_platform_checks() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let base = reg.url();
     let none = PushAuth::None;
@@ -206,9 +202,7 @@ async fn multi_arch_indexes_and_platform_checks() {
 
 #[tokio::test]
 async fn a_mutable_tag_repushed_resolves_to_its_new_digest() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let base = reg.url();
     let first = push_image(
@@ -246,9 +240,7 @@ async fn a_mutable_tag_repushed_resolves_to_its_new_digest() {
 
 #[tokio::test]
 async fn htpasswd_basic_auth() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let reg = Registry::start(Auth::Htpasswd {
         user: "bot".into(),
         password: "s3cret-pw".into(),
@@ -300,9 +292,7 @@ async fn htpasswd_basic_auth() {
 
 #[tokio::test]
 async fn token_auth_tokens_are_reused_until_they_expire() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let issuer = TokenIssuer::start("bot", "tok-pw", true).await;
     let reg = Registry::start(Auth::Token(issuer.settings.clone())).await;
     let push = PushAuth::Bearer(issuer.push_token("org/private"));
@@ -385,9 +375,7 @@ fn client_for(reg: &Registry, creds: Option<CredentialRef>) -> (Client, Arc<Metr
 
 #[tokio::test]
 async fn missing_repositories_and_plain_http_without_opt_in() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let (client, _) = client(endpoint(&reg, None));
     let err = client.list_tags("org/nothing-here").await.unwrap_err();
@@ -401,9 +389,7 @@ async fn missing_repositories_and_plain_http_without_opt_in() {
 /// `image-updater test` against the registry, as a user previews a policy.
 #[tokio::test]
 async fn the_test_command_queries_the_registry() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let reg = Registry::start(Auth::Htpasswd {
         user: "bot".into(),
         password: "pw-123".into(),
@@ -502,9 +488,7 @@ async fn the_test_command_queries_the_registry() {
 /// `insecure` is the only way around verification.
 #[tokio::test]
 async fn tls_verification_and_a_custom_ca() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let certs = tempfile::tempdir().unwrap();
     let tls = harness::Tls::generate(certs.path());
     let reg = Registry::start_tls(Auth::None, tls.clone()).await;
@@ -539,9 +523,7 @@ async fn tls_verification_and_a_custom_ca() {
 /// The per-registry rate limit spaces requests out.
 #[tokio::test]
 async fn the_request_rate_is_limited_per_registry() {
-    if !harness::registry_available() {
-        return;
-    }
+    harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     push_image(
         &reg.url(),

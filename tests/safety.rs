@@ -14,7 +14,7 @@ images:
     newTag: v1.0.0   # managed by image-updater
 ";
 
-async fn world() -> Option<World> {
+async fn world() -> World {
     let world = World::new(
         &[
             ("staging/kustomization.yaml", OVERLAY),
@@ -22,9 +22,9 @@ async fn world() -> Option<World> {
         ],
         &["deploy/staging", "deploy/prod"],
     )
-    .await?;
+    .await;
     world.push("org/api", "v1.0.0").await;
-    Some(world)
+    world
 }
 
 /// The `api` image in `envs`, with `extra` keys at the image level and `env_extra` per env.
@@ -105,7 +105,7 @@ fn commits(world: &World, env: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reverted_update_is_held_until_something_newer() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     world.write_config(&config(&world, &["prod"], "", &[]));
     world.push("org/api", "v1.1.0").await;
     once(&world);
@@ -151,7 +151,7 @@ async fn a_reverted_update_is_held_until_something_newer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pins_and_holds_are_respected() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     world.push("org/api", "v1.1.0").await;
     world.write_config(&config(
         &world,
@@ -230,7 +230,7 @@ async fn pins_and_holds_are_respected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_younger_than_min_age_waits_then_is_adopted() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     world.write_config(&config(&world, &["prod"], "min_age = \"3s\"", &[]));
     once(&world); // v1.0.0 is now seen.
     world.push("org/api", "v1.1.0").await;
@@ -252,7 +252,7 @@ async fn a_tag_younger_than_min_age_waits_then_is_adopted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_waits_for_the_soak_and_carries_the_digest() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     world.write_config(&config(
         &world,
         &["staging", "prod"],
@@ -317,7 +317,7 @@ async fn promotion_waits_for_the_soak_and_carries_the_digest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_downgrade_unless_allowed() {
-    let Some(world) = world().await else { return };
+    let world = world().await;
     world.push("org/api", "v2.0.0").await;
     world.write_config(&config(&world, &["prod"], "constraint = \">=1\"", &[]));
     once(&world);

@@ -6,7 +6,7 @@ mod harness;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use harness::git::{GitServer, PASSWORD, Person, USER, git, lighttpd_available};
+use harness::git::{GitServer, PASSWORD, Person, USER, git};
 use image_updater::config::template::Template;
 use image_updater::config::{Author, CredentialRef, Environment, Repository, Target};
 use image_updater::writeback::{Desired, ImageChange, Mirror, Push, WriteError, write_branch};
@@ -140,9 +140,7 @@ async fn over_git_daemon() -> (GitServer, tempfile::TempDir, Repository, Mirror)
 
 #[tokio::test]
 async fn one_commit_per_branch_over_http_with_basic_auth() {
-    if !lighttpd_available() {
-        return;
-    }
+    harness::git::require_lighttpd();
     let server = GitServer::http();
     seed(&server);
     let state = tempfile::tempdir().unwrap();
@@ -230,9 +228,7 @@ async fn one_commit_per_branch_over_http_with_basic_auth() {
 
 #[tokio::test]
 async fn without_or_with_wrong_credentials_nothing_is_fetched_or_pushed() {
-    if !lighttpd_available() {
-        return;
-    }
+    harness::git::require_lighttpd();
     let server = GitServer::http();
     seed(&server);
     let state = tempfile::tempdir().unwrap();
@@ -524,10 +520,10 @@ async fn commits_can_be_signed_with_an_ssh_key() {
         ])
         .arg(&key)
         .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: ssh-keygen is not installed (apt-get install openssh-client)");
-        return;
-    }
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "ssh-keygen failed or is not installed: apt-get install openssh-client"
+    );
     let public = std::fs::read_to_string(keys.path().join("signing.pub")).unwrap();
     let allowed = keys.path().join("allowed_signers");
     std::fs::write(&allowed, format!("bot@example.com {public}")).unwrap();
@@ -555,4 +551,76 @@ async fn commits_can_be_signed_with_an_ssh_key() {
         String::from_utf8_lossy(&verify.stderr)
     );
     assert!(String::from_utf8_lossy(&verify.stderr).contains("Good \"git\" signature"));
+}
+
+/// A digest-following image: the other writer records a newer digest between this writer's
+/// decision and its push. The lost race is not blindly replayed over the newer value: the
+/// change is withdrawn for the caller to decide again, and the other writer's digest stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_race_is_decided_again_not_replayed() {
+    const OLD: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    const STALE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const NEWER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    let server = Arc::new(GitServer::daemon());
+    let pinned = KUSTOMIZATION.replace(
+        "newTag: v1.4.0   # managed by image-updater",
+        &format!("newTag: latest\n    digest: {OLD}"),
+    );
+    server.create(
+        "manifests",
+        &[("overlays/prod/kustomization.yaml", pinned.as_str())],
+        &["deploy/prod"],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let repo = repository(server.url("manifests"), None);
+    let mirror = Mirror::open(state.path(), &repo).await.unwrap();
+    let person = Arc::new(Person::clone(&server.url("manifests"), "deploy/prod"));
+    let newer = pinned.replace(OLD, NEWER);
+    // The guard runs after this writer fetched and planned: the other writer pushes then,
+    // once, so this writer's push is sure to lose the race.
+    let other = person.clone();
+    let pushed = Arc::new(std::sync::Once::new());
+    let mut change = api("latest");
+    change.desired.digest = Some(STALE.into());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (p, s) = (pushed.clone(), seen.clone());
+    change.guard = Some(Arc::new(move |current: &str| {
+        s.lock().unwrap().push(current.to_string());
+        p.call_once(|| {
+            other.commit_and_push(
+                "overlays/prod/kustomization.yaml",
+                &newer,
+                "the other writer: api latest@newer",
+            )
+        });
+        image_updater::writeback::Decision::Apply
+    }));
+    let out =
+        tokio::task::spawn(
+            async move { write_branch(&mirror, &repo, &prod(), &[change], false).await },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.superseded, ["api"], "{out:?}");
+    assert_eq!(out.commit, None, "nothing pushed over the newer digest");
+    assert!(out.applied.is_empty());
+    assert!(out.retries >= 1);
+    let file = server.show(
+        "manifests",
+        "deploy/prod",
+        "overlays/prod/kustomization.yaml",
+    );
+    assert!(file.contains(NEWER) && !file.contains(STALE), "{file}");
+    assert_eq!(
+        server.log("manifests", "deploy/prod", "%s")[0],
+        "the other writer: api latest@newer"
+    );
+    // The guard saw the old value first, then the other writer's.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], format!("latest@{OLD}"));
+    assert!(
+        seen.iter().any(|v| v == &format!("latest@{NEWER}")),
+        "{seen:?}"
+    );
 }

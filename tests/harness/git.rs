@@ -9,13 +9,13 @@ use super::free_port;
 
 pub const LIGHTTPD: &str = "/usr/sbin/lighttpd";
 
-/// Skips a test, loudly, when lighttpd is not installed (`.ci/run` installs it).
-pub fn lighttpd_available() -> bool {
-    let ok = Path::new(LIGHTTPD).exists();
-    if !ok {
-        eprintln!("skipped: {LIGHTTPD} is not installed (apt-get install lighttpd)");
-    }
-    ok
+/// Fails the test, naming the package, when lighttpd is not installed: a test that cannot run
+/// must not pass (`.ci/run` installs it).
+pub fn require_lighttpd() {
+    assert!(
+        Path::new(LIGHTTPD).exists(),
+        "{LIGHTTPD} is not installed: apt-get install lighttpd"
+    );
 }
 
 /// Runs git with a fixed identity and no user config; panics with git's message on failure.

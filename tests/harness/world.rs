@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::git::{GitServer, PASSWORD, USER, lighttpd_available};
-use super::{Auth, PushAuth, Registry, free_port, push_image, registry_available};
+use super::git::{GitServer, PASSWORD, USER, require_lighttpd};
+use super::{Auth, PushAuth, Registry, free_port, push_image, require_registry};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
 
@@ -20,12 +20,11 @@ pub struct World {
 }
 
 impl World {
-    /// A registry and a `manifests` repository with `files` on `main` and `branches`; `None`
-    /// (the test is skipped, loudly) when the registry or lighttpd is not installed.
-    pub async fn new(files: &[(&str, &str)], branches: &[&str]) -> Option<World> {
-        if !registry_available() || !lighttpd_available() {
-            return None;
-        }
+    /// A registry and a `manifests` repository with `files` on `main` and `branches`; fails
+    /// the test when the registry or lighttpd is not installed.
+    pub async fn new(files: &[(&str, &str)], branches: &[&str]) -> World {
+        require_registry();
+        require_lighttpd();
         let registry = Registry::start(Auth::None).await;
         let git = GitServer::http();
         let host = registry.host();
@@ -49,7 +48,7 @@ impl World {
             format!("{USER}:{PASSWORD}\n"),
         )
         .unwrap();
-        Some(world)
+        world
     }
 
     pub fn host(&self) -> String {
