@@ -509,6 +509,13 @@ impl Patch {
                     )));
                 }
             },
+            // The last line of a file without a final newline goes with the newline before
+            // it, so the file still ends as it did.
+            (false, _)
+                if end_of_line(source, value.end()) == source.len() && !source.ends_with('\n') =>
+            {
+                line_start(source, key.start()).saturating_sub(1)..source.len()
+            }
             (false, _) => line_start(source, key.start())..end_of_line(source, value.end()),
         };
         self.splices.push((range, String::new()));
@@ -555,6 +562,17 @@ impl Patch {
                 return Err(error("two edits overlap"));
             }
             out.push_str(&source[at..range.start]);
+            // Lines inserted at the end of a file without a final newline take the newline
+            // before them instead, so the file still ends as it did.
+            let text = if range.is_empty()
+                && range.start == source.len()
+                && !source.ends_with('\n')
+                && text.ends_with('\n')
+            {
+                format!("\n{}", text.trim_start_matches('\n').trim_end_matches('\n'))
+            } else {
+                text
+            };
             // Inserted lines end like the file's own lines.
             if crlf {
                 out.push_str(&text.replace("\r\n", "\n").replace('\n', "\r\n"));

@@ -3,8 +3,9 @@
 //! Pod templates are found where workloads keep them: `spec` of a Pod, `spec.jobTemplate...`
 //! of a CronJob, and `spec.template.spec` of everything else (Deployments, StatefulSets, Jobs,
 //! Argo Rollouts, Knative Services, most CRDs that run pods). Init, ephemeral and regular
-//! containers all count. A container named in the target must run the image (or one it
-//! replaces); without a name, every container running the image is updated.
+//! containers all count. Without a container name, every container running the image (or one
+//! it replaces) is updated; with one, every container of that name running it, and when none
+//! of that name does, the target is refused naming what they run.
 
 use super::{Desired, Owner, at_line, entry, node_path, split_image};
 use crate::writeback::yaml::{Node, Patch, Step, Yaml, YamlError, error};
@@ -27,6 +28,7 @@ pub(super) fn edit(
 ) -> Result<String, YamlError> {
     let mut olds = Vec::new();
     let mut named = 0;
+    let mut mismatch = None;
     for (document, doc) in yaml.documents.iter().enumerate() {
         let Some(kind) = entry(source, doc, "kind")?.and_then(|(_, k)| k.as_str()) else {
             continue;
@@ -65,16 +67,20 @@ pub(super) fn edit(
                 let owner = desired.owner(repo);
                 match container {
                     Some(wanted) if wanted != name => continue,
-                    Some(_) => {
+                    // Several workloads in one file may have a container of this name; the
+                    // ones running another image are left, and reported if none runs ours.
+                    Some(_) if owner == Owner::Other => {
                         named += 1;
-                        if owner == Owner::Other {
-                            return Err(at_line(
+                        mismatch.get_or_insert_with(|| {
+                            at_line(
                                 source,
                                 image.start(),
                                 desired.not_ours(&format!("{kind} container {name}"), current),
-                            ));
-                        }
+                            )
+                        });
+                        continue;
                     }
+                    Some(_) => named += 1,
                     None if owner == Owner::Other => continue,
                     None => {}
                 }
@@ -95,6 +101,9 @@ pub(super) fn edit(
         }
     }
     if olds.is_empty() {
+        if let Some(e) = mismatch {
+            return Err(e);
+        }
         return Err(error(match container {
             Some(name) if named == 0 => format!("no workload container named {name}"),
             Some(name) => format!(

@@ -99,10 +99,11 @@ impl Desired {
             .unwrap_or(("", self.repository.as_str()))
     }
 
-    /// The refusal for a value that names another image.
+    /// The refusal for a value that names another image (`found`, as written).
     fn not_ours(&self, what: &str, found: &str) -> YamlError {
+        let (repository, _, _) = split_image(found);
         error(format!(
-            "{what} runs {found}, not {}: nothing written. If {} replaces it, add replaces = [\"{found}\"] to the image; otherwise point the target at the image's own value",
+            "{what} runs {found}, not {}: nothing written. If {} replaces it, add replaces = [\"{repository}\"] to the image; otherwise point the target at the image's own value",
             self.repository, self.repository
         ))
     }

@@ -273,11 +273,24 @@ fn check_owner(
     }
     match desired.owner(name) {
         Owner::Ours => Ok(()),
-        Owner::Other => Err(bad(at_line(
-            source,
-            repo.node.start(),
-            desired.not_ours(&format!("`{}`", repo.path), &rendered),
-        ))),
+        Owner::Other => {
+            let mut e = desired.not_ours(&format!("`{}`", repo.path), &rendered);
+            // `ingress-nginx/controller` reads as a Docker Hub name; charts like ingress-nginx
+            // prepend a registry kept at another key.
+            if registry.is_none()
+                && !rendered.starts_with("docker.io/")
+                && !rendered
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .contains(['.', ':'])
+            {
+                e.message.push_str(
+                    "; if the chart takes the registry from another key, set registry = \"PATH\" to it",
+                );
+            }
+            Err(bad(at_line(source, repo.node.start(), e)))
+        }
         Owner::Replaced => {
             let unmanaged = [Some(repo), registry.filter(|_| registry_value.is_some())]
                 .into_iter()

@@ -1,0 +1,316 @@
+//! Write-back on real files: the 51 published Helm values files, kustomizations and manifests
+//! in `../shared/yaml-corpus/` (sources and licence in its SOURCES.md), read where they are.
+//!
+//! `tests/corpus/cases.toml` holds one or more cases per file, written by us: a target as a
+//! user writes it in `updater.toml`, the image and tag to write, and what must come out — the
+//! exact lines that change (every other byte must stay), or the refusal. For kustomizations
+//! the edited file is also built with real kustomize and the image it renders is checked; for
+//! charts, the reference the chart's template builds from the edited values. Cases named
+//! after a defect class are its regression tests on the real file.
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use harness::kustomize;
+use image_updater::config::{self, Target};
+use image_updater::reference::Reference;
+use image_updater::writeback::yaml::{Node, Yaml};
+use image_updater::writeback::{Desired, edit};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// Under `../shared/yaml-corpus/`.
+    file: String,
+    /// What the case shows, in a few words (defect classes name their class).
+    about: String,
+    image: String,
+    tag: String,
+    digest: Option<String>,
+    #[serde(default)]
+    replaces: Vec<String>,
+    /// The `[[images.app.targets]]` table, without `file`.
+    target: toml::Table,
+    /// `[line, text]`: line number (1-based) in the original and its text after the edit.
+    #[serde(default)]
+    lines: Vec<(usize, String)>,
+    /// `[after, text]`: a line inserted after this line of the original.
+    #[serde(default)]
+    insert: Vec<(usize, String)>,
+    /// `[line]`: lines of the original removed by the edit.
+    #[serde(default)]
+    remove: Vec<usize>,
+    /// The edit is refused with a message containing this.
+    error: Option<String>,
+    /// The file already says this: no edit.
+    #[serde(default)]
+    unchanged: bool,
+    /// For a chart: `[template, reference]`: the chart's template for the image with each
+    /// `{path}` replaced by the edited file's value, and the reference that must come out.
+    renders: Option<(String, String)>,
+    /// For a kustomization: the name its base resources run the image under (the `images:`
+    /// entry's `name`); the built output must run exactly the written image.
+    kustomize: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Cases {
+    case: Vec<Case>,
+}
+
+fn corpus_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/yaml-corpus");
+    assert!(
+        dir.join("SOURCES.md").exists(),
+        "{} not found: the corpus sits beside the checkout in ../shared",
+        dir.display()
+    );
+    dir
+}
+
+/// The corpus files SOURCES.md lists.
+fn listed_files(dir: &Path) -> BTreeSet<String> {
+    let sources = std::fs::read_to_string(dir.join("SOURCES.md")).unwrap();
+    sources
+        .lines()
+        .filter(|l| l.starts_with("| ") && l[2..].starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| {
+            let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+            format!(
+                "{}/{}",
+                cols[2].replace('/', "__"),
+                cols[3].trim_matches('`')
+            )
+        })
+        .collect()
+}
+
+/// The target as `updater.toml` would give it, through the real config parser.
+fn target_of(case: &Case) -> Target {
+    let mut target = case.target.clone();
+    target.insert("file".into(), case.file.clone().into());
+    let mut image = toml::Table::new();
+    image.insert("image".into(), case.image.clone().into());
+    image.insert("replaces".into(), case.replaces.clone().into());
+    image.insert("targets".into(), vec![toml::Value::Table(target)].into());
+    let mut doc: toml::Table = toml::from_str(
+        "[repositories.m]\nurl = \"https://git.example.com/m.git\"\n[environments.prod]\nrepository = \"m\"\nbranch = \"deploy/prod\"\n",
+    )
+    .unwrap();
+    doc.insert(
+        "images".into(),
+        toml::Table::from_iter([("app".to_string(), toml::Value::Table(image))]).into(),
+    );
+    let text = toml::to_string(&doc).unwrap();
+    let config = config::parse(Path::new("updater.toml"), &text)
+        .unwrap_or_else(|d| panic!("{}: the case's target does not validate: {d:?}", case.file));
+    config.images["app"].deployments[0].targets[0].clone()
+}
+
+fn desired_of(case: &Case) -> Desired {
+    let r = Reference::parse(&case.image).unwrap();
+    Desired {
+        repository: r.repository(),
+        written: r.familiar_repository(),
+        tag: Some(case.tag.clone()),
+        digest: case.digest.clone(),
+        replaces: case
+            .replaces
+            .iter()
+            .map(|x| Reference::parse(x).unwrap().repository())
+            .collect(),
+    }
+}
+
+/// The original with the case's line changes applied, line endings kept.
+fn expected_text(original: &str, case: &Case) -> String {
+    let mut out = String::new();
+    let ending = if original.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let lines: Vec<&str> = original.split_inclusive('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        let eol = if line.ends_with("\r\n") {
+            "\r\n"
+        } else if line.ends_with('\n') {
+            "\n"
+        } else {
+            ""
+        };
+        if !case.remove.contains(&n) {
+            match case.lines.iter().find(|(l, _)| *l == n) {
+                Some((_, text)) => {
+                    out.push_str(text);
+                    out.push_str(eol);
+                }
+                None => out.push_str(line),
+            }
+        }
+        for (_, text) in case.insert.iter().filter(|(after, _)| *after == n) {
+            if eol.is_empty() {
+                out.push_str(ending);
+            }
+            out.push_str(text);
+            out.push_str(ending);
+        }
+    }
+    out
+}
+
+/// A dotted path's scalar in the first document, `""` when absent or null.
+fn value_at(yaml: &Yaml, path: &str) -> String {
+    let mut node = &yaml.documents[0];
+    for key in path.split('.') {
+        match node.get(key) {
+            Some(n) => node = n,
+            None => return String::new(),
+        }
+    }
+    match node {
+        Node::Scalar { value, .. } if value != "~" && value != "null" => value.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The chart's template filled from the edited values: `{path}` takes the value, and a
+/// segment `[@{path}]` or `[:{path}]` appears only when that value is not empty.
+fn render_chart(template: &str, yaml: &Yaml) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '[']) {
+        out.push_str(&rest[..open]);
+        if rest[open..].starts_with('[') {
+            let close = rest[open..].find(']').expect("closed [") + open;
+            let inner = &rest[open + 1..close];
+            let (prefix, path) = inner.split_at(1);
+            let value = value_at(yaml, path.trim_matches(['{', '}']));
+            if !value.is_empty() {
+                out.push_str(prefix);
+                out.push_str(&value);
+            }
+            rest = &rest[close + 1..];
+        } else {
+            let close = rest[open..].find('}').expect("closed {") + open;
+            out.push_str(&value_at(yaml, &rest[open + 1..close]));
+            rest = &rest[close + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a kustomization renders for an image that its base runs as `name`.
+fn kustomize_renders(edited: &str, name: &str) -> Result<Vec<String>, String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = kustomize::stub_tree(tmp.path(), edited, &format!("{name}:base-tag"));
+    let rendered = kustomize::build(&dir)?;
+    Ok(kustomize::images(&rendered))
+}
+
+fn check(dir: &Path, case: &Case) -> Result<(), String> {
+    let path = dir.join(&case.file);
+    let original = std::fs::read_to_string(&path).map_err(|e| format!("{e}"))?;
+    let target = target_of(case);
+    let desired = desired_of(case);
+    let result = edit(&target, &original, &desired);
+    if let Some(want) = &case.error {
+        return match result {
+            Err(e) if e.message.contains(want.as_str()) => Ok(()),
+            Err(e) => Err(format!("refused, but with: {}", e.message)),
+            Ok(_) => Err(format!("edited, but should refuse with {want:?}")),
+        };
+    }
+    let edited = match result {
+        Ok(Some(e)) => e.new_text,
+        Ok(None) if case.unchanged => original.clone(),
+        Ok(None) => return Err("no edit".into()),
+        Err(e) => return Err(format!("refused: {}", e.message)),
+    };
+    if case.unchanged && edited != original {
+        return Err("edited a file that already says this".into());
+    }
+    let expected = expected_text(&original, case);
+    if edited != expected {
+        let diff = similar::TextDiff::from_lines(&expected, &edited);
+        return Err(format!(
+            "not the expected bytes (- expected, + written):\n{}",
+            diff.unified_diff().context_radius(1)
+        ));
+    }
+    let written = format!("{}{}", desired.written, {
+        let mut s = format!(":{}", case.tag);
+        if let Some(d) = &case.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    });
+    if let Some((template, want)) = &case.renders {
+        let yaml = Yaml::parse(&edited).map_err(|e| e.message)?;
+        let got = render_chart(template, &yaml);
+        if &got != want {
+            return Err(format!("the chart renders {got}, not {want}"));
+        }
+    }
+    if let Some(name) = &case.kustomize {
+        let images = kustomize_renders(&edited, name)?;
+        if images.is_empty() || images.iter().any(|i| i != &written) {
+            return Err(format!(
+                "kustomize renders {images:?}, not {written} everywhere"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_corpus_file_is_updated_exactly_or_refused_clearly() {
+    kustomize::require_kubectl();
+    let dir = corpus_dir();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/cases.toml"),
+    )
+    .unwrap();
+    let cases: Cases = toml::from_str(&text).expect("cases.toml");
+    let listed = listed_files(&dir);
+    let covered: BTreeSet<String> = cases.case.iter().map(|c| c.file.clone()).collect();
+    let missing: Vec<&String> = listed.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "corpus files without a case: {missing:?}"
+    );
+    let unknown: Vec<&String> = covered.difference(&listed).collect();
+    assert!(
+        unknown.is_empty(),
+        "cases for files SOURCES.md does not list: {unknown:?}"
+    );
+    let mut failures = Vec::new();
+    let (mut rendered, mut refused) = (0, 0);
+    for case in &cases.case {
+        match check(&dir, case) {
+            Ok(()) => {
+                rendered += usize::from(case.kustomize.is_some() || case.renders.is_some());
+                refused += usize::from(case.error.is_some());
+            }
+            Err(e) => failures.push(format!("{} ({}): {e}", case.file, case.about)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.case.len(),
+        failures.join("\n\n")
+    );
+    println!(
+        "{} cases on {} corpus files passed: {rendered} checked by what the consumer renders, {refused} refusals",
+        cases.case.len(),
+        listed.len()
+    );
+}
