@@ -18,5 +18,5 @@ pub use branch::{
     write_branch,
 };
 pub use git::{GitError, Mirror, Push};
-pub use targets::{Desired, FileEdit, edit};
+pub use targets::{Desired, FileEdit, edit, split_image};
 pub use yaml::YamlError;

@@ -284,7 +284,7 @@ fn lookup<'a>(
 
 /// Splits `repo:tag@digest` into the repository as written, the tag and the digest (the way
 /// kustomize's `image.Split` does: a `:` in the registry host is not a tag).
-fn split_image(value: &str) -> (&str, Option<&str>, Option<&str>) {
+pub fn split_image(value: &str) -> (&str, Option<&str>, Option<&str>) {
     let (rest, digest) = match value.split_once('@') {
         Some((r, d)) => (r, Some(d)),
         None => (value, None),
