@@ -388,3 +388,93 @@ allow_downgrade = true
     let err = parse(&typo).unwrap_err().to_string();
     assert!(err.contains("did you mean `pin_digest`"), "{err}");
 }
+
+#[test]
+fn targets_of_every_kind_and_their_mistakes() {
+    let text = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/org/api"
+environments = ["prod"]
+replaces = ["registry.example.com/old/api"]
+[[images.api.targets]]
+kind = "yaml"
+file = "rollout.yaml"
+image = "spec.template.spec.containers[name=api].image"
+documents = {{ kind = "Rollout", "metadata.name" = "api" }}
+[[images.api.targets]]
+kind = "marker"
+file = "values.yaml"
+[[images.api.targets]]
+kind = "marker"
+file = "flux.yaml"
+policy = "flux-system:api"
+[[images.api.targets]]
+kind = "helm"
+file = "values.yaml"
+tag = "sidecars[0].image.tag"
+registry = "global.imageRegistry"
+digest = "sidecars[0].image.digest"
+"#
+    );
+    let config = parse(&text).unwrap_or_else(|d| panic!("{d}"));
+    let api = &config.images["api"];
+    assert_eq!(api.replaces, ["registry.example.com/old/api"]);
+    let targets = &api.deployments[0].targets;
+    assert!(
+        matches!(&targets[0], Target::Yaml { documents, .. } if documents.len() == 2),
+        "{:?}",
+        targets[0]
+    );
+    assert!(
+        matches!(&targets[1], Target::Marker { marker, .. } if marker.name == "api" && !marker.flux)
+    );
+    assert!(
+        matches!(&targets[2], Target::Marker { marker, .. } if marker.name == "flux-system:api" && marker.flux)
+    );
+    assert!(matches!(
+        &targets[3],
+        Target::Helm {
+            values: ImagePaths::Split {
+                registry: Some(_),
+                digest: Some(_),
+                ..
+            },
+            ..
+        }
+    ));
+
+    // Every mistake is reported in one run, at its key.
+    let text = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/org/api"
+replaces = ["ghcr.io/org/api", "old.example.com/api:v1"]
+[[images.api.targets]]
+kind = "helm"
+file = "values.yaml"
+tag = "image..tag"
+documents = {{ kind = "Rollout" }}
+[[images.api.targets]]
+kind = "marker"
+file = "flux.yaml"
+policy = "podinfo"
+[[images.api.targets]]
+kind = "yaml"
+file = "rollout.yaml"
+image = "containers[name=api"
+"#
+    );
+    let d = parse(&text).unwrap_err();
+    let all = d.to_string();
+    for needle in [
+        "replaces names the image itself",
+        "replaces: `old.example.com/api:v1` names a tag or digest",
+        "`documents` does not apply to helm targets",
+        "tag: `image..tag` is not a path",
+        "`podinfo` is not a Flux image policy name",
+        "image: `containers[name=api` is not a path",
+    ] {
+        assert!(all.contains(needle), "{needle} missing from:\n{all}");
+    }
+}

@@ -392,3 +392,281 @@ fn other_documents_and_separators_are_untouched() {
         )
     );
 }
+
+fn api(tag: &str) -> Desired {
+    desired("ghcr.io/org/api", Some(tag), None)
+}
+
+fn yaml_target(values: image_updater::config::ImagePaths, documents: &[(&str, &str)]) -> Target {
+    Target::Yaml {
+        file: "f.yaml".into(),
+        values,
+        documents: documents
+            .iter()
+            .map(|(p, v)| (p.parse().unwrap(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_rollout_container_is_chosen_by_name_with_a_list_selector() {
+    let src = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: api
+spec:
+  template:
+    spec:
+      containers:
+        - name: sidecar
+          image: ghcr.io/org/proxy:v3
+        - name: api
+          image: ghcr.io/org/api:v1.4.0 # the app
+";
+    let target = yaml_target(
+        ImagePaths::Combined {
+            image: path("spec.template.spec.containers[name=api].image"),
+        },
+        &[("kind", "Rollout")],
+    );
+    let out = edit(&target, src, &api("v1.5.0")).unwrap().unwrap();
+    assert_eq!(
+        changed_lines(src, &out.new_text),
+        [(
+            12,
+            "          image: ghcr.io/org/api:v1.4.0 # the app".into(),
+            "          image: ghcr.io/org/api:v1.5.0 # the app".into()
+        )]
+    );
+    // The manifest target finds the Rollout's pod template too.
+    let manifest = Target::Manifest {
+        file: "f.yaml".into(),
+        container: Some("api".into()),
+    };
+    assert_eq!(
+        edit(&manifest, src, &api("v1.5.0"))
+            .unwrap()
+            .unwrap()
+            .new_text,
+        out.new_text
+    );
+    // Selecting the sidecar by name is refused: it runs another image.
+    let sidecar = yaml_target(
+        ImagePaths::Combined {
+            image: path("spec.template.spec.containers[name=sidecar].image"),
+        },
+        &[],
+    );
+    let err = edit(&sidecar, src, &api("v1.5.0")).unwrap_err();
+    assert!(
+        err.message.starts_with(
+            "line 10: `spec.template.spec.containers[name=sidecar].image` runs ghcr.io/org/proxy:v3"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_indexes_in_both_spellings() {
+    let src = "sidecars:\n  - image:\n      repository: ghcr.io/org/api\n      tag: v1.4.0\n";
+    for p in ["sidecars[0].image.tag", "sidecars.0.image.tag"] {
+        let target = Target::Helm {
+            file: "v.yaml".into(),
+            values: ImagePaths::Split {
+                tag: path(p),
+                repository: None,
+                registry: None,
+                digest: None,
+            },
+        };
+        let out = edit(&target, src, &api("v1.5.0")).unwrap().unwrap();
+        assert!(out.new_text.contains("tag: v1.5.0"), "{p}");
+    }
+}
+
+#[test]
+fn markers_ours_and_fluxs() {
+    let ours = "\
+image: ghcr.io/org/api:v1.4.0 # image-updater: api
+other: ghcr.io/org/api:v1.4.0
+split:
+  repository: ghcr.io/org/api # image-updater: api:name
+  tag: v1.4.0                 # image-updater: api:tag
+";
+    let target = Target::Marker {
+        file: "f.yaml".into(),
+        marker: image_updater::config::Marker {
+            name: "api".into(),
+            flux: false,
+        },
+    };
+    let out = edit(&target, ours, &api("v1.5.0")).unwrap().unwrap();
+    assert_eq!(
+        changed_lines(ours, &out.new_text),
+        [
+            (
+                1,
+                "image: ghcr.io/org/api:v1.4.0 # image-updater: api".into(),
+                "image: ghcr.io/org/api:v1.5.0 # image-updater: api".into()
+            ),
+            (
+                5,
+                "  tag: v1.4.0                 # image-updater: api:tag".into(),
+                "  tag: v1.5.0                 # image-updater: api:tag".into()
+            ),
+        ]
+    );
+    // A tag-only marker cannot carry a pinned digest.
+    let pinned = desired("ghcr.io/org/api", Some("v1.5.0"), Some("sha256:aaaa"));
+    let only_tag = "tag: v1.4.0 # image-updater: api:tag\n";
+    let err = edit(&target, only_tag, &pinned).unwrap_err();
+    assert!(
+        err.message
+            .contains("mark the digest's value with `:digest` too"),
+        "{err}"
+    );
+
+    let flux = "\
+apiVersion: apps/v1
+kind: Deployment
+spec:
+  template:
+    spec:
+      containers:
+        - name: podinfo
+          image: ghcr.io/stefanprodan/podinfo:6.14.1 # {\"$imagepolicy\": \"flux-system:podinfo\"}
+        - name: cache
+          image: ghcr.io/org/api:v1.4.0 # {\"$imagepolicy\": \"flux-system:api\"}
+";
+    let target = Target::Marker {
+        file: "f.yaml".into(),
+        marker: image_updater::config::Marker {
+            name: "flux-system:api".into(),
+            flux: true,
+        },
+    };
+    let out = edit(&target, flux, &api("v1.5.0")).unwrap().unwrap();
+    assert_eq!(changed_lines(flux, &out.new_text).len(), 1);
+    assert!(
+        out.new_text
+            .contains("ghcr.io/org/api:v1.5.0 # {\"$imagepolicy\": \"flux-system:api\"}")
+    );
+    // A marker on another image's value is refused.
+    let wrong = Target::Marker {
+        file: "f.yaml".into(),
+        marker: image_updater::config::Marker {
+            name: "flux-system:podinfo".into(),
+            flux: true,
+        },
+    };
+    let err = edit(&wrong, flux, &api("v1.5.0")).unwrap_err();
+    assert!(err.message.starts_with("line 8: "), "{err}");
+    // No marker at all says which form it looked for.
+    let err = edit(&target, "image: ghcr.io/org/api:v1\n", &api("v2")).unwrap_err();
+    assert!(
+        err.message
+            .contains("# {\"$imagepolicy\": \"flux-system:api\"}"),
+        "{err}"
+    );
+}
+
+#[test]
+fn crlf_files_keep_crlf_in_inserted_lines() {
+    let src = "resources:\r\n  - deployment.yaml\r\nimages:\r\n  - name: ghcr.io/org/web\r\n    newTag: v1\r\n";
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "ghcr.io/org/api".into(),
+    };
+    let out = edit(&target, src, &api("v1.5.0")).unwrap().unwrap();
+    assert_eq!(
+        out.new_text,
+        format!("{src}  - name: ghcr.io/org/api\r\n    newTag: v1.5.0\r\n")
+    );
+}
+
+#[test]
+fn empty_values_and_empty_images_are_filled_like_kustomize() {
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "ghcr.io/org/api".into(),
+    };
+    for (src, want) in [
+        (
+            "resources: []\nimages:\n",
+            "resources: []\nimages:\n- name: ghcr.io/org/api\n  newTag: v1.5.0\n",
+        ),
+        (
+            "images: []\n",
+            "images:\n- name: ghcr.io/org/api\n  newTag: v1.5.0\n",
+        ),
+        (
+            "images: ~ # later\n",
+            "images: # later\n- name: ghcr.io/org/api\n  newTag: v1.5.0\n",
+        ),
+        (
+            "resources: []\n...\n",
+            "resources: []\nimages:\n- name: ghcr.io/org/api\n  newTag: v1.5.0\n...\n",
+        ),
+        (
+            "images:\n- name: ghcr.io/org/api\n  newTag:\n",
+            "images:\n- name: ghcr.io/org/api\n  newTag: v1.5.0\n",
+        ),
+    ] {
+        let out = edit(&target, src, &api("v1.5.0")).unwrap().unwrap();
+        assert_eq!(out.new_text, want, "{src:?}");
+    }
+    let empty_tag = "images:\n- name: ghcr.io/org/api\n  newTag:\n";
+    assert_eq!(
+        edit(&target, empty_tag, &api("v1.5.0"))
+            .unwrap()
+            .unwrap()
+            .old,
+        "\"\""
+    );
+    let helm = Target::Helm {
+        file: "v.yaml".into(),
+        values: ImagePaths::Split {
+            tag: path("image.tag"),
+            repository: None,
+            registry: None,
+            digest: None,
+        },
+    };
+    let out = edit(&helm, "image:\n  tag:\n", &api("v1.5.0"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.new_text, "image:\n  tag: v1.5.0\n");
+}
+
+#[test]
+fn duplicates_are_refused_naming_both_lines() {
+    let target = Target::Kustomization {
+        file: "k.yaml".into(),
+        name: "ghcr.io/org/api".into(),
+    };
+    let twice =
+        "images:\n- name: ghcr.io/org/api\n  newTag: v1\n- name: ghcr.io/org/api\n  newTag: v2\n";
+    let err = edit(&target, twice, &api("v3")).unwrap_err();
+    assert!(
+        err.message
+            .contains("two entries named ghcr.io/org/api, on lines 2 and 4"),
+        "{err}"
+    );
+    let key_twice = "image:\n  tag: v1\n  tag: v2\n";
+    let helm = Target::Helm {
+        file: "v.yaml".into(),
+        values: ImagePaths::Split {
+            tag: path("image.tag"),
+            repository: None,
+            registry: None,
+            digest: None,
+        },
+    };
+    let err = edit(&helm, key_twice, &api("v3")).unwrap_err();
+    assert!(
+        err.message
+            .contains("`tag` is written twice, on lines 2 and 3"),
+        "{err}"
+    );
+}

@@ -1,0 +1,140 @@
+//! Ownership end to end: the real binary, registry and git server. A target that would write
+//! over another image (or leave a stale digest deploying) is refused with the file, the line
+//! and what to do, and every other image and environment is still committed.
+
+mod harness;
+
+use harness::world::World;
+
+const OVERLAY: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - deployment.yaml
+images:
+  - name: REGISTRY/org/api
+    newTag: v1.0.0
+";
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: backend
+spec:
+  template:
+    spec:
+      containers:
+        - name: backend
+          image: REGISTRY/org/web:v1.0.0
+";
+
+const VALUES: &str = "\
+image:
+  repository: REGISTRY/org/worker
+  tag: v1.0.0
+  digest: sha256:0000000000000000000000000000000000000000000000000000000000000000
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_file_line_and_fix_and_the_rest_is_committed() {
+    let world = World::new(
+        &[
+            ("dev/kustomization.yaml", OVERLAY),
+            ("dev/deployment.yaml", DEPLOYMENT),
+            ("prod/kustomization.yaml", OVERLAY),
+            ("prod/values.yaml", VALUES),
+        ],
+        &["deploy/dev", "deploy/prod"],
+    )
+    .await;
+    for (repo, tag) in [
+        ("org/api", "v1.1.0"),
+        ("org/other", "v2.0.0"),
+        ("org/worker", "v1.1.0"),
+    ] {
+        world.push(repo, tag).await;
+    }
+    let host = world.host();
+    let mut config = world.base_config(&["dev", "prod"]);
+    config.push_str(&format!(
+        r#"
+[images.api]
+image = "{host}/org/api"
+[[images.api.targets]]
+kind = "kustomization"
+file = "{{environment}}/kustomization.yaml"
+
+# The backend container runs org/web: writing org/other's tag there would deploy the wrong
+# image.
+[images.other]
+image = "{host}/org/other"
+environments = ["dev"]
+[[images.other.targets]]
+kind = "manifest"
+file = "dev/deployment.yaml"
+container = "backend"
+
+# The chart would keep deploying the digest beside the tag.
+[images.worker]
+image = "{host}/org/worker"
+environments = ["prod"]
+[[images.worker.targets]]
+kind = "helm"
+file = "prod/values.yaml"
+tag = "image.tag"
+"#
+    ));
+    world.write_config(&config);
+    let out = world.run(&["once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "other (dev): dev/deployment.yaml: line 10: Deployment container backend runs {host}/org/web:v1.0.0, not {host}/org/other: nothing written. If {host}/org/other replaces it, add replaces = [\"{host}/org/web\"] to the image"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("worker (prod): prod/values.yaml: line 4: `image.digest` holds sha256:0000000000000000000000000000000000000000000000000000000000000000, which the chart deploys instead of the tag: add digest = \"image.digest\" to the target"),
+        "{stderr}"
+    );
+    // The refused files are untouched; api is committed in both environments.
+    // (The harness reads files with `git show`, which it trims.)
+    assert_eq!(
+        world.file_on("deploy/dev", "dev/deployment.yaml"),
+        DEPLOYMENT.replace("REGISTRY", &host).trim_end()
+    );
+    assert_eq!(
+        world.file_on("deploy/prod", "prod/values.yaml"),
+        VALUES.replace("REGISTRY", &host).trim_end()
+    );
+    for env in ["dev", "prod"] {
+        let file = world.file_on(
+            &format!("deploy/{env}"),
+            &format!("{env}/kustomization.yaml"),
+        );
+        assert!(file.contains("newTag: v1.1.0"), "{env}: {file}");
+        assert!(
+            stdout.contains(&format!("deploy/{env}: updated api v1.0.0 -> v1.1.0")),
+            "{stdout}"
+        );
+    }
+
+    // With the digest managed, the worker's tag and digest move together.
+    let config = config.replace(
+        "tag = \"image.tag\"\n",
+        "tag = \"image.tag\"\ndigest = \"image.digest\"\n",
+    );
+    world.write_config(&config);
+    let out = world.run(&["once"]);
+    let values = world.file_on("deploy/prod", "prod/values.yaml");
+    assert!(values.contains("tag: v1.1.0"), "{values}");
+    assert!(values.contains("digest: \"\""), "{values}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("updated worker v1.0.0@sha256:0000000000000000000000000000000000000000000000000000000000000000 -> v1.1.0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
