@@ -22,7 +22,7 @@ pub fn require_kubectl() {
         .is_ok_and(|o| o.status.success());
     assert!(
         ok,
-        "kubectl (kustomize v5 built in) is not installed: install kubectl, or the Debian package kubernetes-client"
+        "kubectl with kustomize v5 built in is not installed (Debian's kubernetes-client 1.20 is too old): install a current kubectl"
     );
 }
 
