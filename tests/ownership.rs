@@ -138,3 +138,127 @@ tag = "image.tag"
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Two writers on one branch, a digest-following image. At the daemon's first push, a
+/// `pre-receive` hook on the server plays the other writer: the registry's `latest` moves to a
+/// newer build, and the branch moves to a commit that already records it. The daemon's push
+/// loses the race; it must decide again (from the registry as it is now) rather than replay
+/// its older digest over the newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_race_is_decided_again_against_the_registry() {
+    const OLD: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let pinned = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n  - name: REGISTRY/org/api\n    newTag: latest\n    digest: {OLD}\n"
+    );
+    let world = World::new(
+        &[("prod/kustomization.yaml", pinned.as_str())],
+        &["deploy/prod"],
+    )
+    .await;
+    let host = world.host();
+    let decided = world.push("org/api", "latest").await;
+    let newer = world.push("org/api", "next").await;
+    // The newer build's manifest, for the hook to tag as `latest`.
+    let manifest = reqwest::Client::new()
+        .get(format!(
+            "{}/v2/org/api/manifests/next",
+            world.registry.url()
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let manifest_file = world.dir.path().join("newer-manifest.json");
+    std::fs::write(&manifest_file, &manifest).unwrap();
+
+    // The other writer's commit, on a side branch of the server's repository.
+    let bare = world.git.path("manifests");
+    let work = world.dir.path().join("other-writer");
+    harness::git::git(
+        world.dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            "-b",
+            "deploy/prod",
+            bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(
+        work.join("prod/kustomization.yaml"),
+        pinned.replace("REGISTRY", &host).replace(OLD, &newer),
+    )
+    .unwrap();
+    harness::git::git(
+        &work,
+        &[
+            "commit",
+            "--quiet",
+            "-am",
+            "the other writer: api latest@newer",
+        ],
+    );
+    harness::git::git(
+        &work,
+        &["push", "--quiet", "origin", "HEAD:refs/heads/other"],
+    );
+    let other = harness::git::git(&bare, &["rev-parse", "refs/heads/other"]);
+
+    // Once: retag `latest`, and move the branch under the push (a loose ref, as receive-pack
+    // forbids ref updates from a quarantined hook), which then fails its old-value check.
+    let mark = world.dir.path().join("hook-ran");
+    let hook = bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\n[ -e '{mark}' ] && exit 0\ntouch '{mark}'\ncurl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @'{manifest}' '{registry}/v2/org/api/manifests/latest' >/dev/null || exit 1\nmkdir -p '{bare}/refs/heads/deploy'\necho {other} > '{bare}/refs/heads/deploy/prod'\nexit 0\n",
+            mark = mark.display(),
+            manifest = manifest_file.display(),
+            registry = world.registry.url(),
+            bare = bare.display(),
+            other = other.trim(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut config = world.base_config(&["prod"]);
+    config.push_str(&format!(
+        r#"
+[images.api]
+image = "{host}/org/api"
+strategy = "digest"
+tag = "latest"
+[[images.api.targets]]
+kind = "kustomization"
+file = "prod/kustomization.yaml"
+"#
+    ));
+    world.write_config(&config);
+    let out = world.run(&["once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(mark.exists(), "the hook never ran:\n{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("deciding them again"), "{stderr}");
+    // The branch keeps the other writer's commit and the newer digest; the digest decided
+    // before the race was never written.
+    let file = world.file_on("deploy/prod", "prod/kustomization.yaml");
+    assert!(file.contains(&newer), "{file}");
+    assert!(!file.contains(&decided), "{file}");
+    assert_eq!(
+        world.git.log("manifests", "deploy/prod", "%s")[0],
+        "the other writer: api latest@newer"
+    );
+
+    // Nothing is left to do, and plan says so.
+    let out = world.run(&["plan"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "nothing would change\n"
+    );
+}
