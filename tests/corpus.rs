@@ -34,6 +34,10 @@ struct Case {
     replaces: Vec<String>,
     /// The `[[images.app.targets]]` table, without `file`.
     target: toml::Table,
+    /// A variant of the real file made at test time, for defects the published files do not
+    /// show: `"crlf"` (its lines end in CRLF), or `{ after = N, text = "…" }` (lines inserted
+    /// after line N). Expected line numbers are the variant's.
+    derive: Option<Derive>,
     /// `[line, text]`: line number (1-based) in the original and its text after the edit.
     #[serde(default)]
     lines: Vec<(usize, String)>,
@@ -54,6 +58,13 @@ struct Case {
     /// For a kustomization: the name its base resources run the image under (the `images:`
     /// entry's `name`); the built output must run exactly the written image.
     kustomize: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Derive {
+    Crlf(String),
+    Insert { after: usize, text: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +226,22 @@ fn kustomize_renders(edited: &str, name: &str) -> Result<Vec<String>, String> {
 
 fn check(dir: &Path, case: &Case) -> Result<(), String> {
     let path = dir.join(&case.file);
-    let original = std::fs::read_to_string(&path).map_err(|e| format!("{e}"))?;
+    let mut original = std::fs::read_to_string(&path).map_err(|e| format!("{e}"))?;
+    match &case.derive {
+        None => {}
+        Some(Derive::Crlf(how)) => {
+            assert_eq!(how, "crlf", "{}: unknown derive", case.file);
+            original = original.replace('\n', "\r\n");
+        }
+        Some(Derive::Insert { after, text }) => {
+            let at: usize = original
+                .split_inclusive('\n')
+                .take(*after)
+                .map(str::len)
+                .sum();
+            original.insert_str(at, text);
+        }
+    }
     let target = target_of(case);
     let desired = desired_of(case);
     let result = edit(&target, &original, &desired);
