@@ -303,7 +303,8 @@ fn every_corpus_file_is_updated_exactly_or_refused_clearly() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/cases.toml"),
     )
     .unwrap();
-    let cases: Cases = toml::from_str(&text).expect("cases.toml");
+    let cases: Cases =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("tests/corpus/cases.toml: {e}"));
     let listed = listed_files(&dir);
     let covered: BTreeSet<String> = cases.case.iter().map(|c| c.file.clone()).collect();
     let missing: Vec<&String> = listed.difference(&covered).collect();
