@@ -181,6 +181,18 @@ fn split_domain(name: &str) -> (&str, String) {
     (domain, remainder)
 }
 
+/// Whether `digest` is one the distribution spec allows: `sha256:`, `sha384:` or `sha512:` with
+/// that many lowercase hex digits. A digest from a registry is checked with this before it is
+/// used in a request or written into a file.
+pub fn is_valid_digest(digest: &str) -> bool {
+    validate_digest(digest).is_ok()
+        && digest
+            .bytes()
+            .skip_while(|b| *b != b':')
+            .skip(1)
+            .all(|b| b.is_ascii_hexdigit())
+}
+
 fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
     let (algorithm, hex) = digest
         .split_once(':')

@@ -58,16 +58,31 @@ impl Client {
         let mut seen_urls = HashSet::new();
         let mut seen_tags = HashSet::new();
         let mut tags = Vec::new();
+        let tuning = self.tuning().clone();
+        let mut bytes = 0usize;
         loop {
             if !seen_urls.insert(url.clone()) {
                 return Err(
                     self.error_invalid(format!("tag list pagination of {repository} loops"))
                 );
             }
+            if seen_urls.len() > tuning.max_pages as usize {
+                return Err(self.error_invalid(format!(
+                    "tag list of {repository} runs past {} pages; giving up on it",
+                    tuning.max_pages
+                )));
+            }
             let reply = self
                 .get(RequestKind::TagList, &url, repository, &[])
                 .await?;
             self.expect_ok(&reply, format!("repository {repository}"))?;
+            bytes = bytes.saturating_add(reply.body.len());
+            if bytes > tuning.max_tag_list_bytes {
+                return Err(self.error_invalid(format!(
+                    "tag list of {repository} is larger than {} bytes; giving up on it",
+                    tuning.max_tag_list_bytes
+                )));
+            }
             let page: Value = serde_json::from_slice(&reply.body).map_err(|e| {
                 self.error_invalid(format!("tag list of {repository} is not valid JSON: {e}"))
             })?;
@@ -89,13 +104,29 @@ impl Client {
                 if seen_tags.insert(tag.to_string()) {
                     tags.push(tag.to_string());
                 }
+                if tags.len() > tuning.max_tags {
+                    return Err(self.error_invalid(format!(
+                        "{repository} has more than {} tags; giving up on it (ignore_tags cannot help: every tag is listed)",
+                        tuning.max_tags
+                    )));
+                }
             }
             match reply.header("link").and_then(next_link) {
                 Some(next) => {
-                    url = reqwest::Url::parse(&self.endpoint().base_url)
+                    let joined = reqwest::Url::parse(&self.endpoint().base_url)
                         .and_then(|base| base.join(&next))
-                        .map_err(|_| self.error_invalid(format!("bad Link header `{next}`")))?
-                        .to_string();
+                        .map_err(|_| {
+                            self.error_invalid(format!("bad Link header `{}`", next.escape_debug()))
+                        })?;
+                    // The next page, and the credentials that go with it, stay on the
+                    // registry's own origin.
+                    if !self.same_origin(&joined) {
+                        return Err(self.error_invalid(format!(
+                            "tag list of {repository} links to another origin ({}); not followed",
+                            joined.origin().ascii_serialization()
+                        )));
+                    }
+                    url = joined.to_string();
                 }
                 None => return Ok(tags),
             }
@@ -120,6 +151,12 @@ impl Client {
             .await?;
         self.expect_ok(&reply, format!("{repository}:{reference}"))?;
         if let Some(digest) = reply.header("docker-content-digest") {
+            if !crate::reference::is_valid_digest(digest) {
+                return Err(self.error_invalid(format!(
+                    "{repository}:{reference}: Docker-Content-Digest `{}` is not a digest",
+                    digest.escape_debug()
+                )));
+            }
             return Ok(digest.to_string());
         }
         let reply = self

@@ -87,6 +87,9 @@ pub struct TokenResponse {
     pub expires_in: Option<u64>,
 }
 
+/// The longest a token is reused, whatever `expires_in` says.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// A bearer token and when to stop using it.
 #[derive(Debug, Clone)]
 pub struct Token {
@@ -96,14 +99,21 @@ pub struct Token {
 
 impl TokenResponse {
     /// The token, valid until a margin before its expiry. The spec's default lifetime is 60
-    /// seconds when the service does not say.
+    /// seconds when the service does not say; a lifetime above [`MAX_TOKEN_LIFETIME`] is taken
+    /// as that (a token service's number is not trusted to keep a token for ever).
     pub fn into_token(self, now: Instant) -> Option<Token> {
         let value = self.token.or(self.access_token).filter(|t| !t.is_empty())?;
-        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
+        let lifetime = Duration::from_secs(
+            self.expires_in
+                .unwrap_or(60)
+                .clamp(1, MAX_TOKEN_LIFETIME.as_secs()),
+        );
         let margin = (lifetime / 10).min(Duration::from_secs(30));
         Some(Token {
             value: super::credentials::Secret::new(value),
-            refresh_at: now + lifetime - margin,
+            refresh_at: now
+                .checked_add(lifetime.saturating_sub(margin))
+                .unwrap_or(now),
         })
     }
 }

@@ -92,6 +92,12 @@ pub struct Tuning {
     pub budget_reserve: u64,
     /// Largest body accepted, against a misbehaving server.
     pub max_body: usize,
+    /// Pages of one tag list followed at most.
+    pub max_pages: u32,
+    /// Tags of one repository accepted at most; more is an error for that image.
+    pub max_tags: usize,
+    /// Bytes of one repository's tag list (all pages) accepted at most.
+    pub max_tag_list_bytes: usize,
 }
 
 impl Default for Tuning {
@@ -106,6 +112,9 @@ impl Default for Tuning {
             page_size: 1000,
             budget_reserve: 2,
             max_body: 64 << 20,
+            max_pages: 1000,
+            max_tags: 100_000,
+            max_tag_list_bytes: 16 << 20,
         }
     }
 }
@@ -160,6 +169,8 @@ pub enum RegistryError {
 /// A response that was read completely.
 #[derive(Debug)]
 pub struct Reply {
+    /// Where the response came from, after any redirects.
+    pub url: reqwest::Url,
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
@@ -205,7 +216,8 @@ struct Inner {
     tuning: Tuning,
     metrics: Arc<Metrics>,
     cache: Arc<MetadataCache>,
-    credential: tokio::sync::Mutex<Option<Option<Credential>>>,
+    /// The resolved credential and when it was read.
+    credential: tokio::sync::Mutex<Option<(Option<Credential>, Instant)>>,
     tokens: Mutex<HashMap<String, Token>>,
     /// The registry answered with a Basic challenge: send credentials up front.
     basic: AtomicBool,
@@ -237,8 +249,24 @@ impl Client {
                 endpoint.base_url
             )));
         }
+        let insecure = endpoint.insecure;
+        // Redirects are followed a few times, never from https to plain http (unless the
+        // registry is configured insecure). reqwest drops Authorization when a redirect leaves
+        // the host, and `get` never answers another origin's challenge with credentials.
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            let downgrade = attempt.url().scheme() == "http"
+                && attempt.previous().iter().any(|u| u.scheme() == "https");
+            if downgrade && !insecure {
+                attempt.error("refusing a redirect from https to plain http")
+            } else if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        });
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("image-updater/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirects)
             .timeout(tuning.request_timeout)
             .connect_timeout(tuning.connect_timeout)
             .tls_danger_accept_invalid_certs(endpoint.insecure);
@@ -350,6 +378,23 @@ impl Client {
             if reply.status != StatusCode::UNAUTHORIZED {
                 return Ok(reply);
             }
+            let unauthorized = |detail: &str| RegistryError::Unauthorized {
+                registry: self.name().to_string(),
+                repository: repository.to_string(),
+                detail: detail.to_string(),
+            };
+            // Credentials go to the registry's own origin only: a redirect elsewhere that asks
+            // for them gets none.
+            if !self.same_origin(&reply.url) {
+                return Err(unauthorized(&format!(
+                    "redirected to {}, which asks for credentials; they are sent only to the registry's own origin",
+                    reply.url.origin().ascii_serialization()
+                )));
+            }
+            // Credentials may have rotated (an ECR or GitHub App token): read them again.
+            if auth.is_some() {
+                self.forget_credential().await;
+            }
             // A cached token may have been revoked or expired early: drop it and try once more.
             self.inner
                 .tokens
@@ -360,22 +405,23 @@ impl Client {
             let challenge = reply
                 .header(WWW_AUTHENTICATE.as_str())
                 .and_then(Challenge::parse);
-            let unauthorized = |detail: &str| RegistryError::Unauthorized {
-                registry: self.name().to_string(),
-                repository: repository.to_string(),
-                detail: detail.to_string(),
-            };
             if handshakes > 2 {
                 return Err(unauthorized("the registry refused the credentials"));
             }
             match challenge {
                 Some(Challenge::Basic) => {
-                    if !matches!(self.credential().await?, Some(Credential::Basic { .. })) {
+                    let Some(Credential::Basic { username, password }) = self.credential().await?
+                    else {
                         return Err(unauthorized(
                             "the registry requires a username and password, and none is configured",
                         ));
-                    }
-                    if self.inner.basic.swap(true, Ordering::Relaxed) {
+                    };
+                    // Refused once already: try again only with a credential that changed
+                    // since (it was read again above).
+                    let fresh = basic_header(&username, password.expose());
+                    if self.inner.basic.swap(true, Ordering::Relaxed)
+                        && auth.as_deref() == Some(fresh.as_str())
+                    {
                         return Err(unauthorized(
                             "the registry refused the username and password",
                         ));
@@ -400,10 +446,14 @@ impl Client {
         }
     }
 
-    /// The credential, read once from its source.
+    /// The credential, read from its source at most every [`CREDENTIAL_TTL`] (and again after
+    /// the registry refused it), so rotated passwords and short-lived tokens from `exec:`
+    /// helpers are picked up without a reload.
     async fn credential(&self) -> Result<Option<Credential>, RegistryError> {
         let mut slot = self.inner.credential.lock().await;
-        if let Some(c) = &*slot {
+        if let Some((c, read_at)) = &*slot
+            && read_at.elapsed() < CREDENTIAL_TTL
+        {
             return Ok(c.clone());
         }
         let resolved = match &self.inner.endpoint.credentials {
@@ -415,8 +465,18 @@ impl Client {
                 })?,
             None => None,
         };
-        *slot = Some(resolved.clone());
+        *slot = Some((resolved.clone(), Instant::now()));
         Ok(resolved)
+    }
+
+    async fn forget_credential(&self) {
+        *self.inner.credential.lock().await = None;
+    }
+
+    /// Whether `url` is on the registry's own origin (scheme, host and port of `api_url`).
+    pub(crate) fn same_origin(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.inner.endpoint.base_url)
+            .is_ok_and(|base| base.origin() == url.origin())
     }
 
     /// The `Authorization` header for a request in `scope`, if we have one.
@@ -548,7 +608,10 @@ impl Client {
                     let status = reply.status;
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         let wait = retry_after(&reply.headers);
-                        let until = Instant::now() + wait.unwrap_or_else(|| self.backoff(attempt));
+                        let now = Instant::now();
+                        let until = now
+                            .checked_add(wait.unwrap_or_else(|| self.backoff(attempt)))
+                            .unwrap_or(now);
                         self.inner.state.lock().expect("state lock").blocked_until = Some(until);
                         if attempt == tuning.attempts
                             || wait.is_some_and(|w| w > tuning.max_retry_after)
@@ -608,6 +671,7 @@ impl Client {
     async fn read(&self, mut resp: reqwest::Response) -> Result<Reply, (u16, String)> {
         let status = resp.status();
         let headers = resp.headers().clone();
+        let url = resp.url().clone();
         let limit = self.inner.tuning.max_body;
         if resp.content_length().is_some_and(|n| n as usize > limit) {
             return Err((
@@ -637,6 +701,7 @@ impl Client {
             }
         }
         Ok(Reply {
+            url,
             status,
             headers,
             body,
@@ -695,6 +760,14 @@ impl Client {
 
 const BODY_CUT_SHORT: &str = "response body cut short";
 
+/// The longest a `Retry-After` is honoured: a registry asking for more is left alone this long,
+/// then asked again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// How long a resolved credential is used before it is read from its source again.
+pub const CREDENTIAL_TTL: Duration = Duration::from_secs(300);
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 5;
+
 fn basic_header(username: &str, password: &str) -> String {
     use base64::Engine;
     format!(
@@ -703,17 +776,17 @@ fn basic_header(username: &str, password: &str) -> String {
     )
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds or an HTTP date, at most [`MAX_RETRY_AFTER`].
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
-    )
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// A transport error in one line, without the URL (which may carry a token service's query).

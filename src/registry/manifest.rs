@@ -89,6 +89,23 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, String
         .as_deref()
         .or(content_type.map(|c| c.split(';').next().unwrap_or(c).trim()))
         .unwrap_or("");
+    // Digests from the body go into request paths and into files: only valid ones.
+    let check = |d: &str| {
+        if crate::reference::is_valid_digest(d) {
+            Ok(())
+        } else {
+            Err(format!(
+                "manifest names `{}`, which is not a digest",
+                d.escape_debug()
+            ))
+        }
+    };
+    for e in raw.manifests.iter().flatten() {
+        check(&e.digest)?;
+    }
+    if let Some(c) = &raw.config {
+        check(&c.digest)?;
+    }
     match (media_type, raw.manifests, raw.config) {
         (OCI_INDEX | DOCKER_LIST, Some(entries), _) | ("", Some(entries), None) => {
             Ok(Manifest::Index(
@@ -158,10 +175,19 @@ pub fn sha256_digest(body: &[u8]) -> String {
     out
 }
 
-/// Checks that `body` is what `digest` names. Only sha256 is checked; other algorithms are
-/// accepted as the registry sent them.
+/// Checks that `body` is what `digest` names (sha256, sha384 or sha512; any other digest is
+/// refused, since nothing could check it).
 pub fn verify(body: &[u8], digest: &str) -> Result<(), String> {
-    if digest.starts_with("sha256:") && sha256_digest(body) != digest {
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    let actual = match digest.split_once(':') {
+        Some(("sha256", _)) => hex(&Sha256::digest(body)),
+        Some(("sha384", _)) => hex(&sha2::Sha384::digest(body)),
+        Some(("sha512", _)) => hex(&sha2::Sha512::digest(body)),
+        _ => return Err(format!("`{digest}` is not a digest this client can check")),
+    };
+    if digest.split_once(':').map(|(_, h)| h) != Some(actual.as_str()) {
         return Err(format!(
             "content does not match its digest {digest} (truncated or corrupted)"
         ));
@@ -185,19 +211,31 @@ mod tests {
 
     #[test]
     fn indexes_and_images() {
-        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-            {"digest":"sha256:a","platform":{"os":"linux","architecture":"amd64"}},
-            {"digest":"sha256:b","platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
-        let Manifest::Index(entries) = parse(index, None).unwrap() else {
+        let (a, b, c) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+            format!("sha256:{}", "c".repeat(64)),
+        );
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {{"digest":"{a}","platform":{{"os":"linux","architecture":"amd64"}}}},
+            {{"digest":"{b}","platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
+        );
+        let Manifest::Index(entries) = parse(index.as_bytes(), None).unwrap() else {
             panic!()
         };
         assert_eq!(entries[1].platform.as_deref(), Some("linux/arm64/v8"));
-        let image = br#"{"schemaVersion":2,"config":{"digest":"sha256:c","mediaType":"x"}}"#;
+        let image = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{c}","mediaType":"x"}}}}"#);
         assert_eq!(
-            parse(image, Some(DOCKER_MANIFEST)).unwrap(),
-            Manifest::Image {
-                config: "sha256:c".into()
-            }
+            parse(image.as_bytes(), Some(DOCKER_MANIFEST)).unwrap(),
+            Manifest::Image { config: c.clone() }
+        );
+        // Digests from the body go into request paths: anything else is refused.
+        let sneaky = br#"{"schemaVersion":2,"config":{"digest":"sha256:../../x","mediaType":"x"}}"#;
+        assert!(
+            parse(sneaky, Some(DOCKER_MANIFEST))
+                .unwrap_err()
+                .contains("not a digest")
         );
         assert!(parse(b"{\"schemaVersion\":2,\"conf", None).is_err());
         assert!(parse(br#"{"schemaVersion":1,"name":"x"}"#, None).is_err());

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod git;
+pub mod hostile;
 pub mod kustomize;
 pub mod proxy;
 pub mod world;
