@@ -94,9 +94,10 @@ pub fn as_string(value: &Value) -> String {
         Value::String(_, s) => s.clone(),
         Value::Char(_, c) => c.to_string(),
         Value::Bool(_, b) => b.to_string(),
-        Value::Num(_, n) => match n.to_i128() {
-            Some(i) => i.to_string(),
-            None => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
+        Value::Num(_, n) => match (n.to_u128(), n.to_i128()) {
+            (Some(u), _) => u.to_string(),
+            (None, Some(i)) => i.to_string(),
+            (None, None) => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
         },
         other => format!("{other:?}"),
     }

@@ -95,6 +95,11 @@ fn file_layer(raw: &RawConfig) -> Layered {
                     .insert(key.to_string(), v.get_ref().clone().into());
             }
         }
+        if let Some(n) = &s.unhealthy_after {
+            layer
+                .settings
+                .insert("unhealthy_after".into(), (*n.get_ref()).into());
+        }
     }
     let secret = |c: &Option<toml::Spanned<String>>| Secret {
         credentials: c.as_ref().map(|c| c.get_ref().clone().into()),

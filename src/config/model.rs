@@ -84,12 +84,16 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub listen: SocketAddr,
+    /// `/healthz` and the watchdog report unhealthy when no image has been polled successfully
+    /// for this many of the longest image interval.
+    pub unhealthy_after: u32,
 }
 
 impl Settings {
     pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/image-updater";
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8081";
+    pub const DEFAULT_UNHEALTHY_AFTER: u32 = 3;
 }
 
 #[derive(Debug, Clone, PartialEq)]

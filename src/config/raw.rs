@@ -49,6 +49,9 @@ pub struct RawSettings {
     pub log_level: Option<Str>,
     pub log_format: Option<Str>,
     pub listen: Option<Str>,
+    /// How many of the longest interval may pass without a successful poll before the daemon
+    /// reports itself unhealthy.
+    pub unhealthy_after: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,7 +198,14 @@ pub mod keys {
     ];
     pub const WEBHOOKS: &[&str] = &["listen", "secret"];
     pub const NOTIFICATION: &[&str] = &["url", "format", "credentials"];
-    pub const SETTINGS: &[&str] = &["state_dir", "interval", "log_level", "log_format", "listen"];
+    pub const SETTINGS: &[&str] = &[
+        "state_dir",
+        "interval",
+        "log_level",
+        "log_format",
+        "listen",
+        "unhealthy_after",
+    ];
     pub const REGISTRY: &[&str] = &[
         "prefix",
         "api_url",

@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Mutex, Semaphore};
 
+use super::fault;
 use super::metrics::DaemonMetrics;
 use super::safety;
 use super::state::{FirstSeen, Holds, RevertHold, StatusStore, now};
@@ -74,6 +76,8 @@ impl Shared {
 
 /// How many registry polls run at once, per registry.
 const PER_REGISTRY: usize = 4;
+/// The longest one image's poll may take once it has its registry's turn.
+pub const POLL_DEADLINE: Duration = Duration::from_secs(120);
 
 /// One image in one environment after a check.
 #[derive(Debug, Clone)]
@@ -235,7 +239,13 @@ impl Engine {
         deployment: &Deployment,
     ) -> Check {
         let (alias, env) = (image.alias.clone(), deployment.environment.clone());
-        let result = self.choose(cycle, holds, image, deployment).await;
+        // A panic in one poll (a bug meeting a hostile answer) fails that image only.
+        let result = std::panic::AssertUnwindSafe(self.choose(cycle, holds, image, deployment))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(format!("the poll panicked: {}", fault::panic_text(&*panic)))
+            });
         self.shared.metrics.checked(&alias, &env, result.is_ok());
         self.shared.status.update(&alias, &env, |s| match &result {
             Ok(chosen) => {
@@ -298,6 +308,28 @@ impl Engine {
             Some(s) => Some(s.acquire_owned().await.map_err(|e| e.to_string())?),
             None => None,
         };
+        // The deadline counts from here: waiting for the registry's turn is not the poll's
+        // fault, but a poll that hangs once it has its turn is abandoned.
+        match tokio::time::timeout(POLL_DEADLINE, self.poll(cycle, client, image, deployment)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "the poll took longer than {}s and was abandoned",
+                POLL_DEADLINE.as_secs()
+            )),
+        }
+    }
+
+    /// The registry's part of a check: tags, digests and the selection, under a deadline.
+    async fn poll(
+        &self,
+        cycle: &Cycle,
+        client: &registry::Client,
+        image: &Image,
+        deployment: &Deployment,
+    ) -> Result<Chosen, String> {
+        let (alias, env) = (&image.alias, &deployment.environment);
+        fault::maybe_panic(alias);
         let repository = image.reference.path.clone();
         let desired = |tag: String, digest: Option<String>| Desired {
             repository: image.reference.repository(),

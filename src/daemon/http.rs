@@ -18,6 +18,11 @@ use super::metrics::DaemonMetrics;
 use crate::registry;
 
 /// What the endpoints report, updated by the scheduler.
+///
+/// Healthy means two things: the scheduler's loop is turning (it beats every few seconds),
+/// and polling makes progress: some image was polled successfully within the allowance
+/// (`settings.unhealthy_after` times the longest image interval). A loop that turns while every
+/// poll hangs or fails is not healthy, so systemd's watchdog and a liveness probe restart it.
 #[derive(Debug, Default)]
 pub struct Health {
     /// Set after the first cycle has finished.
@@ -26,18 +31,53 @@ pub struct Health {
     pub heartbeat: AtomicU64,
     /// Images in the running config.
     pub images: AtomicUsize,
+    /// Unix seconds of the last successful poll of any image (the start, before the first).
+    pub last_success: AtomicU64,
+    /// Seconds without a successful poll after which the daemon is unhealthy.
+    pub allowance: AtomicU64,
 }
 
 /// The scheduler is considered stuck when it has not beaten for this long.
 const STALE: u64 = 120;
+/// The allowance is never shorter than this, whatever the intervals.
+pub const MIN_ALLOWANCE: Duration = Duration::from_secs(10);
 
 impl Health {
+    pub fn new(allowance: Duration) -> Health {
+        let h = Health::default();
+        h.beat();
+        h.succeeded();
+        h.set_allowance(allowance);
+        h
+    }
+
     pub fn beat(&self) {
         self.heartbeat.store(unix_now(), Ordering::Relaxed);
     }
 
+    /// Some image was just polled successfully.
+    pub fn succeeded(&self) {
+        self.last_success.store(unix_now(), Ordering::Relaxed);
+    }
+
+    pub fn set_allowance(&self, allowance: Duration) {
+        self.allowance
+            .store(allowance.max(MIN_ALLOWANCE).as_secs(), Ordering::Relaxed);
+    }
+
     fn alive(&self) -> bool {
         unix_now().saturating_sub(self.heartbeat.load(Ordering::Relaxed)) < STALE
+    }
+
+    /// Seconds since the last successful poll, when that is past the allowance.
+    fn stalled_for(&self) -> Option<u64> {
+        let since = unix_now().saturating_sub(self.last_success.load(Ordering::Relaxed));
+        (since > self.allowance.load(Ordering::Relaxed)).then_some(since)
+    }
+
+    /// Whether `/healthz` says ok (and the systemd watchdog is fed).
+    pub fn healthy(&self) -> bool {
+        self.alive() && self.stalled_for().is_none()
     }
 }
 
@@ -90,13 +130,19 @@ impl Server {
                     self.health.images.load(Ordering::Relaxed),
                 ),
             ),
-            ("GET" | "HEAD", "/healthz") if self.health.alive() => {
+            ("GET" | "HEAD", "/healthz") if self.health.healthy() => {
                 ("200 OK", "text/plain", "ok\n".into())
             }
             ("GET" | "HEAD", "/healthz") => (
                 "503 Service Unavailable",
                 "text/plain",
-                "scheduler stalled\n".into(),
+                match self.health.stalled_for() {
+                    Some(s) if self.health.alive() => format!(
+                        "no image polled successfully for {s}s (allowed {}s)\n",
+                        self.health.allowance.load(Ordering::Relaxed)
+                    ),
+                    _ => "scheduler stalled\n".into(),
+                },
             ),
             ("GET" | "HEAD", "/readyz") if self.health.ready.load(Ordering::Relaxed) => {
                 ("200 OK", "text/plain", "ready\n".into())

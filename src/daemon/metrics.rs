@@ -27,6 +27,8 @@ struct Counters {
     reload_failures: u64,
     last_reload_ok: bool,
     cycles: u64,
+    /// Cycles that panicked or were abandoned, by registry lane.
+    cycle_failures: BTreeMap<String, u64>,
 }
 
 /// Shared by the scheduler, the engine and the HTTP server; survives config reloads.
@@ -103,6 +105,11 @@ impl DaemonMetrics {
 
     pub fn cycle(&self) {
         self.with(|c| c.cycles += 1);
+    }
+
+    /// A lane's cycle panicked or ran past its deadline.
+    pub fn cycle_failed(&self, lane: &str) {
+        self.with(|c| *c.cycle_failures.entry(lane.to_string()).or_default() += 1);
     }
 
     pub fn cycles(&self) -> u64 {
@@ -277,6 +284,13 @@ impl DaemonMetrics {
             "Poll cycles run.",
         );
         let _ = writeln!(out, "image_updater_cycles_total {}", c.cycles);
+        counter_map(
+            &mut out,
+            "image_updater_cycle_failures_total",
+            "Cycles that panicked or ran past their deadline, by registry.",
+            &c.cycle_failures,
+            |lane| format!("registry=\"{}\"", esc(lane)),
+        );
         out
     }
 }

@@ -7,12 +7,18 @@
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`systemd`]: `Type=notify` readiness, reload and watchdog messages.
 //!
-//! The scheduler runs one cycle at a time, so two cycles never race for a branch. Shutdown
-//! (SIGTERM, SIGINT) lets a running cycle finish for up to [`SHUTDOWN_GRACE`], then abandons
-//! it: a commit exists only in the mirror until its push, and a push is atomic at the server,
-//! so an abandoned cycle leaves each branch at its old commit or its new one, never between.
+//! Each registry has its own lane: its due images are polled in a cycle of their own, so a
+//! slow, failing or rate-limited registry never holds up another's images. A lane runs one
+//! cycle at a time; cycles of different lanes that write one branch take turns on its mirror,
+//! and each fetches before it commits. A cycle that panics or outlives [`CYCLE_DEADLINE`] is
+//! caught, logged and counted, and its images are rescheduled as failed.
+//!
+//! Shutdown (SIGTERM, SIGINT) lets running cycles finish for up to [`SHUTDOWN_GRACE`], then
+//! abandons them: a commit exists only in the mirror until its push, and a push is atomic at
+//! the server, so an abandoned cycle leaves each branch at its old commit or its new one.
 
 pub mod engine;
+pub mod fault;
 pub mod http;
 pub mod metrics;
 pub mod notify;
@@ -23,6 +29,7 @@ pub mod state;
 pub mod systemd;
 pub mod webhook;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +48,8 @@ use crate::config::{self, Config};
 
 /// How long a running cycle may take to finish after SIGTERM before it is abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// The longest one lane's cycle may run before it is abandoned as stuck.
+pub const CYCLE_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// How long file events are gathered before the config is read again.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -66,8 +75,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let listener = http::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let health = Arc::new(http::Health::default());
-    health.beat();
+    let health = Arc::new(http::Health::new(allowance(&config)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = Arc::new(http::Server {
         health: health.clone(),
@@ -110,8 +118,8 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
     let mut schedule = Schedule::new(&engine.config);
     health.images.store(schedule.len(), Ordering::Relaxed);
-    let mut running: Option<JoinHandle<()>> = None;
-    let (done_tx, mut done_rx) = mpsc::channel::<(Vec<String>, Vec<(String, Feedback)>)>(1);
+    let mut lanes: BTreeMap<String, Running> = BTreeMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<LaneDone>();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
@@ -119,20 +127,34 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     tracing::info!(images = schedule.len(), "running");
 
     loop {
-        let next = schedule.next_due();
+        // Images whose lane is busy wait for it; the others are due on their own time.
+        let idle = |alias: &str| !lanes.contains_key(&lane_of(&engine, alias));
+        let next = schedule.next_due_among(idle);
         tokio::select! {
-            _ = tokio::time::sleep_until(next), if running.is_none() && !schedule.is_empty() => {
-                let due = schedule.due(tokio::time::Instant::now());
-                let engine = engine.clone();
-                let done = done_tx.clone();
-                running = Some(tokio::spawn(async move {
-                    let report = engine.cycle(&due, false).await;
-                    let feedback = feedback(&engine, &due, &report);
-                    let _ = done.send((due, feedback)).await;
-                }));
+            _ = tokio::time::sleep_until(next), if next_is_real(next) => {
+                let due = schedule.due_among(tokio::time::Instant::now(), idle);
+                let mut by_lane: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for alias in due {
+                    by_lane.entry(lane_of(&engine, &alias)).or_default().push(alias);
+                }
+                for (lane, due) in by_lane {
+                    let running = start_lane(&engine, lane.clone(), due, done_tx.clone());
+                    lanes.insert(lane, running);
+                }
             }
-            Some((_, feedback)) = done_rx.recv() => {
-                running = None;
+            Some(done) = done_rx.recv() => {
+                lanes.remove(&done.lane);
+                let feedback = match done.outcome {
+                    Ok(feedback) => feedback,
+                    Err(why) => {
+                        shared.metrics.cycle_failed(&done.lane);
+                        tracing::error!(registry = %done.lane, images = ?done.due, "{why}; its images are rescheduled as failed");
+                        done.due.iter().map(|a| (a.clone(), Feedback { failed: true, ..Feedback::default() })).collect()
+                    }
+                };
+                if feedback.iter().any(|(_, f)| !f.failed) {
+                    health.succeeded();
+                }
                 for (alias, f) in feedback {
                     schedule.polled(&alias, f);
                 }
@@ -151,6 +173,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                             tracing::info!(file = %options.config_path.display(), images = new.config.images.len(), "config reloaded");
                             schedule.reconcile(&new.config);
                             health.images.store(schedule.len(), Ordering::Relaxed);
+                            health.set_allowance(allowance(&new.config));
                             engine = Arc::new(new);
                             shared.forget_mirrors().await;
                         }
@@ -172,24 +195,27 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 let _ = reload_tx.try_send(Trigger::Signal);
             }
             _ = heartbeat.tick() => health.beat(),
-            _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::notify("WATCHDOG=1"),
+            // The watchdog is fed only while polling makes progress: systemd restarts a daemon
+            // whose loop turns but whose polls have all hung or failed for too long.
+            _ = watchdog_tick.tick(), if watchdog.is_some() && health.healthy() => systemd::notify("WATCHDOG=1"),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
 
     systemd::notify("STOPPING=1");
-    if let Some(mut cycle) = running {
-        tracing::info!(grace = ?SHUTDOWN_GRACE, "shutting down: letting the running cycle finish");
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut cycle)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "the cycle did not finish in time; abandoning it (nothing is half-pushed)"
-            );
-            cycle.abort();
-            let _ = cycle.await;
+    if !lanes.is_empty() {
+        tracing::info!(grace = ?SHUTDOWN_GRACE, cycles = lanes.len(), "shutting down: letting running cycles finish");
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for (lane, mut running) in lanes {
+            if tokio::time::timeout_at(deadline, &mut running.supervisor)
+                .await
+                .is_err()
+            {
+                tracing::warn!(registry = %lane, "the cycle did not finish in time; abandoning it (nothing is half-pushed)");
+                running.cycle.abort();
+                running.supervisor.abort();
+            }
         }
     }
     shared.save();
@@ -237,6 +263,88 @@ fn reload_config(
             None
         }
     }
+}
+
+/// A lane's cycle in flight: the task that runs it, and the task that waits for it.
+struct Running {
+    cycle: tokio::task::AbortHandle,
+    supervisor: JoinHandle<()>,
+}
+
+/// A lane's cycle, finished: the scheduler's feedback, or why there is none.
+struct LaneDone {
+    lane: String,
+    due: Vec<String>,
+    outcome: Result<Vec<(String, Feedback)>, String>,
+}
+
+/// The lane of an image: its registry's name (images of registries the config does not list
+/// share the lane of their host).
+fn lane_of(engine: &Engine, alias: &str) -> String {
+    engine
+        .config
+        .images
+        .get(alias)
+        .map(|image| match engine.registries().for_image(image) {
+            Some(client) => client.name().to_string(),
+            None => image.reference.registry().to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// Runs one lane's cycle in its own task, and a supervisor that reports how it ended: a panic
+/// or a cycle past [`CYCLE_DEADLINE`] becomes an error, never a lane that stays busy.
+fn start_lane(
+    engine: &Arc<Engine>,
+    lane: String,
+    due: Vec<String>,
+    done: mpsc::UnboundedSender<LaneDone>,
+) -> Running {
+    let (cycle_engine, cycle_due) = (engine.clone(), due.clone());
+    let mut cycle = tokio::spawn(async move {
+        let report = cycle_engine.cycle(&cycle_due, false).await;
+        feedback(&cycle_engine, &cycle_due, &report)
+    });
+    let abort = cycle.abort_handle();
+    let supervisor = tokio::spawn(async move {
+        let outcome = match tokio::time::timeout(CYCLE_DEADLINE, &mut cycle).await {
+            Ok(Ok(feedback)) => Ok(feedback),
+            Ok(Err(e)) if e.is_panic() => Err(format!(
+                "the cycle panicked: {}",
+                fault::panic_text(&*e.into_panic())
+            )),
+            Ok(Err(_)) => Err("the cycle was cancelled".to_string()),
+            Err(_) => {
+                cycle.abort();
+                Err(format!(
+                    "the cycle ran longer than {}s and was abandoned",
+                    CYCLE_DEADLINE.as_secs()
+                ))
+            }
+        };
+        let _ = done.send(LaneDone { lane, due, outcome });
+    });
+    Running {
+        cycle: abort,
+        supervisor,
+    }
+}
+
+/// Whether `next` is a real due time rather than "nothing to wait for".
+fn next_is_real(next: tokio::time::Instant) -> bool {
+    next < tokio::time::Instant::now() + Duration::from_secs(3000)
+}
+
+/// How long the daemon may go without a successful poll before it reports itself unhealthy:
+/// `unhealthy_after` of the longest image interval.
+fn allowance(config: &Config) -> Duration {
+    let longest = config
+        .images
+        .values()
+        .map(|i| i.interval)
+        .max()
+        .unwrap_or(config.settings.interval);
+    longest.saturating_mul(config.settings.unhealthy_after)
 }
 
 /// What the scheduler needs to know about each polled image.

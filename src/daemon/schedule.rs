@@ -93,11 +93,26 @@ impl Schedule {
 
     /// The images due by `now` plus the batch window.
     pub fn due(&self, now: Instant) -> Vec<String> {
+        self.due_among(now, |_| true)
+    }
+
+    /// The images `among` admits that are due by `now` plus the batch window.
+    pub fn due_among(&self, now: Instant, among: impl Fn(&str) -> bool) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|(_, e)| e.due <= now + BATCH_WINDOW)
+            .filter(|(a, e)| e.due <= now + BATCH_WINDOW && among(a))
             .map(|(a, _)| a.clone())
             .collect()
+    }
+
+    /// When the next image `among` admits is due; far in the future when there is none.
+    pub fn next_due_among(&self, among: impl Fn(&str) -> bool) -> Instant {
+        self.entries
+            .iter()
+            .filter(|(a, _)| among(a))
+            .map(|(_, e)| e.due)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
     /// Makes `aliases` due now (a registry told us about a push).
@@ -124,7 +139,8 @@ impl Schedule {
             wait *= 2;
         }
         let now = Instant::now();
-        let mut due = now + wait.mul_f64(0.9) + jitter(wait.mul_f64(0.2));
+        let wait = wait.mul_f64(0.9) + jitter(wait.mul_f64(0.2));
+        let mut due = now.checked_add(wait).unwrap_or(now + MAX_BACKOFF);
         if let Some(until) = feedback.blocked_until {
             due = due.max(until);
         }

@@ -266,6 +266,14 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Stops the registry (its own PID), as an outage would.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         // Child::kill signals this child's PID, never a process found by name.

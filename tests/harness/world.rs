@@ -134,6 +134,11 @@ author = "image-updater <bot@example.com>"
 
     /// [`World::start`] with the config at `config`.
     pub fn start_with(&self, config: &std::path::Path) -> Daemon {
+        self.start_with_env(config, &[])
+    }
+
+    /// [`World::start_with`], with extra environment variables for the daemon.
+    pub fn start_with_env(&self, config: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join("daemon.log");
         let child = Command::new(BIN)
             .args(["run", "--config"])
@@ -143,6 +148,7 @@ author = "image-updater <bot@example.com>"
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
