@@ -129,7 +129,8 @@ impl fmt::Display for Diagnostics {
             writeln!(f, "  --> {}", self.location(d))?;
             if let Origin::File(span) | Origin::Section(span) = &d.origin {
                 let at = line_col(&self.source, span.start);
-                let text = self.source.lines().nth(at.line - 1).unwrap_or("");
+                let text = mask_userinfo(self.source.lines().nth(at.line - 1).unwrap_or(""));
+                let text = text.as_str();
                 let gutter = at.line.to_string().len();
                 let width = if matches!(d.origin, Origin::Section(_)) {
                     1
@@ -166,9 +167,41 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// `line` with the user and password of any URL in it (`https://bot:pw@host`) replaced by as
+/// many asterisks, so a report never repeats a secret and its underline stays in place.
+fn mask_userinfo(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | ' '))
+            .unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(at) => {
+                out.extend(std::iter::repeat_n('*', after[..at].chars().count()));
+                rest = &after[at..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked_in_reports() {
+        assert_eq!(
+            mask_userinfo(r#"url = "https://bot:pw@h/r.git" # and ssh://git@h/x"#),
+            r#"url = "https://******@h/r.git" # and ssh://***@h/x"#
+        );
+        assert_eq!(mask_userinfo("no url here"), "no url here");
+    }
 
     #[test]
     fn line_and_column_are_one_based_and_count_characters() {

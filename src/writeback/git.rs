@@ -81,6 +81,17 @@ impl Mirror {
             gix::open(&mirror.dir).is_ok() && mirror.git(&["rev-parse", "--git-dir"]).await.is_ok();
         if !usable {
             if mirror.dir.exists() {
+                // Only what was once a git repository is removed: anything else in its place
+                // is someone's, and stays.
+                let was_git = ["HEAD", "objects", "refs"]
+                    .iter()
+                    .any(|p| mirror.dir.join(p).exists());
+                if !was_git {
+                    return Err(GitError::Repository(format!(
+                        "{} exists and is not a git mirror; move it away (image-updater keeps its mirrors there)",
+                        mirror.dir.display()
+                    )));
+                }
                 tracing::warn!(dir = %mirror.dir.display(), "mirror is not a usable repository; recreating it");
                 std::fs::remove_dir_all(&mirror.dir).map_err(repo_err)?;
             }
@@ -406,6 +417,8 @@ async fn git_env(repo: &Repository) -> Result<Vec<(String, String)>, GitError> {
     let mut config: Vec<(String, String)> = vec![
         // No credential helper from the host's git config may prompt or store anything.
         ("credential.helper".into(), String::new()),
+        // A redirect is never followed: the credential below would go with it.
+        ("http.followRedirects".into(), "false".into()),
     ];
     if let Some(reference) = &repo.credentials {
         let host = url_host(&repo.url);
@@ -425,7 +438,7 @@ async fn git_env(repo: &Repository) -> Result<Vec<(String, String)>, GitError> {
                 "Authorization: Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(pair)
             );
-            // Scoped to the repository's URL, so a redirect elsewhere does not receive it.
+            // Scoped to the repository's URL as well.
             config.push((format!("http.{}.extraHeader", repo.url), header));
         }
     }

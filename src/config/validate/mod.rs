@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
+mod registries;
+mod repositories;
 mod settings;
 mod targets;
 
@@ -21,8 +22,7 @@ use super::env::{self, Overlay};
 use super::model::*;
 use super::raw::*;
 use super::suggest;
-use super::template::Template;
-use crate::reference::{Platform, Reference, canonical_registry};
+use crate::reference::{Platform, Reference};
 use crate::select::{Constraint, Extract, Policy, Strategy, StrategyKind, TagPattern};
 
 pub struct Validator<'a> {
@@ -316,147 +316,6 @@ impl<'a> Validator<'a> {
                 None
             }
         }
-    }
-
-    fn registries(
-        &mut self,
-        raw: &BTreeMap<String, Spanned<RawRegistry>>,
-    ) -> BTreeMap<String, Registry> {
-        let mut out = BTreeMap::new();
-        let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
-        let mut default: Option<String> = None;
-        for (name, reg) in raw {
-            let (name, span) = (name.clone(), reg.span());
-            let reg = reg.get_ref();
-            let Some(prefix) = &reg.prefix else {
-                self.error_hint(
-                    Origin::Section(span),
-                    format!("registry `{name}` has no prefix"),
-                    "add prefix = \"ghcr.io\": the host its images live on",
-                );
-                continue;
-            };
-            let canonical = canonical_registry(prefix.get_ref()).to_string();
-            if canonical.is_empty() || canonical.contains(char::is_whitespace) {
-                self.error(
-                    at(prefix),
-                    format!("prefix `{}` is not a registry host", prefix.get_ref()),
-                );
-                continue;
-            }
-            if let Some(other) = prefixes.insert(canonical.clone(), name.clone()) {
-                self.error(
-                    at(prefix),
-                    format!("registries `{other}` and `{name}` have the same prefix `{canonical}`"),
-                );
-            }
-            let insecure = reg.insecure.as_ref().is_some_and(|b| *b.get_ref());
-            let api_url = match &reg.api_url {
-                Some(url) => {
-                    let u = url.get_ref().trim_end_matches('/').to_string();
-                    if u.starts_with("http://") && !insecure {
-                        self.error_hint(
-                            at(url),
-                            format!("api_url `{u}` is plain http"),
-                            "set insecure = true for this registry if that is really intended",
-                        );
-                    } else if !(u.starts_with("https://") || u.starts_with("http://"))
-                        || u.len() <= "https://".len()
-                    {
-                        self.error(at(url), format!("api_url `{u}` must start with https://"));
-                    }
-                    u
-                }
-                None if canonical == crate::reference::DOCKER_HUB => {
-                    "https://registry-1.docker.io".into()
-                }
-                None => format!("https://{canonical}"),
-            };
-            let is_default = reg.default.as_ref().is_some_and(|b| *b.get_ref());
-            if is_default {
-                if let Some(first) = &default {
-                    self.error(
-                        at(reg.default.as_ref().expect("set")),
-                        format!("registries `{first}` and `{name}` are both marked default"),
-                    );
-                }
-                default = Some(name.clone());
-            }
-            let rate_limit = match &reg.rate_limit {
-                Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
-                    self.error(
-                        at(r),
-                        "rate_limit must be a positive number of requests per second",
-                    );
-                    Registry::DEFAULT_RATE_LIMIT
-                }
-                Some(r) => *r.get_ref(),
-                None => Registry::DEFAULT_RATE_LIMIT,
-            };
-            let credentials = self.credentials("registries", &name, reg.credentials.as_ref());
-            out.insert(
-                name.clone(),
-                Registry {
-                    name,
-                    prefix: canonical,
-                    api_url,
-                    credentials,
-                    default: is_default,
-                    insecure,
-                    ca_file: reg.ca_file.as_ref().map(|p| PathBuf::from(p.get_ref())),
-                    rate_limit,
-                },
-            );
-        }
-        out
-    }
-
-    fn repositories(
-        &mut self,
-        raw: &BTreeMap<String, Spanned<RawRepository>>,
-    ) -> BTreeMap<String, Repository> {
-        let mut out = BTreeMap::new();
-        for (name, repo) in raw {
-            let (name, span) = (name.clone(), repo.span());
-            let repo = repo.get_ref();
-            let Some(url) = &repo.url else {
-                self.error(
-                    Origin::Section(span),
-                    format!("repository `{name}` has no url"),
-                );
-                continue;
-            };
-            if let Err(e) = check_git_url(url.get_ref()) {
-                self.error(at(url), format!("url: {e}"));
-            }
-            let author = match &repo.author {
-                Some(a) => self
-                    .parse(a, "author", parse_author)
-                    .unwrap_or_else(default_author),
-                None => default_author(),
-            };
-            let commit_message = match &repo.commit_message {
-                Some(t) => self
-                    .parse(t, "commit_message", Template::parse)
-                    .unwrap_or_default(),
-                None => Template::default(),
-            };
-            let credentials = self.credentials("repositories", &name, repo.credentials.as_ref());
-            out.insert(
-                name.clone(),
-                Repository {
-                    name,
-                    url: url.get_ref().clone(),
-                    credentials,
-                    author,
-                    commit_message,
-                    ssh_key: path_of(&repo.ssh_key),
-                    known_hosts: path_of(&repo.known_hosts),
-                    signing_key: path_of(&repo.signing_key),
-                },
-            );
-        }
-        out
     }
 
     fn environments(
@@ -1154,53 +1013,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{text}` is out of range"))
 }
 
-fn parse_author(text: &str) -> Result<Author, String> {
-    let err = || format!("`{text}` is not `Name <email>`");
-    let (name, rest) = text.split_once('<').ok_or_else(err)?;
-    let email = rest.strip_suffix('>').ok_or_else(err)?;
-    let name = name.trim();
-    if name.is_empty()
-        || email.is_empty()
-        || email.contains(['<', '>'])
-        || name.contains(['<', '>'])
-    {
-        return Err(err());
-    }
-    Ok(Author {
-        name: name.to_string(),
-        email: email.to_string(),
-    })
-}
-
-fn default_author() -> Author {
-    Author {
-        name: "image-updater".into(),
-        email: "image-updater@localhost".into(),
-    }
-}
-
-fn check_git_url(url: &str) -> Result<(), String> {
-    let schemes = ["https://", "http://", "ssh://", "git://", "file://"];
-    if schemes
-        .iter()
-        .any(|s| url.starts_with(s) && url.len() > s.len())
-        || url.starts_with('/')
-    {
-        return Ok(());
-    }
-    // scp-like: user@host:path
-    if let Some((host, path)) = url.split_once(':')
-        && host.contains('@')
-        && !host.contains('/')
-        && !path.is_empty()
-    {
-        return Ok(());
-    }
-    Err(format!(
-        "`{url}` is not a git url: expected https://, http://, ssh://, git://, file://, user@host:path or an absolute path"
-    ))
-}
-
 /// Branch names git would accept (the rules of `git check-ref-format` that matter in practice).
 fn check_branch(name: &str) -> Result<String, String> {
     let bad = name.is_empty()
@@ -1219,11 +1031,6 @@ fn check_branch(name: &str) -> Result<String, String> {
     } else {
         Ok(name.to_string())
     }
-}
-
-/// A path inside the repository: relative, without `..`, so a config cannot write elsewhere.
-fn path_of(value: &Option<Spanned<String>>) -> Option<PathBuf> {
-    value.as_ref().map(|p| PathBuf::from(p.get_ref()))
 }
 
 #[cfg(test)]
@@ -1261,24 +1068,6 @@ mod tests {
             "a@{1}",
         ] {
             assert!(check_branch(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn authors_and_git_urls() {
-        assert_eq!(parse_author("Bot <bot@x.io>").unwrap().email, "bot@x.io");
-        assert!(parse_author("bot@x.io").is_err());
-        for ok in [
-            "https://h/r.git",
-            "git@github.com:org/r.git",
-            "/srv/git/r.git",
-            "ssh://git@h/r",
-            "file:///tmp/r",
-        ] {
-            assert!(check_git_url(ok).is_ok(), "{ok}");
-        }
-        for bad in ["r.git", "https://", "ftp://h/r"] {
-            assert!(check_git_url(bad).is_err(), "{bad}");
         }
     }
 }
