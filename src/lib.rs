@@ -7,12 +7,14 @@
 //! - [`select`]: which tag to deploy, and why the others were not chosen;
 //! - [`registry`]: reading tags, digests and creation times from registries, politely;
 //! - [`writeback`]: byte-exact manifest edits, committed and pushed to git;
-//! - [`daemon`]: the service: scheduling, reload, state, metrics, safety rules, webhooks.
+//! - [`daemon`]: the service: scheduling, reload, state, metrics, safety rules, webhooks;
+//! - [`private`]: the state dir's files, readable by the daemon's user only.
 //!
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
 pub mod config;
 pub mod daemon;
+pub mod private;
 pub mod reference;
 pub mod registry;
 pub mod select;

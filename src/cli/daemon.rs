@@ -34,9 +34,14 @@ pub struct PlanArgs {
 /// Logs to stderr: text or JSON per the config, level from `RUST_LOG` or `settings.log_level`.
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.settings.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The file watcher logs every event it sees; with the log written beside the config each
+    // log line would be an event that is logged again. Its own lines stop at warnings.
+    for quiet in ["notify=warn", "inotify=warn"] {
+        filter = filter.add_directive(quiet.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -78,7 +83,7 @@ pub fn run(args: RunArgs) -> Outcome {
 /// One cycle over every image; the report, or why it could not start.
 fn one_cycle(common: &ConfigArgs, config: Config, dry_run: bool) -> Result<Report, String> {
     let state_dir = common.state_dir(&config);
-    std::fs::create_dir_all(&state_dir)
+    image_updater::private::create_dir(&state_dir)
         .map_err(|e| format!("cannot create the state dir {}: {e}", state_dir.display()))?;
     runtime().block_on(async move {
         let shared = Shared::open(state_dir);

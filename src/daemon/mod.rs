@@ -68,7 +68,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         .state_dir
         .clone()
         .unwrap_or_else(|| config.settings.state_dir.clone());
-    std::fs::create_dir_all(&state_dir)
+    crate::private::create_dir(&state_dir)
         .map_err(|e| format!("cannot create the state dir {}: {e}", state_dir.display()))?;
     let shared = Shared::open(state_dir);
     let listen = options.listen.unwrap_or(config.settings.listen);

@@ -128,12 +128,8 @@ impl MetadataCache {
             entries: self.entries.lock().expect("cache lock").clone(),
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path).inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
+        crate::private::write_atomically(path, &bytes)
+            .inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
     }
 }
 

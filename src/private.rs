@@ -1,0 +1,51 @@
+//! Files only the daemon's user may read. The state dir holds mirrors of private manifest
+//! repositories, tokens' scopes and the record of what was deployed, so it is created 0700 and
+//! every file written into it 0600, whatever the umask (outside systemd nothing else sets one).
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Creates `dir` (and its parents) and makes `dir` itself 0700.
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `bytes` to a 0600 temporary file beside `path`, syncs it, and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    // An existing temporary file keeps its mode on open: make sure.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        // SAFETY: the umask is process-wide; this test restores it.
+        let old = unsafe { libc::umask(0o000) };
+        create_dir(&state).unwrap();
+        write_atomically(&state.join("status.json"), b"{}").unwrap();
+        unsafe { libc::umask(old) };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("status.json")), 0o600);
+    }
+}
