@@ -6,6 +6,7 @@
 mod check;
 mod daemon;
 mod status;
+mod terminal;
 mod test;
 
 use std::path::PathBuf;

@@ -129,26 +129,28 @@ pub fn status(args: StatusArgs) -> Outcome {
         return Outcome::Success;
     }
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    // Values come from registries (tags, error texts): never raw to the terminal.
+    let say = |line: String| println!("{}", super::terminal::safe(&line));
     for r in &rows {
-        println!("{} in {} ({})", r.image, r.environment, r.branch);
-        println!("  current:    {}", dash(&r.current));
-        println!("  candidate:  {}", dash(&r.candidate));
+        say(format!("{} in {} ({})", r.image, r.environment, r.branch));
+        say(format!("  current:    {}", dash(&r.current)));
+        say(format!("  candidate:  {}", dash(&r.candidate)));
         if let Some(w) = &r.waiting {
-            println!("  waiting:    {w}");
+            say(format!("  waiting:    {w}"));
         }
         if let Some(h) = &r.hold {
-            println!("  hold:       {h}");
+            say(format!("  hold:       {h}"));
         }
-        println!("  last check: {}", dash(&r.last_check));
+        say(format!("  last check: {}", dash(&r.last_check)));
         if let Some(u) = &r.last_update {
-            println!(
+            say(format!(
                 "  last update: {u} at {} ({})",
                 dash(&r.last_update_at),
                 dash(&r.last_commit)
-            );
+            ));
         }
         if let Some(e) = &r.last_error {
-            println!("  last error: {e}");
+            say(format!("  last error: {e}"));
         }
     }
     Outcome::Success

@@ -14,6 +14,7 @@ use image_updater::select::{
 use serde::Serialize;
 
 use super::Outcome;
+use super::terminal::safe;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -104,13 +105,13 @@ pub fn run(args: Args) -> Outcome {
                     report(&args, &reference, &policy, &candidates, &selection)
                 }
                 Err(message) => {
-                    eprintln!("error: {message}");
+                    eprintln!("error: {}", safe(&message));
                     Outcome::Usage
                 }
             }
         }
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", safe(&message));
             Outcome::Usage
         }
     }
@@ -302,14 +303,15 @@ fn report(
                 Some(c) => format!(", constraint `{c}`"),
                 None => String::new(),
             };
-            println!("image:    {}", reference.repository());
-            println!("strategy: {}{constraint}", policy.strategy);
-            println!("selected: {}", selected.unwrap_or("(none)"));
+            let say = |line: String| println!("{}", safe(&line));
+            say(format!("image:    {}", reference.repository()));
+            say(format!("strategy: {}{constraint}", policy.strategy));
+            say(format!("selected: {}", selected.unwrap_or("(none)")));
             if let Some(digest) = selection
                 .selected
                 .and_then(|i| candidates[i].digest.as_deref())
             {
-                println!("digest:   {digest}");
+                say(format!("digest:   {digest}"));
             }
             let width = candidates.iter().map(|c| c.tag.len()).max().unwrap_or(0);
             for (c, v) in candidates.iter().zip(&selection.verdicts) {
@@ -324,7 +326,7 @@ fn report(
                 } else {
                     '-'
                 };
-                println!("  {mark} {:width$}  {}", c.tag, v.reason);
+                say(format!("  {mark} {:width$}  {}", c.tag, v.reason));
             }
         }
     }
