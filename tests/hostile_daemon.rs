@@ -158,3 +158,207 @@ async fn healthz_turns_bad_when_no_poll_succeeds() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// A daemon with `[webhooks]` on a free port; returns (daemon, webhook port).
+fn with_webhooks(world: &World) -> (harness::world::Daemon, u16) {
+    let hook_port = harness::free_port();
+    let secret_file = world.dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, "hook-s3cret\n").unwrap();
+    let api = format!("{}/org/api", world.host());
+    world.write_config(&format!(
+        "{}\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\nsecret = \"file:{}\"\n",
+        config(&world, &api, "").replace("interval = \"1s\"", "interval = \"1h\""),
+        secret_file.display()
+    ));
+    (world.start(), hook_port)
+}
+
+async fn post(port: u16, path: &str, auth: &str, body: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("Authorization", auth)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// One raw exchange: writes `request`, returns what came back within `within`.
+async fn raw(port: u16, request: &str, within: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Finding 14: replays were accepted (50 of 50), `bearer` in lower case was refused, and any
+/// path starting with `/webhook` was accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_replays_paths_and_bearer_case() {
+    let world = world().await;
+    let (daemon, port) = with_webhooks(&world);
+    daemon.wait_http().await;
+    let now = jiff::Timestamp::now();
+    let event = |id: &str, at: jiff::Timestamp| {
+        format!(
+            r#"{{"events":[{{"id":"{id}","timestamp":"{at}","action":"push","target":{{"repository":"org/worker","tag":"v1.1.0"}},"request":{{"host":"{}"}}}}]}}"#,
+            world.host()
+        )
+    };
+    let first = event("evt-1", now);
+    assert_eq!(
+        post(port, "/webhook", "bearer hook-s3cret", &first).await.0,
+        202
+    );
+    let again = post(port, "/webhook", "Bearer hook-s3cret", &first).await;
+    assert_eq!(again, (200, r#"{"events":0,"duplicate":true}"#.into()));
+    let stale = event("evt-2", now - jiff::SignedDuration::from_hours(2));
+    assert_eq!(
+        post(port, "/webhook", "Bearer hook-s3cret", &stale).await.0,
+        409
+    );
+    for path in ["/webhookX", "/webhook/x", "/webhooks"] {
+        assert_eq!(
+            post(port, path, "Bearer hook-s3cret", &first).await.0,
+            404,
+            "{path}"
+        );
+    }
+}
+
+/// Finding 6: the body was read (1 MiB each) before the signature was checked, and the
+/// metrics port read bodies too. Without a proof the webhook answers 401 at once, unread;
+/// the metrics port refuses any body; idle connections beyond the cap are closed, and the
+/// health endpoint stays responsive; refusals are logged in summary, not one line each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_requests_cannot_exhaust_the_listeners() {
+    let world = world().await;
+    let (daemon, port) = with_webhooks(&world);
+    daemon.wait_http().await;
+    // A 1 MiB body announced, none sent: refused without waiting for it.
+    let started = Instant::now();
+    let reply = raw(
+        port,
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A signed request may carry a body, but no more than 64 KiB.
+    let reply = raw(
+        port,
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: 1048576\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    // The metrics port takes no body at all.
+    let reply = raw(
+        daemon.port,
+        "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    // 400 idle connections to the webhook port: the ones past the cap are closed at once, and
+    // /healthz (its own listener) answers meanwhile.
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    let started = Instant::now();
+    assert_eq!(daemon.get("/healthz").await.0, 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(idle);
+    // Many refusals, few log lines.
+    for _ in 0..50 {
+        post(port, "/webhook", "Bearer wrong", "{}").await;
+    }
+    let lines = daemon.log().matches("webhook refused").count();
+    assert!(lines <= 3, "{lines} log lines for 52 refusals");
+}
+
+/// Finding 12: with `log_level = "trace"` and the log beside the config, each log line was a
+/// directory event the watcher logged again (30-48 MB/s while idle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logging_beside_the_config_does_not_feed_itself() {
+    let world = world().await;
+    let api = format!("{}/org/api", world.host());
+    world.write_config(
+        &config(&world, &api, "")
+            .replace("interval = \"1s\"", "interval = \"1h\"")
+            .replace(
+                "log_level = \"image_updater=debug,info\"",
+                "log_level = \"trace\"",
+            ),
+    );
+    // The harness writes the daemon's log into the config's directory.
+    let daemon = world.start();
+    daemon.wait_log("running").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = std::fs::metadata(&daemon.log).unwrap().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let grown = std::fs::metadata(&daemon.log).unwrap().len() - before;
+    assert!(
+        grown < 256 * 1024,
+        "the log grew {grown} bytes in 3 s while idle"
+    );
+}
+
+/// Finding 15: outside systemd the state dir was 0755 and its files 0644, though the mirrors
+/// hold private manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_dir_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = world().await;
+    let api = format!("{}/org/api", world.host());
+    world.write_config(&config(&world, &api, ""));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' once --config '{}' --state-dir '{}'",
+            harness::world::BIN,
+            world.config_path().display(),
+            world.state_dir().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_some(), "{out:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&world.state_dir()), 0o700);
+    let mut files = 0;
+    for entry in walk(&world.state_dir()) {
+        if entry.is_file() && entry.extension().is_some_and(|e| e == "json") {
+            assert_eq!(mode(&entry), 0o600, "{}", entry.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "no state files written");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.ends_with("git") {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -2,8 +2,10 @@
 //! writer the webhook endpoint shares.
 //!
 //! A few fixed endpoints for a scraper, a probe and registry notifications do not need a web
-//! framework: each connection sends one request (head at most 8 KiB, body at most 1 MiB, all
-//! within 5 seconds) and gets one response, then the connection is closed.
+//! framework: each connection sends one request (head at most 8 KiB, all within 5 seconds)
+//! and gets one response, then the connection is closed. A body is read only where one is
+//! expected, only after what can be checked first was checked, and only up to its cap; each
+//! listener serves a bounded number of connections at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,28 +100,34 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Connections the metrics and health endpoints serve at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
 impl Server {
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let server = self.clone();
-                    tokio::spawn(async move { server.answer(stream).await });
-                }
-                _ = shutdown.changed() => return,
-            }
-        }
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        accept_loop(listener, MAX_CONNECTIONS, shutdown, |stream, _| {
+            let server = self.clone();
+            async move { server.answer(stream).await }
+        })
+        .await;
     }
 
     async fn answer(&self, mut stream: TcpStream) {
-        let Some(request) = read_request(&mut stream).await else {
+        // These endpoints take no body: one is never read.
+        let Some(head) = read_head(&mut stream).await else {
             return;
         };
+        if head.length > 0 {
+            respond(
+                &mut stream,
+                "413 Content Too Large",
+                "text/plain",
+                "no body here\n",
+            )
+            .await;
+            return;
+        }
+        let request = head.request;
         let (method, path) = (request.method.as_str(), request.path.as_str());
         let (status, content_type, body) = match (method, path) {
             ("GET" | "HEAD", "/metrics") => (
@@ -189,11 +197,24 @@ impl Request {
 }
 
 const MAX_HEAD: usize = 8 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
+/// The whole exchange, head and body, must be over within this.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Reads one request; `None` when the peer sent something too slow, too big or not HTTP.
-pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    tokio::time::timeout(Duration::from_secs(5), async {
+/// A request's head, read off a connection, and the body bytes that came with it.
+pub struct Head {
+    pub request: Request,
+    /// Body bytes already read with the head.
+    early: Vec<u8>,
+    /// `Content-Length`, 0 when absent.
+    pub length: usize,
+    started: tokio::time::Instant,
+}
+
+/// Reads one request's head; `None` when the peer sent something too slow, too big or not
+/// HTTP. The body is not read: whether it is worth reading is the caller's decision.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Head> {
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(READ_DEADLINE, async {
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 4096];
         let head_end = loop {
@@ -220,15 +241,44 @@ pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        if length > MAX_BODY {
-            return None;
-        }
-        let mut body = buf[head_end..].to_vec();
+        let length = match headers.iter().find(|(n, _)| n == "content-length") {
+            Some((_, v)) => v.parse().ok()?,
+            None => 0,
+        };
+        Some(Head {
+            request: Request {
+                method,
+                path,
+                query,
+                headers,
+                body: Vec::new(),
+            },
+            early: buf[head_end..].to_vec(),
+            length,
+            started,
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Reads the body of `head`, at most `limit` bytes, within what is left of the deadline;
+/// `None` when it is larger, slower or cut short.
+pub async fn read_body(stream: &mut TcpStream, head: Head, limit: usize) -> Option<Request> {
+    if head.length > limit {
+        return None;
+    }
+    let deadline = head.started + READ_DEADLINE;
+    let Head {
+        mut request,
+        early,
+        length,
+        ..
+    } = head;
+    tokio::time::timeout_at(deadline, async {
+        let mut body = early;
+        let mut chunk = [0u8; 4096];
         while body.len() < length {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return None,
@@ -236,17 +286,49 @@ pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
             }
         }
         body.truncate(length);
-        Some(Request {
-            method,
-            path,
-            query,
-            headers,
-            body,
-        })
+        request.body = body;
+        Some(request)
     })
     .await
     .ok()
     .flatten()
+}
+
+/// Accepts connections on `listener` until `shutdown`, at most `limit` at a time (more are
+/// closed at once, unanswered), and runs `serve` on each. A failing `accept` (no file
+/// descriptors left) waits a little instead of spinning.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limit: usize,
+    mut shutdown: watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        drop(stream);
+                        continue;
+                    };
+                    let task = serve(stream, peer);
+                    tokio::spawn(async move {
+                        task.await;
+                        drop(slot);
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed; pausing");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Writes one response and closes the connection.

@@ -17,7 +17,7 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use super::http::{Request, read_request, respond};
+use super::http::{Request, accept_loop, read_body, read_head, respond};
 use crate::config::Config;
 use crate::registry::credentials;
 
@@ -43,40 +43,69 @@ pub async fn secret(config: &Config) -> Result<Option<String>, String> {
     }
 }
 
+/// Connections the webhook listener serves at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// The largest event body read; registries' push notifications are a few KiB.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// Serves `POST /webhook` until `shutdown`; each accepted event is sent to the scheduler.
 pub async fn serve(
     listener: TcpListener,
     secret: Arc<String>,
     events: mpsc::Sender<Vec<Pushed>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((mut stream, peer)) = accepted else { continue };
-                let (secret, events) = (secret.clone(), events.clone());
-                tokio::spawn(async move {
-                    let Some(request) = read_request(&mut stream).await else { return };
-                    let (status, body) = handle(&request, &secret, &events).await;
-                    if !status.starts_with("202") {
-                        tracing::warn!(%peer, path = %request.path, %status, "webhook refused");
-                    }
-                    respond(&mut stream, status, "application/json", &body).await;
-                });
+    let guard = Arc::new(Guard::default());
+    accept_loop(listener, MAX_CONNECTIONS, shutdown, |mut stream, peer| {
+        let (secret, events, guard) = (secret.clone(), events.clone(), guard.clone());
+        async move {
+            let Some(head) = read_head(&mut stream).await else {
+                return;
+            };
+            let (status, body) = match admit(&head.request, &secret) {
+                Err(refusal) => refusal,
+                Ok(()) => match read_body(&mut stream, head, MAX_BODY).await {
+                    None => (
+                        "413 Content Too Large",
+                        format!(r#"{{"error":"at most {MAX_BODY} bytes, sent within 5 s"}}"#),
+                    ),
+                    Some(request) => handle(&request, &secret, &events, &guard).await,
+                },
+            };
+            if !status.starts_with("20") {
+                guard.refused(peer, status);
             }
-            _ = shutdown.changed() => return,
+            respond(&mut stream, status, "application/json", &body).await;
         }
+    })
+    .await;
+}
+
+/// What can be checked before the body is read: the method and path, and a token. A request
+/// with no proof of the secret at all is refused without reading its body; one signed over
+/// its body (HMAC) is read, up to [`MAX_BODY`], and checked then.
+fn admit(request: &Request, secret: &str) -> Result<(), (&'static str, String)> {
+    if request.method != "POST" || request.path != "/webhook" {
+        return Err(("404 Not Found", r#"{"error":"POST /webhook"}"#.into()));
     }
+    let signed = ["x-hub-signature-256", "x-image-updater-signature"]
+        .iter()
+        .any(|h| request.header(h).is_some());
+    if signed || authorized(request, secret) {
+        return Ok(());
+    }
+    Err((
+        "401 Unauthorized",
+        r#"{"error":"missing or wrong signature or token"}"#.into(),
+    ))
 }
 
 async fn handle(
     request: &Request,
     secret: &str,
     events: &mpsc::Sender<Vec<Pushed>>,
+    guard: &Guard,
 ) -> (&'static str, String) {
-    if request.method != "POST" || !request.path.starts_with("/webhook") {
-        return ("404 Not Found", r#"{"error":"POST /webhook"}"#.into());
-    }
     if !authorized(request, secret) {
         return (
             "401 Unauthorized",
@@ -92,6 +121,19 @@ async fn handle(
             );
         }
     };
+    // A delivery seen before, or one stamped outside the window, is not acted on again.
+    match guard.fresh(request) {
+        Freshness::Fresh => {}
+        Freshness::Replayed => {
+            return ("200 OK", r#"{"events":0,"duplicate":true}"#.into());
+        }
+        Freshness::Stale => {
+            return (
+                "409 Conflict",
+                r#"{"error":"the event is stamped outside the accepted window"}"#.into(),
+            );
+        }
+    }
     tracing::info!(events = pushed.len(), repositories = ?pushed.iter().map(|p| p.repository.as_str()).collect::<Vec<_>>(), "webhook: push events");
     let count = pushed.len();
     if !pushed.is_empty() && events.send(pushed).await.is_err() {
@@ -104,6 +146,98 @@ async fn handle(
         "202 Accepted",
         serde_json::json!({ "events": count }).to_string(),
     )
+}
+
+/// How far from now an event's own timestamp may be, and how long a delivery id is kept.
+pub const REPLAY_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Delivery ids remembered at most.
+const REMEMBERED: usize = 10_000;
+
+enum Freshness {
+    Fresh,
+    Replayed,
+    Stale,
+}
+
+/// Replay protection and the rate limit on refusal logs, shared by a listener's connections.
+#[derive(Default)]
+struct Guard {
+    /// Delivery ids seen, oldest first, with when.
+    seen: std::sync::Mutex<std::collections::VecDeque<(String, std::time::Instant)>>,
+    /// Refusals since the last one logged, and when that was.
+    refusals: std::sync::Mutex<(u64, Option<std::time::Instant>)>,
+}
+
+impl Guard {
+    /// Whether the sender's delivery ids (GitHub's `X-GitHub-Delivery`, a distribution
+    /// event's `id`) are new, and its timestamps (distribution's `timestamp`, Harbor's
+    /// `occur_at`) within [`REPLAY_WINDOW`] of now. Senders that give neither are taken as
+    /// they come (polling is the safety net; a replay costs an early check at most).
+    fn fresh(&self, request: &Request) -> Freshness {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let now = jiff::Timestamp::now();
+        let window = jiff::SignedDuration::try_from(REPLAY_WINDOW).unwrap_or_default();
+        let stamps = body
+            .get("events")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e.get("timestamp")?
+                    .as_str()?
+                    .parse::<jiff::Timestamp>()
+                    .ok()
+            })
+            .chain(
+                body.get("occur_at")
+                    .and_then(Value::as_i64)
+                    .and_then(|t| jiff::Timestamp::from_second(t).ok()),
+            );
+        for stamp in stamps {
+            if now.duration_since(stamp).abs() > window {
+                return Freshness::Stale;
+            }
+        }
+        let mut ids: Vec<String> = body
+            .get("events")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("id")?.as_str().map(String::from))
+            .collect();
+        ids.extend(request.header("x-github-delivery").map(String::from));
+        if ids.is_empty() {
+            return Freshness::Fresh;
+        }
+        let mut seen = self.seen.lock().expect("seen lock");
+        while seen
+            .front()
+            .is_some_and(|(_, at)| at.elapsed() > REPLAY_WINDOW)
+            || seen.len() > REMEMBERED
+        {
+            seen.pop_front();
+        }
+        if ids.iter().all(|id| seen.iter().any(|(s, _)| s == id)) {
+            return Freshness::Replayed;
+        }
+        let at = std::time::Instant::now();
+        seen.extend(ids.into_iter().map(|id| (id, at)));
+        Freshness::Fresh
+    }
+
+    /// Logs a refused request, at most one line every ten seconds (with how many more there
+    /// were), so a flood of bad requests cannot flood the log.
+    fn refused(&self, peer: std::net::SocketAddr, status: &str) {
+        let mut r = self.refusals.lock().expect("refusals lock");
+        let due =
+            r.1.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(10));
+        if due {
+            tracing::warn!(%peer, %status, more = r.0, "webhook refused (further refusals are summarised every 10 s)");
+            *r = (0, Some(std::time::Instant::now()));
+        } else {
+            r.0 += 1;
+        }
+    }
 }
 
 /// Whether the request proves it knows the secret.
@@ -121,7 +255,11 @@ pub fn authorized(request: &Request, secret: &str) -> bool {
         }
     }
     if let Some(auth) = request.header("authorization") {
-        let token = auth.strip_prefix("Bearer ").unwrap_or(auth);
+        // The scheme is case-insensitive (RFC 9110): `Bearer`, `bearer`, `BEARER`.
+        let token = match auth.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => auth,
+        };
         return same(token.as_bytes(), secret.as_bytes());
     }
     request
