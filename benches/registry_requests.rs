@@ -98,6 +98,7 @@ async fn main() {
         insecure: true,
         ca_file: None,
         rate_limit: 1000.0,
+        credentials_ttl: std::time::Duration::from_secs(300),
     };
     let client = Client::new(
         endpoint,

@@ -167,7 +167,7 @@ fn with_webhooks(world: &World) -> (harness::world::Daemon, u16) {
     let api = format!("{}/org/api", world.host());
     world.write_config(&format!(
         "{}\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\nsecret = \"file:{}\"\n",
-        config(&world, &api, "").replace("interval = \"1s\"", "interval = \"1h\""),
+        config(world, &api, "").replace("interval = \"1s\"", "interval = \"1h\""),
         secret_file.display()
     ));
     (world.start(), hook_port)

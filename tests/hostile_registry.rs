@@ -32,6 +32,7 @@ fn connect(peer: &Peer, credentials: Option<CredentialRef>, tuning: Tuning) -> C
         insecure: true,
         ca_file: None,
         rate_limit: 1000.0,
+        credentials_ttl: std::time::Duration::from_secs(300),
     };
     Client::new(
         endpoint,
@@ -354,4 +355,76 @@ async fn a_rotated_password_is_read_again_after_a_refusal() {
         "{}",
         peer.requests().len() - before
     );
+}
+
+/// Finding 3: an https → http redirect was followed and its tag list committed, with
+/// `insecure = false`. A real TLS server (lighttpd with mod_openssl) redirects every request
+/// to a plain-http peer, which must receive nothing.
+#[tokio::test]
+async fn an_https_to_http_redirect_is_refused() {
+    harness::git::require_lighttpd();
+    let module = std::path::Path::new("/usr/lib/lighttpd/mod_openssl.so");
+    assert!(
+        module.exists(),
+        "lighttpd's TLS module is missing: apt-get install lighttpd-mod-openssl"
+    );
+    let plain = Peer::start("127.0.0.1", handler(|_, _| json(200, TAGS, &[]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = harness::Tls::generate(dir.path());
+    let port = harness::free_port();
+    let conf = dir.path().join("lighttpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"server.document-root = "{root}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.modules = ("mod_openssl", "mod_redirect")
+server.errorlog = "{root}/error.log"
+ssl.engine = "enable"
+ssl.pemfile = "{cert}"
+ssl.privkey = "{key}"
+url.redirect = ("^/(.*)" => "http://127.0.0.1:{plain}/$1")
+"#,
+            root = dir.path().display(),
+            cert = tls.cert.display(),
+            key = tls.key.display(),
+            plain = plain.port,
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(harness::git::LIGHTTPD)
+        .args(["-D", "-f"])
+        .arg(&conf)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "lighttpd did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let endpoint = Endpoint {
+        name: "tls".into(),
+        host: format!("127.0.0.1:{port}"),
+        base_url: format!("https://127.0.0.1:{port}"),
+        credentials: Some(credentials("HOSTILE_TLS_CREDS", "bot:s3cret")),
+        insecure: false,
+        ca_file: Some(tls.ca.clone()),
+        rate_limit: 1000.0,
+        credentials_ttl: Duration::from_secs(300),
+    };
+    let client = Client::new(
+        endpoint,
+        tuning(),
+        Arc::new(Metrics::default()),
+        Arc::default(),
+    )
+    .unwrap();
+    let result = client.list_tags("org/app").await;
+    // Stopped by its PID.
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("redirect"), "{err}");
+    assert!(plain.requests().is_empty(), "{:?}", plain.requests());
 }

@@ -176,7 +176,7 @@ fn mask_userinfo(line: &str) -> String {
         let (before, after) = rest.split_at(i + 3);
         out.push_str(before);
         let authority_end = after
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | ' '))
+            .find(['/', '?', '#', '"', '\'', ' '])
             .unwrap_or(after.len());
         match after[..authority_end].rfind('@') {
             Some(at) => {

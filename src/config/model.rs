@@ -112,10 +112,14 @@ pub struct Registry {
     pub ca_file: Option<PathBuf>,
     /// Requests per second.
     pub rate_limit: f64,
+    /// How long a resolved credential is used before its source is read again (an `exec:`
+    /// helper run again, a file re-read), so rotated secrets are picked up without a reload.
+    pub credentials_ttl: Duration,
 }
 
 impl Registry {
     pub const DEFAULT_RATE_LIMIT: f64 = 10.0;
+    pub const DEFAULT_CREDENTIALS_TTL: Duration = Duration::from_secs(300);
 }
 
 #[derive(Debug, Clone)]

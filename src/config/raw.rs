@@ -65,6 +65,7 @@ pub struct RawRegistry {
     pub insecure: Option<Spanned<bool>>,
     pub ca_file: Option<Str>,
     pub rate_limit: Option<Spanned<f64>>,
+    pub credentials_ttl: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +215,7 @@ pub mod keys {
         "insecure",
         "ca_file",
         "rate_limit",
+        "credentials_ttl",
     ];
     pub const REPOSITORY: &[&str] = &[
         "url",

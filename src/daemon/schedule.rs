@@ -6,6 +6,10 @@
 //! rate-limit budget runs low is polled at half the rate, and a registry that answered 429 is
 //! not polled before it said to come back. A success brings the image back to its interval.
 
+// Numbers here come from registries, webhook senders and clocks: no arithmetic that can
+// overflow or panic; every operation is checked or saturating.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -63,7 +67,7 @@ impl Schedule {
             let entry = match self.entries.remove(alias) {
                 Some(old) if old.fingerprint == fp => old,
                 _ => Entry {
-                    due: now + jitter(Duration::from_millis(500)),
+                    due: later(now, jitter(Duration::from_millis(500))),
                     interval: image.interval,
                     failures: 0,
                     fingerprint: fp,
@@ -88,7 +92,7 @@ impl Schedule {
             .values()
             .map(|e| e.due)
             .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+            .unwrap_or_else(|| later(Instant::now(), Duration::from_secs(3600)))
     }
 
     /// The images due by `now` plus the batch window.
@@ -100,7 +104,7 @@ impl Schedule {
     pub fn due_among(&self, now: Instant, among: impl Fn(&str) -> bool) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|(a, e)| e.due <= now + BATCH_WINDOW && among(a))
+            .filter(|(a, e)| e.due <= later(now, BATCH_WINDOW) && among(a))
             .map(|(a, _)| a.clone())
             .collect()
     }
@@ -112,7 +116,7 @@ impl Schedule {
             .filter(|(a, _)| among(a))
             .map(|(_, e)| e.due)
             .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+            .unwrap_or_else(|| later(Instant::now(), Duration::from_secs(3600)))
     }
 
     /// Makes `aliases` due now (a registry told us about a push).
@@ -130,17 +134,23 @@ impl Schedule {
         let Some(e) = self.entries.get_mut(alias) else {
             return;
         };
-        e.failures = if feedback.failed { e.failures + 1 } else { 0 };
-        let mut wait = e.interval * 2u32.pow(e.failures.min(MAX_BACKOFF_STEPS));
+        e.failures = if feedback.failed {
+            e.failures.saturating_add(1)
+        } else {
+            0
+        };
+        let mut wait = e
+            .interval
+            .saturating_mul(2u32.saturating_pow(e.failures.min(MAX_BACKOFF_STEPS)));
         if e.failures > 0 {
             wait = wait.min(MAX_BACKOFF.max(e.interval));
         }
         if feedback.budget_low {
-            wait *= 2;
+            wait = wait.saturating_mul(2);
         }
         let now = Instant::now();
-        let wait = wait.mul_f64(0.9) + jitter(wait.mul_f64(0.2));
-        let mut due = now.checked_add(wait).unwrap_or(now + MAX_BACKOFF);
+        let wait = wait.mul_f64(0.9).saturating_add(jitter(wait.mul_f64(0.2)));
+        let mut due = later(now, wait);
         if let Some(until) = feedback.blocked_until {
             due = due.max(until);
         }
@@ -153,6 +163,13 @@ impl Schedule {
             .get(alias)
             .map(|e| e.due.saturating_duration_since(Instant::now()))
     }
+}
+
+/// `now + wait`, or as late as can be represented.
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(MAX_BACKOFF))
+        .unwrap_or(now)
 }
 
 /// A random duration in `[0, max)`.

@@ -9,6 +9,10 @@
 //! `X-Image-Updater-Signature`), `Authorization: Bearer SECRET` (distribution and Harbor can
 //! send fixed headers), or `?token=SECRET` for senders that can only be given a URL (Docker Hub).
 
+// Numbers here come from registries, webhook senders and clocks: no arithmetic that can
+// overflow or panic; every operation is checked or saturating.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
@@ -235,7 +239,7 @@ impl Guard {
             tracing::warn!(%peer, %status, more = r.0, "webhook refused (further refusals are summarised every 10 s)");
             *r = (0, Some(std::time::Instant::now()));
         } else {
-            r.0 += 1;
+            r.0 = r.0.saturating_add(1);
         }
     }
 }
@@ -280,7 +284,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .map(|i| u8::from_str_radix(text.get(i..i.checked_add(2)?)?, 16).ok())
         .collect()
 }
 

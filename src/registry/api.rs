@@ -1,6 +1,10 @@
 //! The distribution API calls we make: list tags, resolve a tag to a digest, and learn what a
 //! digest is (its platforms and creation time), through the metadata cache.
 
+// Numbers here come from registries, webhook senders and clocks: no arithmetic that can
+// overflow or panic; every operation is checked or saturating.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::HashSet;
 
 use reqwest::StatusCode;

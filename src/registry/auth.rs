@@ -5,6 +5,10 @@
 //! that trades credentials, or nothing for anonymous pulls, for a short-lived token. Tokens are
 //! cached per scope until shortly before they expire, so a steady poll cycle asks for none.
 
+// Numbers here come from registries, webhook senders and clocks: no arithmetic that can
+// overflow or panic; every operation is checked or saturating.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -108,7 +112,10 @@ impl TokenResponse {
                 .unwrap_or(60)
                 .clamp(1, MAX_TOKEN_LIFETIME.as_secs()),
         );
-        let margin = (lifetime / 10).min(Duration::from_secs(30));
+        let margin = lifetime
+            .checked_div(10)
+            .unwrap_or_default()
+            .min(Duration::from_secs(30));
         Some(Token {
             value: super::credentials::Secret::new(value),
             refresh_at: now

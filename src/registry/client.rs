@@ -6,6 +6,10 @@
 //! pull budget, jittered and bounded retries of 5xx and timeouts, and the auth handshake.
 //! Nothing above this layer retries, so the bounds here are the bounds.
 
+// Numbers here come from registries, webhook senders and clocks: no arithmetic that can
+// overflow or panic; every operation is checked or saturating.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -38,6 +42,8 @@ pub struct Endpoint {
     pub ca_file: Option<PathBuf>,
     /// Requests per second.
     pub rate_limit: f64,
+    /// How long a resolved credential is used before it is read from its source again.
+    pub credentials_ttl: Duration,
 }
 
 impl Endpoint {
@@ -50,6 +56,7 @@ impl Endpoint {
             insecure: r.insecure,
             ca_file: r.ca_file.clone(),
             rate_limit: r.rate_limit,
+            credentials_ttl: r.credentials_ttl,
         }
     }
 
@@ -69,6 +76,7 @@ impl Endpoint {
             insecure: false,
             ca_file: None,
             rate_limit: config::Registry::DEFAULT_RATE_LIMIT,
+            credentials_ttl: config::Registry::DEFAULT_CREDENTIALS_TTL,
         }
     }
 }
@@ -192,7 +200,7 @@ pub struct Budget {
 impl Budget {
     /// Below a fifth of the limit: time for the scheduler to poll this registry less often.
     pub fn is_low(&self) -> bool {
-        matches!((self.remaining, self.limit), (Some(r), Some(l)) if l > 0 && r * 5 < l)
+        matches!((self.remaining, self.limit), (Some(r), Some(l)) if l > 0 && r.saturating_mul(5) < l)
     }
 }
 
@@ -355,7 +363,7 @@ impl Client {
             self.check_budget()?;
         }
         let scope = super::auth::pull_scope(repository);
-        let mut handshakes = 0;
+        let mut handshakes: u32 = 0;
         loop {
             let auth = self.authorization(&scope).await?;
             let method = if kind == RequestKind::ManifestHead {
@@ -401,7 +409,7 @@ impl Client {
                 .lock()
                 .expect("tokens lock")
                 .remove(&scope);
-            handshakes += 1;
+            handshakes = handshakes.saturating_add(1);
             let challenge = reply
                 .header(WWW_AUTHENTICATE.as_str())
                 .and_then(Challenge::parse);
@@ -446,13 +454,13 @@ impl Client {
         }
     }
 
-    /// The credential, read from its source at most every [`CREDENTIAL_TTL`] (and again after
+    /// The credential, read from its source at most every `credentials_ttl` (and again after
     /// the registry refused it), so rotated passwords and short-lived tokens from `exec:`
     /// helpers are picked up without a reload.
     async fn credential(&self) -> Result<Option<Credential>, RegistryError> {
         let mut slot = self.inner.credential.lock().await;
         if let Some((c, read_at)) = &*slot
-            && read_at.elapsed() < CREDENTIAL_TTL
+            && read_at.elapsed() < self.inner.endpoint.credentials_ttl
         {
             return Ok(c.clone());
         }
@@ -712,7 +720,7 @@ impl Client {
         let tuning = &self.inner.tuning;
         let ceiling = tuning
             .base_delay
-            .saturating_mul(1 << (attempt - 1).min(16))
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
             .min(tuning.max_delay);
         // Full jitter: many daemons retrying in step would hit a recovering registry together.
         ceiling.mul_f64(0.5 + fastrand::f64() * 0.5)
@@ -722,7 +730,7 @@ impl Client {
         let Some(until) = self.blocked_until() else {
             return Ok(());
         };
-        let wait = until - Instant::now();
+        let wait = until.saturating_duration_since(Instant::now());
         if wait > self.inner.tuning.max_retry_after {
             return Err(RegistryError::RateLimited {
                 registry: self.name().to_string(),
@@ -763,8 +771,6 @@ const BODY_CUT_SHORT: &str = "response body cut short";
 /// The longest a `Retry-After` is honoured: a registry asking for more is left alone this long,
 /// then asked again.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// How long a resolved credential is used before it is read from its source again.
-pub const CREDENTIAL_TTL: Duration = Duration::from_secs(300);
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
 

@@ -4,6 +4,10 @@
 //! digest, and a config's `created` time. Everything fetched by digest is checked against that
 //! digest, so a corrupted or truncated body is an error rather than a wrong creation time.
 
+// Numbers here come from registries, webhook senders and clocks: no arithmetic that can
+// overflow or panic; every operation is checked or saturating.
+#![deny(clippy::arithmetic_side_effects)]
+
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use toml::Spanned;
 
-use super::{Validator, at};
+use super::{Validator, at, parse_duration};
 use crate::config::diagnostic::Origin;
 use crate::config::model::Registry;
 use crate::config::raw::RawRegistry;
@@ -96,6 +96,12 @@ impl Validator<'_> {
                 None => Registry::DEFAULT_RATE_LIMIT,
             };
             let credentials = self.credentials("registries", &name, reg.credentials.as_ref());
+            let credentials_ttl = match &reg.credentials_ttl {
+                Some(t) => self
+                    .parse(t, "credentials_ttl", parse_duration)
+                    .unwrap_or(Registry::DEFAULT_CREDENTIALS_TTL),
+                None => Registry::DEFAULT_CREDENTIALS_TTL,
+            };
             out.insert(
                 name.clone(),
                 Registry {
@@ -107,6 +113,7 @@ impl Validator<'_> {
                     insecure,
                     ca_file: reg.ca_file.as_ref().map(|p| PathBuf::from(p.get_ref())),
                     rate_limit,
+                    credentials_ttl,
                 },
             );
         }
