@@ -84,7 +84,7 @@ pub fn status(args: StatusArgs) -> Outcome {
     let Some(config) = args.common.load() else {
         return Outcome::Negative;
     };
-    let state_dir = args.common.state_dir(&config);
+    let state_dir = announce(args.common.state_dir(&config));
     let store = StatusStore::open(&state_dir);
     let holds = Holds::read(&state_dir);
     let mut rows = Vec::new();
@@ -193,7 +193,7 @@ pub fn hold(args: HoldArgs) -> Outcome {
         },
         (None, None) => None,
     };
-    let state_dir = args.common.state_dir(&config);
+    let state_dir = announce(args.common.state_dir(&config));
     let mut holds = Holds::read(&state_dir);
     let hold = ManualHold {
         since: now(),
@@ -217,7 +217,7 @@ pub fn release(args: ReleaseArgs) -> Outcome {
         eprintln!("error: {e}");
         return Outcome::Usage;
     }
-    let state_dir = args.common.state_dir(&config);
+    let state_dir = announce(args.common.state_dir(&config));
     let mut holds = Holds::read(&state_dir);
     let manual = holds
         .holds
@@ -252,6 +252,19 @@ pub fn release(args: ReleaseArgs) -> Outcome {
         );
     }
     write(&holds, &state_dir)
+}
+
+/// Says on stderr which state dir is read, and warns when it holds no daemon state (a
+/// different `--state-dir` or `settings.state_dir` than the daemon's, most likely).
+fn announce(state_dir: std::path::PathBuf) -> std::path::PathBuf {
+    eprintln!("state dir: {}", state_dir.display());
+    if !state_dir.join("status.json").exists() {
+        eprintln!(
+            "warning: {} holds no status.json: no daemon has run with this state dir (is it the one the daemon uses?)",
+            state_dir.display()
+        );
+    }
+    state_dir
 }
 
 fn write(holds: &Holds, state_dir: &std::path::Path) -> Outcome {

@@ -34,7 +34,38 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         ));
         d
     })?;
-    parse(path, &source)
+    let mut config = parse(path, &source)?;
+    relative_to_the_file(&mut config, path);
+    Ok(config)
+}
+
+/// Paths in the config are relative to the config file's directory, not to wherever the
+/// command happens to run: `state_dir = "state"` beside `updater.toml` is the same directory
+/// for the daemon, `status` and `hold`.
+fn relative_to_the_file(config: &mut Config, file: &Path) {
+    let dir = std::path::absolute(file)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let rebase = |p: &mut std::path::PathBuf| {
+        if p.is_relative() {
+            *p = dir.join(&*p);
+        }
+    };
+    rebase(&mut config.settings.state_dir);
+    for r in config.registries.values_mut() {
+        if let Some(ca) = &mut r.ca_file {
+            rebase(ca);
+        }
+    }
+    for r in config.repositories.values_mut() {
+        for p in [&mut r.ssh_key, &mut r.known_hosts, &mut r.signing_key]
+            .into_iter()
+            .flatten()
+        {
+            rebase(p);
+        }
+    }
 }
 
 /// Validates config text; `path` only names the file in diagnostics.

@@ -165,7 +165,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                     tokio::time::sleep(DEBOUNCE).await;
                     while reload_rx.try_recv().is_ok() {}
                 }
-                if let Some(config) = reload_config(&options, trigger, &mut source, &shared) {
+                if let Some(config) = reload_config(&options, trigger, &mut source, &shared, &engine.config).await {
                     match Engine::new(Arc::new(config), &shared) {
                         // A cycle in flight keeps the engine it holds; the next one gets this.
                         Ok(new) => {
@@ -228,41 +228,166 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a config file's bytes must stay the same before they are applied: a file written
+/// in place in several steps (`cp`, `echo >>`, an editor that truncates first) is read only
+/// once the writer is done. Editors that save by renaming a new file over the old one are
+/// atomic and need no wait beyond this.
+pub const STABLE_FOR: Duration = Duration::from_secs(1);
+/// A file still changing after this is left until its next change.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The file's bytes once they have stopped changing for [`STABLE_FOR`]; `None` when it cannot
+/// be read or keeps changing past [`SETTLE_LIMIT`].
+async fn settled(path: &std::path::Path) -> Option<Vec<u8>> {
+    let started = tokio::time::Instant::now();
+    let mut bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            // Mid-swap (a rename or a ConfigMap update): the next event brings it back.
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the config; keeping the running one");
+            return None;
+        }
+    };
+    loop {
+        tokio::time::sleep(STABLE_FOR).await;
+        let again = std::fs::read(path).ok()?;
+        if again == bytes {
+            return Some(bytes);
+        }
+        if started.elapsed() > SETTLE_LIMIT {
+            tracing::warn!(file = %path.display(), "the config kept changing for 10 s; keeping the running one until it settles");
+            return None;
+        }
+        bytes = again;
+    }
+}
+
 /// Reads the config again. `None` when nothing is to be applied: unchanged (file events
-/// only), or invalid, in which case the running config stays and the diagnostics are logged.
-fn reload_config(
+/// only), invalid, or emptied of every image or environment without saying so; the running
+/// config stays and the reason is logged.
+async fn reload_config(
     options: &Options,
     trigger: Trigger,
     source: &mut Vec<u8>,
     shared: &Shared,
+    running: &Config,
 ) -> Option<Config> {
-    let bytes = match std::fs::read(&options.config_path) {
-        Ok(b) => b,
-        Err(e) => {
-            // Mid-swap (a rename or a ConfigMap update): the next event brings it back.
-            tracing::warn!(file = %options.config_path.display(), error = %e, "cannot read the config; keeping the running one");
-            return None;
-        }
-    };
+    let bytes = settled(&options.config_path).await?;
     if trigger == Trigger::File && bytes == *source {
         return None;
     }
     systemd::reloading();
-    match config::load(&options.config_path) {
-        Ok(config) => {
-            *source = bytes;
-            Some(config)
-        }
+    *source = bytes.clone();
+    let config = match config::load(&options.config_path) {
+        Ok(config) => config,
         Err(diagnostics) => {
-            *source = bytes;
             shared.metrics.reloaded(false);
             tracing::error!(
                 file = %options.config_path.display(),
                 "the new config is invalid; still running the previous one:\n{diagnostics}"
             );
-            None
+            return None;
+        }
+    };
+    if let Some(why) = drops_everything(&bytes, running, &config) {
+        shared.metrics.reloaded(false);
+        tracing::error!(file = %options.config_path.display(), "{why}; still running the previous one");
+        return None;
+    }
+    for line in policy_diff(running, &config) {
+        tracing::info!("reload: {line}");
+    }
+    Some(config)
+}
+
+/// Why a reload that leaves no image or no environment is refused: a truncated or emptied
+/// file looks like that. A file that declares the empty table (`[images]` with nothing in it)
+/// means it, and is applied.
+fn drops_everything(bytes: &[u8], running: &Config, new: &Config) -> Option<String> {
+    let declared: toml::Table = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| toml::from_str(t.trim_start_matches('\u{feff}')).ok())
+        .unwrap_or_default();
+    for (section, before, after) in [
+        ("images", running.images.len(), new.images.len()),
+        (
+            "environments",
+            running.environments.len(),
+            new.environments.len(),
+        ),
+    ] {
+        if before > 0 && after == 0 && !declared.contains_key(section) {
+            return Some(format!(
+                "the new config has no [{section}] at all (an empty or cut-short file?); to remove every one of them, keep an empty [{section}] table in the file"
+            ));
         }
     }
+    None
+}
+
+/// What a reload changes in each image's policy, one line per change, for the log.
+fn policy_diff(old: &Config, new: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    for alias in old.images.keys().filter(|a| !new.images.contains_key(*a)) {
+        lines.push(format!("image {alias} removed"));
+    }
+    for (alias, image) in &new.images {
+        let Some(before) = old.images.get(alias) else {
+            lines.push(format!("image {alias} added"));
+            continue;
+        };
+        for d in &image.deployments {
+            match before
+                .deployments
+                .iter()
+                .find(|b| b.environment == d.environment)
+            {
+                None => lines.push(format!("image {alias} now deployed to {}", d.environment)),
+                // Policies hold compiled patterns: compare what they print.
+                Some(b)
+                    if format!("{:?}{:?}", b.policy, b.safety)
+                        != format!("{:?}{:?}", d.policy, d.safety) =>
+                {
+                    lines.push(format!(
+                        "image {alias} in {}: {} -> {}",
+                        d.environment,
+                        describe(b),
+                        describe(d)
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for b in &before.deployments {
+            if !image
+                .deployments
+                .iter()
+                .any(|d| d.environment == b.environment)
+            {
+                lines.push(format!(
+                    "image {alias} no longer deployed to {}",
+                    b.environment
+                ));
+            }
+        }
+    }
+    lines
+}
+
+fn describe(d: &config::Deployment) -> String {
+    let mut text = match &d.policy.strategy {
+        crate::select::Strategy::Semver { constraint, .. } => {
+            format!("semver `{}`", constraint.as_str())
+        }
+        other => other.to_string(),
+    };
+    if let Some(pin) = &d.safety.pin {
+        text.push_str(&format!(", pinned to {pin}"));
+    }
+    if d.safety.allow_downgrade {
+        text.push_str(", downgrades allowed");
+    }
+    text
 }
 
 /// A lane's cycle in flight: the task that runs it, and the task that waits for it.

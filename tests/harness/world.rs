@@ -241,6 +241,8 @@ impl Daemon {
     }
 
     pub async fn wait_metric(&self, name: &str, at_least: f64) {
+        // The daemon may not be listening yet.
+        self.wait_http().await;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if self.metric(name).await >= at_least {

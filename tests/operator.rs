@@ -1,0 +1,175 @@
+//! The operator's day: config files written the ways people write them, and commands run from
+//! wherever people run them. The real binary, registry and git server.
+
+mod harness;
+
+use std::io::Write;
+use std::time::Duration;
+
+use harness::world::{BIN, World};
+
+const OVERLAY: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+images:
+  - name: REGISTRY/org/app
+    newTag: v1.0.0
+";
+
+async fn world() -> World {
+    let world = World::new(&[("dev/kustomization.yaml", OVERLAY)], &["deploy/dev"]).await;
+    for tag in ["v1.0.0", "v1.5.0", "v2.0.0"] {
+        world.push("org/app", tag).await;
+    }
+    world
+}
+
+/// `app` allows any 1.x or later, but dev is held below 2.0.0 by its own section.
+fn config(world: &World, comment: &str) -> (String, String) {
+    let host = world.host();
+    let head = format!(
+        "{}\n# {comment}\n[images.app]\nimage = \"{host}/org/app\"\nconstraint = \">=1.0.0\"\n[[images.app.targets]]\nkind = \"kustomization\"\nfile = \"dev/kustomization.yaml\"\n",
+        world.base_config(&["dev"])
+    );
+    let tail = "\n[images.app.env.dev]\nconstraint = \">=1.0.0 <2.0.0\"\n".to_string();
+    (head, tail)
+}
+
+/// Issue: a config written in place in two steps was applied half-written: the first part
+/// (without dev's section) is valid on its own, and v2.0.0 reached deploy/dev. A file is now
+/// applied only once its bytes have held still for a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_written_in_two_steps_is_applied_only_when_complete() {
+    let world = world().await;
+    let (head, tail) = config(&world, "first");
+    world.write_config(&format!("{head}{tail}"));
+    let daemon = world.start();
+    world
+        .wait_for(
+            "deploy/dev",
+            "dev/kustomization.yaml",
+            "newTag: v1.5.0",
+            &daemon,
+        )
+        .await;
+    // Rewritten in place, cut at the line before dev's section, as `cp` or a shell loop would.
+    let (head, tail) = config(&world, "second");
+    let mut file = std::fs::File::create(world.config_path()).unwrap();
+    file.write_all(head.as_bytes()).unwrap();
+    file.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    file.write_all(tail.as_bytes()).unwrap();
+    drop(file);
+    daemon.wait_log("config reloaded").await;
+    // A few cycles on the new config (interval 1s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let history = harness::git::git(
+        &world.git.path("manifests"),
+        &["log", "-p", "deploy/dev", "--", "dev/kustomization.yaml"],
+    );
+    assert!(
+        !history.contains("v2.0.0"),
+        "v2.0.0 reached dev:\n{history}"
+    );
+    assert_eq!(
+        daemon.log().matches("config reloaded").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
+}
+
+/// Issue: an empty file, a lone BOM, or a file without [images] was accepted and dropped every
+/// image. Such a reload is refused; a file that declares an empty [images] means it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_drops_everything_needs_the_file_to_say_so() {
+    let world = world().await;
+    let (head, tail) = config(&world, "first");
+    world.write_config(&format!("{head}{tail}"));
+    let daemon = world.start();
+    world
+        .wait_for(
+            "deploy/dev",
+            "dev/kustomization.yaml",
+            "newTag: v1.5.0",
+            &daemon,
+        )
+        .await;
+    for (i, text) in ["", "\u{feff}", &world.base_config(&["dev"])]
+        .iter()
+        .enumerate()
+    {
+        world.write_config(text);
+        let refusals = i + 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while daemon.log().matches("has no [images] at all").count() < refusals
+            && daemon.log().matches("has no [environments] at all").count() < refusals
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} was not refused:\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(
+        !daemon.log().contains("config reloaded"),
+        "{}",
+        daemon.log()
+    );
+    // Saying so: an empty [images] table.
+    world.write_config(&format!("{}\n[images]\n", world.base_config(&["dev"])));
+    daemon.wait_log("config reloaded").await;
+    assert!(
+        daemon.log().contains("reload: image app removed"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// Issue: a relative `state_dir` followed the current directory: `status` from elsewhere
+/// printed nothing and `hold` wrote a holds.json the daemon never read. Paths are now relative
+/// to the config file, and the commands say which state dir they read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_state_dir_is_beside_the_config() {
+    let world = world().await;
+    let (head, tail) = config(&world, "first");
+    let text =
+        format!("{head}{tail}").replacen("[settings]\n", "[settings]\nstate_dir = \"state\"\n", 1);
+    world.write_config(&text);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(world.config_path())
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["once"]).status.success());
+    let state = world.dir.path().join("state");
+    assert!(state.join("status.json").exists());
+    let status = run(&["status"]);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        stderr.contains(&format!("state dir: {}", state.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("app in dev"));
+    assert!(run(&["hold", "app", "--env", "dev"]).status.success());
+    assert!(state.join("holds.json").exists());
+    assert!(!elsewhere.path().join("state").exists());
+    // A state dir with nothing in it is named, with a warning.
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["status", "--config"])
+        .arg(world.config_path())
+        .arg("--state-dir")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no status.json"));
+}
