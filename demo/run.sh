@@ -10,19 +10,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+command -v cargo >/dev/null || { echo "cargo is needed: install a Rust toolchain (1.88 or newer)" >&2; exit 1; }
 need() { command -v "$1" >/dev/null || MISSING="${MISSING:-} $2"; }
 need docker-registry docker-registry
 need git git
 need curl curl
 need sha256sum coreutils
+need python3 python3
 if [ -n "${MISSING:-}" ]; then
-    echo "installing:$MISSING"
+    echo "== installing:$MISSING"
+    if [ "$(id -u)" != 0 ]; then
+        echo "run as root, or install them first: apt-get install$MISSING" >&2
+        exit 1
+    fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends $MISSING >/dev/null
+    # Another apt (unattended upgrades, say) may hold the lock: wait for it, a while.
+    apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
+    echo "   (waiting up to 5 minutes if another package manager is running)"
+    apt_get update -qq && apt_get install -y -qq --no-install-recommends $MISSING >/dev/null
 fi
 
-echo "== building image-updater"
-cargo build --release --locked --quiet
+echo "== building image-updater (the first build takes a while; cargo shows its progress)"
+cargo build --release --locked
 BIN=$ROOT/target/release/image-updater
 
 WORK=$(mktemp -d)

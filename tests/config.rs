@@ -478,3 +478,39 @@ image = "containers[name=api"
         assert!(all.contains(needle), "{needle} missing from:\n{all}");
     }
 }
+
+/// Issue: `check` reported a bad file in three rounds (7, then 4, then 1 errors): target
+/// errors appeared only once the image's other errors were fixed. All come in one run now.
+#[test]
+fn check_reports_target_errors_with_image_errors() {
+    let text = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/org/api"
+constraint = ">= banana"
+[[images.api.targets]]
+kind = "kustomizaton"
+file = "k.yaml"
+
+[images.web]
+image = "Not A Reference"
+[[images.web.targets]]
+kind = "helm"
+file = "../outside.yaml"
+tag = "image.tag"
+"#
+    );
+    let d = parse(&text).unwrap_err();
+    let all = d.to_string();
+    for needle in [
+        "constraint",
+        "unknown target kind `kustomizaton`",
+        "image: `Not A Reference`",
+        "leaves the repository",
+    ] {
+        assert!(
+            all.contains(needle),
+            "{needle} missing from one run:\n{all}"
+        );
+    }
+}

@@ -493,7 +493,23 @@ impl<'a> Validator<'a> {
             overrides.insert(env_name.clone(), self.partial_policy(policy.get_ref()));
         }
         self.check_applicability(&base, &Field::Unset);
-        let reference = reference?;
+        let Some(reference) = reference else {
+            // The image is unusable, but its targets are still checked, so one run of `check`
+            // shows their problems too.
+            let placeholder = Reference::parse("placeholder.invalid/image").expect("valid");
+            for env_name in &deployed {
+                let merged = match overrides.get(env_name) {
+                    Some(o) => o.merge(&base),
+                    None => base.clone(),
+                };
+                if let Field::Set(list, _) = &merged.targets {
+                    for t in list {
+                        self.target(t, &name, env_name, &placeholder);
+                    }
+                }
+            }
+            return None;
+        };
         let mut deployments = Vec::new();
         let mut any_digest = false;
         for env_name in &deployed {
@@ -810,6 +826,32 @@ impl<'a> Validator<'a> {
         reference: &Reference,
         image_span: Range<usize>,
     ) -> Option<Deployment> {
+        // Targets first: their problems are reported whatever else is wrong with the policy.
+        let targets = match &p.targets {
+            Field::Set(list, span) if list.is_empty() => {
+                self.error(
+                    Origin::File(span.clone()),
+                    format!("image `{alias}` has an empty targets list"),
+                );
+                None
+            }
+            Field::Set(list, _) => {
+                let targets: Vec<Option<Target>> = list
+                    .iter()
+                    .map(|t| self.target(t, alias, environment, reference))
+                    .collect();
+                targets.into_iter().collect::<Option<Vec<_>>>()
+            }
+            Field::Unset => {
+                self.error_hint(
+                    Origin::Section(image_span.clone()),
+                    format!("image `{alias}` has no targets for environment `{environment}`"),
+                    "add [[images.ALIAS.targets]] with kind and file, at the image or under [images.ALIAS.env.ENV]",
+                );
+                None
+            }
+            Field::Bad => None,
+        };
         let strategy = match &p.strategy {
             Field::Set(kind, _) => *kind,
             Field::Unset => StrategyKind::Semver,
@@ -858,31 +900,6 @@ impl<'a> Validator<'a> {
         let platforms = match &p.platforms {
             Field::Set(v, _) => v.clone(),
             Field::Unset => vec![Platform::default()],
-            Field::Bad => return None,
-        };
-        let targets = match &p.targets {
-            Field::Set(list, span) if list.is_empty() => {
-                self.error(
-                    Origin::File(span.clone()),
-                    format!("image `{alias}` has an empty targets list"),
-                );
-                return None;
-            }
-            Field::Set(list, _) => {
-                let targets: Vec<Option<Target>> = list
-                    .iter()
-                    .map(|t| self.target(t, alias, environment, reference))
-                    .collect();
-                targets.into_iter().collect::<Option<Vec<_>>>()?
-            }
-            Field::Unset => {
-                self.error_hint(
-                    Origin::Section(image_span),
-                    format!("image `{alias}` has no targets for environment `{environment}`"),
-                    "add [[images.ALIAS.targets]] with kind and file, at the image or under [images.ALIAS.env.ENV]",
-                );
-                return None;
-            }
             Field::Bad => return None,
         };
         let value = |f: &Field<bool>| matches!(f, Field::Set(true, _));
@@ -938,7 +955,7 @@ impl<'a> Validator<'a> {
                 extract,
             },
             platforms,
-            targets,
+            targets: targets?,
             safety,
         })
     }
