@@ -5,24 +5,14 @@
 //! The tables live outside this repository, in `../shared/conformance/` beside the checkout;
 //! a test fails when its table is absent, so a run without them cannot pass by testing nothing.
 
-use std::path::PathBuf;
+mod harness;
 
 use image_updater::reference::{Reference, ReferenceError};
 use image_updater::select::{Constraint, Version};
 use serde_json::Value;
 
 fn table(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: the conformance tables sit beside the checkout in ../shared",
-            path.display()
-        )
-    });
-    let doc: Value = serde_json::from_str(&text).expect("conformance table is JSON");
-    doc["cases"].as_array().expect("cases").clone()
+    harness::shared::conformance_table(name)
 }
 
 fn s<'a>(case: &'a Value, key: &str) -> &'a str {

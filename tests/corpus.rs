@@ -73,7 +73,7 @@ struct Cases {
 }
 
 fn corpus_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/yaml-corpus");
+    let dir = harness::shared::dir().join("yaml-corpus");
     assert!(
         dir.join("SOURCES.md").exists(),
         "{} not found: the corpus sits beside the checkout in ../shared",

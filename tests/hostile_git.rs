@@ -3,30 +3,15 @@
 
 mod harness;
 
+use harness::git::repository;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use harness::hostile::{Peer, json};
 use harness::world::BIN;
-use image_updater::config::template::Template;
-use image_updater::config::{self, Author, CredentialRef, Repository};
+use image_updater::config::{self, CredentialRef};
 use image_updater::writeback::Mirror;
-
-fn repository(url: String, credentials: Option<CredentialRef>) -> Repository {
-    Repository {
-        name: "manifests".into(),
-        url,
-        credentials,
-        author: Author {
-            name: "image-updater".into(),
-            email: "bot@example.com".into(),
-        },
-        commit_message: Template::default(),
-        ssh_key: None,
-        known_hosts: None,
-        signing_key: None,
-    }
-}
 
 /// Finding 4: the git credential followed a redirect to another host. git is told never to
 /// follow one, so the other host receives no request at all, let alone the credential.

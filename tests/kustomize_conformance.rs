@@ -17,7 +17,6 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use harness::kustomize;
 use image_updater::config::Target;
@@ -71,17 +70,7 @@ const EXCEPTIONS: &[(&str, &str)] = &[
 ];
 
 fn table(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: the conformance tables sit beside the checkout in ../shared",
-            path.display()
-        )
-    });
-    let doc: Value = serde_json::from_str(&text).expect("conformance table is JSON");
-    doc["cases"].as_array().expect("cases").clone()
+    harness::shared::conformance_table(name)
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

@@ -6,9 +6,8 @@ mod harness;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use harness::git::{GitServer, PASSWORD, Person, USER, git};
-use image_updater::config::template::Template;
-use image_updater::config::{Author, CredentialRef, Environment, Repository, Target};
+use harness::git::{GitServer, PASSWORD, Person, USER, git, repository};
+use image_updater::config::{CredentialRef, Environment, Repository, Target};
 use image_updater::writeback::{Desired, ImageChange, Mirror, Push, WriteError, write_branch};
 
 const KUSTOMIZATION: &str = "\
@@ -29,22 +28,6 @@ image:
   tag: \"1.2.0\"
 replicas: 2
 ";
-
-fn repository(url: String, credentials: Option<CredentialRef>) -> Repository {
-    Repository {
-        name: "manifests".into(),
-        url,
-        credentials,
-        author: Author {
-            name: "image-updater".into(),
-            email: "bot@example.com".into(),
-        },
-        commit_message: Template::default(),
-        ssh_key: None,
-        known_hosts: None,
-        signing_key: None,
-    }
-}
 
 fn prod() -> Environment {
     Environment {

@@ -26,6 +26,16 @@ fn desired(repository: &str, tag: Option<&str>, digest: Option<&str>) -> Desired
     }
 }
 
+/// Only a tag path, the chart's other image keys read beside it.
+fn tag_at(p: &str) -> ImagePaths {
+    ImagePaths::Split {
+        tag: path(p),
+        repository: None,
+        registry: None,
+        digest: None,
+    }
+}
+
 fn path(p: &str) -> ValuePath {
     p.parse().unwrap()
 }
@@ -216,12 +226,7 @@ fn an_edit_that_changes_nothing_is_none() {
     let input = golden("values.yaml");
     let web = Target::Helm {
         file: "values.yaml".into(),
-        values: ImagePaths::Split {
-            tag: path("image.tag"),
-            repository: None,
-            registry: None,
-            digest: None,
-        },
+        values: tag_at("image.tag"),
     };
     assert!(
         edit(
@@ -239,12 +244,7 @@ fn anchors_aliases_and_block_scalars_are_refused() {
     let input = golden("values.yaml");
     let through_alias = Target::Helm {
         file: "values.yaml".into(),
-        values: ImagePaths::Split {
-            tag: path("anchors.copy.tag"),
-            repository: None,
-            registry: None,
-            digest: None,
-        },
+        values: tag_at("anchors.copy.tag"),
     };
     let err = edit(
         &through_alias,
@@ -259,12 +259,7 @@ fn anchors_aliases_and_block_scalars_are_refused() {
     let anchored = "image: &img\n  tag: v1\nother: *img\n";
     let target = Target::Helm {
         file: "v.yaml".into(),
-        values: ImagePaths::Split {
-            tag: path("image.tag"),
-            repository: None,
-            registry: None,
-            digest: None,
-        },
+        values: tag_at("image.tag"),
     };
     // The mapping holding the tag is anchored and reused: editing it would change `other` too.
     let err = edit(
@@ -299,12 +294,7 @@ fn anchors_aliases_and_block_scalars_are_refused() {
 fn missing_paths_and_containers_say_what_to_add() {
     let target = Target::Helm {
         file: "v.yaml".into(),
-        values: ImagePaths::Split {
-            tag: path("image.tag"),
-            repository: None,
-            registry: None,
-            digest: None,
-        },
+        values: tag_at("image.tag"),
     };
     let err = edit(
         &target,
@@ -341,12 +331,7 @@ fn missing_paths_and_containers_say_what_to_add() {
 fn values_inside_flow_collections_are_edited_in_place() {
     let target = Target::Helm {
         file: "v.yaml".into(),
-        values: ImagePaths::Split {
-            tag: path("image.tag"),
-            repository: None,
-            registry: None,
-            digest: None,
-        },
+        values: tag_at("image.tag"),
     };
     let src = "image: {repository: ghcr.io/org/web, tag: 'v1', pullPolicy: Always}  # flow\nother: [a, b]\n";
     let out = edit(&target, src, &desired("ghcr.io/org/web", Some("v2"), None))
@@ -473,12 +458,7 @@ fn list_indexes_in_both_spellings() {
     for p in ["sidecars[0].image.tag", "sidecars.0.image.tag"] {
         let target = Target::Helm {
             file: "v.yaml".into(),
-            values: ImagePaths::Split {
-                tag: path(p),
-                repository: None,
-                registry: None,
-                digest: None,
-            },
+            values: tag_at(p),
         };
         let out = edit(&target, src, &api("v1.5.0")).unwrap().unwrap();
         assert!(out.new_text.contains("tag: v1.5.0"), "{p}");
@@ -626,12 +606,7 @@ fn empty_values_and_empty_images_are_filled_like_kustomize() {
     );
     let helm = Target::Helm {
         file: "v.yaml".into(),
-        values: ImagePaths::Split {
-            tag: path("image.tag"),
-            repository: None,
-            registry: None,
-            digest: None,
-        },
+        values: tag_at("image.tag"),
     };
     let out = edit(&helm, "image:\n  tag:\n", &api("v1.5.0"))
         .unwrap()
@@ -656,12 +631,7 @@ fn duplicates_are_refused_naming_both_lines() {
     let key_twice = "image:\n  tag: v1\n  tag: v2\n";
     let helm = Target::Helm {
         file: "v.yaml".into(),
-        values: ImagePaths::Split {
-            tag: path("image.tag"),
-            repository: None,
-            registry: None,
-            digest: None,
-        },
+        values: tag_at("image.tag"),
     };
     let err = edit(&helm, key_twice, &api("v3")).unwrap_err();
     assert!(

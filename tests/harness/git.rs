@@ -326,3 +326,23 @@ impl Person {
         panic!("could not push {message} after 200 tries");
     }
 }
+
+/// The `manifests` repository at `url` as the daemon's config would give it.
+pub fn repository(
+    url: String,
+    credentials: Option<image_updater::config::CredentialRef>,
+) -> image_updater::config::Repository {
+    image_updater::config::Repository {
+        name: "manifests".into(),
+        url,
+        credentials,
+        author: image_updater::config::Author {
+            name: "image-updater".into(),
+            email: "bot@example.com".into(),
+        },
+        commit_message: image_updater::config::template::Template::default(),
+        ssh_key: None,
+        known_hosts: None,
+        signing_key: None,
+    }
+}

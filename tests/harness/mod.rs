@@ -15,6 +15,7 @@ pub mod git;
 pub mod hostile;
 pub mod kustomize;
 pub mod proxy;
+pub mod shared;
 pub mod world;
 
 use std::collections::VecDeque;
