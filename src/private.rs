@@ -12,6 +12,18 @@ pub fn create_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
+/// Why the state dir could not be made, with what to do when it is a permission problem (the
+/// default `/var/lib/image-updater` needs root, or systemd's StateDirectory).
+pub fn state_dir_error(dir: &Path, e: &std::io::Error) -> String {
+    let mut text = format!("cannot create the state dir {}: {e}", dir.display());
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        text.push_str(
+            "; run as a user who may write there, or set settings.state_dir (or --state-dir) to a directory you own",
+        );
+    }
+    text
+}
+
 /// Writes `bytes` to a 0600 temporary file beside `path`, syncs it, and renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {

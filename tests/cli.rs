@@ -224,3 +224,46 @@ fn newest_build_reads_creation_times_from_the_tag_file() {
     assert_eq!(report["selected"], "main-bbbbbbb");
     assert_eq!(report["tags"][2]["reason"], "creation time unknown");
 }
+
+/// `check` says when an `env:` credential's variable is unset here, without failing (the
+/// daemon's environment may differ).
+#[test]
+fn check_warns_about_unset_credential_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("updater.toml");
+    std::fs::write(
+        &config,
+        "[registries.ghcr]\nprefix = \"ghcr.io\"\ncredentials = \"env:IMAGE_UPDATER_TEST_UNSET_TOKEN\"\n\n[repositories.m]\nurl = \"https://git.example.com/m.git\"\n\n[environments.prod]\nrepository = \"m\"\nbranch = \"deploy/prod\"\n\n[images.api]\nimage = \"ghcr.io/org/api\"\n[[images.api.targets]]\nkind = \"manifest\"\nfile = \"api.yaml\"\n",
+    )
+    .unwrap();
+    let out = run(&["check", "--config", config.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "warning: registry ghcr: credentials env:IMAGE_UPDATER_TEST_UNSET_TOKEN, but IMAGE_UPDATER_TEST_UNSET_TOKEN is not set here"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // `hold` for an environment the image is not deployed to lists the ones it is.
+    let out = run(
+        &[
+            "hold",
+            "api",
+            "--env",
+            "nope",
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr)
+            .contains("image `api` is not deployed to `nope`; it is deployed to: prod"),
+        "{}",
+        text(&out.stderr)
+    );
+}

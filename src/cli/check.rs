@@ -31,11 +31,54 @@ pub fn run(args: Args) -> Outcome {
                 config.registries.len(),
                 config.repositories.len(),
             );
+            unset_variables(&config);
             Outcome::Success
         }
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
             Outcome::Negative
+        }
+    }
+}
+
+/// Warns about `env:` credentials whose variable is not set here. Only a warning: the daemon
+/// may run with another environment (systemd's EnvironmentFile, a container's env).
+fn unset_variables(config: &config::Config) {
+    let mut refs: Vec<(String, &config::CredentialRef)> = Vec::new();
+    for r in config.registries.values() {
+        refs.extend(
+            r.credentials
+                .iter()
+                .map(|c| (format!("registry {}", r.name), c)),
+        );
+    }
+    for r in config.repositories.values() {
+        refs.extend(
+            r.credentials
+                .iter()
+                .map(|c| (format!("repository {}", r.name), c)),
+        );
+    }
+    if let Some(w) = &config.webhooks {
+        refs.push(("webhooks".into(), &w.secret));
+    }
+    for n in config.notifications.values() {
+        refs.extend(
+            n.credentials
+                .iter()
+                .map(|c| (format!("notification {}", n.name), c)),
+        );
+        if let config::NotificationUrl::Secret(c) = &n.url {
+            refs.push((format!("notification {}", n.name), c));
+        }
+    }
+    for (owner, reference) in refs {
+        if let config::CredentialRef::Env(var) = reference
+            && std::env::var_os(var).is_none()
+        {
+            eprintln!(
+                "warning: {owner}: credentials env:{var}, but {var} is not set here (it must be where the daemon runs)"
+            );
         }
     }
 }

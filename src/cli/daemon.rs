@@ -84,7 +84,7 @@ pub fn run(args: RunArgs) -> Outcome {
 fn one_cycle(common: &ConfigArgs, config: Config, dry_run: bool) -> Result<Report, String> {
     let state_dir = common.state_dir(&config);
     image_updater::private::create_dir(&state_dir)
-        .map_err(|e| format!("cannot create the state dir {}: {e}", state_dir.display()))?;
+        .map_err(|e| image_updater::private::state_dir_error(&state_dir, &e))?;
     runtime().block_on(async move {
         let shared = Shared::open(state_dir);
         let engine = Engine::new(std::sync::Arc::new(config), &shared)?;

@@ -52,14 +52,25 @@ pub struct ReleaseArgs {
 
 /// Checks that `alias` is deployed to `env` in the config.
 fn deployed(config: &Config, alias: &str, env: &str) -> Result<(), String> {
-    let image = config
-        .images
-        .get(alias)
-        .ok_or_else(|| format!("no image `{alias}` in the config"))?;
+    let Some(image) = config.images.get(alias) else {
+        let known: Vec<&str> = config.images.keys().map(String::as_str).collect();
+        return Err(format!(
+            "no image `{alias}` in the config; its images are: {}",
+            known.join(", ")
+        ));
+    };
     if image.deployments.iter().any(|d| d.environment == env) {
         Ok(())
     } else {
-        Err(format!("image `{alias}` is not deployed to `{env}`"))
+        let envs: Vec<&str> = image
+            .deployments
+            .iter()
+            .map(|d| d.environment.as_str())
+            .collect();
+        Err(format!(
+            "image `{alias}` is not deployed to `{env}`; it is deployed to: {}",
+            envs.join(", ")
+        ))
     }
 }
 

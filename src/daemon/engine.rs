@@ -36,6 +36,9 @@ pub struct Shared {
     pub seen: Arc<FirstSeen>,
     /// Mirrors by repository name; each is used by one branch update at a time.
     mirrors: Arc<Mutex<BTreeMap<String, MirrorSlot>>>,
+    /// Why each image was last left as it is, so a reason repeated every cycle is logged at
+    /// INFO once.
+    said: Arc<std::sync::Mutex<BTreeMap<(String, String), String>>>,
 }
 
 impl Shared {
@@ -51,6 +54,7 @@ impl Shared {
             cache: Arc::new(cache),
             metrics: Arc::new(DaemonMetrics::new()),
             mirrors: Arc::default(),
+            said: Arc::default(),
         }
     }
 
@@ -191,6 +195,7 @@ impl Engine {
             .values()
             .filter(|i| aliases.is_empty() || aliases.contains(&i.alias))
             .collect();
+        let started = std::time::Instant::now();
         let holds = Holds::read(&self.shared.state_dir);
         self.lift_released(&holds);
         let cycle = Cycle::new();
@@ -206,7 +211,25 @@ impl Engine {
             .collect()
             .await;
         let branches = self.write(&checks, &holds, dry_run).await;
-        self.shared.metrics.cycle();
+        let took = started.elapsed();
+        self.shared.metrics.cycle(took);
+        let updated: usize = branches
+            .iter()
+            .filter_map(|b| b.result.as_ref().ok())
+            .map(|o| o.applied.len())
+            .sum();
+        let failed = checks.iter().filter(|c| c.result.is_err()).count()
+            + branches
+                .iter()
+                .map(|b| b.result.as_ref().map_or(1, |o| o.failed.len()))
+                .sum::<usize>();
+        tracing::info!(
+            checked = checks.len(),
+            updated,
+            failed,
+            seconds = format!("{:.1}", took.as_secs_f64()),
+            "cycle done"
+        );
         self.shared.save();
         let report = Report { checks, branches };
         if !dry_run {
@@ -671,7 +694,19 @@ impl Engine {
                     s.waiting = Some(sk.reason.clone());
                 });
             } else {
-                tracing::info!(image = %sk.alias, environment = %env.name, current = %sk.current, "not updating: {}", sk.reason);
+                // Said once at INFO; while the reason stays the same, again only at DEBUG.
+                let repeated = self
+                    .shared
+                    .said
+                    .lock()
+                    .expect("said lock")
+                    .insert((sk.alias.clone(), env.name.clone()), sk.reason.clone())
+                    .is_some_and(|before| before == sk.reason);
+                if repeated {
+                    tracing::debug!(image = %sk.alias, environment = %env.name, current = %sk.current, "not updating: {}", sk.reason);
+                } else {
+                    tracing::info!(image = %sk.alias, environment = %env.name, current = %sk.current, "not updating: {}", sk.reason);
+                }
                 self.shared.status.update(&sk.alias, &env.name, |s| {
                     s.waiting = Some(sk.reason.clone())
                 });

@@ -27,6 +27,7 @@ struct Counters {
     reload_failures: u64,
     last_reload_ok: bool,
     cycles: u64,
+    cycle_seconds: f64,
     /// Cycles that panicked or were abandoned, by registry lane.
     cycle_failures: BTreeMap<String, u64>,
 }
@@ -103,8 +104,11 @@ impl DaemonMetrics {
         });
     }
 
-    pub fn cycle(&self) {
-        self.with(|c| c.cycles += 1);
+    pub fn cycle(&self, took: std::time::Duration) {
+        self.with(|c| {
+            c.cycles += 1;
+            c.cycle_seconds += took.as_secs_f64();
+        });
     }
 
     /// A lane's cycle panicked or ran past its deadline.
@@ -284,6 +288,17 @@ impl DaemonMetrics {
             "Poll cycles run.",
         );
         let _ = writeln!(out, "image_updater_cycles_total {}", c.cycles);
+        family(
+            &mut out,
+            "image_updater_cycle_seconds_total",
+            "counter",
+            "Time spent in poll cycles (divided by cycles_total: the mean cycle duration).",
+        );
+        let _ = writeln!(
+            out,
+            "image_updater_cycle_seconds_total {:.3}",
+            c.cycle_seconds
+        );
         counter_map(
             &mut out,
             "image_updater_cycle_failures_total",

@@ -69,7 +69,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| config.settings.state_dir.clone());
     crate::private::create_dir(&state_dir)
-        .map_err(|e| format!("cannot create the state dir {}: {e}", state_dir.display()))?;
+        .map_err(|e| crate::private::state_dir_error(&state_dir, &e))?;
     let shared = Shared::open(state_dir);
     let listen = options.listen.unwrap_or(config.settings.listen);
     let listener = http::bind(listen)

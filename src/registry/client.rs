@@ -546,7 +546,7 @@ impl Client {
             })
             .await
             .map_err(|e| match e {
-                // Say which server is down: the token service, not the registry.
+                // Say which server is down or failing: the token service, not the registry.
                 RegistryError::Unreachable {
                     registry,
                     attempts,
@@ -556,6 +556,18 @@ impl Client {
                     attempts,
                     detail: format!(
                         "token service {}: {detail}",
+                        url.origin().ascii_serialization()
+                    ),
+                },
+                RegistryError::Server {
+                    registry,
+                    status,
+                    attempts,
+                } => RegistryError::Unreachable {
+                    registry,
+                    attempts,
+                    detail: format!(
+                        "token service {} answered {status}",
                         url.origin().ascii_serialization()
                     ),
                 },
@@ -813,6 +825,10 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     match root {
+        // What rustls says when an https client meets a plain-http server.
+        Some(r) if r.contains("InvalidContentType") || r.contains("corrupt message") => format!(
+            "{kind}: the server does not speak TLS; if it is plain http, write api_url = \"http://...\" with insecure = true (--insecure for `test`)"
+        ),
         Some(r) => format!("{kind}: {r}"),
         None => kind.to_string(),
     }

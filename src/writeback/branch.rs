@@ -14,6 +14,10 @@ use super::git::{GitError, Mirror, Push, Reader};
 use super::targets::{Desired, edit};
 use crate::config::{Environment, Repository, Target};
 
+/// Images named in a commit's subject line at most (a 50-image update once made a
+/// 1,500-character subject).
+const SUBJECT_IMAGES: usize = 3;
+
 /// How many times a branch update starts over after losing a push race.
 pub const MAX_ATTEMPTS: u32 = 5;
 
@@ -325,13 +329,34 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
     Ok(outcome)
 }
 
+/// `latest@sha256:<64 hex>` as `latest@sha256:<12 hex>`, for subject lines.
+fn short_digests(value: &str) -> String {
+    match value.split_once('@') {
+        Some((tag, digest)) => match digest.split_once(':') {
+            Some((algorithm, hex)) if hex.len() > 12 => {
+                format!("{tag}@{algorithm}:{}", &hex[..12])
+            }
+            _ => value.to_string(),
+        },
+        None => value.to_string(),
+    }
+}
+
 /// The commit message from the repository's template.
 pub fn message(repo: &Repository, env: &Environment, applied: &[Applied]) -> String {
-    let summary = applied
+    // The subject names a few images; every change is in the body.
+    let mut summary = applied
         .iter()
-        .map(|a| format!("{} {}", a.alias, a.new))
+        .take(SUBJECT_IMAGES)
+        .map(|a| format!("{} {}", a.alias, short_digests(&a.new)))
         .collect::<Vec<_>>()
         .join(", ");
+    if applied.len() > SUBJECT_IMAGES {
+        summary.push_str(&format!(
+            " and {} more",
+            applied.len().saturating_sub(SUBJECT_IMAGES)
+        ));
+    }
     let changes = applied
         .iter()
         .map(|a| format!("{}: {} {} -> {}", a.alias, a.repository, a.old, a.new))
@@ -350,4 +375,55 @@ pub fn message(repo: &Repository, env: &Environment, applied: &[Applied]) -> Str
         text.push('\n');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::template::Template;
+    use crate::config::{Author, Environment, Repository};
+
+    #[test]
+    fn subjects_stay_short_and_bodies_say_everything() {
+        let repo = Repository {
+            name: "manifests".into(),
+            url: "https://git.example.com/m.git".into(),
+            credentials: None,
+            author: Author {
+                name: "bot".into(),
+                email: "bot@example.com".into(),
+            },
+            commit_message: Template::default(),
+            ssh_key: None,
+            known_hosts: None,
+            signing_key: None,
+        };
+        let env = Environment {
+            name: "prod".into(),
+            repository: "manifests".into(),
+            branch: "deploy/prod".into(),
+            base_branch: None,
+        };
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let applied: Vec<Applied> = (0..5)
+            .map(|i| Applied {
+                alias: format!("img{i}"),
+                repository: format!("ghcr.io/org/img{i}"),
+                old: "v1".into(),
+                new: if i == 0 {
+                    format!("latest@{digest}")
+                } else {
+                    format!("v{i}")
+                },
+            })
+            .collect();
+        let text = message(&repo, &env, &applied);
+        let subject = text.lines().next().unwrap();
+        assert_eq!(
+            subject,
+            "deploy(prod): img0 latest@sha256:aaaaaaaaaaaa, img1 v1, img2 v2 and 2 more"
+        );
+        assert!(text.contains(&format!("img0: ghcr.io/org/img0 v1 -> latest@{digest}")));
+        assert!(text.contains("img4: ghcr.io/org/img4 v1 -> v4"));
+    }
 }
