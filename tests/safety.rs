@@ -286,9 +286,17 @@ async fn promotion_waits_for_the_soak_and_carries_the_digest() {
         prod.contains(&format!("digest: {digest}")),
         "the digest staging ran: {prod}"
     );
+    // The subject carries the digest shortened, the body in full.
+    let short = &digest[..digest.find(':').unwrap() + 13];
     assert!(
-        world.git.log("manifests", "deploy/prod", "%s")[0]
-            .contains(&format!("api v1.1.0@{digest}"))
+        world.git.log("manifests", "deploy/prod", "%s")[0].contains(&format!("api v1.1.0@{short}"))
+    );
+    assert!(
+        world
+            .git
+            .log("manifests", "deploy/prod", "%b")
+            .iter()
+            .any(|l| l.contains(&format!("v1.1.0@{digest}")))
     );
 
     // Staging reverted: nothing more is promoted from it.

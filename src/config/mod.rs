@@ -34,7 +34,13 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         ));
         d
     })?;
-    let mut config = parse(path, &source)?;
+    from_source(path, &source)
+}
+
+/// The config in `source`, the text of the file at `path`: validated, with relative paths
+/// taken from the file's directory.
+pub fn from_source(path: &Path, source: &str) -> Result<Config, Diagnostics> {
+    let mut config = parse(path, source)?;
     relative_to_the_file(&mut config, path);
     Ok(config)
 }

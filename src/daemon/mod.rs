@@ -131,7 +131,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         let idle = |alias: &str| !lanes.contains_key(&lane_of(&engine, alias));
         let next = schedule.next_due_among(idle);
         tokio::select! {
-            _ = tokio::time::sleep_until(next), if next_is_real(next) => {
+            _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
                 let due = schedule.due_among(tokio::time::Instant::now(), idle);
                 let mut by_lane: BTreeMap<String, Vec<String>> = BTreeMap::new();
                 for alias in due {
@@ -278,7 +278,9 @@ async fn reload_config(
     }
     systemd::reloading();
     *source = bytes.clone();
-    let config = match config::load(&options.config_path) {
+    // The settled bytes are what is applied, not a later read of the file.
+    let text = String::from_utf8_lossy(&bytes);
+    let config = match config::from_source(&options.config_path, &text) {
         Ok(config) => config,
         Err(diagnostics) => {
             shared.metrics.reloaded(false);
@@ -453,11 +455,6 @@ fn start_lane(
         cycle: abort,
         supervisor,
     }
-}
-
-/// Whether `next` is a real due time rather than "nothing to wait for".
-fn next_is_real(next: tokio::time::Instant) -> bool {
-    next < tokio::time::Instant::now() + Duration::from_secs(3000)
 }
 
 /// How long the daemon may go without a successful poll before it reports itself unhealthy:

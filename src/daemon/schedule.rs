@@ -86,15 +86,6 @@ impl Schedule {
         self.entries.is_empty()
     }
 
-    /// When the next image is due; far in the future when there are none.
-    pub fn next_due(&self) -> Instant {
-        self.entries
-            .values()
-            .map(|e| e.due)
-            .min()
-            .unwrap_or_else(|| later(Instant::now(), Duration::from_secs(3600)))
-    }
-
     /// The images due by `now` plus the batch window.
     pub fn due(&self, now: Instant) -> Vec<String> {
         self.due_among(now, |_| true)
@@ -109,14 +100,13 @@ impl Schedule {
             .collect()
     }
 
-    /// When the next image `among` admits is due; far in the future when there is none.
-    pub fn next_due_among(&self, among: impl Fn(&str) -> bool) -> Instant {
+    /// When the next image `among` admits is due; `None` when there is none.
+    pub fn next_due_among(&self, among: impl Fn(&str) -> bool) -> Option<Instant> {
         self.entries
             .iter()
             .filter(|(a, _)| among(a))
             .map(|(_, e)| e.due)
             .min()
-            .unwrap_or_else(|| later(Instant::now(), Duration::from_secs(3600)))
     }
 
     /// Makes `aliases` due now (a registry told us about a push).

@@ -181,7 +181,9 @@ pub async fn write_branch(
                     let moved: Vec<String> = outcome
                         .applied
                         .iter()
-                        .filter(|a| first.get(&a.alias).is_some_and(|old| *old != a.old))
+                        // Moved: another value than at the decision, or an edit where the
+                        // first attempt had none (the file held the value then).
+                        .filter(|a| first.get(&a.alias).is_none_or(|old| *old != a.old))
                         .map(|a| a.alias.clone())
                         .collect();
                     if !moved.is_empty() {
