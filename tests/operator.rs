@@ -158,7 +158,23 @@ async fn a_relative_state_dir_is_beside_the_config() {
         "{stderr}"
     );
     assert!(!stderr.contains("warning"), "{stderr}");
-    assert!(String::from_utf8_lossy(&status.stdout).contains("app in dev"));
+    // One table row per image and environment, with a header.
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE") && lines[0].ends_with("STATE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("app") && lines[1].contains("v1.5.0") && lines[1].contains("ago"),
+        "{table}"
+    );
+    // Filters, and an unknown name lists the known ones.
+    let only = run(&["status", "--image", "app", "--env", "dev"]);
+    assert_eq!(String::from_utf8_lossy(&only.stdout).lines().count(), 2);
+    let wrong = run(&["status", "--env", "nope"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("its environments are: dev"));
     assert!(run(&["hold", "app", "--env", "dev"]).status.success());
     assert!(state.join("holds.json").exists());
     assert!(!elsewhere.path().join("state").exists());

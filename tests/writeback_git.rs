@@ -260,10 +260,23 @@ async fn git_daemon_and_a_branch_created_from_its_base() {
         branch: "deploy/staging".into(),
         base_branch: Some("main".into()),
     };
+    // A dry run says it would create the branch, and creates nothing.
+    let plan = write_branch(&mirror, &repo, &staging, &[api("v1.5.0-rc.1")], true)
+        .await
+        .unwrap();
+    assert_eq!(plan.created_from.as_deref(), Some("main"));
+    let exists = harness::git::git_command(
+        &server.path("manifests"),
+        &["rev-parse", "--verify", "-q", "refs/heads/deploy/staging"],
+    )
+    .status()
+    .unwrap();
+    assert!(!exists.success(), "a dry run created the branch");
     let out = write_branch(&mirror, &repo, &staging, &[api("v1.5.0-rc.1")], false)
         .await
         .unwrap();
     assert!(out.commit.is_some());
+    assert_eq!(out.created_from.as_deref(), Some("main"));
     assert_eq!(
         server.log("manifests", "deploy/staging", "%s"),
         ["deploy(staging): api v1.5.0-rc.1", "initial manifests"]

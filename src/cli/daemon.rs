@@ -123,6 +123,13 @@ pub fn plan(args: PlanArgs) -> Outcome {
             let mut changed = false;
             for b in &report.branches {
                 let Ok(outcome) = &b.result else { continue };
+                if let Some(base) = &outcome.created_from {
+                    changed = true;
+                    println!(
+                        "# {} ({}): does not exist yet; would be created from {base}",
+                        b.branch, b.environment
+                    );
+                }
                 for f in &outcome.files {
                     changed = true;
                     let path = f.path.display().to_string();
@@ -159,6 +166,11 @@ fn print_summary(report: &Report, dry_run: bool) {
         for a in &outcome.applied {
             let verb = if dry_run { "would update" } else { "updated" };
             println!("{}: {verb} {} {} -> {}", b.branch, a.alias, a.old, a.new);
+        }
+        if let Some(base) = &outcome.created_from
+            && !dry_run
+        {
+            println!("{}: created from {base}", b.branch);
         }
         if let Some(commit) = outcome.commit {
             println!("{}: pushed {commit}", b.branch);

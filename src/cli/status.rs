@@ -17,6 +17,15 @@ pub struct StatusArgs {
     /// text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     output: String,
+    /// Only this image (its alias).
+    #[arg(long, value_name = "ALIAS")]
+    image: Option<String>,
+    /// Only this environment.
+    #[arg(long, value_name = "ENV")]
+    env: Option<String>,
+    /// Every field of each image and environment, on lines of its own, instead of the table.
+    #[arg(long)]
+    long: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,12 +104,38 @@ pub fn status(args: StatusArgs) -> Outcome {
     let Some(config) = args.common.load() else {
         return Outcome::Negative;
     };
+    if let Some(alias) = &args.image
+        && !config.images.contains_key(alias)
+    {
+        let known: Vec<&str> = config.images.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: no image `{alias}` in the config; its images are: {}",
+            known.join(", ")
+        );
+        return Outcome::Usage;
+    }
+    if let Some(env) = &args.env
+        && !config.environments.contains_key(env)
+    {
+        let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: no environment `{env}` in the config; its environments are: {}",
+            known.join(", ")
+        );
+        return Outcome::Usage;
+    }
     let state_dir = announce(args.common.state_dir(&config));
     let store = StatusStore::open(&state_dir);
     let holds = Holds::read(&state_dir);
     let mut rows = Vec::new();
     for image in config.images.values() {
+        if args.image.as_ref().is_some_and(|a| *a != image.alias) {
+            continue;
+        }
         for d in &image.deployments {
+            if args.env.as_ref().is_some_and(|e| *e != d.environment) {
+                continue;
+            }
             let s: Status = store.get(&image.alias, &d.environment);
             let manual = holds
                 .active(&image.alias, &d.environment)
@@ -139,9 +174,13 @@ pub fn status(args: StatusArgs) -> Outcome {
         );
         return Outcome::Success;
     }
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     // Values come from registries (tags, error texts): never raw to the terminal.
     let say = |line: String| println!("{}", super::terminal::safe(&line));
+    if !args.long {
+        table(&rows).into_iter().for_each(say);
+        return Outcome::Success;
+    }
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     for r in &rows {
         say(format!("{} in {} ({})", r.image, r.environment, r.branch));
         say(format!("  current:    {}", dash(&r.current)));
@@ -165,6 +204,76 @@ pub fn status(args: StatusArgs) -> Outcome {
         }
     }
     Outcome::Success
+}
+
+/// One line per image and environment: what runs, what would, when it was checked, and why
+/// it waits; digests and commits shortened.
+fn table(rows: &[Row]) -> Vec<String> {
+    let short = |v: &Option<String>| {
+        v.as_deref()
+            .map(image_updater::reference::short_digests)
+            .unwrap_or_else(|| "-".into())
+    };
+    let ago = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .and_then(|t| {
+                std::time::Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok()
+            })
+            .map(|d| format!("{} ago", image_updater::daemon::safety::human(d)))
+            .unwrap_or_else(|| "never".into())
+    };
+    let mut lines = vec![[
+        "IMAGE".to_string(),
+        "ENV".into(),
+        "CURRENT".into(),
+        "CANDIDATE".into(),
+        "CHECKED".into(),
+        "STATE".into(),
+    ]];
+    for r in rows {
+        let state = if let Some(e) = &r.last_error {
+            format!("error: {e}")
+        } else if let Some(h) = &r.hold {
+            h.clone()
+        } else if let Some(w) = &r.waiting {
+            format!("waiting: {w}")
+        } else if r.current.is_some() && r.current == r.candidate {
+            "up to date".into()
+        } else if r.candidate.is_some() {
+            "to be written".into()
+        } else {
+            "-".into()
+        };
+        lines.push([
+            r.image.clone(),
+            r.environment.clone(),
+            short(&r.current),
+            short(&r.candidate),
+            ago(&r.last_check),
+            state,
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    lines
+        .iter()
+        .map(|cells| {
+            let mut out = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                if i + 1 == cells.len() {
+                    out.push_str(cell);
+                } else {
+                    out.push_str(&format!("{cell:w$}  "));
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 fn describe_hold(h: &ManualHold) -> String {

@@ -209,6 +209,20 @@ fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
     Ok(())
 }
 
+/// `latest@sha256:<64 hex>` as `latest@sha256:<12 hex>`: a digest as commit subjects and
+/// `status` show it (the full one is in the commit body and `status --output json`).
+pub fn short_digests(value: &str) -> String {
+    match value.split_once('@') {
+        Some((tag, digest)) => match digest.split_once(':') {
+            Some((algorithm, hex)) if hex.len() > 12 && hex.is_char_boundary(12) => {
+                format!("{tag}@{algorithm}:{}", &hex[..12])
+            }
+            _ => value.to_string(),
+        },
+        None => value.to_string(),
+    }
+}
+
 /// Folds Docker Hub's many names (`docker.io`, `index.docker.io`, `registry-1.docker.io`, and
 /// `https://index.docker.io/v1/` as config.json spells it) into `docker.io`; other hosts are
 /// returned without scheme or trailing path.

@@ -109,6 +109,9 @@ pub struct Outcome {
     /// changed on the branch (another writer): the decision was taken on a value that is no
     /// longer there, so the caller takes it again rather than write it blindly.
     pub superseded: Vec<String>,
+    /// The base branch the environment's branch is (or, in a dry run, would be) created from,
+    /// when it did not exist.
+    pub created_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -202,6 +205,7 @@ pub async fn write_branch(
         };
         outcome.parent = Some(parent);
         outcome.retries = retries;
+        outcome.created_from = head.is_none().then(|| env.base_branch.clone()).flatten();
         outcome.superseded = withdrawn.clone();
         // A new branch is pushed even without changes, so the environment exists.
         if dry_run || (outcome.files.is_empty() && head.is_some()) {
@@ -331,26 +335,13 @@ fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
     Ok(outcome)
 }
 
-/// `latest@sha256:<64 hex>` as `latest@sha256:<12 hex>`, for subject lines.
-fn short_digests(value: &str) -> String {
-    match value.split_once('@') {
-        Some((tag, digest)) => match digest.split_once(':') {
-            Some((algorithm, hex)) if hex.len() > 12 => {
-                format!("{tag}@{algorithm}:{}", &hex[..12])
-            }
-            _ => value.to_string(),
-        },
-        None => value.to_string(),
-    }
-}
-
 /// The commit message from the repository's template.
 pub fn message(repo: &Repository, env: &Environment, applied: &[Applied]) -> String {
     // The subject names a few images; every change is in the body.
     let mut summary = applied
         .iter()
         .take(SUBJECT_IMAGES)
-        .map(|a| format!("{} {}", a.alias, short_digests(&a.new)))
+        .map(|a| format!("{} {}", a.alias, crate::reference::short_digests(&a.new)))
         .collect::<Vec<_>>()
         .join(", ");
     if applied.len() > SUBJECT_IMAGES {
