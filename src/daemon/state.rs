@@ -14,6 +14,7 @@
 //! the new one. A file that cannot be read is set aside and rebuilt: the daemon never refuses
 //! to start because of its own state.
 
+use crate::private::write_atomically;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -232,8 +233,6 @@ impl FirstSeen {
         write_atomically(&self.path, &bytes)
     }
 }
-
-pub use crate::private::write_atomically;
 
 /// Now, as RFC 3339 in UTC, for status entries.
 pub fn now() -> String {

@@ -116,8 +116,12 @@ async fn handle(
             r#"{"error":"missing or wrong signature or token"}"#.into(),
         );
     }
-    let pushed = match parse(&request.body) {
-        Ok(p) => p,
+    // Decoded once: the pushes and the replay check read the same value.
+    let decoded = serde_json::from_slice::<Value>(&request.body)
+        .map_err(|e| format!("not JSON: {e}"))
+        .and_then(|v| pushes(&v).map(|p| (v, p)));
+    let (body, pushed) = match decoded {
+        Ok(d) => d,
         Err(e) => {
             return (
                 "400 Bad Request",
@@ -126,7 +130,7 @@ async fn handle(
         }
     };
     // A delivery seen before, or one stamped outside the window, is not acted on again.
-    match guard.fresh(request) {
+    match guard.fresh(request, &body) {
         Freshness::Fresh => {}
         Freshness::Replayed => {
             return ("200 OK", r#"{"events":0,"duplicate":true}"#.into());
@@ -177,8 +181,7 @@ impl Guard {
     /// event's `id`) are new, and its timestamps (distribution's `timestamp`, Harbor's
     /// `occur_at`) within [`REPLAY_WINDOW`] of now. Senders that give neither are taken as
     /// they come (polling is the safety net; a replay costs an early check at most).
-    fn fresh(&self, request: &Request) -> Freshness {
-        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    fn fresh(&self, request: &Request, body: &Value) -> Freshness {
         let now = jiff::Timestamp::now();
         let window = jiff::SignedDuration::try_from(REPLAY_WINDOW).unwrap_or_default();
         let stamps = body
@@ -291,6 +294,11 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 /// The pushes a payload describes, whichever registry sent it.
 pub fn parse(body: &[u8]) -> Result<Vec<Pushed>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    pushes(&v)
+}
+
+/// The pushes a decoded payload describes.
+fn pushes(v: &Value) -> Result<Vec<Pushed>, String> {
     let s = |v: &Value| v.as_str().map(str::to_string);
     // CNCF distribution: {"events": [{"action": "push", "target": {...}, "request": {...}}]}
     if let Some(events) = v.get("events").and_then(Value::as_array) {

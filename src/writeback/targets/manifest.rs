@@ -7,7 +7,7 @@
 //! it replaces) is updated; with one, every container of that name running it, and when none
 //! of that name does, the target is refused naming what they run.
 
-use super::{Desired, Owner, at_line, entry, node_path, split_image};
+use super::{Desired, Owner, at_line, entry, node_path, scalar, split_image};
 use crate::writeback::yaml::{Node, Patch, Step, Yaml, YamlError, error};
 
 /// Where the pod spec sits in a document of this kind.
@@ -30,7 +30,7 @@ pub(super) fn edit(
     let mut named = 0;
     let mut mismatch = None;
     for (document, doc) in yaml.documents.iter().enumerate() {
-        let Some(kind) = entry(source, doc, "kind")?.and_then(|(_, k)| k.as_str()) else {
+        let Some(kind) = scalar(source, doc, "kind")? else {
             continue;
         };
         let mut node = doc;
@@ -59,9 +59,7 @@ pub(super) fn edit(
                 let Some((ii, image)) = entry(source, c, "image")? else {
                     continue;
                 };
-                let name = entry(source, c, "name")?
-                    .and_then(|(_, n)| n.as_str())
-                    .unwrap_or("?");
+                let name = scalar(source, c, "name")?.unwrap_or("?");
                 let current = image.as_str().unwrap_or_default();
                 let (repo, tag, digest) = split_image(current);
                 let owner = desired.owner(repo);
