@@ -10,7 +10,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use harness::free_port;
 use harness::world::World;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -57,15 +56,8 @@ fn sign(secret: &str, body: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_event_triggers_an_update_and_a_forged_one_is_refused() {
     let world = world().await;
-    let hook_port = free_port();
-    let secret_file = world.dir.path().join("webhook-secret");
-    std::fs::write(&secret_file, "hook-s3cret\n").unwrap();
-    let config = format!(
-        "{}\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\nsecret = \"file:{}\"\n{}",
-        world.base_config(&["prod"]),
-        secret_file.display(),
-        api(&world)
-    );
+    let (webhooks, hook_port) = world.webhooks();
+    let config = format!("{}{webhooks}{}", world.base_config(&["prod"]), api(&world));
     world.write_config(&config);
     let daemon = world.start();
     daemon.wait_metric("image_updater_cycles_total", 1.0).await;

@@ -161,14 +161,11 @@ async fn healthz_turns_bad_when_no_poll_succeeds() {
 
 /// A daemon with `[webhooks]` on a free port; returns (daemon, webhook port).
 fn with_webhooks(world: &World) -> (harness::world::Daemon, u16) {
-    let hook_port = harness::free_port();
-    let secret_file = world.dir.path().join("webhook-secret");
-    std::fs::write(&secret_file, "hook-s3cret\n").unwrap();
+    let (webhooks, hook_port) = world.webhooks();
     let api = format!("{}/org/api", world.host());
     world.write_config(&format!(
-        "{}\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\nsecret = \"file:{}\"\n",
-        config(world, &api, "").replace("interval = \"1s\"", "interval = \"1h\""),
-        secret_file.display()
+        "{}{webhooks}",
+        config(world, &api, "").replace("interval = \"1s\"", "interval = \"1h\"")
     ));
     (world.start(), hook_port)
 }

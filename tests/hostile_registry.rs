@@ -49,6 +49,18 @@ fn handler(
     Arc::new(f)
 }
 
+/// A registry that asks for Basic credentials, and answers `answer()` once it is sent some.
+fn behind_basic(answer: impl Fn() -> harness::hostile::Answer + Send + Sync + 'static) -> Handler {
+    handler(move |req, _| match req.header("authorization") {
+        Some(_) => answer(),
+        None => json(
+            401,
+            "{}",
+            &[("WWW-Authenticate", "Basic realm=\"registry\"")],
+        ),
+    })
+}
+
 /// The credentials in a variable of this process, as `env:VAR` reads them.
 fn credentials(var: &str, value: &str) -> CredentialRef {
     // SAFETY: each test sets its own variable, once.
@@ -169,17 +181,12 @@ async fn a_link_to_another_host_is_not_followed() {
     );
     let peer = Peer::start(
         "127.0.0.1",
-        handler(move |req, _| match req.header("authorization") {
-            Some(_) => json(
+        behind_basic(move || {
+            json(
                 200,
                 r#"{"name":"org/app","tags":["v0"]}"#,
                 &[("Link", &link)],
-            ),
-            None => json(
-                401,
-                "{}",
-                &[("WWW-Authenticate", "Basic realm=\"registry\"")],
-            ),
+            )
         }),
     )
     .await;
@@ -209,14 +216,7 @@ async fn a_redirect_to_another_host_that_asks_for_credentials_gets_none() {
         let location = format!("{}/v2/org/app/tags/list", other.url());
         let peer = Peer::start(
             "127.0.0.1",
-            handler(move |req, _| match req.header("authorization") {
-                Some(_) => json(307, "", &[("Location", &location)]),
-                None => json(
-                    401,
-                    "{}",
-                    &[("WWW-Authenticate", "Basic realm=\"registry\"")],
-                ),
-            }),
+            behind_basic(move || json(307, "", &[("Location", &location)])),
         )
         .await;
         let client = connect(

@@ -107,6 +107,20 @@ author = "image-updater <bot@example.com>"
         text
     }
 
+    /// A `[webhooks]` section on a free port, its secret `hook-s3cret` in a file, and the port.
+    pub fn webhooks(&self) -> (String, u16) {
+        let port = free_port();
+        let secret_file = self.dir.path().join("webhook-secret");
+        std::fs::write(&secret_file, "hook-s3cret\n").unwrap();
+        (
+            format!(
+                "\n[webhooks]\nlisten = \"127.0.0.1:{port}\"\nsecret = \"file:{}\"\n",
+                secret_file.display()
+            ),
+            port,
+        )
+    }
+
     /// Writes the config as editors do: a new file renamed over the old one.
     pub fn write_config(&self, text: &str) {
         let tmp = self.dir.path().join(".updater.toml.swp");
