@@ -21,6 +21,7 @@ fn s<'a>(case: &'a Value, key: &str) -> &'a str {
 
 #[test]
 fn masterminds_constraint_checks() {
+    needs!(Shared);
     let cases = table("masterminds-constraints.json");
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -53,6 +54,7 @@ fn masterminds_constraint_checks() {
 
 #[test]
 fn masterminds_constraint_parsing() {
+    needs!(Shared);
     let cases = table("masterminds-constraints.json");
     for case in cases.iter().filter(|c| c["kind"] == "parse") {
         let parsed = Constraint::parse(s(case, "constraint"));
@@ -68,6 +70,7 @@ fn masterminds_constraint_parsing() {
 
 #[test]
 fn masterminds_version_parsing_and_ordering() {
+    needs!(Shared);
     let cases = table("masterminds-versions.json");
     let mut failures = Vec::new();
     for case in &cases {
@@ -112,6 +115,7 @@ fn masterminds_version_parsing_and_ordering() {
 
 #[test]
 fn distribution_reference_parse() {
+    needs!(Shared);
     let cases = table("image-references.json");
     let mut failures = Vec::new();
     for case in cases.iter().filter(|c| {
@@ -159,6 +163,7 @@ fn distribution_reference_parse() {
 
 #[test]
 fn distribution_reference_normalization() {
+    needs!(Shared);
     let cases = table("image-references.json");
     let mut failures = Vec::new();
     for case in cases.iter().filter(|c| {

@@ -297,6 +297,7 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
 
 #[test]
 fn every_corpus_file_is_updated_exactly_or_refused_clearly() {
+    needs!(Shared, Kubectl);
     kustomize::require_kubectl();
     let dir = corpus_dir();
     let text = std::fs::read_to_string(

@@ -72,6 +72,7 @@ tag = "image.tag"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.write_config(&config(&world, ">=1.0.0 <2.0.0", false));
     let mut daemon = world.start();
@@ -204,6 +205,7 @@ async fn a_running_daemon_commits_new_tags_serves_metrics_and_reloads() {
 /// a restart finishes the work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_work_leaves_the_repository_consistent() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.write_config(&config(&world, ">=1.0.0", true));
     for round in 0..5 {
@@ -256,6 +258,7 @@ async fn sigterm_during_work_leaves_the_repository_consistent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_plan_and_dry_run() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.write_config(&config(&world, ">=1.0.0", true));
     world.push("org/api", "v1.5.0").await;
@@ -339,6 +342,7 @@ async fn once_plan_and_dry_run() {
 /// reload, WATCHDOG while alive, STOPPING on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speaks_the_systemd_notify_protocol() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.write_config(&config(&world, ">=1.0.0", false));
     let socket_path = world.dir.path().join("notify.sock");
@@ -393,6 +397,7 @@ async fn speaks_the_systemd_notify_protocol() {
 /// `..data` to a new directory by rename. The daemon notices and applies the new config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_style_symlink_swap_is_a_reload() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let volume = world.dir.path().join("configmap");
     let first = volume.join("..2026_11_24_08_00_00.1");
@@ -428,6 +433,7 @@ async fn a_configmap_style_symlink_swap_is_a_reload() {
 /// `log_format = "json"`: one JSON object per line, with the update's fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let text = config(&world, ">=1.0.0", false)
         .replace("[settings]\n", "[settings]\nlog_format = \"json\"\n");

@@ -55,6 +55,7 @@ fn sign(secret: &str, body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_event_triggers_an_update_and_a_forged_one_is_refused() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let (webhooks, hook_port) = world.webhooks();
     let config = format!("{}{webhooks}{}", world.base_config(&["prod"]), api(&world));
@@ -147,6 +148,7 @@ async fn receive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_reach_a_local_receiver_and_are_retried() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let received = Received::default();
     let app = Router::new()

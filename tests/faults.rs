@@ -119,6 +119,7 @@ fn check_history(world: &World) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_faults_never_produce_a_wrong_commit_and_recover() {
+    needs!(Registry, Lighttpd);
     let (world, proxy) = world().await;
     world.write_config(&config(&world, &proxy, false));
     let rounds: Vec<(&str, Vec<Inject>, bool)> = vec![
@@ -218,6 +219,7 @@ async fn registry_faults_never_produce_a_wrong_commit_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_server_down_and_an_aliased_target_fail_alone() {
+    needs!(Registry, Lighttpd);
     let (world, proxy) = world().await;
     world.push("org/api", "v1.1.0").await;
     world.push("org/worker", "v1.1.0").await;
@@ -260,6 +262,7 @@ async fn git_server_down_and_an_aliased_target_fail_alone() {
 /// rounds and state files damaged now and then; a restart finishes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_a_cycle_then_restart() {
+    needs!(Registry, Lighttpd);
     let (world, proxy) = world().await;
     world.write_config(&config(&world, &proxy, false));
     let person = Person::clone(&world.git.url_with_credentials("manifests"), "deploy/prod");

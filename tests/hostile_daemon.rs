@@ -52,6 +52,7 @@ file = "prod/api/kustomization.yaml"
 /// and committed, the panic is logged, and the daemon goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_poll_fails_its_image_only() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let api = format!("{}/org/api", world.host());
     world.write_config(&config(&world, &api, ""));
@@ -83,6 +84,7 @@ async fn a_panicking_poll_fails_its_image_only() {
 /// has its own lane: worker is committed while api's poll still hangs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_registry_does_not_delay_another() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let hanging = FaultServer::start(vec![Fault::Slow {
         delay: Duration::from_secs(3600),
@@ -123,6 +125,7 @@ async fn a_hanging_registry_does_not_delay_another() {
 /// so a liveness probe or systemd's watchdog restarts the daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_turns_bad_when_no_poll_succeeds() {
+    needs!(Registry, Lighttpd);
     let mut world = world().await;
     let api = format!("{}/org/api", world.host());
     world.write_config(&config(&world, &api, "").replace(
@@ -197,6 +200,7 @@ async fn raw(port: u16, request: &str, within: Duration) -> String {
 /// path starting with `/webhook` was accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_replays_paths_and_bearer_case() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let (daemon, port) = with_webhooks(&world);
     daemon.wait_http().await;
@@ -234,6 +238,7 @@ async fn webhook_replays_paths_and_bearer_case() {
 /// health endpoint stays responsive; refusals are logged in summary, not one line each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_requests_cannot_exhaust_the_listeners() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let (daemon, port) = with_webhooks(&world);
     daemon.wait_http().await;
@@ -293,6 +298,7 @@ async fn unauthenticated_requests_cannot_exhaust_the_listeners() {
 /// directory event the watcher logged again (30-48 MB/s while idle).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logging_beside_the_config_does_not_feed_itself() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let api = format!("{}/org/api", world.host());
     world.write_config(
@@ -320,6 +326,7 @@ async fn trace_logging_beside_the_config_does_not_feed_itself() {
 /// hold private manifests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_dir_is_private_whatever_the_umask() {
+    needs!(Registry, Lighttpd);
     use std::os::unix::fs::PermissionsExt;
     let world = world().await;
     let api = format!("{}/org/api", world.host());

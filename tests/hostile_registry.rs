@@ -75,6 +75,7 @@ const TAGS: &str = r#"{"name":"org/app","tags":["v1.0.0","v1.1.0"]}"#;
 /// millennia. It is now capped at an hour.
 #[tokio::test]
 async fn an_absurd_retry_after_is_capped_at_an_hour() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     for value in ["9223372036854775807", "1000000000000"] {
         let value = value.to_string();
         let peer = Peer::start(
@@ -99,6 +100,7 @@ async fn an_absurd_retry_after_is_capped_at_an_hour() {
 /// token is now used for at most an hour, and reused meanwhile.
 #[tokio::test]
 async fn an_absurd_token_lifetime_is_capped() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     // The realm must be absolute: the handler learns the peer's port once it is bound.
     let port_holder = Arc::new(std::sync::Mutex::new(0u16));
     let p = port_holder.clone();
@@ -145,6 +147,7 @@ async fn an_absurd_token_lifetime_is_capped() {
 /// list now stops at the page cap with an error, never a partial list.
 #[tokio::test]
 async fn endless_pagination_stops_at_the_page_cap() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     let peer = Peer::start(
         "127.0.0.1",
         handler(|_, n| {
@@ -174,6 +177,7 @@ async fn endless_pagination_stops_at_the_page_cap() {
 /// It is not followed, and the other host receives nothing.
 #[tokio::test]
 async fn a_link_to_another_host_is_not_followed() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     let other = Peer::start("127.0.0.2", handler(|_, _| json(200, TAGS, &[]))).await;
     let link = format!(
         "<{}/v2/org/app/tags/list?last=v1>; rel=\"next\"",
@@ -204,6 +208,7 @@ async fn a_link_to_another_host_is_not_followed() {
 /// Credentials go only to the registry's own origin now.
 #[tokio::test]
 async fn a_redirect_to_another_host_that_asks_for_credentials_gets_none() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     for challenge in [
         "Basic realm=\"evil\"",
         "Bearer realm=\"http://127.0.0.2:1/token\"",
@@ -250,6 +255,7 @@ async fn a_redirect_to_another_host_that_asks_for_credentials_gets_none() {
 /// (and committed). A digest must be `sha256:`/`sha384:`/`sha512:` with its hex.
 #[tokio::test]
 async fn a_digest_header_must_be_a_digest() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     let good = format!("sha256:{}", "a".repeat(64));
     for (header, ok) in [
         ("md5:abc", false),
@@ -276,6 +282,7 @@ async fn a_digest_header_must_be_a_digest() {
 /// an error for that image, held in memory no further.
 #[tokio::test]
 async fn a_flood_of_tags_is_refused() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     let tags: Vec<String> = (0..5000).map(|i| format!("\"t{i}\"")).collect();
     let body = format!(r#"{{"name":"org/app","tags":[{}]}}"#, tags.join(","));
     let peer = Peer::start("127.0.0.1", handler(move |_, _| json(200, &body, &[]))).await;
@@ -305,6 +312,7 @@ async fn a_flood_of_tags_is_refused() {
 /// reload. A refused credential is read again, and the request retried once with it.
 #[tokio::test]
 async fn a_rotated_password_is_read_again_after_a_refusal() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("password");
     std::fs::write(&secret, "bot:old\n").unwrap();
@@ -362,6 +370,7 @@ async fn a_rotated_password_is_read_again_after_a_refusal() {
 /// to a plain-http peer, which must receive nothing.
 #[tokio::test]
 async fn an_https_to_http_redirect_is_refused() {
+    needs!(Registry, Lighttpd, LighttpdTls, Openssl);
     harness::git::require_lighttpd();
     let module = std::path::Path::new("/usr/lib/lighttpd/mod_openssl.so");
     assert!(

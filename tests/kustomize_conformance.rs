@@ -422,6 +422,7 @@ fn matched_case(case: &Value) -> Result<(), String> {
 
 #[test]
 fn kustomize_tables_through_the_kustomization_target() {
+    needs!(Shared, Kubectl);
     kustomize::require_kubectl();
     let mut cases = table("kustomize-set-image.json");
     cases.extend(table("kustomize-image-transformer.json"));

@@ -38,6 +38,7 @@ image:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_name_file_line_and_fix_and_the_rest_is_committed() {
+    needs!(Registry, Lighttpd);
     let world = World::new(
         &[
             ("dev/kustomization.yaml", OVERLAY),
@@ -146,6 +147,7 @@ tag = "image.tag"
 /// its older digest over the newer one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_decided_again_against_the_registry() {
+    needs!(Registry, Lighttpd);
     const OLD: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     let pinned = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n  - name: REGISTRY/org/api\n    newTag: latest\n    digest: {OLD}\n"

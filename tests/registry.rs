@@ -58,6 +58,7 @@ fn secret_file(dir: &tempfile::TempDir, name: &str, value: &str) -> CredentialRe
 
 #[tokio::test]
 async fn anonymous_tags_digests_and_newest_build() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let base = reg.url();
@@ -138,6 +139,7 @@ async fn anonymous_tags_digests_and_newest_build() {
 
 #[tokio::test]
 async fn multi_arch_indexes_and_platform_checks() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let base = reg.url();
@@ -203,6 +205,7 @@ async fn multi_arch_indexes_and_platform_checks() {
 
 #[tokio::test]
 async fn a_mutable_tag_repushed_resolves_to_its_new_digest() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let base = reg.url();
@@ -241,6 +244,7 @@ async fn a_mutable_tag_repushed_resolves_to_its_new_digest() {
 
 #[tokio::test]
 async fn htpasswd_basic_auth() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let reg = Registry::start(Auth::Htpasswd {
         user: "bot".into(),
@@ -293,6 +297,7 @@ async fn htpasswd_basic_auth() {
 
 #[tokio::test]
 async fn token_auth_tokens_are_reused_until_they_expire() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let issuer = TokenIssuer::start("bot", "tok-pw", true).await;
     let reg = Registry::start(Auth::Token(issuer.settings.clone())).await;
@@ -376,6 +381,7 @@ fn client_for(reg: &Registry, creds: Option<CredentialRef>) -> (Client, Arc<Metr
 
 #[tokio::test]
 async fn missing_repositories_and_plain_http_without_opt_in() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     let (client, _) = client(endpoint(&reg, None));
@@ -390,6 +396,7 @@ async fn missing_repositories_and_plain_http_without_opt_in() {
 /// `image-updater test` against the registry, as a user previews a policy.
 #[tokio::test]
 async fn the_test_command_queries_the_registry() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let reg = Registry::start(Auth::Htpasswd {
         user: "bot".into(),
@@ -489,6 +496,7 @@ async fn the_test_command_queries_the_registry() {
 /// `insecure` is the only way around verification.
 #[tokio::test]
 async fn tls_verification_and_a_custom_ca() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let certs = tempfile::tempdir().unwrap();
     let tls = harness::Tls::generate(certs.path());
@@ -524,6 +532,7 @@ async fn tls_verification_and_a_custom_ca() {
 /// The per-registry rate limit spaces requests out.
 #[tokio::test]
 async fn the_request_rate_is_limited_per_registry() {
+    needs!(Registry, Openssl);
     harness::require_registry();
     let reg = Registry::start(Auth::None).await;
     push_image(

@@ -105,6 +105,7 @@ fn commits(world: &World, env: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reverted_update_is_held_until_something_newer() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.write_config(&config(&world, &["prod"], "", &[]));
     world.push("org/api", "v1.1.0").await;
@@ -151,6 +152,7 @@ async fn a_reverted_update_is_held_until_something_newer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pins_and_holds_are_respected() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.push("org/api", "v1.1.0").await;
     world.write_config(&config(
@@ -230,6 +232,7 @@ async fn pins_and_holds_are_respected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_younger_than_min_age_waits_then_is_adopted() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.write_config(&config(&world, &["prod"], "min_age = \"3s\"", &[]));
     once(&world); // v1.0.0 is now seen.
@@ -252,6 +255,7 @@ async fn a_tag_younger_than_min_age_waits_then_is_adopted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_waits_for_the_soak_and_carries_the_digest() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.write_config(&config(
         &world,
@@ -325,6 +329,7 @@ async fn promotion_waits_for_the_soak_and_carries_the_digest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_downgrade_unless_allowed() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     world.push("org/api", "v2.0.0").await;
     world.write_config(&config(&world, &["prod"], "constraint = \">=1\"", &[]));

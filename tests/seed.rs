@@ -42,6 +42,7 @@ image:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_scenarios_end_to_end() {
+    needs!(Registry, Lighttpd);
     let world = World::new(
         &[
             ("apps/app/deployment.yaml", DEPLOYMENT),

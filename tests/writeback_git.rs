@@ -123,6 +123,7 @@ async fn over_git_daemon() -> (GitServer, tempfile::TempDir, Repository, Mirror)
 
 #[tokio::test]
 async fn one_commit_per_branch_over_http_with_basic_auth() {
+    needs!(Lighttpd, SshKeygen);
     harness::git::require_lighttpd();
     let server = GitServer::http();
     seed(&server);
@@ -211,6 +212,7 @@ async fn one_commit_per_branch_over_http_with_basic_auth() {
 
 #[tokio::test]
 async fn without_or_with_wrong_credentials_nothing_is_fetched_or_pushed() {
+    needs!(Lighttpd, SshKeygen);
     harness::git::require_lighttpd();
     let server = GitServer::http();
     seed(&server);
@@ -253,6 +255,7 @@ async fn without_or_with_wrong_credentials_nothing_is_fetched_or_pushed() {
 
 #[tokio::test]
 async fn git_daemon_and_a_branch_created_from_its_base() {
+    needs!(Lighttpd, SshKeygen);
     let (server, _state, repo, mirror) = over_git_daemon().await;
     let staging = Environment {
         name: "staging".into(),
@@ -299,6 +302,7 @@ async fn git_daemon_and_a_branch_created_from_its_base() {
 
 #[tokio::test]
 async fn a_stale_lease_is_a_race_not_a_force() {
+    needs!(Lighttpd, SshKeygen);
     let (server, _state, repo, mirror) = over_git_daemon().await;
     mirror.fetch().await.unwrap();
     let head = mirror.head("deploy/prod").unwrap().unwrap();
@@ -321,6 +325,7 @@ async fn a_stale_lease_is_a_race_not_a_force() {
 
 #[tokio::test]
 async fn a_human_fixing_the_same_file_does_not_lose_to_the_bot() {
+    needs!(Lighttpd, SshKeygen);
     let (server, _state, repo, mirror) = over_git_daemon().await;
     // The person's edit of the same file, a comment elsewhere in it, lands first.
     let person = Person::clone(&server.url("manifests"), "deploy/prod");
@@ -347,6 +352,7 @@ async fn a_human_fixing_the_same_file_does_not_lose_to_the_bot() {
 /// of their commits survives, every update lands exactly once, nothing is force-pushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_a_concurrent_writer_100_times_loses_nothing() {
+    needs!(Lighttpd, SshKeygen);
     let server = Arc::new(GitServer::daemon());
     seed(&server);
     let state = tempfile::tempdir().unwrap();
@@ -413,6 +419,7 @@ async fn racing_a_concurrent_writer_100_times_loses_nothing() {
 /// Two daemons with their own mirrors apply the same change at once: one commit, not two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_make_one_commit() {
+    needs!(Lighttpd, SshKeygen);
     let server = GitServer::daemon();
     seed(&server);
     let repo = repository(server.url("manifests"), None);
@@ -437,6 +444,7 @@ async fn two_daemons_make_one_commit() {
 
 #[tokio::test]
 async fn dry_run_reports_files_and_pushes_nothing() {
+    needs!(Lighttpd, SshKeygen);
     let (server, _state, repo, mirror) = over_git_daemon().await;
     let out = write_branch(&mirror, &repo, &prod(), &[api("v1.5.0")], true)
         .await
@@ -452,6 +460,7 @@ async fn dry_run_reports_files_and_pushes_nothing() {
 
 #[tokio::test]
 async fn symlinked_and_missing_targets_fail_that_image_only() {
+    needs!(Lighttpd, SshKeygen);
     let server = GitServer::daemon();
     seed(&server);
     // A symlink pointing out of the repository, committed by someone.
@@ -499,6 +508,7 @@ async fn symlinked_and_missing_targets_fail_that_image_only() {
 
 #[tokio::test]
 async fn commits_can_be_signed_with_an_ssh_key() {
+    needs!(Lighttpd, SshKeygen);
     let server = GitServer::daemon();
     seed(&server);
     let keys = tempfile::tempdir().unwrap();
@@ -554,6 +564,7 @@ async fn commits_can_be_signed_with_an_ssh_key() {
 /// change is withdrawn for the caller to decide again, and the other writer's digest stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_decided_again_not_replayed() {
+    needs!(Lighttpd, SshKeygen);
     const OLD: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     const STALE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const NEWER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

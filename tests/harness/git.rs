@@ -11,6 +11,7 @@ pub const LIGHTTPD: &str = "/usr/sbin/lighttpd";
 
 /// Fails the test, naming the package, when lighttpd is not installed: a test that cannot run
 /// must not pass (`.ci/run` installs it).
+/// (The benchmarks include this file alone, so it does not go through `need`.)
 pub fn require_lighttpd() {
     assert!(
         Path::new(LIGHTTPD).exists(),

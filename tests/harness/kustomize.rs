@@ -16,14 +16,7 @@ pub const KUBECTL: &str = "kubectl";
 
 /// Fails the test when kubectl (with its built-in kustomize) cannot run.
 pub fn require_kubectl() {
-    let ok = Command::new(KUBECTL)
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "kubectl with kustomize v5 built in is not installed (Debian's kubernetes-client 1.20 is too old): install a current kubectl"
-    );
+    super::need::missing("", &[super::need::Component::Kubectl]);
 }
 
 /// `kubectl kustomize DIR`, or its error.

@@ -14,6 +14,7 @@
 pub mod git;
 pub mod hostile;
 pub mod kustomize;
+pub mod need;
 pub mod proxy;
 pub mod shared;
 pub mod world;
@@ -44,10 +45,7 @@ pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 /// Fails the test, naming the package, when the registry is not installed: a test that cannot
 /// run must not pass (`.ci/run` installs it).
 pub fn require_registry() {
-    assert!(
-        Path::new(REGISTRY_BINARY).exists(),
-        "{REGISTRY_BINARY} is not installed: apt-get install docker-registry"
-    );
+    need::missing("", &[need::Component::Registry]);
 }
 
 pub enum Auth {

@@ -1,0 +1,119 @@
+//! What a test needs from the machine, checked before it starts.
+//!
+//! A test whose component is missing fails, naming the package that brings it: a test that
+//! cannot run must never pass. A run may opt out explicitly with
+//! `IMAGE_UPDATER_TESTS_MISSING=skip`: such tests then return at once, and when the test
+//! binary exits it prints how many were skipped and why, so the skip is seen.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// The CNCF distribution registry.
+    Registry,
+    /// lighttpd, serving `git http-backend` with basic auth.
+    Lighttpd,
+    /// lighttpd's TLS module, for the https redirect test.
+    LighttpdTls,
+    /// kubectl with kustomize v5 built in.
+    Kubectl,
+    /// `../shared` beside the checkout: conformance tables and the YAML corpus.
+    Shared,
+    /// ssh-keygen, for signed commits.
+    SshKeygen,
+    /// openssl, for test certificates.
+    Openssl,
+}
+
+impl Component {
+    fn present(self) -> bool {
+        match self {
+            Component::Registry => Path::new(super::REGISTRY_BINARY).exists(),
+            Component::Lighttpd => Path::new(super::git::LIGHTTPD).exists(),
+            Component::LighttpdTls => Path::new("/usr/lib/lighttpd/mod_openssl.so").exists(),
+            Component::Kubectl => Command::new(super::kustomize::KUBECTL)
+                .args(["version", "--client"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            Component::Shared => super::shared::dir().join("yaml-corpus").is_dir(),
+            Component::SshKeygen => runs("ssh-keygen", &["-?"]),
+            Component::Openssl => runs("openssl", &["version"]),
+        }
+    }
+
+    /// What is missing, and what brings it.
+    fn missing(self) -> &'static str {
+        match self {
+            Component::Registry => "/usr/bin/docker-registry (apt-get install docker-registry)",
+            Component::Lighttpd => "/usr/sbin/lighttpd (apt-get install lighttpd)",
+            Component::LighttpdTls => {
+                "lighttpd's TLS module (apt-get install lighttpd-mod-openssl)"
+            }
+            Component::Kubectl => {
+                "kubectl with kustomize v5 built in (a current kubectl; Debian's kubernetes-client 1.20 is too old)"
+            }
+            Component::Shared => {
+                "../shared beside the checkout, with conformance/ and yaml-corpus/"
+            }
+            Component::SshKeygen => "ssh-keygen (apt-get install openssh-client)",
+            Component::Openssl => "openssl (apt-get install openssl)",
+        }
+    }
+}
+
+fn runs(program: &str, args: &[&str]) -> bool {
+    // ssh-keygen -? exits 1 after printing its usage: that it ran is what counts.
+    Command::new(program).args(args).output().is_ok()
+}
+
+/// The tests skipped in this binary, and what they missed.
+static SKIPPED: Mutex<Vec<(String, &'static str)>> = Mutex::new(Vec::new());
+
+/// Whether the calling test must stop because something it needs is missing and the run
+/// opted out; without the opt-out a missing component fails the test here.
+pub fn missing(test: &str, needs: &[Component]) -> bool {
+    let Some(absent) = needs.iter().find(|c| !c.present()) else {
+        return false;
+    };
+    if std::env::var("IMAGE_UPDATER_TESTS_MISSING").as_deref() != Ok("skip") {
+        panic!(
+            "{} is not installed, so this test cannot run (set IMAGE_UPDATER_TESTS_MISSING=skip to skip such tests, counted)",
+            absent.missing()
+        );
+    }
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if skipped.is_empty() {
+        // SAFETY: registers a plain function to run at exit; it only reads a static.
+        unsafe { libc::atexit(report) };
+    }
+    skipped.push((test.to_string(), absent.missing()));
+    true
+}
+
+/// Printed when the test binary exits, after libtest's own summary.
+extern "C" fn report() {
+    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    eprintln!(
+        "\nIMAGE_UPDATER_TESTS_MISSING=skip: {} test(s) of this binary did not run:",
+        skipped.len()
+    );
+    for (test, what) in skipped.iter() {
+        eprintln!("  skipped {test}: needs {what}");
+    }
+}
+
+/// Returns from the calling test when a component it needs is missing and the run opted out
+/// (see [`missing`]); fails the test when it did not.
+#[macro_export]
+macro_rules! needs {
+    ($($component:ident),+ $(,)?) => {
+        if $crate::harness::need::missing(
+            std::thread::current().name().unwrap_or("a test"),
+            &[$($crate::harness::need::Component::$component),+],
+        ) {
+            return;
+        }
+    };
+}
