@@ -40,6 +40,7 @@ fn config(world: &World, comment: &str) -> (String, String) {
 /// applied only once its bytes have held still for a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_written_in_two_steps_is_applied_only_when_complete() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let (head, tail) = config(&world, "first");
     world.write_config(&format!("{head}{tail}"));
@@ -83,6 +84,7 @@ async fn a_config_written_in_two_steps_is_applied_only_when_complete() {
 /// image. Such a reload is refused; a file that declares an empty [images] means it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_drops_everything_needs_the_file_to_say_so() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let (head, tail) = config(&world, "first");
     world.write_config(&format!("{head}{tail}"));
@@ -133,6 +135,7 @@ async fn a_reload_that_drops_everything_needs_the_file_to_say_so() {
 /// to the config file, and the commands say which state dir they read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relative_state_dir_is_beside_the_config() {
+    needs!(Registry, Lighttpd);
     let world = world().await;
     let (head, tail) = config(&world, "first");
     let text =
@@ -188,4 +191,205 @@ async fn a_relative_state_dir_is_beside_the_config() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no status.json"));
+}
+
+/// `app` in dev (below 2.0.0) and in prod (any 1.x or later, a day old from first sight).
+fn two_environments(world: &World) -> String {
+    let (head, tail) = config(world, "two environments");
+    format!("{head}{tail}\n[images.app.env.prod]\nmin_age = \"1d\"\n")
+        .replacen("[images.app]\n", "[images.app]\ninterval = \"1h\"\n", 1)
+        .replacen(
+            &world.base_config(&["dev"]),
+            &world.base_config(&["dev", "prod"]),
+            1,
+        )
+        .replacen(
+            "file = \"dev/kustomization.yaml\"\n",
+            "file = \"dev/kustomization.yaml\"\n[[images.app.env.prod.targets]]\nkind = \"kustomization\"\nfile = \"prod/kustomization.yaml\"\n",
+            1,
+        )
+}
+
+async fn two_environment_world() -> World {
+    let world = World::new(
+        &[
+            ("dev/kustomization.yaml", OVERLAY),
+            ("prod/kustomization.yaml", OVERLAY),
+        ],
+        &["deploy/dev", "deploy/prod"],
+    )
+    .await;
+    for tag in ["v1.0.0", "v1.5.0", "v2.0.0"] {
+        world.push("org/app", tag).await;
+    }
+    world.write_config(&two_environments(&world));
+    world
+}
+
+fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue: `test` could not run the config's own policy. `test ALIAS --env ENV` runs the
+/// daemon's decision for that environment, with its holds and safety rules, and says which
+/// applied; the held-back candidate shows in `status` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_runs_an_environments_policy_from_the_config() {
+    needs!(Registry, Lighttpd);
+    let world = two_environment_world().await;
+    let dev = world.run(&["test", "app", "--env", "dev"]);
+    let (out, err) = text(&dev);
+    assert_eq!(dev.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains("policy:   app in dev (branch deploy/dev)"),
+        "{out}"
+    );
+    assert!(out.contains("constraint `>=1.0.0 <2.0.0`"), "{out}");
+    assert!(out.contains("selected: v1.5.0"), "{out}");
+    assert!(out.contains("writes:   v1.5.0"), "{out}");
+    assert!(out.contains("rule:     no downgrade"), "{out}");
+    assert!(out.contains("- v2.0.0"), "{out}");
+    // prod takes the image's constraint, and its minimum age keeps every tag out for now.
+    let prod = world.run(&["test", "app", "--env", "prod", "--output", "json"]);
+    let (out, err) = text(&prod);
+    assert_eq!(prod.status.code(), Some(1), "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["environment"], "prod");
+    assert!(json["writes"].is_null(), "{out}");
+    assert!(
+        json["rules"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("min_age: a tag must be 1d"),
+        "{out}"
+    );
+    assert!(
+        json["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["reason"].as_str().unwrap().contains("too young")),
+        "{out}"
+    );
+    // The environment must be named when there are several, and the policy is the config's.
+    let (code, err) = {
+        let o = world.run(&["test", "app"]);
+        (o.status.code(), text(&o).1)
+    };
+    assert_eq!(code, Some(2));
+    assert!(err.contains("name one with --env: dev, prod"), "{err}");
+    let o = world.run(&["test", "app", "--env", "dev", "--strategy", "numerical"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("drop --strategy"), "{}", text(&o).1);
+    let o = world.run(&["test", "app", "--env", "qa"]);
+    assert!(
+        text(&o).1.contains("it is deployed to: dev, prod"),
+        "{}",
+        text(&o).1
+    );
+    // A hold: nothing would be written, and the candidate it holds back is still shown.
+    assert!(
+        world
+            .run(&["hold", "app", "--env", "dev", "--reason", "incident 42"])
+            .status
+            .success()
+    );
+    let held = world.run(&["test", "app", "--env", "dev"]);
+    let (out, _) = text(&held);
+    assert_eq!(held.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("rule:     hold: `image-updater hold` is in force"),
+        "{out}"
+    );
+    assert!(
+        out.contains("waiting:  held by `image-updater hold`"),
+        "{out}"
+    );
+    assert!(out.contains("selected: v1.5.0"), "{out}");
+    assert!(world.run(&["once"]).status.success());
+    assert!(
+        world
+            .file_on("deploy/dev", "dev/kustomization.yaml")
+            .contains("v1.0.0")
+    );
+    let status = world.run(&[
+        "status", "--image", "app", "--env", "dev", "--output", "json",
+    ]);
+    let (out, _) = text(&status);
+    assert!(out.contains("\"candidate\": \"v1.5.0\""), "{out}");
+    assert!(out.contains("incident 42"), "{out}");
+}
+
+/// Issue: after a hotfix push there was no way to say "check this image now" but a webhook.
+/// `poll ALIAS` asks the running daemon, authenticated by the token in its state dir, and
+/// prints what the image's cycle did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_checks_an_image_now_and_says_what_it_did() {
+    needs!(Registry, Lighttpd);
+    let world = two_environment_world().await;
+    let daemon = world.start();
+    world
+        .wait_for(
+            "deploy/dev",
+            "dev/kustomization.yaml",
+            "newTag: v1.5.0",
+            &daemon,
+        )
+        .await;
+    world.push("org/app", "v1.5.1").await;
+    // The interval is an hour: only the poll brings v1.5.1.
+    let polled = world.run(&["poll", "app", "--env", "dev"]);
+    let (out, err) = text(&polled);
+    assert_eq!(
+        polled.status.code(),
+        Some(0),
+        "{out}{err}\n{}",
+        daemon.log()
+    );
+    assert!(out.contains("dev: chose v1.5.1"), "{out}");
+    assert!(
+        out.contains("deploy/dev (dev): v1.5.0 -> v1.5.1 in "),
+        "{out}"
+    );
+    assert!(!out.contains("prod"), "{out}");
+    assert!(
+        world
+            .file_on("deploy/dev", "dev/kustomization.yaml")
+            .contains("newTag: v1.5.1")
+    );
+    // Names the running config does not have are refused with the known ones.
+    let o = world.run(&["poll", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o)
+            .1
+            .contains("no image `nope` in the running config (images: app)"),
+        "{}",
+        text(&o).1
+    );
+    let o = world.run(&["poll", "app", "--env", "qa"]);
+    assert!(
+        text(&o).1.contains("environments: dev, prod"),
+        "{}",
+        text(&o).1
+    );
+    // Without the token, or with another, nothing is polled.
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/poll?image=app", daemon.port);
+    for token in [None, Some("0".repeat(64))] {
+        let mut request = client.post(&url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        assert_eq!(request.send().await.unwrap().status().as_u16(), 401);
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(world.state_dir().join("control.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
 }

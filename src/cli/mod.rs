@@ -5,6 +5,7 @@
 
 mod check;
 mod daemon;
+mod poll;
 mod status;
 mod terminal;
 mod test;
@@ -35,6 +36,8 @@ enum Command {
     Once(daemon::OnceArgs),
     /// Show what the next cycle would change, as a unified diff per branch; write nothing.
     Plan(daemon::PlanArgs),
+    /// Ask the running daemon to check an image now, and print what it did.
+    Poll(poll::PollArgs),
     /// Per image and environment: what the branch has, the candidate, and why it waits.
     Status(status::StatusArgs),
     /// Stop updating an image in an environment, until a time or until `release`.
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => daemon::run(args),
         Command::Once(args) => daemon::once(args),
         Command::Plan(args) => daemon::plan(args),
+        Command::Poll(args) => poll::poll(args),
         Command::Status(args) => status::status(args),
         Command::Hold(args) => status::hold(args),
         Command::Release(args) => status::release(args),

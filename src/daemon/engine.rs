@@ -106,6 +106,10 @@ pub struct Chosen {
     pub waiting: Option<String>,
     /// Resolved at write time, after the source environment's own writes.
     pub promote_from: Option<String>,
+    /// What the policy would write but a hold keeps back, for `status` and `test`.
+    pub held_back: Option<Desired>,
+    /// The registry's tags with the selection's verdict on each, for `test`.
+    pub choice: Option<Arc<registry::Choice>>,
 }
 
 impl std::fmt::Debug for Chosen {
@@ -115,6 +119,7 @@ impl std::fmt::Debug for Chosen {
             .field("reason", &self.reason)
             .field("waiting", &self.waiting)
             .field("promote_from", &self.promote_from)
+            .field("held_back", &self.held_back)
             .finish_non_exhaustive()
     }
 }
@@ -273,7 +278,11 @@ impl Engine {
         self.shared.status.update(&alias, &env, |s| match &result {
             Ok(chosen) => {
                 s.last_check = Some(now());
-                s.candidate = chosen.desired.as_ref().map(Desired::describe);
+                s.candidate = chosen
+                    .desired
+                    .as_ref()
+                    .or(chosen.held_back.as_ref())
+                    .map(Desired::describe);
                 s.waiting = chosen.waiting.clone();
                 s.last_error = None;
             }
@@ -297,7 +306,11 @@ impl Engine {
         }
     }
 
-    async fn choose(
+    /// The decision for one image in one environment, as the daemon makes it: a hold, a
+    /// promotion, or a poll of the registry under the environment's policy and safety rules.
+    /// `image-updater test ALIAS --env ENV` calls this too, so what it prints is what the
+    /// daemon would do.
+    pub async fn choose(
         &self,
         cycle: &Cycle,
         holds: &Holds,
@@ -305,21 +318,19 @@ impl Engine {
         deployment: &Deployment,
     ) -> Result<Chosen, String> {
         let (alias, env) = (&image.alias, &deployment.environment);
-        if let Some(hold) = holds.active(alias, env) {
+        let hold = holds.active(alias, env).map(|hold| {
             let until = hold.until.as_deref().unwrap_or("released");
             let why = hold
                 .reason
                 .as_deref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default();
-            return Ok(Chosen {
-                waiting: Some(format!("held by `image-updater hold` until {until}{why}")),
-                ..Chosen::default()
-            });
-        }
+            format!("held by `image-updater hold` until {until}{why}")
+        });
         if let Some(from) = &deployment.safety.promote_from {
             return Ok(Chosen {
-                promote_from: Some(from.clone()),
+                promote_from: hold.is_none().then(|| from.clone()),
+                waiting: hold,
                 ..Chosen::default()
             });
         }
@@ -333,13 +344,30 @@ impl Engine {
         };
         // The deadline counts from here: waiting for the registry's turn is not the poll's
         // fault, but a poll that hangs once it has its turn is abandoned.
-        match tokio::time::timeout(POLL_DEADLINE, self.poll(cycle, client, image, deployment)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(format!(
-                "the poll took longer than {}s and was abandoned",
-                POLL_DEADLINE.as_secs()
-            )),
+        let polled =
+            match tokio::time::timeout(POLL_DEADLINE, self.poll(cycle, client, image, deployment))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "the poll took longer than {}s and was abandoned",
+                    POLL_DEADLINE.as_secs()
+                )),
+            };
+        // A hold still polls, so `status` shows what it keeps back; it writes nothing.
+        match hold {
+            Some(waiting) => {
+                let polled = polled.unwrap_or_default();
+                Ok(Chosen {
+                    waiting: Some(waiting),
+                    held_back: polled.desired,
+                    reason: polled.reason,
+                    digest: polled.digest,
+                    choice: polled.choice,
+                    ..Chosen::default()
+                })
+            }
+            None => polled,
         }
     }
 
@@ -435,6 +463,7 @@ impl Engine {
             return Ok(Chosen {
                 reason: "no tag passed the policy".into(),
                 waiting,
+                choice: Some(Arc::new(choice)),
                 ..Chosen::default()
             });
         };
@@ -456,12 +485,13 @@ impl Engine {
             reason: choice.selection.verdicts[i].reason.clone(),
             digest: choice.digest.clone(),
             guard: Some(guard),
+            choice: Some(Arc::new(choice)),
             ..Chosen::default()
         })
     }
 
     /// Resolves a promotion from the source environment's state as of now.
-    fn promote(&self, alias: &str, deployment: &Deployment, from: &str) -> Chosen {
+    pub fn promote(&self, alias: &str, deployment: &Deployment, from: &str) -> Chosen {
         let image = &self.config.images[alias];
         let source = self.shared.status.get(alias, from);
         match safety::promotion(deployment, from, &source, image) {

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::control::{ControlFile, PollRefused, PollRequest};
 use super::metrics::DaemonMetrics;
 use crate::registry;
 
@@ -93,7 +94,13 @@ pub struct Server {
     pub health: Arc<Health>,
     pub metrics: Arc<DaemonMetrics>,
     pub registry_metrics: Arc<registry::Metrics>,
+    /// The token `POST /poll` requires, and where its requests go; `None` serves no `/poll`.
+    pub control: Option<(ControlFile, mpsc::Sender<PollRequest>)>,
 }
+
+/// How long `POST /poll` waits for the image's cycle before it gives up answering (the cycle
+/// itself goes on).
+const POLL_WAIT: Duration = Duration::from_secs(300);
 
 /// Binds `addr` now (so a taken port is a startup error) and serves until `shutdown` is set.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -129,6 +136,11 @@ impl Server {
         }
         let request = head.request;
         let (method, path) = (request.method.as_str(), request.path.as_str());
+        if (method, path) == ("POST", "/poll") {
+            let (status, body) = self.poll(&request).await;
+            respond(&mut stream, status, "application/json", &body).await;
+            return;
+        }
         let (status, content_type, body) = match (method, path) {
             ("GET" | "HEAD", "/metrics") => (
                 "200 OK",
@@ -165,7 +177,11 @@ impl Server {
                 "text/plain",
                 "try /metrics, /healthz or /readyz\n".into(),
             ),
-            _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+            _ => (
+                "405 Method Not Allowed",
+                "text/plain",
+                "GET only, except POST /poll\n".into(),
+            ),
         };
         let body = if method == "HEAD" {
             String::new()
@@ -173,6 +189,75 @@ impl Server {
             body
         };
         respond(&mut stream, status, content_type, &body).await;
+    }
+}
+
+impl Server {
+    /// `POST /poll?image=ALIAS[&env=ENV]` with the control token: checks the image now and
+    /// answers with what its cycle did.
+    async fn poll(&self, request: &Request) -> (&'static str, String) {
+        let error = |text: String| serde_json::json!({ "error": text }).to_string();
+        let Some((control, requests)) = &self.control else {
+            return ("404 Not Found", error("no /poll here".into()));
+        };
+        let presented = request
+            .header("authorization")
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        if !presented.is_some_and(|t| control.accepts(t)) {
+            return (
+                "401 Unauthorized",
+                error("the token from control.json in the daemon's state dir is required".into()),
+            );
+        }
+        let url = format!("http://daemon/poll?{}", request.query);
+        let Ok(url) = reqwest::Url::parse(&url) else {
+            return ("400 Bad Request", error("unreadable query".into()));
+        };
+        let mut image = None;
+        let mut env = None;
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "image" => image = Some(value.into_owned()),
+                "env" => env = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let Some(image) = image.filter(|i| !i.is_empty() && i.len() <= 256) else {
+            return ("400 Bad Request", error("image=ALIAS is required".into()));
+        };
+        let (reply, answer) = oneshot::channel();
+        if requests
+            .try_send(PollRequest { image, env, reply })
+            .is_err()
+        {
+            return (
+                "503 Service Unavailable",
+                error("too many poll requests waiting; try again".into()),
+            );
+        }
+        match tokio::time::timeout(POLL_WAIT, answer).await {
+            Ok(Ok(Ok(answer))) => (
+                "200 OK",
+                serde_json::to_string(&answer).expect("the answer serializes"),
+            ),
+            Ok(Ok(Err(
+                refused @ (PollRefused::UnknownImage(..) | PollRefused::UnknownEnvironment(..)),
+            ))) => ("404 Not Found", error(refused.to_string())),
+            Ok(Ok(Err(refused))) => ("500 Internal Server Error", error(refused.to_string())),
+            Ok(Err(_)) => (
+                "503 Service Unavailable",
+                error("the daemon is stopping".into()),
+            ),
+            Err(_) => (
+                "504 Gateway Timeout",
+                error(format!(
+                    "the image's cycle did not finish within {}s; it goes on",
+                    POLL_WAIT.as_secs()
+                )),
+            ),
+        }
     }
 }
 

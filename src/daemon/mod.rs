@@ -17,6 +17,7 @@
 //! abandons them: a commit exists only in the mirror until its push, and a push is atomic at
 //! the server, so an abandoned cycle leaves each branch at its old commit or its new one.
 
+pub mod control;
 pub mod engine;
 pub mod fault;
 pub mod http;
@@ -77,10 +78,19 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let health = Arc::new(http::Health::new(allowance(&config)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (poll_tx, mut poll_rx) = mpsc::channel::<control::PollRequest>(16);
+    let served = listener.local_addr().unwrap_or(listen);
+    let control = control::ControlFile::create(&shared.state_dir, served).map_err(|e| {
+        format!(
+            "cannot write {}: {e}",
+            control::ControlFile::path(&shared.state_dir).display()
+        )
+    })?;
     let server = Arc::new(http::Server {
         health: health.clone(),
         metrics: shared.metrics.clone(),
         registry_metrics: shared.registry_metrics.clone(),
+        control: Some((control, poll_tx)),
     });
     let server_task = tokio::spawn(server.serve(listener, stop_rx));
     tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
@@ -120,6 +130,8 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     health.images.store(schedule.len(), Ordering::Relaxed);
     let mut lanes: BTreeMap<String, Running> = BTreeMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<LaneDone>();
+    let mut waiters = control::Waiters::default();
+    let mut cycles: u64 = 0;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
@@ -138,14 +150,17 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                     by_lane.entry(lane_of(&engine, &alias)).or_default().push(alias);
                 }
                 for (lane, due) in by_lane {
-                    let running = start_lane(&engine, lane.clone(), due, done_tx.clone());
+                    cycles = cycles.wrapping_add(1);
+                    waiters.started(cycles, &due);
+                    let running = start_lane(&engine, cycles, lane.clone(), due, done_tx.clone());
                     lanes.insert(lane, running);
                 }
             }
             Some(done) = done_rx.recv() => {
                 lanes.remove(&done.lane);
+                waiters.finished(done.id, done.outcome.as_ref().map(|(_, r)| r).map_err(String::as_str));
                 let feedback = match done.outcome {
-                    Ok(feedback) => feedback,
+                    Ok((feedback, _)) => feedback,
                     Err(why) => {
                         shared.metrics.cycle_failed(&done.lane);
                         tracing::error!(registry = %done.lane, images = ?done.due, "{why}; its images are rescheduled as failed");
@@ -172,6 +187,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                             shared.metrics.reloaded(true);
                             tracing::info!(file = %options.config_path.display(), images = new.config.images.len(), "config reloaded");
                             schedule.reconcile(&new.config);
+                            waiters.retain_known(|alias| new.config.images.contains_key(alias));
                             health.images.store(schedule.len(), Ordering::Relaxed);
                             health.set_allowance(allowance(&new.config));
                             engine = Arc::new(new);
@@ -184,6 +200,18 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                     }
                 }
                 systemd::notify("READY=1");
+            }
+            Some(request) = poll_rx.recv() => {
+                match poll_refusal(&engine.config, &request) {
+                    Some(refused) => {
+                        let _ = request.reply.send(Err(refused));
+                    }
+                    None => {
+                        tracing::info!(image = %request.image, "checking now: `image-updater poll` asked");
+                        schedule.due_now(std::slice::from_ref(&request.image));
+                        waiters.push(request);
+                    }
+                }
             }
             Some(pushed) = push_rx.recv() => {
                 let aliases = webhook::matching(&engine.config, &pushed);
@@ -398,11 +426,38 @@ struct Running {
     supervisor: JoinHandle<()>,
 }
 
-/// A lane's cycle, finished: the scheduler's feedback, or why there is none.
+/// A lane's cycle, finished: the scheduler's feedback and the cycle's report, or why there
+/// are none.
 struct LaneDone {
+    id: u64,
     lane: String,
     due: Vec<String>,
-    outcome: Result<Vec<(String, Feedback)>, String>,
+    outcome: Result<(Vec<(String, Feedback)>, Report), String>,
+}
+
+/// Why a poll request names nothing the running config has.
+fn poll_refusal(config: &Config, request: &control::PollRequest) -> Option<control::PollRefused> {
+    let Some(image) = config.images.get(&request.image) else {
+        let known: Vec<&str> = config.images.keys().map(String::as_str).collect();
+        return Some(control::PollRefused::UnknownImage(
+            request.image.clone(),
+            known.join(", "),
+        ));
+    };
+    let env = request.env.as_ref()?;
+    if image.deployments.iter().any(|d| d.environment == *env) {
+        return None;
+    }
+    let known: Vec<&str> = image
+        .deployments
+        .iter()
+        .map(|d| d.environment.as_str())
+        .collect();
+    Some(control::PollRefused::UnknownEnvironment(
+        request.image.clone(),
+        env.clone(),
+        known.join(", "),
+    ))
 }
 
 /// The lane of an image: its registry's name (images of registries the config does not list
@@ -423,6 +478,7 @@ fn lane_of(engine: &Engine, alias: &str) -> String {
 /// or a cycle past [`CYCLE_DEADLINE`] becomes an error, never a lane that stays busy.
 fn start_lane(
     engine: &Arc<Engine>,
+    id: u64,
     lane: String,
     due: Vec<String>,
     done: mpsc::UnboundedSender<LaneDone>,
@@ -430,7 +486,7 @@ fn start_lane(
     let (cycle_engine, cycle_due) = (engine.clone(), due.clone());
     let mut cycle = tokio::spawn(async move {
         let report = cycle_engine.cycle(&cycle_due, false).await;
-        feedback(&cycle_engine, &cycle_due, &report)
+        (feedback(&cycle_engine, &cycle_due, &report), report)
     });
     let abort = cycle.abort_handle();
     let supervisor = tokio::spawn(async move {
@@ -449,7 +505,12 @@ fn start_lane(
                 ))
             }
         };
-        let _ = done.send(LaneDone { lane, due, outcome });
+        let _ = done.send(LaneDone {
+            id,
+            lane,
+            due,
+            outcome,
+        });
     });
     Running {
         cycle: abort,

@@ -161,7 +161,7 @@ pub struct Verdict {
 
 /// The outcome for a list of candidates: the winner's index and a verdict per candidate, in the
 /// candidates' order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Selection {
     pub selected: Option<usize>,
     pub verdicts: Vec<Verdict>,
@@ -261,6 +261,9 @@ pub fn select(policy: &Policy, candidates: &[Candidate]) -> Selection {
 
 fn win_reason(strategy: &Strategy) -> String {
     match strategy {
+        Strategy::Semver { constraint, .. } if constraint.as_str().is_empty() => {
+            "highest release (no constraint)".into()
+        }
         Strategy::Semver { constraint, .. } => {
             format!("highest version satisfying `{constraint}`")
         }

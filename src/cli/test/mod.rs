@@ -13,20 +13,26 @@ use image_updater::select::{
 };
 use serde::Serialize;
 
+mod configured;
+
 use super::Outcome;
 use super::terminal::safe;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The image, e.g. `ghcr.io/org/api`; for the digest strategy, the tag to follow
-    /// (`ghcr.io/org/migrator:latest`).
+    /// (`ghcr.io/org/migrator:latest`). With --config, an image's alias runs that image's
+    /// policy from the config, as the daemon would.
     image: String,
-    /// semver, newest-build, alphabetical, numerical or digest.
-    #[arg(long, default_value = "semver")]
-    update_strategy: String,
+    /// With --config and an image alias: the environment whose policy is run.
+    #[arg(long, value_name = "ENV", requires = "config")]
+    env: Option<String>,
+    /// semver, newest-build, alphabetical, numerical or digest (default: semver).
+    #[arg(long, visible_alias = "update-strategy")]
+    strategy: Option<String>,
     /// A Masterminds-style constraint such as ">=1.0.0 <2.0.0" (semver only; empty means any).
-    #[arg(long)]
-    semver_constraint: Option<String>,
+    #[arg(long, visible_alias = "semver-constraint")]
+    constraint: Option<String>,
     /// Consider prereleases in every `||` group, not only in groups that name one.
     #[arg(long)]
     include_prerelease: bool,
@@ -46,9 +52,19 @@ pub struct Args {
     /// followed by an RFC 3339 creation time and a digest.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "registries", "credentials", "insecure"])]
     tags_from: Option<PathBuf>,
-    /// Take the registry's settings and credentials from this config file.
+    /// Take the registry's settings and credentials from this config file; with an image
+    /// alias, its policy too.
     #[arg(long, value_name = "FILE", conflicts_with = "registries")]
     config: Option<PathBuf>,
+    /// With an image alias: the state dir whose holds, first sightings and status apply
+    /// (default: the config's `settings.state_dir`).
+    #[arg(
+        long,
+        env = "IMAGE_UPDATER_STATE_DIR",
+        value_name = "DIR",
+        requires = "config"
+    )]
+    state_dir: Option<PathBuf>,
     /// Like --config, for a file that holds only [registries].
     #[arg(long, value_name = "FILE")]
     registries: Option<PathBuf>,
@@ -63,8 +79,28 @@ pub struct Args {
     output: OutputFormat,
 }
 
+impl Args {
+    /// The policy flags given on the command line, which an alias's config policy replaces.
+    fn policy_flags(&self) -> Vec<&'static str> {
+        [
+            ("--strategy", self.strategy.is_some()),
+            ("--constraint", self.constraint.is_some()),
+            ("--include-prerelease", self.include_prerelease),
+            ("--allow-tags", !self.allow_tags.is_empty()),
+            ("--ignore-tags", !self.ignore_tags.is_empty()),
+            ("--extract", self.extract.is_some()),
+            ("--platforms", !self.platforms.is_empty()),
+            ("--credentials", self.credentials.is_some()),
+            ("--insecure", self.insecure),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum OutputFormat {
+pub(super) enum OutputFormat {
     Text,
     Json,
 }
@@ -72,6 +108,8 @@ enum OutputFormat {
 #[derive(Serialize)]
 struct Report<'a> {
     image: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    configured: Option<&'a configured::Decision>,
     strategy: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     constraint: Option<&'a str>,
@@ -91,6 +129,16 @@ struct TagReport<'a> {
 }
 
 pub fn run(args: Args) -> Outcome {
+    if let Some(path) = &args.config {
+        match configured::find(&args, path) {
+            Ok(Some(found)) => return configured::run(&args, found),
+            Ok(None) => {}
+            Err(message) => {
+                eprintln!("error: {}", safe(&message));
+                return Outcome::Usage;
+            }
+        }
+    }
     match prepare(&args) {
         Ok((reference, policy, platforms)) => {
             let outcome = match &args.tags_from {
@@ -102,7 +150,13 @@ pub fn run(args: Args) -> Outcome {
             };
             match outcome {
                 Ok((candidates, selection)) => {
-                    report(&args, &reference, &policy, &candidates, &selection)
+                    let selected =
+                        report(&args, &reference, &policy, &candidates, &selection, None);
+                    if selected {
+                        Outcome::Success
+                    } else {
+                        Outcome::Negative
+                    }
                 }
                 Err(message) => {
                     eprintln!("error: {}", safe(&message));
@@ -173,27 +227,41 @@ fn from_registry(
 fn prepare(args: &Args) -> Result<(Reference, Policy, Vec<Platform>), String> {
     let reference =
         Reference::parse(&args.image).map_err(|e| format!("image `{}`: {e}", args.image))?;
-    let kind: StrategyKind = args
-        .update_strategy
-        .parse()
-        .map_err(|e| format!("--update-strategy: {e}"))?;
-    if args.semver_constraint.is_some() && kind != StrategyKind::Semver {
+    let name = args.strategy.as_deref().unwrap_or("semver");
+    let kind: StrategyKind = name.parse().map_err(|e| format!("--strategy: {e}"))?;
+    if args.constraint.is_some() && kind != StrategyKind::Semver {
         return Err(format!(
-            "--semver-constraint applies to the semver strategy, not `{}`",
-            args.update_strategy
+            "--constraint applies to the semver strategy, not `{name}`"
         ));
+    }
+    // As in the config: only the digest strategy follows a tag, and it must name one.
+    match (&reference.tag, kind) {
+        (Some(tag), k) if k != StrategyKind::Digest => {
+            return Err(format!(
+                "image `{}` names the tag `{tag}`, which the {name} strategy would ignore: \
+                 drop `:{tag}`, or use --strategy digest to follow that tag",
+                args.image
+            ));
+        }
+        (None, StrategyKind::Digest) => {
+            return Err(format!(
+                "the digest strategy follows one tag, and `{}` names none: write it as `{}:latest` (or the tag to follow)",
+                args.image, args.image
+            ));
+        }
+        _ => {}
     }
     let strategy = match kind {
         StrategyKind::Semver => Strategy::Semver {
-            constraint: Constraint::parse(args.semver_constraint.as_deref().unwrap_or(""))
-                .map_err(|e| format!("--semver-constraint: {e}"))?,
+            constraint: Constraint::parse(args.constraint.as_deref().unwrap_or(""))
+                .map_err(|e| format!("--constraint: {e}"))?,
             include_prerelease: args.include_prerelease,
         },
         StrategyKind::NewestBuild => Strategy::NewestBuild,
         StrategyKind::Alphabetical => Strategy::Alphabetical,
         StrategyKind::Numerical => Strategy::Numerical,
         StrategyKind::Digest => Strategy::Digest {
-            tag: reference.tag.clone().unwrap_or_else(|| "latest".into()),
+            tag: reference.tag.clone().unwrap_or_default(),
         },
     };
     let patterns = |flag: &str, list: &[String]| {
@@ -261,13 +329,15 @@ fn read_candidates(path: &PathBuf) -> Result<Vec<Candidate>, String> {
     Ok(candidates)
 }
 
+/// Prints the selection; `true` when a tag was selected.
 fn report(
     args: &Args,
     reference: &Reference,
     policy: &Policy,
     candidates: &[Candidate],
     selection: &Selection,
-) -> Outcome {
+    configured: Option<&configured::Decision>,
+) -> bool {
     let selected = selection.selected.map(|i| candidates[i].tag.as_str());
     let constraint = match &policy.strategy {
         Strategy::Semver { constraint, .. } => Some(constraint.as_str()),
@@ -277,6 +347,7 @@ fn report(
         OutputFormat::Json => {
             let report = Report {
                 image: reference.repository(),
+                configured,
                 strategy: policy.strategy.name(),
                 constraint,
                 selected,
@@ -305,13 +376,31 @@ fn report(
             };
             let say = |line: String| println!("{}", safe(&line));
             say(format!("image:    {}", reference.repository()));
+            if let Some(d) = configured {
+                say(format!(
+                    "policy:   {} in {} (branch {})",
+                    d.alias, d.environment, d.branch
+                ));
+            }
             say(format!("strategy: {}{constraint}", policy.strategy));
+            if let Some(d) = configured {
+                for rule in &d.rules {
+                    say(format!("rule:     {rule}"));
+                }
+            }
             say(format!("selected: {}", selected.unwrap_or("(none)")));
             if let Some(digest) = selection
                 .selected
                 .and_then(|i| candidates[i].digest.as_deref())
             {
                 say(format!("digest:   {digest}"));
+            }
+            if let Some(d) = configured {
+                match (&d.writes, &d.waiting) {
+                    (Some(w), _) => say(format!("writes:   {w}")),
+                    (None, Some(why)) => say(format!("waiting:  {why}")),
+                    (None, None) => say("writes:   nothing".into()),
+                }
             }
             let width = candidates.iter().map(|c| c.tag.len()).max().unwrap_or(0);
             for (c, v) in candidates.iter().zip(&selection.verdicts) {
@@ -330,9 +419,5 @@ fn report(
             }
         }
     }
-    if selected.is_some() {
-        Outcome::Success
-    } else {
-        Outcome::Negative
-    }
+    selected.is_some()
 }
