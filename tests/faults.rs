@@ -301,3 +301,41 @@ async fn kill_9_in_the_middle_of_a_cycle_then_restart() {
     let commits = check_history(&world);
     println!("kill -9: {rounds} daemons killed, {commits} commits checked");
 }
+
+/// Issue: a 429 carrying `RateLimit-Remaining: 0` marked the registry's budget as spent for
+/// the life of the process: no manifest was fetched again and a release stayed undeployed
+/// until a restart. The budget now holds only for the window the registry announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_recovers_after_its_window_without_a_restart() {
+    needs!(Registry, Lighttpd);
+    let (world, proxy) = world().await;
+    world.write_config(&config(&world, &proxy, false));
+    let daemon = world.start();
+    daemon.wait_log("cycle done").await;
+    let exhausted = Fault::Respond {
+        status: 429,
+        headers: vec![
+            ("Retry-After".into(), "2".into()),
+            ("RateLimit-Limit".into(), "100".into()),
+            ("RateLimit-Remaining".into(), "0".into()),
+            ("RateLimit-Reset".into(), "2".into()),
+        ],
+        body: "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\"}]}".into(),
+    };
+    proxy.inject(vec![Inject::Instead(exhausted)]);
+    // A release whose manifest has never been fetched: it is written only if manifests may
+    // be fetched again after the window.
+    world.push("org/api", "v1.1.0").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tag_on_prod(&world) != "v1.1.0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the release was not deployed after the window; log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(proxy.injected(), 1, "the 429 was sent");
+    assert!(daemon.log().contains("rate limited"), "{}", daemon.log());
+    check_history(&world);
+}
