@@ -10,8 +10,8 @@ use harness::{Auth, PushAuth, Registry, TokenIssuer, push_image, push_index};
 use image_updater::config::CredentialRef;
 use image_updater::reference::Platform;
 use image_updater::registry::{
-    Client, Cycle, Endpoint, ImageInfo, MetadataCache, Metrics, RegistryError, RequestKind, Tuning,
-    choose,
+    Client, Cycle, Endpoint, ImageInfo, MetadataCache, Metrics, RegistryError, RequestKind,
+    TokenStore, Tuning, choose,
 };
 use image_updater::select::{Constraint, Policy, Strategy, TagPattern};
 
@@ -373,6 +373,62 @@ async fn token_auth_tokens_are_reused_until_they_expire() {
     );
     // One that holds a valid token keeps working until it expires.
     assert_eq!(client.list_tags("org/private").await.unwrap().len(), 2);
+}
+
+/// Issue: 6 tokens were fetched within a second for one scope, and every `once` process
+/// fetched a token per repository. Callers wait for the one refresh in flight, and tokens saved
+/// in the state dir serve the next process while they are valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_per_scope_shared_by_callers_and_by_the_next_process() {
+    needs!(Registry, Openssl);
+    let issuer = TokenIssuer::start("bot", "tok-pw", false).await;
+    let reg = Registry::start(Auth::Token(issuer.settings.clone())).await;
+    let push = PushAuth::Bearer(issuer.push_token("org/app"));
+    for tag in ["v1.0.0", "v1.1.0"] {
+        push_image(
+            &reg.url(),
+            &push,
+            "org/app",
+            Some(tag),
+            "2026-04-01T00:00:00Z",
+            "linux/amd64",
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let creds = secret_file(&dir, "creds", "bot:tok-pw");
+    let path = dir.path().join("state/cache/tokens.json");
+    let process = |store: Arc<TokenStore>| {
+        let metrics = Arc::new(Metrics::default());
+        let client = Client::with_tokens(
+            endpoint(&reg, Some(creds.clone())),
+            Tuning::default(),
+            metrics.clone(),
+            Arc::new(MetadataCache::in_memory()),
+            store,
+        )
+        .unwrap();
+        (client, metrics)
+    };
+    // Eight callers at once, no token yet: one token request.
+    let store = Arc::new(TokenStore::open(&path));
+    let (client, metrics) = process(store.clone());
+    let calls: Vec<_> = (0..8).map(|_| client.list_tags("org/app")).collect();
+    for tags in futures_util::future::join_all(calls).await {
+        assert_eq!(tags.unwrap().len(), 2);
+    }
+    assert_eq!(metrics.snapshot().count(RequestKind::Token), 1);
+    store.save().unwrap();
+    // The next process (a second `once`) finds the token in the state dir.
+    let (again, metrics) = process(Arc::new(TokenStore::open(&path)));
+    assert_eq!(again.list_tags("org/app").await.unwrap().len(), 2);
+    let snapshot = metrics.snapshot();
+    assert_eq!(snapshot.count(RequestKind::Token), 0, "{snapshot:?}");
+    assert_eq!(
+        snapshot.count(RequestKind::TagList),
+        1,
+        "no 401 round trip either"
+    );
 }
 
 fn client_for(reg: &Registry, creds: Option<CredentialRef>) -> (Client, Arc<Metrics>) {

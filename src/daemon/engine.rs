@@ -18,7 +18,7 @@ use super::metrics::DaemonMetrics;
 use super::safety;
 use super::state::{FirstSeen, Holds, RevertHold, StatusStore, now};
 use crate::config::{AgeFrom, Config, Deployment, Image};
-use crate::registry::{self, Cycle, Gate, MetadataCache, Registries, Tuning};
+use crate::registry::{self, Cycle, Gate, MetadataCache, Registries, TokenStore, Tuning};
 use crate::select::Strategy;
 use crate::writeback::{self, Desired, Guard, ImageChange, Mirror, Outcome};
 
@@ -31,6 +31,8 @@ pub struct Shared {
     pub state_dir: PathBuf,
     pub registry_metrics: Arc<registry::Metrics>,
     pub cache: Arc<MetadataCache>,
+    /// Registry tokens, kept until they expire, across reloads and restarts.
+    pub tokens: Arc<TokenStore>,
     pub metrics: Arc<DaemonMetrics>,
     pub status: Arc<StatusStore>,
     pub seen: Arc<FirstSeen>,
@@ -47,6 +49,7 @@ impl Shared {
         let (cache, loaded) = MetadataCache::open(&state_dir.join("cache/metadata.json"));
         tracing::debug!(?loaded, entries = cache.len(), "metadata cache opened");
         Shared {
+            tokens: Arc::new(TokenStore::open(&state_dir.join("cache/tokens.json"))),
             status: Arc::new(StatusStore::open(&state_dir)),
             seen: Arc::new(FirstSeen::open(&state_dir)),
             state_dir,
@@ -68,6 +71,9 @@ impl Shared {
     pub fn save(&self) {
         if let Err(e) = self.cache.save() {
             tracing::warn!(error = %e, "cannot save the metadata cache");
+        }
+        if let Err(e) = self.tokens.save() {
+            tracing::warn!(error = %e, "cannot save the registry tokens");
         }
         if let Err(e) = self.status.save() {
             tracing::warn!(error = %e, "cannot save status.json");
@@ -166,6 +172,7 @@ impl Engine {
             Tuning::default(),
             shared.registry_metrics.clone(),
             shared.cache.clone(),
+            shared.tokens.clone(),
         )
         .map_err(|e| e.to_string())?;
         let limits = config

@@ -10,7 +10,6 @@
 // overflow or panic; every operation is checked or saturating.
 #![deny(clippy::arithmetic_side_effects)]
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +24,7 @@ use super::auth::{Challenge, Token, TokenResponse};
 use super::cache::MetadataCache;
 use super::credentials::{self, Credential, CredentialError};
 use super::metrics::{Metrics, RequestKind};
+use super::tokens::TokenStore;
 use crate::config::{self, CredentialRef};
 use crate::reference::{DOCKER_HUB, canonical_registry};
 
@@ -293,7 +293,7 @@ struct Inner {
     cache: Arc<MetadataCache>,
     /// The resolved credential and when it was read.
     credential: tokio::sync::Mutex<Option<(Option<Credential>, Instant)>>,
-    tokens: Mutex<HashMap<String, Token>>,
+    tokens: Arc<TokenStore>,
     /// The registry answered with a Basic challenge: send credentials up front.
     basic: AtomicBool,
     state: Mutex<State>,
@@ -308,11 +308,29 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// A client whose tokens live in memory only.
     pub fn new(
         endpoint: Endpoint,
         tuning: Tuning,
         metrics: Arc<Metrics>,
         cache: Arc<MetadataCache>,
+    ) -> Result<Client, RegistryError> {
+        Client::with_tokens(
+            endpoint,
+            tuning,
+            metrics,
+            cache,
+            Arc::new(TokenStore::in_memory()),
+        )
+    }
+
+    /// A client that keeps its tokens in `tokens`, shared with other clients and saved.
+    pub fn with_tokens(
+        endpoint: Endpoint,
+        tuning: Tuning,
+        metrics: Arc<Metrics>,
+        cache: Arc<MetadataCache>,
+        tokens: Arc<TokenStore>,
     ) -> Result<Client, RegistryError> {
         let setup = |detail: String| RegistryError::Setup {
             registry: endpoint.name.clone(),
@@ -372,7 +390,7 @@ impl Client {
                 metrics,
                 cache,
                 credential: tokio::sync::Mutex::new(None),
-                tokens: Mutex::new(HashMap::new()),
+                tokens,
                 basic: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
             }),
@@ -432,9 +450,10 @@ impl Client {
             self.check_budget()?;
         }
         let scope = super::auth::pull_scope(repository);
+        let key = TokenStore::key(&self.inner.endpoint.base_url, &scope);
         let mut handshakes: u32 = 0;
         loop {
-            let auth = self.authorization(&scope).await?;
+            let auth = self.authorization(&key).await?;
             let method = if kind == RequestKind::ManifestHead {
                 Method::HEAD
             } else {
@@ -472,12 +491,11 @@ impl Client {
             if auth.is_some() {
                 self.forget_credential().await;
             }
-            // A cached token may have been revoked or expired early: drop it and try once more.
-            self.inner
-                .tokens
-                .lock()
-                .expect("tokens lock")
-                .remove(&scope);
+            // A token may have been revoked or expired early: drop it, unless another caller
+            // has already replaced it.
+            if let Some(sent) = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+                self.inner.tokens.forget(&key, sent);
+            }
             handshakes = handshakes.saturating_add(1);
             let challenge = reply
                 .header(WWW_AUTHENTICATE.as_str())
@@ -505,14 +523,20 @@ impl Client {
                     }
                 }
                 Some(Challenge::Bearer { realm, service, .. }) => {
+                    // One refresh per scope at a time: whoever waited finds the new token.
+                    let _refreshing = self.inner.tokens.refreshing(&key).await;
+                    let fresh = self
+                        .inner
+                        .tokens
+                        .get(&key)
+                        .map(|t| format!("Bearer {}", t.expose()));
+                    if fresh.is_some() && fresh != auth {
+                        continue;
+                    }
                     let token = self
                         .fetch_token(&realm, service.as_deref(), &scope, repository)
                         .await?;
-                    self.inner
-                        .tokens
-                        .lock()
-                        .expect("tokens lock")
-                        .insert(scope.clone(), token);
+                    self.inner.tokens.insert(&key, token);
                 }
                 None => {
                     return Err(unauthorized(
@@ -556,19 +580,10 @@ impl Client {
             .is_ok_and(|base| base.origin() == url.origin())
     }
 
-    /// The `Authorization` header for a request in `scope`, if we have one.
-    async fn authorization(&self, scope: &str) -> Result<Option<String>, RegistryError> {
-        {
-            let mut tokens = self.inner.tokens.lock().expect("tokens lock");
-            match tokens.get(scope) {
-                Some(t) if t.refresh_at > Instant::now() => {
-                    return Ok(Some(format!("Bearer {}", t.value.expose())));
-                }
-                Some(_) => {
-                    tokens.remove(scope);
-                }
-                None => {}
-            }
+    /// The `Authorization` header for a request under the token `key`, if we have one.
+    async fn authorization(&self, key: &str) -> Result<Option<String>, RegistryError> {
+        if let Some(token) = self.inner.tokens.get(key) {
+            return Ok(Some(format!("Bearer {}", token.expose())));
         }
         let basic = self.inner.basic.load(Ordering::Relaxed);
         Ok(match self.credential().await? {

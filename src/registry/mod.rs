@@ -6,6 +6,7 @@
 //! - [`scan`]: one poll of an image: the fewest requests that answer "which tag?".
 //! - [`cache`]: what a digest names, kept forever and across restarts.
 //! - [`credentials`]: credential references resolved to secrets at the moment of use.
+//! - [`tokens`]: bearer tokens per scope, one refresh at a time, kept until they expire.
 //! - [`auth`], [`manifest`]: wire formats.
 //! - [`metrics`]: counters for `/metrics` and the request-count benchmark.
 
@@ -17,6 +18,7 @@ pub mod credentials;
 pub mod manifest;
 pub mod metrics;
 pub mod scan;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub use cache::MetadataCache;
 pub use client::{Budget, Client, Endpoint, RegistryError, Tuning};
 pub use metrics::{Metrics, RequestKind, Snapshot};
 pub use scan::{Choice, Cycle, Gate, choose, choose_gated};
+pub use tokens::TokenStore;
 
 use crate::config::{Config, Image};
 
@@ -35,6 +38,7 @@ pub struct Registries {
     tuning: Tuning,
     metrics: Arc<Metrics>,
     cache: Arc<MetadataCache>,
+    tokens: Arc<TokenStore>,
 }
 
 impl Registries {
@@ -44,7 +48,14 @@ impl Registries {
             tuning,
             metrics,
             cache,
+            tokens: Arc::new(TokenStore::in_memory()),
         }
+    }
+
+    /// Every client keeps its tokens in `tokens` (the state dir's, for the daemon and `once`).
+    pub fn with_tokens(mut self, tokens: Arc<TokenStore>) -> Registries {
+        self.tokens = tokens;
+        self
     }
 
     /// Clients for the config's registries and for every other host its images use.
@@ -53,8 +64,9 @@ impl Registries {
         tuning: Tuning,
         metrics: Arc<Metrics>,
         cache: Arc<MetadataCache>,
+        tokens: Arc<TokenStore>,
     ) -> Result<Registries, RegistryError> {
-        let mut registries = Registries::new(tuning, metrics, cache);
+        let mut registries = Registries::new(tuning, metrics, cache).with_tokens(tokens);
         for r in config.registries.values() {
             registries.add(Endpoint::from_config(r))?;
         }
@@ -71,11 +83,12 @@ impl Registries {
 
     pub fn add(&mut self, endpoint: Endpoint) -> Result<Client, RegistryError> {
         let name = endpoint.name.clone();
-        let client = Client::new(
+        let client = Client::with_tokens(
             endpoint,
             self.tuning.clone(),
             self.metrics.clone(),
             self.cache.clone(),
+            self.tokens.clone(),
         )?;
         self.clients.insert(name, client.clone());
         Ok(client)
