@@ -1,8 +1,9 @@
 //! From the file as written ([`raw`](super::raw)) to a [`Config`] that cannot be wrong.
 //!
-//! Each section has its own module ([`images`], [`registries`], [`repositories`], [`settings`],
-//! [`targets`]; environments, webhooks and notifications are still here) and its own diagnostics. A value that fails is reported
-//! and left out, and checking goes on, so one run shows every problem; problems that follow
+//! Each section has its own module ([`images`], [`registries`], [`repositories`],
+//! [`settings`], [`targets`]; environments, webhooks and notifications are still here) and its
+//! own diagnostics. A value that fails is reported and left out, and checking goes on, so one
+//! run shows every problem; problems that follow
 //! only from an earlier one (an image whose bad regexp was already reported) are not repeated.
 
 use std::collections::BTreeMap;
