@@ -514,3 +514,29 @@ tag = "image.tag"
         );
     }
 }
+
+#[test]
+fn tags_are_immutable_unless_the_image_says_otherwise() {
+    let image = |extra: &str| {
+        format!(
+            "{HEADER}\n[images.api]\nimage = \"ghcr.io/org/api\"\n{extra}\n[[images.api.targets]]\nkind = \"kustomization\"\nfile = \"k.yaml\"\n"
+        )
+    };
+    let config = parse(&image("")).unwrap();
+    assert_eq!(
+        config.images["api"].tags,
+        image_updater::config::Tags::Immutable
+    );
+    let config = parse(&image("tags = \"mutable\"")).unwrap();
+    assert_eq!(
+        config.images["api"].tags,
+        image_updater::config::Tags::Mutable
+    );
+    let err = parse(&image("tags = \"sometimes\"")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tags: `sometimes` is neither `immutable` nor `mutable`"),
+        "{err}"
+    );
+    assert_eq!(locations(&err), ["updater.toml:16:8"]);
+}

@@ -10,8 +10,8 @@ use harness::{Auth, PushAuth, Registry, TokenIssuer, push_image, push_index};
 use image_updater::config::CredentialRef;
 use image_updater::reference::Platform;
 use image_updater::registry::{
-    Client, Cycle, Endpoint, ImageInfo, MetadataCache, Metrics, RegistryError, RequestKind,
-    TokenStore, Tuning, choose,
+    Client, Cycle, Endpoint, Gate, ImageInfo, MetadataCache, Metrics, RegistryError, RequestKind,
+    TokenStore, Tuning, choose, choose_gated,
 };
 use image_updater::select::{Constraint, Policy, Strategy, TagPattern};
 
@@ -240,6 +240,111 @@ async fn a_mutable_tag_repushed_resolves_to_its_new_digest() {
         .await
         .unwrap();
     assert_eq!(choice.digest.as_deref(), Some(second.as_str()));
+}
+
+/// One poll of `org/app` in a cycle of its own; the tag chosen.
+async fn poll(client: &Client, policy: &Policy, gate: &Gate<'_>) -> String {
+    choose_gated(client, &Cycle::new(), "org/app", policy, &amd64(), gate)
+        .await
+        .unwrap()
+        .selected()
+        .unwrap()
+        .tag
+        .clone()
+}
+
+/// Issue: newest-build re-HEADed every candidate every cycle and semver its winner. With
+/// immutable tags (the default) a tag is resolved once, across cycles and processes; a new
+/// build costs one HEAD; the tag the digest strategy follows is asked for every time.
+#[tokio::test]
+async fn immutable_tags_are_resolved_once() {
+    needs!(Registry);
+    let reg = Registry::start(Auth::None).await;
+    let base = reg.url();
+    for (i, tag) in [
+        "v1.0.0",
+        "v1.1.0",
+        "main-aaaaaaa",
+        "main-bbbbbbb",
+        "main-ccccccc",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let created = format!("2026-01-0{}T00:00:00Z", i + 1);
+        push_image(
+            &base,
+            &PushAuth::None,
+            "org/app",
+            Some(tag),
+            &created,
+            "linux/amd64",
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.json");
+    let process = |cache: Arc<MetadataCache>| {
+        let metrics = Arc::new(Metrics::default());
+        let c = Client::new(
+            endpoint(&reg, None),
+            Tuning::default(),
+            metrics.clone(),
+            cache,
+        )
+        .unwrap();
+        (c, metrics)
+    };
+    let cache = Arc::new(MetadataCache::open(&path).0);
+    let (client, metrics) = process(cache.clone());
+    let mut builds = Policy::new(Strategy::NewestBuild);
+    builds.allow = vec![TagPattern::parse("regexp:^main-").unwrap()];
+    let semver = Policy::new(Strategy::Semver {
+        constraint: Constraint::parse("*").unwrap(),
+        include_prerelease: false,
+    });
+    let immutable = Gate {
+        reuse_digests: true,
+        ..Gate::default()
+    };
+    let heads = |m: &Metrics| m.snapshot().count(RequestKind::ManifestHead);
+    assert_eq!(poll(&client, &builds, &immutable).await, "main-ccccccc");
+    assert_eq!(poll(&client, &semver, &immutable).await, "v1.1.0");
+    assert_eq!(
+        heads(&metrics),
+        4,
+        "three builds and one release, once each"
+    );
+    assert_eq!(poll(&client, &builds, &immutable).await, "main-ccccccc");
+    assert_eq!(poll(&client, &semver, &immutable).await, "v1.1.0");
+    assert_eq!(heads(&metrics), 4, "nothing asked again");
+    // A new build: one HEAD.
+    push_image(
+        &base,
+        &PushAuth::None,
+        "org/app",
+        Some("main-ddddddd"),
+        "2026-02-01T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    assert_eq!(poll(&client, &builds, &immutable).await, "main-ddddddd");
+    assert_eq!(heads(&metrics), 5);
+    // Mutable tags are asked for every poll.
+    poll(&client, &semver, &Gate::default()).await;
+    assert_eq!(heads(&metrics), 6);
+    // The next process reads what this one learned from the state dir.
+    cache.save().unwrap();
+    let (next, metrics) = process(Arc::new(MetadataCache::open(&path).0));
+    assert_eq!(poll(&next, &builds, &immutable).await, "main-ddddddd");
+    assert_eq!(heads(&metrics), 0);
+    // The digest strategy follows its tag whatever the image's tags are said to be.
+    let digest = Policy::new(Strategy::Digest {
+        tag: "v1.1.0".into(),
+    });
+    poll(&next, &digest, &immutable).await;
+    poll(&next, &digest, &immutable).await;
+    assert_eq!(heads(&metrics), 2);
 }
 
 #[tokio::test]

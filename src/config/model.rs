@@ -161,11 +161,25 @@ pub struct Image {
     /// reference's own host over https.
     pub registry: Option<String>,
     pub interval: Duration,
+    /// Whether the registry's tags of this image keep their digest once pushed.
+    pub tags: Tags,
     /// Repositories this image took over (a registry migration): values naming them are the
     /// image's to rewrite. Normalized (`docker.io/library/nginx`).
     pub replaces: Vec<String>,
     /// One per environment the image is deployed to, in environment-name order.
     pub deployments: Vec<Deployment>,
+}
+
+/// Whether a tag, once seen, keeps pointing to the same digest. Release tags (`v1.5.0`) and
+/// build tags (`main-8b7e6d4`) are written once by most pipelines, so by default a digest
+/// learned for a tag is reused rather than asked for again every poll; `mutable` asks every
+/// time. A tag the digest strategy follows, and a winner whose digest is written
+/// (`pin_digest`), are asked for every poll whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tags {
+    #[default]
+    Immutable,
+    Mutable,
 }
 
 /// An image in one environment: how its tag is chosen there and where it is written.

@@ -114,6 +114,8 @@ pub struct RawPolicy {
 pub struct RawImage {
     pub image: Option<Str>,
     pub interval: Option<Str>,
+    /// `immutable` (the default) or `mutable`: whether a tag, once seen, keeps its digest.
+    pub tags: Option<Str>,
     pub environments: Option<Spanned<Vec<Str>>>,
     #[serde(default)]
     pub env: BTreeMap<String, Spanned<RawPolicy>>,
@@ -245,7 +247,14 @@ pub mod keys {
         "pin_digest",
         "allow_downgrade",
     ];
-    pub const IMAGE_ONLY: &[&str] = &["image", "interval", "environments", "env", "replaces"];
+    pub const IMAGE_ONLY: &[&str] = &[
+        "image",
+        "interval",
+        "tags",
+        "environments",
+        "env",
+        "replaces",
+    ];
     pub const TARGET: &[&str] = &[
         "kind",
         "file",

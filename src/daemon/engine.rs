@@ -17,7 +17,7 @@ use super::fault;
 use super::metrics::DaemonMetrics;
 use super::safety;
 use super::state::{FirstSeen, Holds, RevertHold, StatusStore, now};
-use crate::config::{AgeFrom, Config, Deployment, Image};
+use crate::config::{AgeFrom, Config, Deployment, Image, Tags};
 use crate::registry::{self, Cycle, Gate, MetadataCache, Registries, TokenStore, Tuning};
 use crate::select::Strategy;
 use crate::writeback::{self, Desired, Guard, ImageChange, Mirror, Outcome};
@@ -388,6 +388,8 @@ impl Engine {
     ) -> Result<Chosen, String> {
         let (alias, env) = (&image.alias, &deployment.environment);
         fault::maybe_panic(alias);
+        // A digest that is written must be the tag's digest now; others may be remembered.
+        let reuse_digests = image.tags == Tags::Immutable && !deployment.safety.pin_digest;
         let repository = image.reference.path.clone();
         let desired = |tag: String, digest: Option<String>| Desired {
             repository: image.reference.repository(),
@@ -408,7 +410,7 @@ impl Engine {
                 ));
             }
             let digest = cycle
-                .digest(client, &repository, pin)
+                .digest(client, &repository, pin, reuse_digests)
                 .await
                 .map_err(|e| e.to_string())?;
             let written_digest = deployment.safety.pin_digest.then(|| digest.clone());
@@ -444,6 +446,7 @@ impl Engine {
                 .as_ref()
                 .zip(held_reason.as_deref())
                 .map(|(h, r)| (h.tag.as_str(), r)),
+            reuse_digests,
         };
         let choice = registry::choose_gated(
             client,

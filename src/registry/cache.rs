@@ -2,7 +2,9 @@
 //!
 //! A digest names content that can never change, so what a manifest or config said is cached
 //! forever: newest-build pays for each image's manifest and config once, not once per poll.
-//! Tags are mutable and are never cached here; they are re-resolved to digests with HEAD.
+//! What a tag pointed to is remembered too, for images whose tags are immutable
+//! (`tags = "immutable"`, the default): a release or build tag is resolved with HEAD once, not
+//! every poll. The tag a `digest` strategy follows is always asked for again.
 //! The cache is saved in the state dir so that a restart does not re-download everything; a
 //! missing or corrupt file is rebuilt, never fatal.
 
@@ -32,7 +34,13 @@ pub enum Entry {
 struct File {
     version: u32,
     entries: HashMap<String, Entry>,
+    /// `registry/repository:tag` -> the digest it was last resolved to.
+    #[serde(default)]
+    tags: HashMap<String, String>,
 }
+
+/// Tags remembered at most; past it the memory starts again (each tag then costs one HEAD).
+const MAX_TAGS: usize = 500_000;
 
 const VERSION: u32 = 1;
 
@@ -41,6 +49,7 @@ const VERSION: u32 = 1;
 pub struct MetadataCache {
     path: Option<PathBuf>,
     entries: Mutex<HashMap<String, Entry>>,
+    tags: Mutex<HashMap<String, String>>,
     dirty: AtomicBool,
 }
 
@@ -61,23 +70,31 @@ impl MetadataCache {
 
     /// Loads `path` if it exists. A corrupt file is reported and replaced, never fatal.
     pub fn open(path: &Path) -> (MetadataCache, Loaded) {
-        let (entries, loaded) = match std::fs::read(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (HashMap::new(), Loaded::Fresh),
+        let empty = || (HashMap::new(), HashMap::new());
+        let ((entries, tags), loaded) = match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (empty(), Loaded::Fresh),
             Err(e) => (
-                HashMap::new(),
+                empty(),
                 Loaded::Rebuilt(format!("cannot read {}: {e}", path.display())),
             ),
             Ok(bytes) => match serde_json::from_slice::<File>(&bytes) {
                 Ok(file) if file.version == VERSION => {
                     let n = file.entries.len();
-                    (file.entries, Loaded::Read(n))
+                    // Only digests are believed from the file, like from a registry.
+                    let tags = file
+                        .tags
+                        .into_iter()
+                        .filter(|(_, d)| crate::reference::is_valid_digest(d))
+                        .take(MAX_TAGS)
+                        .collect();
+                    ((file.entries, tags), Loaded::Read(n))
                 }
                 Ok(file) => (
-                    HashMap::new(),
+                    empty(),
                     Loaded::Rebuilt(format!("version {} is not {VERSION}", file.version)),
                 ),
                 Err(e) => (
-                    HashMap::new(),
+                    empty(),
                     Loaded::Rebuilt(format!("{} is corrupt: {e}", path.display())),
                 ),
             },
@@ -85,6 +102,7 @@ impl MetadataCache {
         let cache = MetadataCache {
             path: Some(path.to_path_buf()),
             entries: Mutex::new(entries),
+            tags: Mutex::new(tags),
             dirty: AtomicBool::new(matches!(loaded, Loaded::Rebuilt(_))),
         };
         (cache, loaded)
@@ -104,6 +122,28 @@ impl MetadataCache {
             .expect("cache lock")
             .insert(digest.to_string(), entry);
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// The digest `tag` of `repository` at `registry` was last resolved to.
+    pub fn tag(&self, registry: &str, repository: &str, tag: &str) -> Option<String> {
+        self.tags
+            .lock()
+            .expect("cache lock")
+            .get(&format!("{registry}/{repository}:{tag}"))
+            .cloned()
+    }
+
+    /// Remembers what `tag` was just resolved to.
+    pub fn learn_tag(&self, registry: &str, repository: &str, tag: &str, digest: &str) {
+        let mut tags = self.tags.lock().expect("cache lock");
+        if tags.len() >= MAX_TAGS {
+            tags.clear();
+        }
+        let key = format!("{registry}/{repository}:{tag}");
+        if tags.get(&key).map(String::as_str) != Some(digest) {
+            tags.insert(key, digest.to_string());
+            self.dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -126,6 +166,7 @@ impl MetadataCache {
         let file = File {
             version: VERSION,
             entries: self.entries.lock().expect("cache lock").clone(),
+            tags: self.tags.lock().expect("cache lock").clone(),
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
         crate::private::write_atomically(path, &bytes)

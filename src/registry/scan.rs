@@ -54,13 +54,18 @@ impl Cycle {
             .clone()
     }
 
-    /// The digest `tag` points to, resolved once per cycle.
+    /// The digest `tag` points to, resolved once per cycle; with `reuse`, what an earlier
+    /// poll learned of the tag serves without a request.
     pub async fn digest(
         &self,
         client: &Client,
         repository: &str,
         tag: &str,
+        reuse: bool,
     ) -> Result<String, RegistryError> {
+        if reuse && let Some(digest) = client.cache().tag(client.name(), repository, tag) {
+            return Ok(digest);
+        }
         let cell = self
             .digests
             .lock()
@@ -72,9 +77,15 @@ impl Cycle {
             ))
             .or_default()
             .clone();
-        cell.get_or_init(|| client.resolve(repository, tag))
-            .await
-            .clone()
+        cell.get_or_init(|| async {
+            let digest = client.resolve(repository, tag).await?;
+            client
+                .cache()
+                .learn_tag(client.name(), repository, tag, &digest);
+            Ok(digest)
+        })
+        .await
+        .clone()
     }
 }
 
@@ -107,6 +118,10 @@ pub struct Gate<'a> {
     pub needs_created: bool,
     /// A tag a person reverted, and the reason to show: it and everything below it are held.
     pub held: Option<(&'a str, &'a str)>,
+    /// Tags keep their digest (`tags = "immutable"`): a digest learned for a tag in an earlier
+    /// poll is reused instead of asked for again. Never for the tag the digest strategy
+    /// follows.
+    pub reuse_digests: bool,
 }
 
 /// Polls `repository` and chooses a tag under `policy` for `platforms`.
@@ -139,6 +154,8 @@ pub async fn choose_gated(
 ) -> Result<Choice, RegistryError> {
     let tags = cycle.tags(client, repository).await?;
     let mut candidates: Vec<Candidate> = tags.iter().map(|t| Candidate::new(t.as_str())).collect();
+    // The tag the digest strategy follows is mutable by definition.
+    let reuse = gate.reuse_digests && !matches!(policy.strategy, Strategy::Digest { .. });
     if policy.strategy.needs_created()
         || gate.needs_created
         || matches!(policy.strategy, Strategy::Digest { .. })
@@ -150,6 +167,7 @@ pub async fn choose_gated(
             policy,
             platforms,
             &mut candidates,
+            reuse,
         )
         .await?;
     }
@@ -174,7 +192,11 @@ pub async fn choose_gated(
         };
         let digest = match candidates[i].digest.clone() {
             Some(d) => d,
-            None => cycle.digest(client, repository, &candidates[i].tag).await?,
+            None => {
+                cycle
+                    .digest(client, repository, &candidates[i].tag, reuse)
+                    .await?
+            }
         };
         match client.image_info(repository, &digest, platforms).await? {
             ImageInfo::Available { created } => {
@@ -203,6 +225,7 @@ async fn describe(
     policy: &Policy,
     platforms: &[Platform],
     candidates: &mut [Candidate],
+    reuse: bool,
 ) -> Result<(), RegistryError> {
     let wanted: Vec<(usize, String)> = candidates
         .iter()
@@ -212,7 +235,7 @@ async fn describe(
         .collect();
     let mut lookups = futures_util::stream::iter(wanted)
         .map(|(i, tag)| async move {
-            let digest = cycle.digest(client, repository, &tag).await?;
+            let digest = cycle.digest(client, repository, &tag, reuse).await?;
             let info = client.image_info(repository, &digest, platforms).await?;
             Ok::<_, RegistryError>((i, digest, info))
         })

@@ -104,6 +104,21 @@ impl Validator<'_> {
                 .unwrap_or(settings.interval),
             None => settings.interval,
         };
+        let tags = match &raw.tags {
+            Some(t) => match t.get_ref().as_str() {
+                "immutable" => Tags::Immutable,
+                "mutable" => Tags::Mutable,
+                other => {
+                    self.error_hint(
+                        at(t),
+                        format!("tags: `{other}` is neither `immutable` nor `mutable`"),
+                        "tags = \"mutable\" if the pipeline pushes the same tag again",
+                    );
+                    Tags::default()
+                }
+            },
+            None => Tags::default(),
+        };
         // The environments this image is deployed to.
         let env_names = environments;
         let mut deployed: Vec<String> = Vec::new();
@@ -246,6 +261,7 @@ impl Validator<'_> {
             },
             registry,
             interval,
+            tags,
             replaces,
             deployments,
         })
