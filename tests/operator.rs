@@ -393,3 +393,75 @@ async fn poll_checks_an_image_now_and_says_what_it_did() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// Issue: a registry's default budget served ~1,500 images per 5 minutes and images past that
+/// silently fell behind. The intervals are now planned within the budget: `check` warns with
+/// the numbers, every interval is stretched alike, and the metrics show it and the lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_images_than_the_budget_stretches_intervals_and_says_so() {
+    needs!(Registry, Lighttpd);
+    let mut overlay =
+        String::from("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n");
+    for i in 0..6 {
+        overlay.push_str(&format!(
+            "  - name: REGISTRY/org/app{i}\n    newTag: v1.0.0\n"
+        ));
+    }
+    let world = World::new(&[("dev/kustomization.yaml", &overlay)], &["deploy/dev"]).await;
+    let host = world.host();
+    // Six repositories polled every second need 6 requests/s; rate_limit 2 leaves 1.6.
+    let mut toml = world
+        .base_config(&["dev"])
+        .replace("rate_limit = 100", "rate_limit = 2");
+    for i in 0..6 {
+        world.push(&format!("org/app{i}"), "v1.0.0").await;
+        toml.push_str(&format!(
+            "\n[images.app{i}]\nimage = \"{host}/org/app{i}\"\n[[images.app{i}.targets]]\nkind = \"kustomization\"\nfile = \"dev/kustomization.yaml\"\n"
+        ));
+    }
+    world.write_config(&toml);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(world.config_path())
+        .output()
+        .unwrap();
+    let (_, err) = text(&check);
+    assert!(check.status.success(), "{err}");
+    assert!(
+        err.contains("warning: registry local: 6 image(s) on 6 repositories need 6.0 requests/s at their intervals, and polls may use 1.6 (80% of 2 requests/s, rate_limit): every interval is stretched 3.8x"),
+        "{err}"
+    );
+    let status = world.run(&["status", "--output", "json"]);
+    let (out, err) = text(&status);
+    assert!(err.contains("stretched 3.8x"), "{err}");
+    assert!(out.contains("\"interval_seconds\": 3.75"), "{out}");
+    let daemon = world.start();
+    daemon
+        .wait_metric("image_updater_poll_lag_seconds_count", 12.0)
+        .await;
+    assert!(
+        daemon.log().contains("every interval is stretched 3.8x"),
+        "{}",
+        daemon.log()
+    );
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "image_updater_registry_poll_interval_stretch_ratio{registry=\"local\"} 3.750"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("image_updater_poll_interval_seconds{image=\"app0\"} 3.750"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("image_updater_poll_lag_seconds_bucket{registry=\"local\",le=\"+Inf\"}")
+    );
+    // Polled at the stretched interval, not every second: 6 images over 8 s at 3.75 s each
+    // is about 13 polls, where every second would be 48.
+    let before = daemon.metric("image_updater_images_checked_total").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let polls = daemon.metric("image_updater_images_checked_total").await - before;
+    assert!((6.0..=24.0).contains(&polls), "{polls} polls in 8 s");
+}

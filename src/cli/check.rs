@@ -32,6 +32,9 @@ pub fn run(args: Args) -> Outcome {
                 config.repositories.len(),
             );
             unset_variables(&config);
+            for warning in image_updater::daemon::budget::Plan::new(&config).warnings() {
+                eprintln!("warning: {warning}");
+            }
             Outcome::Success
         }
         Err(diagnostics) => {

@@ -5,6 +5,7 @@
 //! which the daemon reads at every cycle, so they take effect without a reload.
 
 use image_updater::config::{self, Config};
+use image_updater::daemon::safety::human;
 use image_updater::daemon::state::{Holds, Lift, ManualHold, Status, StatusStore, now};
 use serde::Serialize;
 
@@ -98,6 +99,9 @@ struct Row {
     last_update_at: Option<String>,
     last_commit: Option<String>,
     last_error: Option<String>,
+    /// How often the image is polled: its interval, stretched when its registry's budget
+    /// cannot meet it.
+    interval_seconds: f64,
 }
 
 pub fn status(args: StatusArgs) -> Outcome {
@@ -125,6 +129,10 @@ pub fn status(args: StatusArgs) -> Outcome {
         return Outcome::Usage;
     }
     let state_dir = announce(args.common.state_dir(&config));
+    let plan = image_updater::daemon::budget::Plan::new(&config);
+    for warning in plan.warnings() {
+        eprintln!("warning: {warning}");
+    }
     let store = StatusStore::open(&state_dir);
     let holds = Holds::read(&state_dir);
     let mut rows = Vec::new();
@@ -164,6 +172,7 @@ pub fn status(args: StatusArgs) -> Outcome {
                 last_update_at: s.last_update_at.clone(),
                 last_commit: s.last_commit.clone(),
                 last_error: s.last_error.clone(),
+                interval_seconds: plan.interval(image).as_secs_f64(),
             });
         }
     }
@@ -191,6 +200,10 @@ pub fn status(args: StatusArgs) -> Outcome {
         if let Some(h) = &r.hold {
             say(format!("  hold:       {h}"));
         }
+        say(format!(
+            "  interval:   {}",
+            human(std::time::Duration::from_secs_f64(r.interval_seconds))
+        ));
         say(format!("  last check: {}", dash(&r.last_check)));
         if let Some(u) = &r.last_update {
             say(format!(

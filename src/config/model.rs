@@ -110,15 +110,17 @@ pub struct Registry {
     /// Skip TLS verification and allow plain http.
     pub insecure: bool,
     pub ca_file: Option<PathBuf>,
-    /// Requests per second.
+    /// Requests per second: `rate_limit`, else what the registry publishes
+    /// ([`crate::registry::limits`]).
     pub rate_limit: f64,
+    /// Whether the config set `rate_limit` (otherwise it is the registry's default).
+    pub rate_limit_set: bool,
     /// How long a resolved credential is used before its source is read again (an `exec:`
     /// helper run again, a file re-read), so rotated secrets are picked up without a reload.
     pub credentials_ttl: Duration,
 }
 
 impl Registry {
-    pub const DEFAULT_RATE_LIMIT: f64 = 10.0;
     pub const DEFAULT_CREDENTIALS_TTL: Duration = Duration::from_secs(300);
 }
 

@@ -30,6 +30,37 @@ struct Counters {
     cycle_seconds: f64,
     /// Cycles that panicked or were abandoned, by registry lane.
     cycle_failures: BTreeMap<String, u64>,
+    /// How late polls started, by registry: bucket counts, sum and count.
+    poll_lag: BTreeMap<String, Histogram>,
+    /// By registry: (requests/s the intervals need, requests/s polls may use, stretch).
+    plans: BTreeMap<String, (f64, f64, f64)>,
+    /// Each image's interval as planned.
+    intervals: BTreeMap<String, f64>,
+}
+
+/// Upper bounds of the poll lag histogram's buckets, in seconds.
+const LAG_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Observations at or below each bound of [`LAG_BUCKETS`].
+    buckets: [u64; LAG_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, value: f64) {
+        for (bound, n) in LAG_BUCKETS.iter().zip(self.buckets.iter_mut()) {
+            if value <= *bound {
+                *n += 1;
+            }
+        }
+        self.sum += value;
+        self.count += 1;
+    }
 }
 
 /// Shared by the scheduler, the engine and the HTTP server; survives config reloads.
@@ -114,6 +145,32 @@ impl DaemonMetrics {
     /// A lane's cycle panicked or ran past its deadline.
     pub fn cycle_failed(&self, lane: &str) {
         self.with(|c| *c.cycle_failures.entry(lane.to_string()).or_default() += 1);
+    }
+
+    /// A poll started `lag` after it fell due.
+    pub fn poll_lag(&self, registry: &str, lag: std::time::Duration) {
+        self.with(|c| {
+            c.poll_lag
+                .entry(registry.to_string())
+                .or_default()
+                .observe(lag.as_secs_f64())
+        });
+    }
+
+    /// The budget plan of the running config.
+    pub fn planned(&self, plan: &super::budget::Plan, config: &crate::config::Config) {
+        self.with(|c| {
+            c.plans = plan
+                .registries
+                .iter()
+                .map(|(r, p)| (r.clone(), (p.demand, p.budget(), p.stretch)))
+                .collect();
+            c.intervals = config
+                .images
+                .values()
+                .map(|i| (i.alias.clone(), plan.interval(i).as_secs_f64()))
+                .collect();
+        });
     }
 
     pub fn cycles(&self) -> u64 {
@@ -306,6 +363,72 @@ impl DaemonMetrics {
             &c.cycle_failures,
             |lane| format!("registry=\"{}\"", esc(lane)),
         );
+        family(
+            &mut out,
+            "image_updater_poll_lag_seconds",
+            "histogram",
+            "How long after it fell due each poll started, by registry.",
+        );
+        for (registry, h) in &c.poll_lag {
+            let r = esc(registry);
+            for (bound, n) in LAG_BUCKETS.iter().zip(h.buckets) {
+                let _ = writeln!(
+                    out,
+                    "image_updater_poll_lag_seconds_bucket{{registry=\"{r}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "image_updater_poll_lag_seconds_bucket{{registry=\"{r}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "image_updater_poll_lag_seconds_sum{{registry=\"{r}\"}} {:.3}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "image_updater_poll_lag_seconds_count{{registry=\"{r}\"}} {}",
+                h.count
+            );
+        }
+        for (name, help, pick) in [
+            (
+                "image_updater_registry_poll_demand_requests_per_second",
+                "Requests per second the configured intervals need, by registry.",
+                0,
+            ),
+            (
+                "image_updater_registry_poll_budget_requests_per_second",
+                "Requests per second polls may use, by registry.",
+                1,
+            ),
+            (
+                "image_updater_registry_poll_interval_stretch_ratio",
+                "How many times longer than configured the registry's intervals are (1: as configured).",
+                2,
+            ),
+        ] {
+            family(&mut out, name, "gauge", help);
+            for (registry, (demand, budget, stretch)) in &c.plans {
+                let value = [demand, budget, stretch][pick];
+                let _ = writeln!(out, "{name}{{registry=\"{}\"}} {value:.3}", esc(registry));
+            }
+        }
+        family(
+            &mut out,
+            "image_updater_poll_interval_seconds",
+            "gauge",
+            "Each image's poll interval as planned within its registry's budget.",
+        );
+        for (image, secs) in &c.intervals {
+            let _ = writeln!(
+                out,
+                "image_updater_poll_interval_seconds{{image=\"{}\"}} {secs:.3}",
+                esc(image)
+            );
+        }
         out
     }
 }

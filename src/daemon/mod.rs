@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: one cycle: poll, choose, write one commit per branch.
 //! - [`schedule`]: when each image is polled next (intervals, jitter, backoff).
+//! - [`budget`]: the intervals each registry's request budget allows.
 //! - [`reload`]: the config file watch and SIGHUP.
 //! - [`state`]: what survives a restart, in the state dir.
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
@@ -17,6 +18,7 @@
 //! abandons them: a commit exists only in the mirror until its push, and a push is atomic at
 //! the server, so an abandoned cycle leaves each branch at its old commit or its new one.
 
+pub mod budget;
 pub mod control;
 pub mod engine;
 pub mod fault;
@@ -127,6 +129,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let mut source = std::fs::read(&options.config_path).unwrap_or_default();
     let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
     let mut schedule = Schedule::new(&engine.config);
+    planned(&schedule, &engine.config, &shared);
     health.images.store(schedule.len(), Ordering::Relaxed);
     let mut lanes: BTreeMap<String, Running> = BTreeMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<LaneDone>();
@@ -144,10 +147,13 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         let next = schedule.next_due_among(idle);
         tokio::select! {
             _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
-                let due = schedule.due_among(tokio::time::Instant::now(), idle);
+                let now = tokio::time::Instant::now();
+                let due = schedule.due_among(now, idle);
                 let mut by_lane: BTreeMap<String, Vec<String>> = BTreeMap::new();
                 for alias in due {
-                    by_lane.entry(lane_of(&engine, &alias)).or_default().push(alias);
+                    let lane = lane_of(&engine, &alias);
+                    shared.metrics.poll_lag(&lane, schedule.lag(&alias, now));
+                    by_lane.entry(lane).or_default().push(alias);
                 }
                 for (lane, due) in by_lane {
                     cycles = cycles.wrapping_add(1);
@@ -187,6 +193,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                             shared.metrics.reloaded(true);
                             tracing::info!(file = %options.config_path.display(), images = new.config.images.len(), "config reloaded");
                             schedule.reconcile(&new.config);
+                            planned(&schedule, &new.config, &shared);
                             waiters.retain_known(|alias| new.config.images.contains_key(alias));
                             health.images.store(schedule.len(), Ordering::Relaxed);
                             health.set_allowance(allowance(&new.config));
@@ -518,13 +525,25 @@ fn start_lane(
     }
 }
 
+/// Says once, after a start or a reload, which registries' budgets stretch the intervals, and
+/// gives the metrics the plan.
+fn planned(schedule: &Schedule, config: &Config, shared: &Shared) {
+    let plan = schedule.plan();
+    for warning in plan.warnings() {
+        tracing::warn!("{warning}");
+    }
+    shared.metrics.planned(plan, config);
+}
+
 /// How long the daemon may go without a successful poll before it reports itself unhealthy:
 /// `unhealthy_after` of the longest image interval.
 fn allowance(config: &Config) -> Duration {
+    // Intervals as the budget stretches them: a registry polled less often is not a stall.
+    let plan = budget::Plan::new(config);
     let longest = config
         .images
         .values()
-        .map(|i| i.interval)
+        .map(|i| plan.interval(i))
         .max()
         .unwrap_or(config.settings.interval);
     longest.saturating_mul(config.settings.unhealthy_after)

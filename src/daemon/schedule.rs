@@ -1,6 +1,7 @@
 //! When each image is polled next.
 //!
-//! Every image has its own interval. After a poll the next one is due one interval later, with
+//! Every image has its own interval, stretched when its registry's request budget cannot
+//! meet the configured intervals ([`super::budget`]). After a poll the next one is due one interval later, with
 //! ±10% jitter so images configured alike drift apart instead of hitting a registry together.
 //! Repeated failures double the wait (up to 32 intervals, at most 6 hours), a registry whose
 //! rate-limit budget runs low is polled at half the rate, and a registry that answered 429 is
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::budget::Plan;
 use crate::config::Config;
 
 /// Images due within this window of each other are polled in one cycle, so that their changes
@@ -43,6 +45,7 @@ pub struct Feedback {
 #[derive(Debug, Default)]
 pub struct Schedule {
     entries: BTreeMap<String, Entry>,
+    plan: Plan,
 }
 
 fn fingerprint(config: &Config, alias: &str) -> String {
@@ -50,32 +53,66 @@ fn fingerprint(config: &Config, alias: &str) -> String {
 }
 
 impl Schedule {
-    /// Every image due now, spread over the first second.
+    /// Every image due as soon as its registry's budget allows.
     pub fn new(config: &Config) -> Schedule {
         let mut s = Schedule::default();
         s.reconcile(config);
         s
     }
 
-    /// Applies a new config: unchanged images keep their timers, new and changed images are
-    /// due now, removed images are dropped.
+    /// Applies a new config: unchanged images keep their timers (at the interval the new plan
+    /// gives them), new and changed images are due as soon as the budget allows, removed images
+    /// are dropped.
     pub fn reconcile(&mut self, config: &Config) {
         let now = Instant::now();
+        let plan = Plan::new(config);
+        let fresh: std::collections::BTreeSet<&str> = config
+            .images
+            .keys()
+            .filter(|a| {
+                self.entries
+                    .get(*a)
+                    .is_none_or(|e| e.fingerprint != fingerprint(config, a))
+            })
+            .map(String::as_str)
+            .collect();
+        let first = plan.first_polls(config, |alias| fresh.contains(alias));
         let mut entries = BTreeMap::new();
         for (alias, image) in &config.images {
             let fp = fingerprint(config, alias);
+            let interval = plan.interval(image);
             let entry = match self.entries.remove(alias) {
-                Some(old) if old.fingerprint == fp => old,
-                _ => Entry {
-                    due: later(now, jitter(Duration::from_millis(500))),
-                    interval: image.interval,
-                    failures: 0,
-                    fingerprint: fp,
-                },
+                Some(old) if old.fingerprint == fp => Entry { interval, ..old },
+                _ => {
+                    let offset = first.get(alias).copied().unwrap_or_default();
+                    Entry {
+                        due: later(
+                            now,
+                            offset.saturating_add(jitter(Duration::from_millis(500))),
+                        ),
+                        interval,
+                        failures: 0,
+                        fingerprint: fp,
+                    }
+                }
             };
             entries.insert(alias.clone(), entry);
         }
         self.entries = entries;
+        self.plan = plan;
+    }
+
+    /// The budget plan of the config applied last.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// How late `alias` is at `now`: how long ago it fell due.
+    pub fn lag(&self, alias: &str, now: Instant) -> Duration {
+        self.entries
+            .get(alias)
+            .map(|e| now.saturating_duration_since(e.due))
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {

@@ -63,6 +63,7 @@ impl Endpoint {
     /// A registry the config does not list: anonymous, over https, default rate.
     pub fn anonymous(host: &str) -> Endpoint {
         let host = canonical_registry(host).to_string();
+        let rate_limit = super::limits::default_rate(&host).per_second;
         let base_url = if host == DOCKER_HUB {
             "https://registry-1.docker.io".to_string()
         } else {
@@ -75,7 +76,7 @@ impl Endpoint {
             credentials: None,
             insecure: false,
             ca_file: None,
-            rate_limit: config::Registry::DEFAULT_RATE_LIMIT,
+            rate_limit,
             credentials_ttl: config::Registry::DEFAULT_CREDENTIALS_TTL,
         }
     }

@@ -6,6 +6,7 @@
 //! - [`scan`]: one poll of an image: the fewest requests that answer "which tag?".
 //! - [`cache`]: what a digest names, kept forever and across restarts.
 //! - [`credentials`]: credential references resolved to secrets at the moment of use.
+//! - [`limits`]: the default request rate of well-known registries.
 //! - [`tokens`]: bearer tokens per scope, one refresh at a time, kept until they expire.
 //! - [`auth`], [`manifest`]: wire formats.
 //! - [`metrics`]: counters for `/metrics` and the request-count benchmark.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod credentials;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod scan;

@@ -84,16 +84,17 @@ impl Validator<'_> {
                 }
                 default = Some(name.clone());
             }
+            let published = crate::registry::limits::default_rate(&canonical).per_second;
             let rate_limit = match &reg.rate_limit {
                 Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
                     self.error(
                         at(r),
                         "rate_limit must be a positive number of requests per second",
                     );
-                    Registry::DEFAULT_RATE_LIMIT
+                    published
                 }
                 Some(r) => *r.get_ref(),
-                None => Registry::DEFAULT_RATE_LIMIT,
+                None => published,
             };
             let credentials = self.credentials("registries", &name, reg.credentials.as_ref());
             let credentials_ttl = match &reg.credentials_ttl {
@@ -113,6 +114,7 @@ impl Validator<'_> {
                     insecure,
                     ca_file: reg.ca_file.as_ref().map(|p| PathBuf::from(p.get_ref())),
                     rate_limit,
+                    rate_limit_set: reg.rate_limit.is_some(),
                     credentials_ttl,
                 },
             );

@@ -1,0 +1,208 @@
+//! The poll schedule planned from each registry's request budget.
+//!
+//! Each registry sustains some requests per second (its `rate_limit`, or what it publishes,
+//! [`crate::registry::limits`]); polls may use [`POLL_SHARE`] of it, the rest is left for
+//! retries, new digests' manifests and tokens. A repository's steady poll costs one tag list,
+//! shared by every image and environment that uses it, plus one HEAD per tag whose digest may
+//! have moved (the tag a `digest` strategy follows, a `pin_digest` winner, `tags = "mutable"`).
+//! When the configured intervals ask for more than the budget, every image of the registry is
+//! polled proportionally less often, and that is said once in the log, in `check`, in `status`
+//! and in the metrics, rather than left to show as images silently falling behind.
+//!
+//! The first polls after a start are spread over the time the budget needs for them, instead
+//! of all falling due at once.
+
+// Numbers here come from the config: a rate or an interval may be tiny or huge.
+#![deny(clippy::arithmetic_side_effects)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::config::{Config, Image, Tags};
+use crate::registry::limits;
+use crate::select::Strategy;
+
+/// The part of a registry's request rate that polls are planned to use.
+pub const POLL_SHARE: f64 = 0.8;
+
+/// One registry's budget and what the config asks of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryPlan {
+    pub registry: String,
+    /// Requests per second the registry sustains.
+    pub rate: f64,
+    /// Where `rate` comes from: `rate_limit` in the config, or the registry's published limit.
+    pub source: String,
+    pub images: usize,
+    pub repositories: usize,
+    /// Requests per second the configured intervals need.
+    pub demand: f64,
+    /// How many times longer than configured each interval is (1 when the budget suffices).
+    pub stretch: f64,
+}
+
+impl RegistryPlan {
+    /// The requests per second polls may use.
+    pub fn budget(&self) -> f64 {
+        self.rate * POLL_SHARE
+    }
+
+    /// Whether the configured intervals cannot be met.
+    pub fn stretched(&self) -> bool {
+        self.stretch > 1.0
+    }
+
+    /// The warning, with its numbers, when the intervals are stretched.
+    pub fn warning(&self) -> Option<String> {
+        self.stretched().then(|| {
+            format!(
+                "registry {}: {} image(s) on {} repositor{} need {:.1} requests/s at their intervals, and polls may use {:.1} ({:.0}% of {} requests/s, {}): every interval is stretched {:.1}x; set rate_limit if the registry allows more, or lengthen the intervals",
+                self.registry,
+                self.images,
+                self.repositories,
+                if self.repositories == 1 { "y" } else { "ies" },
+                self.demand,
+                self.budget(),
+                POLL_SHARE * 100.0,
+                self.rate,
+                self.source,
+                self.stretch
+            )
+        })
+    }
+}
+
+/// The whole config's plan.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub registries: BTreeMap<String, RegistryPlan>,
+    /// Per image: its lane and the requests one poll of it costs.
+    images: BTreeMap<String, (String, f64)>,
+}
+
+/// The lane (registry) an image is polled in: its configured registry, or its host.
+pub fn lane(image: &Image) -> String {
+    image
+        .registry
+        .clone()
+        .unwrap_or_else(|| image.reference.registry().to_string())
+}
+
+/// HEADs one poll of `image` costs beyond the tag list: one per environment whose tag's
+/// digest may have moved since the last poll.
+fn heads(image: &Image) -> f64 {
+    let moving = image
+        .deployments
+        .iter()
+        .filter(|d| {
+            matches!(d.policy.strategy, Strategy::Digest { .. })
+                || d.safety.pin_digest
+                || image.tags == Tags::Mutable
+        })
+        .count();
+    // At most a few hundred environments: exact in an f64.
+    moving as f64
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64().max(0.001)
+}
+
+impl Plan {
+    pub fn new(config: &Config) -> Plan {
+        let mut plan = Plan::default();
+        // (lane, repository) -> (shortest interval, requests per poll)
+        let mut repositories: BTreeMap<(String, String), (Duration, f64)> = BTreeMap::new();
+        let mut per_lane: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
+        for image in config.images.values() {
+            let lane = lane(image);
+            let heads = heads(image);
+            let entry = repositories
+                .entry((lane.clone(), image.reference.path.clone()))
+                .or_insert((image.interval, 1.0));
+            entry.0 = entry.0.min(image.interval);
+            entry.1 += heads;
+            let counts = per_lane.entry(lane.clone()).or_default();
+            counts.0 = counts.0.saturating_add(1);
+            counts.1.insert(image.reference.path.clone());
+            plan.images.insert(image.alias.clone(), (lane, 1.0 + heads));
+        }
+        let mut demand: BTreeMap<String, f64> = BTreeMap::new();
+        for ((lane, _), (interval, cost)) in &repositories {
+            *demand.entry(lane.clone()).or_default() += cost / secs(*interval);
+        }
+        for (lane, (images, repos)) in per_lane {
+            let (rate, source) = match config.registries.get(&lane) {
+                Some(r) if r.rate_limit_set => (r.rate_limit, "rate_limit".to_string()),
+                Some(r) => (
+                    r.rate_limit,
+                    limits::default_rate(&r.prefix).source.to_string(),
+                ),
+                None => {
+                    let known = limits::default_rate(&lane);
+                    (known.per_second, known.source.to_string())
+                }
+            };
+            let need = demand.get(&lane).copied().unwrap_or_default();
+            let budget = (rate * POLL_SHARE).max(f64::MIN_POSITIVE);
+            let stretch = (need / budget).max(1.0);
+            plan.registries.insert(
+                lane.clone(),
+                RegistryPlan {
+                    registry: lane,
+                    rate,
+                    source,
+                    images,
+                    repositories: repos.len(),
+                    demand: need,
+                    stretch: if stretch.is_finite() { stretch } else { 1.0 },
+                },
+            );
+        }
+        plan
+    }
+
+    /// How often `image` is polled under the plan.
+    pub fn interval(&self, image: &Image) -> Duration {
+        let stretch = self.registries.get(&lane(image)).map_or(1.0, |r| r.stretch);
+        // At most a year: a stretch far past any use is still a number a timer takes.
+        Duration::try_from_secs_f64(secs(image.interval) * stretch)
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_secs(365 * 24 * 3600))
+    }
+
+    /// When the first poll of each image `fresh` admits is due, from now: images of one
+    /// registry follow each other as fast as its budget allows, never later than one interval.
+    pub fn first_polls(
+        &self,
+        config: &Config,
+        fresh: impl Fn(&str) -> bool,
+    ) -> BTreeMap<String, Duration> {
+        let mut offsets: BTreeMap<String, f64> = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        for image in config.images.values().filter(|i| fresh(&i.alias)) {
+            let Some((lane, cost)) = self.images.get(&image.alias) else {
+                continue;
+            };
+            let budget = self
+                .registries
+                .get(lane)
+                .map_or(f64::INFINITY, RegistryPlan::budget);
+            let at = offsets.entry(lane.clone()).or_default();
+            let due = Duration::try_from_secs_f64(*at)
+                .unwrap_or_default()
+                .min(self.interval(image));
+            out.insert(image.alias.clone(), due);
+            *at += cost / budget.max(f64::MIN_POSITIVE);
+        }
+        out
+    }
+
+    /// The warnings of every stretched registry.
+    pub fn warnings(&self) -> Vec<String> {
+        self.registries
+            .values()
+            .filter_map(RegistryPlan::warning)
+            .collect()
+    }
+}
