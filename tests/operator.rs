@@ -465,3 +465,53 @@ async fn more_images_than_the_budget_stretches_intervals_and_says_so() {
     let polls = daemon.metric("image_updater_images_checked_total").await - before;
     assert!((6.0..=24.0).contains(&polls), "{polls} polls in 8 s");
 }
+
+/// Issue: each branch update fetched the repository again, one `git fetch` per branch per
+/// batch. One fetch (every branch at once) now serves the batch's updates of a repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fetch_serves_every_branch_of_a_batch() {
+    needs!(Registry, Lighttpd);
+    let envs = ["dev", "staging", "prod"];
+    let files: Vec<(String, String)> = envs
+        .iter()
+        .map(|e| (format!("{e}/kustomization.yaml"), OVERLAY.to_string()))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let branches: Vec<String> = envs.iter().map(|e| format!("deploy/{e}")).collect();
+    let branches: Vec<&str> = branches.iter().map(String::as_str).collect();
+    let world = World::new(&files, &branches).await;
+    world.push("org/app", "v1.5.0").await;
+    let host = world.host();
+    let mut toml = format!(
+        "{}\n[images.app]\nimage = \"{host}/org/app\"\n",
+        world.base_config(&envs)
+    );
+    for e in envs {
+        toml.push_str(&format!(
+            "[[images.app.env.{e}.targets]]\nkind = \"kustomization\"\nfile = \"{e}/kustomization.yaml\"\n"
+        ));
+    }
+    world.write_config(&toml);
+    let out = std::process::Command::new(BIN)
+        .args(["once", "--config"])
+        .arg(world.config_path())
+        .arg("--state-dir")
+        .arg(world.state_dir())
+        .env("RUST_LOG", "image_updater=debug")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    for e in envs {
+        assert!(
+            world
+                .file_on(&format!("deploy/{e}"), &format!("{e}/kustomization.yaml"))
+                .contains("newTag: v1.5.0"),
+            "{e}: {log}"
+        );
+    }
+    assert_eq!(log.matches("fetched").count(), 1, "{log}");
+}

@@ -144,7 +144,12 @@ pub async fn write_branch(
     let mut decided_on: Option<BTreeMap<String, String>> = None;
     let mut withdrawn: Vec<String> = Vec::new();
     loop {
-        mirror.fetch().await?;
+        // The batch's first update shares a recent fetch; after a lost race, fetch anew.
+        if retries == 0 {
+            mirror.fetch_recent().await?;
+        } else {
+            mirror.fetch().await?;
+        }
         let head = mirror.head(&env.branch)?;
         let parent = match (head, &env.base_branch) {
             (Some(h), _) => h,

@@ -64,7 +64,14 @@ pub struct Mirror {
     url: String,
     /// `GIT_CONFIG_*` and ssh settings for every git command.
     env: Vec<(String, String)>,
+    /// When the last fetch finished.
+    fetched: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// A fetch this recent serves every branch update of the repository: the updates of one batch
+/// share it. A push is leased on the branch's head, so a change made since is found by a
+/// rejected push, which fetches again.
+pub const FETCH_FRESH: Duration = Duration::from_secs(5);
 
 impl Mirror {
     /// Opens the mirror of `repo` under `state_dir/git/`, creating it when missing and
@@ -76,6 +83,7 @@ impl Mirror {
             dir,
             url: repo.url.clone(),
             env,
+            fetched: std::sync::Mutex::new(None),
         };
         let usable =
             gix::open(&mirror.dir).is_ok() && mirror.git(&["rev-parse", "--git-dir"]).await.is_ok();
@@ -117,11 +125,23 @@ impl Mirror {
         &self.dir
     }
 
-    /// Brings `refs/remotes/origin/*` up to date with the remote.
+    /// Brings `refs/remotes/origin/*` (every branch, in one fetch) up to date with the remote.
     pub async fn fetch(&self) -> Result<(), GitError> {
+        let started = std::time::Instant::now();
         self.git(&["fetch", "--prune", "--no-tags", "--quiet", "origin"])
-            .await
-            .map(drop)
+            .await?;
+        *self.fetched.lock().expect("fetch time lock") = Some(started);
+        tracing::debug!(mirror = %self.dir.display(), "fetched");
+        Ok(())
+    }
+
+    /// [`Mirror::fetch`], unless a fetch started within [`FETCH_FRESH`].
+    pub async fn fetch_recent(&self) -> Result<(), GitError> {
+        let last = *self.fetched.lock().expect("fetch time lock");
+        if last.is_some_and(|at| at.elapsed() < FETCH_FRESH) {
+            return Ok(());
+        }
+        self.fetch().await
     }
 
     /// The remote's `branch` as of the last fetch.
