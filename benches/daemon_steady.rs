@@ -1,10 +1,14 @@
-//! The daemon tracking 5,000 images: memory and CPU at steady state.
+//! The daemon tracking thousands of images on default settings: the intervals the budget
+//! planner chooses, how late polls start, CPU and memory.
 //!
 //! Run with `cargo bench --bench daemon_steady`; it prints a table for `docs/benchmarks.md`.
-//! It starts the real registry and `git daemon` on 127.0.0.1, pushes 5,000 repositories of
+//! It starts the real registry and `git daemon` on 127.0.0.1, pushes 20,000 repositories of
 //! three tags each, writes a manifests repository with one kustomization per image (already at
-//! the newest tag, so steady state writes nothing), and runs the release binary with every
-//! image on a 60-second interval. The daemon's CPU time and memory are read from /proc.
+//! the newest tag, so steady state writes nothing), and runs the release binary four times:
+//! 5,000 and 20,000 images at the default 5-minute interval, first with no `rate_limit` (the
+//! default for a registry that publishes no limit), then with `rate_limit = 2000`. CPU time
+//! and memory are the daemon's own, from /proc. `IMAGES=5000` runs the first size only;
+//! `STEADY_SECS` sets the measured window (default 300 s: one interval).
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -16,9 +20,8 @@ use futures_util::StreamExt;
 use harness::git::GitServer;
 use harness::{Auth, PushAuth, Registry, free_port, push_image, put_manifest};
 
-const IMAGES: usize = 5_000;
-const INTERVAL_SECS: u64 = 60;
-const STEADY_SECS: u64 = 180;
+const SIZES: [usize; 2] = [5_000, 20_000];
+const INTERVAL_SECS: u64 = 300;
 const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
 
 /// (utime + stime in seconds, VmRSS in MiB, VmHWM in MiB) of `pid`.
@@ -52,22 +55,177 @@ async fn metric(port: u16, name: &str) -> f64 {
         .sum()
 }
 
-async fn wait_cycles(port: u16, n: f64) -> Instant {
-    loop {
-        if metric(port, "image_updater_cycles_total").await >= n {
-            return Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// The lag below which a fraction `q` of polls started, read from the histogram's buckets
+/// (the upper bound of the bucket where the fraction is reached).
+fn quantile(metrics: &str, q: f64) -> String {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("image_updater_poll_lag_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    match buckets.iter().find(|(_, n)| *n >= q * total) {
+        Some((b, _)) if b.is_infinite() => "> 3600 s".into(),
+        Some((b, _)) => format!("≤ {b} s"),
+        None => "-".into(),
+    }
+}
+
+struct Run {
+    label: String,
+    rows: Vec<(String, String)>,
+}
+
+async fn run(
+    images: usize,
+    rate_limit: Option<u32>,
+    host: &str,
+    base: &str,
+    git: &GitServer,
+    steady_secs: u64,
+) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = rate_limit
+        .map(|r| format!("rate_limit = {r}\n"))
+        .unwrap_or_default();
+    let mut config = format!(
+        "[settings]\nlog_level = \"warn\"\n\n[registries.local]\nprefix = \"{host}\"\napi_url = \"{base}\"\ninsecure = true\n{rate}\n[repositories.manifests]\nurl = \"{}\"\n\n[environments.prod]\nbranch = \"deploy/prod\"\n",
+        git.url("manifests")
+    );
+    for i in 0..images {
+        config.push_str(&format!(
+            "\n[images.app-{i}]\nimage = \"{host}/org/app-{i}\"\nconstraint = \"^1\"\n[[images.app-{i}.targets]]\nkind = \"kustomization\"\nfile = \"apps/app-{i}/kustomization.yaml\"\n"
+        ));
+    }
+    let config_path = dir.path().join("updater.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let port = free_port();
+    let mut daemon = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id();
+    let started = Instant::now();
+    // The first round: every image polled once, as fast as the budget allows.
+    while metric(port, "image_updater_images_checked_total").await < images as f64 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let first = started.elapsed();
+    let (cpu_first, rss_first, _) = usage(pid);
+    let (cpu0, _, _) = usage(pid);
+    let checks0 = metric(port, "image_updater_images_checked_total").await;
+    let t0 = Instant::now();
+    let mut rss_max: f64 = 0.0;
+    while t0.elapsed() < Duration::from_secs(steady_secs) {
+        rss_max = rss_max.max(usage(pid).1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let steady = t0.elapsed().as_secs_f64();
+    let (cpu1, _, hwm) = usage(pid);
+    let checks = metric(port, "image_updater_images_checked_total").await - checks0;
+    let failed = metric(port, "image_updater_images_failed_total").await;
+    let stretch = metric(port, "image_updater_registry_poll_interval_stretch_ratio").await;
+    let interval = metric(port, "image_updater_poll_interval_seconds{image=\"app-0\"}").await;
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let cpu = cpu1 - cpu0;
+    let label = format!(
+        "{images} images, {}",
+        rate_limit.map_or("default settings".to_string(), |r| format!(
+            "rate_limit = {r}"
+        ))
+    );
+    let warned = log
+        .lines()
+        .any(|l| l.contains("every interval is stretched"));
+    Run {
+        label,
+        rows: vec![
+            (
+                "interval the planner chose".into(),
+                format!(
+                    "{:.0} s ({stretch:.2}x the configured 300 s{})",
+                    interval,
+                    if warned { "; warned in the log" } else { "" }
+                ),
+            ),
+            (
+                "first round (every image polled once)".into(),
+                format!("{:.0} s wall, {cpu_first:.1} s CPU", first.as_secs_f64()),
+            ),
+            (
+                format!("steady state: polls over {steady:.0} s"),
+                format!("{checks:.0} ({:.1} per second)", checks / steady),
+            ),
+            (
+                "poll lag p50 / p99 (since the start)".into(),
+                format!("{} / {}", quantile(&text, 0.5), quantile(&text, 0.99)),
+            ),
+            (
+                "steady state: daemon CPU".into(),
+                format!("{cpu:.1} s ({:.1}% of one core)", 100.0 * cpu / steady),
+            ),
+            (
+                "resident memory after the first round".into(),
+                format!("{rss_first:.0} MiB"),
+            ),
+            (
+                "resident memory at steady state (max sampled every 2 s)".into(),
+                format!("{rss_max:.0} MiB"),
+            ),
+            (
+                "peak resident memory (VmHWM)".into(),
+                format!("{hwm:.0} MiB"),
+            ),
+            ("failed polls".into(), format!("{failed:.0}")),
+        ],
     }
 }
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo bench asks benches to list themselves; this one has no sub-benches.
+    }
+    harness::require_registry();
+    let sizes: Vec<usize> = match std::env::var("IMAGES") {
+        Ok(n) => vec![n.parse().expect("IMAGES is a number")],
+        Err(_) => SIZES.to_vec(),
+    };
+    let steady_secs: u64 = std::env::var("STEADY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(INTERVAL_SECS);
+    let most = sizes.iter().copied().max().unwrap_or_default();
     let registry = Registry::start(Auth::None).await;
     let base = registry.url();
     let host = registry.host();
     let t = Instant::now();
-    futures_util::stream::iter(0..IMAGES)
+    futures_util::stream::iter(0..most)
         .map(|i| {
             let base = base.clone();
             async move {
@@ -106,10 +264,10 @@ async fn main() {
         .buffer_unordered(32)
         .collect::<Vec<()>>()
         .await;
-    eprintln!("pushed {IMAGES} repositories in {:?}", t.elapsed());
+    eprintln!("pushed {most} repositories in {:?}", t.elapsed());
 
     let git = GitServer::daemon();
-    let files: Vec<(String, String)> = (0..IMAGES)
+    let files: Vec<(String, String)> = (0..most)
         .map(|i| {
             (
                 format!("apps/app-{i}/kustomization.yaml"),
@@ -123,73 +281,14 @@ async fn main() {
         .collect();
     git.create("manifests", &refs, &["deploy/prod"]);
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = format!(
-        "[settings]\ninterval = \"{INTERVAL_SECS}s\"\nlog_level = \"warn\"\n\n[registries.local]\nprefix = \"{host}\"\napi_url = \"{base}\"\ninsecure = true\nrate_limit = 2000\n\n[repositories.manifests]\nurl = \"{}\"\n\n[environments.prod]\nbranch = \"deploy/prod\"\n",
-        git.url("manifests")
-    );
-    for i in 0..IMAGES {
-        config.push_str(&format!(
-            "\n[images.app-{i}]\nimage = \"{host}/org/app-{i}\"\nconstraint = \"^1\"\n[[images.app-{i}.targets]]\nkind = \"kustomization\"\nfile = \"apps/app-{i}/kustomization.yaml\"\n"
-        ));
+    for images in sizes {
+        for rate_limit in [None, Some(2000)] {
+            let r = run(images, rate_limit, &host, &base, &git, steady_secs).await;
+            println!("\n| measure ({}, 300 s interval) | value |", r.label);
+            println!("|---|---|");
+            for (k, v) in r.rows {
+                println!("| {k} | {v} |");
+            }
+        }
     }
-    let config_path = dir.path().join("updater.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let port = free_port();
-    let mut daemon = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = daemon.id();
-    let started = Instant::now();
-    let first = wait_cycles(port, 1.0).await;
-    let (cpu_first, rss_first, _) = usage(pid);
-    // Every image was polled once; from here on polls are spread over the interval.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let (cpu0, _, _) = usage(pid);
-    let checks0 = metric(port, "image_updater_images_checked_total").await;
-    let t0 = Instant::now();
-    let mut rss_max: f64 = 0.0;
-    while t0.elapsed() < Duration::from_secs(STEADY_SECS) {
-        rss_max = rss_max.max(usage(pid).1);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    let steady = t0.elapsed().as_secs_f64();
-    let (cpu1, _, hwm) = usage(pid);
-    let checks = metric(port, "image_updater_images_checked_total").await - checks0;
-    let failed = metric(port, "image_updater_images_failed_total").await;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-
-    let cpu = cpu1 - cpu0;
-    println!("| measure ({IMAGES} images, {INTERVAL_SECS} s interval) | value |");
-    println!("|---|---|");
-    println!(
-        "| first cycle (cold cache: every manifest and config fetched) | {:.1} s wall, {cpu_first:.1} s CPU |",
-        first.duration_since(started).as_secs_f64()
-    );
-    println!(
-        "| steady state: polls over {steady:.0} s | {checks:.0} ({:.0} per second) |",
-        checks / steady
-    );
-    println!(
-        "| steady state: daemon CPU | {cpu:.1} s ({:.1}% of one core) |",
-        100.0 * cpu / steady
-    );
-    println!(
-        "| steady state: CPU per poll | {:.2} ms |",
-        1000.0 * cpu / checks.max(1.0)
-    );
-    println!("| resident memory after the first cycle | {rss_first:.0} MiB |");
-    println!("| resident memory at steady state (max sampled every 2 s) | {rss_max:.0} MiB |");
-    println!("| peak resident memory (VmHWM) | {hwm:.0} MiB |");
-    println!("| failed polls | {failed:.0} |");
 }

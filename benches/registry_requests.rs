@@ -1,8 +1,11 @@
 //! Requests per poll cycle for 50 repositories, against the real registry with token auth:
 //! what a steady-state daemon costs a registry.
 //!
-//! Each repository is deployed to three environments, as in the seed article: dev takes the
-//! newest `main-<sha>` build, staging release candidates, prod stable semver. Run with
+//! Each repository is deployed to three environments with three strategies: dev takes the
+//! newest `main-<sha>` build, staging follows the mutable `latest` tag by digest, prod takes
+//! stable semver. Tags are immutable (the default) except the one the digest strategy follows.
+//! After four cycles, a second process (a second `once`) starts from what the first saved in
+//! its state dir: tokens and what each tag resolved to. Run with
 //! `cargo bench --bench registry_requests` (needs `docker-registry` and `openssl`); the table
 //! goes into docs/benchmarks.md.
 
@@ -16,7 +19,8 @@ use harness::{Auth, PushAuth, Registry, TokenIssuer, push_image};
 use image_updater::config::CredentialRef;
 use image_updater::reference::Platform;
 use image_updater::registry::{
-    Client, Cycle, Endpoint, MetadataCache, Metrics, RequestKind, Snapshot, Tuning, choose,
+    Client, Cycle, Endpoint, Gate, MetadataCache, Metrics, RequestKind, Snapshot, TokenStore,
+    Tuning, choose_gated,
 };
 use image_updater::select::{Constraint, Policy, Strategy, TagPattern};
 
@@ -25,11 +29,9 @@ const REPOSITORIES: usize = 50;
 fn policies() -> Vec<(&'static str, Policy)> {
     let mut dev = Policy::new(Strategy::NewestBuild);
     dev.allow = vec![TagPattern::parse("regexp:^main-[a-f0-9]{7}$").unwrap()];
-    let mut staging = Policy::new(Strategy::Semver {
-        constraint: Constraint::parse(">=1.0.0-rc.0").unwrap(),
-        include_prerelease: false,
+    let staging = Policy::new(Strategy::Digest {
+        tag: "latest".into(),
     });
-    staging.allow = vec![TagPattern::parse(r"regexp:^v[0-9]+\.[0-9]+\.[0-9]+-rc").unwrap()];
     let mut prod = Policy::new(Strategy::Semver {
         constraint: Constraint::parse(">=1.0.0 <2.0.0").unwrap(),
         include_prerelease: false,
@@ -72,6 +74,7 @@ async fn main() {
             "main-bbbbbbb",
             "main-ccccccc",
             "pr-1234",
+            "latest",
         ]
         .iter()
         .enumerate()
@@ -82,14 +85,14 @@ async fn main() {
     }
     eprintln!(
         "pushed {} images in {:?}",
-        REPOSITORIES * 8,
+        REPOSITORIES * 9,
         pushed.elapsed()
     );
 
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("creds");
     std::fs::write(&creds, "bot:bench-pw\n").unwrap();
-    let metrics = Arc::new(Metrics::default());
+    let state = dir.path().join("state");
     let endpoint = Endpoint {
         name: "bench".into(),
         host: registry.host(),
@@ -100,32 +103,51 @@ async fn main() {
         rate_limit: 1000.0,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
-    let client = Client::new(
-        endpoint,
-        Tuning::default(),
-        metrics.clone(),
-        Arc::new(MetadataCache::in_memory()),
-    )
-    .unwrap();
+    // One process: its clients, tokens and metadata, opened from the state dir.
+    let process = || {
+        let metrics = Arc::new(Metrics::default());
+        let cache = Arc::new(MetadataCache::open(&state.join("cache/metadata.json")).0);
+        let tokens = Arc::new(TokenStore::open(&state.join("cache/tokens.json")));
+        let client = Client::with_tokens(
+            endpoint.clone(),
+            Tuning::default(),
+            metrics.clone(),
+            cache.clone(),
+            tokens.clone(),
+        )
+        .unwrap();
+        (client, metrics, cache, tokens)
+    };
     let policies = policies();
     let platforms = vec![Platform::default()];
+    let immutable = Gate {
+        reuse_digests: true,
+        ..Gate::default()
+    };
     println!(
         "| cycle | tag lists | manifest HEADs | manifest GETs | blob GETs | token requests | wall time |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for cycle_no in 1..=4 {
+    let (mut client, mut metrics, mut cache, mut tokens) = process();
+    for cycle_no in 1..=5 {
+        if cycle_no == 5 {
+            // A second `once`: a new process reading what the first saved.
+            cache.save().unwrap();
+            tokens.save().unwrap();
+            (client, metrics, cache, tokens) = process();
+        }
         let before = metrics.snapshot();
         let started = Instant::now();
         let cycle = Cycle::new();
         for r in 0..REPOSITORIES {
             let repo = format!("team/service-{r:02}");
             for (env, policy) in &policies {
-                let choice = choose(&client, &cycle, &repo, policy, &platforms)
+                let choice = choose_gated(&client, &cycle, &repo, policy, &platforms, &immutable)
                     .await
                     .unwrap();
                 let expected = match *env {
                     "dev" => "main-ccccccc",
-                    "staging" => "v1.2.0-rc.1",
+                    "staging" => "latest",
                     _ => "v1.1.0",
                 };
                 assert_eq!(
@@ -136,10 +158,10 @@ async fn main() {
             }
         }
         let delta = metrics.snapshot().since(&before);
-        let label = if cycle_no == 1 {
-            "1 (cold)".to_string()
-        } else {
-            format!("{cycle_no} (steady)")
+        let label = match cycle_no {
+            1 => "1 (cold)".to_string(),
+            5 => "5 (a second process)".to_string(),
+            n => format!("{n} (steady)"),
         };
         println!("{}", row(&label, &delta, started.elapsed()));
     }

@@ -428,19 +428,19 @@ async fn more_images_than_the_budget_stretches_intervals_and_says_so() {
     let (_, err) = text(&check);
     assert!(check.status.success(), "{err}");
     assert!(
-        err.contains("warning: registry local: 6 image(s) on 6 repositories need 6.0 requests/s at their intervals, and polls may use 1.6 (80% of 2 requests/s, rate_limit): every interval is stretched 3.8x"),
+        err.contains("warning: registry local: 6 image(s) on 6 repositories need 6.0 requests/s at their intervals, and polls may use 1.6 (80% of 2 requests/s, rate_limit): every interval is stretched 3.75x"),
         "{err}"
     );
     let status = world.run(&["status", "--output", "json"]);
     let (out, err) = text(&status);
-    assert!(err.contains("stretched 3.8x"), "{err}");
+    assert!(err.contains("stretched 3.75x"), "{err}");
     assert!(out.contains("\"interval_seconds\": 3.75"), "{out}");
     let daemon = world.start();
     daemon
         .wait_metric("image_updater_poll_lag_seconds_count", 12.0)
         .await;
     assert!(
-        daemon.log().contains("every interval is stretched 3.8x"),
+        daemon.log().contains("every interval is stretched 3.75x"),
         "{}",
         daemon.log()
     );

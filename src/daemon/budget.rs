@@ -56,7 +56,7 @@ impl RegistryPlan {
     pub fn warning(&self) -> Option<String> {
         self.stretched().then(|| {
             format!(
-                "registry {}: {} image(s) on {} repositor{} need {:.1} requests/s at their intervals, and polls may use {:.1} ({:.0}% of {} requests/s, {}): every interval is stretched {:.1}x; set rate_limit if the registry allows more, or lengthen the intervals",
+                "registry {}: {} image(s) on {} repositor{} need {:.1} requests/s at their intervals, and polls may use {:.1} ({:.0}% of {} requests/s, {}): every interval is stretched {:.2}x; set rate_limit if the registry allows more, or lengthen the intervals",
                 self.registry,
                 self.images,
                 self.repositories,
@@ -204,5 +204,66 @@ impl Plan {
             .values()
             .filter_map(RegistryPlan::warning)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(images: usize, rate: Option<&str>, extra: &str) -> Config {
+        let mut text = format!(
+            "[registries.r]\nprefix = \"reg.example.com\"\n{}\n[repositories.m]\nurl = \"https://git.example.com/m.git\"\n[environments.dev]\nbranch = \"deploy/dev\"\n[environments.prod]\nbranch = \"deploy/prod\"\n",
+            rate.map(|r| format!("rate_limit = {r}"))
+                .unwrap_or_default()
+        );
+        for i in 0..images {
+            text.push_str(&format!(
+                "[images.a{i}]\nimage = \"reg.example.com/org/a{i}\"\ninterval = \"100s\"\n{extra}\n[[images.a{i}.targets]]\nkind = \"kustomization\"\nfile = \"k.yaml\"\n"
+            ));
+        }
+        crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn within_the_budget_nothing_is_stretched() {
+        // 100 repositories every 100 s: 1 request/s, against 80% of 50 (no published limit).
+        let c = config(100, None, "");
+        let plan = Plan::new(&c);
+        let r = &plan.registries["r"];
+        assert_eq!((r.rate, r.images, r.repositories), (50.0, 100, 100));
+        assert!((r.demand - 1.0).abs() < 1e-9, "{}", r.demand);
+        assert_eq!(r.stretch, 1.0);
+        assert!(plan.warnings().is_empty());
+        assert_eq!(plan.interval(&c.images["a0"]), Duration::from_secs(100));
+    }
+
+    #[test]
+    fn past_the_budget_every_interval_stretches_alike() {
+        // 100 repositories every 100 s with a digest followed in both environments:
+        // (1 tag list + 2 HEADs) x 100 / 100 s = 3 requests/s, against 80% of 1.
+        let c = config(100, Some("1"), "strategy = \"digest\"\ntag = \"latest\"");
+        let plan = Plan::new(&c);
+        let r = &plan.registries["r"];
+        assert!((r.demand - 3.0).abs() < 1e-9, "{}", r.demand);
+        assert!((r.stretch - 3.75).abs() < 1e-9, "{}", r.stretch);
+        assert_eq!(plan.interval(&c.images["a7"]), Duration::from_secs(375));
+        let warning = r.warning().unwrap();
+        assert!(warning.contains("need 3.0 requests/s"), "{warning}");
+        assert!(warning.contains("stretched 3.75x"), "{warning}");
+        // First polls follow each other at the budget: 3 requests each at 0.8/s.
+        let first = plan.first_polls(&c, |_| true);
+        assert_eq!(first["a0"], Duration::ZERO);
+        assert_eq!(first["a1"], Duration::from_secs_f64(3.75));
+        assert!(first.values().all(|d| *d <= Duration::from_secs(375)));
+    }
+
+    #[test]
+    fn images_of_one_repository_share_its_tag_list() {
+        let mut c = config(2, Some("1"), "");
+        c.images.get_mut("a1").unwrap().reference = c.images["a0"].reference.clone();
+        let plan = Plan::new(&c);
+        assert_eq!(plan.registries["r"].repositories, 1);
+        assert!((plan.registries["r"].demand - 0.01).abs() < 1e-9);
     }
 }

@@ -30,8 +30,9 @@ struct Entry {
     due: Instant,
     interval: Duration,
     failures: u32,
-    /// The image's config, so a reload can tell an unchanged image from a changed one.
-    fingerprint: String,
+    /// A hash of the image's config, so a reload can tell an unchanged image from a changed
+    /// one (a hash, not the text: 20,000 images' configs would be megabytes kept for this).
+    fingerprint: u64,
 }
 
 /// What a poll of one image told the scheduler.
@@ -48,8 +49,11 @@ pub struct Schedule {
     plan: Plan,
 }
 
-fn fingerprint(config: &Config, alias: &str) -> String {
-    format!("{:?}", config.images[alias])
+fn fingerprint(config: &Config, alias: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    format!("{:?}", config.images[alias]).hash(&mut h);
+    h.finish()
 }
 
 impl Schedule {
