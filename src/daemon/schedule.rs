@@ -30,6 +30,9 @@ struct Entry {
     due: Instant,
     interval: Duration,
     failures: u32,
+    /// The image's registry lane and repository: images that share one are polled together,
+    /// so they share one tag list.
+    repository: (String, String),
     /// A hash of the image's config, so a reload can tell an unchanged image from a changed
     /// one (a hash, not the text: 20,000 images' configs would be megabytes kept for this).
     fingerprint: u64,
@@ -96,6 +99,7 @@ impl Schedule {
                         ),
                         interval,
                         failures: 0,
+                        repository: (super::budget::lane(image), image.reference.path.clone()),
                         fingerprint: fp,
                     }
                 }
@@ -127,11 +131,24 @@ impl Schedule {
         self.entries.is_empty()
     }
 
-    /// The images `among` admits that are due by `now` plus the batch window.
+    /// The images `among` admits that are due by `now` plus the batch window, and with them
+    /// the images of the same repository and interval, so that one tag list serves them all.
     pub fn due_among(&self, now: Instant, among: impl Fn(&str) -> bool) -> Vec<String> {
-        self.entries
+        let due: Vec<(&String, &Entry)> = self
+            .entries
             .iter()
             .filter(|(a, e)| e.due <= later(now, BATCH_WINDOW) && among(a))
+            .collect();
+        let shared: std::collections::BTreeSet<(&(String, String), Duration)> = due
+            .iter()
+            .map(|(_, e)| (&e.repository, e.interval))
+            .collect();
+        self.entries
+            .iter()
+            .filter(|(a, e)| {
+                (e.due <= later(now, BATCH_WINDOW) || shared.contains(&(&e.repository, e.interval)))
+                    && among(a)
+            })
             .map(|(a, _)| a.clone())
             .collect()
     }
@@ -297,6 +314,22 @@ file = "k.yaml"
             },
         );
         assert!(s.wait_of("web").unwrap() >= Duration::from_secs(4999));
+    }
+
+    #[test]
+    fn images_of_one_repository_are_polled_together() {
+        let text = BASE
+            .replace("ghcr.io/org/web", "ghcr.io/org/api")
+            .replace("interval = \"1h\"", "interval = \"10m\"");
+        let mut s = Schedule::new(&config(&text));
+        s.polled("api", Feedback::default());
+        s.polled("web", Feedback::default());
+        // Whichever falls due first brings the other along: one tag list for both.
+        let soon = Instant::now() + Duration::from_secs(700);
+        let due = s.due_among(soon, |_| true);
+        assert_eq!(due, ["api", "web"]);
+        let due = s.due_among(Instant::now(), |_| true);
+        assert!(due.is_empty(), "{due:?}");
     }
 
     #[test]
