@@ -100,7 +100,8 @@ async fn main() {
         credentials: Some(CredentialRef::File(creds)),
         insecure: true,
         ca_file: None,
-        rate_limit: 1000.0,
+        // Default settings: what a registry that publishes no limit gets.
+        rate_limit: image_updater::registry::limits::default_rate(&registry.host()).per_second,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
     // One process: its clients, tokens and metadata, opened from the state dir.

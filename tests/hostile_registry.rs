@@ -437,3 +437,54 @@ url.redirect = ("^/(.*)" => "http://127.0.0.1:{plain}/$1")
     assert!(err.to_string().contains("redirect"), "{err}");
     assert!(plain.requests().is_empty(), "{:?}", plain.requests());
 }
+
+/// Scale issue: a tag list the registry says has not changed (`ETag`, `If-None-Match`, 304)
+/// costs no body. A peer written for this test serves ETags (the distribution registry sends
+/// none for tag lists). A 304 to a request that was not conditional is an error, never an empty
+/// list, and an ETag that is not a short token is never sent back.
+#[tokio::test]
+async fn unchanged_tag_lists_are_not_sent_again() {
+    let peer = Peer::start(
+        "127.0.0.1",
+        handler(|req, n| match (n, req.header("if-none-match")) {
+            (0, None) => json(200, TAGS, &[("ETag", "\"v1\"")]),
+            (1, Some("\"v1\"")) => (304, vec![], vec![]),
+            (2, Some("\"v1\"")) => json(
+                200,
+                r#"{"name":"org/app","tags":["v1.0.0","v1.1.0","v1.2.0"]}"#,
+                &[("ETag", "\"has spaces in it\"")],
+            ),
+            (3, None) => (304, vec![], vec![]),
+            _ => json(500, "{}", &[]),
+        }),
+    )
+    .await;
+    let client = connect(&peer, None, tuning());
+    assert_eq!(
+        client.list_tags("org/app").await.unwrap(),
+        ["v1.0.0", "v1.1.0"]
+    );
+    assert_eq!(
+        client.list_tags("org/app").await.unwrap(),
+        ["v1.0.0", "v1.1.0"]
+    );
+    assert_eq!(
+        client.list_tags("org/app").await.unwrap(),
+        ["v1.0.0", "v1.1.0", "v1.2.0"]
+    );
+    let err = client.list_tags("org/app").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("304 to a request that was not conditional"),
+        "{err}"
+    );
+    let sent: Vec<Option<String>> = peer
+        .requests()
+        .iter()
+        .map(|r| r.header("if-none-match").map(String::from))
+        .collect();
+    assert_eq!(
+        sent,
+        [None, Some("\"v1\"".into()), Some("\"v1\"".into()), None]
+    );
+}

@@ -76,9 +76,27 @@ impl Client {
                     tuning.max_pages
                 )));
             }
+            // The first page is asked for conditionally when it was the whole list last time
+            // and came with an ETag: a registry that keeps it answers 304 and nothing else.
+            let first = seen_urls.len() == 1;
+            let known = first.then(|| self.listed(&url)).flatten();
             let reply = self
-                .get(RequestKind::TagList, &url, repository, &[])
+                .get_if(
+                    RequestKind::TagList,
+                    &url,
+                    repository,
+                    &[],
+                    known.as_ref().map(|(etag, _)| etag.as_str()),
+                )
                 .await?;
+            if reply.status == reqwest::StatusCode::NOT_MODIFIED {
+                if let Some((_, tags)) = known {
+                    return Ok(tags.to_vec());
+                }
+                return Err(self.error_invalid(format!(
+                    "tag list of {repository}: 304 to a request that was not conditional"
+                )));
+            }
             self.expect_ok(&reply, format!("repository {repository}"))?;
             bytes = bytes.saturating_add(reply.body.len());
             if bytes > tuning.max_tag_list_bytes {
@@ -132,7 +150,17 @@ impl Client {
                     }
                     url = joined.to_string();
                 }
-                None => return Ok(tags),
+                None => {
+                    let single = seen_urls.len() == 1;
+                    let first_url = format!(
+                        "{}?n={}",
+                        self.url(&format!("{repository}/tags/list")),
+                        tuning.page_size
+                    );
+                    let etag = reply.header("etag").filter(|_| single);
+                    self.remember_listed(&first_url, etag, &tags);
+                    return Ok(tags);
+                }
             }
         }
     }

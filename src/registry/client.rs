@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, HeaderMap, IF_NONE_MATCH, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 
 use super::auth::{Challenge, Token, TokenResponse};
@@ -279,6 +281,9 @@ struct State {
     budget: Budget,
 }
 
+/// A tag list's `ETag` and the tags it came with.
+type Listed = (String, Arc<Vec<String>>);
+
 /// A client for one registry; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -297,6 +302,8 @@ struct Inner {
     tokens: Arc<TokenStore>,
     /// The registry answered with a Basic challenge: send credentials up front.
     basic: AtomicBool,
+    /// Single-page tag lists by URL with the `ETag` they came with, for conditional requests.
+    listed: Mutex<std::collections::HashMap<String, Listed>>,
     state: Mutex<State>,
 }
 
@@ -393,6 +400,7 @@ impl Client {
                 credential: tokio::sync::Mutex::new(None),
                 tokens,
                 basic: AtomicBool::new(false),
+                listed: Mutex::new(std::collections::HashMap::new()),
                 state: Mutex::new(State::default()),
             }),
         })
@@ -431,6 +439,34 @@ impl Client {
         s.blocked_until.filter(|t| *t > Instant::now())
     }
 
+    /// The tag list last read from `url` and its `ETag`, when it was a single page.
+    pub(crate) fn listed(&self, url: &str) -> Option<Listed> {
+        self.inner
+            .listed
+            .lock()
+            .expect("listed lock")
+            .get(url)
+            .cloned()
+    }
+
+    /// Remembers (or, without an `ETag`, forgets) the single-page tag list read from `url`.
+    pub(crate) fn remember_listed(&self, url: &str, etag: Option<&str>, tags: &[String]) {
+        let mut listed = self.inner.listed.lock().expect("listed lock");
+        // An ETag is an opaque token of at most a few dozen characters; anything else is
+        // not one to send back.
+        match etag.filter(|e| e.len() <= 256 && e.bytes().all(|b| (0x21..0x7f).contains(&b))) {
+            Some(etag) => {
+                if listed.len() >= MAX_LISTED {
+                    listed.clear();
+                }
+                listed.insert(url.to_string(), (etag.to_string(), Arc::new(tags.to_vec())));
+            }
+            None => {
+                listed.remove(url);
+            }
+        }
+    }
+
     pub(crate) fn error_invalid(&self, detail: impl Into<String>) -> RegistryError {
         RegistryError::InvalidResponse {
             registry: self.name().to_string(),
@@ -446,6 +482,19 @@ impl Client {
         url: &str,
         repository: &str,
         accept: &[&str],
+    ) -> Result<Reply, RegistryError> {
+        self.get_if(kind, url, repository, accept, None).await
+    }
+
+    /// [`Client::get`], conditional on the answer's `ETag` no longer being `etag`: a
+    /// registry that keeps it answers 304 without a body.
+    pub async fn get_if(
+        &self,
+        kind: RequestKind,
+        url: &str,
+        repository: &str,
+        accept: &[&str],
+        etag: Option<&str>,
     ) -> Result<Reply, RegistryError> {
         if kind == RequestKind::ManifestGet {
             self.check_budget()?;
@@ -465,6 +514,9 @@ impl Client {
                     let mut req = self.inner.http.request(method.clone(), url);
                     if !accept.is_empty() {
                         req = req.header(ACCEPT, accept.join(", "));
+                    }
+                    if let Some(etag) = etag {
+                        req = req.header(IF_NONE_MATCH, etag);
                     }
                     if let Some(auth) = &auth {
                         req = req.header(AUTHORIZATION, auth.as_str());
@@ -873,6 +925,8 @@ const BODY_CUT_SHORT: &str = "response body cut short";
 /// The longest a `Retry-After` is honoured: a registry asking for more is left alone this long,
 /// then asked again.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Tag lists kept for conditional requests, at most.
+const MAX_LISTED: usize = 20_000;
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
 
