@@ -25,6 +25,8 @@ pub enum Component {
     SshKeygen,
     /// openssl, for test certificates.
     Openssl,
+    /// promtool, to check the metrics and the alert rules.
+    Promtool,
 }
 
 impl Component {
@@ -40,6 +42,7 @@ impl Component {
             Component::Shared => super::shared::dir().join("yaml-corpus").is_dir(),
             Component::SshKeygen => runs("ssh-keygen", &["-?"]),
             Component::Openssl => runs("openssl", &["version"]),
+            Component::Promtool => runs("promtool", &["--version"]),
         }
     }
 
@@ -59,6 +62,7 @@ impl Component {
             }
             Component::SshKeygen => "ssh-keygen (apt-get install openssh-client)",
             Component::Openssl => "openssl (apt-get install openssl)",
+            Component::Promtool => "promtool (apt-get install prometheus)",
         }
     }
 }
