@@ -136,9 +136,10 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let mut waiters = control::Waiters::default();
     let mut cycles: u64 = 0;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    systemd::check_socket();
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    systemd::notify("READY=1");
+    systemd::ready();
     tracing::info!(images = schedule.len(), "running");
 
     loop {
@@ -206,7 +207,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                         }
                     }
                 }
-                systemd::notify("READY=1");
+                systemd::ready();
             }
             Some(request) = poll_rx.recv() => {
                 match poll_refusal(&engine.config, &request) {
@@ -232,13 +233,13 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             _ = heartbeat.tick() => health.beat(),
             // The watchdog is fed only while polling makes progress: systemd restarts a daemon
             // whose loop turns but whose polls have all hung or failed for too long.
-            _ = watchdog_tick.tick(), if watchdog.is_some() && health.healthy() => systemd::notify("WATCHDOG=1"),
+            _ = watchdog_tick.tick(), if watchdog.is_some() && health.healthy() => systemd::watchdog(),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
 
-    systemd::notify("STOPPING=1");
+    systemd::stopping();
     if !lanes.is_empty() {
         tracing::info!(grace = ?SHUTDOWN_GRACE, cycles = lanes.len(), "shutting down: letting running cycles finish");
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;

@@ -1,61 +1,60 @@
-//! The systemd notification protocol (`Type=notify`), spoken directly: a datagram to
-//! `$NOTIFY_SOCKET`. READY when the first config is running, RELOADING/READY around a reload,
-//! WATCHDOG while the scheduler is alive, STOPPING on shutdown. Outside systemd, nothing.
+//! systemd's notification protocol (`Type=notify`, and `Type=notify-reload` on systemd 253
+//! and newer), through the `sd-notify` crate: READY when the first config is running,
+//! RELOADING (with the monotonic time systemd 253 requires) and READY around a reload,
+//! WATCHDOG while polling makes progress, STOPPING on shutdown. Outside systemd, nothing.
 
-use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-/// Sends `state` (such as `READY=1`) to systemd when running under it.
-pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(socket) = UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
-        // An abstract socket: the name after '@'.
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
-    } else {
-        socket.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = sent {
+use sd_notify::NotifyState;
+
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
         tracing::debug!(error = %e, "cannot notify systemd");
     }
 }
 
-/// `RELOADING=1` with the CLOCK_MONOTONIC timestamp systemd asks for.
+/// Startup is done: the first config is running.
+pub fn ready() {
+    send(&[NotifyState::Ready]);
+}
+
+/// Polling made progress within the watchdog interval.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}
+
+/// Shutting down.
+pub fn stopping() {
+    send(&[NotifyState::Stopping]);
+}
+
+/// A reload begins; [`ready`] ends it.
 pub fn reloading() {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given and nothing else.
-    let usec = if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } == 0 {
-        ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
-    } else {
-        0
-    };
-    notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(e) => tracing::debug!(error = %e, "cannot read the monotonic clock"),
+    }
 }
 
 /// How often to send WATCHDOG=1: half of `WATCHDOG_USEC`, when it is meant for this process.
 pub fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID")
-        && pid.parse::<u32>().ok()? != std::process::id()
-    {
-        return None;
+    sd_notify::watchdog_enabled().map(|d| d / 2)
+}
+
+/// Says once, at startup, when `NOTIFY_SOCKET` names an abstract socket (`@...`), which the
+/// notification crate does not reach; systemd's own sockets are paths.
+pub fn check_socket() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| s.as_encoded_bytes().starts_with(b"@")) {
+        tracing::warn!(
+            "NOTIFY_SOCKET names an abstract socket, which is not supported: readiness and the watchdog are not reported"
+        );
     }
-    Some(Duration::from_micros(usec / 2))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixDatagram;
 
     #[test]
     fn sends_to_the_notify_socket() {
@@ -64,10 +63,14 @@ mod tests {
         let server = UnixDatagram::bind(&path).unwrap();
         // SAFETY: this test is the only reader of NOTIFY_SOCKET in this process's tests.
         unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
-        notify("READY=1");
+        ready();
+        reloading();
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 128];
         let n = server.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
+        assert_eq!(&buf[..n], b"READY=1\n");
+        let n = server.recv(&mut buf).unwrap();
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
     }
 }
