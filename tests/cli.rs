@@ -267,3 +267,44 @@ fn check_warns_about_unset_credential_variables() {
         text(&out.stderr)
     );
 }
+
+/// The man page and the completions come from the parser's own definitions: every subcommand
+/// has its section, and the bash script is valid bash that completes the subcommands.
+#[test]
+fn the_man_page_and_completions_cover_every_subcommand() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_image-updater"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let page = run(&["man"]);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH image-updater 1"),
+        "{page}"
+    );
+    let bash = run(&["completions", "bash"]);
+    for sub in [
+        "check", "test", "run", "once", "plan", "poll", "status", "hold", "release",
+    ] {
+        assert!(
+            page.contains(&format!(".SH \"IMAGE-UPDATER {}\"", sub.to_uppercase())),
+            "no section for {sub}"
+        );
+        assert!(bash.contains(sub), "bash completions lack {sub}");
+    }
+    let syntax = Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(!run(&["completions", shell]).is_empty());
+    }
+}

@@ -5,6 +5,7 @@
 
 mod check;
 mod daemon;
+mod generate;
 mod poll;
 mod status;
 mod terminal;
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "image-updater", version, about, long_about = None)]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +45,10 @@ enum Command {
     Hold(status::HoldArgs),
     /// Lift a hold, or a hold image-updater made after a person reverted an update.
     Release(status::ReleaseArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, image-updater(1), in roff.
+    Man,
 }
 
 /// The options every command that reads the config and the state dir shares.
@@ -101,6 +106,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(args),
         Command::Hold(args) => status::hold(args),
         Command::Release(args) => status::release(args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man => generate::man(),
     };
     match outcome {
         Outcome::Success => ExitCode::SUCCESS,
