@@ -1,6 +1,7 @@
-//! `image-updater completions SHELL` and `image-updater man`: shell completions and the man
-//! page, generated from the same definitions as the parser, so they never fall behind it.
-//! The Debian package installs both.
+//! `image-updater completions SHELL`, `image-updater man` and `image-updater schema`: shell
+//! completions and the man page, generated from the same definitions as the parser, and the
+//! JSON Schema of `updater.toml`, generated from the types the loader reads it into; none can
+//! fall behind what it describes.
 
 use std::io::Write;
 
@@ -52,4 +53,14 @@ pub fn man() -> Outcome {
             Outcome::Usage
         }
     }
+}
+
+/// The JSON Schema of `updater.toml`, for taplo and Even Better TOML.
+pub fn schema() -> Outcome {
+    let schema = image_updater::config::schema::schema();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&schema).expect("a schema serializes")
+    );
+    Outcome::Success
 }

@@ -49,6 +49,8 @@ enum Command {
     Completions(generate::CompletionsArgs),
     /// Print the man page, image-updater(1), in roff.
     Man,
+    /// Print the JSON Schema of updater.toml, for editors (taplo, Even Better TOML).
+    Schema,
 }
 
 /// The options every command that reads the config and the state dir shares.
@@ -108,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Release(args) => status::release(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man => generate::man(),
+        Command::Schema => generate::schema(),
     };
     match outcome {
         Outcome::Success => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ pub mod diagnostic;
 mod env;
 pub mod model;
 mod raw;
+pub mod schema;
 pub mod template;
 mod validate;
 

@@ -6,136 +6,220 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 pub type Str = Spanned<String>;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
+    #[schemars(with = "Option<RawSettings>")]
     pub settings: Option<Spanned<RawSettings>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawRegistry>")]
     pub registries: BTreeMap<String, Spanned<RawRegistry>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawRepository>")]
     pub repositories: BTreeMap<String, Spanned<RawRepository>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawEnvironment>")]
     pub environments: BTreeMap<String, Spanned<RawEnvironment>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawImage>")]
     pub images: BTreeMap<String, Spanned<RawImage>>,
     #[serde(default)]
+    #[schemars(with = "Option<RawWebhooks>")]
     pub webhooks: Option<Spanned<RawWebhooks>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawNotification>")]
     pub notifications: BTreeMap<String, Spanned<RawNotification>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawWebhooks {
+    #[schemars(with = "Option<String>")]
     pub listen: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub secret: Option<Str>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawNotification {
+    #[schemars(with = "Option<String>")]
     pub url: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub format: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub credentials: Option<Str>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSettings {
+    #[schemars(with = "Option<String>")]
     pub state_dir: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub interval: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub log_level: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub log_format: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub listen: Option<Str>,
     /// How many of the longest interval may pass without a successful poll before the daemon
     /// reports itself unhealthy.
+    #[schemars(with = "Option<u32>")]
     pub unhealthy_after: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRegistry {
+    #[schemars(with = "Option<String>")]
     pub prefix: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub api_url: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub credentials: Option<Str>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub default: Option<Spanned<bool>>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub insecure: Option<Spanned<bool>>,
+    #[schemars(with = "Option<String>")]
     pub ca_file: Option<Str>,
+    #[schemars(with = "Option<f64>")]
     pub rate_limit: Option<Spanned<f64>>,
+    #[schemars(with = "Option<String>")]
     pub credentials_ttl: Option<Str>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRepository {
+    #[schemars(with = "Option<String>")]
     pub url: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub credentials: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub author: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub commit_message: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub ssh_key: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub known_hosts: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub signing_key: Option<Str>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawEnvironment {
+    #[schemars(with = "Option<String>")]
     pub repository: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub branch: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub base_branch: Option<Str>,
 }
 
 /// The keys that decide which tag is chosen; an image sets defaults for them and each
 /// environment may override any of them.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPolicy {
+    #[schemars(with = "Option<String>")]
     pub strategy: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub constraint: Option<Str>,
+    #[schemars(with = "Option<bool>")]
     pub include_prerelease: Option<Spanned<bool>>,
+    #[schemars(with = "Option<String>")]
     pub tag: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub allow_tags: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub ignore_tags: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<String>")]
     pub extract: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub platforms: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<Vec<RawTarget>>")]
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    #[schemars(with = "Option<String>")]
     pub pin: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub min_age: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub age_from: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub promote_from: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub soak: Option<Str>,
+    #[schemars(with = "Option<bool>")]
     pub pin_digest: Option<Spanned<bool>>,
+    #[schemars(with = "Option<bool>")]
     pub allow_downgrade: Option<Spanned<bool>>,
 }
 
 /// An image. The policy keys are repeated here rather than flattened from [`RawPolicy`]:
 /// serde's `flatten` buffers values and loses their spans.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawImage {
+    #[schemars(with = "Option<String>")]
     pub image: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub interval: Option<Str>,
     /// `immutable` (the default) or `mutable`: whether a tag, once seen, keeps its digest.
+    #[schemars(with = "Option<String>")]
     pub tags: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub environments: Option<Spanned<Vec<Str>>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawPolicy>")]
     pub env: BTreeMap<String, Spanned<RawPolicy>>,
     /// Repositories this image took over (a registry migration).
+    #[schemars(with = "Option<Vec<String>>")]
     pub replaces: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<String>")]
     pub strategy: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub constraint: Option<Str>,
+    #[schemars(with = "Option<bool>")]
     pub include_prerelease: Option<Spanned<bool>>,
+    #[schemars(with = "Option<String>")]
     pub tag: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub allow_tags: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub ignore_tags: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<String>")]
     pub extract: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub platforms: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<Vec<RawTarget>>")]
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    #[schemars(with = "Option<String>")]
     pub pin: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub min_age: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub age_from: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub promote_from: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub soak: Option<Str>,
+    #[schemars(with = "Option<bool>")]
     pub pin_digest: Option<Spanned<bool>>,
+    #[schemars(with = "Option<bool>")]
     pub allow_downgrade: Option<Spanned<bool>>,
 }
 
@@ -163,27 +247,39 @@ impl RawImage {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTarget {
+    #[schemars(with = "Option<String>")]
     pub kind: Option<Str>,
+    #[schemars(with = "Option<String>")]
     pub file: Option<Str>,
     /// kustomization: the `images[].name` to match; helm: the older spelling of `image`.
+    #[schemars(with = "Option<String>")]
     pub name: Option<Str>,
     /// helm, yaml: the path of a value holding `repo:tag`.
+    #[schemars(with = "Option<String>")]
     pub image: Option<Str>,
     /// helm, yaml: the path of the tag.
+    #[schemars(with = "Option<String>")]
     pub tag: Option<Str>,
     /// helm, yaml: the path of the repository.
+    #[schemars(with = "Option<String>")]
     pub repository: Option<Str>,
     /// helm, yaml: the path of the registry host, for charts that keep it apart.
+    #[schemars(with = "Option<String>")]
     pub registry: Option<Str>,
     /// helm, yaml: the path of the digest.
+    #[schemars(with = "Option<String>")]
     pub digest: Option<Str>,
     /// yaml: which documents to edit, as `path = value` pairs.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub documents: Option<Spanned<BTreeMap<String, Str>>>,
     /// manifest: the container's name.
+    #[schemars(with = "Option<String>")]
     pub container: Option<Str>,
     /// marker: a Flux image policy (`namespace:name`) whose `$imagepolicy` markers to follow.
+    #[schemars(with = "Option<String>")]
     pub policy: Option<Str>,
 }
 

@@ -27,6 +27,8 @@ pub enum Component {
     Openssl,
     /// promtool, to check the metrics and the alert rules.
     Promtool,
+    /// Debian's python3 with the jsonschema module, to validate configs against the schema.
+    Jsonschema,
 }
 
 impl Component {
@@ -43,6 +45,10 @@ impl Component {
             Component::SshKeygen => runs("ssh-keygen", &["-?"]),
             Component::Openssl => runs("openssl", &["version"]),
             Component::Promtool => runs("promtool", &["--version"]),
+            Component::Jsonschema => Command::new(JSONSCHEMA_PYTHON)
+                .args(["-c", "import jsonschema, tomllib"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
         }
     }
 
@@ -63,6 +69,9 @@ impl Component {
             Component::SshKeygen => "ssh-keygen (apt-get install openssh-client)",
             Component::Openssl => "openssl (apt-get install openssl)",
             Component::Promtool => "promtool (apt-get install prometheus)",
+            Component::Jsonschema => {
+                "Python's jsonschema for /usr/bin/python3 (apt-get install python3-jsonschema)"
+            }
         }
     }
 }
@@ -71,6 +80,9 @@ fn runs(program: &str, args: &[&str]) -> bool {
     // ssh-keygen -? exits 1 after printing its usage: that it ran is what counts.
     Command::new(program).args(args).output().is_ok()
 }
+
+/// The Python that Debian's python3-jsonschema installs for.
+pub const JSONSCHEMA_PYTHON: &str = "/usr/bin/python3";
 
 /// The tests skipped in this binary, and what they missed.
 static SKIPPED: Mutex<Vec<(String, &'static str)>> = Mutex::new(Vec::new());
