@@ -61,9 +61,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub fn run(args: RunArgs) -> Outcome {
+    daemon::memory::configure();
     let Some(config) = args.common.load() else {
         return Outcome::Negative;
     };
+    // Loading a large config is the process's biggest burst of allocations.
+    daemon::memory::trim();
     init_logging(&config);
     let options = daemon::Options {
         config_path: args.common.config.clone(),

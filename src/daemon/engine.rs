@@ -280,6 +280,11 @@ impl Engine {
             .await
             .unwrap_or_else(|panic| {
                 Err(format!("the poll panicked: {}", fault::panic_text(&*panic)))
+            })
+            // Every tag's verdict is for `test`; a cycle need not keep it until it ends.
+            .map(|chosen| Chosen {
+                choice: None,
+                ..chosen
             });
         self.shared.metrics.checked(&alias, &env, result.is_ok());
         self.shared.status.update(&alias, &env, |s| match &result {

@@ -23,6 +23,7 @@ pub mod control;
 pub mod engine;
 pub mod fault;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
@@ -230,7 +231,10 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 tracing::info!("SIGHUP: reloading the config");
                 let _ = reload_tx.try_send(Trigger::Signal);
             }
-            _ = heartbeat.tick() => health.beat(),
+            _ = heartbeat.tick() => {
+                health.beat();
+                memory::trim();
+            }
             // The watchdog is fed only while polling makes progress: systemd restarts a daemon
             // whose loop turns but whose polls have all hung or failed for too long.
             _ = watchdog_tick.tick(), if watchdog.is_some() && health.healthy() => systemd::watchdog(),
