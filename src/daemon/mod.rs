@@ -95,9 +95,6 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         registry_metrics: shared.registry_metrics.clone(),
         control: Some((control, poll_tx)),
     });
-    let server_task = tokio::spawn(server.serve(listener, stop_rx));
-    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
-
     // Registry push events, when [webhooks] is configured.
     let (push_tx, mut push_rx) = mpsc::channel::<Vec<webhook::Pushed>>(64);
     let webhook_task = match (&config.webhooks, webhook::secret(&config).await?) {
@@ -115,6 +112,9 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         }
         _ => None,
     };
+    // Served last, so that when /healthz answers, every listener is bound.
+    let server_task = tokio::spawn(server.serve(listener, stop_rx));
+    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
     let (reload_tx, mut reload_rx) = mpsc::channel::<Trigger>(1);
     let _watcher = match reload::watch(&options.config_path, reload_tx.clone()) {
         Ok(w) => Some(w),
