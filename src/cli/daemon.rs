@@ -91,7 +91,10 @@ fn one_cycle(common: &ConfigArgs, config: Config, dry_run: bool) -> Result<Repor
     runtime().block_on(async move {
         let shared = Shared::open(state_dir);
         let engine = Engine::new(std::sync::Arc::new(config), &shared)?;
-        Ok(engine.cycle(&[], dry_run).await)
+        let report = engine.cycle(&[], dry_run).await;
+        // What the process learned (tokens, digests, status) is kept for the next run.
+        shared.save();
+        Ok(report)
     })
 }
 

@@ -41,7 +41,12 @@ pub struct Shared {
     /// Why each image was last left as it is, so a reason repeated every cycle is logged at
     /// INFO once.
     said: Arc<std::sync::Mutex<BTreeMap<(String, String), String>>>,
+    /// When the state files were last written by [`Shared::save_due`].
+    saved: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often a running daemon writes its state files at most.
+pub const SAVE_EVERY: Duration = Duration::from_secs(30);
 
 impl Shared {
     /// Opens the state dir: the metadata cache and the status store (rebuilt if corrupt).
@@ -58,6 +63,7 @@ impl Shared {
             metrics: Arc::new(DaemonMetrics::new()),
             mirrors: Arc::default(),
             said: Arc::default(),
+            saved: Arc::default(),
         }
     }
 
@@ -65,6 +71,20 @@ impl Shared {
     /// urls again (after a reload). A write in progress keeps the mirror it has.
     pub async fn forget_mirrors(&self) {
         self.mirrors.lock().await.clear();
+    }
+
+    /// [`Shared::save`], unless the last save was less than [`SAVE_EVERY`] ago: at thousands
+    /// of images, cycles end every second or two, and writing every file each time is most of
+    /// the daemon's work. Shutdown, `once` and `plan` save whatever the time.
+    pub fn save_due(&self) {
+        {
+            let mut last = self.saved.lock().expect("save time lock");
+            if last.is_some_and(|at| at.elapsed() < SAVE_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        self.save();
     }
 
     /// Writes the cache and the status store; failures are logged, the next save tries again.
@@ -242,7 +262,7 @@ impl Engine {
             seconds = format!("{:.1}", took.as_secs_f64()),
             "cycle done"
         );
-        self.shared.save();
+        self.shared.save_due();
         let report = Report { checks, branches };
         if !dry_run {
             super::notify::send(&self.config, &report).await;

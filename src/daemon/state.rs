@@ -117,7 +117,7 @@ impl StatusStore {
 
     /// Writes the store atomically.
     pub fn save(&self) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(&*self.entries.lock().expect("status lock"))
+        let bytes = serde_json::to_vec(&*self.entries.lock().expect("status lock"))
             .map_err(std::io::Error::other)?;
         write_atomically(&self.path, &bytes)
     }

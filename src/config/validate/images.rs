@@ -186,7 +186,8 @@ impl Validator<'_> {
             }
             return None;
         };
-        let mut deployments = Vec::new();
+        // Sized to the environments: a config of 20,000 images keeps these for its lifetime.
+        let mut deployments = Vec::with_capacity(deployed.len());
         let mut any_digest = false;
         for env_name in &deployed {
             let over = overrides.get(env_name);
