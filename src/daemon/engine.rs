@@ -106,6 +106,8 @@ impl Shared {
 
 /// How many registry polls run at once, per registry.
 const PER_REGISTRY: usize = 4;
+/// How many checks of one cycle are under way at once (most wait for their registry's turn).
+const POLLS_AT_ONCE: usize = 64;
 /// The longest one image's poll may take once it has its registry's turn.
 pub const POLL_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -231,17 +233,28 @@ impl Engine {
         let holds = Holds::read(&self.shared.state_dir);
         self.lift_released(&holds);
         let cycle = Cycle::new();
-        let mut polls = Vec::new();
+        // At most POLLS_AT_ONCE checks exist at a time: a check's future is kilobytes, and a
+        // first round can put thousands of images in one cycle.
+        // Plain loops, not closures: a closure over these borrows makes the cycle's future
+        // lose `Send`, which spawning it needs.
+        let mut pairs: Vec<(&Image, &Deployment)> = Vec::new();
         for image in &images {
             for deployment in &image.deployments {
-                polls.push(self.check(&cycle, &holds, image, deployment));
+                pairs.push((image, deployment));
             }
         }
-        // A Vec of futures rather than a mapping closure keeps this future Send for spawn.
-        let checks: Vec<Check> = futures_util::stream::iter(polls)
-            .buffer_unordered(64)
-            .collect()
-            .await;
+        let mut pending = pairs.into_iter();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        for (image, deployment) in pending.by_ref().take(POLLS_AT_ONCE) {
+            running.push(self.check(&cycle, &holds, image, deployment));
+        }
+        let mut checks: Vec<Check> = Vec::new();
+        while let Some(check) = running.next().await {
+            checks.push(check);
+            if let Some((image, deployment)) = pending.next() {
+                running.push(self.check(&cycle, &holds, image, deployment));
+            }
+        }
         let branches = self.write(&checks, &holds, dry_run).await;
         let took = started.elapsed();
         self.shared.metrics.cycle(took);

@@ -63,18 +63,25 @@ pub struct RevertHold {
 }
 
 /// `status.json`: (image alias, environment) -> [`Status`].
+///
+/// Kept in memory as one map keyed by the pair: a map per image would allocate a B-tree node
+/// (room for eleven entries, 4 KiB) for the one or three environments most images have, which
+/// at 5,000 images was 20 MB. The file keeps the nested form, `{alias: {environment: status}}`.
 #[derive(Debug)]
 pub struct StatusStore {
     path: PathBuf,
-    entries: Mutex<BTreeMap<String, BTreeMap<String, Status>>>,
+    entries: Mutex<BTreeMap<(String, String), Status>>,
 }
+
+/// The file's form.
+type Nested = BTreeMap<String, BTreeMap<String, Status>>;
 
 impl StatusStore {
     /// Reads `STATE_DIR/status.json`; a missing file is an empty store, a corrupt one is moved
     /// to `status.json.corrupt` and rebuilt.
     pub fn open(state_dir: &Path) -> StatusStore {
         let path = state_dir.join("status.json");
-        let entries = match std::fs::read(&path) {
+        let nested: Nested = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -86,6 +93,13 @@ impl StatusStore {
             },
             Err(_) => BTreeMap::new(),
         };
+        let entries = nested
+            .into_iter()
+            .flat_map(|(alias, envs)| {
+                envs.into_iter()
+                    .map(move |(env, status)| ((alias.clone(), env), status))
+            })
+            .collect();
         StatusStore {
             path,
             entries: Mutex::new(entries),
@@ -95,8 +109,7 @@ impl StatusStore {
     pub fn get(&self, alias: &str, environment: &str) -> Status {
         let entries = self.entries.lock().expect("status lock");
         entries
-            .get(alias)
-            .and_then(|e| e.get(environment))
+            .get(&(alias.to_string(), environment.to_string()))
             .cloned()
             .unwrap_or_default()
     }
@@ -104,21 +117,25 @@ impl StatusStore {
     /// Changes one entry in memory; [`save`](Self::save) writes them all.
     pub fn update(&self, alias: &str, environment: &str, f: impl FnOnce(&mut Status)) {
         let mut entries = self.entries.lock().expect("status lock");
-        f(entries
-            .entry(alias.to_string())
-            .or_default()
-            .entry(environment.to_string())
-            .or_default());
+        let key = (alias.to_string(), environment.to_string());
+        f(entries.entry(key).or_default());
     }
 
-    pub fn all(&self) -> BTreeMap<String, BTreeMap<String, Status>> {
-        self.entries.lock().expect("status lock").clone()
+    /// Every entry, in the file's nested form.
+    pub fn all(&self) -> Nested {
+        let mut nested = Nested::new();
+        for ((alias, env), status) in self.entries.lock().expect("status lock").iter() {
+            nested
+                .entry(alias.clone())
+                .or_default()
+                .insert(env.clone(), status.clone());
+        }
+        nested
     }
 
     /// Writes the store atomically.
     pub fn save(&self) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(&*self.entries.lock().expect("status lock"))
-            .map_err(std::io::Error::other)?;
+        let bytes = serde_json::to_vec(&self.all()).map_err(std::io::Error::other)?;
         write_atomically(&self.path, &bytes)
     }
 }
