@@ -89,6 +89,14 @@ impl ConfigArgs {
     }
 }
 
+/// A single-threaded runtime for a command that makes a few requests and exits.
+pub fn small_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
 /// Outcome of a subcommand, mapped to the documented exit codes.
 pub enum Outcome {
     Success,

@@ -44,13 +44,10 @@ pub fn poll(args: PollArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::small_runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return Outcome::Usage;
         }
     };

@@ -125,13 +125,10 @@ pub fn run(args: &Args, found: Found) -> Outcome {
         .iter()
         .find(|d| d.environment == environment)
         .expect("found deployments exist");
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::small_runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return Outcome::Usage;
         }
     };

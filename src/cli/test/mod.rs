@@ -208,10 +208,7 @@ fn from_registry(
         Arc::new(MetadataCache::in_memory()),
     )
     .map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime = crate::cli::small_runtime()?;
     let choice = runtime
         .block_on(registry::choose(
             &client,
