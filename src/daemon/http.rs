@@ -200,12 +200,7 @@ impl Server {
         let Some((control, requests)) = &self.control else {
             return ("404 Not Found", error("no /poll here".into()));
         };
-        let presented = request
-            .header("authorization")
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        if !presented.is_some_and(|t| control.accepts(t)) {
+        if !request.bearer().is_some_and(|t| control.accepts(t)) {
             return (
                 "401 Unauthorized",
                 error("the token from control.json in the daemon's state dir is required".into()),
@@ -279,6 +274,24 @@ impl Request {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The token of `Authorization: Bearer TOKEN`; the scheme is case-insensitive (RFC 9110:
+    /// `Bearer`, `bearer`, `BEARER`).
+    pub fn bearer(&self) -> Option<&str> {
+        let (scheme, token) = self.header("authorization")?.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+}
+
+/// Whether a presented secret is the expected one, compared without stopping at the first
+/// difference, so the time taken tells a client nothing about how much of it was right.
+pub fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
+    presented.len() == expected.len()
+        && presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 const MAX_HEAD: usize = 8 * 1024;

@@ -21,7 +21,7 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use super::http::{Request, accept_loop, read_body, read_head, respond};
+use super::http::{Request, accept_loop, read_body, read_head, respond, same_secret};
 use crate::config::Config;
 use crate::registry::credentials;
 
@@ -262,23 +262,15 @@ pub fn authorized(request: &Request, secret: &str) -> bool {
         }
     }
     if let Some(auth) = request.header("authorization") {
-        // The scheme is case-insensitive (RFC 9110): `Bearer`, `bearer`, `BEARER`.
-        let token = match auth.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => auth,
-        };
-        return same(token.as_bytes(), secret.as_bytes());
+        // `Bearer SECRET`, or the secret alone.
+        let token = request.bearer().unwrap_or(auth);
+        return same_secret(token.as_bytes(), secret.as_bytes());
     }
     request
         .query
         .split('&')
         .filter_map(|kv| kv.strip_prefix("token="))
-        .any(|t| same(t.as_bytes(), secret.as_bytes()))
-}
-
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .any(|t| same_secret(t.as_bytes(), secret.as_bytes()))
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
