@@ -79,7 +79,8 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let listener = http::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let health = Arc::new(http::Health::new(allowance(&config)));
+    // Its allowance follows the budget plan, set once the schedule has one (see `planned`).
+    let health = Arc::new(http::Health::new(http::MIN_ALLOWANCE));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (poll_tx, mut poll_rx) = mpsc::channel::<control::PollRequest>(16);
     let served = listener.local_addr().unwrap_or(listen);
@@ -130,7 +131,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let mut source = std::fs::read(&options.config_path).unwrap_or_default();
     let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
     let mut schedule = Schedule::new(&engine.config);
-    planned(&schedule, &engine.config, &shared);
+    planned(&schedule, &engine.config, &shared, &health);
     health.images.store(schedule.len(), Ordering::Relaxed);
     let mut lanes: BTreeMap<String, Running> = BTreeMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<LaneDone>();
@@ -195,10 +196,9 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                             shared.metrics.reloaded(true);
                             tracing::info!(file = %options.config_path.display(), images = new.config.images.len(), "config reloaded");
                             schedule.reconcile(&new.config);
-                            planned(&schedule, &new.config, &shared);
+                            planned(&schedule, &new.config, &shared, &health);
                             waiters.retain_known(|alias| new.config.images.contains_key(alias));
                             health.images.store(schedule.len(), Ordering::Relaxed);
-                            health.set_allowance(allowance(&new.config));
                             engine = Arc::new(new);
                             shared.forget_mirrors().await;
                         }
@@ -531,20 +531,20 @@ fn start_lane(
 }
 
 /// Says once, after a start or a reload, which registries' budgets stretch the intervals, and
-/// gives the metrics the plan.
-fn planned(schedule: &Schedule, config: &Config, shared: &Shared) {
+/// gives the metrics and the health check the plan.
+fn planned(schedule: &Schedule, config: &Config, shared: &Shared, health: &http::Health) {
     let plan = schedule.plan();
     for warning in plan.warnings() {
         tracing::warn!("{warning}");
     }
     shared.metrics.planned(plan, config);
+    health.set_allowance(allowance(config, plan));
 }
 
 /// How long the daemon may go without a successful poll before it reports itself unhealthy:
 /// `unhealthy_after` of the longest image interval.
-fn allowance(config: &Config) -> Duration {
+fn allowance(config: &Config, plan: &budget::Plan) -> Duration {
     // Intervals as the budget stretches them: a registry polled less often is not a stall.
-    let plan = budget::Plan::new(config);
     let longest = config
         .images
         .values()
