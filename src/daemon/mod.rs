@@ -472,17 +472,14 @@ fn poll_refusal(config: &Config, request: &control::PollRequest) -> Option<contr
     ))
 }
 
-/// The lane of an image: its registry's name (images of registries the config does not list
-/// share the lane of their host).
+/// The lane of an image, as the budget plan names it: its registry's name (images of
+/// registries the config does not list share the lane of their host).
 fn lane_of(engine: &Engine, alias: &str) -> String {
     engine
         .config
         .images
         .get(alias)
-        .map(|image| match engine.registries().for_image(image) {
-            Some(client) => client.name().to_string(),
-            None => image.reference.registry().to_string(),
-        })
+        .map(budget::lane)
         .unwrap_or_default()
 }
 

@@ -73,20 +73,20 @@ impl Schedule {
     pub fn reconcile(&mut self, config: &Config) {
         let now = Instant::now();
         let plan = Plan::new(config);
-        let fresh: std::collections::BTreeSet<&str> = config
+        let prints: BTreeMap<&str, u64> = config
             .images
             .keys()
-            .filter(|a| {
-                self.entries
-                    .get(*a)
-                    .is_none_or(|e| e.fingerprint != fingerprint(config, a))
-            })
-            .map(String::as_str)
+            .map(|a| (a.as_str(), fingerprint(config, a)))
             .collect();
-        let first = plan.first_polls(config, |alias| fresh.contains(alias));
+        let fresh = |alias: &str| {
+            self.entries
+                .get(alias)
+                .is_none_or(|e| e.fingerprint != prints[alias])
+        };
+        let first = plan.first_polls(config, fresh);
         let mut entries = BTreeMap::new();
         for (alias, image) in &config.images {
-            let fp = fingerprint(config, alias);
+            let fp = prints[alias.as_str()];
             let interval = plan.interval(image);
             let entry = match self.entries.remove(alias) {
                 Some(old) if old.fingerprint == fp => Entry { interval, ..old },
