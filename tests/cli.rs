@@ -308,3 +308,39 @@ fn the_man_page_and_completions_cover_every_subcommand() {
         assert!(!run(&["completions", shell]).is_empty());
     }
 }
+
+/// Issue: `check` reported target errors only once the image's other errors were fixed. The
+/// binary reports both kinds in one run, each at its line, and exits 1.
+#[test]
+fn check_reports_target_errors_together_with_image_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updater.toml");
+    std::fs::write(
+        &path,
+        r#"[repositories.manifests]
+url = "https://git.example.com/org/manifests.git"
+
+[environments.prod]
+branch = "deploy/prod"
+
+[images.api]
+image = "ghcr.io/org/api"
+constraint = ">= banana"
+[[images.api.targets]]
+kind = "kustomizaton"
+file = "k.yaml"
+"#,
+    )
+    .unwrap();
+    let out = run(&["check", "--config", path.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("updater.toml:9:"),
+        "the image error at its line:\n{err}"
+    );
+    assert!(
+        err.contains("unknown target kind `kustomizaton`") && err.contains("updater.toml:11:"),
+        "the target error at its line, in the same run:\n{err}"
+    );
+}
