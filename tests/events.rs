@@ -115,6 +115,130 @@ async fn a_signed_push_event_triggers_an_update_and_a_forged_one_is_refused() {
     );
 }
 
+/// A client that trusts only the CA in `ca`.
+fn trusting(ca: &std::path::Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// Registries on other hosts send their events over the network: with `tls_certificate` and
+/// `tls_key` the webhook listener serves HTTPS with a certificate made by openssl, a renewed
+/// certificate is served without a restart, and a broken renewal keeps the previous one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_over_tls_with_a_certificate_renewed_in_place() {
+    needs!(Registry, Lighttpd, Openssl);
+    let world = world().await;
+    let certs = tempfile::tempdir().unwrap();
+    let (first, renewed) = (certs.path().join("first"), certs.path().join("renewed"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&renewed).unwrap();
+    let first = harness::Tls::generate(&first);
+    let renewed = harness::Tls::generate(&renewed);
+    let (cert, key) = (
+        certs.path().join("webhook.pem"),
+        certs.path().join("webhook.key"),
+    );
+    std::fs::copy(&first.cert, &cert).unwrap();
+    std::fs::copy(&first.key, &key).unwrap();
+    let (webhooks, hook_port) = world.webhooks();
+    let webhooks = format!(
+        "{webhooks}tls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let config = format!("{}{webhooks}{}", world.base_config(&["prod"]), api(&world));
+    world.write_config(&config);
+    let daemon = world.start();
+    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+    world.push("org/api", "v1.1.0").await;
+    let body = format!(
+        r#"{{"events":[{{"action":"push","target":{{"repository":"org/api","tag":"v1.1.0"}},"request":{{"host":"{}"}}}}]}}"#,
+        world.host()
+    );
+    let url = format!("https://127.0.0.1:{hook_port}/webhook");
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hook_port}/webhook"))
+        .header("x-hub-signature-256", sign("hook-s3cret", &body))
+        .body(body.clone())
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+
+    let good = trusting(&first.ca)
+        .post(&url)
+        .header("x-hub-signature-256", sign("hook-s3cret", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 202);
+    world
+        .wait_for(
+            "deploy/prod",
+            "prod/kustomization.yaml",
+            "newTag: v1.1.0",
+            &daemon,
+        )
+        .await;
+
+    // Renewed in place, as certbot or cert-manager do: written beside, renamed over.
+    let replace = |from: &std::path::Path, to: &std::path::Path| {
+        let tmp = to.with_extension("new");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    replace(&renewed.cert, &cert);
+    replace(&renewed.key, &key);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = trusting(&renewed.ca).post(&url).body("{}").send().await;
+        if let Ok(answer) = answer {
+            assert_eq!(
+                answer.status(),
+                401,
+                "unsigned, over the renewed certificate"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        trusting(&first.ca)
+            .post(&url)
+            .body("{}")
+            .send()
+            .await
+            .is_err(),
+        "the replaced certificate is still served"
+    );
+
+    // A broken renewal is logged and the previous certificate stays in use.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let answer = trusting(&renewed.ca)
+        .post(&url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    daemon
+        .wait_log("the changed TLS certificate or key does not load")
+        .await;
+}
+
 /// (path, Authorization header, body) of a delivered notification.
 type Delivery = (String, Option<String>, String);
 

@@ -39,6 +39,16 @@ pub struct Webhooks {
     pub listen: SocketAddr,
     /// The shared secret: an HMAC-SHA256 key for signed payloads, or a bearer token.
     pub secret: CredentialRef,
+    /// HTTPS instead of plain HTTP, when set.
+    pub tls: Option<WebhookTls>,
+}
+
+/// The webhook listener's certificate chain and private key, PEM files reloaded when they
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTls {
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// `[notifications.NAME]`: one message per environment after each cycle that changed or

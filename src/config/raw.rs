@@ -45,6 +45,10 @@ pub struct RawWebhooks {
     pub listen: Option<Str>,
     #[schemars(with = "Option<String>")]
     pub secret: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub tls_certificate: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub tls_key: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

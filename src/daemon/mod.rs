@@ -76,7 +76,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         .map_err(|e| crate::private::state_dir_error(&state_dir, &e))?;
     let shared = Shared::open(state_dir);
     let listen = options.listen.unwrap_or(config.settings.listen);
-    let listener = http::bind(listen)
+    let listener = http::endpoints::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     // Its allowance follows the budget plan, set once the schedule has one (see `planned`).
@@ -100,12 +100,21 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let (push_tx, mut push_rx) = mpsc::channel::<Vec<webhook::Pushed>>(64);
     let webhook_task = match (&config.webhooks, webhook::secret(&config).await?) {
         (Some(w), Some(secret)) => {
+            let tls = match &w.tls {
+                Some(t) => Some(Arc::new(
+                    http::tls::Certificates::load(&t.certificate, &t.key)
+                        .map_err(|e| format!("webhooks: {e}"))?,
+                )),
+                None => None,
+            };
             let listener = tokio::net::TcpListener::bind(w.listen)
                 .await
                 .map_err(|e| format!("cannot listen for webhooks on {}: {e}", w.listen))?;
-            tracing::info!(listen = %w.listen, "accepting registry webhooks on POST /webhook");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(listen = %w.listen, scheme, "accepting registry webhooks on POST /webhook");
             Some(tokio::spawn(webhook::serve(
                 listener,
+                tls,
                 Arc::new(secret),
                 push_tx.clone(),
                 stop_tx.subscribe(),

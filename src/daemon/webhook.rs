@@ -13,15 +13,25 @@
 // overflow or panic; every operation is checked or saturating.
 #![deny(clippy::arithmetic_side_effects)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tower::limit::GlobalConcurrencyLimitLayer;
 
-use super::http::{Request, accept_loop, read_body, read_head, respond, same_secret};
+use super::http::serve::{Listener, serve as serve_connections};
+use super::http::tls::Certificates;
+use super::http::{bearer, same_secret};
 use crate::config::Config;
 use crate::registry::credentials;
 
@@ -49,111 +59,194 @@ pub async fn secret(config: &Config) -> Result<Option<String>, String> {
 
 /// Connections the webhook listener serves at once.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Deliveries handled at once; more wait for a turn (each may hold [`MAX_BODY`] bytes).
+const MAX_IN_FLIGHT: usize = 64;
 /// The largest event body read; registries' push notifications are a few KiB.
 pub const MAX_BODY: usize = 64 * 1024;
+/// A body must have arrived within this once its head has.
+const BODY_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Serves `POST /webhook` until `shutdown`; each accepted event is sent to the scheduler.
+/// What the webhook handler shares across deliveries.
+struct Hook {
+    secret: Arc<String>,
+    events: mpsc::Sender<Vec<Pushed>>,
+    guard: Guard,
+}
+
+/// Serves `POST /webhook` until `shutdown`, over TLS when `tls` is given; each accepted event
+/// is sent to the scheduler.
 pub async fn serve(
-    listener: TcpListener,
+    socket: TcpListener,
+    tls: Option<Arc<Certificates>>,
     secret: Arc<String>,
     events: mpsc::Sender<Vec<Pushed>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let guard = Arc::new(Guard::default());
-    accept_loop(listener, MAX_CONNECTIONS, shutdown, |mut stream, peer| {
-        let (secret, events, guard) = (secret.clone(), events.clone(), guard.clone());
-        async move {
-            let Some(head) = read_head(&mut stream).await else {
-                return;
-            };
-            let (status, body) = match admit(&head.request, &secret) {
-                Err(refusal) => refusal,
-                Ok(()) => match read_body(&mut stream, head, MAX_BODY).await {
-                    None => (
-                        "413 Content Too Large",
-                        format!(r#"{{"error":"at most {MAX_BODY} bytes, sent within 5 s"}}"#),
-                    ),
-                    Some(request) => handle(&request, &secret, &events, &guard).await,
-                },
-            };
-            if !status.starts_with("20") {
-                guard.refused(peer, status);
-            }
-            respond(&mut stream, status, "application/json", &body).await;
-        }
-    })
-    .await;
+    let hook = Arc::new(Hook {
+        secret,
+        events,
+        guard: Guard::default(),
+    });
+    let router = Router::new()
+        .route("/webhook", post(receive).fallback(elsewhere))
+        .fallback(elsewhere)
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        .with_state(hook);
+    let listener = Listener {
+        socket,
+        connections: MAX_CONNECTIONS,
+        tls,
+    };
+    serve_connections(listener, router, shutdown).await;
 }
 
-/// What can be checked before the body is read: the method and path, and a token. A request
-/// with no proof of the secret at all is refused without reading its body; one signed over
-/// its body (HMAC) is read, up to [`MAX_BODY`], and checked then.
-fn admit(request: &Request, secret: &str) -> Result<(), (&'static str, String)> {
-    if request.method != "POST" || request.path != "/webhook" {
-        return Err(("404 Not Found", r#"{"error":"POST /webhook"}"#.into()));
+/// A request's parts that prove the secret.
+pub struct Delivery<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+impl Delivery<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
     }
+}
+
+fn reply(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Anything but `POST /webhook`.
+async fn elsewhere(
+    State(hook): State<Arc<Hook>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    hook.guard.refused(peer, StatusCode::NOT_FOUND);
+    reply(StatusCode::NOT_FOUND, r#"{"error":"POST /webhook"}"#.into())
+}
+
+async fn receive(
+    State(hook): State<Arc<Hook>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let query = parts.uri.query().unwrap_or_default();
+    let (status, text) = match admit(&parts.headers, query, &hook.secret) {
+        Err(refusal) => refusal,
+        Ok(()) => match read_body(&parts.headers, body).await {
+            None => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(r#"{{"error":"at most {MAX_BODY} bytes, sent within 5 s"}}"#),
+            ),
+            Some(bytes) => {
+                let delivery = Delivery {
+                    headers: &parts.headers,
+                    query,
+                    body: &bytes,
+                };
+                hook.handle(&delivery).await
+            }
+        },
+    };
+    if !status.is_success() {
+        hook.guard.refused(peer, status);
+    }
+    reply(status, text)
+}
+
+/// The body, when it is at most [`MAX_BODY`] bytes and arrives within [`BODY_DEADLINE`]; one
+/// announced larger is refused unread.
+async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Option<axum::body::Bytes> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return None;
+    }
+    tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// What can be checked before the body is read: a token. A request with no proof of the
+/// secret at all is refused without reading its body; one signed over its body (HMAC) is
+/// read, up to [`MAX_BODY`], and checked then.
+fn admit(headers: &HeaderMap, query: &str, secret: &str) -> Result<(), (StatusCode, String)> {
     let signed = ["x-hub-signature-256", "x-image-updater-signature"]
         .iter()
-        .any(|h| request.header(h).is_some());
-    if signed || authorized(request, secret) {
+        .any(|h| headers.contains_key(*h));
+    let unread = Delivery {
+        headers,
+        query,
+        body: &[],
+    };
+    if signed || authorized(&unread, secret) {
         return Ok(());
     }
     Err((
-        "401 Unauthorized",
+        StatusCode::UNAUTHORIZED,
         r#"{"error":"missing or wrong signature or token"}"#.into(),
     ))
 }
 
-async fn handle(
-    request: &Request,
-    secret: &str,
-    events: &mpsc::Sender<Vec<Pushed>>,
-    guard: &Guard,
-) -> (&'static str, String) {
-    if !authorized(request, secret) {
-        return (
-            "401 Unauthorized",
-            r#"{"error":"missing or wrong signature or token"}"#.into(),
-        );
-    }
-    // Decoded once: the pushes and the replay check read the same value.
-    let decoded = serde_json::from_slice::<Value>(&request.body)
-        .map_err(|e| format!("not JSON: {e}"))
-        .and_then(|v| pushes(&v).map(|p| (v, p)));
-    let (body, pushed) = match decoded {
-        Ok(d) => d,
-        Err(e) => {
+impl Hook {
+    async fn handle(&self, delivery: &Delivery<'_>) -> (StatusCode, String) {
+        if !authorized(delivery, &self.secret) {
             return (
-                "400 Bad Request",
-                serde_json::json!({ "error": e }).to_string(),
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"missing or wrong signature or token"}"#.into(),
             );
         }
-    };
-    // A delivery seen before, or one stamped outside the window, is not acted on again.
-    match guard.fresh(request, &body) {
-        Freshness::Fresh => {}
-        Freshness::Replayed => {
-            return ("200 OK", r#"{"events":0,"duplicate":true}"#.into());
+        // Decoded once: the pushes and the replay check read the same value.
+        let decoded = serde_json::from_slice::<Value>(delivery.body)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|v| pushes(&v).map(|p| (v, p)));
+        let (body, pushed) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": e }).to_string(),
+                );
+            }
+        };
+        // A delivery seen before, or one stamped outside the window, is not acted on again.
+        match self.guard.fresh(delivery, &body) {
+            Freshness::Fresh => {}
+            Freshness::Replayed => {
+                return (StatusCode::OK, r#"{"events":0,"duplicate":true}"#.into());
+            }
+            Freshness::Stale => {
+                return (
+                    StatusCode::CONFLICT,
+                    r#"{"error":"the event is stamped outside the accepted window"}"#.into(),
+                );
+            }
         }
-        Freshness::Stale => {
+        tracing::info!(events = pushed.len(), repositories = ?pushed.iter().map(|p| p.repository.as_str()).collect::<Vec<_>>(), "webhook: push events");
+        let count = pushed.len();
+        if !pushed.is_empty() && self.events.send(pushed).await.is_err() {
             return (
-                "409 Conflict",
-                r#"{"error":"the event is stamped outside the accepted window"}"#.into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"shutting down"}"#.into(),
             );
         }
+        (
+            StatusCode::ACCEPTED,
+            serde_json::json!({ "events": count }).to_string(),
+        )
     }
-    tracing::info!(events = pushed.len(), repositories = ?pushed.iter().map(|p| p.repository.as_str()).collect::<Vec<_>>(), "webhook: push events");
-    let count = pushed.len();
-    if !pushed.is_empty() && events.send(pushed).await.is_err() {
-        return (
-            "503 Service Unavailable",
-            r#"{"error":"shutting down"}"#.into(),
-        );
-    }
-    (
-        "202 Accepted",
-        serde_json::json!({ "events": count }).to_string(),
-    )
 }
 
 /// How far from now an event's own timestamp may be, and how long a delivery id is kept.
@@ -181,7 +274,7 @@ impl Guard {
     /// event's `id`) are new, and its timestamps (distribution's `timestamp`, Harbor's
     /// `occur_at`) within [`REPLAY_WINDOW`] of now. Senders that give neither are taken as
     /// they come (polling is the safety net; a replay costs an early check at most).
-    fn fresh(&self, request: &Request, body: &Value) -> Freshness {
+    fn fresh(&self, delivery: &Delivery<'_>, body: &Value) -> Freshness {
         let now = jiff::Timestamp::now();
         let window = jiff::SignedDuration::try_from(REPLAY_WINDOW).unwrap_or_default();
         let stamps = body
@@ -212,7 +305,7 @@ impl Guard {
             .flatten()
             .filter_map(|e| e.get("id")?.as_str().map(String::from))
             .collect();
-        ids.extend(request.header("x-github-delivery").map(String::from));
+        ids.extend(delivery.header("x-github-delivery").map(String::from));
         if ids.is_empty() {
             return Freshness::Fresh;
         }
@@ -234,7 +327,7 @@ impl Guard {
 
     /// Logs a refused request, at most one line every ten seconds (with how many more there
     /// were), so a flood of bad requests cannot flood the log.
-    fn refused(&self, peer: std::net::SocketAddr, status: &str) {
+    fn refused(&self, peer: SocketAddr, status: StatusCode) {
         let mut r = self.refusals.lock().expect("refusals lock");
         let due =
             r.1.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(10));
@@ -247,26 +340,26 @@ impl Guard {
     }
 }
 
-/// Whether the request proves it knows the secret.
-pub fn authorized(request: &Request, secret: &str) -> bool {
+/// Whether the delivery proves it knows the secret.
+pub fn authorized(delivery: &Delivery<'_>, secret: &str) -> bool {
     for header in ["x-hub-signature-256", "x-image-updater-signature"] {
-        if let Some(value) = request.header(header) {
+        if let Some(value) = delivery.header(header) {
             let hex = value.strip_prefix("sha256=").unwrap_or(value);
             let Some(expected) = decode_hex(hex) else {
                 return false;
             };
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
                 .expect("HMAC takes any key length");
-            mac.update(&request.body);
+            mac.update(delivery.body);
             return mac.verify_slice(&expected).is_ok();
         }
     }
-    if let Some(auth) = request.header("authorization") {
+    if let Some(auth) = delivery.header("authorization") {
         // `Bearer SECRET`, or the secret alone.
-        let token = request.bearer().unwrap_or(auth);
+        let token = bearer(delivery.headers).unwrap_or(auth);
         return same_secret(token.as_bytes(), secret.as_bytes());
     }
-    request
+    delivery
         .query
         .split('&')
         .filter_map(|kv| kv.strip_prefix("token="))
@@ -431,17 +524,21 @@ pub fn matching(config: &Config, pushed: &[Pushed]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn req(headers: &[(&str, &str)], query: &str, body: &str) -> Request {
-        Request {
-            method: "POST".into(),
-            path: "/webhook".into(),
-            query: query.into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
+    /// Whether a delivery with these headers, query and body proves the secret.
+    fn proves(headers: &[(&str, &str)], query: &str, body: &str, secret: &str) -> bool {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
+        let delivery = Delivery {
+            headers: &map,
+            query,
+            body: body.as_bytes(),
+        };
+        authorized(&delivery, secret)
     }
 
     #[test]
@@ -455,36 +552,38 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert!(authorized(
-            &req(
-                &[("x-hub-signature-256", &format!("sha256={sig}"))],
-                "",
-                body
-            ),
+        assert!(proves(
+            &[("x-hub-signature-256", &format!("sha256={sig}"))],
+            "",
+            body,
             "s3cret"
         ));
-        assert!(!authorized(
-            &req(
-                &[("x-hub-signature-256", &format!("sha256={sig}"))],
-                "",
-                &body.replace("v1", "v2")
-            ),
+        assert!(!proves(
+            &[("x-hub-signature-256", &format!("sha256={sig}"))],
+            "",
+            &body.replace("v1", "v2"),
             "s3cret"
         ));
-        assert!(!authorized(
-            &req(&[("x-hub-signature-256", "sha256=zz")], "", body),
+        assert!(!proves(
+            &[("x-hub-signature-256", "sha256=zz")],
+            "",
+            body,
             "s3cret"
         ));
-        assert!(authorized(
-            &req(&[("authorization", "Bearer s3cret")], "", body),
+        assert!(proves(
+            &[("authorization", "Bearer s3cret")],
+            "",
+            body,
             "s3cret"
         ));
-        assert!(!authorized(
-            &req(&[("authorization", "Bearer s3cre")], "", body),
+        assert!(!proves(
+            &[("authorization", "Bearer s3cre")],
+            "",
+            body,
             "s3cret"
         ));
-        assert!(authorized(&req(&[], "token=s3cret", body), "s3cret"));
-        assert!(!authorized(&req(&[], "", body), "s3cret"));
+        assert!(proves(&[], "token=s3cret", body, "s3cret"));
+        assert!(!proves(&[], "", body, "s3cret"));
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! From the file as written ([`raw`](super::raw)) to a [`Config`] that cannot be wrong.
 //!
 //! Each section has its own module ([`images`], [`registries`], [`repositories`],
-//! [`settings`], [`targets`]; environments, webhooks and notifications are still here) and its
+//! [`settings`], [`targets`], [`webhooks`]; environments and notifications are still here) and its
 //! own diagnostics. A value that fails is reported and left out, and checking goes on, so one
 //! run shows every problem; problems that follow
 //! only from an earlier one (an image whose bad regexp was already reported) are not repeated.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -17,6 +16,7 @@ mod registries;
 mod repositories;
 mod settings;
 mod targets;
+mod webhooks;
 
 use super::credentials::CredentialRef;
 use super::diagnostic::{Diagnostic, Origin};
@@ -107,40 +107,6 @@ impl<'a> Validator<'a> {
             images,
             webhooks,
             notifications,
-        })
-    }
-
-    fn webhooks(&mut self, raw: &Spanned<RawWebhooks>) -> Option<Webhooks> {
-        let span = raw.span();
-        let raw = raw.get_ref();
-        let listen = match &raw.listen {
-            Some(l) => self.parse(l, "listen", |t| {
-                t.parse::<SocketAddr>()
-                    .map_err(|_| format!("`{t}` is not an address such as 0.0.0.0:8082"))
-            }),
-            None => {
-                self.error_hint(
-                    Origin::Section(span.clone()),
-                    "[webhooks] has no listen address",
-                    "add listen = \"0.0.0.0:8082\"",
-                );
-                None
-            }
-        };
-        let secret = match &raw.secret {
-            Some(s) => self.parse(s, "secret", CredentialRef::parse),
-            None => {
-                self.error_hint(
-                    Origin::Section(span),
-                    "[webhooks] has no secret: anyone could trigger checks",
-                    "add secret = \"env:WEBHOOK_SECRET\" (an HMAC key or bearer token shared with the registry)",
-                );
-                None
-            }
-        };
-        Some(Webhooks {
-            listen: listen?,
-            secret: secret?,
         })
     }
 

@@ -1,0 +1,170 @@
+//! TLS for the webhook listener: registries on other hosts send their push events over the
+//! network, so the endpoint can serve HTTPS with a certificate and key from the config.
+//!
+//! Certificates are renewed on disk (cert-manager, certbot, an operator's cron): the files are
+//! looked at again at most once a second, on the next handshake, and a changed pair is loaded
+//! without a restart. A pair that does not load (half written, a key that is not the
+//! certificate's) is logged and the previous one stays in use.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::crypto::{CryptoProvider, aws_lc_rs};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::{self, ServerConfig};
+
+/// A certificate chain and key file read larger than this is refused.
+const MAX_FILE: u64 = 1024 * 1024;
+/// How often at most the files' modification times are looked at.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Why a certificate and key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is larger than {MAX_FILE} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: {detail}")]
+    Pem { path: PathBuf, detail: String },
+    #[error("the key in {key} cannot sign for the certificate in {certificate}: {detail}")]
+    Mismatch {
+        certificate: PathBuf,
+        key: PathBuf,
+        detail: String,
+    },
+}
+
+/// The certificate and key files, and the pair loaded from them last.
+#[derive(Debug)]
+pub struct Certificates {
+    certificate: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    loaded: Mutex<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    pair: Arc<CertifiedKey>,
+    /// The files' modification times when `pair` was read.
+    stamps: [Option<SystemTime>; 2],
+    checked: Instant,
+}
+
+impl Certificates {
+    /// Loads the pair now, so that a wrong file is a startup error.
+    pub fn load(certificate: &Path, key: &Path) -> Result<Certificates, TlsError> {
+        let provider = Arc::new(aws_lc_rs::default_provider());
+        let stamps = [modified(certificate), modified(key)];
+        let pair = read_pair(certificate, key, &provider)?;
+        Ok(Certificates {
+            certificate: certificate.to_path_buf(),
+            key: key.to_path_buf(),
+            provider,
+            loaded: Mutex::new(Loaded {
+                pair: Arc::new(pair),
+                stamps,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// A server config that asks this resolver for the pair at each handshake.
+    pub fn server_config(self: Arc<Self>) -> ServerConfig {
+        let provider = self.provider.clone();
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the default provider supports its default protocol versions")
+            .with_no_client_auth()
+            .with_cert_resolver(self);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
+    }
+
+    /// The pair to present, reloaded first when the files changed since it was read.
+    fn current(&self) -> Arc<CertifiedKey> {
+        let mut loaded = self.loaded.lock().expect("certificate lock");
+        if loaded.checked.elapsed() >= RECHECK {
+            loaded.checked = Instant::now();
+            let stamps = [modified(&self.certificate), modified(&self.key)];
+            if stamps != loaded.stamps {
+                match read_pair(&self.certificate, &self.key, &self.provider) {
+                    Ok(pair) => {
+                        tracing::info!(certificate = %self.certificate.display(), "webhooks: loaded the renewed TLS certificate");
+                        loaded.pair = Arc::new(pair);
+                        loaded.stamps = stamps;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhooks: the changed TLS certificate or key does not load; still serving the previous one");
+                    }
+                }
+            }
+        }
+        loaded.pair.clone()
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    let read = |source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read)?
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(TlsError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn read_pair(
+    certificate: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let pem = |path: &Path, e: rustls_pki_types::pem::Error| TlsError::Pem {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let chain = CertificateDer::pem_slice_iter(&read_bounded(certificate)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem(certificate, e))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: certificate.to_path_buf(),
+        });
+    }
+    let secret = PrivateKeyDer::from_pem_slice(&read_bounded(key)?).map_err(|e| pem(key, e))?;
+    CertifiedKey::from_der(chain, secret, provider).map_err(|e: rustls::Error| TlsError::Mismatch {
+        certificate: certificate.to_path_buf(),
+        key: key.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
