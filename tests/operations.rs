@@ -67,9 +67,35 @@ fn families_in(file: &str) -> Vec<String> {
     names
 }
 
+/// The samples in `text`, as counted by the Prometheus client's OpenMetrics parser, which
+/// refuses anything the format does not allow.
+fn parse_openmetrics(text: &str) -> usize {
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(sum(len(f.samples) for f in parse(sys.stdin.read())))\n";
+    let mut child = Command::new(harness::need::PYTHON)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_metrics_pass_promtool_and_carry_every_series_rules_and_dashboard_use() {
-    needs!(Promtool, Registry, Lighttpd);
+    needs!(Promtool, OpenMetricsParser, Registry, Lighttpd);
     let overlay = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n  - name: REGISTRY/org/app\n    newTag: v1.0.0\n";
     let world = World::new(&[("dev/kustomization.yaml", overlay)], &["deploy/dev"]).await;
     world.push("org/app", "v1.1.0").await;
@@ -93,6 +119,33 @@ async fn the_live_metrics_pass_promtool_and_carry_every_series_rules_and_dashboa
     let (_, metrics) = daemon.get("/metrics").await;
     let (ok, out) = promtool(&["check", "metrics"], Path::new(RULES), Some(&metrics));
     assert!(ok, "promtool check metrics:\n{out}\n{metrics}");
+    // A scraper that asks for OpenMetrics gets it, and it passes a strict parser with the
+    // same samples as the classic text.
+    let openmetrics = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/metrics", daemon.port))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        openmetrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text; version=1.0.0"),
+        "{:?}",
+        openmetrics.headers()
+    );
+    let openmetrics = openmetrics.text().await.unwrap();
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    let parsed = parse_openmetrics(&openmetrics);
+    let classic_samples = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    assert_eq!(parsed, classic_samples, "{openmetrics}");
     for file in [
         "prometheus/image-updater.rules.yml",
         "grafana/image-updater.json",

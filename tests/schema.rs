@@ -6,7 +6,7 @@ mod harness;
 
 use std::process::Command;
 
-use harness::need::JSONSCHEMA_PYTHON;
+use harness::need::PYTHON;
 
 const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/updater.toml.example");
@@ -25,7 +25,7 @@ cls.check_schema(schema)
 for error in cls(schema).iter_errors(config):
     print(error.message)
 "#;
-    let out = Command::new(JSONSCHEMA_PYTHON)
+    let out = Command::new(PYTHON)
         .args(["-c", script])
         .arg(schema)
         .arg(&file)

@@ -29,6 +29,8 @@ pub enum Component {
     Promtool,
     /// Debian's python3 with the jsonschema module, to validate configs against the schema.
     Jsonschema,
+    /// Debian's python3 with the Prometheus client, whose OpenMetrics parser is strict.
+    OpenMetricsParser,
 }
 
 impl Component {
@@ -45,8 +47,12 @@ impl Component {
             Component::SshKeygen => runs("ssh-keygen", &["-?"]),
             Component::Openssl => runs("openssl", &["version"]),
             Component::Promtool => runs("promtool", &["--version"]),
-            Component::Jsonschema => Command::new(JSONSCHEMA_PYTHON)
+            Component::Jsonschema => Command::new(PYTHON)
                 .args(["-c", "import jsonschema, tomllib"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            Component::OpenMetricsParser => Command::new(PYTHON)
+                .args(["-c", "import prometheus_client.openmetrics.parser"])
                 .output()
                 .is_ok_and(|o| o.status.success()),
         }
@@ -72,6 +78,9 @@ impl Component {
             Component::Jsonschema => {
                 "Python's jsonschema for /usr/bin/python3 (apt-get install python3-jsonschema)"
             }
+            Component::OpenMetricsParser => {
+                "the Prometheus client for /usr/bin/python3 (apt-get install python3-prometheus-client)"
+            }
         }
     }
 }
@@ -81,8 +90,8 @@ fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program).args(args).output().is_ok()
 }
 
-/// The Python that Debian's python3-jsonschema installs for.
-pub const JSONSCHEMA_PYTHON: &str = "/usr/bin/python3";
+/// The Python that Debian's python3-jsonschema and python3-prometheus-client install for.
+pub const PYTHON: &str = "/usr/bin/python3";
 
 /// The tests skipped in this binary, and what they missed.
 static SKIPPED: Mutex<Vec<(String, &'static str)>> = Mutex::new(Vec::new());

@@ -23,7 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::serve::{Listener, serve};
 use super::{Health, bearer};
 use crate::daemon::control::{ControlFile, PollRefused, PollRequest};
-use crate::daemon::metrics::DaemonMetrics;
+use crate::daemon::metrics::{DaemonMetrics, Format};
 use crate::registry;
 
 pub struct Server {
@@ -48,8 +48,6 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
-/// The Prometheus text exposition format, version 0.0.4.
-const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Server {
     pub async fn serve(self: Arc<Self>, socket: TcpListener, shutdown: watch::Receiver<bool>) {
@@ -89,12 +87,15 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
         .into_response()
 }
 
-async fn metrics(State(server): State<Arc<Server>>) -> Response {
+async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     let body = server.metrics.render(
         &server.registry_metrics.snapshot(),
         server.health.images.load(Ordering::Relaxed),
+        format,
     );
-    text(StatusCode::OK, EXPOSITION, body)
+    text(StatusCode::OK, format.content_type(), body)
 }
 
 async fn healthz(State(server): State<Arc<Server>>) -> Response {

@@ -1,0 +1,419 @@
+//! `/metrics` encoded by `prometheus-client`, in OpenMetrics 1.0 or in the classic Prometheus
+//! text format (0.0.4), whichever the scraper's `Accept` header prefers.
+//!
+//! The counters stay in the daemon's own compact maps (one entry per image and environment,
+//! no per-series objects); at each scrape a collector hands them to prometheus-client's
+//! encoder, which owns the format: names (`_total` on counters, unit suffixes), escaping,
+//! histogram buckets. The classic format differs from OpenMetrics in three ways that matter
+//! here, and [`classic`] makes them: a counter family is named with its `_total`, and there
+//! are no `# UNIT` or `# EOF` lines.
+
+use std::fmt::Error;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::{Counters, LAG_BUCKETS};
+use crate::registry::Snapshot;
+
+/// The exposition format of a scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/openmetrics-text; version=1.0.0`
+    OpenMetrics,
+    /// `text/plain; version=0.0.4`
+    Classic,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header lists it (Prometheus asks for it first), else the
+    /// classic text format every scraper reads.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Classic,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// One scrape's values, handed to the encoder.
+#[derive(Debug)]
+struct Scrape {
+    counters: Counters,
+    registry: Snapshot,
+    images: usize,
+}
+
+pub(super) fn render(
+    counters: Counters,
+    registry: Snapshot,
+    images: usize,
+    format: Format,
+) -> String {
+    let mut families = Registry::default();
+    families.register_collector(Box::new(Scrape {
+        counters,
+        registry,
+        images,
+    }));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &families)
+        .expect("encoding into a String does not fail");
+    match format {
+        Format::OpenMetrics => out,
+        Format::Classic => classic(&out),
+    }
+}
+
+/// A family of counters: `name` gets `_total` (and the unit before it) from the encoder.
+fn counters<
+    L: EncodeLabelSet,
+    N: prometheus_client::encoding::EncodeCounterValue + std::fmt::Debug,
+>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl IntoIterator<Item = (L, N)>,
+) -> Result<(), Error> {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A family of gauges.
+fn gauges<L: EncodeLabelSet, N: prometheus_client::encoding::EncodeGaugeValue + std::fmt::Debug>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl IntoIterator<Item = (L, N)>,
+) -> Result<(), Error> {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A counter with no labels.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: impl prometheus_client::encoding::EncodeCounterValue + std::fmt::Debug,
+) -> Result<(), Error> {
+    let family = encoder.encode_descriptor(name, help, unit, MetricType::Counter)?;
+    ConstCounter::new(value).encode(family)
+}
+
+/// A gauge with no labels.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), Error> {
+    let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(family)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), Error> {
+        let c = &self.counters;
+        let r = &self.registry;
+        let image =
+            |(i, env): &(String, String)| [("image", i.clone()), ("environment", env.clone())];
+        let seconds = Some(&Unit::Seconds);
+        gauge(
+            &mut e,
+            "image_updater_images",
+            "Images in the running config.",
+            self.images as u64,
+        )?;
+        counters(
+            &mut e,
+            "image_updater_images_checked",
+            "Registry checks of an image in an environment.",
+            None,
+            c.checked.iter().map(|(k, n)| (image(k), *n)),
+        )?;
+        counters(
+            &mut e,
+            "image_updater_images_updated",
+            "Updates of an image committed and pushed.",
+            None,
+            c.updated.iter().map(|(k, n)| (image(k), *n)),
+        )?;
+        counters(
+            &mut e,
+            "image_updater_images_failed",
+            "Checks or writes of an image that failed.",
+            None,
+            c.failed.iter().map(|(k, n)| (image(k), *n)),
+        )?;
+        counters(
+            &mut e,
+            "image_updater_reverts_detected",
+            "Values image-updater wrote that a person changed back (each then held).",
+            None,
+            c.reverts.iter().map(|(k, n)| (image(k), *n)),
+        )?;
+        gauges(
+            &mut e,
+            "image_updater_last_successful_check_timestamp",
+            "When an image was last checked successfully (Unix time).",
+            seconds,
+            c.last_success.iter().map(|(k, t)| (image(k), *t)),
+        )?;
+        counters(
+            &mut e,
+            "image_updater_registry_requests",
+            "Registry requests by registry, kind, method and status (0: no response).",
+            None,
+            r.requests.iter().map(|((registry, kind, status), n)| {
+                (
+                    [
+                        ("registry", registry.clone()),
+                        ("kind", kind.as_str().to_string()),
+                        ("method", kind.method().to_string()),
+                        ("status", status.to_string()),
+                    ],
+                    *n,
+                )
+            }),
+        )?;
+        counters(
+            &mut e,
+            "image_updater_registry_rate_limited",
+            "429 responses by registry.",
+            None,
+            r.rate_limited
+                .iter()
+                .map(|(k, n)| ([("registry", k.as_str())], *n)),
+        )?;
+        counters(
+            &mut e,
+            "image_updater_registry_rate_limit_wait",
+            "Time spent waiting for a registry's rate limit.",
+            seconds,
+            r.rate_limit_wait
+                .iter()
+                .map(|(k, d)| ([("registry", k.as_str())], d.as_secs_f64())),
+        )?;
+        counter(
+            &mut e,
+            "image_updater_metadata_cache_hits",
+            "Digest metadata found in the cache.",
+            None,
+            r.cache_hits,
+        )?;
+        counter(
+            &mut e,
+            "image_updater_metadata_cache_misses",
+            "Digest metadata fetched from a registry.",
+            None,
+            r.cache_misses,
+        )?;
+        counters(
+            &mut e,
+            "image_updater_git_pushes",
+            "Pushes by repository, branch and result.",
+            None,
+            c.pushes.iter().map(|((repository, branch, result), n)| {
+                (
+                    [
+                        ("repository", repository.as_str()),
+                        ("branch", branch.as_str()),
+                        ("result", result),
+                    ],
+                    *n,
+                )
+            }),
+        )?;
+        counters(
+            &mut e,
+            "image_updater_git_push_retries",
+            "Pushes that lost a race with another writer and were retried.",
+            None,
+            c.push_retries.iter().map(|((repository, branch), n)| {
+                (
+                    [
+                        ("repository", repository.as_str()),
+                        ("branch", branch.as_str()),
+                    ],
+                    *n,
+                )
+            }),
+        )?;
+        counter(
+            &mut e,
+            "image_updater_config_reloads",
+            "Config reloads applied.",
+            None,
+            c.reloads,
+        )?;
+        counter(
+            &mut e,
+            "image_updater_config_reload_failures",
+            "Config reloads refused because the new config is invalid.",
+            None,
+            c.reload_failures,
+        )?;
+        gauge(
+            &mut e,
+            "image_updater_config_last_reload_successful",
+            "1 if the last reload was applied, 0 if it was refused.",
+            u64::from(c.last_reload_ok),
+        )?;
+        counter(
+            &mut e,
+            "image_updater_cycles",
+            "Poll cycles run.",
+            None,
+            c.cycles,
+        )?;
+        counter(
+            &mut e,
+            "image_updater_cycle",
+            "Time spent in poll cycles (divided by cycles_total: the mean cycle duration).",
+            seconds,
+            c.cycle_seconds,
+        )?;
+        counters(
+            &mut e,
+            "image_updater_cycle_failures",
+            "Cycles that panicked or ran past their deadline, by registry.",
+            None,
+            c.cycle_failures
+                .iter()
+                .map(|(k, n)| ([("registry", k.as_str())], *n)),
+        )?;
+        {
+            let mut family = e.encode_descriptor(
+                "image_updater_poll_lag",
+                "How long after it fell due each poll started, by registry.",
+                seconds,
+                MetricType::Histogram,
+            )?;
+            for (registry, h) in &c.poll_lag {
+                // Ours are cumulative; the encoder takes each bucket's own count.
+                let mut below = 0;
+                let mut buckets: Vec<(f64, u64)> = LAG_BUCKETS
+                    .iter()
+                    .zip(h.buckets)
+                    .map(|(bound, cumulative)| {
+                        let own = cumulative.saturating_sub(below);
+                        below = cumulative;
+                        (*bound, own)
+                    })
+                    .collect();
+                buckets.push((f64::INFINITY, h.count.saturating_sub(below)));
+                family
+                    .encode_family(&[("registry", registry.as_str())])?
+                    .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
+            }
+        }
+        gauges(
+            &mut e,
+            "image_updater_registry_poll_demand_requests_per_second",
+            "Requests per second the configured intervals need, by registry.",
+            None,
+            c.plans
+                .iter()
+                .map(|(k, p)| ([("registry", k.as_str())], p.0)),
+        )?;
+        gauges(
+            &mut e,
+            "image_updater_registry_poll_budget_requests_per_second",
+            "Requests per second polls may use, by registry.",
+            None,
+            c.plans
+                .iter()
+                .map(|(k, p)| ([("registry", k.as_str())], p.1)),
+        )?;
+        gauges(
+            &mut e,
+            "image_updater_registry_poll_interval_stretch_ratio",
+            "How many times longer than configured the registry's intervals are (1: as configured).",
+            None,
+            c.plans
+                .iter()
+                .map(|(k, p)| ([("registry", k.as_str())], p.2)),
+        )?;
+        gauges(
+            &mut e,
+            "image_updater_poll_interval",
+            "Each image's poll interval as planned within its registry's budget.",
+            seconds,
+            c.intervals
+                .iter()
+                .map(|(k, s)| ([("image", k.as_str())], *s)),
+        )?;
+        Ok(())
+    }
+}
+
+/// OpenMetrics text as the classic Prometheus text format: counter families named with their
+/// `_total` suffix, and no `# UNIT` or `# EOF` lines. Samples and escaping are the same.
+pub fn classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match described {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_text_names_counter_families_with_total_and_drops_openmetrics_lines() {
+        let openmetrics = "# HELP a_cycle_seconds Time.\n# TYPE a_cycle_seconds counter\n# UNIT a_cycle_seconds seconds\na_cycle_seconds_total 1.5\n# HELP a_images Images.\n# TYPE a_images gauge\na_images 3\n# EOF\n";
+        assert_eq!(
+            classic(openmetrics),
+            "# HELP a_cycle_seconds_total Time.\n# TYPE a_cycle_seconds_total counter\na_cycle_seconds_total 1.5\n# HELP a_images Images.\n# TYPE a_images gauge\na_images 3\n"
+        );
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Classic);
+        assert_eq!(Format::negotiate(None), Format::Classic);
+    }
+}
