@@ -6,6 +6,7 @@
 #
 #   ./demo/run.sh            # keep the files in a temporary directory, removed at the end
 #   KEEP=1 ./demo/run.sh     # keep them, to look around afterwards
+#   IMAGE_UPDATER_BIN=CMD ./demo/run.sh   # run CMD instead of building target/release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,9 +31,14 @@ if [ -n "${MISSING:-}" ]; then
     apt_get update -qq && apt_get install -y -qq --no-install-recommends $MISSING >/dev/null
 fi
 
-echo "== building image-updater (the first build takes a while; cargo shows its progress)"
-cargo build --release --locked
-BIN=$ROOT/target/release/image-updater
+if [ -n "${IMAGE_UPDATER_BIN:-}" ]; then
+    # Another build of the binary, or a command that runs it (in a container, say).
+    BIN=$IMAGE_UPDATER_BIN
+else
+    echo "== building image-updater (the first build takes a while; cargo shows its progress)"
+    cargo build --release --locked
+    BIN=$ROOT/target/release/image-updater
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
