@@ -39,6 +39,14 @@ struct File {
     tags: HashMap<String, String>,
 }
 
+/// [`File`] as written: borrowed from the live maps, so that a save does not copy them.
+#[derive(Serialize)]
+struct FileRef<'a> {
+    version: u32,
+    entries: &'a HashMap<String, Entry>,
+    tags: &'a HashMap<String, String>,
+}
+
 /// Tags remembered at most; past it the memory starts again (each tag then costs one HEAD).
 const MAX_TAGS: usize = 500_000;
 
@@ -163,12 +171,16 @@ impl MetadataCache {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let file = File {
-            version: VERSION,
-            entries: self.entries.lock().expect("cache lock").clone(),
-            tags: self.tags.lock().expect("cache lock").clone(),
+        let bytes = {
+            let entries = self.entries.lock().expect("cache lock");
+            let tags = self.tags.lock().expect("cache lock");
+            let file = FileRef {
+                version: VERSION,
+                entries: &entries,
+                tags: &tags,
+            };
+            serde_json::to_vec(&file).map_err(std::io::Error::other)?
         };
-        let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
         crate::private::write_atomically(path, &bytes)
             .inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
     }
