@@ -77,6 +77,7 @@ async fn main() {
         repository: "big".into(),
         branch: "deploy/prod".into(),
         base_branch: None,
+        priority: 0,
     };
     let change = |i: usize| ImageChange {
         alias: "api".into(),

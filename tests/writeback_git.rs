@@ -35,6 +35,7 @@ fn prod() -> Environment {
         repository: "manifests".into(),
         branch: "deploy/prod".into(),
         base_branch: Some("main".into()),
+        priority: 0,
     }
 }
 
@@ -262,6 +263,7 @@ async fn git_daemon_and_a_branch_created_from_its_base() {
         repository: "manifests".into(),
         branch: "deploy/staging".into(),
         base_branch: Some("main".into()),
+        priority: 0,
     };
     // A dry run says it would create the branch, and creates nothing.
     let plan = write_branch(&mirror, &repo, &staging, &[api("v1.5.0-rc.1")], true)

@@ -162,6 +162,9 @@ pub struct Environment {
     pub branch: String,
     /// Where `branch` is created from when it does not exist yet.
     pub base_branch: Option<String>,
+    /// Higher is polled first when a registry's budget cannot poll every image at its
+    /// interval; 0 by default.
+    pub priority: u32,
 }
 
 #[derive(Debug, Clone)]

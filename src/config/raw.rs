@@ -132,6 +132,8 @@ pub struct RawEnvironment {
     pub branch: Option<Str>,
     #[schemars(with = "Option<String>")]
     pub base_branch: Option<Str>,
+    #[schemars(with = "Option<u32>")]
+    pub priority: Option<Spanned<i64>>,
 }
 
 /// The keys that decide which tag is chosen; an image sets defaults for them and each
@@ -328,7 +330,7 @@ pub mod keys {
         "known_hosts",
         "signing_key",
     ];
-    pub const ENVIRONMENT: &[&str] = &["repository", "branch", "base_branch"];
+    pub const ENVIRONMENT: &[&str] = &["repository", "branch", "base_branch", "priority"];
     pub const POLICY: &[&str] = &[
         "strategy",
         "constraint",

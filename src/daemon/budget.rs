@@ -5,9 +5,12 @@
 //! retries, new digests' manifests and tokens. A repository's steady poll costs one tag list,
 //! shared by every image and environment that uses it, plus one HEAD per tag whose digest may
 //! have moved (the tag a `digest` strategy follows, a `pin_digest` winner, `tags = "mutable"`).
-//! When the configured intervals ask for more than the budget, every image of the registry is
-//! polled proportionally less often, and that is said once in the log, in `check`, in `status`
-//! and in the metrics, rather than left to show as images silently falling behind.
+//! When the configured intervals ask for more than the budget, the registry's images are
+//! polled less often, and that is said once in the log, in `check`, in `status` and in the
+//! metrics, rather than left to show as images silently falling behind. All alike when their
+//! environments have the same `priority`; otherwise by priority (prod before dev): the
+//! highest keeps its intervals while the budget allows, and a lower one is never stretched
+//! more than [`MAX_SKEW`] times what all alike would have been, so none starves.
 //!
 //! The first polls after a start are spread over the time the budget needs for them, instead
 //! of all falling due at once.
@@ -15,7 +18,7 @@
 // Numbers here come from the config: a rate or an interval may be tiny or huge.
 #![deny(clippy::arithmetic_side_effects)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::{Config, Image, Tags};
@@ -24,6 +27,21 @@ use crate::select::Strategy;
 
 /// The part of a registry's request rate that polls are planned to use.
 pub const POLL_SHARE: f64 = 0.8;
+
+/// Under priorities, how many times the even stretch a lower priority may be stretched at
+/// most: what it keeps of the budget whatever the higher ones need.
+pub const MAX_SKEW: f64 = 4.0;
+
+/// The images of one priority on one registry, and how much their intervals are stretched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    /// The highest `priority` of the environments the images are deployed to.
+    pub priority: u32,
+    pub images: usize,
+    /// Requests per second their configured intervals need.
+    pub demand: f64,
+    pub stretch: f64,
+}
 
 /// One registry's budget and what the config asks of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +55,11 @@ pub struct RegistryPlan {
     pub repositories: usize,
     /// Requests per second the configured intervals need.
     pub demand: f64,
-    /// How many times longer than configured each interval is (1 when the budget suffices).
+    /// How many times longer than configured the intervals are at most (1 when the budget
+    /// suffices).
     pub stretch: f64,
+    /// By priority, highest first: one tier when every environment has the same.
+    pub tiers: Vec<Tier>,
 }
 
 impl RegistryPlan {
@@ -54,9 +75,24 @@ impl RegistryPlan {
 
     /// The warning, with its numbers, when the intervals are stretched.
     pub fn warning(&self) -> Option<String> {
+        let how = if self.tiers.len() > 1 {
+            let tiers: Vec<String> = self
+                .tiers
+                .iter()
+                .map(|t| {
+                    format!(
+                        "priority {} ({} image(s)) {:.2}x",
+                        t.priority, t.images, t.stretch
+                    )
+                })
+                .collect();
+            format!("intervals are stretched by priority: {}", tiers.join(", "))
+        } else {
+            format!("every interval is stretched {:.2}x", self.stretch)
+        };
         self.stretched().then(|| {
             format!(
-                "registry {}: {} image(s) on {} repositor{} need {:.1} requests/s at their intervals, and polls may use {:.1} ({:.0}% of {} requests/s, {}): every interval is stretched {:.2}x; set rate_limit if the registry allows more, or lengthen the intervals",
+                "registry {}: {} image(s) on {} repositor{} need {:.1} requests/s at their intervals, and polls may use {:.1} ({:.0}% of {} requests/s, {}): {how}; set rate_limit if the registry allows more, or lengthen the intervals",
                 self.registry,
                 self.images,
                 self.repositories,
@@ -66,18 +102,54 @@ impl RegistryPlan {
                 POLL_SHARE * 100.0,
                 self.rate,
                 self.source,
-                self.stretch
             )
         })
     }
+
+    /// The stretch of the images of `priority`.
+    fn stretch_of(&self, priority: u32) -> f64 {
+        self.tiers
+            .iter()
+            .find(|t| t.priority == priority)
+            .map_or(self.stretch, |t| t.stretch)
+    }
+}
+
+/// Shares `budget` among tiers (highest priority first, `(priority, images, demand)`): each
+/// keeps its intervals while the budget allows, and what the lower ones need at
+/// [`MAX_SKEW`] times the even stretch is kept back for them.
+fn share(tiers: &[(u32, usize, f64)], budget: f64) -> Vec<Tier> {
+    let total: f64 = tiers.iter().map(|t| t.2).sum();
+    let even = (total / budget).max(1.0);
+    let floor = |demand: f64| demand / (even * MAX_SKEW);
+    let mut remaining = budget;
+    let mut out = Vec::with_capacity(tiers.len());
+    for (i, &(priority, images, demand)) in tiers.iter().enumerate() {
+        let kept_back: f64 = tiers
+            .iter()
+            .skip(i.saturating_add(1))
+            .map(|t| floor(t.2))
+            .sum();
+        let available = (remaining - kept_back).max(f64::MIN_POSITIVE);
+        let stretch = (demand / available).max(1.0);
+        let stretch = if stretch.is_finite() { stretch } else { 1.0 };
+        remaining = (remaining - demand / stretch).max(0.0);
+        out.push(Tier {
+            priority,
+            images,
+            demand,
+            stretch,
+        });
+    }
+    out
 }
 
 /// The whole config's plan.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub registries: BTreeMap<String, RegistryPlan>,
-    /// Per image: its lane and the requests one poll of it costs.
-    images: BTreeMap<String, (String, f64)>,
+    /// Per image: its lane, the requests one poll of it costs, and its repository's priority.
+    images: BTreeMap<String, (String, f64, u32)>,
 }
 
 /// The lane (registry) an image is polled in: its configured registry, or its host.
@@ -104,6 +176,17 @@ fn heads(image: &Image) -> f64 {
     moving as f64
 }
 
+/// The highest priority of the environments `image` is deployed to.
+fn priority(image: &Image, config: &Config) -> u32 {
+    image
+        .deployments
+        .iter()
+        .filter_map(|d| config.environments.get(&d.environment))
+        .map(|e| e.priority)
+        .max()
+        .unwrap_or_default()
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64().max(0.001)
 }
@@ -111,27 +194,38 @@ fn secs(d: Duration) -> f64 {
 impl Plan {
     pub fn new(config: &Config) -> Plan {
         let mut plan = Plan::default();
-        // (lane, repository) -> (shortest interval, requests per poll)
-        let mut repositories: BTreeMap<(String, String), (Duration, f64)> = BTreeMap::new();
-        let mut per_lane: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
+        // (lane, repository) -> (shortest interval, requests per poll, highest priority,
+        // images): one tag list serves every image of a repository.
+        let mut repositories: BTreeMap<(String, String), (Duration, f64, u32, usize)> =
+            BTreeMap::new();
         for image in config.images.values() {
             let lane = lane(image);
-            let heads = heads(image);
             let entry = repositories
-                .entry((lane.clone(), image.reference.path.clone()))
-                .or_insert((image.interval, 1.0));
+                .entry((lane, image.reference.path.clone()))
+                .or_insert((image.interval, 1.0, 0, 0));
             entry.0 = entry.0.min(image.interval);
-            entry.1 += heads;
-            let counts = per_lane.entry(lane.clone()).or_default();
-            counts.0 = counts.0.saturating_add(1);
-            counts.1.insert(image.reference.path.clone());
-            plan.images.insert(image.alias.clone(), (lane, 1.0 + heads));
+            entry.1 += heads(image);
+            entry.2 = entry.2.max(priority(image, config));
+            entry.3 = entry.3.saturating_add(1);
         }
-        let mut demand: BTreeMap<String, f64> = BTreeMap::new();
-        for ((lane, _), (interval, cost)) in &repositories {
-            *demand.entry(lane.clone()).or_default() += cost / secs(*interval);
+        for image in config.images.values() {
+            let lane = lane(image);
+            let key = (lane.clone(), image.reference.path.clone());
+            let priority = repositories.get(&key).map_or(0, |r| r.2);
+            plan.images
+                .insert(image.alias.clone(), (lane, 1.0 + heads(image), priority));
         }
-        for (lane, (images, repos)) in per_lane {
+        // lane -> (priority -> (images, requests/s), the lane's repositories).
+        type ByPriority = BTreeMap<u32, (usize, f64)>;
+        let mut lanes: BTreeMap<String, (ByPriority, usize)> = BTreeMap::new();
+        for ((lane, _), (interval, cost, priority, images)) in &repositories {
+            let (tiers, repos) = lanes.entry(lane.clone()).or_default();
+            let tier = tiers.entry(*priority).or_default();
+            tier.0 = tier.0.saturating_add(*images);
+            tier.1 += cost / secs(*interval);
+            *repos = repos.saturating_add(1);
+        }
+        for (lane, (tiers, repos)) in lanes {
             let (rate, source) = match config.registries.get(&lane) {
                 Some(r) if r.rate_limit_set => (r.rate_limit, "rate_limit".to_string()),
                 Some(r) => (
@@ -143,19 +237,25 @@ impl Plan {
                     (known.per_second, known.source.to_string())
                 }
             };
-            let need = demand.get(&lane).copied().unwrap_or_default();
+            let tiers: Vec<(u32, usize, f64)> = tiers
+                .into_iter()
+                .rev()
+                .map(|(priority, (images, demand))| (priority, images, demand))
+                .collect();
             let budget = (rate * POLL_SHARE).max(f64::MIN_POSITIVE);
-            let stretch = (need / budget).max(1.0);
+            let tiers = share(&tiers, budget);
+            let stretch = tiers.iter().map(|t| t.stretch).fold(1.0, f64::max);
             plan.registries.insert(
                 lane.clone(),
                 RegistryPlan {
                     registry: lane,
                     rate,
                     source,
-                    images,
-                    repositories: repos.len(),
-                    demand: need,
-                    stretch: if stretch.is_finite() { stretch } else { 1.0 },
+                    images: tiers.iter().map(|t| t.images).sum(),
+                    repositories: repos,
+                    demand: tiers.iter().map(|t| t.demand).sum(),
+                    stretch,
+                    tiers,
                 },
             );
         }
@@ -164,7 +264,11 @@ impl Plan {
 
     /// How often `image` is polled under the plan.
     pub fn interval(&self, image: &Image) -> Duration {
-        let stretch = self.registries.get(&lane(image)).map_or(1.0, |r| r.stretch);
+        let priority = self.images.get(&image.alias).map_or(0, |i| i.2);
+        let stretch = self
+            .registries
+            .get(&lane(image))
+            .map_or(1.0, |r| r.stretch_of(priority));
         // At most a year: a stretch far past any use is still a number a timer takes.
         Duration::try_from_secs_f64(secs(image.interval) * stretch)
             .unwrap_or(Duration::MAX)
@@ -172,7 +276,8 @@ impl Plan {
     }
 
     /// When the first poll of each image `fresh` admits is due, from now: images of one
-    /// registry follow each other as fast as its budget allows, never later than one interval.
+    /// registry follow each other as fast as its budget allows, the highest priority first,
+    /// never later than one interval.
     pub fn first_polls(
         &self,
         config: &Config,
@@ -180,8 +285,10 @@ impl Plan {
     ) -> BTreeMap<String, Duration> {
         let mut offsets: BTreeMap<String, f64> = BTreeMap::new();
         let mut out = BTreeMap::new();
-        for image in config.images.values().filter(|i| fresh(&i.alias)) {
-            let Some((lane, cost)) = self.images.get(&image.alias) else {
+        let mut images: Vec<&Image> = config.images.values().filter(|i| fresh(&i.alias)).collect();
+        images.sort_by_key(|i| std::cmp::Reverse(self.images.get(&i.alias).map_or(0, |p| p.2)));
+        for image in images {
+            let Some((lane, cost, _)) = self.images.get(&image.alias) else {
                 continue;
             };
             let budget = self
@@ -256,6 +363,55 @@ mod tests {
         assert_eq!(first["a0"], Duration::ZERO);
         assert_eq!(first["a1"], Duration::from_secs_f64(3.75));
         assert!(first.values().all(|d| *d <= Duration::from_secs(375)));
+    }
+
+    #[test]
+    fn past_the_budget_a_higher_priority_keeps_its_intervals() {
+        // 10 prod images and 90 dev images, every 100 s, 1 request each: 1 request/s against
+        // 80% of 0.5. All alike would stretch 2.5x; prod (priority 10) keeps its intervals and
+        // dev takes what is left.
+        let mut text = "[registries.r]\nprefix = \"reg.example.com\"\nrate_limit = 0.5\n[repositories.m]\nurl = \"https://git.example.com/m.git\"\n[environments.dev]\nbranch = \"deploy/dev\"\n[environments.prod]\nbranch = \"deploy/prod\"\npriority = 10\n".to_string();
+        for i in 0..100 {
+            let env = if i < 10 { "prod" } else { "dev" };
+            text.push_str(&format!(
+                "[images.a{i}]\nimage = \"reg.example.com/org/a{i}\"\ninterval = \"100s\"\nenvironments = [\"{env}\"]\n[[images.a{i}.targets]]\nkind = \"kustomization\"\nfile = \"k.yaml\"\n"
+            ));
+        }
+        let c = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        let plan = Plan::new(&c);
+        let r = &plan.registries["r"];
+        let tiers: Vec<(u32, usize)> = r.tiers.iter().map(|t| (t.priority, t.images)).collect();
+        assert_eq!(tiers, [(10, 10), (0, 90)]);
+        assert_eq!(r.tiers[0].stretch, 1.0);
+        // Dev: 0.9 requests/s in the 0.3 left.
+        assert!((r.tiers[1].stretch - 3.0).abs() < 1e-9, "{:?}", r.tiers);
+        assert_eq!(plan.interval(&c.images["a3"]), Duration::from_secs(100));
+        assert_eq!(plan.interval(&c.images["a50"]), Duration::from_secs(300));
+        let warning = r.warning().unwrap();
+        assert!(
+            warning.contains("stretched by priority: priority 10 (10 image(s)) 1.00x, priority 0 (90 image(s)) 3.00x"),
+            "{warning}"
+        );
+        // The first polls go to prod first.
+        let first = plan.first_polls(&c, |_| true);
+        assert!(first["a9"] < first["a10"], "{first:?}");
+
+        // When prod alone needs more than the budget, dev still keeps what MAX_SKEW times the
+        // even stretch needs, and nothing stretches without bound.
+        let mut c = c;
+        for image in c.images.values_mut().take(10) {
+            image.interval = Duration::from_secs(1);
+        }
+        let plan = Plan::new(&c);
+        let r = &plan.registries["r"];
+        let even = r.demand / r.budget();
+        assert!(
+            r.tiers[1].stretch <= even * MAX_SKEW + 1e-9,
+            "{:?}",
+            r.tiers
+        );
+        let used: f64 = r.tiers.iter().map(|t| t.demand / t.stretch).sum();
+        assert!((used - r.budget()).abs() < 1e-9, "{used} of {}", r.budget());
     }
 
     #[test]

@@ -401,6 +401,7 @@ mod tests {
             repository: "manifests".into(),
             branch: "deploy/prod".into(),
             base_branch: None,
+            priority: 0,
         };
         let digest = format!("sha256:{}", "a".repeat(64));
         let applied: Vec<Applied> = (0..5)

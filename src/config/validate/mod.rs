@@ -1,7 +1,7 @@
 //! From the file as written ([`raw`](super::raw)) to a [`Config`] that cannot be wrong.
 //!
 //! Each section has its own module ([`images`], [`registries`], [`repositories`],
-//! [`settings`], [`targets`], [`webhooks`]; environments and notifications are still here) and its
+//! [`settings`], [`targets`], [`webhooks`], [`environments`]; notifications are still here) and its
 //! own diagnostics. A value that fails is reported and left out, and checking goes on, so one
 //! run shows every problem; problems that follow
 //! only from an earlier one (an image whose bad regexp was already reported) are not repeated.
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod environments;
 mod images;
 mod registries;
 mod repositories;
@@ -244,82 +245,6 @@ impl<'a> Validator<'a> {
                 None
             }
         }
-    }
-
-    fn environments(
-        &mut self,
-        raw: &BTreeMap<String, Spanned<RawEnvironment>>,
-        repositories: &BTreeMap<String, Repository>,
-        source_len: usize,
-    ) -> BTreeMap<String, Environment> {
-        let mut out = BTreeMap::new();
-        let repo_names: Vec<&str> = repositories.keys().map(String::as_str).collect();
-        for (name, env) in raw {
-            let (name, span) = (name.clone(), env.span());
-            let env = env.get_ref();
-            let repository = match &env.repository {
-                Some(r) if repositories.contains_key(r.get_ref()) => Some(r.get_ref().clone()),
-                Some(r) => {
-                    let hint =
-                        suggest(r.get_ref(), &repo_names).map(|s| format!("did you mean `{s}`?"));
-                    self.diagnostics.push(
-                        Diagnostic::new(
-                            format!(
-                                "repository `{}` is not defined in [repositories]",
-                                r.get_ref()
-                            ),
-                            at(r),
-                        )
-                        .with_maybe_hint(hint),
-                    );
-                    None
-                }
-                None if repositories.len() == 1 => repositories.keys().next().cloned(),
-                None if repositories.is_empty() => {
-                    self.error_hint(
-                        Origin::Section(source_len..source_len),
-                        format!("environment `{name}` needs a git repository, and none is defined"),
-                        "add a [repositories.NAME] table with the url of the manifests repository",
-                    );
-                    None
-                }
-                None => {
-                    self.error_hint(
-                        Origin::Section(span.clone()),
-                        format!("environment `{name}` does not say which repository it writes to"),
-                        format!("add repository = one of {}", repo_names.join(", ")),
-                    );
-                    None
-                }
-            };
-            let branch = match &env.branch {
-                Some(b) => self.parse(b, "branch", check_branch),
-                None => {
-                    self.error_hint(
-                        Origin::Section(span),
-                        format!("environment `{name}` has no branch"),
-                        format!("add branch = \"deploy/{name}\""),
-                    );
-                    None
-                }
-            };
-            let base_branch = env
-                .base_branch
-                .as_ref()
-                .and_then(|b| self.parse(b, "base_branch", check_branch));
-            if let (Some(repository), Some(branch)) = (repository, branch) {
-                out.insert(
-                    name.clone(),
-                    Environment {
-                        name,
-                        repository,
-                        branch,
-                        base_branch,
-                    },
-                );
-            }
-        }
-        out
     }
 }
 
