@@ -53,22 +53,52 @@ fn sign(secret: &str, body: &str) -> String {
     format!("sha256={hex}")
 }
 
+/// Starts the daemon with `webhooks`, waits for its first cycle (the next poll is an hour
+/// away), pushes v1.1.0, and returns the daemon and the registry's event for that push.
+async fn started_then_pushed(world: &World, webhooks: &str) -> (harness::world::Daemon, String) {
+    let config = format!("{}{webhooks}{}", world.base_config(&["prod"]), api(world));
+    world.write_config(&config);
+    let daemon = world.start();
+    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+    world.push("org/api", "v1.1.0").await;
+    let body = format!(
+        r#"{{"events":[{{"action":"push","target":{{"repository":"org/api","tag":"v1.1.0"}},"request":{{"host":"{}"}}}}]}}"#,
+        world.host()
+    );
+    (daemon, body)
+}
+
+/// Posts `body` signed with the webhook secret the harness configures; returns the status.
+async fn deliver_signed(client: &reqwest::Client, url: &str, body: &str) -> u16 {
+    client
+        .post(url)
+        .header("x-hub-signature-256", sign("hook-s3cret", body))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits for the daemon to commit v1.1.0 to prod.
+async fn v1_1_committed(world: &World, daemon: &harness::world::Daemon) {
+    world
+        .wait_for(
+            "deploy/prod",
+            "prod/kustomization.yaml",
+            "newTag: v1.1.0",
+            daemon,
+        )
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_event_triggers_an_update_and_a_forged_one_is_refused() {
     needs!(Registry, Lighttpd);
     let world = world().await;
     let (webhooks, hook_port) = world.webhooks();
-    let config = format!("{}{webhooks}{}", world.base_config(&["prod"]), api(&world));
-    world.write_config(&config);
-    let daemon = world.start();
-    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
-    // Polled once at start; the next poll is an hour away.
-    world.push("org/api", "v1.1.0").await;
-
-    let body = format!(
-        r#"{{"events":[{{"action":"push","target":{{"repository":"org/api","tag":"v1.1.0"}},"request":{{"host":"{}"}}}}]}}"#,
-        world.host()
-    );
+    let (daemon, body) = started_then_pushed(&world, &webhooks).await;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{hook_port}/webhook");
     let forged = client
@@ -90,22 +120,8 @@ async fn a_signed_push_event_triggers_an_update_and_a_forged_one_is_refused() {
     );
 
     let sent = Instant::now();
-    let good = client
-        .post(&url)
-        .header("x-hub-signature-256", sign("hook-s3cret", &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(good.status(), 202);
-    world
-        .wait_for(
-            "deploy/prod",
-            "prod/kustomization.yaml",
-            "newTag: v1.1.0",
-            &daemon,
-        )
-        .await;
+    assert_eq!(deliver_signed(&client, &url, &body).await, 202);
+    v1_1_committed(&world, &daemon).await;
     eprintln!("push event to pushed commit: {:?}", sent.elapsed());
     let log = daemon.log();
     assert!(log.contains("webhook refused"), "{log}");
@@ -150,15 +166,7 @@ async fn webhooks_over_tls_with_a_certificate_renewed_in_place() {
         cert.display(),
         key.display()
     );
-    let config = format!("{}{webhooks}{}", world.base_config(&["prod"]), api(&world));
-    world.write_config(&config);
-    let daemon = world.start();
-    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
-    world.push("org/api", "v1.1.0").await;
-    let body = format!(
-        r#"{{"events":[{{"action":"push","target":{{"repository":"org/api","tag":"v1.1.0"}},"request":{{"host":"{}"}}}}]}}"#,
-        world.host()
-    );
+    let (daemon, body) = started_then_pushed(&world, &webhooks).await;
     let url = format!("https://127.0.0.1:{hook_port}/webhook");
 
     // Plain HTTP to the HTTPS port gets no HTTP answer.
@@ -170,22 +178,8 @@ async fn webhooks_over_tls_with_a_certificate_renewed_in_place() {
         .await;
     assert!(plain.is_err(), "{plain:?}");
 
-    let good = trusting(&first.ca)
-        .post(&url)
-        .header("x-hub-signature-256", sign("hook-s3cret", &body))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(good.status(), 202);
-    world
-        .wait_for(
-            "deploy/prod",
-            "prod/kustomization.yaml",
-            "newTag: v1.1.0",
-            &daemon,
-        )
-        .await;
+    assert_eq!(deliver_signed(&trusting(&first.ca), &url, &body).await, 202);
+    v1_1_committed(&world, &daemon).await;
 
     // Renewed in place, as certbot or cert-manager do: written beside, renamed over.
     let replace = |from: &std::path::Path, to: &std::path::Path| {

@@ -13,25 +13,25 @@ use harness::world::World;
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
 
-fn promtool(args: &[&str], dir: &Path, stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(args)
-        .current_dir(dir)
+/// Runs `command` with `stdin` written to it, and waits for it.
+fn fed(command: &mut Command, stdin: &str) -> std::process::Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool runs");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn promtool(args: &[&str], dir: &Path, stdin: Option<&str>) -> (bool, String) {
+    let out = fed(
+        Command::new("promtool").args(args).current_dir(dir),
+        stdin.unwrap_or_default(),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -71,20 +71,10 @@ fn families_in(file: &str) -> Vec<String> {
 /// refuses anything the format does not allow.
 fn parse_openmetrics(text: &str) -> usize {
     let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(sum(len(f.samples) for f in parse(sys.stdin.read())))\n";
-    let mut child = Command::new(harness::need::PYTHON)
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = fed(
+        Command::new(harness::need::PYTHON).args(["-c", script]),
+        text,
+    );
     assert!(
         out.status.success(),
         "the OpenMetrics parser refused /metrics: {}\n{text}",

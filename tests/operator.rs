@@ -447,16 +447,16 @@ async fn more_images_than_the_budget_stretches_intervals_and_says_so() {
     let (_, metrics) = daemon.get("/metrics").await;
     assert!(
         metrics.contains(
-            "image_updater_registry_poll_interval_stretch_ratio{registry=\"local\"} 3.750"
+            "image_updater_registry_poll_interval_stretch_ratio{registry=\"local\"} 3.75\n"
         ),
         "{metrics}"
     );
     assert!(
-        metrics.contains("image_updater_poll_interval_seconds{image=\"app0\"} 3.750"),
+        metrics.contains("image_updater_poll_interval_seconds{image=\"app0\"} 3.75\n"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("image_updater_poll_lag_seconds_bucket{registry=\"local\",le=\"+Inf\"}")
+        metrics.contains("image_updater_poll_lag_seconds_bucket{le=\"+Inf\",registry=\"local\"}")
     );
     // Polled at the stretched interval, not every second: 6 images over 8 s at 3.75 s each
     // is about 13 polls, where every second would be 48.

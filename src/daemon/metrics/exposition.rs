@@ -11,7 +11,10 @@
 use std::fmt::Error;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+    NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -76,37 +79,42 @@ pub(super) fn render(
     }
 }
 
-/// A family of counters: `name` gets `_total` (and the unit before it) from the encoder.
-fn counters<
-    L: EncodeLabelSet,
-    N: prometheus_client::encoding::EncodeCounterValue + std::fmt::Debug,
->(
+/// A family of samples of one metric type.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
     encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    samples: impl IntoIterator<Item = (L, N)>,
+    (name, help, unit): (&str, &str, Option<&Unit>),
+    metric_type: MetricType,
+    samples: impl IntoIterator<Item = (L, M)>,
 ) -> Result<(), Error> {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Counter)?;
-    for (labels, value) in samples {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    let mut family = encoder.encode_descriptor(name, help, unit, metric_type)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
 
-/// A family of gauges.
-fn gauges<L: EncodeLabelSet, N: prometheus_client::encoding::EncodeGaugeValue + std::fmt::Debug>(
+/// A family of counters: `name` gets `_total` (and the unit before it) from the encoder.
+fn counters<L: EncodeLabelSet, N: EncodeCounterValue + std::fmt::Debug>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
     samples: impl IntoIterator<Item = (L, N)>,
 ) -> Result<(), Error> {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (labels, value) in samples {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+    family(encoder, (name, help, unit), MetricType::Counter, samples)
+}
+
+/// A family of gauges.
+fn gauges<L: EncodeLabelSet, N: EncodeGaugeValue + std::fmt::Debug>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl IntoIterator<Item = (L, N)>,
+) -> Result<(), Error> {
+    let samples = samples.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+    family(encoder, (name, help, unit), MetricType::Gauge, samples)
 }
 
 /// A counter with no labels.
@@ -115,7 +123,7 @@ fn counter(
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    value: impl prometheus_client::encoding::EncodeCounterValue + std::fmt::Debug,
+    value: impl EncodeCounterValue + std::fmt::Debug,
 ) -> Result<(), Error> {
     let family = encoder.encode_descriptor(name, help, unit, MetricType::Counter)?;
     ConstCounter::new(value).encode(family)
@@ -344,7 +352,7 @@ impl Collector for Scrape {
         gauges(
             &mut e,
             "image_updater_registry_poll_interval_stretch_ratio",
-            "How many times longer than configured the registry's intervals are (1: as configured).",
+            "How many times longer than configured the registry's intervals are at most (1: as configured).",
             None,
             c.plans
                 .iter()
