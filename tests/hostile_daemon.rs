@@ -294,6 +294,44 @@ async fn unauthenticated_requests_cannot_exhaust_the_listeners() {
     assert!(lines <= 3, "{lines} log lines for 52 refusals");
 }
 
+/// Keep-alive must not let a peer hold a connection slot for free: after its request is
+/// answered, a connection that sends nothing more is closed within the 5 s head deadline, on
+/// the operator's listener and on the webhook's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_kept_alive_connections_are_closed() {
+    needs!(Registry, Lighttpd);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = world().await;
+    let (daemon, hook_port) = with_webhooks(&world);
+    daemon.wait_http().await;
+    for (port, request) in [
+        (daemon.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            hook_port,
+            "POST /webhook HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 0\r\n\r\n",
+        ),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 4096];
+        let n = s.read(&mut answer).await.unwrap();
+        let head = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 "), "{head}");
+        assert!(!head.contains("connection: close"), "kept alive: {head}");
+        let idle = Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "port {port}: still open after 10 s idle");
+        assert!(
+            idle.elapsed() >= Duration::from_secs(4),
+            "port {port}: closed after {:?}, before the deadline",
+            idle.elapsed()
+        );
+    }
+}
+
 /// Finding 12: with `log_level = "trace"` and the log beside the config, each log line was a
 /// directory event the watcher logged again (30-48 MB/s while idle).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
