@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::routing::post;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -31,7 +31,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 use super::http::serve::{Listener, serve as serve_connections};
 use super::http::tls::Certificates;
-use super::http::{bearer, same_secret};
+use super::http::{bearer, respond, same_secret};
 use crate::config::Config;
 use crate::registry::credentials;
 
@@ -63,6 +63,8 @@ pub const MAX_CONNECTIONS: usize = 256;
 const MAX_IN_FLIGHT: usize = 64;
 /// The largest event body read; registries' push notifications are a few KiB.
 pub const MAX_BODY: usize = 64 * 1024;
+/// What every answer of this endpoint is.
+const JSON: &str = "application/json";
 /// A body must have arrived within this once its head has.
 const BODY_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -113,25 +115,17 @@ impl Delivery<'_> {
     }
 }
 
-fn reply(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
 /// Anything but `POST /webhook`.
 async fn elsewhere(
     State(hook): State<Arc<Hook>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
     hook.guard.refused(peer, StatusCode::NOT_FOUND);
-    reply(StatusCode::NOT_FOUND, r#"{"error":"POST /webhook"}"#.into())
+    respond(
+        StatusCode::NOT_FOUND,
+        JSON,
+        r#"{"error":"POST /webhook"}"#.into(),
+    )
 }
 
 async fn receive(
@@ -161,7 +155,7 @@ async fn receive(
     if !status.is_success() {
         hook.guard.refused(peer, status);
     }
-    reply(status, text)
+    respond(status, JSON, text)
 }
 
 /// The body, when it is at most [`MAX_BODY`] bytes and arrives within [`BODY_DEADLINE`]; one
@@ -530,7 +524,7 @@ mod tests {
         for (name, value) in headers {
             map.insert(
                 axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
+                axum::http::HeaderValue::from_str(value).unwrap(),
             );
         }
         let delivery = Delivery {

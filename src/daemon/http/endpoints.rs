@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,7 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::serve::{Listener, serve};
-use super::{Health, bearer};
+use super::{Health, bearer, respond};
 use crate::daemon::control::{ControlFile, PollRefused, PollRequest};
 use crate::daemon::metrics::{DaemonMetrics, Format};
 use crate::registry;
@@ -78,15 +78,6 @@ impl Server {
     }
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response()
-}
-
 async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
@@ -95,13 +86,13 @@ async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMap) -> Respo
         server.health.images.load(Ordering::Relaxed),
         format,
     );
-    text(StatusCode::OK, format.content_type(), body)
+    respond(StatusCode::OK, format.content_type(), body)
 }
 
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
     let health = &server.health;
     if health.healthy() {
-        return text(StatusCode::OK, TEXT, "ok\n".into());
+        return respond(StatusCode::OK, TEXT, "ok\n".into());
     }
     let reason = match health.stalled_for() {
         Some(s) if health.alive() => format!(
@@ -110,14 +101,14 @@ async fn healthz(State(server): State<Arc<Server>>) -> Response {
         ),
         _ => "scheduler stalled\n".into(),
     };
-    text(StatusCode::SERVICE_UNAVAILABLE, TEXT, reason)
+    respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, reason)
 }
 
 async fn readyz(State(server): State<Arc<Server>>) -> Response {
     if server.health.ready.load(Ordering::Relaxed) {
-        text(StatusCode::OK, TEXT, "ready\n".into())
+        respond(StatusCode::OK, TEXT, "ready\n".into())
     } else {
-        text(
+        respond(
             StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
             "first cycle not finished\n".into(),
@@ -127,7 +118,7 @@ async fn readyz(State(server): State<Arc<Server>>) -> Response {
 
 async fn not_found(method: Method) -> Response {
     if method == Method::GET || method == Method::HEAD {
-        text(
+        respond(
             StatusCode::NOT_FOUND,
             TEXT,
             "try /metrics, /healthz or /readyz\n".into(),
@@ -138,7 +129,7 @@ async fn not_found(method: Method) -> Response {
 }
 
 async fn not_allowed() -> Response {
-    text(
+    respond(
         StatusCode::METHOD_NOT_ALLOWED,
         TEXT,
         "GET only, except POST /poll\n".into(),
@@ -149,15 +140,7 @@ async fn not_allowed() -> Response {
 /// answers with what its cycle did.
 async fn poll(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Response {
     let (status, body) = server.poll(&headers, uri.query().unwrap_or_default()).await;
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    respond(status, "application/json", body)
 }
 
 impl Server {

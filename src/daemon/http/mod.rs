@@ -9,7 +9,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 pub mod endpoints;
 pub mod serve;
@@ -65,12 +66,12 @@ impl Health {
             .store(allowance.max(MIN_ALLOWANCE).as_secs(), Ordering::Relaxed);
     }
 
-    pub fn alive(&self) -> bool {
+    fn alive(&self) -> bool {
         unix_now().saturating_sub(self.heartbeat.load(Ordering::Relaxed)) < STALE
     }
 
     /// Seconds since the last successful poll, when that is past the allowance.
-    pub fn stalled_for(&self) -> Option<u64> {
+    fn stalled_for(&self) -> Option<u64> {
         let since = unix_now().saturating_sub(self.last_success.load(Ordering::Relaxed));
         (since > self.allowance.load(Ordering::Relaxed)).then_some(since)
     }
@@ -85,6 +86,16 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A response of both listeners: a status, a content type and a body.
+pub fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
 }
 
 /// The token of `Authorization: Bearer TOKEN`; the scheme is case-insensitive (RFC 9110:
