@@ -82,7 +82,7 @@ async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMap) -> Respo
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let body = server.metrics.render(
-        &server.registry_metrics.snapshot(),
+        server.registry_metrics.snapshot(),
         server.health.images.load(Ordering::Relaxed),
         format,
     );

@@ -181,10 +181,11 @@ impl DaemonMetrics {
         self.inner.lock().expect("metrics lock").cycles
     }
 
-    /// Everything, in the format the scraper asked for (see [`exposition`]).
-    pub fn render(&self, registry: &Snapshot, images: usize, format: Format) -> String {
+    /// Everything, in the format the scraper asked for (see [`exposition`]); `registry` is
+    /// a snapshot taken for this scrape, so it is handed over rather than copied again.
+    pub fn render(&self, registry: Snapshot, images: usize, format: Format) -> String {
         let counters = self.inner.lock().expect("metrics lock").clone();
-        exposition::render(counters, registry.clone(), images, format)
+        exposition::render(counters, registry, images, format)
     }
 }
 
@@ -200,7 +201,7 @@ mod tests {
         m.updated("api", "prod");
         m.pushed("manifests", "deploy/prod", true, 2);
         m.reloaded(false);
-        let text = m.render(&Snapshot::default(), 3, Format::Classic);
+        let text = m.render(Snapshot::default(), 3, Format::Classic);
         assert!(
             text.contains(
                 "image_updater_images_checked_total{image=\"api\",environment=\"prod\"} 2"
