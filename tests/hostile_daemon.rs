@@ -300,7 +300,6 @@ async fn unauthenticated_requests_cannot_exhaust_the_listeners() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_kept_alive_connections_are_closed() {
     needs!(Registry, Lighttpd);
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let world = world().await;
     let (daemon, hook_port) = with_webhooks(&world);
     daemon.wait_http().await;
@@ -311,23 +310,19 @@ async fn idle_kept_alive_connections_are_closed() {
             "POST /webhook HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 0\r\n\r\n",
         ),
     ] {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = [0u8; 4096];
-        let n = s.read(&mut answer).await.unwrap();
-        let head = String::from_utf8_lossy(&answer[..n]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 "), "{head}");
-        assert!(!head.contains("connection: close"), "kept alive: {head}");
-        let idle = Instant::now();
-        let mut rest = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
-        assert!(closed.is_ok(), "port {port}: still open after 10 s idle");
+        // `raw` reads until the daemon closes the connection, at most 10 s.
+        let sent = Instant::now();
+        let reply = raw(port, request, Duration::from_secs(10)).await;
+        let open_for = sent.elapsed();
+        assert!(reply.starts_with("HTTP/1.1 "), "{reply}");
+        assert!(!reply.contains("connection: close"), "kept alive: {reply}");
         assert!(
-            idle.elapsed() >= Duration::from_secs(4),
-            "port {port}: closed after {:?}, before the deadline",
-            idle.elapsed()
+            open_for < Duration::from_secs(10),
+            "port {port}: still open after 10 s idle"
+        );
+        assert!(
+            open_for >= Duration::from_secs(4),
+            "port {port}: closed after {open_for:?}, before the deadline"
         );
     }
 }
