@@ -12,8 +12,9 @@
 //! highest keeps its intervals while the budget allows, and a lower one is never stretched
 //! more than [`MAX_SKEW`] times what all alike would have been, so none starves.
 //!
-//! The first polls after a start are spread over the time the budget needs for them, instead
-//! of all falling due at once.
+//! The first polls after a start are spread over the time the budget needs for them, at what
+//! each costs (a new image's first poll fetches its manifest and config too), instead of all
+//! falling due at once; [`FirstRound`] says how long that takes.
 
 // Numbers here come from the config: a rate or an interval may be tiny or huge.
 #![deny(clippy::arithmetic_side_effects)]
@@ -176,6 +177,28 @@ fn heads(image: &Image) -> f64 {
     moving as f64
 }
 
+/// Requests the first poll of `image` costs. An image polled before from this state dir
+/// costs a steady poll: its tags' digests and their metadata are cached. A new one costs its
+/// tag list and, per environment, the chosen tag's HEAD, manifest and config blob.
+fn first_cost(image: &Image, known: bool) -> f64 {
+    if known {
+        return 1.0 + heads(image);
+    }
+    // At most a few hundred environments: exact in an f64.
+    1.0 + 3.0 * image.deployments.len() as f64
+}
+
+/// The first polls after a start or a reload, planned by [`Plan::first_polls`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FirstRound {
+    /// Per image: how long after now its first poll is due.
+    pub offsets: BTreeMap<String, Duration>,
+    /// Per lane: how long the first polls take at the budget. An image's second poll waits
+    /// for the end of its lane's round, so that the round's cold polls and the early images'
+    /// second polls do not ask for more than the budget together.
+    pub lengths: BTreeMap<String, Duration>,
+}
+
 /// The highest priority of the environments `image` is deployed to.
 fn priority(image: &Image, config: &Config) -> u32 {
     image
@@ -277,18 +300,21 @@ impl Plan {
 
     /// When the first poll of each image `fresh` admits is due, from now: images of one
     /// registry follow each other as fast as its budget allows, the highest priority first,
-    /// never later than one interval.
+    /// each spaced by what its first poll costs ([`first_cost`]; `known` tells the images
+    /// polled before from this state dir, whose tags and digests are cached). No first poll
+    /// is put off to one interval: that would bunch every later one at the interval's end.
     pub fn first_polls(
         &self,
         config: &Config,
         fresh: impl Fn(&str) -> bool,
-    ) -> BTreeMap<String, Duration> {
+        known: impl Fn(&str) -> bool,
+    ) -> FirstRound {
+        let mut round = FirstRound::default();
         let mut offsets: BTreeMap<String, f64> = BTreeMap::new();
-        let mut out = BTreeMap::new();
         let mut images: Vec<&Image> = config.images.values().filter(|i| fresh(&i.alias)).collect();
         images.sort_by_key(|i| std::cmp::Reverse(self.images.get(&i.alias).map_or(0, |p| p.2)));
         for image in images {
-            let Some((lane, cost, _)) = self.images.get(&image.alias) else {
+            let Some((lane, _, _)) = self.images.get(&image.alias) else {
                 continue;
             };
             let budget = self
@@ -296,13 +322,22 @@ impl Plan {
                 .get(lane)
                 .map_or(f64::INFINITY, RegistryPlan::budget);
             let at = offsets.entry(lane.clone()).or_default();
-            let due = Duration::try_from_secs_f64(*at)
-                .unwrap_or_default()
-                .min(self.interval(image));
-            out.insert(image.alias.clone(), due);
-            *at += cost / budget.max(f64::MIN_POSITIVE);
+            round.offsets.insert(
+                image.alias.clone(),
+                Duration::try_from_secs_f64(*at).unwrap_or(Duration::MAX),
+            );
+            *at += first_cost(image, known(&image.alias)) / budget.max(f64::MIN_POSITIVE);
         }
-        out
+        round.lengths = offsets
+            .into_iter()
+            .map(|(lane, secs)| {
+                (
+                    lane,
+                    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
+                )
+            })
+            .collect();
+        round
     }
 
     /// The warnings of every stretched registry.
@@ -358,11 +393,20 @@ mod tests {
         let warning = r.warning().unwrap();
         assert!(warning.contains("need 3.0 requests/s"), "{warning}");
         assert!(warning.contains("stretched 3.75x"), "{warning}");
-        // First polls follow each other at the budget: 3 requests each at 0.8/s.
-        let first = plan.first_polls(&c, |_| true);
-        assert_eq!(first["a0"], Duration::ZERO);
-        assert_eq!(first["a1"], Duration::from_secs_f64(3.75));
-        assert!(first.values().all(|d| *d <= Duration::from_secs(375)));
+        // First polls follow each other at the budget. Images polled before cost a steady
+        // poll, 3 requests at 0.8/s; new ones the tag list and, in each of the two
+        // environments, a HEAD, a manifest and a config: 7 requests. Nothing is bunched at
+        // the end of an interval: the round lasts what the budget needs.
+        let known = plan.first_polls(&c, |_| true, |_| true);
+        assert_eq!(known.offsets["a0"], Duration::ZERO);
+        assert_eq!(known.offsets["a1"], Duration::from_secs_f64(3.75));
+        assert_eq!(known.lengths["r"], Duration::from_secs_f64(375.0));
+        let new = plan.first_polls(&c, |_| true, |_| false);
+        assert_eq!(new.offsets["a1"], Duration::from_secs_f64(8.75));
+        assert_eq!(new.lengths["r"], Duration::from_secs_f64(875.0));
+        let mut offsets: Vec<Duration> = new.offsets.values().copied().collect();
+        offsets.sort();
+        assert_eq!(offsets.last(), Some(&Duration::from_secs_f64(866.25)));
     }
 
     #[test]
@@ -393,7 +437,7 @@ mod tests {
             "{warning}"
         );
         // The first polls go to prod first.
-        let first = plan.first_polls(&c, |_| true);
+        let first = plan.first_polls(&c, |_| true, |_| false).offsets;
         assert!(first["a9"] < first["a10"], "{first:?}");
 
         // When prod alone needs more than the budget, dev still keeps what MAX_SKEW times the

@@ -139,7 +139,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
 
     let mut source = std::fs::read(&options.config_path).unwrap_or_default();
     let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
-    let mut schedule = Schedule::new(&engine.config);
+    let mut schedule = Schedule::new(&engine.config, |alias| shared.status.checked(alias));
     planned(&schedule, &engine.config, &shared, &health);
     health.images.store(schedule.len(), Ordering::Relaxed);
     let mut lanes: BTreeMap<String, Running> = BTreeMap::new();
@@ -204,7 +204,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                         Ok(new) => {
                             shared.metrics.reloaded(true);
                             tracing::info!(file = %options.config_path.display(), images = new.config.images.len(), "config reloaded");
-                            schedule.reconcile(&new.config);
+                            schedule.reconcile(&new.config, |alias| shared.status.checked(alias));
                             planned(&schedule, &new.config, &shared, &health);
                             waiters.retain_known(|alias| new.config.images.contains_key(alias));
                             health.images.store(schedule.len(), Ordering::Relaxed);

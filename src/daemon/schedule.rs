@@ -36,6 +36,9 @@ struct Entry {
     /// A hash of the image's config, so a reload can tell an unchanged image from a changed
     /// one (a hash, not the text: 20,000 images' configs would be megabytes kept for this).
     fingerprint: u64,
+    /// Before the first poll: how long the second one waits at least, the length of the
+    /// lane's first round ([`super::budget::FirstRound`]). Zero once polled.
+    settle: Duration,
 }
 
 /// What a poll of one image told the scheduler.
@@ -60,17 +63,18 @@ fn fingerprint(config: &Config, alias: &str) -> u64 {
 }
 
 impl Schedule {
-    /// Every image due as soon as its registry's budget allows.
-    pub fn new(config: &Config) -> Schedule {
+    /// Every image due as soon as its registry's budget allows; `known` tells the images
+    /// polled before from this state dir, whose first poll costs less.
+    pub fn new(config: &Config, known: impl Fn(&str) -> bool) -> Schedule {
         let mut s = Schedule::default();
-        s.reconcile(config);
+        s.reconcile(config, known);
         s
     }
 
     /// Applies a new config: unchanged images keep their timers (at the interval the new plan
     /// gives them), new and changed images are due as soon as the budget allows, removed images
     /// are dropped.
-    pub fn reconcile(&mut self, config: &Config) {
+    pub fn reconcile(&mut self, config: &Config, known: impl Fn(&str) -> bool) {
         let now = Instant::now();
         let plan = Plan::new(config);
         let prints: BTreeMap<&str, u64> = config
@@ -83,7 +87,7 @@ impl Schedule {
                 .get(alias)
                 .is_none_or(|e| e.fingerprint != prints[alias])
         };
-        let first = plan.first_polls(config, fresh);
+        let first = plan.first_polls(config, fresh, known);
         let mut entries = BTreeMap::new();
         for (alias, image) in &config.images {
             let fp = prints[alias.as_str()];
@@ -91,7 +95,8 @@ impl Schedule {
             let entry = match self.entries.remove(alias) {
                 Some(old) if old.fingerprint == fp => Entry { interval, ..old },
                 _ => {
-                    let offset = first.get(alias).copied().unwrap_or_default();
+                    let offset = first.offsets.get(alias).copied().unwrap_or_default();
+                    let lane = super::budget::lane(image);
                     Entry {
                         due: later(
                             now,
@@ -99,7 +104,8 @@ impl Schedule {
                         ),
                         interval,
                         failures: 0,
-                        repository: (super::budget::lane(image), image.reference.path.clone()),
+                        settle: first.lengths.get(&lane).copied().unwrap_or_default(),
+                        repository: (lane, image.reference.path.clone()),
                         fingerprint: fp,
                     }
                 }
@@ -191,6 +197,7 @@ impl Schedule {
         if feedback.budget_low {
             wait = wait.saturating_mul(2);
         }
+        wait = wait.max(std::mem::take(&mut e.settle));
         let now = Instant::now();
         let wait = wait.mul_f64(0.9).saturating_add(jitter(wait.mul_f64(0.2)));
         let mut due = later(now, wait);
@@ -255,7 +262,7 @@ file = "k.yaml"
     #[test]
     fn intervals_backoff_and_recovery() {
         let c = config(BASE);
-        let mut s = Schedule::new(&c);
+        let mut s = Schedule::new(&c, |_| false);
         assert_eq!(s.due_among(Instant::now(), |_| true).len(), 2);
         s.polled("api", Feedback::default());
         let w = s.wait_of("api").unwrap();
@@ -321,7 +328,7 @@ file = "k.yaml"
         let text = BASE
             .replace("ghcr.io/org/web", "ghcr.io/org/api")
             .replace("interval = \"1h\"", "interval = \"10m\"");
-        let mut s = Schedule::new(&config(&text));
+        let mut s = Schedule::new(&config(&text), |_| false);
         s.polled("api", Feedback::default());
         s.polled("web", Feedback::default());
         // Whichever falls due first brings the other along: one tag list for both.
@@ -334,12 +341,12 @@ file = "k.yaml"
 
     #[test]
     fn a_reload_keeps_timers_of_unchanged_images() {
-        let mut s = Schedule::new(&config(BASE));
+        let mut s = Schedule::new(&config(BASE), |_| false);
         s.polled("api", Feedback::default());
         s.polled("web", Feedback::default());
         let changed = BASE.replace("ghcr.io/org/web", "ghcr.io/org/web2")
             + "[images.new]\nimage = \"ghcr.io/org/new\"\n[[images.new.targets]]\nkind = \"kustomization\"\nfile = \"k.yaml\"\n";
-        s.reconcile(&config(&changed));
+        s.reconcile(&config(&changed), |_| false);
         assert!(
             s.wait_of("api").unwrap() > Duration::from_secs(500),
             "api untouched"
@@ -353,5 +360,40 @@ file = "k.yaml"
             "new image: due now"
         );
         assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn a_first_round_longer_than_the_interval_holds_the_second_polls_back() {
+        // 100 new images every 100 s on a registry of 1 request/s: each first poll costs 4
+        // (tag list, HEAD, manifest, config) of the 0.8/s polls may use, so the round takes
+        // 500 s. The first image's second poll waits for the round's end, not 100 s, or the
+        // early images' second polls would compete with the round's last first polls.
+        let mut text = "[registries.r]\nprefix = \"reg.example.com\"\nrate_limit = 1\n[repositories.m]\nurl = \"https://git.example.com/m.git\"\n[environments.prod]\nbranch = \"deploy/prod\"\n".to_string();
+        for i in 0..100 {
+            text.push_str(&format!(
+                "[images.a{i}]\nimage = \"reg.example.com/org/a{i}\"\ninterval = \"100s\"\n[[images.a{i}.targets]]\nkind = \"kustomization\"\nfile = \"k.yaml\"\n"
+            ));
+        }
+        let c = config(&text);
+        let mut s = Schedule::new(&c, |_| false);
+        let last = s.wait_of("a99").unwrap().max(s.wait_of("a50").unwrap());
+        assert!(
+            last > Duration::from_secs(200),
+            "spread at 5 s each: {last:?}"
+        );
+        s.polled("a0", Feedback::default());
+        let w = s.wait_of("a0").unwrap();
+        assert!(w >= Duration::from_secs(449), "{w:?}");
+        // After that, the interval: 100 s stretched 1.25x (1 request/s asked of 0.8).
+        s.polled("a0", Feedback::default());
+        let w = s.wait_of("a0").unwrap();
+        assert!(w <= Duration::from_secs(138), "{w:?}");
+
+        // Images polled before from this state dir cost one tag list: 125 s for the round,
+        // no longer than the stretched interval, which rules.
+        let mut s = Schedule::new(&c, |_| true);
+        s.polled("a0", Feedback::default());
+        let w = s.wait_of("a0").unwrap();
+        assert!(w <= Duration::from_secs(138), "{w:?}");
     }
 }

@@ -114,6 +114,16 @@ impl StatusStore {
             .unwrap_or_default()
     }
 
+    /// Whether `alias` has been checked successfully in any environment: polled before from
+    /// this state dir, so the registry cache knows its tags.
+    pub fn checked(&self, alias: &str) -> bool {
+        let entries = self.entries.lock().expect("status lock");
+        entries
+            .range((alias.to_string(), String::new())..)
+            .take_while(|((a, _), _)| a == alias)
+            .any(|(_, status)| status.last_check.is_some())
+    }
+
     /// Changes one entry in memory; [`save`](Self::save) writes them all.
     pub fn update(&self, alias: &str, environment: &str, f: impl FnOnce(&mut Status)) {
         let mut entries = self.entries.lock().expect("status lock");
