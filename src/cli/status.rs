@@ -167,7 +167,7 @@ pub fn status(args: StatusArgs) -> Outcome {
                 candidate: s.candidate.clone(),
                 waiting: s.waiting.clone(),
                 hold: manual.or(revert).or(pin),
-                last_check: s.last_check.clone(),
+                last_check: s.last_check.map(|t| t.to_string()),
                 last_update: s.last_update.clone(),
                 last_update_at: s.last_update_at.clone(),
                 last_commit: s.last_commit.clone(),

@@ -322,7 +322,7 @@ impl Engine {
         self.shared.metrics.checked(&alias, &env, result.is_ok());
         self.shared.status.update(&alias, &env, |s| match &result {
             Ok(chosen) => {
-                s.last_check = Some(now());
+                s.last_check = Some(jiff::Timestamp::now());
                 s.candidate = chosen
                     .desired
                     .as_ref()
@@ -463,11 +463,9 @@ impl Engine {
             .tags(client, &repository)
             .await
             .map_err(|e| e.to_string())?;
-        let first_seen = self
-            .shared
-            .seen
-            .observe(&image.reference.repository(), &tags);
-        let not_yet = safety::min_age(deployment, first_seen);
+        let repository_name = image.reference.repository();
+        self.shared.seen.observe(&repository_name, &tags);
+        let not_yet = safety::min_age(deployment, || self.shared.seen.sightings(&repository_name));
         let status = self.shared.status.get(alias, env);
         let held_reason = status.held.as_ref().map(|h| {
             format!(
@@ -763,11 +761,13 @@ impl Engine {
                 tracing::warn!(image = %sk.alias, environment = %env.name, branch = %env.branch, current = %sk.current, "{}", sk.reason);
                 self.shared.metrics.reverted(&sk.alias, &env.name);
                 self.shared.status.update(&sk.alias, &env.name, |s| {
-                    s.held = desired.map(|d| RevertHold {
-                        value: d.describe(),
-                        tag: d.tag.clone().unwrap_or_default(),
-                        found: sk.current.clone(),
-                        since: now(),
+                    s.held = desired.map(|d| {
+                        Box::new(RevertHold {
+                            value: d.describe(),
+                            tag: d.tag.clone().unwrap_or_default(),
+                            found: sk.current.clone(),
+                            since: now(),
+                        })
                     });
                     s.waiting = Some(sk.reason.clone());
                 });

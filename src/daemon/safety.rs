@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::Status;
+use super::state::{Sightings, Status};
 use crate::config::{AgeFrom, Config, Deployment, Image};
 use crate::select::{self, Candidate, Policy, Strategy};
 use crate::writeback::{Decision, Desired, Guard};
@@ -58,16 +58,18 @@ pub fn guard(
 /// Why a tag is not old enough yet, for [`crate::registry::Gate::not_yet`].
 pub type NotYet = Box<crate::registry::scan::NotYet>;
 
-/// The `min_age` rule of a deployment, given when each tag was first seen.
-pub fn min_age(
-    deployment: &Deployment,
-    first_seen: BTreeMap<String, jiff::Timestamp>,
-) -> Option<NotYet> {
+/// The `min_age` rule of a deployment, given when each tag was first seen (asked for only
+/// when the rule counts from first sightings).
+pub fn min_age(deployment: &Deployment, first_seen: impl FnOnce() -> Sightings) -> Option<NotYet> {
     let min = deployment.safety.min_age?;
     let from = deployment.safety.age_from;
+    let first_seen = match from {
+        AgeFrom::FirstSeen => first_seen(),
+        AgeFrom::Created => Sightings::default(),
+    };
     Some(Box::new(move |c: &Candidate| {
         let since = match from {
-            AgeFrom::FirstSeen => first_seen.get(&c.tag).copied(),
+            AgeFrom::FirstSeen => first_seen.get(&c.tag),
             AgeFrom::Created => c.created,
         };
         let Some(since) = since else {

@@ -1,0 +1,241 @@
+//! `status.json`: per image and environment, the latest news.
+//!
+//! Kept in memory as one map from alias to a short vector of its environments: a map per
+//! image would allocate a B-tree node (room for eleven entries, 4 KiB) for the one or three
+//! environments most images have, and a map keyed by the pair would allocate both names at
+//! every update just to look an entry up. The file keeps the nested form,
+//! `{alias: {environment: status}}`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::private::write_atomically;
+
+/// The latest news of one image in one environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// When the registry was last polled successfully for this image (RFC 3339 in the file).
+    pub last_check: Option<jiff::Timestamp>,
+    /// The tag the policy chose at the last check.
+    pub candidate: Option<String>,
+    /// The last change written: `v1.4.0 -> v1.5.0`, its commit, and when.
+    pub last_update: Option<String>,
+    pub last_commit: Option<String>,
+    pub last_update_at: Option<String>,
+    /// The last failure, cleared by a successful check and write.
+    pub last_error: Option<String>,
+    /// What image-updater last pushed (`v1.5.0`, `v1.5.0@sha256:…`), the digest the chosen
+    /// tag had then, and when: what promotion and revert detection go by.
+    #[serde(default)]
+    pub written: Option<String>,
+    #[serde(default)]
+    pub written_digest: Option<String>,
+    /// The value the branch held at the last cycle.
+    #[serde(default)]
+    pub current: Option<String>,
+    /// Why the candidate is not on the branch (too young, soaking, a downgrade, held).
+    #[serde(default)]
+    pub waiting: Option<String>,
+    /// A value a person reverted: it and anything ranking below it stay out. Boxed: rare,
+    /// and four strings wide.
+    #[serde(default)]
+    pub held: Option<Box<RevertHold>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertHold {
+    /// The value reverted (`v1.5.0`), as image-updater wrote it.
+    pub value: String,
+    /// Its tag, for ranking.
+    pub tag: String,
+    /// What the branch held instead when the revert was noticed.
+    pub found: String,
+    pub since: String,
+}
+
+/// One image's environments, sorted by name.
+type Environments = Vec<(Box<str>, Status)>;
+
+/// The file's form.
+type Nested = BTreeMap<String, BTreeMap<String, Status>>;
+
+#[derive(Debug)]
+pub struct StatusStore {
+    path: PathBuf,
+    entries: Mutex<BTreeMap<Box<str>, Environments>>,
+}
+
+impl StatusStore {
+    /// Reads `STATE_DIR/status.json`; a missing file is an empty store, a corrupt one is moved
+    /// to `status.json.corrupt` and rebuilt.
+    pub fn open(state_dir: &Path) -> StatusStore {
+        let path = state_dir.join("status.json");
+        let nested: Nested = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    let aside = path.with_extension("json.corrupt");
+                    tracing::warn!(file = %path.display(), error = %e, moved_to = %aside.display(), "status file is corrupt; starting a new one");
+                    let _ = std::fs::rename(&path, &aside);
+                    BTreeMap::new()
+                }
+            },
+            Err(_) => BTreeMap::new(),
+        };
+        let entries = nested
+            .into_iter()
+            .map(|(alias, envs)| {
+                let envs: Environments = envs.into_iter().map(|(e, s)| (e.into(), s)).collect();
+                (alias.into(), envs)
+            })
+            .collect();
+        StatusStore {
+            path,
+            entries: Mutex::new(entries),
+        }
+    }
+
+    pub fn get(&self, alias: &str, environment: &str) -> Status {
+        let entries = self.entries.lock().expect("status lock");
+        entries
+            .get(alias)
+            .and_then(|envs| envs.iter().find(|(e, _)| **e == *environment))
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether `alias` has been checked successfully in any environment: polled before from
+    /// this state dir, so the registry cache knows its tags.
+    pub fn checked(&self, alias: &str) -> bool {
+        let entries = self.entries.lock().expect("status lock");
+        entries
+            .get(alias)
+            .is_some_and(|envs| envs.iter().any(|(_, s)| s.last_check.is_some()))
+    }
+
+    /// Changes one entry in memory; [`save`](Self::save) writes them all.
+    pub fn update(&self, alias: &str, environment: &str, f: impl FnOnce(&mut Status)) {
+        let mut entries = self.entries.lock().expect("status lock");
+        let envs = match entries.get_mut(alias) {
+            Some(envs) => envs,
+            None => entries.entry(alias.into()).or_default(),
+        };
+        let at = match envs.binary_search_by(|(e, _)| (**e).cmp(environment)) {
+            Ok(at) => at,
+            Err(at) => {
+                envs.insert(at, (environment.into(), Status::default()));
+                at
+            }
+        };
+        f(&mut envs[at].1);
+    }
+
+    /// Every entry, in the file's nested form.
+    pub fn all(&self) -> Nested {
+        let entries = self.entries.lock().expect("status lock");
+        entries
+            .iter()
+            .map(|(alias, envs)| {
+                let envs = envs
+                    .iter()
+                    .map(|(e, s)| (e.to_string(), s.clone()))
+                    .collect();
+                (alias.to_string(), envs)
+            })
+            .collect()
+    }
+
+    /// Writes the store atomically, serialized straight from the live map: building the
+    /// nested form first would copy every entry (20 MB at 5,000 images, every save).
+    pub fn save(&self) -> std::io::Result<()> {
+        let bytes = {
+            let entries = self.entries.lock().expect("status lock");
+            serde_json::to_vec(&AsNested(&entries)).map_err(std::io::Error::other)?
+        };
+        write_atomically(&self.path, &bytes)
+    }
+}
+
+/// The live map, serialized in the file's nested form.
+struct AsNested<'a>(&'a BTreeMap<Box<str>, Environments>);
+
+/// One alias's environments, as `{environment: status}`.
+struct AsMap<'a>(&'a Environments);
+
+impl Serialize for AsNested<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(alias, envs)| (alias, AsMap(envs))))
+    }
+}
+
+impl Serialize for AsMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(env, status)| (env, status)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_a_restart_and_rebuilds_when_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StatusStore::open(dir.path());
+        store.update("api", "prod", |s| s.candidate = Some("v1.5.0".into()));
+        store.save().unwrap();
+        let again = StatusStore::open(dir.path());
+        assert_eq!(
+            again.get("api", "prod").candidate.as_deref(),
+            Some("v1.5.0")
+        );
+        assert!(!again.checked("api"));
+        // The file keeps the nested form; environments are found whatever their order.
+        store.update("api", "dev", |s| s.candidate = Some("main-1".into()));
+        store.update("web", "prod", |s| {
+            s.last_check = Some(jiff::Timestamp::UNIX_EPOCH)
+        });
+        store.update("api", "staging", |s| s.candidate = Some("v1.4.0".into()));
+        store.save().unwrap();
+        let nested: Nested =
+            serde_json::from_slice(&std::fs::read(dir.path().join("status.json")).unwrap())
+                .unwrap();
+        assert_eq!(nested, store.all());
+        assert_eq!(nested["api"].len(), 3);
+        assert_eq!(
+            store.get("api", "staging").candidate.as_deref(),
+            Some("v1.4.0")
+        );
+        let text = std::fs::read_to_string(dir.path().join("status.json")).unwrap();
+        assert!(
+            text.contains(r#""last_check":"1970-01-01T00:00:00Z""#),
+            "{text}"
+        );
+        assert!(StatusStore::open(dir.path()).checked("web"));
+        std::fs::write(dir.path().join("status.json"), "{ not json").unwrap();
+        let rebuilt = StatusStore::open(dir.path());
+        assert_eq!(rebuilt.get("api", "prod"), Status::default());
+        assert!(dir.path().join("status.json.corrupt").exists());
+    }
+
+    #[test]
+    fn reads_a_file_written_before_checks_were_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("status.json"),
+            r#"{"api":{"prod":{"last_check":"2026-11-30T10:00:00.5+00:00","candidate":"v1","last_update":null,"last_commit":null,"last_update_at":null,"last_error":null,"held":{"value":"v2","tag":"v2","found":"v1","since":"2026-11-30T10:00:00Z"}}}}"#,
+        )
+        .unwrap();
+        let store = StatusStore::open(dir.path());
+        let s = store.get("api", "prod");
+        assert_eq!(
+            s.last_check.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-30T10:00:00.5Z")
+        );
+        assert_eq!(s.held.unwrap().value, "v2");
+        assert!(!dir.path().join("status.json.corrupt").exists());
+    }
+}
