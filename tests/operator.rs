@@ -436,11 +436,20 @@ async fn more_images_than_the_budget_stretches_intervals_and_says_so() {
     assert!(err.contains("stretched 3.75x"), "{err}");
     assert!(out.contains("\"interval_seconds\": 3.75"), "{out}");
     let daemon = world.start();
+    // The first polls cost 4 requests each (tag list, HEAD, manifest, config): 2.5 s apart at
+    // 1.6 requests/s, 15 s for the six, and said so.
     daemon
-        .wait_metric("image_updater_poll_lag_seconds_count", 12.0)
+        .wait_metric("image_updater_poll_lag_seconds_count", 6.0)
         .await;
     assert!(
         daemon.log().contains("every interval is stretched 3.75x"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("first polls spread over 15s at the registry's request budget"),
         "{}",
         daemon.log()
     );
@@ -458,12 +467,13 @@ async fn more_images_than_the_budget_stretches_intervals_and_says_so() {
     assert!(
         metrics.contains("image_updater_poll_lag_seconds_bucket{le=\"+Inf\",registry=\"local\"}")
     );
-    // Polled at the stretched interval, not every second: 6 images over 8 s at 3.75 s each
-    // is about 13 polls, where every second would be 48.
+    // Polled at the stretched interval, not every second. Second polls wait for the first
+    // round's end (15 s), then come every 3.75 s: about 16 polls in the 16 s after the first
+    // round, where every second would be 96.
     let before = daemon.metric("image_updater_images_checked_total").await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
     let polls = daemon.metric("image_updater_images_checked_total").await - before;
-    assert!((6.0..=24.0).contains(&polls), "{polls} polls in 8 s");
+    assert!((6.0..=40.0).contains(&polls), "{polls} polls in 16 s");
 }
 
 /// Issue: each branch update fetched the repository again, one `git fetch` per branch per

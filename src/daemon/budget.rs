@@ -197,6 +197,8 @@ pub struct FirstRound {
     /// for the end of its lane's round, so that the round's cold polls and the early images'
     /// second polls do not ask for more than the budget together.
     pub lengths: BTreeMap<String, Duration>,
+    /// Per lane: how many images the round polls.
+    pub images: BTreeMap<String, usize>,
 }
 
 /// The highest priority of the environments `image` is deployed to.
@@ -327,6 +329,8 @@ impl Plan {
                 Duration::try_from_secs_f64(*at).unwrap_or(Duration::MAX),
             );
             *at += first_cost(image, known(&image.alias)) / budget.max(f64::MIN_POSITIVE);
+            let count = round.images.entry(lane.clone()).or_default();
+            *count = count.saturating_add(1);
         }
         round.lengths = offsets
             .into_iter()

@@ -53,6 +53,8 @@ pub struct Feedback {
 pub struct Schedule {
     entries: BTreeMap<String, Entry>,
     plan: Plan,
+    /// The first polls the config applied last planned, per lane: (images, how long).
+    first_round: BTreeMap<String, (usize, Duration)>,
 }
 
 fn fingerprint(config: &Config, alias: &str) -> u64 {
@@ -114,6 +116,20 @@ impl Schedule {
         }
         self.entries = entries;
         self.plan = plan;
+        self.first_round = first
+            .images
+            .iter()
+            .map(|(lane, n)| {
+                let length = first.lengths.get(lane).copied().unwrap_or_default();
+                (lane.clone(), (*n, length))
+            })
+            .collect();
+    }
+
+    /// Per lane, the images whose first poll the last config applied planned, and how long
+    /// those polls take at the budget.
+    pub fn first_round(&self) -> &BTreeMap<String, (usize, Duration)> {
+        &self.first_round
     }
 
     /// The budget plan of the config applied last.
