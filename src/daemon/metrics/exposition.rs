@@ -20,7 +20,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Counters, LAG_BUCKETS};
+use std::sync::Arc;
+
+use super::{DaemonMetrics, ImageSeries, LAG_BUCKETS};
 use crate::registry::Snapshot;
 
 /// The exposition format of a scrape.
@@ -53,20 +55,20 @@ impl Format {
 /// One scrape's values, handed to the encoder.
 #[derive(Debug)]
 struct Scrape {
-    counters: Counters,
+    metrics: Arc<DaemonMetrics>,
     registry: Snapshot,
     images: usize,
 }
 
 pub(super) fn render(
-    counters: Counters,
+    metrics: Arc<DaemonMetrics>,
     registry: Snapshot,
     images: usize,
     format: Format,
 ) -> String {
     let mut families = Registry::default();
     families.register_collector(Box::new(Scrape {
-        counters,
+        metrics,
         registry,
         images,
     }));
@@ -137,10 +139,22 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) ->
 
 impl Collector for Scrape {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), Error> {
-        let c = &self.counters;
+        let c = &*self.metrics.inner.lock().expect("metrics lock");
         let r = &self.registry;
-        let image =
-            |(i, env): &(String, String)| [("image", i.clone()), ("environment", env.clone())];
+        // Every image's series, with the labels borrowed from the map.
+        let series = || {
+            c.images.iter().flat_map(|(image, envs)| {
+                envs.iter()
+                    .map(move |(env, s)| ([("image", &**image), ("environment", &**env)], *s))
+            })
+        };
+        // The series of one kind that have counted something: a counter appears with its
+        // first event, as it always has.
+        let counted = |value: fn(&ImageSeries) -> u64| {
+            series()
+                .map(move |(labels, s)| (labels, value(&s)))
+                .filter(|(_, n)| *n > 0)
+        };
         let seconds = Some(&Unit::Seconds);
         gauge(
             &mut e,
@@ -153,35 +167,35 @@ impl Collector for Scrape {
             "image_updater_images_checked",
             "Registry checks of an image in an environment.",
             None,
-            c.checked.iter().map(|(k, n)| (image(k), *n)),
+            counted(|s| s.checked),
         )?;
         counters(
             &mut e,
             "image_updater_images_updated",
             "Updates of an image committed and pushed.",
             None,
-            c.updated.iter().map(|(k, n)| (image(k), *n)),
+            counted(|s| s.updated),
         )?;
         counters(
             &mut e,
             "image_updater_images_failed",
             "Checks or writes of an image that failed.",
             None,
-            c.failed.iter().map(|(k, n)| (image(k), *n)),
+            counted(|s| s.failed),
         )?;
         counters(
             &mut e,
             "image_updater_reverts_detected",
             "Values image-updater wrote that a person changed back (each then held).",
             None,
-            c.reverts.iter().map(|(k, n)| (image(k), *n)),
+            counted(|s| s.reverts),
         )?;
         gauges(
             &mut e,
             "image_updater_last_successful_check_timestamp",
             "When an image was last checked successfully (Unix time).",
             seconds,
-            c.last_success.iter().map(|(k, t)| (image(k), *t)),
+            series().filter_map(|(labels, s)| Some((labels, s.last_success?))),
         )?;
         counters(
             &mut e,

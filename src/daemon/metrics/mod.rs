@@ -6,7 +6,7 @@
 //! HTTP statuses: a bounded set, never a tag or a digest.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::registry::Snapshot;
 
@@ -14,16 +14,24 @@ mod exposition;
 
 pub use exposition::Format;
 
-type ImageKey = (String, String);
 type BranchKey = (String, String);
 
-#[derive(Debug, Default, Clone)]
+/// The series of one image in one environment.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ImageSeries {
+    checked: u64,
+    updated: u64,
+    failed: u64,
+    reverts: u64,
+    /// Unix time of the last successful check.
+    last_success: Option<f64>,
+}
+
+#[derive(Debug, Default)]
 pub(crate) struct Counters {
-    checked: BTreeMap<ImageKey, u64>,
-    updated: BTreeMap<ImageKey, u64>,
-    failed: BTreeMap<ImageKey, u64>,
-    reverts: BTreeMap<ImageKey, u64>,
-    last_success: BTreeMap<ImageKey, f64>,
+    /// By alias, then environment (a short sorted vector): one entry per image and
+    /// environment for all its series, found without allocating its names.
+    images: BTreeMap<Box<str>, Vec<(Box<str>, ImageSeries)>>,
     /// (repository, branch, result) -> pushes.
     pushes: BTreeMap<(String, String, &'static str), u64>,
     push_retries: BTreeMap<BranchKey, u64>,
@@ -84,34 +92,47 @@ impl DaemonMetrics {
         f(&mut self.inner.lock().expect("metrics lock"));
     }
 
-    pub fn checked(&self, image: &str, env: &str, ok: bool) {
-        let key = (image.to_string(), env.to_string());
+    /// The series of `image` in `env`, made on first use.
+    fn image(&self, image: &str, env: &str, f: impl FnOnce(&mut ImageSeries)) {
         self.with(|c| {
-            *c.checked.entry(key.clone()).or_default() += 1;
+            let envs = match c.images.get_mut(image) {
+                Some(envs) => envs,
+                None => c.images.entry(image.into()).or_default(),
+            };
+            let at = match envs.binary_search_by(|(e, _)| (**e).cmp(env)) {
+                Ok(at) => at,
+                Err(at) => {
+                    envs.insert(at, (env.into(), ImageSeries::default()));
+                    at
+                }
+            };
+            f(&mut envs[at].1);
+        });
+    }
+
+    pub fn checked(&self, image: &str, env: &str, ok: bool) {
+        self.image(image, env, |s| {
+            s.checked += 1;
             if ok {
-                let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-                c.last_success.insert(key, now);
+                s.last_success = Some(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
             } else {
-                *c.failed.entry(key).or_default() += 1;
+                s.failed += 1;
             }
         });
     }
 
     /// A write that failed for one image (its target could not be edited, or the push failed).
     pub fn write_failed(&self, image: &str, env: &str) {
-        let key = (image.to_string(), env.to_string());
-        self.with(|c| *c.failed.entry(key).or_default() += 1);
+        self.image(image, env, |s| s.failed += 1);
     }
 
     /// A person reverted what image-updater wrote; the value is now held.
     pub fn reverted(&self, image: &str, env: &str) {
-        let key = (image.to_string(), env.to_string());
-        self.with(|c| *c.reverts.entry(key).or_default() += 1);
+        self.image(image, env, |s| s.reverts += 1);
     }
 
     pub fn updated(&self, image: &str, env: &str) {
-        let key = (image.to_string(), env.to_string());
-        self.with(|c| *c.updated.entry(key).or_default() += 1);
+        self.image(image, env, |s| s.updated += 1);
     }
 
     pub fn pushed(&self, repository: &str, branch: &str, ok: bool, retries: u32) {
@@ -182,10 +203,11 @@ impl DaemonMetrics {
     }
 
     /// Everything, in the format the scraper asked for (see [`exposition`]); `registry` is
-    /// a snapshot taken for this scrape, so it is handed over rather than copied again.
-    pub fn render(&self, registry: Snapshot, images: usize, format: Format) -> String {
-        let counters = self.inner.lock().expect("metrics lock").clone();
-        exposition::render(counters, registry, images, format)
+    /// a snapshot taken for this scrape, so it is handed over rather than copied again. The
+    /// daemon's counters are encoded under their lock, not copied: a copy at 20,000 images
+    /// is tens of thousands of small allocations per scrape.
+    pub fn render(self: &Arc<Self>, registry: Snapshot, images: usize, format: Format) -> String {
+        exposition::render(self.clone(), registry, images, format)
     }
 }
 
@@ -195,7 +217,7 @@ mod tests {
 
     #[test]
     fn renders_families_with_help_and_labels() {
-        let m = DaemonMetrics::new();
+        let m = Arc::new(DaemonMetrics::new());
         m.checked("api", "prod", true);
         m.checked("api", "prod", false);
         m.updated("api", "prod");
