@@ -149,8 +149,10 @@ fn share(tiers: &[(u32, usize, f64)], budget: f64) -> Vec<Tier> {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub registries: BTreeMap<String, RegistryPlan>,
-    /// Per image: its lane, the requests one poll of it costs, and its repository's priority.
-    images: BTreeMap<String, (String, f64, u32)>,
+    /// The images whose repository has a priority above 0 (none when no environment sets
+    /// one): an image's lane and costs are read from its config when needed rather than kept
+    /// for every image.
+    priorities: BTreeMap<String, u32>,
 }
 
 /// The lane (registry) an image is polled in: its configured registry, or its host.
@@ -234,11 +236,11 @@ impl Plan {
             entry.3 = entry.3.saturating_add(1);
         }
         for image in config.images.values() {
-            let lane = lane(image);
-            let key = (lane.clone(), image.reference.path.clone());
+            let key = (lane(image), image.reference.path.clone());
             let priority = repositories.get(&key).map_or(0, |r| r.2);
-            plan.images
-                .insert(image.alias.clone(), (lane, 1.0 + heads(image), priority));
+            if priority > 0 {
+                plan.priorities.insert(image.alias.clone(), priority);
+            }
         }
         // lane -> (priority -> (images, requests/s), the lane's repositories).
         type ByPriority = BTreeMap<u32, (usize, f64)>;
@@ -287,9 +289,17 @@ impl Plan {
         plan
     }
 
+    /// The priority `image` is polled at: the highest of its repository's environments.
+    fn priority(&self, image: &Image) -> u32 {
+        self.priorities
+            .get(&image.alias)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// How often `image` is polled under the plan.
     pub fn interval(&self, image: &Image) -> Duration {
-        let priority = self.images.get(&image.alias).map_or(0, |i| i.2);
+        let priority = self.priority(image);
         let stretch = self
             .registries
             .get(&lane(image))
@@ -314,14 +324,12 @@ impl Plan {
         let mut round = FirstRound::default();
         let mut offsets: BTreeMap<String, f64> = BTreeMap::new();
         let mut images: Vec<&Image> = config.images.values().filter(|i| fresh(&i.alias)).collect();
-        images.sort_by_key(|i| std::cmp::Reverse(self.images.get(&i.alias).map_or(0, |p| p.2)));
+        images.sort_by_key(|i| std::cmp::Reverse(self.priority(i)));
         for image in images {
-            let Some((lane, _, _)) = self.images.get(&image.alias) else {
-                continue;
-            };
+            let lane = lane(image);
             let budget = self
                 .registries
-                .get(lane)
+                .get(&lane)
                 .map_or(f64::INFINITY, RegistryPlan::budget);
             let at = offsets.entry(lane.clone()).or_default();
             round.offsets.insert(
@@ -329,7 +337,7 @@ impl Plan {
                 Duration::try_from_secs_f64(*at).unwrap_or(Duration::MAX),
             );
             *at += first_cost(image, known(&image.alias)) / budget.max(f64::MIN_POSITIVE);
-            let count = round.images.entry(lane.clone()).or_default();
+            let count = round.images.entry(lane).or_default();
             *count = count.saturating_add(1);
         }
         round.lengths = offsets

@@ -30,9 +30,10 @@ struct Entry {
     due: Instant,
     interval: Duration,
     failures: u32,
-    /// The image's registry lane and repository: images that share one are polled together,
-    /// so they share one tag list.
-    repository: (String, String),
+    /// A hash of the image's registry lane and repository: images that share one are polled
+    /// together, so they share one tag list. (A hash rather than both names: two strings per
+    /// image kept for a comparison; a collision only polls an image early.)
+    repository: u64,
     /// A hash of the image's config, so a reload can tell an unchanged image from a changed
     /// one (a hash, not the text: 20,000 images' configs would be megabytes kept for this).
     fingerprint: u64,
@@ -55,6 +56,13 @@ pub struct Schedule {
     plan: Plan,
     /// The first polls the config applied last planned, per lane: (images, how long).
     first_round: BTreeMap<String, (usize, Duration)>,
+}
+
+fn repository(lane: &str, path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (lane, path).hash(&mut h);
+    h.finish()
 }
 
 fn fingerprint(config: &Config, alias: &str) -> u64 {
@@ -107,7 +115,7 @@ impl Schedule {
                         interval,
                         failures: 0,
                         settle: first.lengths.get(&lane).copied().unwrap_or_default(),
-                        repository: (lane, image.reference.path.clone()),
+                        repository: repository(&lane, &image.reference.path),
                         fingerprint: fp,
                     }
                 }
@@ -161,14 +169,14 @@ impl Schedule {
             .iter()
             .filter(|(a, e)| e.due <= later(now, BATCH_WINDOW) && among(a))
             .collect();
-        let shared: std::collections::BTreeSet<(&(String, String), Duration)> = due
+        let shared: std::collections::BTreeSet<(u64, Duration)> = due
             .iter()
-            .map(|(_, e)| (&e.repository, e.interval))
+            .map(|(_, e)| (e.repository, e.interval))
             .collect();
         self.entries
             .iter()
             .filter(|(a, e)| {
-                (e.due <= later(now, BATCH_WINDOW) || shared.contains(&(&e.repository, e.interval)))
+                (e.due <= later(now, BATCH_WINDOW) || shared.contains(&(e.repository, e.interval)))
                     && among(a)
             })
             .map(|(a, _)| a.clone())
