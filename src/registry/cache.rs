@@ -30,21 +30,79 @@ pub enum Entry {
     },
 }
 
+/// A digest as the cache keeps it: a sha256 digest, what registries use, as its 32 bytes;
+/// any other as its text. As a `String`, a digest is 71 bytes on the heap behind 24, and the
+/// cache keeps one or two per image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Digest {
+    Sha256([u8; 32]),
+    Other(Box<str>),
+}
+
+impl Digest {
+    fn new(text: &str) -> Digest {
+        let bytes = text
+            .strip_prefix("sha256:")
+            .filter(|hex| {
+                hex.len() == 64
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+            .and_then(|hex| {
+                let mut bytes = [0u8; 32];
+                for (i, byte) in bytes.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+                }
+                Some(bytes)
+            });
+        match bytes {
+            Some(bytes) => Digest::Sha256(bytes),
+            None => Digest::Other(text.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Digest::Sha256(bytes) => {
+                f.write_str("sha256:")?;
+                bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+            Digest::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Ok(Digest::new(&text))
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct File {
     version: u32,
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Digest, Entry>,
     /// `registry/repository:tag` -> the digest it was last resolved to.
     #[serde(default)]
-    tags: HashMap<String, String>,
+    tags: HashMap<String, Digest>,
 }
 
 /// [`File`] as written: borrowed from the live maps, so that a save does not copy them.
 #[derive(Serialize)]
 struct FileRef<'a> {
     version: u32,
-    entries: &'a HashMap<String, Entry>,
-    tags: &'a HashMap<String, String>,
+    entries: &'a HashMap<Digest, Entry>,
+    tags: &'a HashMap<String, Digest>,
 }
 
 /// Tags remembered at most; past it the memory starts again (each tag then costs one HEAD).
@@ -56,8 +114,8 @@ const VERSION: u32 = 1;
 #[derive(Debug, Default)]
 pub struct MetadataCache {
     path: Option<PathBuf>,
-    entries: Mutex<HashMap<String, Entry>>,
-    tags: Mutex<HashMap<String, String>>,
+    entries: Mutex<HashMap<Digest, Entry>>,
+    tags: Mutex<HashMap<String, Digest>>,
     dirty: AtomicBool,
 }
 
@@ -92,7 +150,7 @@ impl MetadataCache {
                     let tags = file
                         .tags
                         .into_iter()
-                        .filter(|(_, d)| crate::reference::is_valid_digest(d))
+                        .filter(|(_, d)| crate::reference::is_valid_digest(&d.to_string()))
                         .take(MAX_TAGS)
                         .collect();
                     ((file.entries, tags), Loaded::Read(n))
@@ -120,7 +178,7 @@ impl MetadataCache {
         self.entries
             .lock()
             .expect("cache lock")
-            .get(digest)
+            .get(&Digest::new(digest))
             .cloned()
     }
 
@@ -128,7 +186,7 @@ impl MetadataCache {
         self.entries
             .lock()
             .expect("cache lock")
-            .insert(digest.to_string(), entry);
+            .insert(Digest::new(digest), entry);
         self.dirty.store(true, Ordering::Relaxed);
     }
 
@@ -138,7 +196,7 @@ impl MetadataCache {
             .lock()
             .expect("cache lock")
             .get(&format!("{registry}/{repository}:{tag}"))
-            .cloned()
+            .map(Digest::to_string)
     }
 
     /// Remembers what `tag` was just resolved to.
@@ -148,8 +206,9 @@ impl MetadataCache {
             tags.clear();
         }
         let key = format!("{registry}/{repository}:{tag}");
-        if tags.get(&key).map(String::as_str) != Some(digest) {
-            tags.insert(key, digest.to_string());
+        let digest = Digest::new(digest);
+        if tags.get(&key) != Some(&digest) {
+            tags.insert(key, digest);
             self.dirty.store(true, Ordering::Relaxed);
         }
     }
@@ -204,7 +263,32 @@ mod tests {
         cache.save().unwrap();
         let (again, loaded) = MetadataCache::open(&path);
         assert_eq!(loaded, Loaded::Read(1));
-        assert_eq!(again.get("sha256:aa"), Some(entry));
+        assert_eq!(again.get("sha256:aa"), Some(entry.clone()));
+
+        // A sha256 digest is kept as its bytes and comes back as the same text, in memory
+        // and through the file; any other digest as it was written.
+        let sha = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        assert!(matches!(Digest::new(&sha), Digest::Sha256(_)));
+        assert_eq!(Digest::new(&sha).to_string(), sha);
+        let upper = sha.to_uppercase().replace("SHA256", "sha256");
+        assert_eq!(Digest::new(&upper), Digest::Other(upper.clone().into()));
+        again.learn_tag("reg", "org/app", "v1", &sha);
+        again.learn_tag(
+            "reg",
+            "org/app",
+            "v2",
+            &format!("sha512:{}", "ab".repeat(64)),
+        );
+        again.insert(&sha, entry.clone());
+        again.save().unwrap();
+        let (third, _) = MetadataCache::open(&path);
+        assert_eq!(third.tag("reg", "org/app", "v1"), Some(sha.clone()));
+        assert_eq!(
+            third.tag("reg", "org/app", "v2"),
+            Some(format!("sha512:{}", "ab".repeat(64)))
+        );
+        assert_eq!(third.get(&sha), Some(entry.clone()));
+        assert!(std::fs::read_to_string(&path).unwrap().contains(&sha));
 
         std::fs::write(&path, b"{\"version\":1,\"entr").unwrap();
         let (rebuilt, loaded) = MetadataCache::open(&path);
