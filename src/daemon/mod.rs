@@ -56,6 +56,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub const CYCLE_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// How long file events are gathered before the config is read again.
 const DEBOUNCE: Duration = Duration::from_millis(300);
+/// Images one cycle of a lane polls at most. A cycle keeps each image's report until it
+/// commits, so all 5,000 images of a start falling due at once (a registry with a large
+/// budget) made one cycle that held them all, and the heap kept that peak's pages after it;
+/// in cycles of this size a branch still gets one commit per cycle.
+const MAX_CYCLE_IMAGES: usize = 250;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub struct Options {
@@ -164,10 +169,16 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 let mut by_lane: BTreeMap<String, Vec<String>> = BTreeMap::new();
                 for alias in due {
                     let lane = lane_of(&engine, &alias);
-                    shared.metrics.poll_lag(&lane, schedule.lag(&alias, now));
-                    by_lane.entry(lane).or_default().push(alias);
+                    let batch = by_lane.entry(lane).or_default();
+                    // The rest stay due: the lane takes them when this cycle ends.
+                    if batch.len() < MAX_CYCLE_IMAGES {
+                        batch.push(alias);
+                    }
                 }
                 for (lane, due) in by_lane {
+                    for alias in &due {
+                        shared.metrics.poll_lag(&lane, schedule.lag(alias, now));
+                    }
                     cycles = cycles.wrapping_add(1);
                     waiters.started(cycles, &due);
                     let running = start_lane(&engine, cycles, lane.clone(), due, done_tx.clone());
