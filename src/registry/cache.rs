@@ -230,7 +230,7 @@ impl MetadataCache {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let bytes = {
+        crate::private::write_json_atomically(path, |w| {
             let entries = self.entries.lock().expect("cache lock");
             let tags = self.tags.lock().expect("cache lock");
             let file = FileRef {
@@ -238,10 +238,9 @@ impl MetadataCache {
                 entries: &entries,
                 tags: &tags,
             };
-            serde_json::to_vec(&file).map_err(std::io::Error::other)?
-        };
-        crate::private::write_atomically(path, &bytes)
-            .inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
+            serde_json::to_writer(w, &file)
+        })
+        .inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
     }
 }
 

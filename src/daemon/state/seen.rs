@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::private::write_atomically;
+use crate::private::write_json_atomically;
 
 /// One repository's tags, sorted, each with when it was first listed.
 type Tags = Vec<(Box<str>, Timestamp)>;
@@ -93,11 +93,10 @@ impl FirstSeen {
     }
 
     pub fn save(&self) -> std::io::Result<()> {
-        let bytes = {
+        write_json_atomically(&self.path, |w| {
             let entries = self.entries.lock().expect("seen lock");
-            serde_json::to_vec(&AsNested(&entries)).map_err(std::io::Error::other)?
-        };
-        write_atomically(&self.path, &bytes)
+            serde_json::to_writer(w, &AsNested(&entries))
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::private::write_atomically;
+use crate::private::write_json_atomically;
 
 /// The latest news of one image in one environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,14 +148,14 @@ impl StatusStore {
             .collect()
     }
 
-    /// Writes the store atomically, serialized straight from the live map: building the
-    /// nested form first would copy every entry (20 MB at 5,000 images, every save).
+    /// Writes the store atomically, serialized straight from the live map to the file:
+    /// building the nested form first would copy every entry (20 MB at 5,000 images, every
+    /// save), and even the text is megabytes at 20,000.
     pub fn save(&self) -> std::io::Result<()> {
-        let bytes = {
+        write_json_atomically(&self.path, |w| {
             let entries = self.entries.lock().expect("status lock");
-            serde_json::to_vec(&AsNested(&entries)).map_err(std::io::Error::other)?
-        };
-        write_atomically(&self.path, &bytes)
+            serde_json::to_writer(w, &AsNested(&entries))
+        })
     }
 }
 
