@@ -174,7 +174,8 @@ async fn run(
     // When the first round outlasts an interval, second polls wait for its end and then
     // follow at the pace of the first ones: steady state begins once every image has been
     // polled twice (checks counted: near enough, as early images are polled again first).
-    if first > Duration::from_secs(INTERVAL_SECS) {
+    let waited = first > Duration::from_secs(INTERVAL_SECS);
+    if waited {
         while metric(port, "image_updater_images_checked_total").await < 2.0 * images as f64 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -226,7 +227,7 @@ async fn run(
             ),
             (
                 "second round over (every image polled twice)".into(),
-                if settled > first {
+                if waited {
                     format!("{:.0} s after the start", settled.as_secs_f64())
                 } else {
                     "with the first: the round was shorter than an interval".into()
