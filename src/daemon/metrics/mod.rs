@@ -102,6 +102,8 @@ impl DaemonMetrics {
             let at = match envs.binary_search_by(|(e, _)| (**e).cmp(env)) {
                 Ok(at) => at,
                 Err(at) => {
+                    // Exactly, not room for four as a vector's first growth makes.
+                    envs.reserve_exact(1);
                     envs.insert(at, (env.into(), ImageSeries::default()));
                     at
                 }
@@ -223,6 +225,9 @@ mod tests {
         m.updated("api", "prod");
         m.pushed("manifests", "deploy/prod", true, 2);
         m.reloaded(false);
+        for envs in m.inner.lock().unwrap().images.values() {
+            assert_eq!(envs.capacity(), envs.len());
+        }
         let text = m.render(Snapshot::default(), 3, Format::Classic);
         assert!(
             text.contains(

@@ -126,6 +126,9 @@ impl StatusStore {
         let at = match envs.binary_search_by(|(e, _)| (**e).cmp(environment)) {
             Ok(at) => at,
             Err(at) => {
+                // Exactly: a vector's first growth makes room for four, a kilobyte of
+                // statuses for the one environment most images have.
+                envs.reserve_exact(1);
                 envs.insert(at, (environment.into(), Status::default()));
                 at
             }
@@ -205,6 +208,10 @@ mod tests {
                 .unwrap();
         assert_eq!(nested, store.all());
         assert_eq!(nested["api"].len(), 3);
+        // No room kept for environments an image does not have.
+        for envs in store.entries.lock().unwrap().values() {
+            assert_eq!(envs.capacity(), envs.len());
+        }
         assert_eq!(
             store.get("api", "staging").candidate.as_deref(),
             Some("v1.4.0")
