@@ -19,6 +19,7 @@
 //! the server, so an abandoned cycle leaves each branch at its old commit or its new one.
 
 pub mod budget;
+pub mod by_image;
 pub mod control;
 pub mod engine;
 pub mod fault;

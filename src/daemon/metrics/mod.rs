@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::by_image::{self, ByImage};
 use crate::registry::Snapshot;
 
 mod exposition;
@@ -29,9 +30,8 @@ pub(crate) struct ImageSeries {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// By alias, then environment (a short sorted vector): one entry per image and
-    /// environment for all its series, found without allocating its names.
-    images: BTreeMap<Box<str>, Vec<(Box<str>, ImageSeries)>>,
+    /// One entry per image and environment for all its series.
+    images: ByImage<ImageSeries>,
     /// (repository, branch, result) -> pushes.
     pushes: BTreeMap<(String, String, &'static str), u64>,
     push_retries: BTreeMap<BranchKey, u64>,
@@ -94,22 +94,7 @@ impl DaemonMetrics {
 
     /// The series of `image` in `env`, made on first use.
     fn image(&self, image: &str, env: &str, f: impl FnOnce(&mut ImageSeries)) {
-        self.with(|c| {
-            let envs = match c.images.get_mut(image) {
-                Some(envs) => envs,
-                None => c.images.entry(image.into()).or_default(),
-            };
-            let at = match envs.binary_search_by(|(e, _)| (**e).cmp(env)) {
-                Ok(at) => at,
-                Err(at) => {
-                    // Exactly, not room for four as a vector's first growth makes.
-                    envs.reserve_exact(1);
-                    envs.insert(at, (env.into(), ImageSeries::default()));
-                    at
-                }
-            };
-            f(&mut envs[at].1);
-        });
+        self.with(|c| f(by_image::entry(&mut c.images, image, env)));
     }
 
     pub fn checked(&self, image: &str, env: &str, ok: bool) {

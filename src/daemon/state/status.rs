@@ -1,10 +1,7 @@
 //! `status.json`: per image and environment, the latest news.
 //!
-//! Kept in memory as one map from alias to a short vector of its environments: a map per
-//! image would allocate a B-tree node (room for eleven entries, 4 KiB) for the one or three
-//! environments most images have, and a map keyed by the pair would allocate both names at
-//! every update just to look an entry up. The file keeps the nested form,
-//! `{alias: {environment: status}}`.
+//! Kept in memory [`ByImage`]: a short vector of environments per alias. The file keeps the
+//! nested form, `{alias: {environment: status}}`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +9,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::daemon::by_image::{self, ByImage};
 use crate::private::write_json_atomically;
 
 /// The latest news of one image in one environment.
@@ -65,7 +63,7 @@ type Nested = BTreeMap<String, BTreeMap<String, Status>>;
 #[derive(Debug)]
 pub struct StatusStore {
     path: PathBuf,
-    entries: Mutex<BTreeMap<Box<str>, Environments>>,
+    entries: Mutex<ByImage<Status>>,
 }
 
 impl StatusStore {
@@ -100,10 +98,8 @@ impl StatusStore {
 
     pub fn get(&self, alias: &str, environment: &str) -> Status {
         let entries = self.entries.lock().expect("status lock");
-        entries
-            .get(alias)
-            .and_then(|envs| envs.iter().find(|(e, _)| **e == *environment))
-            .map(|(_, s)| s.clone())
+        by_image::get(&entries, alias, environment)
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -119,21 +115,7 @@ impl StatusStore {
     /// Changes one entry in memory; [`save`](Self::save) writes them all.
     pub fn update(&self, alias: &str, environment: &str, f: impl FnOnce(&mut Status)) {
         let mut entries = self.entries.lock().expect("status lock");
-        let envs = match entries.get_mut(alias) {
-            Some(envs) => envs,
-            None => entries.entry(alias.into()).or_default(),
-        };
-        let at = match envs.binary_search_by(|(e, _)| (**e).cmp(environment)) {
-            Ok(at) => at,
-            Err(at) => {
-                // Exactly: a vector's first growth makes room for four, a kilobyte of
-                // statuses for the one environment most images have.
-                envs.reserve_exact(1);
-                envs.insert(at, (environment.into(), Status::default()));
-                at
-            }
-        };
-        f(&mut envs[at].1);
+        f(by_image::entry(&mut entries, alias, environment));
     }
 
     /// Every entry, in the file's nested form.
@@ -163,7 +145,7 @@ impl StatusStore {
 }
 
 /// The live map, serialized in the file's nested form.
-struct AsNested<'a>(&'a BTreeMap<Box<str>, Environments>);
+struct AsNested<'a>(&'a ByImage<Status>);
 
 /// One alias's environments, as `{environment: status}`.
 struct AsMap<'a>(&'a Environments);
