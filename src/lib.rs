@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod hex;
 pub mod private;
 pub mod reference;
 pub mod registry;

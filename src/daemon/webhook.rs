@@ -339,7 +339,7 @@ pub fn authorized(delivery: &Delivery<'_>, secret: &str) -> bool {
     for header in ["x-hub-signature-256", "x-image-updater-signature"] {
         if let Some(value) = delivery.header(header) {
             let hex = value.strip_prefix("sha256=").unwrap_or(value);
-            let Some(expected) = decode_hex(hex) else {
+            let Some(expected) = crate::hex::decode(hex) else {
                 return false;
             };
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
@@ -358,16 +358,6 @@ pub fn authorized(delivery: &Delivery<'_>, secret: &str) -> bool {
         .split('&')
         .filter_map(|kv| kv.strip_prefix("token="))
         .any(|t| same_secret(t.as_bytes(), secret.as_bytes()))
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i.checked_add(2)?)?, 16).ok())
-        .collect()
 }
 
 /// The pushes a payload describes, whichever registry sent it.

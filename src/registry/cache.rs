@@ -49,13 +49,7 @@ impl Digest {
                         .bytes()
                         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             })
-            .and_then(|hex| {
-                let mut bytes = [0u8; 32];
-                for (i, byte) in bytes.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-                }
-                Some(bytes)
-            });
+            .and_then(|hex| crate::hex::decode(hex)?.try_into().ok());
         match bytes {
             Some(bytes) => Digest::Sha256(bytes),
             None => Digest::Other(text.into()),
@@ -66,10 +60,7 @@ impl Digest {
 impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Digest::Sha256(bytes) => {
-                f.write_str("sha256:")?;
-                bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
-            }
+            Digest::Sha256(bytes) => write!(f, "sha256:{}", crate::hex::encode(bytes)),
             Digest::Other(text) => f.write_str(text),
         }
     }

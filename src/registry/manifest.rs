@@ -170,25 +170,17 @@ pub fn parse_config(body: &[u8]) -> Result<ImageConfig, String> {
 
 /// `sha256:<hex>` of `body`.
 pub fn sha256_digest(body: &[u8]) -> String {
-    let hash = Sha256::digest(body);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for b in hash {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256:{}", crate::hex::encode(&Sha256::digest(body)))
 }
 
 /// Checks that `body` is what `digest` names (sha256, sha384 or sha512; any other digest is
 /// refused, since nothing could check it).
 pub fn verify(body: &[u8], digest: &str) -> Result<(), String> {
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::hex::encode;
     let actual = match digest.split_once(':') {
-        Some(("sha256", _)) => hex(&Sha256::digest(body)),
-        Some(("sha384", _)) => hex(&sha2::Sha384::digest(body)),
-        Some(("sha512", _)) => hex(&sha2::Sha512::digest(body)),
+        Some(("sha256", _)) => encode(&Sha256::digest(body)),
+        Some(("sha384", _)) => encode(&sha2::Sha384::digest(body)),
+        Some(("sha512", _)) => encode(&sha2::Sha512::digest(body)),
         _ => return Err(format!("`{digest}` is not a digest this client can check")),
     };
     if digest.split_once(':').map(|(_, h)| h) != Some(actual.as_str()) {
