@@ -195,12 +195,18 @@ fn first_cost(image: &Image, known: bool) -> f64 {
 pub struct FirstRound {
     /// Per image: how long after now its first poll is due.
     pub offsets: BTreeMap<String, Duration>,
-    /// Per lane: how long the first polls take at the budget. An image's second poll waits
-    /// for the end of its lane's round, so that the round's cold polls and the early images'
-    /// second polls do not ask for more than the budget together.
-    pub lengths: BTreeMap<String, Duration>,
-    /// Per lane: how many images the round polls.
-    pub images: BTreeMap<String, usize>,
+    /// Per lane: its images' first polls.
+    pub lanes: BTreeMap<String, LaneRound>,
+}
+
+/// One lane's first polls.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LaneRound {
+    pub images: usize,
+    /// How long they take at the budget. An image's second poll waits for the end of its
+    /// lane's round, so that the round's cold polls and the early images' second polls do not
+    /// ask for more than the budget together.
+    pub length: Duration,
 }
 
 /// The highest priority of the environments `image` is deployed to.
@@ -322,7 +328,8 @@ impl Plan {
         known: impl Fn(&str) -> bool,
     ) -> FirstRound {
         let mut round = FirstRound::default();
-        let mut offsets: BTreeMap<String, f64> = BTreeMap::new();
+        // Per lane: when its next first poll is due, in seconds from now.
+        let mut at_lane: BTreeMap<String, f64> = BTreeMap::new();
         let mut images: Vec<&Image> = config.images.values().filter(|i| fresh(&i.alias)).collect();
         images.sort_by_key(|i| std::cmp::Reverse(self.priority(i)));
         for image in images {
@@ -331,24 +338,16 @@ impl Plan {
                 .registries
                 .get(&lane)
                 .map_or(f64::INFINITY, RegistryPlan::budget);
-            let at = offsets.entry(lane.clone()).or_default();
+            let at = at_lane.entry(lane.clone()).or_default();
             round.offsets.insert(
                 image.alias.clone(),
                 Duration::try_from_secs_f64(*at).unwrap_or(Duration::MAX),
             );
             *at += first_cost(image, known(&image.alias)) / budget.max(f64::MIN_POSITIVE);
-            let count = round.images.entry(lane).or_default();
-            *count = count.saturating_add(1);
+            let lane_round = round.lanes.entry(lane).or_default();
+            lane_round.images = lane_round.images.saturating_add(1);
+            lane_round.length = Duration::try_from_secs_f64(*at).unwrap_or(Duration::MAX);
         }
-        round.lengths = offsets
-            .into_iter()
-            .map(|(lane, secs)| {
-                (
-                    lane,
-                    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
-                )
-            })
-            .collect();
         round
     }
 
@@ -412,10 +411,11 @@ mod tests {
         let known = plan.first_polls(&c, |_| true, |_| true);
         assert_eq!(known.offsets["a0"], Duration::ZERO);
         assert_eq!(known.offsets["a1"], Duration::from_secs_f64(3.75));
-        assert_eq!(known.lengths["r"], Duration::from_secs_f64(375.0));
+        assert_eq!(known.lanes["r"].length, Duration::from_secs_f64(375.0));
+        assert_eq!(known.lanes["r"].images, 100);
         let new = plan.first_polls(&c, |_| true, |_| false);
         assert_eq!(new.offsets["a1"], Duration::from_secs_f64(8.75));
-        assert_eq!(new.lengths["r"], Duration::from_secs_f64(875.0));
+        assert_eq!(new.lanes["r"].length, Duration::from_secs_f64(875.0));
         let mut offsets: Vec<Duration> = new.offsets.values().copied().collect();
         offsets.sort();
         assert_eq!(offsets.last(), Some(&Duration::from_secs_f64(866.25)));

@@ -563,16 +563,16 @@ fn planned(schedule: &Schedule, config: &Config, shared: &Shared, health: &http:
     for warning in plan.warnings() {
         tracing::warn!("{warning}");
     }
-    for (lane, (images, length)) in schedule.first_round() {
+    for (lane, round) in schedule.first_round() {
         // Worth saying when it outlasts a batch: the operator sees why images are not all
         // polled at once.
-        if *length > schedule::BATCH_WINDOW {
+        if round.length > schedule::BATCH_WINDOW {
             tracing::info!(
                 registry = %lane,
-                images,
-                seconds = length.as_secs(),
+                images = round.images,
+                seconds = round.length.as_secs(),
                 "first polls spread over {}s at the registry's request budget",
-                length.as_secs()
+                round.length.as_secs()
             );
         }
     }

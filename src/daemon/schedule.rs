@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::budget::Plan;
+use super::budget::{LaneRound, Plan};
 use crate::config::Config;
 
 /// Images due within this window of each other are polled in one cycle, so that their changes
@@ -54,8 +54,8 @@ pub struct Feedback {
 pub struct Schedule {
     entries: BTreeMap<String, Entry>,
     plan: Plan,
-    /// The first polls the config applied last planned, per lane: (images, how long).
-    first_round: BTreeMap<String, (usize, Duration)>,
+    /// The first polls the config applied last planned, per lane.
+    first_round: BTreeMap<String, LaneRound>,
 }
 
 fn repository(lane: &str, path: &str) -> u64 {
@@ -114,7 +114,7 @@ impl Schedule {
                         ),
                         interval,
                         failures: 0,
-                        settle: first.lengths.get(&lane).copied().unwrap_or_default(),
+                        settle: first.lanes.get(&lane).map(|l| l.length).unwrap_or_default(),
                         repository: repository(&lane, &image.reference.path),
                         fingerprint: fp,
                     }
@@ -124,19 +124,12 @@ impl Schedule {
         }
         self.entries = entries;
         self.plan = plan;
-        self.first_round = first
-            .images
-            .iter()
-            .map(|(lane, n)| {
-                let length = first.lengths.get(lane).copied().unwrap_or_default();
-                (lane.clone(), (*n, length))
-            })
-            .collect();
+        self.first_round = first.lanes;
     }
 
     /// Per lane, the images whose first poll the last config applied planned, and how long
     /// those polls take at the budget.
-    pub fn first_round(&self) -> &BTreeMap<String, (usize, Duration)> {
+    pub fn first_round(&self) -> &BTreeMap<String, LaneRound> {
         &self.first_round
     }
 
