@@ -58,18 +58,20 @@ pub struct Schedule {
     first_round: BTreeMap<String, LaneRound>,
 }
 
-fn repository(lane: &str, path: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
+/// A 64-bit hash of `value`, for what the schedule compares but need not keep.
+fn hash_of(value: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
     let mut h = std::hash::DefaultHasher::new();
-    (lane, path).hash(&mut h);
+    value.hash(&mut h);
     h.finish()
 }
 
+fn repository(lane: &str, path: &str) -> u64 {
+    hash_of((lane, path))
+}
+
 fn fingerprint(config: &Config, alias: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    format!("{:?}", config.images[alias]).hash(&mut h);
-    h.finish()
+    hash_of(format!("{:?}", config.images[alias]))
 }
 
 impl Schedule {
