@@ -540,3 +540,116 @@ fn tags_are_immutable_unless_the_image_says_otherwise() {
     );
     assert_eq!(locations(&err), ["updater.toml:16:8"]);
 }
+
+#[test]
+fn pull_request_settings_forges_and_their_mistakes() {
+    use image_updater::config::{ForgeAuth, ForgeKind, MergeMethod, WriteMode};
+    let good = r#"
+[repositories.gh]
+url = "https://github.com/acme/deploy.git"
+credentials = "env:GIT_TOKEN"
+
+[repositories.lab]
+url = "git@gitlab.example.com:platform/apps/deploy.git"
+
+[repositories.lab.forge]
+type = "gitlab"
+token = "file:/run/secrets/gitlab"
+
+[environments.prod]
+repository = "gh"
+branch = "deploy/prod"
+write = "pull-request"
+
+[environments.prod.pull_request]
+labels = ["image-updater"]
+auto_merge = true
+merge_method = "squash"
+
+[environments.lab]
+repository = "lab"
+branch = "deploy/lab"
+
+[images.api]
+image = "ghcr.io/acme/api"
+[[images.api.targets]]
+kind = "kustomization"
+file = "k.yaml"
+name = "ghcr.io/acme/api"
+[images.api.env.lab]
+write = "pull-request"
+"#;
+    let config = parse(good).unwrap_or_else(|d| panic!("{d}"));
+    let prod = &config.environments["prod"];
+    assert_eq!(prod.write, WriteMode::PullRequest);
+    assert_eq!(prod.pull_request.branch, "image-updater/prod");
+    assert_eq!(prod.pull_request.merge_method, MergeMethod::Squash);
+    let gh = config.repositories["gh"].forge.as_ref().unwrap();
+    assert_eq!(
+        (gh.kind, gh.api_url.as_str(), gh.project.as_str()),
+        (ForgeKind::GitHub, "https://api.github.com", "acme/deploy")
+    );
+    assert!(matches!(gh.auth, ForgeAuth::Repository(_)));
+    let lab = config.repositories["lab"].forge.as_ref().unwrap();
+    assert_eq!(lab.api_url, "https://gitlab.example.com/api/v4");
+    assert_eq!(lab.project, "platform/apps/deploy");
+    let api_lab = config.images["api"]
+        .deployments
+        .iter()
+        .find(|d| d.environment == "lab")
+        .unwrap();
+    assert_eq!(api_lab.write, Some(WriteMode::PullRequest));
+
+    // Every mistake at once, each at its place.
+    let bad = r#"
+[repositories.plain]
+url = "https://git.example.com/acme/deploy.git"
+
+[repositories.odd]
+url = "https://git.example.com/acme/other.git"
+
+[repositories.odd.forge]
+type = "bitbucket"
+token = "vault:x"
+
+[environments.prod]
+repository = "plain"
+branch = "deploy/prod"
+write = "pull-reqest"
+
+[environments.stage]
+repository = "plain"
+branch = "deploy/stage"
+write = "pull-request"
+
+[environments.qa]
+repository = "plain"
+branch = "deploy/qa"
+
+[environments.qa.pull_request]
+branch = "deploy/stage"
+merge_method = "fast-forward"
+labels = ["ok", ""]
+"#;
+    let d = parse(bad).unwrap_err();
+    let text = d.to_string();
+    for needle in [
+        "`pull-reqest` is not a way to write",
+        "`bitbucket` is not a forge",
+        "unknown credential source `vault`",
+        "environment `stage` proposes pull requests, but repository `plain` has no forge",
+        "`fast-forward` is not a merge method",
+        "labels: `` is not a name",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let at = locations(&d);
+    assert!(
+        at.iter().any(|l| l.starts_with("updater.toml:15:")),
+        "{at:?}"
+    );
+    assert!(
+        at.iter().any(|l| l.starts_with("updater.toml:9:")),
+        "{at:?}"
+    );
+}

@@ -146,6 +146,114 @@ pub struct Repository {
     pub known_hosts: Option<PathBuf>,
     /// An ssh private key that signs update commits, for branches that require signatures.
     pub signing_key: Option<PathBuf>,
+    /// The forge hosting the repository, for pull requests: set in `[repositories.NAME.forge]`
+    /// or known from the url (github.com, gitlab.com, codeberg.org).
+    pub forge: Option<Forge>,
+}
+
+/// The API of the forge that hosts a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forge {
+    pub kind: ForgeKind,
+    /// `https://api.github.com`, `https://gitlab.example.com/api/v4`,
+    /// `https://codeberg.org/api/v1`: no trailing slash.
+    pub api_url: String,
+    /// `owner/name` (GitHub, Gitea, Forgejo) or the project's full path (GitLab, with groups).
+    pub project: String,
+    pub auth: ForgeAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgeKind {
+    GitHub,
+    GitLab,
+    /// Gitea and Forgejo, which share the API.
+    Gitea,
+}
+
+impl ForgeKind {
+    /// What the forge calls a request: the word used in logs, commits and `status`.
+    pub fn request_noun(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub | ForgeKind::Gitea => "pull request",
+            ForgeKind::GitLab => "merge request",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "github",
+            ForgeKind::GitLab => "gitlab",
+            ForgeKind::Gitea => "gitea",
+        }
+    }
+}
+
+/// How image-updater signs in to the forge's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForgeAuth {
+    /// A token (a personal, project or fine-grained access token).
+    Token(CredentialRef),
+    /// The repository's git `credentials`: the token, or the password of `user:token`.
+    Repository(CredentialRef),
+    /// A GitHub App: installation tokens made from the app's private key, renewed before they
+    /// expire.
+    GitHubApp {
+        app_id: u64,
+        private_key: CredentialRef,
+        /// Looked up from the repository when not given.
+        installation_id: Option<u64>,
+    },
+}
+
+/// How an environment's updates reach its branch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Committed and pushed to the branch itself.
+    #[default]
+    Push,
+    /// Committed to an update branch and proposed as a pull (merge) request.
+    PullRequest,
+}
+
+/// `[environments.NAME.pull_request]`: the request an environment's updates are proposed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// The update branch, rendered from its template (`image-updater/{environment}`).
+    pub branch: String,
+    pub labels: Vec<String>,
+    pub reviewers: Vec<String>,
+    pub assignees: Vec<String>,
+    pub draft: bool,
+    /// Merge once the forge's rules allow it: the forge's own auto-merge where its API offers
+    /// it, otherwise a merge of the exact head once the forge reports every check passed.
+    pub auto_merge: bool,
+    pub merge_method: MergeMethod,
+}
+
+impl PullRequest {
+    pub const DEFAULT_BRANCH: &'static str = "image-updater/{environment}";
+
+    /// The default settings, with `branch` as the update branch.
+    pub fn on(branch: impl Into<String>) -> PullRequest {
+        PullRequest {
+            branch: branch.into(),
+            labels: Vec::new(),
+            reviewers: Vec::new(),
+            assignees: Vec::new(),
+            draft: false,
+            auto_merge: false,
+            merge_method: MergeMethod::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MergeMethod {
+    #[default]
+    Merge,
+    Squash,
+    Rebase,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +273,10 @@ pub struct Environment {
     /// Higher is polled first when a registry's budget cannot poll every image at its
     /// interval; 0 by default.
     pub priority: u32,
+    /// Push to `branch`, or propose through a pull request; an image may say otherwise.
+    pub write: WriteMode,
+    /// The request's settings; defaults unless `[environments.NAME.pull_request]` is set.
+    pub pull_request: PullRequest,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +317,8 @@ pub struct Deployment {
     pub platforms: Vec<Platform>,
     pub targets: Vec<Target>,
     pub safety: Safety,
+    /// The image's own `write`, over the environment's.
+    pub write: Option<WriteMode>,
 }
 
 /// The rules that keep a tag the policy chose from being deployed too early or twice.

@@ -121,6 +121,50 @@ pub struct RawRepository {
     pub known_hosts: Option<Str>,
     #[schemars(with = "Option<String>")]
     pub signing_key: Option<Str>,
+    #[schemars(with = "Option<RawForge>")]
+    pub forge: Option<Spanned<RawForge>>,
+}
+
+/// `[repositories.NAME.forge]`: the forge API that pull requests are opened through.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawForge {
+    /// `github`, `gitlab`, `gitea` or `forgejo`.
+    #[serde(rename = "type")]
+    #[schemars(rename = "type", with = "Option<String>")]
+    pub kind: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub project: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Str>,
+    #[schemars(with = "Option<u64>")]
+    pub app_id: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
+    pub app_key: Option<Str>,
+    #[schemars(with = "Option<u64>")]
+    pub installation_id: Option<Spanned<i64>>,
+}
+
+/// `[environments.NAME.pull_request]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawPullRequest {
+    #[schemars(with = "Option<String>")]
+    pub branch: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub labels: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub reviewers: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub assignees: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<bool>")]
+    pub draft: Option<Spanned<bool>>,
+    #[schemars(with = "Option<bool>")]
+    pub auto_merge: Option<Spanned<bool>>,
+    #[schemars(with = "Option<String>")]
+    pub merge_method: Option<Str>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -134,6 +178,11 @@ pub struct RawEnvironment {
     pub base_branch: Option<Str>,
     #[schemars(with = "Option<u32>")]
     pub priority: Option<Spanned<i64>>,
+    /// `push` (the default) or `pull-request`.
+    #[schemars(with = "Option<String>")]
+    pub write: Option<Str>,
+    #[schemars(with = "Option<RawPullRequest>")]
+    pub pull_request: Option<Spanned<RawPullRequest>>,
 }
 
 /// The keys that decide which tag is chosen; an image sets defaults for them and each
@@ -173,6 +222,9 @@ pub struct RawPolicy {
     pub pin_digest: Option<Spanned<bool>>,
     #[schemars(with = "Option<bool>")]
     pub allow_downgrade: Option<Spanned<bool>>,
+    /// `push` or `pull-request`, over the environment's `write`.
+    #[schemars(with = "Option<String>")]
+    pub write: Option<Str>,
 }
 
 /// An image. The policy keys are repeated here rather than flattened from [`RawPolicy`]:
@@ -227,6 +279,9 @@ pub struct RawImage {
     pub pin_digest: Option<Spanned<bool>>,
     #[schemars(with = "Option<bool>")]
     pub allow_downgrade: Option<Spanned<bool>>,
+    /// `push` or `pull-request`, over the environment's `write`.
+    #[schemars(with = "Option<String>")]
+    pub write: Option<Str>,
 }
 
 impl RawImage {
@@ -249,6 +304,7 @@ impl RawImage {
             soak: self.soak.take(),
             pin_digest: self.pin_digest.take(),
             allow_downgrade: self.allow_downgrade.take(),
+            write: self.write.take(),
         }
     }
 }
@@ -329,8 +385,34 @@ pub mod keys {
         "ssh_key",
         "known_hosts",
         "signing_key",
+        "forge",
     ];
-    pub const ENVIRONMENT: &[&str] = &["repository", "branch", "base_branch", "priority"];
+    pub const FORGE: &[&str] = &[
+        "type",
+        "api_url",
+        "project",
+        "token",
+        "app_id",
+        "app_key",
+        "installation_id",
+    ];
+    pub const ENVIRONMENT: &[&str] = &[
+        "repository",
+        "branch",
+        "base_branch",
+        "priority",
+        "write",
+        "pull_request",
+    ];
+    pub const PULL_REQUEST: &[&str] = &[
+        "branch",
+        "labels",
+        "reviewers",
+        "assignees",
+        "draft",
+        "auto_merge",
+        "merge_method",
+    ];
     pub const POLICY: &[&str] = &[
         "strategy",
         "constraint",
@@ -348,6 +430,7 @@ pub mod keys {
         "soak",
         "pin_digest",
         "allow_downgrade",
+        "write",
     ];
     pub const IMAGE_ONLY: &[&str] = &[
         "image",

@@ -88,6 +88,14 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The variables the template uses, in order.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
     /// Fills the template; a variable without a value renders empty.
     pub fn render(&self, values: &BTreeMap<&str, String>) -> String {
         self.parts

@@ -1,14 +1,15 @@
 //! `[environments.NAME]`: the repository and branch each environment is written to, the branch
-//! it starts from, and its priority when a registry's budget cannot poll every image at its
-//! interval.
+//! it starts from, its priority when a registry's budget cannot poll every image at its
+//! interval, and whether updates are pushed or proposed ([`super::pull_requests`]).
 
 use std::collections::BTreeMap;
 
 use toml::Spanned;
 
+use super::pull_requests::parse_write;
 use super::{Validator, at, check_branch};
 use crate::config::diagnostic::{Diagnostic, Origin};
-use crate::config::model::{Environment, Repository};
+use crate::config::model::{Environment, Repository, WriteMode};
 use crate::config::raw::RawEnvironment;
 use crate::config::suggest;
 
@@ -91,7 +92,14 @@ impl Validator<'_> {
                     }
                 },
             };
-            if let (Some(repository), Some(branch), Some(priority)) = (repository, branch, priority)
+            let write = match &env.write {
+                Some(w) => self.parse(w, "write", parse_write),
+                None => Some(WriteMode::Push),
+            };
+            if let (Some(repository), Some(branch), Some(priority), Some(write)) =
+                (repository, branch, priority, write)
+                && let Some(pull_request) =
+                    self.pull_request(env.pull_request.as_ref(), &name, &branch, &repository)
             {
                 out.insert(
                     name.clone(),
@@ -101,6 +109,8 @@ impl Validator<'_> {
                         branch,
                         base_branch,
                         priority,
+                        write,
+                        pull_request,
                     },
                 );
             }

@@ -52,6 +52,7 @@ struct PartialPolicy {
     soak: Field<Duration>,
     pin_digest: Field<bool>,
     allow_downgrade: Field<bool>,
+    write: Field<WriteMode>,
 }
 
 impl Validator<'_> {
@@ -393,6 +394,13 @@ impl Validator<'_> {
             Some(b) => Field::Set(*b.get_ref(), b.span()),
             None => Field::Unset,
         };
+        let write = match &raw.write {
+            Some(w) => match self.parse(w, "write", super::pull_requests::parse_write) {
+                Some(mode) => Field::Set(mode, w.span()),
+                None => Field::Bad,
+            },
+            None => Field::Unset,
+        };
         PartialPolicy {
             strategy,
             constraint,
@@ -413,6 +421,7 @@ impl Validator<'_> {
             soak,
             pin_digest: flag(&raw.pin_digest),
             allow_downgrade: flag(&raw.allow_downgrade),
+            write,
         }
     }
 
@@ -635,6 +644,11 @@ impl Validator<'_> {
             platforms,
             targets: targets?,
             safety,
+            write: match &p.write {
+                Field::Set(w, _) => Some(*w),
+                Field::Bad => return None,
+                Field::Unset => None,
+            },
         })
     }
 }
@@ -659,6 +673,7 @@ impl PartialPolicy {
             soak: self.soak.or(&base.soak),
             pin_digest: self.pin_digest.or(&base.pin_digest),
             allow_downgrade: self.allow_downgrade.or(&base.allow_downgrade),
+            write: self.write.or(&base.write),
         }
     }
 

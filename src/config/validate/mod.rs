@@ -1,7 +1,8 @@
 //! From the file as written ([`raw`](super::raw)) to a [`Config`] that cannot be wrong.
 //!
-//! Each section has its own module ([`images`], [`registries`], [`repositories`],
-//! [`settings`], [`targets`], [`webhooks`], [`environments`]; notifications are still here) and its
+//! Each section has its own module ([`images`], [`registries`], [`repositories`] and their
+//! [`forges`], [`settings`], [`targets`], [`webhooks`], [`environments`] and their
+//! [`pull_requests`]; notifications are still here) and its
 //! own diagnostics. A value that fails is reported and left out, and checking goes on, so one
 //! run shows every problem; problems that follow
 //! only from an earlier one (an image whose bad regexp was already reported) are not repeated.
@@ -12,7 +13,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod environments;
+mod forges;
 mod images;
+mod pull_requests;
 mod registries;
 mod repositories;
 mod settings;
@@ -78,8 +81,15 @@ impl<'a> Validator<'a> {
         // already and must not also be called undefined.
         let declared: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
         let mut images = BTreeMap::new();
+        let mut image_spans = BTreeMap::new();
+        let env_spans: BTreeMap<String, std::ops::Range<usize>> = raw
+            .environments
+            .iter()
+            .map(|(name, env)| (name.clone(), env.span()))
+            .collect();
         for (alias, image) in raw.images {
             let span = image.span();
+            image_spans.insert(alias.clone(), span.clone());
             if let Some(image) = self.image(
                 &alias,
                 image.into_inner(),
@@ -100,7 +110,7 @@ impl<'a> Validator<'a> {
         }
         let webhooks = raw.webhooks.as_ref().and_then(|w| self.webhooks(w));
         let notifications = self.notifications(&raw.notifications);
-        self.diagnostics.is_empty().then_some(Config {
+        let config = Config {
             settings,
             registries,
             repositories,
@@ -108,7 +118,9 @@ impl<'a> Validator<'a> {
             images,
             webhooks,
             notifications,
-        })
+        };
+        self.write_modes(&config, &image_spans, &env_spans);
+        self.diagnostics.is_empty().then_some(config)
     }
 
     fn notifications(

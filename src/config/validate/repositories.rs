@@ -50,6 +50,12 @@ impl Validator<'_> {
                 None => Template::default(),
             };
             let credentials = self.credentials("repositories", &name, repo.credentials.as_ref());
+            let forge = self.forge(
+                &name,
+                url.get_ref(),
+                repo.forge.as_ref(),
+                credentials.as_ref(),
+            );
             out.insert(
                 name.clone(),
                 Repository {
@@ -61,6 +67,7 @@ impl Validator<'_> {
                     ssh_key: path_of(&repo.ssh_key),
                     known_hosts: path_of(&repo.known_hosts),
                     signing_key: path_of(&repo.signing_key),
+                    forge,
                 },
             );
         }
