@@ -7,6 +7,7 @@
 //! - [`select`]: which tag to deploy, and why the others were not chosen;
 //! - [`registry`]: reading tags, digests and creation times from registries, politely;
 //! - [`writeback`]: byte-exact manifest edits, committed and pushed to git;
+//! - [`forge`]: pull (merge) requests on GitHub, GitLab, Gitea and Forgejo;
 //! - [`daemon`]: the service: scheduling, reload, state, metrics, safety rules, webhooks;
 //! - [`private`]: the state dir's files, readable by the daemon's user only.
 //!
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod forge;
 pub mod hex;
 pub mod private;
 pub mod reference;

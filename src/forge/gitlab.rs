@@ -1,0 +1,275 @@
+//! GitLab's REST API v4 (gitlab.com and self-managed), for merge requests.
+//!
+//! Endpoints: `GET /projects/:id/merge_requests?state=opened&source_branch=…&target_branch=…`,
+//! `GET/PUT /projects/:id/merge_requests/:iid`, `POST /projects/:id/merge_requests` (409 when
+//! another open merge request has the source branch), `POST …/merge_requests/:iid/notes`,
+//! `GET /users?username=…` (reviewers and assignees are given by id) and
+//! `PUT …/merge_requests/:iid/merge` with `auto_merge`, GitLab's own "merge when checks
+//! pass", pinned to the head commit with `sha`. `:id` is the project's path, URL-encoded.
+//!
+//! A draft is a title that starts with `Draft:`.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{Api, Auth, segment};
+use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url};
+use crate::config::{MergeMethod, PullRequest};
+
+#[derive(Debug, Deserialize)]
+struct MergeRequest {
+    iid: u64,
+    web_url: Option<String>,
+    state: String,
+    source_branch: Option<String>,
+    target_branch: Option<String>,
+    sha: Option<String>,
+}
+
+impl MergeRequest {
+    fn request(self) -> Result<Request, ForgeError> {
+        if self.iid == 0 {
+            return Err(ForgeError::Invalid {
+                what: "a merge request".into(),
+                reason: "its iid is 0".into(),
+            });
+        }
+        Ok(Request {
+            number: self.iid,
+            url: checked_url(self.web_url).unwrap_or_default(),
+            state: match self.state.as_str() {
+                "opened" | "locked" => State::Open,
+                "merged" => State::Merged,
+                _ => State::Closed,
+            },
+            head: checked_sha(self.sha),
+            ready: None,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct User {
+    id: u64,
+    username: String,
+}
+
+fn project_path(project: &str) -> String {
+    format!("/projects/{}", segment(project))
+}
+
+pub async fn find_open(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    head: &str,
+    base: &str,
+) -> Result<Option<Request>, ForgeError> {
+    let mut url = api.url(&format!("{}/merge_requests", project_path(project)))?;
+    url.query_pairs_mut()
+        .append_pair("state", "opened")
+        .append_pair("source_branch", head)
+        .append_pair("target_branch", base)
+        .append_pair("per_page", "100");
+    let list: Vec<MergeRequest> = api.list(url, Some(auth), "listing merge requests").await?;
+    list.into_iter()
+        .filter(|m| {
+            m.state == "opened"
+                && m.source_branch.as_deref() == Some(head)
+                && m.target_branch.as_deref() == Some(base)
+        })
+        .map(MergeRequest::request)
+        .next()
+        .transpose()
+}
+
+pub async fn get(api: &Api, auth: &Auth, project: &str, iid: u64) -> Result<Request, ForgeError> {
+    let url = api.url(&format!("{}/merge_requests/{iid}", project_path(project)))?;
+    let what = format!("reading merge request !{iid}");
+    let reply = api.send(Method::GET, url, Some(auth), None).await?;
+    if !reply.status.is_success() {
+        return Err(ForgeError::refused(&what, &reply));
+    }
+    reply.json::<MergeRequest>(&what)?.request()
+}
+
+/// The ids of users named in the config: GitLab takes ids, people write names.
+async fn user_ids(api: &Api, auth: &Auth, names: &[String]) -> Result<Vec<u64>, ForgeError> {
+    let mut ids = Vec::new();
+    for name in names {
+        let mut url = api.url("/users")?;
+        url.query_pairs_mut().append_pair("username", name);
+        let what = format!("looking up user {name}");
+        let reply = api.send(Method::GET, url, Some(auth), None).await?;
+        if !reply.status.is_success() {
+            return Err(ForgeError::refused(&what, &reply));
+        }
+        let users: Vec<User> = reply.json(&what)?;
+        match users.into_iter().find(|u| u.username == *name) {
+            Some(u) => ids.push(u.id),
+            None => {
+                tracing::warn!(user = %name, "no such GitLab user; left out of the merge request")
+            }
+        }
+    }
+    Ok(ids)
+}
+
+pub async fn open(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    p: &Proposal<'_>,
+) -> Result<Option<Request>, ForgeError> {
+    let settings = p.settings;
+    let title = if settings.draft {
+        format!("Draft: {}", p.title)
+    } else {
+        p.title.clone()
+    };
+    let mut body = json!({
+        "source_branch": p.head,
+        "target_branch": p.base,
+        "title": title,
+        "description": p.body,
+        "squash": settings.merge_method == MergeMethod::Squash,
+    });
+    if !settings.labels.is_empty() {
+        body["labels"] = json!(settings.labels.join(","));
+    }
+    if !settings.assignees.is_empty() {
+        body["assignee_ids"] = json!(user_ids(api, auth, &settings.assignees).await?);
+    }
+    if !settings.reviewers.is_empty() {
+        body["reviewer_ids"] = json!(user_ids(api, auth, &settings.reviewers).await?);
+    }
+    let url = api.url(&format!("{}/merge_requests", project_path(project)))?;
+    let what = "opening a merge request";
+    let reply = api.send(Method::POST, url, Some(auth), Some(&body)).await?;
+    if reply.status.as_u16() == 409 {
+        return Ok(None);
+    }
+    if reply.status.as_u16() != 201 {
+        return Err(ForgeError::refused(what, &reply));
+    }
+    reply.json::<MergeRequest>(what)?.request().map(Some)
+}
+
+async fn put(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    iid: u64,
+    body: serde_json::Value,
+    what: &str,
+) -> Result<(), ForgeError> {
+    let url = api.url(&format!("{}/merge_requests/{iid}", project_path(project)))?;
+    let reply = api.send(Method::PUT, url, Some(auth), Some(&body)).await?;
+    if reply.status.is_success() {
+        Ok(())
+    } else {
+        Err(ForgeError::refused(what, &reply))
+    }
+}
+
+pub async fn edit(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    iid: u64,
+    title: &str,
+    body: &str,
+) -> Result<(), ForgeError> {
+    // A draft keeps its prefix: the current title says whether it has one.
+    let current = {
+        let url = api.url(&format!("{}/merge_requests/{iid}", project_path(project)))?;
+        let reply = api.send(Method::GET, url, Some(auth), None).await?;
+        let value: serde_json::Value = reply.json("reading the merge request")?;
+        value["title"].as_str().unwrap_or_default().to_string()
+    };
+    let title = if current.starts_with("Draft:") {
+        format!("Draft: {title}")
+    } else {
+        title.to_string()
+    };
+    let what = format!("updating merge request !{iid}");
+    put(
+        api,
+        auth,
+        project,
+        iid,
+        json!({"title": title, "description": body}),
+        &what,
+    )
+    .await
+}
+
+pub async fn close(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    iid: u64,
+    comment: &str,
+) -> Result<(), ForgeError> {
+    let url = api.url(&format!(
+        "{}/merge_requests/{iid}/notes",
+        project_path(project)
+    ))?;
+    let reply = api
+        .send(
+            Method::POST,
+            url,
+            Some(auth),
+            Some(&json!({"body": comment})),
+        )
+        .await?;
+    if !reply.status.is_success() {
+        return Err(ForgeError::refused("commenting", &reply));
+    }
+    let what = format!("closing merge request !{iid}");
+    put(
+        api,
+        auth,
+        project,
+        iid,
+        json!({"state_event": "close"}),
+        &what,
+    )
+    .await
+}
+
+pub async fn merge(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    request: &Request,
+    head: &str,
+    settings: &PullRequest,
+) -> Result<Merge, ForgeError> {
+    let url = api.url(&format!(
+        "{}/merge_requests/{}/merge",
+        project_path(project),
+        request.number
+    ))?;
+    let body = json!({
+        "sha": head,
+        "auto_merge": true,
+        "squash": settings.merge_method == MergeMethod::Squash,
+    });
+    let reply = api.send(Method::PUT, url, Some(auth), Some(&body)).await?;
+    match reply.status.as_u16() {
+        200 => {
+            let mr: MergeRequest = reply.json("merging")?;
+            Ok(if mr.state == "merged" {
+                Merge::Merged
+            } else {
+                Merge::Scheduled
+            })
+        }
+        // 405: not mergeable now; 406: cannot be merged (conflicts); 409: sha is not the
+        // head; 422: the merge failed.
+        405 | 406 | 409 | 422 => Ok(Merge::NotYet(reply.message())),
+        _ => Err(ForgeError::refused("merging", &reply)),
+    }
+}

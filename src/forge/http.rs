@@ -1,0 +1,288 @@
+//! The HTTP side of a forge's API: one client per forge, where every answer is bounded (size,
+//! pages, time) and credentials stay on the API's own origin.
+//!
+//! Redirects are never followed: an API that moves is a config change, and a redirect is how
+//! a token would leave for another host. Pagination links are followed only on the same
+//! origin, and only so far.
+
+// Numbers here come from forges: no arithmetic that can overflow or panic.
+#![deny(clippy::arithmetic_side_effects)]
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LINK};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use super::ForgeError;
+
+/// The largest answer read: forge objects are a few kilobytes, a page of them a few hundred.
+pub const MAX_BODY: usize = 4 << 20;
+/// The most pages of one list read; beyond that, what is looked for is not there in practice.
+pub const MAX_PAGES: usize = 10;
+const TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One answer, read whole (up to [`MAX_BODY`]).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as `T`, or a clear error naming what was asked.
+    pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, ForgeError> {
+        serde_json::from_slice(&self.body).map_err(|e| ForgeError::Invalid {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The forge's own explanation of a refusal (`message`, GitLab's `message` list or
+    /// `error`), cut short, for logs and `status`.
+    pub fn message(&self) -> String {
+        let value: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        let mut text = match (&value["message"], &value["error"]) {
+            (serde_json::Value::String(s), _) => s.clone(),
+            (serde_json::Value::Array(list), _) => list
+                .iter()
+                .filter_map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            (serde_json::Value::Object(map), _) => map
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            (_, serde_json::Value::String(s)) => s.clone(),
+            _ => String::from_utf8_lossy(&self.body).into_owned(),
+        };
+        // GitHub puts the detail of a 422 in `errors[].message`.
+        if let Some(errors) = value["errors"].as_array() {
+            for e in errors.iter().filter_map(|e| e["message"].as_str()) {
+                text.push_str(": ");
+                text.push_str(e);
+            }
+        }
+        let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+        text
+    }
+}
+
+/// How requests are signed: a header and its value (the token is in the value).
+#[derive(Clone)]
+pub struct Auth {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ***", self.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    /// `https://api.github.com`, `https://git.example.com/api/v1`: no trailing slash.
+    base: Url,
+    /// Headers every request carries (GitHub's API version, say).
+    fixed: HeaderMap,
+}
+
+impl Api {
+    pub fn new(base: &str, fixed: HeaderMap) -> Result<Api, ForgeError> {
+        let base = Url::parse(base).map_err(|e| ForgeError::Invalid {
+            what: "api_url".into(),
+            reason: e.to_string(),
+        })?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("image-updater/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| ForgeError::Network(e.to_string()))?;
+        Ok(Api {
+            client,
+            base,
+            fixed,
+        })
+    }
+
+    /// The url of `path` (which starts with `/` and has its parts already encoded).
+    pub fn url(&self, path: &str) -> Result<Url, ForgeError> {
+        let text = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
+        Url::parse(&text).map_err(|e| ForgeError::Invalid {
+            what: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends one request to `url` (which must be on the API's origin) and reads the answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        auth: Option<&Auth>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ForgeError> {
+        if url.origin() != self.base.origin() {
+            return Err(ForgeError::Invalid {
+                what: url.path().to_string(),
+                reason: format!(
+                    "{} is not the forge's origin; nothing is sent there",
+                    url.origin().ascii_serialization()
+                ),
+            });
+        }
+        let what = format!("{method} {}", url.path());
+        let mut request = self.client.request(method, url).headers(self.fixed.clone());
+        if let Some(auth) = auth {
+            request = request.header(auth.name.clone(), auth.value.clone());
+        }
+        if let Some(body) = body {
+            let bytes = serde_json::to_vec(body).map_err(|e| ForgeError::Invalid {
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| ForgeError::Network(format!("{what}: {}", without_url(&e))))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY as u64)
+        {
+            return Err(ForgeError::Invalid {
+                what,
+                reason: format!("the answer is larger than {MAX_BODY} bytes"),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ForgeError::Network(format!("{what}: {}", without_url(&e))))?
+        {
+            if body.len().saturating_add(chunk.len()) > MAX_BODY {
+                return Err(ForgeError::Invalid {
+                    what,
+                    reason: format!("the answer is larger than {MAX_BODY} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Every item of a paginated list, following `Link: rel="next"` on the API's origin for
+    /// at most [`MAX_PAGES`] pages.
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        first: Url,
+        auth: Option<&Auth>,
+        what: &str,
+    ) -> Result<Vec<T>, ForgeError> {
+        let mut items = Vec::new();
+        let mut next = Some(first);
+        let mut pages = 0usize;
+        while let Some(url) = next.take() {
+            pages = pages.saturating_add(1);
+            if pages > MAX_PAGES {
+                tracing::debug!(what, "stopped after {MAX_PAGES} pages");
+                break;
+            }
+            let reply = self.send(Method::GET, url, auth, None).await?;
+            if !reply.status.is_success() {
+                return Err(ForgeError::refused(what, &reply));
+            }
+            let page: Vec<T> = reply.json(what)?;
+            items.extend(page);
+            next = next_link(&reply.headers).filter(|u| u.origin() == self.base.origin());
+        }
+        Ok(items)
+    }
+}
+
+/// reqwest's error without the url (whose query may carry what was asked for).
+fn without_url(e: &reqwest::Error) -> String {
+    let text = e.to_string();
+    match e.url() {
+        Some(u) => text.replace(u.as_str(), "(url)"),
+        None => text,
+    }
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), if any.
+pub fn next_link(headers: &HeaderMap) -> Option<Url> {
+    for value in headers.get_all(LINK) {
+        let text = value.to_str().ok()?;
+        for link in text.split(',') {
+            let (target, params) = link.split_once(';').unwrap_or((link, ""));
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            let next = params.split(';').any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if next {
+                return Url::parse(target).ok();
+            }
+        }
+    }
+    None
+}
+
+/// A path segment, percent-encoded (GitLab's project path is one segment: `a%2Fb`).
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_are_read_from_any_position() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LINK,
+            HeaderValue::from_static(
+                "<https://api.example.com/x?page=1>; rel=\"prev\", <https://api.example.com/x?page=3>; rel=\"next\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&headers).unwrap().as_str(),
+            "https://api.example.com/x?page=3"
+        );
+        headers.insert(LINK, HeaderValue::from_static("garbage"));
+        assert_eq!(next_link(&headers), None);
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("group/sub/app"), "group%2Fsub%2Fapp");
+        assert_eq!(segment("image-updater/prod"), "image-updater%2Fprod");
+    }
+}

@@ -1,0 +1,361 @@
+//! Pull (merge) requests on the forge that hosts a repository: GitHub, GitLab, and Gitea or
+//! Forgejo, through each one's REST API.
+//!
+//! The branch work (the update branch, rebuilt from the environment's branch) is git's, in
+//! [`crate::writeback::request`]; this module only talks to the API: find the open request,
+//! open one, edit its title and body, comment and close it, merge it when the forge says its
+//! rules are met.
+//!
+//! - [`http`]: bounded requests on the API's origin, pagination.
+//! - [`github`], [`gitlab`], [`gitea`]: each API's endpoints and shapes.
+//! - [`app`]: GitHub App installation tokens.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+
+use crate::config::{Forge, ForgeAuth, ForgeKind, PullRequest};
+use crate::registry::credentials::{self, Credential};
+
+pub mod app;
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
+pub mod http;
+
+use http::{Auth, Reply};
+
+/// How long a token read from its source is used before it is read again (a rotated secret
+/// is picked up without a reload).
+const TOKEN_TTL: Duration = Duration::from_secs(300);
+/// The longest title sent: forges cut or refuse longer ones (GitHub: 256).
+pub const MAX_TITLE: usize = 250;
+/// The longest body sent: GitHub refuses bodies over 65,536 characters.
+pub const MAX_BODY_TEXT: usize = 60_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForgeError {
+    #[error("the forge cannot be reached: {0}")]
+    Network(String),
+    #[error("the forge refused {what}: HTTP {status}: {message}")]
+    Refused {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("the forge's answer to {what} is not usable: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("forge credentials: {0}")]
+    Credentials(String),
+}
+
+impl ForgeError {
+    pub fn refused(what: &str, reply: &Reply) -> ForgeError {
+        ForgeError::Refused {
+            what: what.to_string(),
+            status: reply.status.as_u16(),
+            message: reply.message(),
+        }
+    }
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Open,
+    Merged,
+    /// Closed without being merged.
+    Closed,
+}
+
+/// A pull (merge) request as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// GitHub's and Gitea's number, GitLab's `iid`.
+    pub number: u64,
+    /// Where people read it.
+    pub url: String,
+    pub state: State,
+    /// The commit the request's head branch is at.
+    pub head: Option<String>,
+    /// Whether the forge says every rule for merging is met (GitHub's `mergeable_state` is
+    /// `clean`); `None` where the forge merges by itself once they are.
+    pub ready: Option<bool>,
+}
+
+/// A request to open or to bring up to date.
+#[derive(Debug, Clone)]
+pub struct Proposal<'a> {
+    /// The update branch.
+    pub head: &'a str,
+    /// The environment's branch.
+    pub base: &'a str,
+    pub title: String,
+    pub body: String,
+    pub settings: &'a PullRequest,
+}
+
+/// What asking for a merge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    Merged,
+    /// The forge merges it itself once its checks pass.
+    Scheduled,
+    /// Not yet: the forge's rules are not met, and why.
+    NotYet(String),
+}
+
+/// One forge's API for one repository.
+pub struct Client {
+    pub kind: ForgeKind,
+    project: String,
+    api: http::Api,
+    auth: ForgeAuth,
+    /// The API's host, for the credential lookup of `docker-config` style sources.
+    host: String,
+    token: Mutex<Option<(Auth, Instant)>>,
+    app: Option<app::Installation>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("kind", &self.kind)
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(forge: &Forge) -> Result<Client, ForgeError> {
+        let fixed = match forge.kind {
+            ForgeKind::GitHub => github::headers(),
+            ForgeKind::GitLab | ForgeKind::Gitea => Default::default(),
+        };
+        let api = http::Api::new(&forge.api_url, fixed)?;
+        let host = api.url("/")?.host_str().unwrap_or_default().to_string();
+        let app = match &forge.auth {
+            ForgeAuth::GitHubApp {
+                app_id,
+                private_key,
+                installation_id,
+            } => Some(app::Installation::new(
+                *app_id,
+                private_key.clone(),
+                *installation_id,
+            )),
+            _ => None,
+        };
+        Ok(Client {
+            kind: forge.kind,
+            project: forge.project.clone(),
+            api,
+            auth: forge.auth.clone(),
+            host,
+            token: Mutex::new(None),
+            app,
+        })
+    }
+
+    /// What the forge calls its requests.
+    pub fn noun(&self) -> &'static str {
+        self.kind.request_noun()
+    }
+
+    /// The header that signs a request, from a token read at most [`TOKEN_TTL`] ago.
+    async fn auth(&self) -> Result<Auth, ForgeError> {
+        if let Some(app) = &self.app {
+            let token = app.token(&self.api, &self.project).await?;
+            return header(self.kind, &token);
+        }
+        if let Some((auth, at)) = &*self.token.lock().expect("token lock")
+            && at.elapsed() < TOKEN_TTL
+        {
+            return Ok(auth.clone());
+        }
+        let reference = match &self.auth {
+            ForgeAuth::Token(r) | ForgeAuth::Repository(r) => r,
+            ForgeAuth::GitHubApp { .. } => unreachable!("apps are handled above"),
+        };
+        let token = match credentials::resolve(reference, &self.host)
+            .await
+            .map_err(|e| ForgeError::Credentials(e.to_string()))?
+        {
+            // `user:token`: the token is the password.
+            Some(Credential::Basic { password, .. }) => password.expose().to_string(),
+            Some(Credential::Bearer(token)) => token.expose().to_string(),
+            None => {
+                return Err(ForgeError::Credentials(format!(
+                    "{reference} holds no token"
+                )));
+            }
+        };
+        let auth = header(self.kind, &token)?;
+        *self.token.lock().expect("token lock") = Some((auth.clone(), Instant::now()));
+        Ok(auth)
+    }
+
+    /// The open request from `head` into `base`, if there is one.
+    pub async fn find_open(&self, head: &str, base: &str) -> Result<Option<Request>, ForgeError> {
+        let auth = self.auth().await?;
+        match self.kind {
+            ForgeKind::GitHub => {
+                github::find_open(&self.api, &auth, &self.project, head, base).await
+            }
+            ForgeKind::GitLab => {
+                gitlab::find_open(&self.api, &auth, &self.project, head, base).await
+            }
+            ForgeKind::Gitea => gitea::find_open(&self.api, &auth, &self.project, head, base).await,
+        }
+    }
+
+    pub async fn get(&self, number: u64) -> Result<Request, ForgeError> {
+        let auth = self.auth().await?;
+        match self.kind {
+            ForgeKind::GitHub => github::get(&self.api, &auth, &self.project, number).await,
+            ForgeKind::GitLab => gitlab::get(&self.api, &auth, &self.project, number).await,
+            ForgeKind::Gitea => gitea::get(&self.api, &auth, &self.project, number).await,
+        }
+    }
+
+    /// Opens a request, with its labels, reviewers and assignees; when the forge says one is
+    /// open already (another replica, a lost answer), that one is returned.
+    pub async fn open(&self, proposal: &Proposal<'_>) -> Result<Request, ForgeError> {
+        let auth = self.auth().await?;
+        let proposal = Proposal {
+            title: cut(&proposal.title, MAX_TITLE),
+            body: cut(&proposal.body, MAX_BODY_TEXT),
+            ..proposal.clone()
+        };
+        let opened = match self.kind {
+            ForgeKind::GitHub => github::open(&self.api, &auth, &self.project, &proposal).await,
+            ForgeKind::GitLab => gitlab::open(&self.api, &auth, &self.project, &proposal).await,
+            ForgeKind::Gitea => gitea::open(&self.api, &auth, &self.project, &proposal).await,
+        }?;
+        match opened {
+            Some(request) => Ok(request),
+            None => self
+                .find_open(proposal.head, proposal.base)
+                .await?
+                .ok_or_else(|| ForgeError::Invalid {
+                    what: format!("opening a {}", self.noun()),
+                    reason: "the forge says one exists, but lists none".into(),
+                }),
+        }
+    }
+
+    /// Sets the title and body of an open request.
+    pub async fn edit(&self, number: u64, title: &str, body: &str) -> Result<(), ForgeError> {
+        let auth = self.auth().await?;
+        let (title, body) = (cut(title, MAX_TITLE), cut(body, MAX_BODY_TEXT));
+        match self.kind {
+            ForgeKind::GitHub => {
+                github::edit(&self.api, &auth, &self.project, number, &title, &body).await
+            }
+            ForgeKind::GitLab => {
+                gitlab::edit(&self.api, &auth, &self.project, number, &title, &body).await
+            }
+            ForgeKind::Gitea => {
+                gitea::edit(&self.api, &auth, &self.project, number, &title, &body).await
+            }
+        }
+    }
+
+    /// Comments on a request, then closes it.
+    pub async fn close(&self, number: u64, comment: &str) -> Result<(), ForgeError> {
+        let auth = self.auth().await?;
+        let comment = cut(comment, MAX_BODY_TEXT);
+        match self.kind {
+            ForgeKind::GitHub => {
+                github::close(&self.api, &auth, &self.project, number, &comment).await
+            }
+            ForgeKind::GitLab => {
+                gitlab::close(&self.api, &auth, &self.project, number, &comment).await
+            }
+            ForgeKind::Gitea => {
+                gitea::close(&self.api, &auth, &self.project, number, &comment).await
+            }
+        }
+    }
+
+    /// Merges `request` at exactly `head`, or has the forge merge it once its rules are met;
+    /// never past them.
+    pub async fn merge(
+        &self,
+        request: &Request,
+        head: &str,
+        settings: &PullRequest,
+    ) -> Result<Merge, ForgeError> {
+        let auth = self.auth().await?;
+        match self.kind {
+            ForgeKind::GitHub => {
+                github::merge(&self.api, &auth, &self.project, request, head, settings).await
+            }
+            ForgeKind::GitLab => {
+                gitlab::merge(&self.api, &auth, &self.project, request, head, settings).await
+            }
+            ForgeKind::Gitea => {
+                gitea::merge(&self.api, &auth, &self.project, request, head, settings).await
+            }
+        }
+    }
+}
+
+/// How each forge wants its token.
+fn header(kind: ForgeKind, token: &str) -> Result<Auth, ForgeError> {
+    let (name, value) = match kind {
+        ForgeKind::GitHub => (AUTHORIZATION, format!("Bearer {token}")),
+        ForgeKind::GitLab => (HeaderName::from_static("private-token"), token.to_string()),
+        ForgeKind::Gitea => (AUTHORIZATION, format!("token {token}")),
+    };
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| ForgeError::Credentials("the token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(Auth { name, value })
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    text[..end].to_string()
+}
+
+/// A url from a forge's answer: http(s) and not absurdly long, or nothing.
+fn checked_url(url: Option<String>) -> Option<String> {
+    url.filter(|u| {
+        (u.starts_with("https://") || u.starts_with("http://"))
+            && u.len() <= 2048
+            && !u.chars().any(char::is_control)
+    })
+}
+
+/// A commit id from a forge's answer: 40 (or 64) hex digits, or nothing.
+fn checked_sha(sha: Option<String>) -> Option<String> {
+    sha.filter(|s| matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_cut_on_character_boundaries() {
+        assert_eq!(cut("déjà", 2), "d");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+
+    #[test]
+    fn answers_are_checked() {
+        assert_eq!(checked_url(Some("javascript:alert(1)".into())), None);
+        assert!(checked_url(Some("https://github.com/a/b/pull/1".into())).is_some());
+        assert_eq!(checked_sha(Some("zz".into())), None);
+        assert!(checked_sha(Some("a".repeat(40))).is_some());
+    }
+}
