@@ -71,6 +71,7 @@ async fn main() {
         ssh_key: None,
         known_hosts: None,
         signing_key: None,
+        forge: None,
     };
     let env = Environment {
         name: "prod".into(),
@@ -78,6 +79,8 @@ async fn main() {
         branch: "deploy/prod".into(),
         base_branch: None,
         priority: 0,
+        write: Default::default(),
+        pull_request: image_updater::config::PullRequest::on("image-updater/test"),
     };
     let change = |i: usize| ImageChange {
         alias: "api".into(),

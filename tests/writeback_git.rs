@@ -36,6 +36,8 @@ fn prod() -> Environment {
         branch: "deploy/prod".into(),
         base_branch: Some("main".into()),
         priority: 0,
+        write: Default::default(),
+        pull_request: image_updater::config::PullRequest::on("image-updater/test"),
     }
 }
 
@@ -264,6 +266,8 @@ async fn git_daemon_and_a_branch_created_from_its_base() {
         branch: "deploy/staging".into(),
         base_branch: Some("main".into()),
         priority: 0,
+        write: Default::default(),
+        pull_request: image_updater::config::PullRequest::on("image-updater/test"),
     };
     // A dry run says it would create the branch, and creates nothing.
     let plan = write_branch(&mirror, &repo, &staging, &[api("v1.5.0-rc.1")], true)

@@ -136,6 +136,10 @@ pub fn plan(args: PlanArgs) -> Outcome {
                         b.branch, b.environment
                     );
                 }
+                if let Some(request) = &outcome.request {
+                    changed = true;
+                    println!("# {} ({}): {request}", b.branch, b.environment);
+                }
                 for f in &outcome.files {
                     changed = true;
                     let path = f.path.display().to_string();
@@ -170,7 +174,12 @@ fn print_summary(report: &Report, dry_run: bool) {
     for b in &report.branches {
         let Ok(outcome) = &b.result else { continue };
         for a in &outcome.applied {
-            let verb = if dry_run { "would update" } else { "updated" };
+            let verb = match (dry_run, outcome.request.is_some()) {
+                (true, false) => "would update",
+                (false, false) => "updated",
+                (true, true) => "would propose",
+                (false, true) => "proposed",
+            };
             println!("{}: {verb} {} {} -> {}", b.branch, a.alias, a.old, a.new);
         }
         if let Some(base) = &outcome.created_from
@@ -180,6 +189,9 @@ fn print_summary(report: &Report, dry_run: bool) {
         }
         if let Some(commit) = outcome.commit {
             println!("{}: pushed {commit}", b.branch);
+        }
+        if let Some(request) = &outcome.request {
+            println!("{}: {request}", b.branch);
         }
     }
     if report

@@ -6,7 +6,9 @@
 
 use image_updater::config::{self, Config};
 use image_updater::daemon::safety::human;
-use image_updater::daemon::state::{Holds, Lift, ManualHold, Status, StatusStore, now};
+use image_updater::daemon::state::{
+    Holds, Lift, ManualHold, RequestStore, Status, StatusStore, now,
+};
 use serde::Serialize;
 
 use super::{ConfigArgs, Outcome};
@@ -93,6 +95,8 @@ struct Row {
     candidate: Option<String>,
     /// Why the candidate is not on the branch, when it is not.
     waiting: Option<String>,
+    /// The open pull (merge) request that proposes the candidate.
+    request: Option<String>,
     hold: Option<String>,
     last_check: Option<String>,
     last_update: Option<String>,
@@ -166,6 +170,7 @@ pub fn status(args: StatusArgs) -> Outcome {
                 current: s.current.clone(),
                 candidate: s.candidate.clone(),
                 waiting: s.waiting.clone(),
+                request: s.request.clone(),
                 hold: manual.or(revert).or(pin),
                 last_check: s.last_check.map(|t| t.to_string()),
                 last_update: s.last_update.clone(),
@@ -185,9 +190,29 @@ pub fn status(args: StatusArgs) -> Outcome {
     }
     // Values come from registries (tags, error texts): never raw to the terminal.
     let say = |line: String| println!("{}", super::terminal::safe(&line));
+    // The open pull requests, one per environment shown.
+    let requests = RequestStore::open(&state_dir);
+    let open: Vec<String> = config
+        .environments
+        .keys()
+        .filter(|e| args.env.as_ref().is_none_or(|want| want == *e))
+        .filter_map(|e| {
+            requests
+                .get(e)
+                .map(|r| format!("{e}: {} {}", r.name(), r.url))
+        })
+        .collect();
     if !args.long {
         table(&rows).into_iter().for_each(say);
+        if !open.is_empty() {
+            say(String::new());
+            say("OPEN REQUESTS".into());
+            open.into_iter().for_each(say);
+        }
         return Outcome::Success;
+    }
+    for line in open {
+        say(format!("open: {line}"));
     }
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     for r in &rows {
@@ -196,6 +221,9 @@ pub fn status(args: StatusArgs) -> Outcome {
         say(format!("  candidate:  {}", dash(&r.candidate)));
         if let Some(w) = &r.waiting {
             say(format!("  waiting:    {w}"));
+        }
+        if let Some(u) = &r.request {
+            say(format!("  request:    {u}"));
         }
         if let Some(h) = &r.hold {
             say(format!("  hold:       {h}"));

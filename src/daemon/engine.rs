@@ -13,11 +13,13 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Mutex, Semaphore};
 
+mod propose;
+
 use super::fault;
 use super::metrics::DaemonMetrics;
 use super::safety;
-use super::state::{FirstSeen, Holds, RevertHold, StatusStore, now};
-use crate::config::{AgeFrom, Config, Deployment, Image, Tags};
+use super::state::{FirstSeen, Holds, RequestStore, RevertHold, StatusStore, now};
+use crate::config::{AgeFrom, Config, Deployment, Image, Tags, WriteMode};
 use crate::registry::{self, Cycle, Gate, MetadataCache, Registries, TokenStore, Tuning};
 use crate::select::Strategy;
 use crate::writeback::{self, Desired, Guard, ImageChange, Mirror, Outcome};
@@ -36,8 +38,12 @@ pub struct Shared {
     pub metrics: Arc<DaemonMetrics>,
     pub status: Arc<StatusStore>,
     pub seen: Arc<FirstSeen>,
+    /// The pull request open per environment.
+    pub requests: Arc<RequestStore>,
     /// Mirrors by repository name; each is used by one branch update at a time.
     mirrors: Arc<Mutex<BTreeMap<String, MirrorSlot>>>,
+    /// Forge API clients by repository name (they keep tokens), made on first use.
+    forges: Arc<std::sync::Mutex<BTreeMap<String, Arc<crate::forge::Client>>>>,
     /// Why each image was last left as it is, so a reason repeated every cycle is logged at
     /// INFO once.
     said: Arc<std::sync::Mutex<BTreeMap<(String, String), String>>>,
@@ -57,20 +63,24 @@ impl Shared {
             tokens: Arc::new(TokenStore::open(&state_dir.join("cache/tokens.json"))),
             status: Arc::new(StatusStore::open(&state_dir)),
             seen: Arc::new(FirstSeen::open(&state_dir)),
+            requests: Arc::new(RequestStore::open(&state_dir)),
             state_dir,
             registry_metrics: Arc::new(registry::Metrics::default()),
             cache: Arc::new(cache),
             metrics: Arc::new(DaemonMetrics::new()),
             mirrors: Arc::default(),
+            forges: Arc::default(),
             said: Arc::default(),
             saved: Arc::default(),
         }
     }
 
-    /// Forgets the opened mirrors, so the next write reads the repositories' credentials and
-    /// urls again (after a reload). A write in progress keeps the mirror it has.
+    /// Forgets the opened mirrors and forge clients, so the next write reads the
+    /// repositories' credentials and urls again (after a reload). A write in progress keeps
+    /// the mirror it has.
     pub async fn forget_mirrors(&self) {
         self.mirrors.lock().await.clear();
+        self.forges.lock().expect("forges lock").clear();
     }
 
     /// [`Shared::save`], unless the last save was less than [`SAVE_EVERY`] ago: at thousands
@@ -585,12 +595,15 @@ impl Engine {
             };
             let changes: Vec<(ImageChange, Chosen)> =
                 env_checks.iter().filter_map(|c| self.change(c)).collect();
-            let report = self.write_changes(env_name, changes, dry_run).await;
-            let superseded = report
-                .as_ref()
-                .and_then(|r| r.result.as_ref().ok())
-                .map(|o| o.superseded.clone())
-                .unwrap_or_default();
+            let checked: Vec<String> = env_checks.iter().map(|c| c.alias.clone()).collect();
+            let report = self
+                .write_changes(env_name, changes, &checked, dry_run)
+                .await;
+            let superseded: Vec<String> = report
+                .iter()
+                .filter_map(|r| r.result.as_ref().ok())
+                .flat_map(|o| o.superseded.clone())
+                .collect();
             reports.extend(report);
             if superseded.is_empty() {
                 continue;
@@ -609,7 +622,10 @@ impl Engine {
                 let check = self.check(&cycle, holds, image, deployment).await;
                 again.extend(self.change(&check));
             }
-            reports.extend(self.write_changes(env_name, again, dry_run).await);
+            reports.extend(
+                self.write_changes(env_name, again, &superseded, dry_run)
+                    .await,
+            );
         }
         reports
     }
@@ -649,18 +665,116 @@ impl Engine {
         ))
     }
 
-    /// Writes one environment's changes in one commit, and records the outcome.
+    /// Writes one environment's changes: those pushed in one commit to its branch, those
+    /// proposed in its pull request (the environment's `write`, or the image's own).
     async fn write_changes(
         &self,
         env_name: &str,
         mut changes: Vec<(ImageChange, Chosen)>,
+        checked: &[String],
         dry_run: bool,
-    ) -> Option<BranchReport> {
-        if changes.is_empty() {
-            return None;
-        }
+    ) -> Vec<BranchReport> {
+        let env = &self.config.environments[env_name];
+        let mode = |alias: &str| {
+            self.config.images[alias]
+                .deployments
+                .iter()
+                .find(|d| d.environment == env.name)
+                .and_then(|d| d.write)
+                .unwrap_or(env.write)
+        };
         // Polls finish in any order; commits list images by alias.
         changes.sort_by(|a, b| a.0.alias.cmp(&b.0.alias));
+        let (proposed, pushed): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|(c, _)| mode(&c.alias) == WriteMode::PullRequest);
+        let mut reports = Vec::new();
+        // Pushed first: the request is then rebuilt on the branch that holds them.
+        if !pushed.is_empty() {
+            reports.push(self.push_changes(env_name, pushed, dry_run).await);
+        }
+        let proposing: Vec<String> = checked
+            .iter()
+            .filter(|a| mode(a) == WriteMode::PullRequest)
+            .cloned()
+            .collect();
+        // Without changes, an open request is still looked after (merged, closed, no longer
+        // wanted).
+        if !proposed.is_empty()
+            || (!proposing.is_empty() && self.shared.requests.get(env_name).is_some())
+        {
+            reports.push(
+                self.propose_changes(env_name, proposed, &proposing, dry_run)
+                    .await,
+            );
+        }
+        reports
+    }
+
+    async fn propose_changes(
+        &self,
+        env_name: &str,
+        changes: Vec<(ImageChange, Chosen)>,
+        checked: &[String],
+        dry_run: bool,
+    ) -> BranchReport {
+        let env = &self.config.environments[env_name];
+        let repo = &self.config.repositories[&env.repository];
+        let (changes, chosen): (Vec<ImageChange>, Vec<Chosen>) = changes.into_iter().unzip();
+        let chosen_by: BTreeMap<&str, &Chosen> = changes
+            .iter()
+            .map(|c| c.alias.as_str())
+            .zip(&chosen)
+            .collect();
+        let aliases: Vec<String> = changes.iter().map(|c| c.alias.clone()).collect();
+        let result = self
+            .propose(env, repo, changes.clone(), &chosen_by, checked, dry_run)
+            .await;
+        match &result {
+            Ok(outcome) => {
+                // What the branch holds is unchanged until the request is merged.
+                let pending = Outcome {
+                    applied: Vec::new(),
+                    commit: None,
+                    ..outcome.clone()
+                };
+                self.record(env, repo, &changes, &chosen_by, &pending, dry_run);
+                for a in &outcome.applied {
+                    self.shared.status.update(&a.alias, &env.name, |s| {
+                        s.current = Some(a.old.clone());
+                    });
+                }
+                if dry_run {
+                    for a in &outcome.applied {
+                        tracing::info!(image = %a.alias, environment = %env.name, old = %a.old, new = %a.new, "would propose (dry run)");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(repository = %repo.name, branch = %env.branch, error = %e, "pull request update failed");
+                for alias in &aliases {
+                    self.shared.metrics.write_failed(alias, &env.name);
+                    self.shared
+                        .status
+                        .update(alias, &env.name, |s| s.last_error = Some(e.clone()));
+                }
+            }
+        }
+        BranchReport {
+            repository: repo.name.clone(),
+            environment: env.name.clone(),
+            branch: env.pull_request.branch.clone(),
+            result,
+        }
+    }
+
+    /// Writes changes to the environment's branch in one commit, and records the outcome.
+    async fn push_changes(
+        &self,
+        env_name: &str,
+        changes: Vec<(ImageChange, Chosen)>,
+        dry_run: bool,
+    ) -> BranchReport {
         let env = &self.config.environments[env_name];
         let repo = &self.config.repositories[&env.repository];
         let (changes, chosen): (Vec<ImageChange>, Vec<Chosen>) = changes.into_iter().unzip();
@@ -685,12 +799,12 @@ impl Engine {
                 }
             }
         }
-        Some(BranchReport {
+        BranchReport {
             repository: repo.name.clone(),
             environment: env.name.clone(),
             branch: env.branch.clone(),
             result,
-        })
+        }
     }
 
     /// Logs, counts and remembers what a branch update did.
@@ -804,19 +918,17 @@ impl Engine {
         }
     }
 
-    async fn write_branch(
+    /// The repository's mirror, opened if need be and held: one branch update per repository
+    /// at a time, as they share it.
+    async fn mirror(
         &self,
         repo: &crate::config::Repository,
-        env: &crate::config::Environment,
-        changes: &[ImageChange],
-        dry_run: bool,
-    ) -> Result<Outcome, String> {
+    ) -> Result<tokio::sync::OwnedMutexGuard<Option<Mirror>>, String> {
         let slot = {
             let mut mirrors = self.shared.mirrors.lock().await;
             mirrors.entry(repo.name.clone()).or_default().clone()
         };
-        // One branch update per repository at a time: they share the mirror.
-        let mut mirror = slot.lock().await;
+        let mut mirror = slot.lock_owned().await;
         if mirror.is_none() {
             *mirror = Some(
                 Mirror::open(&self.shared.state_dir, repo)
@@ -824,7 +936,18 @@ impl Engine {
                     .map_err(|e| e.to_string())?,
             );
         }
-        let m = mirror.as_ref().expect("opened above");
+        Ok(mirror)
+    }
+
+    async fn write_branch(
+        &self,
+        repo: &crate::config::Repository,
+        env: &crate::config::Environment,
+        changes: &[ImageChange],
+        dry_run: bool,
+    ) -> Result<Outcome, String> {
+        let mut mirror = self.mirror(repo).await?;
+        let m = mirror.as_ref().expect("opened by mirror()");
         let result = writeback::write_branch(m, repo, env, changes, dry_run).await;
         if result.is_err() {
             // Credentials or the url may have changed: open afresh next time.

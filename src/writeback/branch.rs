@@ -112,6 +112,9 @@ pub struct Outcome {
     /// The base branch the environment's branch is (or, in a dry run, would be) created from,
     /// when it did not exist.
     pub created_from: Option<String>,
+    /// The pull request the changes are proposed in (or, in a dry run, what would be done
+    /// with it), when they are proposed rather than pushed.
+    pub request: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -242,7 +245,7 @@ pub async fn write_branch(
 }
 
 /// Every change applied to the files `reader` sees, in memory.
-fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
+pub(super) fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, GitError> {
     // Each file as the tree has it (read once), and as the edits so far leave it, so several
     // images editing one file compose.
     let mut originals: BTreeMap<PathBuf, (String, EntryKind)> = BTreeMap::new();
@@ -395,6 +398,7 @@ mod tests {
             ssh_key: None,
             known_hosts: None,
             signing_key: None,
+            forge: None,
         };
         let env = Environment {
             name: "prod".into(),
@@ -402,6 +406,8 @@ mod tests {
             branch: "deploy/prod".into(),
             base_branch: None,
             priority: 0,
+            write: Default::default(),
+            pull_request: crate::config::PullRequest::on("image-updater/test"),
         };
         let digest = format!("sha256:{}", "a".repeat(64));
         let applied: Vec<Applied> = (0..5)

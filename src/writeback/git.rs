@@ -252,6 +252,39 @@ impl Mirror {
         }
     }
 
+    /// Deletes `branch` on the remote, leased on it being at `expected`: a branch someone moved
+    /// since is left alone.
+    pub async fn delete(&self, branch: &str, expected: ObjectId) -> Result<Push, GitError> {
+        let refname = format!("refs/heads/{branch}");
+        let lease = format!("--force-with-lease={refname}:{expected}");
+        let refspec = format!(":{refname}");
+        let out = self
+            .run(&["push", "--porcelain", "--quiet", &lease, "origin", &refspec])
+            .await?;
+        let rejected = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with('!'))
+            .map(|l| l.split('\t').nth(2).unwrap_or(l).to_string());
+        match (out.success, rejected) {
+            (true, None) => Ok(Push::Pushed),
+            (_, Some(reason)) => Ok(Push::Raced(reason)),
+            (false, None) => Err(self.failure("push", &out.stderr)),
+        }
+    }
+
+    /// A commit's tree and parents.
+    pub fn tree_and_parents(
+        &self,
+        commit: ObjectId,
+    ) -> Result<(ObjectId, Vec<ObjectId>), GitError> {
+        let repo = self.repo()?;
+        let commit = repo.find_commit(commit).map_err(repo_err)?;
+        let tree = commit.tree_id().map_err(repo_err)?.detach();
+        let parents = commit.parent_ids().map(|p| p.detach()).collect();
+        Ok((tree, parents))
+    }
+
     /// Moves `refs/remotes/origin/BRANCH` from `expected` to `new`, failing if it moved.
     fn track(
         &self,

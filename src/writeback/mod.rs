@@ -5,10 +5,12 @@
 //! - [`targets`]: kustomization, Helm values and plain manifest targets.
 //! - [`git`]: the bare mirror: fetch and push with the git CLI, commits with gix.
 //! - [`branch`]: one branch's update: edit, commit, push with a lease, retry on a race.
+//! - [`request`]: a pull request's update branch, rebuilt from the environment's branch.
 //! - [`sign`]: ssh signatures for update commits.
 
 pub mod branch;
 pub mod git;
+pub mod request;
 pub mod sign;
 pub mod targets;
 pub mod yaml;

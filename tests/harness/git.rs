@@ -345,5 +345,6 @@ pub fn repository(
         ssh_key: None,
         known_hosts: None,
         signing_key: None,
+        forge: None,
     }
 }

@@ -8,6 +8,7 @@
 //!                         what image-updater wrote and what the branch holds, revert holds
 //!   holds.json            holds and releases from `image-updater hold`/`release`
 //!   seen.json             when each tag was first seen, for `min_age`
+//!   requests.json         the pull request open per environment and the values it proposes
 //! ```
 //!
 //! Every file is written to a temporary name and renamed, so a crash leaves the old file or
@@ -20,9 +21,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod requests;
 mod seen;
 mod status;
 
+pub use requests::{OpenRequest, Proposal, RequestStore};
 pub use seen::{FirstSeen, Sightings};
 pub use status::{RevertHold, Status, StatusStore};
 

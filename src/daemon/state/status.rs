@@ -41,6 +41,9 @@ pub struct Status {
     /// and four strings wide.
     #[serde(default)]
     pub held: Option<Box<RevertHold>>,
+    /// The pull request the candidate is proposed in, while it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,403 @@
+//! An environment's updates proposed as a pull (merge) request rather than pushed.
+//!
+//! Each cycle that checks one of the environment's images:
+//! 1. asks the forge what became of the request last opened: merged by a person (its values
+//!    now count as written), closed without merging (its values are held, as a revert is),
+//!    or still open;
+//! 2. rebuilds the update branch from the environment's branch with every change still
+//!    wanted: this cycle's, and those proposed before for images not checked this cycle;
+//! 3. opens the request, or edits the open one in place, or closes it with a comment when
+//!    nothing is left to propose;
+//! 4. with `auto_merge`, asks the forge to merge it at the pushed head once its rules allow.
+//!
+//! A forge that cannot be reached is an error for the environment, retried next cycle; the
+//! environment's branch is never pushed to instead.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::Digest as _;
+
+use super::{Chosen, Engine};
+use crate::config::{Environment, Repository};
+use crate::daemon::safety;
+use crate::daemon::state::{OpenRequest, Proposal as Proposed, RevertHold, now};
+use crate::forge::{self, Merge, State};
+use crate::writeback::request::{delete_update_branch, write_update_branch};
+use crate::writeback::{Applied, Desired, ImageChange, Mirror, Outcome, branch};
+
+impl Engine {
+    /// The forge client of `repo`, made once per config.
+    fn forge(&self, repo: &Repository) -> Result<Arc<forge::Client>, String> {
+        let mut forges = self.shared.forges.lock().expect("forges lock");
+        if let Some(client) = forges.get(&repo.name) {
+            return Ok(client.clone());
+        }
+        let config = repo.forge.as_ref().ok_or_else(|| {
+            format!(
+                "repository {} has no forge to open pull requests on",
+                repo.name
+            )
+        })?;
+        let client = Arc::new(forge::Client::new(config).map_err(|e| e.to_string())?);
+        forges.insert(repo.name.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Proposes `changes` (this cycle's, for `checked` images) in the environment's request.
+    pub(super) async fn propose(
+        &self,
+        env: &Environment,
+        repo: &Repository,
+        mut changes: Vec<ImageChange>,
+        chosen: &BTreeMap<&str, &Chosen>,
+        checked: &[String],
+        dry_run: bool,
+    ) -> Result<Outcome, String> {
+        let client = self.forge(repo)?;
+        let noun = client.noun();
+        let store = &self.shared.requests;
+        let fail = |e: forge::ForgeError| {
+            format!(
+                "{e}; nothing was pushed to {} (retried next cycle)",
+                env.branch
+            )
+        };
+        // 1. What became of the request last opened.
+        let mut known = store.get(&env.name);
+        if let Some(request) = &known {
+            let now = client.get(request.number).await.map_err(fail)?;
+            match now.state {
+                State::Open => {}
+                State::Merged if !dry_run => {
+                    self.merged(env, request);
+                    store.set(&env.name, None);
+                    known = None;
+                }
+                State::Closed if !dry_run => {
+                    self.closed_unmerged(env, request);
+                    changes.retain(|c| !request.proposed.contains_key(&c.alias));
+                    store.set(&env.name, None);
+                    known = None;
+                }
+                _ => {}
+            }
+        }
+        // 2. Changes proposed before for images not checked this cycle are still wanted.
+        if let Some(request) = &known {
+            for (alias, proposal) in &request.proposed {
+                if checked.contains(alias) {
+                    continue;
+                }
+                if let Some(change) = self.carried(env, alias, proposal) {
+                    changes.push(change);
+                }
+            }
+            changes.sort_by(|a, b| a.alias.cmp(&b.alias));
+        }
+        let update = env.pull_request.branch.as_str();
+        let proposed = {
+            let mirror = self.mirror(repo).await?;
+            let m = mirror.as_ref().expect("opened by mirror()");
+            write_update_branch(m, repo, env, update, &changes, dry_run)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let mut outcome = proposed.outcome;
+        let open = match &known {
+            Some(r) => Some((r.number, r.url.clone())),
+            None => client
+                .find_open(update, &env.branch)
+                .await
+                .map_err(fail)?
+                .map(|r| (r.number, r.url)),
+        };
+        // 3a. Nothing left to propose: the open request goes.
+        if outcome.applied.is_empty() {
+            if let Some((number, url)) = open {
+                let why = if outcome.skipped.is_empty() && outcome.failed.is_empty() {
+                    format!(
+                        "Every change this request proposed is on `{}` now.",
+                        env.branch
+                    )
+                } else {
+                    let reasons: Vec<String> = outcome
+                        .skipped
+                        .iter()
+                        .map(|s| format!("- {}: {}", s.alias, s.reason))
+                        .collect();
+                    format!("No longer wanted:\n\n{}", reasons.join("\n"))
+                };
+                if dry_run {
+                    outcome.request = Some(format!("would close {noun} {url}"));
+                } else {
+                    let comment = format!("{why}\n\nClosed by image-updater.");
+                    client.close(number, &comment).await.map_err(fail)?;
+                    tracing::info!(environment = %env.name, %url, "{noun} closed: nothing left to propose");
+                    store.set(&env.name, None);
+                    self.forget_request(env, known.as_ref());
+                    if let Err(e) = self.delete_branch(repo, update).await {
+                        tracing::warn!(branch = %update, error = %e, "cannot delete the update branch");
+                    }
+                }
+            }
+            return Ok(outcome);
+        }
+        let title = branch::message(repo, env, &outcome.applied)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let body = body(env, update, &outcome.applied, chosen);
+        if dry_run {
+            outcome.request = Some(match &open {
+                Some((_, url)) => format!("would update {noun} {url}: {title}"),
+                None => format!(
+                    "would open a {noun} from {update} into {}: {title}",
+                    env.branch
+                ),
+            });
+            return Ok(outcome);
+        }
+        let head = proposed.head.expect("changes were committed").to_string();
+        let text_hash = hex_sha256(&format!("{title}\n{body}"));
+        let (number, url, opened_at) = match (&open, &known) {
+            (Some((number, url)), Some(k)) => {
+                if k.text_hash != text_hash {
+                    client.edit(*number, &title, &body).await.map_err(fail)?;
+                }
+                (*number, url.clone(), k.opened_at.clone())
+            }
+            (Some((number, url)), None) => {
+                // Found on the forge (state lost, another replica): brought up to date.
+                client.edit(*number, &title, &body).await.map_err(fail)?;
+                (*number, url.clone(), now())
+            }
+            (None, _) => {
+                let request = client
+                    .open(&forge::Proposal {
+                        head: update,
+                        base: &env.branch,
+                        title: title.clone(),
+                        body: body.clone(),
+                        settings: &env.pull_request,
+                    })
+                    .await
+                    .map_err(fail)?;
+                tracing::info!(environment = %env.name, url = %request.url, "{noun} opened");
+                (request.number, request.url, now())
+            }
+        };
+        let mut record = OpenRequest {
+            number,
+            url: url.clone(),
+            noun: noun.to_string(),
+            branch: update.to_string(),
+            head: head.clone(),
+            proposed: outcome
+                .applied
+                .iter()
+                .map(|a| {
+                    let digest = chosen.get(a.alias.as_str()).and_then(|c| c.digest.clone());
+                    let value = Proposed {
+                        value: a.new.clone(),
+                        old: a.old.clone(),
+                        digest,
+                    };
+                    (a.alias.clone(), value)
+                })
+                .collect(),
+            text_hash,
+            merge_asked: known
+                .as_ref()
+                .and_then(|k| k.merge_asked.clone())
+                .filter(|h| *h == head),
+            opened_at,
+        };
+        for a in &outcome.applied {
+            tracing::info!(image = %a.alias, environment = %env.name, old = %a.old, new = %a.new, %url, "proposed");
+            self.shared.status.update(&a.alias, &env.name, |s| {
+                s.request = Some(url.clone());
+                s.waiting = Some(format!("proposed in {}: {url}", record.name()));
+            });
+        }
+        if outcome.commit.is_some() {
+            self.shared
+                .metrics
+                .pushed(&repo.name, update, true, outcome.retries);
+        }
+        // 4. Merged by the forge's rules, never past them.
+        if env.pull_request.auto_merge
+            && !env.pull_request.draft
+            && record.merge_asked.as_deref() != Some(head.as_str())
+        {
+            let request = forge::Request {
+                number,
+                url: url.clone(),
+                state: State::Open,
+                head: Some(head.clone()),
+                ready: None,
+            };
+            match client
+                .merge(&request, &head, &env.pull_request)
+                .await
+                .map_err(fail)?
+            {
+                Merge::Merged => {
+                    tracing::info!(environment = %env.name, %url, "{noun} merged");
+                    self.merged(env, &record);
+                    store.set(&env.name, None);
+                    outcome.request = Some(format!("merged {noun} {url}"));
+                    return Ok(outcome);
+                }
+                Merge::Scheduled => {
+                    tracing::info!(environment = %env.name, %url, "{noun} set to merge when its checks pass");
+                    record.merge_asked = Some(head.clone());
+                }
+                Merge::NotYet(why) => {
+                    tracing::info!(environment = %env.name, %url, reason = %why, "{noun} not merged yet");
+                }
+            }
+        }
+        outcome.request = Some(format!("{} {url}", record.name()));
+        store.set(&env.name, Some(record));
+        Ok(outcome)
+    }
+
+    /// A change proposed in an earlier cycle, for an image this cycle did not check.
+    fn carried(&self, env: &Environment, alias: &str, proposal: &Proposed) -> Option<ImageChange> {
+        let image = self.config.images.get(alias)?;
+        let deployment = image
+            .deployments
+            .iter()
+            .find(|d| d.environment == env.name)?;
+        let (tag, digest) = match proposal.value.split_once('@') {
+            Some((tag, digest)) => (tag, Some(digest.to_string())),
+            None => (proposal.value.as_str(), None),
+        };
+        let desired = Desired {
+            repository: image.reference.repository(),
+            written: image.reference.familiar_repository(),
+            tag: (!tag.is_empty()).then(|| tag.to_string()),
+            digest,
+            replaces: image.replaces.clone(),
+        };
+        let status = self.shared.status.get(alias, &env.name);
+        let guard = safety::guard(
+            &deployment.policy,
+            Vec::new(),
+            &desired,
+            &status,
+            deployment.safety.allow_downgrade,
+        );
+        Some(ImageChange {
+            alias: alias.to_string(),
+            desired,
+            targets: deployment.targets.clone(),
+            guard: Some(guard),
+        })
+    }
+
+    /// A request merged (by a person, or by the forge): its values are on the branch, as
+    /// image-updater's writes.
+    fn merged(&self, env: &Environment, request: &OpenRequest) {
+        let name = request.name();
+        for (alias, p) in &request.proposed {
+            self.shared.metrics.updated(alias, &env.name);
+            self.shared.status.update(alias, &env.name, |s| {
+                s.last_update = Some(format!("{} -> {}", p.old, p.value));
+                s.last_commit = Some(request.head.clone());
+                s.last_update_at = Some(now());
+                s.written = Some(p.value.clone());
+                s.written_digest = p.digest.clone();
+                s.current = Some(p.value.clone());
+                s.request = None;
+                s.waiting = None;
+                s.held = None;
+            });
+            tracing::info!(image = %alias, environment = %env.name, branch = %env.branch, old = %p.old, new = %p.value, url = %request.url, "updated: {name} was merged");
+        }
+    }
+
+    /// A request closed without merging: a person said no to its values, as a revert says.
+    fn closed_unmerged(&self, env: &Environment, request: &OpenRequest) {
+        let name = request.name();
+        for (alias, p) in &request.proposed {
+            let reason = format!(
+                "{name} was closed without merging: {} and older are held until something newer",
+                p.value
+            );
+            tracing::warn!(image = %alias, environment = %env.name, url = %request.url, "{reason}");
+            self.shared.metrics.reverted(alias, &env.name);
+            self.shared.status.update(alias, &env.name, |s| {
+                s.held = Some(Box::new(RevertHold {
+                    value: p.value.clone(),
+                    tag: p.value.split('@').next().unwrap_or_default().to_string(),
+                    found: format!("{} closed", request.url),
+                    since: now(),
+                }));
+                s.request = None;
+                s.waiting = Some(reason.clone());
+            });
+        }
+    }
+
+    /// The statuses of a closed request's images no longer point at it.
+    fn forget_request(&self, env: &Environment, request: Option<&OpenRequest>) {
+        let Some(request) = request else { return };
+        for alias in request.proposed.keys() {
+            self.shared.status.update(alias, &env.name, |s| {
+                s.request = None;
+            });
+        }
+    }
+
+    async fn delete_branch(&self, repo: &Repository, update: &str) -> Result<(), String> {
+        let mirror = self.mirror(repo).await?;
+        let m: &Mirror = mirror.as_ref().expect("opened by mirror()");
+        delete_update_branch(m, update)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The request's description: one row per change, with its digest and why it was chosen.
+fn body(
+    env: &Environment,
+    update: &str,
+    applied: &[Applied],
+    chosen: &BTreeMap<&str, &Chosen>,
+) -> String {
+    let mut text = format!(
+        "image-updater proposes these updates for `{}` (branch `{}`):\n\n| image | repository | from | to | digest | why |\n|---|---|---|---|---|---|\n",
+        env.name, env.branch
+    );
+    for a in applied {
+        let c = chosen.get(a.alias.as_str());
+        let cell = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
+        text.push_str(&format!(
+            "| {} | {} | `{}` | `{}` | {} | {} |\n",
+            cell(&a.alias),
+            cell(&a.repository),
+            cell(&a.old),
+            cell(&a.new),
+            c.and_then(|c| c.digest.as_deref())
+                .map(|d| format!("`{}`", cell(d)))
+                .unwrap_or_else(|| "-".into()),
+            cell(
+                c.map(|c| c.reason.as_str())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("carried over from an earlier cycle")
+            ),
+        ));
+    }
+    text.push_str(&format!(
+        "\nThe branch `{update}` is rebuilt from `{}` whenever this changes; commits pushed to it by hand are replaced. Closing this request without merging holds these versions back until newer ones appear.\n",
+        env.branch
+    ));
+    text
+}
+
+fn hex_sha256(text: &str) -> String {
+    crate::hex::encode(&sha2::Sha256::digest(text.as_bytes()))
+}
