@@ -11,6 +11,7 @@
 //! Each test file uses a part of this module.
 #![allow(dead_code)]
 
+pub mod forge;
 pub mod git;
 pub mod hostile;
 pub mod kustomize;

@@ -1,0 +1,923 @@
+//! Forge APIs written for the tests: GitHub's REST API (2022-11-28), GitLab's REST API v4 and
+//! Gitea's (and Forgejo's) API v1, for the endpoints image-updater uses, as their published
+//! references describe them: paths, query parameters, request and response fields, status
+//! codes (201 on create, 422 / 409 for an existing request, 405 / 409 on merges the rules
+//! refuse), `Link` pagination and each forge's auth header.
+//!
+//! No forge can run on these machines, so this stands in for the API. The branches are real:
+//! requests point at branches of a repository on the real git server, and a merge (by the
+//! forge, or by a "person" in a test) is made with `git merge-tree` and `git commit-tree` in
+//! that bare repository, so what the daemon fetches afterwards is what a forge would leave.
+//! Every request is recorded, so a test asserts everything the daemon sent.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    GitHub,
+    GitLab,
+    Gitea,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::GitHub => "github",
+            Kind::GitLab => "gitlab",
+            Kind::Gitea => "gitea",
+        }
+    }
+}
+
+pub const OWNER: &str = "acme";
+pub const REPO: &str = "manifests";
+pub const TOKEN: &str = "forge-t0ken";
+
+/// One request as the forge received it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+    pub auth: Option<String>,
+}
+
+impl Logged {
+    /// `METHOD path` without the API prefix and project, for asserting sequences:
+    /// `GET pulls`, `POST pulls/1/merge`, `GET users`.
+    pub fn op(&self) -> String {
+        let path = self
+            .path
+            .trim_start_matches("/api/v4")
+            .trim_start_matches("/api/v1");
+        let prefixes = [
+            format!("/repos/{OWNER}/{REPO}/"),
+            format!("/projects/{OWNER}%2F{REPO}/"),
+            "/".to_string(),
+        ];
+        let short = prefixes
+            .iter()
+            .find_map(|p| path.strip_prefix(p.as_str()))
+            .unwrap_or(path);
+        format!("{} {short}", self.method)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Pull {
+    pub number: u64,
+    pub head: String,
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    /// `open` or `closed`.
+    pub state: String,
+    pub merged: bool,
+    pub labels: Vec<Value>,
+    pub assignees: Vec<Value>,
+    pub reviewers: Vec<Value>,
+    pub comments: Vec<String>,
+    /// Set to merge when checks pass (GitLab's auto_merge, Gitea's merge_when_checks_succeed).
+    pub auto_merge: bool,
+}
+
+/// The GitHub App the forge knows: its id, its public key (PEM) and its installation.
+pub const APP_ID: u64 = 777;
+pub const INSTALLATION: u64 = 42;
+
+#[derive(Default)]
+struct State {
+    /// A GitHub App's public key: app endpoints take a JWT it verifies.
+    app_key: Option<Vec<u8>>,
+    pulls: Vec<Pull>,
+    log: Vec<Logged>,
+    /// Answers 503 to everything.
+    down: bool,
+    /// Whether the required checks of every request have passed.
+    checks_pass: bool,
+}
+
+pub struct FakeForge {
+    pub kind: Kind,
+    pub port: u16,
+    /// The bare repository on the git server that the requests' branches live in.
+    pub git_dir: PathBuf,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeForge {
+    pub async fn start(kind: Kind, git_dir: PathBuf) -> FakeForge {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let (s, dir) = (state.clone(), git_dir.clone());
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (s, dir) = (s.clone(), dir.clone());
+                async move { handle(kind, port, &s, &dir, method, uri, headers, body) }
+            },
+        );
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeForge {
+            kind,
+            port,
+            git_dir,
+            state,
+            task,
+        }
+    }
+
+    /// What the config's `api_url` is.
+    pub fn api_url(&self) -> String {
+        match self.kind {
+            Kind::GitHub => format!("http://127.0.0.1:{}", self.port),
+            Kind::GitLab => format!("http://127.0.0.1:{}/api/v4", self.port),
+            Kind::Gitea => format!("http://127.0.0.1:{}/api/v1", self.port),
+        }
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// The operations received since request number `from`.
+    pub fn ops_since(&self, from: usize) -> Vec<String> {
+        self.log()[from..].iter().map(Logged::op).collect()
+    }
+
+    pub fn pulls(&self) -> Vec<Pull> {
+        self.state.lock().unwrap().pulls.clone()
+    }
+
+    pub fn pull(&self, number: u64) -> Pull {
+        self.pulls()
+            .into_iter()
+            .find(|p| p.number == number)
+            .unwrap()
+    }
+
+    /// Accepts JWTs of the app [`APP_ID`] signed by the private key of `public_pem`.
+    pub fn trust_app(&self, public_pem: &[u8]) {
+        self.state.lock().unwrap().app_key = Some(public_pem.to_vec());
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    /// Adds a request from other branches (pagination fodder).
+    pub fn add_other(&self, head: &str, base: &str) {
+        let mut s = self.state.lock().unwrap();
+        let number = s.pulls.len() as u64 + 1;
+        s.pulls
+            .push(new_pull(number, head, base, "someone else's change", ""));
+    }
+
+    /// A person merges request `number` in the forge's web page.
+    pub fn merge_by_person(&self, number: u64) {
+        let mut s = self.state.lock().unwrap();
+        let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
+        merge_in_git(&self.git_dir, &pull.head, &pull.base);
+        pull.state = "closed".into();
+        pull.merged = true;
+    }
+
+    /// A person closes request `number` without merging.
+    pub fn close_by_person(&self, number: u64) {
+        let mut s = self.state.lock().unwrap();
+        let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
+        pull.state = "closed".into();
+    }
+
+    /// The required checks pass: requests set to auto-merge are merged.
+    pub fn checks_pass(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.checks_pass = true;
+        for pull in s
+            .pulls
+            .iter_mut()
+            .filter(|p| p.auto_merge && p.state == "open")
+        {
+            merge_in_git(&self.git_dir, &pull.head, &pull.base);
+            pull.state = "closed".into();
+            pull.merged = true;
+        }
+    }
+}
+
+impl Drop for FakeForge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn new_pull(number: u64, head: &str, base: &str, title: &str, body: &str) -> Pull {
+    Pull {
+        number,
+        head: head.into(),
+        base: base.into(),
+        title: title.into(),
+        body: body.into(),
+        state: "open".into(),
+        merged: false,
+        labels: Vec::new(),
+        assignees: Vec::new(),
+        reviewers: Vec::new(),
+        comments: Vec::new(),
+        auto_merge: false,
+    }
+}
+
+fn rev(dir: &PathBuf, branch: &str) -> Option<String> {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(dir)
+        .args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap().trim().to_string())
+}
+
+/// Merges `head` into `base` in the bare repository, as a forge's merge button does.
+fn merge_in_git(dir: &PathBuf, head: &str, base: &str) {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=Forge",
+                "-c",
+                "user.email=forge@example.com",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (h, b) = (rev(dir, head).unwrap(), rev(dir, base).unwrap());
+    let tree = git(&["merge-tree", "--write-tree", &b, &h]);
+    let commit = git(&[
+        "commit-tree",
+        &tree,
+        "-p",
+        &b,
+        "-p",
+        &h,
+        "-m",
+        &format!("Merge {head} into {base}"),
+    ]);
+    git(&["update-ref", &format!("refs/heads/{base}"), &commit, &b]);
+}
+
+fn answer(status: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `application/x-www-form-urlencoded` pairs of the query.
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    fn decode(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    kind: Kind,
+    port: u16,
+    state: &Mutex<State>,
+    dir: &PathBuf,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let auth_header = match kind {
+        Kind::GitLab => "private-token",
+        _ => "authorization",
+    };
+    let auth = headers
+        .get(auth_header)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut s = state.lock().unwrap();
+    s.log.push(Logged {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        body: body.clone(),
+        auth: auth.clone(),
+    });
+    if s.down {
+        return answer(503, json!({"message": "Service Unavailable"}));
+    }
+    let expected = match kind {
+        Kind::GitHub => format!("Bearer {TOKEN}"),
+        Kind::GitLab => TOKEN.to_string(),
+        Kind::Gitea => format!("token {TOKEN}"),
+    };
+    // GitHub App endpoints: a JWT of the app, RS256, issued by APP_ID and not expired.
+    let app_path = uri.path().starts_with("/app/")
+        || uri.path() == format!("/repos/{OWNER}/{REPO}/installation");
+    if kind == Kind::GitHub && app_path {
+        let Some(key) = s.app_key.clone() else {
+            return not_found();
+        };
+        let jwt = auth
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_issuer(&[APP_ID.to_string()]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        let decoded = jsonwebtoken::decode::<Value>(
+            jwt,
+            &jsonwebtoken::DecodingKey::from_rsa_pem(&key).unwrap(),
+            &validation,
+        );
+        if decoded.is_err() {
+            return answer(
+                401,
+                json!({"message": "A JSON web token could not be decoded"}),
+            );
+        }
+        return match (method.as_str(), uri.path()) {
+            ("GET", p) if p.ends_with("/installation") => {
+                answer(200, json!({"id": INSTALLATION, "app_id": APP_ID}))
+            }
+            ("POST", p) if p == format!("/app/installations/{INSTALLATION}/access_tokens") => {
+                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+                answer(
+                    201,
+                    json!({"token": TOKEN, "expires_at": expires.to_string(), "permissions": {"pull_requests": "write", "contents": "write"}}),
+                )
+            }
+            _ => not_found(),
+        };
+    }
+    if auth.as_deref() != Some(expected.as_str()) {
+        let message = match kind {
+            Kind::GitHub => {
+                json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+            }
+            Kind::GitLab => json!({"message": "401 Unauthorized"}),
+            Kind::Gitea => json!({"message": "token is required"}),
+        };
+        return answer(401, message);
+    }
+    let query = query_pairs(&uri);
+    let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    match kind {
+        Kind::GitHub => github(port, &mut s, dir, &method, uri.path(), &q, &body),
+        Kind::GitLab => gitlab(&mut s, dir, &method, uri.path(), &q, &body),
+        Kind::Gitea => gitea(port, &mut s, dir, &method, uri.path(), &q, &body),
+    }
+}
+
+fn not_found() -> Response {
+    answer(404, json!({"message": "Not Found"}))
+}
+
+// ---- GitHub ----
+
+fn github_json(port: u16, p: &Pull, dir: &PathBuf, checks_pass: bool) -> Value {
+    json!({
+        "url": format!("http://127.0.0.1:{port}/repos/{OWNER}/{REPO}/pulls/{}", p.number),
+        "id": 1000 + p.number,
+        "number": p.number,
+        "html_url": format!("https://github.example/{OWNER}/{REPO}/pull/{}", p.number),
+        "state": p.state,
+        "title": p.title,
+        "body": p.body,
+        "draft": false,
+        "merged": p.merged,
+        "merged_at": if p.merged { json!("2026-12-02T00:00:00Z") } else { Value::Null },
+        "mergeable_state": if checks_pass { "clean" } else { "blocked" },
+        "head": {"label": format!("{OWNER}:{}", p.head), "ref": p.head, "sha": rev(dir, &p.head).unwrap_or_else(|| "0".repeat(40))},
+        "base": {"label": format!("{OWNER}:{}", p.base), "ref": p.base, "sha": rev(dir, &p.base).unwrap_or_else(|| "0".repeat(40))},
+        "labels": p.labels,
+    })
+}
+
+/// A page of `items` with an RFC 8288 `Link` to the next, as GitHub and Gitea paginate.
+fn page(
+    items: Vec<Value>,
+    page: usize,
+    per_page: usize,
+    next: impl Fn(usize) -> String,
+) -> Response {
+    let start = (page - 1) * per_page;
+    let slice: Vec<Value> = items.iter().skip(start).take(per_page).cloned().collect();
+    let mut response = answer(200, Value::Array(slice));
+    if start + per_page < items.len() {
+        let link = format!("<{}>; rel=\"next\"", next(page + 1));
+        response.headers_mut().insert("link", link.parse().unwrap());
+    }
+    response
+}
+
+fn github(
+    port: u16,
+    s: &mut State,
+    dir: &PathBuf,
+    method: &Method,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    body: &Value,
+) -> Response {
+    let prefix = format!("/repos/{OWNER}/{REPO}/");
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return not_found();
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let checks = s.checks_pass;
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["pulls"]) => {
+            let state = q("state").unwrap_or_else(|| "open".into());
+            let per_page: usize = q("per_page")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+                .min(100);
+            let n: usize = q("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+            let items: Vec<Value> = s
+                .pulls
+                .iter()
+                .filter(|p| state == "all" || p.state == state)
+                .filter(|p| q("head").is_none_or(|h| h == format!("{OWNER}:{}", p.head)))
+                .filter(|p| q("base").is_none_or(|b| b == p.base))
+                .map(|p| github_json(port, p, dir, checks))
+                .collect();
+            let base_q = format!(
+                "http://127.0.0.1:{port}{path}?state={state}&per_page={per_page}{}{}",
+                q("head").map(|h| format!("&head={h}")).unwrap_or_default(),
+                q("base").map(|b| format!("&base={b}")).unwrap_or_default(),
+            );
+            page(items, n, per_page, |next| format!("{base_q}&page={next}"))
+        }
+        ("POST", ["pulls"]) => {
+            let (head, base) = (
+                body["head"].as_str().unwrap_or_default(),
+                body["base"].as_str().unwrap_or_default(),
+            );
+            if rev(dir, head).is_none() {
+                return answer(
+                    422,
+                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}]}),
+                );
+            }
+            if s.pulls
+                .iter()
+                .any(|p| p.state == "open" && p.head == head && p.base == base)
+            {
+                return answer(
+                    422,
+                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {OWNER}:{head}.")}], "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"}),
+                );
+            }
+            let number = s.pulls.len() as u64 + 1;
+            let p = new_pull(
+                number,
+                head,
+                base,
+                body["title"].as_str().unwrap_or_default(),
+                body["body"].as_str().unwrap_or_default(),
+            );
+            let out = github_json(port, &p, dir, checks);
+            s.pulls.push(p);
+            answer(201, out)
+        }
+        (m, ["pulls", n, rest @ ..]) | (m, ["issues", n, rest @ ..]) => {
+            let Ok(n) = n.parse::<u64>() else {
+                return not_found();
+            };
+            let is_pull = parts[0] == "pulls";
+            let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
+                return not_found();
+            };
+            match (m, is_pull, rest) {
+                ("GET", true, []) => answer(200, github_json(port, p, dir, checks)),
+                ("PATCH", true, []) => {
+                    if let Some(t) = body["title"].as_str() {
+                        p.title = t.into();
+                    }
+                    if let Some(b) = body["body"].as_str() {
+                        p.body = b.into();
+                    }
+                    if let Some(st) = body["state"].as_str() {
+                        p.state = st.into();
+                    }
+                    answer(200, github_json(port, p, dir, checks))
+                }
+                ("POST", false, ["comments"]) => {
+                    p.comments
+                        .push(body["body"].as_str().unwrap_or_default().into());
+                    answer(201, json!({"id": 1, "body": body["body"]}))
+                }
+                ("POST", false, ["labels"]) => {
+                    p.labels
+                        .extend(body["labels"].as_array().cloned().unwrap_or_default());
+                    answer(
+                        200,
+                        Value::Array(p.labels.iter().map(|l| json!({"name": l})).collect()),
+                    )
+                }
+                ("POST", false, ["assignees"]) => {
+                    p.assignees
+                        .extend(body["assignees"].as_array().cloned().unwrap_or_default());
+                    answer(201, github_json(port, p, dir, checks))
+                }
+                ("POST", true, ["requested_reviewers"]) => {
+                    p.reviewers
+                        .extend(body["reviewers"].as_array().cloned().unwrap_or_default());
+                    answer(201, github_json(port, p, dir, checks))
+                }
+                ("PUT", true, ["merge"]) => {
+                    if !checks || p.state != "open" {
+                        return answer(405, json!({"message": "Pull Request is not mergeable"}));
+                    }
+                    if body["sha"].as_str() != rev(dir, &p.head).as_deref() {
+                        return answer(
+                            409,
+                            json!({"message": "Head branch was modified. Review and try the merge again."}),
+                        );
+                    }
+                    merge_in_git(dir, &p.head, &p.base);
+                    p.state = "closed".into();
+                    p.merged = true;
+                    answer(
+                        200,
+                        json!({"sha": rev(dir, &p.base), "merged": true, "message": "Pull Request successfully merged"}),
+                    )
+                }
+                _ => not_found(),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+// ---- GitLab ----
+
+const USERS: &[(u64, &str)] = &[(11, "alice"), (12, "bob")];
+
+fn gitlab_json(p: &Pull, dir: &PathBuf) -> Value {
+    json!({
+        "id": 5000 + p.number,
+        "iid": p.number,
+        "project_id": 3,
+        "title": p.title,
+        "description": p.body,
+        "state": if p.merged { "merged" } else if p.state == "open" { "opened" } else { "closed" },
+        "source_branch": p.head,
+        "target_branch": p.base,
+        "sha": rev(dir, &p.head),
+        "draft": p.title.starts_with("Draft:"),
+        "labels": p.labels,
+        "assignees": p.assignees,
+        "reviewers": p.reviewers,
+        "merge_when_pipeline_succeeds": p.auto_merge,
+        "web_url": format!("https://gitlab.example/{OWNER}/{REPO}/-/merge_requests/{}", p.number),
+    })
+}
+
+fn gitlab(
+    s: &mut State,
+    dir: &PathBuf,
+    method: &Method,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    body: &Value,
+) -> Response {
+    let Some(rest) = path.strip_prefix("/api/v4/") else {
+        return not_found();
+    };
+    if method == Method::GET && rest == "users" {
+        let name = q("username").unwrap_or_default();
+        let users: Vec<Value> = USERS
+            .iter()
+            .filter(|(_, u)| *u == name)
+            .map(|(id, u)| json!({"id": id, "username": u, "name": u, "state": "active"}))
+            .collect();
+        return answer(200, Value::Array(users));
+    }
+    let prefix = format!("projects/{OWNER}%2F{REPO}/merge_requests");
+    let Some(rest) = rest.strip_prefix(&prefix) else {
+        return not_found();
+    };
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", []) => {
+            let state = q("state").unwrap_or_else(|| "all".into());
+            let items: Vec<Value> = s
+                .pulls
+                .iter()
+                .map(|p| gitlab_json(p, dir))
+                .filter(|m| state == "all" || m["state"] == state.as_str())
+                .filter(|m| q("source_branch").is_none_or(|b| m["source_branch"] == b.as_str()))
+                .filter(|m| q("target_branch").is_none_or(|b| m["target_branch"] == b.as_str()))
+                .collect();
+            let mut r = answer(200, Value::Array(items.clone()));
+            r.headers_mut()
+                .insert("x-total", items.len().to_string().parse().unwrap());
+            r
+        }
+        ("POST", []) => {
+            let (head, base) = (
+                body["source_branch"].as_str().unwrap_or_default(),
+                body["target_branch"].as_str().unwrap_or_default(),
+            );
+            if let Some(p) = s
+                .pulls
+                .iter()
+                .find(|p| p.state == "open" && p.head == head && p.base == base)
+            {
+                return answer(
+                    409,
+                    json!({"message": [format!("Another open merge request already exists for this source branch: !{}", p.number)]}),
+                );
+            }
+            let number = s.pulls.len() as u64 + 1;
+            let mut p = new_pull(
+                number,
+                head,
+                base,
+                body["title"].as_str().unwrap_or_default(),
+                body["description"].as_str().unwrap_or_default(),
+            );
+            if let Some(l) = body["labels"].as_str() {
+                p.labels = l.split(',').map(|l| json!(l)).collect();
+            }
+            p.assignees = body["assignee_ids"].as_array().cloned().unwrap_or_default();
+            p.reviewers = body["reviewer_ids"].as_array().cloned().unwrap_or_default();
+            let out = gitlab_json(&p, dir);
+            s.pulls.push(p);
+            answer(201, out)
+        }
+        (m, [n, rest @ ..]) => {
+            let Ok(n) = n.parse::<u64>() else {
+                return not_found();
+            };
+            let checks = s.checks_pass;
+            let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
+                return answer(404, json!({"message": "404 Not found"}));
+            };
+            match (m, rest) {
+                ("GET", []) => answer(200, gitlab_json(p, dir)),
+                ("PUT", []) => {
+                    if let Some(t) = body["title"].as_str() {
+                        p.title = t.into();
+                    }
+                    if let Some(d) = body["description"].as_str() {
+                        p.body = d.into();
+                    }
+                    if body["state_event"] == "close" {
+                        p.state = "closed".into();
+                    }
+                    answer(200, gitlab_json(p, dir))
+                }
+                ("POST", ["notes"]) => {
+                    p.comments
+                        .push(body["body"].as_str().unwrap_or_default().into());
+                    answer(
+                        201,
+                        json!({"id": 1, "body": body["body"], "noteable_type": "MergeRequest"}),
+                    )
+                }
+                ("PUT", ["merge"]) => {
+                    if p.state != "open" {
+                        return answer(405, json!({"message": "405 Method Not Allowed"}));
+                    }
+                    if body["sha"].as_str() != rev(dir, &p.head).as_deref() {
+                        return answer(
+                            409,
+                            json!({"message": "SHA does not match HEAD of source branch"}),
+                        );
+                    }
+                    if checks {
+                        merge_in_git(dir, &p.head, &p.base);
+                        p.state = "closed".into();
+                        p.merged = true;
+                    } else if body["auto_merge"] == true {
+                        p.auto_merge = true;
+                    } else {
+                        return answer(405, json!({"message": "405 Method Not Allowed"}));
+                    }
+                    answer(200, gitlab_json(p, dir))
+                }
+                _ => not_found(),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+// ---- Gitea / Forgejo ----
+
+const LABELS: &[(u64, &str)] = &[(21, "image-updater"), (22, "deploy")];
+
+fn gitea_json(p: &Pull, dir: &PathBuf) -> Value {
+    json!({
+        "id": 7000 + p.number,
+        "number": p.number,
+        "title": p.title,
+        "body": p.body,
+        "state": p.state,
+        "merged": p.merged,
+        "draft": p.title.starts_with("WIP:"),
+        "html_url": format!("https://gitea.example/{OWNER}/{REPO}/pulls/{}", p.number),
+        "head": {"ref": p.head, "label": p.head, "sha": rev(dir, &p.head)},
+        "base": {"ref": p.base, "label": p.base, "sha": rev(dir, &p.base)},
+        "labels": p.labels,
+        "assignees": p.assignees,
+    })
+}
+
+fn gitea(
+    port: u16,
+    s: &mut State,
+    dir: &PathBuf,
+    method: &Method,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    body: &Value,
+) -> Response {
+    let prefix = format!("/api/v1/repos/{OWNER}/{REPO}/");
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return not_found();
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let checks = s.checks_pass;
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["labels"]) => answer(
+            200,
+            Value::Array(
+                LABELS
+                    .iter()
+                    .map(|(id, n)| json!({"id": id, "name": n, "color": "00aabb"}))
+                    .collect(),
+            ),
+        ),
+        ("GET", ["pulls"]) => {
+            let state = q("state").unwrap_or_else(|| "open".into());
+            let limit: usize = q("limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+                .min(50);
+            let n: usize = q("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+            let items: Vec<Value> = s
+                .pulls
+                .iter()
+                .filter(|p| state == "all" || p.state == state)
+                .map(|p| gitea_json(p, dir))
+                .collect();
+            let total = items.len();
+            let mut r = page(items, n, limit, |next| {
+                format!("http://127.0.0.1:{port}{path}?state={state}&limit={limit}&page={next}")
+            });
+            r.headers_mut()
+                .insert("x-total-count", total.to_string().parse().unwrap());
+            r
+        }
+        ("POST", ["pulls"]) => {
+            let (head, base) = (
+                body["head"].as_str().unwrap_or_default(),
+                body["base"].as_str().unwrap_or_default(),
+            );
+            if s.pulls
+                .iter()
+                .any(|p| p.state == "open" && p.head == head && p.base == base)
+            {
+                return answer(
+                    409,
+                    json!({"message": "pull request already exists for these targets", "url": ""}),
+                );
+            }
+            let number = s.pulls.len() as u64 + 1;
+            let mut p = new_pull(
+                number,
+                head,
+                base,
+                body["title"].as_str().unwrap_or_default(),
+                body["body"].as_str().unwrap_or_default(),
+            );
+            p.labels = body["labels"].as_array().cloned().unwrap_or_default();
+            p.assignees = body["assignees"].as_array().cloned().unwrap_or_default();
+            let out = gitea_json(&p, dir);
+            s.pulls.push(p);
+            answer(201, out)
+        }
+        (m, ["pulls", n, rest @ ..]) | (m, ["issues", n, rest @ ..]) => {
+            let Ok(n) = n.parse::<u64>() else {
+                return not_found();
+            };
+            let is_pull = parts[0] == "pulls";
+            let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
+                return not_found();
+            };
+            match (m, is_pull, rest) {
+                ("GET", true, []) => answer(200, gitea_json(p, dir)),
+                ("PATCH", true, []) => {
+                    if let Some(t) = body["title"].as_str() {
+                        p.title = t.into();
+                    }
+                    if let Some(b) = body["body"].as_str() {
+                        p.body = b.into();
+                    }
+                    if let Some(st) = body["state"].as_str() {
+                        p.state = st.into();
+                    }
+                    answer(201, gitea_json(p, dir))
+                }
+                ("POST", false, ["comments"]) => {
+                    p.comments
+                        .push(body["body"].as_str().unwrap_or_default().into());
+                    answer(201, json!({"id": 1, "body": body["body"]}))
+                }
+                ("POST", true, ["requested_reviewers"]) => {
+                    p.reviewers
+                        .extend(body["reviewers"].as_array().cloned().unwrap_or_default());
+                    answer(201, json!([]))
+                }
+                ("POST", true, ["merge"]) => {
+                    if p.state != "open" {
+                        return answer(405, json!({"message": "The PR is closed"}));
+                    }
+                    if body["head_commit_id"].as_str() != rev(dir, &p.head).as_deref() {
+                        return answer(409, json!({"message": "head out of date"}));
+                    }
+                    if checks {
+                        merge_in_git(dir, &p.head, &p.base);
+                        p.state = "closed".into();
+                        p.merged = true;
+                        answer(200, Value::Null)
+                    } else if body["merge_when_checks_succeed"] == true {
+                        p.auto_merge = true;
+                        answer(201, Value::Null)
+                    } else {
+                        answer(405, json!({"message": "Please try again later"}))
+                    }
+                }
+                _ => not_found(),
+            }
+        }
+        _ => not_found(),
+    }
+}

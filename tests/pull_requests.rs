@@ -1,0 +1,484 @@
+//! Pull (merge) requests end to end, for each forge: the real binary, the real registry, the
+//! real git server (lighttpd + git http-backend) with a protected environment branch, and a
+//! test server for each forge's API ([`harness::forge`]) that records every request.
+//!
+//! One scenario per forge, step by step: the first update opens a request; a newer tag
+//! updates the same request; a push to the environment branch is rebuilt over; a request a
+//! person merged leads to no duplicate; one closed unmerged holds its version until something
+//! newer; the forge down is a clear error, retried, never a direct push; auto-merge merges
+//! only once the forge's checks pass.
+
+mod harness;
+
+use harness::forge::{APP_ID, FakeForge, INSTALLATION, Kind, OWNER, REPO, TOKEN};
+use harness::git::{Person, git};
+use harness::world::World;
+
+const OVERLAY: &str = "\
+images:
+  - name: REGISTRY/org/api
+    newTag: v1.0.0
+";
+
+const FILE: &str = "prod/kustomization.yaml";
+const UPDATE: &str = "image-updater/prod";
+const BASE: &str = "deploy/prod";
+
+/// Refuses pushes over http to the environment branch, as branch protection does; the forge's
+/// own merges (made in the repository) and people's pushes from a local path pass.
+fn protect(world: &World) {
+    let hook = world.git.path("manifests").join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nwhile read old new ref; do\n  if [ \"$ref\" = refs/heads/{BASE} ] && [ -n \"$REMOTE_USER\" ]; then\n    echo \"{BASE} is protected: open a pull request\" >&2; exit 1\n  fi\ndone\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn config(world: &World, forge: &FakeForge, auto_merge: bool) -> String {
+    let host = world.host();
+    let token = world.dir.path().join("forge-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let mut text = world.base_config(&["prod"]);
+    text.push_str(&format!(
+        r#"write = "pull-request"
+
+[environments.prod.pull_request]
+labels = ["image-updater"]
+reviewers = ["bob"]
+assignees = ["alice"]
+auto_merge = {auto_merge}
+
+[repositories.manifests.forge]
+type = "{kind}"
+api_url = "{api}"
+project = "{OWNER}/{REPO}"
+token = "file:{token}"
+
+[images.api]
+image = "{host}/org/api"
+environments = ["prod"]
+
+[[images.api.targets]]
+kind = "kustomization"
+file = "{{environment}}/kustomization.yaml"
+name = "{host}/org/api"
+"#,
+        kind = forge.kind.name(),
+        api = forge.api_url(),
+        token = token.display(),
+    ));
+    text
+}
+
+/// `once`; returns its output and whether it succeeded.
+fn once(world: &World) -> (bool, String) {
+    let out = world.run(&["once"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn once_ok(world: &World) -> String {
+    let (ok, text) = once(world);
+    assert!(ok, "{text}");
+    text
+}
+
+fn status_row(world: &World) -> serde_json::Value {
+    let out = world.run(&["status", "--output", "json"]);
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows[0].clone()
+}
+
+fn head(world: &World, branch: &str) -> String {
+    git(
+        &world.git.path("manifests"),
+        &["rev-parse", &format!("refs/heads/{branch}")],
+    )
+    .trim()
+    .to_string()
+}
+
+/// What finding the open request costs on each forge (Gitea lists every open request and has
+/// two pages of them here).
+fn find(kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::GitHub => vec!["GET pulls".into()],
+        Kind::GitLab => vec!["GET merge_requests".into()],
+        Kind::Gitea => vec!["GET pulls".into(), "GET pulls".into()],
+    }
+}
+
+fn get(kind: Kind, n: u64) -> String {
+    match kind {
+        Kind::GitLab => format!("GET merge_requests/{n}"),
+        _ => format!("GET pulls/{n}"),
+    }
+}
+
+/// Opening request `n` with its labels, assignee and reviewer.
+fn open(kind: Kind, n: u64) -> Vec<String> {
+    match kind {
+        Kind::GitHub => vec![
+            "POST pulls".into(),
+            format!("POST issues/{n}/labels"),
+            format!("POST issues/{n}/assignees"),
+            format!("POST pulls/{n}/requested_reviewers"),
+        ],
+        Kind::GitLab => vec![
+            "GET users".into(),
+            "GET users".into(),
+            "POST merge_requests".into(),
+        ],
+        Kind::Gitea => vec![
+            "GET labels".into(),
+            "POST pulls".into(),
+            format!("POST pulls/{n}/requested_reviewers"),
+        ],
+    }
+}
+
+/// Editing request `n` (GitLab and Gitea read its title first, to keep a draft prefix).
+fn edit(kind: Kind, n: u64) -> Vec<String> {
+    match kind {
+        Kind::GitHub => vec![format!("PATCH pulls/{n}")],
+        Kind::GitLab => vec![
+            format!("GET merge_requests/{n}"),
+            format!("PUT merge_requests/{n}"),
+        ],
+        Kind::Gitea => vec![format!("GET pulls/{n}"), format!("PATCH pulls/{n}")],
+    }
+}
+
+fn concat(parts: &[Vec<String>]) -> Vec<String> {
+    parts.concat()
+}
+
+async fn scenario(kind: Kind) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    // Gitea lists every open request: others' requests make it two pages.
+    let others = if kind == Kind::Gitea { 60 } else { 0 };
+    for i in 0..others {
+        forge.add_other(&format!("feature/{i}"), "main");
+    }
+    let n = |k: u64| others + k;
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    let base_before = head(&world, BASE);
+
+    // 1. The first update opens a request; the environment branch is not pushed to.
+    let mark = forge.log().len();
+    let out = once_ok(&world);
+    assert!(out.contains("proposed api v1.0.0 -> v1.1.0"), "{out}");
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[find(kind), open(kind, n(1))]),
+        "{kind:?}"
+    );
+    assert_eq!(
+        head(&world, BASE),
+        base_before,
+        "the environment branch moved"
+    );
+    assert!(world.file_on(UPDATE, FILE).contains("newTag: v1.1.0"));
+    let pull = forge.pull(n(1));
+    assert_eq!((pull.head.as_str(), pull.base.as_str()), (UPDATE, BASE));
+    assert!(pull.title.contains("api v1.1.0"), "{}", pull.title);
+    assert!(
+        pull.body.contains("| api |") && pull.body.contains("`v1.0.0` | `v1.1.0`"),
+        "{}",
+        pull.body
+    );
+    assert!(pull.body.contains("sha256:"), "{}", pull.body);
+    match kind {
+        Kind::GitHub => {
+            assert_eq!(pull.labels, vec![serde_json::json!("image-updater")]);
+            assert_eq!(pull.assignees, vec![serde_json::json!("alice")]);
+            assert_eq!(pull.reviewers, vec![serde_json::json!("bob")]);
+        }
+        Kind::GitLab => {
+            assert_eq!(pull.labels, vec![serde_json::json!("image-updater")]);
+            assert_eq!(pull.assignees, vec![serde_json::json!(11)]);
+            assert_eq!(pull.reviewers, vec![serde_json::json!(12)]);
+        }
+        Kind::Gitea => {
+            assert_eq!(pull.labels, vec![serde_json::json!(21)]);
+            assert_eq!(pull.assignees, vec![serde_json::json!("alice")]);
+            assert_eq!(pull.reviewers, vec![serde_json::json!("bob")]);
+        }
+    }
+    let row = status_row(&world);
+    assert_eq!(row["current"], "v1.0.0", "{row}");
+    assert!(
+        row["request"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/{}", n(1))),
+        "{row}"
+    );
+    let status = world.run(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("OPEN REQUESTS"));
+    // Every request carried the forge's token, in the forge's own header.
+    assert!(
+        forge
+            .log()
+            .iter()
+            .skip(others as usize)
+            .all(|l| l.auth.is_some())
+    );
+
+    // 2. A newer tag updates the same request in place.
+    world.push("org/api", "v1.2.0").await;
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, n(1))], edit(kind, n(1))])
+    );
+    assert_eq!(
+        forge.pulls().len() as u64,
+        n(1),
+        "a second request was opened"
+    );
+    assert!(forge.pull(n(1)).title.contains("api v1.2.0"));
+    assert!(world.file_on(UPDATE, FILE).contains("newTag: v1.2.0"));
+
+    // 3. Someone pushes to the environment branch: the update branch is rebuilt on it.
+    let person = Person::clone(world.git.path("manifests").to_str().unwrap(), BASE);
+    person.commit_and_push("README.md", "hello\n", "docs");
+    let moved = head(&world, BASE);
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(forge.ops_since(mark), vec![get(kind, n(1))]);
+    let parent = git(
+        &world.git.path("manifests"),
+        &["rev-parse", &format!("refs/heads/{UPDATE}^")],
+    );
+    assert_eq!(
+        parent.trim(),
+        moved,
+        "the update branch is not on the branch's head"
+    );
+    assert!(world.file_on(UPDATE, "README.md").contains("hello"));
+
+    // 4. A person merges it: its version counts as written, and nothing is opened again.
+    forge.merge_by_person(n(1));
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, n(1))], find(kind)])
+    );
+    assert!(world.file_on(BASE, FILE).contains("newTag: v1.2.0"));
+    let row = status_row(&world);
+    assert_eq!(row["current"], "v1.2.0", "{row}");
+    assert_eq!(row["last_update"], "v1.0.0 -> v1.2.0", "{row}");
+    assert!(row["request"].is_null(), "{row}");
+    once_ok(&world);
+    assert_eq!(forge.pulls().len() as u64, n(1), "a duplicate was opened");
+
+    // 5. Closed without merging: that version is held until something newer.
+    world.push("org/api", "v1.3.0").await;
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[find(kind), open(kind, n(2))])
+    );
+    forge.close_by_person(n(2));
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, n(2))], find(kind)])
+    );
+    let row = status_row(&world);
+    assert!(
+        row["hold"].as_str().unwrap_or_default().contains("v1.3.0"),
+        "{row}"
+    );
+    once_ok(&world);
+    assert_eq!(
+        forge.pulls().len() as u64,
+        n(2),
+        "the closed version was proposed again"
+    );
+    world.push("org/api", "v1.4.0").await;
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[find(kind), open(kind, n(3))])
+    );
+    assert!(forge.pull(n(3)).title.contains("api v1.4.0"));
+
+    // 6. The forge down: a clear error, nothing pushed anywhere, and a retry that works.
+    forge.set_down(true);
+    world.push("org/api", "v1.5.0").await;
+    let (base_at, update_at) = (head(&world, BASE), head(&world, UPDATE));
+    let (ok, out) = once(&world);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("HTTP 503") && out.contains("nothing was pushed to deploy/prod"),
+        "{out}"
+    );
+    assert_eq!(
+        (head(&world, BASE), head(&world, UPDATE)),
+        (base_at.clone(), update_at)
+    );
+    let row = status_row(&world);
+    assert!(
+        row["last_error"].as_str().unwrap().contains("HTTP 503"),
+        "{row}"
+    );
+    forge.set_down(false);
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, n(3))], edit(kind, n(3))])
+    );
+    assert!(forge.pull(n(3)).title.contains("api v1.5.0"));
+    assert_eq!(head(&world, BASE), base_at, "the environment branch moved");
+
+    // 7. Auto-merge: asked at the pushed head; merged only once the checks pass.
+    world.write_config(&config(&world, &forge, true));
+    let update_head = head(&world, UPDATE);
+    let mark = forge.log().len();
+    once_ok(&world);
+    let merge = match kind {
+        Kind::GitHub => vec![get(kind, n(3))],
+        Kind::GitLab => vec![format!("PUT merge_requests/{}/merge", n(3))],
+        Kind::Gitea => vec![format!("POST pulls/{}/merge", n(3))],
+    };
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, n(3))], merge])
+    );
+    let asked = forge.log().last().unwrap().body.clone();
+    match kind {
+        Kind::GitLab => {
+            assert_eq!(asked["sha"], update_head.as_str());
+            assert_eq!(asked["auto_merge"], true);
+        }
+        Kind::Gitea => {
+            assert_eq!(asked["head_commit_id"], update_head.as_str());
+            assert_eq!(asked["merge_when_checks_succeed"], true);
+        }
+        Kind::GitHub => {}
+    }
+    assert!(
+        !world.file_on(BASE, FILE).contains("v1.5.0"),
+        "merged before the checks passed"
+    );
+    forge.checks_pass();
+    let mark = forge.log().len();
+    once_ok(&world);
+    let expected = match kind {
+        Kind::GitHub => vec![
+            get(kind, n(3)),
+            get(kind, n(3)),
+            format!("PUT pulls/{}/merge", n(3)),
+        ],
+        _ => concat(&[vec![get(kind, n(3))], find(kind)]),
+    };
+    assert_eq!(forge.ops_since(mark), expected);
+    if kind == Kind::GitHub {
+        assert_eq!(
+            forge.log().last().unwrap().body["sha"],
+            update_head.as_str()
+        );
+    }
+    assert!(world.file_on(BASE, FILE).contains("newTag: v1.5.0"));
+    let row = status_row(&world);
+    assert_eq!(row["last_update"], "v1.2.0 -> v1.5.0", "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_pull_requests() {
+    scenario(Kind::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_merge_requests() {
+    scenario(Kind::GitLab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_pull_requests() {
+    scenario(Kind::Gitea).await;
+}
+
+/// A GitHub App: the JWT signed with the app's key (made here with openssl) is traded for an
+/// installation token, found on the repository, and the token signs the API calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_signs_in_with_installation_tokens() {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    let forge = FakeForge::start(Kind::GitHub, world.git.path("manifests")).await;
+    let key = world.dir.path().join("app.pem");
+    let public = world.dir.path().join("app.pub.pem");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed: apt-get install openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
+    openssl(&[
+        "rsa",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    forge.trust_app(&std::fs::read(&public).unwrap());
+    let text = config(&world, &forge, false).replace(
+        &format!(
+            "token = \"file:{}\"",
+            world.dir.path().join("forge-token").display()
+        ),
+        &format!("app_id = {APP_ID}\napp_key = \"file:{}\"", key.display()),
+    );
+    assert!(text.contains("app_id"), "{text}");
+    world.write_config(&text);
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    once_ok(&world);
+    let ops = forge.ops_since(0);
+    assert_eq!(
+        ops[..3],
+        [
+            "GET installation".to_string(),
+            format!("POST app/installations/{INSTALLATION}/access_tokens"),
+            "GET pulls".to_string(),
+        ],
+        "{ops:?}"
+    );
+    assert!(ops.contains(&"POST pulls".to_string()), "{ops:?}");
+    // The API calls carried the installation token, never the JWT.
+    let log = forge.log();
+    assert!(
+        log[2..]
+            .iter()
+            .all(|l| l.auth.as_deref() == Some(&format!("Bearer {TOKEN}") as &str))
+    );
+    assert!(forge.pull(1).title.contains("api v1.1.0"));
+}
