@@ -232,13 +232,7 @@ impl Mirror {
         let out = self
             .run(&["push", "--porcelain", "--quiet", &lease, "origin", &refspec])
             .await?;
-        // Porcelain lines: `<flag>\t<from>:<to>\t<summary>`; `!` means rejected.
-        let rejected = out
-            .stdout
-            .lines()
-            .find(|l| l.starts_with('!'))
-            .map(|l| l.split('\t').nth(2).unwrap_or(l).to_string());
-        match (out.success, rejected) {
+        match (out.success, rejected(&out.stdout)) {
             (true, None) => {
                 self.track(branch, expected, commit)?;
                 Ok(Push::Pushed)
@@ -261,12 +255,7 @@ impl Mirror {
         let out = self
             .run(&["push", "--porcelain", "--quiet", &lease, "origin", &refspec])
             .await?;
-        let rejected = out
-            .stdout
-            .lines()
-            .find(|l| l.starts_with('!'))
-            .map(|l| l.split('\t').nth(2).unwrap_or(l).to_string());
-        match (out.success, rejected) {
+        match (out.success, rejected(&out.stdout)) {
             (true, None) => Ok(Push::Pushed),
             (_, Some(reason)) => Ok(Push::Raced(reason)),
             (false, None) => Err(self.failure("push", &out.stderr)),
@@ -463,6 +452,15 @@ fn is_race(reason: &str) -> bool {
     ]
     .iter()
     .any(|r| reason.contains(r))
+}
+
+/// Why `git push --porcelain` refused a ref, if it did: its lines are
+/// `<flag>\t<from>:<to>\t<summary>`, and `!` means rejected.
+fn rejected(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find(|l| l.starts_with('!'))
+        .map(|l| l.split('\t').nth(2).unwrap_or(l).to_string())
 }
 
 /// The environment that gives git the repository's credentials and ssh settings.
