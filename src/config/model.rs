@@ -256,6 +256,17 @@ pub enum MergeMethod {
     Rebase,
 }
 
+impl MergeMethod {
+    /// As the config and the forges' APIs spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Author {
     pub name: String,

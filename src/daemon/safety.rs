@@ -23,7 +23,7 @@ use crate::select::{self, Candidate, Policy, Strategy};
 use crate::writeback::{Decision, Desired, Guard};
 
 /// `tag@digest` split into the tag.
-fn tag_of(value: &str) -> &str {
+pub(crate) fn tag_of(value: &str) -> &str {
     value.split('@').next().unwrap_or(value)
 }
 

@@ -15,8 +15,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{Api, Auth, segment};
-use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url};
-use crate::config::{MergeMethod, PullRequest};
+use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, keep_draft};
+
+/// What marks a draft: a title that starts with it.
+const DRAFT: &str = "WIP:";
+use crate::config::PullRequest;
 
 #[derive(Debug, Deserialize)]
 struct Pull {
@@ -94,12 +97,9 @@ pub async fn find_open(
 }
 
 pub async fn get(api: &Api, auth: &Auth, project: &str, index: u64) -> Result<Request, ForgeError> {
-    let url = api.url(&format!("{}/pulls/{index}", repo_path(project)))?;
+    let path = format!("{}/pulls/{index}", repo_path(project));
     let what = format!("reading pull request #{index}");
-    let reply = api.send(Method::GET, url, Some(auth), None).await?;
-    if !reply.status.is_success() {
-        return Err(ForgeError::refused(&what, &reply));
-    }
+    let reply = api.call(Method::GET, &path, auth, None, &what).await?;
     reply.json::<Pull>(&what)?.request()
 }
 
@@ -133,7 +133,7 @@ pub async fn open(
 ) -> Result<Option<Request>, ForgeError> {
     let settings = p.settings;
     let title = if settings.draft {
-        format!("WIP: {}", p.title)
+        format!("{DRAFT} {}", p.title)
     } else {
         p.title.clone()
     };
@@ -160,16 +160,14 @@ pub async fn open(
     }
     let request = reply.json::<Pull>(what)?.request()?;
     if !settings.reviewers.is_empty() {
-        let url = api.url(&format!(
+        let path = format!(
             "{}/pulls/{}/requested_reviewers",
             repo_path(project),
             request.number
-        ))?;
+        );
         let body = json!({"reviewers": settings.reviewers});
-        let reply = api.send(Method::POST, url, Some(auth), Some(&body)).await?;
-        if !reply.status.is_success() {
-            return Err(ForgeError::refused("requesting reviews", &reply));
-        }
+        api.call(Method::POST, &path, auth, Some(&body), "requesting reviews")
+            .await?;
     }
     Ok(Some(request))
 }
@@ -182,16 +180,11 @@ async fn patch(
     body: serde_json::Value,
     what: &str,
 ) -> Result<(), ForgeError> {
-    let url = api.url(&format!("{}/pulls/{index}", repo_path(project)))?;
-    let reply = api
-        .send(Method::PATCH, url, Some(auth), Some(&body))
-        .await?;
+    let path = format!("{}/pulls/{index}", repo_path(project));
     // Gitea answers an edit with 201.
-    if reply.status.is_success() {
-        Ok(())
-    } else {
-        Err(ForgeError::refused(what, &reply))
-    }
+    api.call(Method::PATCH, &path, auth, Some(&body), what)
+        .await
+        .map(drop)
 }
 
 pub async fn edit(
@@ -202,17 +195,10 @@ pub async fn edit(
     title: &str,
     body: &str,
 ) -> Result<(), ForgeError> {
-    let current = {
-        let url = api.url(&format!("{}/pulls/{index}", repo_path(project)))?;
-        let reply = api.send(Method::GET, url, Some(auth), None).await?;
-        let value: serde_json::Value = reply.json("reading the pull request")?;
-        value["title"].as_str().unwrap_or_default().to_string()
-    };
-    let title = if current.starts_with("WIP:") {
-        format!("WIP: {title}")
-    } else {
-        title.to_string()
-    };
+    let path = format!("{}/pulls/{index}", repo_path(project));
+    let what = format!("reading pull request #{index}");
+    let current = api.call(Method::GET, &path, auth, None, &what).await?;
+    let title = keep_draft(&current, &what, DRAFT, title)?;
     let what = format!("updating pull request #{index}");
     patch(
         api,
@@ -232,18 +218,10 @@ pub async fn close(
     index: u64,
     comment: &str,
 ) -> Result<(), ForgeError> {
-    let url = api.url(&format!("{}/issues/{index}/comments", repo_path(project)))?;
-    let reply = api
-        .send(
-            Method::POST,
-            url,
-            Some(auth),
-            Some(&json!({"body": comment})),
-        )
+    let path = format!("{}/issues/{index}/comments", repo_path(project));
+    let body = json!({"body": comment});
+    api.call(Method::POST, &path, auth, Some(&body), "commenting")
         .await?;
-    if !reply.status.is_success() {
-        return Err(ForgeError::refused("commenting", &reply));
-    }
     let what = format!("closing pull request #{index}");
     patch(api, auth, project, index, json!({"state": "closed"}), &what).await
 }
@@ -261,13 +239,8 @@ pub async fn merge(
         repo_path(project),
         request.number
     ))?;
-    let method = match settings.merge_method {
-        MergeMethod::Merge => "merge",
-        MergeMethod::Squash => "squash",
-        MergeMethod::Rebase => "rebase",
-    };
     let body = json!({
-        "Do": method,
+        "Do": settings.merge_method.name(),
         "head_commit_id": head,
         "merge_when_checks_succeed": true,
     });

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::http::{Api, Auth, segment};
 use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url};
-use crate::config::{MergeMethod, PullRequest};
+use crate::config::PullRequest;
 
 pub fn headers() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -120,12 +120,9 @@ pub async fn get(
     project: &str,
     number: u64,
 ) -> Result<Request, ForgeError> {
-    let url = api.url(&format!("{}/pulls/{number}", repo_path(project)))?;
+    let path = format!("{}/pulls/{number}", repo_path(project));
     let what = format!("reading pull request #{number}");
-    let reply = api.send(Method::GET, url, Some(auth), None).await?;
-    if !reply.status.is_success() {
-        return Err(ForgeError::refused(&what, &reply));
-    }
+    let reply = api.call(Method::GET, &path, auth, None, &what).await?;
     reply.json::<Pull>(&what)?.request()
 }
 
@@ -198,14 +195,9 @@ async fn post(
     body: serde_json::Value,
     what: &str,
 ) -> Result<(), ForgeError> {
-    let reply = api
-        .send(Method::POST, api.url(path)?, Some(auth), Some(&body))
-        .await?;
-    if reply.status.is_success() {
-        Ok(())
-    } else {
-        Err(ForgeError::refused(what, &reply))
-    }
+    api.call(Method::POST, path, auth, Some(&body), what)
+        .await
+        .map(drop)
 }
 
 async fn patch(
@@ -216,15 +208,10 @@ async fn patch(
     body: serde_json::Value,
     what: &str,
 ) -> Result<(), ForgeError> {
-    let url = api.url(&format!("{}/pulls/{number}", repo_path(project)))?;
-    let reply = api
-        .send(Method::PATCH, url, Some(auth), Some(&body))
-        .await?;
-    if reply.status.is_success() {
-        Ok(())
-    } else {
-        Err(ForgeError::refused(what, &reply))
-    }
+    let path = format!("{}/pulls/{number}", repo_path(project));
+    api.call(Method::PATCH, &path, auth, Some(&body), what)
+        .await
+        .map(drop)
 }
 
 pub async fn edit(
@@ -283,17 +270,12 @@ pub async fn merge(
             "GitHub does not report the pull request as clean (checks or reviews pending)".into(),
         ));
     }
-    let method = match settings.merge_method {
-        MergeMethod::Merge => "merge",
-        MergeMethod::Squash => "squash",
-        MergeMethod::Rebase => "rebase",
-    };
     let url = api.url(&format!(
         "{}/pulls/{}/merge",
         repo_path(project),
         request.number
     ))?;
-    let body = json!({"sha": head, "merge_method": method});
+    let body = json!({"sha": head, "merge_method": settings.merge_method.name()});
     let reply = api.send(Method::PUT, url, Some(auth), Some(&body)).await?;
     match reply.status.as_u16() {
         200 => Ok(Merge::Merged),

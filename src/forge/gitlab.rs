@@ -14,7 +14,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{Api, Auth, segment};
-use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url};
+use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, keep_draft};
+
+/// What marks a draft: a title that starts with it.
+const DRAFT: &str = "Draft:";
 use crate::config::{MergeMethod, PullRequest};
 
 #[derive(Debug, Deserialize)]
@@ -85,12 +88,9 @@ pub async fn find_open(
 }
 
 pub async fn get(api: &Api, auth: &Auth, project: &str, iid: u64) -> Result<Request, ForgeError> {
-    let url = api.url(&format!("{}/merge_requests/{iid}", project_path(project)))?;
+    let path = format!("{}/merge_requests/{iid}", project_path(project));
     let what = format!("reading merge request !{iid}");
-    let reply = api.send(Method::GET, url, Some(auth), None).await?;
-    if !reply.status.is_success() {
-        return Err(ForgeError::refused(&what, &reply));
-    }
+    let reply = api.call(Method::GET, &path, auth, None, &what).await?;
     reply.json::<MergeRequest>(&what)?.request()
 }
 
@@ -124,7 +124,7 @@ pub async fn open(
 ) -> Result<Option<Request>, ForgeError> {
     let settings = p.settings;
     let title = if settings.draft {
-        format!("Draft: {}", p.title)
+        format!("{DRAFT} {}", p.title)
     } else {
         p.title.clone()
     };
@@ -164,13 +164,10 @@ async fn put(
     body: serde_json::Value,
     what: &str,
 ) -> Result<(), ForgeError> {
-    let url = api.url(&format!("{}/merge_requests/{iid}", project_path(project)))?;
-    let reply = api.send(Method::PUT, url, Some(auth), Some(&body)).await?;
-    if reply.status.is_success() {
-        Ok(())
-    } else {
-        Err(ForgeError::refused(what, &reply))
-    }
+    let path = format!("{}/merge_requests/{iid}", project_path(project));
+    api.call(Method::PUT, &path, auth, Some(&body), what)
+        .await
+        .map(drop)
 }
 
 pub async fn edit(
@@ -181,18 +178,10 @@ pub async fn edit(
     title: &str,
     body: &str,
 ) -> Result<(), ForgeError> {
-    // A draft keeps its prefix: the current title says whether it has one.
-    let current = {
-        let url = api.url(&format!("{}/merge_requests/{iid}", project_path(project)))?;
-        let reply = api.send(Method::GET, url, Some(auth), None).await?;
-        let value: serde_json::Value = reply.json("reading the merge request")?;
-        value["title"].as_str().unwrap_or_default().to_string()
-    };
-    let title = if current.starts_with("Draft:") {
-        format!("Draft: {title}")
-    } else {
-        title.to_string()
-    };
+    let path = format!("{}/merge_requests/{iid}", project_path(project));
+    let what = format!("reading merge request !{iid}");
+    let current = api.call(Method::GET, &path, auth, None, &what).await?;
+    let title = keep_draft(&current, &what, DRAFT, title)?;
     let what = format!("updating merge request !{iid}");
     put(
         api,
@@ -212,21 +201,10 @@ pub async fn close(
     iid: u64,
     comment: &str,
 ) -> Result<(), ForgeError> {
-    let url = api.url(&format!(
-        "{}/merge_requests/{iid}/notes",
-        project_path(project)
-    ))?;
-    let reply = api
-        .send(
-            Method::POST,
-            url,
-            Some(auth),
-            Some(&json!({"body": comment})),
-        )
+    let path = format!("{}/merge_requests/{iid}/notes", project_path(project));
+    let body = json!({"body": comment});
+    api.call(Method::POST, &path, auth, Some(&body), "commenting")
         .await?;
-    if !reply.status.is_success() {
-        return Err(ForgeError::refused("commenting", &reply));
-    }
     let what = format!("closing merge request !{iid}");
     put(
         api,

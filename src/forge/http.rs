@@ -189,6 +189,24 @@ impl Api {
         })
     }
 
+    /// [`Api::send`] to `path` (on the API), requiring a 2xx answer: anything else is the
+    /// forge refusing `what`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &Auth,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Reply, ForgeError> {
+        let reply = self.send(method, self.url(path)?, Some(auth), body).await?;
+        if reply.status.is_success() {
+            Ok(reply)
+        } else {
+            Err(ForgeError::refused(what, &reply))
+        }
+    }
+
     /// Every item of a paginated list, following `Link: rel="next"` on the API's origin for
     /// at most [`MAX_PAGES`] pages.
     pub async fn list<T: DeserializeOwned>(

@@ -327,6 +327,25 @@ fn cut(text: &str, max: usize) -> String {
     text[..end].to_string()
 }
 
+/// `title` marked as a draft if the request (as `current` shows it) is one: forges that mark
+/// drafts in the title would otherwise lose the mark on an edit.
+fn keep_draft(
+    current: &Reply,
+    what: &str,
+    marker: &str,
+    title: &str,
+) -> Result<String, ForgeError> {
+    let value: serde_json::Value = current.json(what)?;
+    let draft = value["title"]
+        .as_str()
+        .is_some_and(|t| t.starts_with(marker));
+    Ok(if draft {
+        format!("{marker} {title}")
+    } else {
+        title.to_string()
+    })
+}
+
 /// A url from a forge's answer: http(s) and not absurdly long, or nothing.
 fn checked_url(url: Option<String>) -> Option<String> {
     url.filter(|u| {

@@ -332,7 +332,7 @@ impl Engine {
             self.shared.status.update(alias, &env.name, |s| {
                 s.held = Some(Box::new(RevertHold {
                     value: p.value.clone(),
-                    tag: p.value.split('@').next().unwrap_or_default().to_string(),
+                    tag: safety::tag_of(&p.value).to_string(),
                     found: format!("{} closed", request.url),
                     since: now(),
                 }));
