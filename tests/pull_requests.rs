@@ -7,6 +7,12 @@
 //! person merged leads to no duplicate; one closed unmerged holds its version until something
 //! newer; the forge down is a clear error, retried, never a direct push; auto-merge merges
 //! only once the forge's checks pass.
+//!
+//! A second scenario per forge looks after a request: `plan` says what it would open or
+//! close; drafts stay drafts and are never merged; a hold closes the request with a comment
+//! that says why and deletes its branch; a request someone else opened first is adopted
+//! (the forge's "already exists" answer); one whose content reached the branch by another way
+//! is closed; an image that says `write = "push"` skips the request.
 
 mod harness;
 
@@ -161,6 +167,43 @@ fn edit(kind: Kind, n: u64) -> Vec<String> {
 
 fn concat(parts: &[Vec<String>]) -> Vec<String> {
     parts.concat()
+}
+
+/// Commenting on request `n`, then closing it.
+fn close(kind: Kind, n: u64) -> Vec<String> {
+    match kind {
+        Kind::GitLab => vec![
+            format!("POST merge_requests/{n}/notes"),
+            format!("PUT merge_requests/{n}"),
+        ],
+        _ => vec![
+            format!("POST issues/{n}/comments"),
+            format!("PATCH pulls/{n}"),
+        ],
+    }
+}
+
+fn exists(world: &World, branch: &str) -> bool {
+    std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(world.git.path("manifests"))
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/heads/{branch}"))
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn stdout(world: &World, args: &[&str]) -> String {
+    let out = world.run(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 async fn scenario(kind: Kind) {
@@ -404,6 +447,186 @@ async fn scenario(kind: Kind) {
     assert!(world.file_on(BASE, FILE).contains("newTag: v1.5.0"));
     let row = status_row(&world);
     assert_eq!(row["last_update"], "v1.2.0 -> v1.5.0", "{row}");
+}
+
+/// `plan`, drafts, closing what is no longer wanted, adopting a request opened elsewhere, and
+/// an image that pushes past the request.
+async fn looked_after(kind: Kind) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    // No other requests here: every forge's list is one page.
+    let find = |kind: Kind| find(kind)[..1].to_vec();
+    let noun = match kind {
+        Kind::GitLab => "merge request",
+        _ => "pull request",
+    };
+    let drafts = config(&world, &forge, true)
+        .replace("auto_merge = true", "auto_merge = true\ndraft = true");
+    world.write_config(&drafts);
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+
+    // 1. `plan` says what it would open, and only reads.
+    let mark = forge.log().len();
+    let out = stdout(&world, &["plan"]);
+    assert!(
+        out.contains(&format!("would open a {noun} from {UPDATE} into {BASE}")),
+        "{out}"
+    );
+    assert_eq!(forge.ops_since(mark), find(kind));
+    assert!(!exists(&world, UPDATE), "plan pushed the update branch");
+
+    // 2. A draft is opened, marked as each forge marks drafts, and never merged.
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(forge.ops_since(mark), concat(&[find(kind), open(kind, 1)]));
+    let draft = |title: &str| match kind {
+        Kind::GitHub => forge.pull(1).draft,
+        Kind::GitLab => title.starts_with("Draft: "),
+        Kind::Gitea => title.starts_with("WIP: "),
+    };
+    assert!(draft(&forge.pull(1).title), "{:?}", forge.pull(1));
+    world.push("org/api", "v1.2.0").await;
+    forge.checks_pass();
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, 1)], edit(kind, 1)]),
+        "a draft was asked to merge"
+    );
+    let title = forge.pull(1).title;
+    assert!(title.contains("v1.2.0") && draft(&title), "{title}");
+    assert_eq!(forge.pull(1).state, "open");
+
+    // 3. A hold: `plan` says it would close the request; `once` closes it with a comment
+    // that gives the hold's reason, and deletes the update branch.
+    stdout(
+        &world,
+        &["hold", "api", "--env", "prod", "--reason", "release freeze"],
+    );
+    let mark = forge.log().len();
+    let out = stdout(&world, &["plan"]);
+    assert!(out.contains(&format!("would close {noun}")), "{out}");
+    assert_eq!(forge.ops_since(mark), vec![get(kind, 1)]);
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, 1)], close(kind, 1)])
+    );
+    let closed = forge.pull(1);
+    assert_eq!(closed.state, "closed");
+    assert!(!closed.merged);
+    assert!(
+        closed.comments.len() == 1
+            && closed.comments[0].contains("No longer wanted")
+            && closed.comments[0].contains("held by `image-updater hold`")
+            && closed.comments[0].contains("release freeze"),
+        "{:?}",
+        closed.comments
+    );
+    assert!(!exists(&world, UPDATE), "the update branch was left behind");
+    assert!(status_row(&world)["request"].is_null());
+    // Closed by image-updater, not by a person: no revert hold, and nothing reopened.
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(forge.ops_since(mark), Vec::<String>::new());
+
+    // 4. Released, but another replica opened the request first and the list read before
+    // opening did not show it yet: the forge's "already exists" answer leads to adopting that
+    // request, given this proposal's title and body.
+    stdout(&world, &["release", "api", "--env", "prod"]);
+    let theirs = forge.open_unseen(UPDATE, BASE, 1);
+    let mark = forge.log().len();
+    once_ok(&world);
+    let refused = match kind {
+        Kind::GitHub => vec!["POST pulls".to_string()],
+        Kind::GitLab => vec![
+            "GET users".into(),
+            "GET users".into(),
+            "POST merge_requests".into(),
+        ],
+        Kind::Gitea => vec!["GET labels".into(), "POST pulls".into()],
+    };
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[find(kind), refused, find(kind), edit(kind, theirs)])
+    );
+    // The forge's own answer for a request that exists: GitHub 422, GitLab and Gitea 409.
+    let answered: Vec<u16> = forge.log()[mark..]
+        .iter()
+        .filter(|l| l.method == "POST")
+        .map(|l| l.status)
+        .collect();
+    let exists_status = if kind == Kind::GitHub { 422 } else { 409 };
+    assert_eq!(answered, vec![exists_status]);
+    assert_eq!(
+        forge.pulls().len() as u64,
+        theirs,
+        "a second request was opened"
+    );
+    let adopted = forge.pull(theirs);
+    assert!(
+        adopted.title.contains("api v1.2.0") && adopted.body.contains("`v1.0.0` | `v1.2.0`"),
+        "{adopted:?}"
+    );
+    assert!(
+        status_row(&world)["request"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&format!("/{theirs}"))),
+    );
+
+    // 5. A person puts the same value on the branch by hand: the request has nothing left to
+    // propose, and is closed saying so.
+    let person = Person::clone(world.git.path("manifests").to_str().unwrap(), BASE);
+    let by_hand = world.file_on(BASE, FILE).replace("v1.0.0", "v1.2.0");
+    person.commit_and_push(FILE, &by_hand, "api v1.2.0 by hand");
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![get(kind, theirs)], close(kind, theirs)])
+    );
+    let comments = forge.pull(theirs).comments;
+    assert!(
+        comments
+            .last()
+            .unwrap()
+            .contains(&format!("is on `{BASE}` now")),
+        "{comments:?}"
+    );
+    assert!(!exists(&world, UPDATE));
+
+    // 6. `write = "push"` on the image: its updates go straight to the branch (unprotected
+    // now), and the forge is not asked anything.
+    std::fs::remove_file(world.git.path("manifests").join("hooks/pre-receive")).unwrap();
+    let pushing = drafts.replace("[images.api]\n", "[images.api]\nwrite = \"push\"\n");
+    assert_ne!(pushing, drafts);
+    world.write_config(&pushing);
+    world.push("org/api", "v1.3.0").await;
+    let mark = forge.log().len();
+    let out = once_ok(&world);
+    assert!(out.contains("v1.2.0 -> v1.3.0"), "{out}");
+    assert_eq!(forge.ops_since(mark), Vec::<String>::new());
+    assert!(world.file_on(BASE, FILE).contains("newTag: v1.3.0"));
+    assert!(!exists(&world, UPDATE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_requests_looked_after() {
+    looked_after(Kind::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_requests_looked_after() {
+    looked_after(Kind::GitLab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_requests_looked_after() {
+    looked_after(Kind::Gitea).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

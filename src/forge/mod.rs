@@ -233,16 +233,20 @@ impl Client {
             ForgeKind::GitLab => gitlab::open(&self.api, &auth, &self.project, &proposal).await,
             ForgeKind::Gitea => gitea::open(&self.api, &auth, &self.project, &proposal).await,
         }?;
-        match opened {
-            Some(request) => Ok(request),
-            None => self
-                .find_open(proposal.head, proposal.base)
-                .await?
-                .ok_or_else(|| ForgeError::Invalid {
-                    what: format!("opening a {}", self.noun()),
-                    reason: "the forge says one exists, but lists none".into(),
-                }),
+        if let Some(request) = opened {
+            return Ok(request);
         }
+        // Opened by someone else since we looked: adopted, and given this proposal's text.
+        let found = self
+            .find_open(proposal.head, proposal.base)
+            .await?
+            .ok_or_else(|| ForgeError::Invalid {
+                what: format!("opening a {}", self.noun()),
+                reason: "the forge says one exists, but lists none".into(),
+            })?;
+        self.edit(found.number, &proposal.title, &proposal.body)
+            .await?;
+        Ok(found)
     }
 
     /// Sets the title and body of an open request.

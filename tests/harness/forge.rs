@@ -48,6 +48,8 @@ pub struct Logged {
     pub query: String,
     pub body: Value,
     pub auth: Option<String>,
+    /// The status code answered.
+    pub status: u16,
 }
 
 impl Logged {
@@ -87,6 +89,8 @@ pub struct Pull {
     pub comments: Vec<String>,
     /// Set to merge when checks pass (GitLab's auto_merge, Gitea's merge_when_checks_succeed).
     pub auto_merge: bool,
+    /// GitHub's `draft` field (GitLab and Gitea mark drafts in the title).
+    pub draft: bool,
 }
 
 /// The GitHub App the forge knows: its id, its public key (PEM) and its installation.
@@ -103,6 +107,23 @@ struct State {
     down: bool,
     /// Whether the required checks of every request have passed.
     checks_pass: bool,
+    /// Lists of requests that answer as if none were open, as a list read just before
+    /// another client opened one does.
+    stale_lists: usize,
+    /// The request those lists do not show.
+    unseen: Option<u64>,
+}
+
+impl State {
+    /// Whether a list answered now shows request `number` (see [`FakeForge::open_unseen`]).
+    fn listed(&self, number: u64) -> bool {
+        self.stale_lists == 0 || self.unseen != Some(number)
+    }
+
+    /// Called once per list answered.
+    fn listed_once(&mut self) {
+        self.stale_lists = self.stale_lists.saturating_sub(1);
+    }
 }
 
 pub struct FakeForge {
@@ -123,7 +144,12 @@ impl FakeForge {
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let (s, dir) = (s.clone(), dir.clone());
-                async move { handle(kind, port, &s, &dir, method, uri, headers, body) }
+                async move {
+                    let index = record(kind, &s, &method, &uri, &headers, &body);
+                    let response = handle(kind, port, &s, &dir, method, uri, headers, body);
+                    s.lock().unwrap().log[index].status = response.status().as_u16();
+                    response
+                }
             },
         );
         let task = tokio::spawn(async move {
@@ -184,6 +210,23 @@ impl FakeForge {
             .push(new_pull(number, head, base, "someone else's change", ""));
     }
 
+    /// Someone else (another replica, a person) opens a request from `head` into `base`,
+    /// which the next `lists` list calls do not show yet.
+    pub fn open_unseen(&self, head: &str, base: &str, lists: usize) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let number = s.pulls.len() as u64 + 1;
+        s.pulls.push(new_pull(
+            number,
+            head,
+            base,
+            "opened elsewhere",
+            "stale text",
+        ));
+        s.stale_lists = lists;
+        s.unseen = Some(number);
+        number
+    }
+
     /// A person merges request `number` in the forge's web page.
     pub fn merge_by_person(&self, number: u64) {
         let mut s = self.state.lock().unwrap();
@@ -236,6 +279,7 @@ fn new_pull(number: u64, head: &str, base: &str, title: &str, body: &str) -> Pul
         reviewers: Vec::new(),
         comments: Vec::new(),
         auto_merge: false,
+        draft: false,
     }
 }
 
@@ -338,6 +382,38 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
         .collect()
 }
 
+fn auth_of(kind: Kind, headers: &HeaderMap) -> Option<String> {
+    let name = match kind {
+        Kind::GitLab => "private-token",
+        _ => "authorization",
+    };
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+/// Logs a request as it arrives; returns its place in the log.
+fn record(
+    kind: Kind,
+    state: &Mutex<State>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> usize {
+    let mut s = state.lock().unwrap();
+    s.log.push(Logged {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        body: serde_json::from_slice(body).unwrap_or(Value::Null),
+        auth: auth_of(kind, headers),
+        status: 0,
+    });
+    s.log.len() - 1
+}
+
 #[allow(clippy::too_many_arguments)]
 fn handle(
     kind: Kind,
@@ -349,23 +425,9 @@ fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth_header = match kind {
-        Kind::GitLab => "private-token",
-        _ => "authorization",
-    };
-    let auth = headers
-        .get(auth_header)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
+    let auth = auth_of(kind, &headers);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut s = state.lock().unwrap();
-    s.log.push(Logged {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        query: uri.query().unwrap_or_default().to_string(),
-        body: body.clone(),
-        auth: auth.clone(),
-    });
     if s.down {
         return answer(503, json!({"message": "Service Unavailable"}));
     }
@@ -447,7 +509,7 @@ fn github_json(port: u16, p: &Pull, dir: &PathBuf, checks_pass: bool) -> Value {
         "state": p.state,
         "title": p.title,
         "body": p.body,
-        "draft": false,
+        "draft": p.draft,
         "merged": p.merged,
         "merged_at": if p.merged { json!("2026-12-02T00:00:00Z") } else { Value::Null },
         "mergeable_state": if checks_pass { "clean" } else { "blocked" },
@@ -501,10 +563,12 @@ fn github(
                 .pulls
                 .iter()
                 .filter(|p| state == "all" || p.state == state)
+                .filter(|p| s.listed(p.number))
                 .filter(|p| q("head").is_none_or(|h| h == format!("{OWNER}:{}", p.head)))
                 .filter(|p| q("base").is_none_or(|b| b == p.base))
                 .map(|p| github_json(port, p, dir, checks))
                 .collect();
+            s.listed_once();
             let base_q = format!(
                 "http://127.0.0.1:{port}{path}?state={state}&per_page={per_page}{}{}",
                 q("head").map(|h| format!("&head={h}")).unwrap_or_default(),
@@ -533,13 +597,14 @@ fn github(
                 );
             }
             let number = s.pulls.len() as u64 + 1;
-            let p = new_pull(
+            let mut p = new_pull(
                 number,
                 head,
                 base,
                 body["title"].as_str().unwrap_or_default(),
                 body["body"].as_str().unwrap_or_default(),
             );
+            p.draft = body["draft"].as_bool().unwrap_or(false);
             let out = github_json(port, &p, dir, checks);
             s.pulls.push(p);
             answer(201, out)
@@ -669,11 +734,13 @@ fn gitlab(
             let items: Vec<Value> = s
                 .pulls
                 .iter()
+                .filter(|p| s.listed(p.number))
                 .map(|p| gitlab_json(p, dir))
                 .filter(|m| state == "all" || m["state"] == state.as_str())
                 .filter(|m| q("source_branch").is_none_or(|b| m["source_branch"] == b.as_str()))
                 .filter(|m| q("target_branch").is_none_or(|b| m["target_branch"] == b.as_str()))
                 .collect();
+            s.listed_once();
             let mut r = answer(200, Value::Array(items.clone()));
             r.headers_mut()
                 .insert("x-total", items.len().to_string().parse().unwrap());
@@ -826,8 +893,10 @@ fn gitea(
                 .pulls
                 .iter()
                 .filter(|p| state == "all" || p.state == state)
+                .filter(|p| s.listed(p.number))
                 .map(|p| gitea_json(p, dir))
                 .collect();
+            s.listed_once();
             let total = items.len();
             let mut r = page(items, n, limit, |next| {
                 format!("http://127.0.0.1:{port}{path}?state={state}&limit={limit}&page={next}")

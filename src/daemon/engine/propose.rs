@@ -115,19 +115,7 @@ impl Engine {
         // 3a. Nothing left to propose: the open request goes.
         if outcome.applied.is_empty() {
             if let Some((number, url)) = open {
-                let why = if outcome.skipped.is_empty() && outcome.failed.is_empty() {
-                    format!(
-                        "Every change this request proposed is on `{}` now.",
-                        env.branch
-                    )
-                } else {
-                    let reasons: Vec<String> = outcome
-                        .skipped
-                        .iter()
-                        .map(|s| format!("- {}: {}", s.alias, s.reason))
-                        .collect();
-                    format!("No longer wanted:\n\n{}", reasons.join("\n"))
-                };
+                let why = self.why_closed(env, known.as_ref(), checked, &outcome);
                 if dry_run {
                     outcome.request = Some(format!("would close {noun} {url}"));
                 } else {
@@ -262,6 +250,46 @@ impl Engine {
         outcome.request = Some(format!("{} {url}", record.name()));
         store.set(&env.name, Some(record));
         Ok(outcome)
+    }
+
+    /// Why a request with nothing left to propose is closed: per image it proposed, what
+    /// keeps it back now (a hold, a pin, a safety rule: this cycle's check says), or that the
+    /// branch holds its value already.
+    fn why_closed(
+        &self,
+        env: &Environment,
+        known: Option<&OpenRequest>,
+        checked: &[String],
+        outcome: &Outcome,
+    ) -> String {
+        let mut aliases: Vec<&str> = known
+            .map(|k| k.proposed.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        aliases.extend(outcome.skipped.iter().map(|s| s.alias.as_str()));
+        aliases.sort_unstable();
+        aliases.dedup();
+        let reasons: Vec<String> = aliases
+            .into_iter()
+            .filter_map(|alias| {
+                let skipped = outcome.skipped.iter().find(|s| s.alias == alias);
+                let why = match skipped {
+                    Some(s) => Some(s.reason.clone()),
+                    None if checked.iter().any(|c| c == alias) => {
+                        self.shared.status.get(alias, &env.name).waiting
+                    }
+                    None => None,
+                };
+                why.map(|why| format!("- {alias}: {why}"))
+            })
+            .collect();
+        if reasons.is_empty() {
+            format!(
+                "Every change this request proposed is on `{}` now.",
+                env.branch
+            )
+        } else {
+            format!("No longer wanted:\n\n{}", reasons.join("\n"))
+        }
     }
 
     /// A change proposed in an earlier cycle, for an image this cycle did not check.
