@@ -218,7 +218,9 @@ async fn scenario(kind: Kind) {
     let n = |k: u64| others + k;
     world.write_config(&config(&world, &forge, false));
     world.push("org/api", "v1.0.0").await;
-    world.push("org/api", "v1.1.0").await;
+    world
+        .push_from_source("org/api", "v1.1.0", "https://git.example/acme/api")
+        .await;
     let base_before = head(&world, BASE);
 
     // 1. The first update opens a request; the environment branch is not pushed to.
@@ -245,6 +247,12 @@ async fn scenario(kind: Kind) {
         pull.body
     );
     assert!(pull.body.contains("sha256:"), "{}", pull.body);
+    // The link the image's `org.opencontainers.image.source` label gives.
+    assert!(
+        pull.body.contains("[source](https://git.example/acme/api)"),
+        "{}",
+        pull.body
+    );
     match kind {
         Kind::GitHub => {
             assert_eq!(pull.labels, vec![serde_json::json!("image-updater")]);

@@ -172,7 +172,8 @@ async fn multi_arch_indexes_and_platform_checks() {
     assert_eq!(
         client.image_info("org/web", &digest, &both).await.unwrap(),
         ImageInfo::Available {
-            created: Some("2026-02-01T00:00:00Z".parse().unwrap())
+            created: Some("2026-02-01T00:00:00Z".parse().unwrap()),
+            source: None,
         }
     );
     let policy = Policy::new(Strategy::Semver {

@@ -138,6 +138,8 @@ pub struct Chosen {
     pub reason: String,
     /// The winner's digest, whether or not it is written.
     pub digest: Option<String>,
+    /// The repository the winner says it was built from, linked from pull requests.
+    pub source: Option<String>,
     /// Decides over the value the branch holds at write time.
     pub guard: Option<Guard>,
     /// Why nothing is written although the policy may have chosen something.
@@ -540,6 +542,7 @@ impl Engine {
             desired: Some(want),
             reason: choice.selection.verdicts[i].reason.clone(),
             digest: choice.digest.clone(),
+            source: choice.source.clone(),
             guard: Some(guard),
             choice: Some(Arc::new(choice)),
             ..Chosen::default()

@@ -19,8 +19,13 @@ use crate::reference::Platform;
 /// What a manifest digest offers for the platforms asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageInfo {
-    /// Every platform is there; `created` is the first platform's image's creation time.
-    Available { created: Option<jiff::Timestamp> },
+    /// Every platform is there; `created` is the first platform's image's creation time;
+    /// `source` the repository the image says it was built from (the index's annotation, else
+    /// that image's).
+    Available {
+        created: Option<jiff::Timestamp>,
+        source: Option<String>,
+    },
     /// The image lacks this platform.
     MissingPlatform(String),
 }
@@ -215,8 +220,11 @@ impl Client {
         let parsed = manifest::parse(&reply.body, reply.header("content-type"))
             .map_err(|e| self.error_invalid(format!("{repository}@{digest}: {e}")))?;
         let entry = match parsed {
-            Manifest::Index(entries) => Entry::Index { entries },
-            Manifest::Image { config } => {
+            Manifest::Index { entries, source } => Entry::Index {
+                entries,
+                source: source.map(Into::into),
+            },
+            Manifest::Image { config, source } => {
                 let url = self.url(&format!("{repository}/blobs/{config}"));
                 let reply = self
                     .get(RequestKind::BlobGet, &url, repository, &[])
@@ -231,6 +239,8 @@ impl Client {
                 Entry::Image {
                     created: c.created,
                     platform: c.platform,
+                    // The manifest's annotation first, then the config's label.
+                    source: source.or(c.source).map(Into::into),
                 }
             }
         };
@@ -246,8 +256,9 @@ impl Client {
         platforms: &[Platform],
     ) -> Result<ImageInfo, RegistryError> {
         match self.entry(repository, digest).await? {
-            Entry::Index { entries } => {
+            Entry::Index { entries, source } => {
                 let mut created = None;
+                let mut source = source.map(String::from);
                 for (i, wanted) in platforms.iter().enumerate() {
                     let Some(entry) = entries.iter().find(|e| {
                         e.platform
@@ -258,7 +269,14 @@ impl Client {
                     };
                     if i == 0 {
                         created = match Box::pin(self.entry(repository, &entry.digest)).await? {
-                            Entry::Image { created, .. } => created,
+                            Entry::Image {
+                                created,
+                                source: image_source,
+                                ..
+                            } => {
+                                source = source.or(image_source.map(String::from));
+                                created
+                            }
                             Entry::Index { .. } => {
                                 return Err(self.error_invalid(format!(
                                     "{repository}@{digest}: an index inside an index"
@@ -267,9 +285,13 @@ impl Client {
                         };
                     }
                 }
-                Ok(ImageInfo::Available { created })
+                Ok(ImageInfo::Available { created, source })
             }
-            Entry::Image { created, platform } => {
+            Entry::Image {
+                created,
+                platform,
+                source,
+            } => {
                 // A single-platform image: it must be the only platform asked for.
                 if let Some(p) = &platform
                     && let Some(missing) =
@@ -277,7 +299,10 @@ impl Client {
                 {
                     return Ok(ImageInfo::MissingPlatform(missing.to_string()));
                 }
-                Ok(ImageInfo::Available { created })
+                Ok(ImageInfo::Available {
+                    created,
+                    source: source.map(String::from),
+                })
             }
         }
     }

@@ -22,11 +22,19 @@ use super::manifest::IndexEntry;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     /// A multi-platform index and its entries.
-    Index { entries: Vec<IndexEntry> },
+    Index {
+        entries: Vec<IndexEntry>,
+        /// The source repository its annotations name (absent from older cache files).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<Box<str>>,
+    },
     /// One image: its creation time and platform, from the config blob.
     Image {
         created: Option<jiff::Timestamp>,
         platform: Option<String>,
+        /// The source repository its annotations or labels name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<Box<str>>,
     },
 }
 
@@ -248,6 +256,7 @@ mod tests {
         let entry = Entry::Image {
             created: Some("2026-01-01T00:00:00Z".parse().unwrap()),
             platform: Some("linux/amd64".into()),
+            source: Some("https://github.com/acme/api".into()),
         };
         cache.insert("sha256:aa", entry.clone());
         cache.save().unwrap();

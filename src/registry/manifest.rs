@@ -1,12 +1,15 @@
 //! Manifests and image indexes, OCI and Docker flavours, and the digests that name them.
 //!
 //! Only the fields we use are read: an index's entries and their platforms, an image's config
-//! digest, and a config's `created` time. Everything fetched by digest is checked against that
+//! digest, a config's `created` time, and where the image says it was built from (the
+//! `org.opencontainers.image.source` annotation or label, for the links a pull request shows). Everything fetched by digest is checked against that
 //! digest, so a corrupted or truncated body is an error rather than a wrong creation time.
 
 // Numbers here come from registries, webhook senders and clocks: no arithmetic that can
 // overflow or panic; every operation is checked or saturating.
 #![deny(clippy::arithmetic_side_effects)]
+
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -25,8 +28,35 @@ pub const ACCEPT: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIF
 /// A manifest, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Manifest {
-    Index(Vec<IndexEntry>),
-    Image { config: String },
+    Index {
+        entries: Vec<IndexEntry>,
+        source: Option<String>,
+    },
+    Image {
+        config: String,
+        source: Option<String>,
+    },
+}
+
+/// The annotation (and config label) naming the source repository an image was built from.
+pub const SOURCE: &str = "org.opencontainers.image.source";
+/// The longest source url kept.
+const MAX_SOURCE: usize = 512;
+
+/// A source url an image gives: kept only when it is an http(s) url without credentials, of
+/// reasonable length, and with nothing that could break out of a Markdown link.
+pub fn checked_source(text: Option<&String>) -> Option<String> {
+    let text = text?.trim();
+    let url = reqwest::Url::parse(text).ok()?;
+    let plain = text.len() <= MAX_SOURCE
+        && matches!(url.scheme(), "https" | "http")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.host_str().is_some()
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "|()<>[]`\"'\\".contains(c));
+    plain.then(|| text.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,6 +76,8 @@ struct RawManifest {
     manifests: Option<Vec<RawEntry>>,
     #[serde(default)]
     config: Option<RawDescriptor>,
+    #[serde(default)]
+    annotations: Option<HashMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -110,30 +142,34 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, String
     if let Some(c) = &raw.config {
         check(&c.digest)?;
     }
+    let source = checked_source(raw.annotations.as_ref().and_then(|a| a.get(SOURCE)));
     match (media_type, raw.manifests, raw.config) {
         (OCI_INDEX | DOCKER_LIST, Some(entries), _) | ("", Some(entries), None) => {
-            Ok(Manifest::Index(
-                entries
+            Ok(Manifest::Index {
+                entries: entries
                     .into_iter()
                     .map(|e| IndexEntry {
                         digest: e.digest,
                         platform: e.platform.map(|p| p.render()),
                     })
                     .collect(),
-            ))
+                source,
+            })
         }
         (OCI_MANIFEST | DOCKER_MANIFEST | "", None, Some(config)) => Ok(Manifest::Image {
             config: config.digest,
+            source,
         }),
         (other, _, _) => Err(format!("unsupported manifest type `{other}`")),
     }
 }
 
-/// The `created` time and platform of an image config blob.
+/// The `created` time, platform and source label of an image config blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageConfig {
     pub created: Option<jiff::Timestamp>,
     pub platform: Option<String>,
+    pub source: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +182,15 @@ struct RawConfig {
     architecture: Option<String>,
     #[serde(default)]
     variant: Option<String>,
+    #[serde(default)]
+    config: Option<RawRuntime>,
+}
+
+/// The `config` object of an image config: only its labels are read.
+#[derive(Deserialize)]
+struct RawRuntime {
+    #[serde(default, rename = "Labels")]
+    labels: Option<HashMap<String, String>>,
 }
 
 pub fn parse_config(body: &[u8]) -> Result<ImageConfig, String> {
@@ -165,7 +210,17 @@ pub fn parse_config(body: &[u8]) -> Result<ImageConfig, String> {
         }),
         _ => None,
     };
-    Ok(ImageConfig { created, platform })
+    let source = checked_source(
+        raw.config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(SOURCE)),
+    );
+    Ok(ImageConfig {
+        created,
+        platform,
+        source,
+    })
 }
 
 /// `sha256:<hex>` of `body`.
@@ -217,14 +272,28 @@ mod tests {
             {{"digest":"{a}","platform":{{"os":"linux","architecture":"amd64"}}}},
             {{"digest":"{b}","platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
         );
-        let Manifest::Index(entries) = parse(index.as_bytes(), None).unwrap() else {
+        let Manifest::Index { entries, source } = parse(index.as_bytes(), None).unwrap() else {
             panic!()
         };
+        assert_eq!(source, None);
         assert_eq!(entries[1].platform.as_deref(), Some("linux/arm64/v8"));
         let image = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{c}","mediaType":"x"}}}}"#);
         assert_eq!(
             parse(image.as_bytes(), Some(DOCKER_MANIFEST)).unwrap(),
-            Manifest::Image { config: c.clone() }
+            Manifest::Image {
+                config: c.clone(),
+                source: None
+            }
+        );
+        let annotated = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{c}"}},"annotations":{{"org.opencontainers.image.source":"https://github.com/acme/api"}}}}"#
+        );
+        assert_eq!(
+            parse(annotated.as_bytes(), Some(OCI_MANIFEST)).unwrap(),
+            Manifest::Image {
+                config: c.clone(),
+                source: Some("https://github.com/acme/api".into())
+            }
         );
         // Digests from the body go into request paths: anything else is refused.
         let sneaky = br#"{"schemaVersion":2,"config":{"digest":"sha256:../../x","mediaType":"x"}}"#;
@@ -245,6 +314,28 @@ mod tests {
         .unwrap();
         assert_eq!(c.created.unwrap().to_string(), "2026-01-02T03:04:05.123Z");
         assert_eq!(c.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(c.source, None);
+        let labelled = parse_config(
+            br#"{"os":"linux","architecture":"amd64","config":{"Labels":{"org.opencontainers.image.source":"https://gitlab.example/acme/api"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            labelled.source.as_deref(),
+            Some("https://gitlab.example/acme/api")
+        );
+        // A source is a link in a pull request: nothing but a plain http(s) url is kept.
+        for bad in [
+            "javascript:alert(1)",
+            "https://user:pass@github.com/a/b",
+            "https://github.com/a/b) [click](https://evil.example",
+            "https://github.com/a/b|x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert_eq!(checked_source(Some(&bad.to_string())), None, "{bad}");
+        }
+        let long = format!("https://github.com/{}", "a".repeat(600));
+        assert_eq!(checked_source(Some(&long)), None);
         assert_eq!(
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

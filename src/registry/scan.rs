@@ -95,6 +95,8 @@ pub struct Choice {
     pub candidates: Vec<Candidate>,
     pub selection: Selection,
     pub digest: Option<String>,
+    /// The repository the winner says it was built from.
+    pub source: Option<String>,
 }
 
 impl Choice {
@@ -188,6 +190,7 @@ pub async fn choose_gated(
                 candidates,
                 selection,
                 digest: None,
+                source: None,
             });
         };
         let digest = match candidates[i].digest.clone() {
@@ -199,7 +202,7 @@ pub async fn choose_gated(
             }
         };
         match client.image_info(repository, &digest, platforms).await? {
-            ImageInfo::Available { created } => {
+            ImageInfo::Available { created, source } => {
                 let winner = &mut candidates[i];
                 winner.digest = Some(digest.clone());
                 winner.created = winner.created.or(created);
@@ -207,6 +210,7 @@ pub async fn choose_gated(
                     candidates,
                     selection,
                     digest: Some(digest),
+                    source,
                 });
             }
             ImageInfo::MissingPlatform(p) => {
@@ -245,7 +249,7 @@ async fn describe(
         let c = &mut candidates[i];
         c.digest = Some(digest);
         match info {
-            ImageInfo::Available { created } => c.created = created,
+            ImageInfo::Available { created, .. } => c.created = created,
             ImageInfo::MissingPlatform(p) => {
                 c.unavailable = Some(format!("image has no {p} platform"))
             }

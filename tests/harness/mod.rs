@@ -548,12 +548,34 @@ pub async fn push_image(
     created: &str,
     platform: &str,
 ) -> String {
+    push_labelled(
+        base,
+        auth,
+        repo,
+        tag,
+        created,
+        platform,
+        serde_json::json!({}),
+    )
+    .await
+}
+
+/// [`push_image`], with `labels` in the image config (as a Dockerfile's `LABEL` puts them).
+pub async fn push_labelled(
+    base: &str,
+    auth: &PushAuth,
+    repo: &str,
+    tag: Option<&str>,
+    created: &str,
+    platform: &str,
+    labels: serde_json::Value,
+) -> String {
     let mut parts = platform.split('/');
     let (os, arch, variant) = (parts.next().unwrap(), parts.next().unwrap(), parts.next());
     let mut config = serde_json::json!({
         "created": created, "os": os, "architecture": arch,
         "rootfs": {"type": "layers", "diff_ids": []},
-        "config": {},
+        "config": {"Labels": labels},
     });
     if let Some(v) = variant {
         config["variant"] = v.into();

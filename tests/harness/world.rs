@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::git::{GitServer, PASSWORD, USER, require_lighttpd};
-use super::{Auth, PushAuth, Registry, free_port, push_image, require_registry};
+use super::{Auth, PushAuth, Registry, free_port, push_image, push_labelled, require_registry};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
 
@@ -64,6 +64,20 @@ impl World {
             Some(tag),
             "2026-01-01T00:00:00Z",
             "linux/amd64",
+        )
+        .await
+    }
+
+    /// [`World::push`] of an image whose config names the repository it was built from.
+    pub async fn push_from_source(&self, repo: &str, tag: &str, source: &str) -> String {
+        push_labelled(
+            &self.registry.url(),
+            &PushAuth::None,
+            repo,
+            Some(tag),
+            "2026-01-01T00:00:00Z",
+            "linux/amd64",
+            serde_json::json!({ "org.opencontainers.image.source": source }),
         )
         .await
     }

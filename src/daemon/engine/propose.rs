@@ -397,14 +397,19 @@ fn body(
     chosen: &BTreeMap<&str, &Chosen>,
 ) -> String {
     let mut text = format!(
-        "image-updater proposes these updates for `{}` (branch `{}`):\n\n| image | repository | from | to | digest | why |\n|---|---|---|---|---|---|\n",
+        "image-updater proposes these updates for `{}` (branch `{}`):\n\n| image | repository | from | to | digest | why | source |\n|---|---|---|---|---|---|---|\n",
         env.name, env.branch
     );
     for a in applied {
         let c = chosen.get(a.alias.as_str());
         let cell = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
+        // Checked when read from the registry: a plain http(s) url, safe inside a link.
+        let source = c
+            .and_then(|c| c.source.as_deref())
+            .map(|url| format!("[source]({url})"))
+            .unwrap_or_else(|| "-".into());
         text.push_str(&format!(
-            "| {} | {} | `{}` | `{}` | {} | {} |\n",
+            "| {} | {} | `{}` | `{}` | {} | {} | {source} |\n",
             cell(&a.alias),
             cell(&a.repository),
             cell(&a.old),
