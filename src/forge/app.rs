@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use super::ForgeError;
 use super::http::{Api, Auth, segment};
 use crate::config::CredentialRef;
-use crate::registry::credentials::{self, Credential};
+use crate::registry::credentials;
 
 /// Renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
@@ -122,26 +122,11 @@ impl Installation {
 
     /// The app's JWT, signed with its private key (read from its source each time).
     async fn jwt(&self) -> Result<Auth, ForgeError> {
-        let resolved = match &self.private_key {
-            // A PEM file is read as it is: it is not a `user:password` line.
-            CredentialRef::File(path) => tokio::fs::read_to_string(path)
-                .await
-                .map(|pem| Some(Credential::Bearer(credentials::Secret::new(pem))))
-                .map_err(|e| ForgeError::Credentials(format!("{}: {e}", self.private_key)))?,
-            other => credentials::resolve(other, "github-app")
-                .await
-                .map_err(|e| ForgeError::Credentials(e.to_string()))?,
-        };
-        let pem = match resolved {
-            Some(Credential::Bearer(s)) => s.expose().to_string(),
-            Some(c @ Credential::Basic { .. }) => c.into_text(),
-            None => {
-                return Err(ForgeError::Credentials(format!(
-                    "{} holds no private key",
-                    self.private_key
-                )));
-            }
-        };
+        // A PEM key is read as its source holds it: it is not a `user:password` line.
+        let pem = credentials::read_document(&self.private_key)
+            .await
+            .map_err(|e| ForgeError::Credentials(e.to_string()))?;
+        let pem = pem.expose();
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
             ForgeError::Credentials(format!(
                 "{}: not an RSA private key in PEM: {e}",

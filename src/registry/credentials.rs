@@ -119,6 +119,34 @@ pub async fn resolve(
     }
 }
 
+/// A secret that is a document rather than a credential (a PEM key), as its source holds it:
+/// a file or a variable as it is, a command's output. Docker's config holds no such thing.
+pub async fn read_document(reference: &CredentialRef) -> Result<Secret, CredentialError> {
+    let fail = |reason: String| CredentialError {
+        reference: reference.to_string(),
+        reason,
+    };
+    let text = match reference {
+        CredentialRef::File(path) => tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?,
+        CredentialRef::Env(var) => std::env::var(var)
+            .map_err(|_| fail(format!("environment variable {var} is not set")))?,
+        CredentialRef::Exec { command, timeout } => {
+            run_exec(command, "", *timeout).await.map_err(fail)?
+        }
+        CredentialRef::DockerConfig(_) => {
+            return Err(fail(
+                "docker's config holds registry logins, not keys: use file:, env: or exec:".into(),
+            ));
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(fail("it is empty".into()));
+    }
+    Ok(Secret::new(text))
+}
+
 fn default_docker_config() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
         return Some(PathBuf::from(dir).join("config.json"));
