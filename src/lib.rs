@@ -21,4 +21,5 @@ pub mod private;
 pub mod reference;
 pub mod registry;
 pub mod select;
+pub mod verify;
 pub mod writeback;

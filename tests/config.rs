@@ -653,3 +653,99 @@ labels = ["ok", ""]
         "{at:?}"
     );
 }
+
+#[test]
+fn verify_rules_keys_and_their_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A P-256 public key as `cosign generate-key-pair` writes it.
+    let key = dir.path().join("cosign.pub");
+    std::fs::write(
+        &key,
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2ZobFTItyOXob9pKspR0aDSaXjVj\nDEp8brDskB6OnMUx7GQEblD2RDBBmP5TAKvspay2syp4Z+5s2V69vS8OKg==\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let private = dir.path().join("cosign.key");
+    std::fs::write(&private, "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n").unwrap();
+    let good = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/acme/api"
+verify = {{ cosign_key = "file:{key}" }}
+[[images.api.targets]]
+kind = "kustomization"
+file = "k.yaml"
+name = "ghcr.io/acme/api"
+
+[images.api.env.prod.verify]
+cosign_keys = ["file:{key}", "env:NEXT_KEY"]
+attestation = {{ predicate_type = "https://slsa.dev/provenance/v1", field = "predicate.runDetails.builder.id", equals = "https://github.com/acme/api" }}
+"#,
+        key = key.display()
+    );
+    let config = parse(&good).unwrap_or_else(|d| panic!("{d}"));
+    let by_env = |env: &str| {
+        config.images["api"]
+            .deployments
+            .iter()
+            .find(|d| d.environment == env)
+            .unwrap()
+            .verify
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(by_env("dev").keys.len(), 1);
+    assert!(by_env("dev").attestation.is_none());
+    let prod = by_env("prod");
+    assert_eq!(prod.keys.len(), 2);
+    let rule = prod.attestation.as_ref().unwrap();
+    assert_eq!(rule.predicate_type, "https://slsa.dev/provenance/v1");
+    assert_eq!(
+        rule.field.as_ref().unwrap().0,
+        "predicate.runDetails.builder.id"
+    );
+
+    // Every mistake at once, each at its place.
+    let bad = format!(
+        r#"{HEADER}
+[images.api]
+image = "ghcr.io/acme/api"
+verify = {{ cosign_key = "file:{private}" }}
+[[images.api.targets]]
+kind = "kustomization"
+file = "k.yaml"
+name = "ghcr.io/acme/api"
+
+[images.api.env.dev.verify]
+cosign_keys = ["docker-config", "file:{missing}"]
+
+[images.api.env.staging.verify]
+attestation = {{ field = "predicate.builder.id" }}
+
+[images.api.env.prod.verify]
+cosign_key = "file:{key}"
+certificate_identity = "me@example.com"
+attestation = {{ predicate_type = "https://slsa.dev/provenance/v1", field = "predicate..id", equals = "x" }}
+"#,
+        private = private.display(),
+        missing = dir.path().join("nope.pub").display(),
+        key = key.display(),
+    );
+    let d = parse(&bad).unwrap_err();
+    let text = d.to_string();
+    for needle in [
+        "cosign_key: it is a private key: give the public half (cosign.pub)",
+        "cosign_key: docker's config holds registry logins, not keys",
+        "cosign_key: cannot read",
+        "verify names no key",
+        "attestation names no predicate_type",
+        "`certificate_identity`",
+        "field: expected a dotted path",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let at = locations(&d);
+    assert!(
+        at.iter().any(|l| l.starts_with("updater.toml:16:25")),
+        "{at:?}"
+    );
+}

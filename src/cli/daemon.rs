@@ -156,6 +156,7 @@ pub fn plan(args: PlanArgs) -> Outcome {
             if !changed {
                 println!("nothing would change");
             }
+            print_unverified(&report);
             print_failures(&report);
             if report.failed() {
                 Outcome::Negative
@@ -202,7 +203,19 @@ fn print_summary(report: &Report, dry_run: bool) {
     {
         println!("everything is up to date");
     }
+    print_unverified(report);
     print_failures(report);
+}
+
+/// Tags the `verify` rules kept out, with why: an unsigned release is news for `plan`.
+fn print_unverified(report: &Report) {
+    for c in &report.checks {
+        if let Ok(chosen) = &c.result {
+            for line in &chosen.unverified {
+                println!("# {} ({}): not eligible: {line}", c.alias, c.environment);
+            }
+        }
+    }
 }
 
 fn print_failures(report: &Report) {

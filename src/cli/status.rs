@@ -95,6 +95,8 @@ struct Row {
     candidate: Option<String>,
     /// Why the candidate is not on the branch, when it is not.
     waiting: Option<String>,
+    /// Newer tags whose digests failed the `verify` rules, and why.
+    unverified: Option<String>,
     /// The open pull (merge) request that proposes the candidate.
     request: Option<String>,
     hold: Option<String>,
@@ -170,6 +172,7 @@ pub fn status(args: StatusArgs) -> Outcome {
                 current: s.current.clone(),
                 candidate: s.candidate.clone(),
                 waiting: s.waiting.clone(),
+                unverified: s.unverified.clone(),
                 request: s.request.clone(),
                 hold: manual.or(revert).or(pin),
                 last_check: s.last_check.map(|t| t.to_string()),
@@ -221,6 +224,9 @@ pub fn status(args: StatusArgs) -> Outcome {
         say(format!("  candidate:  {}", dash(&r.candidate)));
         if let Some(w) = &r.waiting {
             say(format!("  waiting:    {w}"));
+        }
+        if let Some(u) = &r.unverified {
+            say(format!("  unverified: {u}"));
         }
         if let Some(u) = &r.request {
             say(format!("  request:    {u}"));

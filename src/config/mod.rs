@@ -208,6 +208,17 @@ fn expected_keys(path: &[TomlStep]) -> Vec<&'static str> {
         [Some("notifications"), _] => keys::NOTIFICATION.to_vec(),
         [Some("images"), _] => [keys::IMAGE_ONLY, keys::POLICY].concat(),
         [Some("images"), _, Some("env"), _] => keys::POLICY.to_vec(),
+        [Some("images"), _, Some("verify")]
+        | [Some("images"), _, Some("env"), _, Some("verify")] => keys::VERIFY.to_vec(),
+        [Some("images"), _, Some("verify"), Some("attestation")]
+        | [
+            Some("images"),
+            _,
+            Some("env"),
+            _,
+            Some("verify"),
+            Some("attestation"),
+        ] => keys::ATTESTATION.to_vec(),
         [Some("images"), _, Some("targets"), None]
         | [Some("images"), _, Some("env"), _, Some("targets"), None] => keys::TARGET.to_vec(),
         _ => Vec::new(),

@@ -330,6 +330,28 @@ pub struct Deployment {
     pub safety: Safety,
     /// The image's own `write`, over the environment's.
     pub write: Option<WriteMode>,
+    /// The signatures (and attestation) a digest must carry to be written here.
+    pub verify: Option<std::sync::Arc<Verification>>,
+}
+
+/// `verify`: who must have signed an image before it is written. A digest is written only
+/// when one of `keys` signed exactly it (cosign's signature), and, with `attestation`, when one
+/// of them also attested it as the rule asks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verification {
+    /// cosign public keys (PEM), any of which may sign.
+    pub keys: Vec<CredentialRef>,
+    pub attestation: Option<AttestationRule>,
+}
+
+/// An in-toto attestation that must accompany the signature.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttestationRule {
+    /// `https://slsa.dev/provenance/v1`, `https://spdx.dev/Document`, …
+    pub predicate_type: String,
+    /// A field of the statement, as a dotted path from its top (`predicate.builder.id`), and
+    /// the value it must have.
+    pub field: Option<(String, String)>,
 }
 
 /// The rules that keep a tag the policy chose from being deployed too early or twice.

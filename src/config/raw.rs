@@ -225,6 +225,35 @@ pub struct RawPolicy {
     /// `push` or `pull-request`, over the environment's `write`.
     #[schemars(with = "Option<String>")]
     pub write: Option<Str>,
+    #[schemars(with = "Option<RawVerify>")]
+    pub verify: Option<Spanned<RawVerify>>,
+}
+
+/// `verify`: the keys that must have signed a digest before it is written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawVerify {
+    /// A credential reference to a cosign public key (PEM).
+    #[schemars(with = "Option<String>")]
+    pub cosign_key: Option<Str>,
+    /// Several, any of which may sign.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub cosign_keys: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<RawAttestation>")]
+    pub attestation: Option<Spanned<RawAttestation>>,
+}
+
+/// `verify.attestation`: an in-toto attestation the keys must also have signed.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawAttestation {
+    #[schemars(with = "Option<String>")]
+    pub predicate_type: Option<Str>,
+    /// A dotted path into the statement (`predicate.builder.id`).
+    #[schemars(with = "Option<String>")]
+    pub field: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub equals: Option<Str>,
 }
 
 /// An image. The policy keys are repeated here rather than flattened from [`RawPolicy`]:
@@ -282,6 +311,8 @@ pub struct RawImage {
     /// `push` or `pull-request`, over the environment's `write`.
     #[schemars(with = "Option<String>")]
     pub write: Option<Str>,
+    #[schemars(with = "Option<RawVerify>")]
+    pub verify: Option<Spanned<RawVerify>>,
 }
 
 impl RawImage {
@@ -305,6 +336,7 @@ impl RawImage {
             pin_digest: self.pin_digest.take(),
             allow_downgrade: self.allow_downgrade.take(),
             write: self.write.take(),
+            verify: self.verify.take(),
         }
     }
 }
@@ -431,7 +463,10 @@ pub mod keys {
         "pin_digest",
         "allow_downgrade",
         "write",
+        "verify",
     ];
+    pub const VERIFY: &[&str] = &["cosign_key", "cosign_keys", "attestation"];
+    pub const ATTESTATION: &[&str] = &["predicate_type", "field", "equals"];
     pub const IMAGE_ONLY: &[&str] = &[
         "image",
         "interval",

@@ -40,6 +40,8 @@ pub struct Shared {
     pub seen: Arc<FirstSeen>,
     /// The pull request open per environment.
     pub requests: Arc<RequestStore>,
+    /// Signature checks, and the digests that passed them.
+    pub verifier: Arc<crate::verify::Verifier>,
     /// Mirrors by repository name; each is used by one branch update at a time.
     mirrors: Arc<Mutex<BTreeMap<String, MirrorSlot>>>,
     /// Forge API clients by repository name (they keep tokens), made on first use.
@@ -64,6 +66,7 @@ impl Shared {
             status: Arc::new(StatusStore::open(&state_dir)),
             seen: Arc::new(FirstSeen::open(&state_dir)),
             requests: Arc::new(RequestStore::open(&state_dir)),
+            verifier: Arc::new(crate::verify::Verifier::new()),
             state_dir,
             registry_metrics: Arc::new(registry::Metrics::default()),
             cache: Arc::new(cache),
@@ -140,6 +143,8 @@ pub struct Chosen {
     pub digest: Option<String>,
     /// The repository the winner says it was built from, linked from pull requests.
     pub source: Option<String>,
+    /// Tags ranked above the winner whose digests failed the `verify` rules: `tag: why`.
+    pub unverified: Vec<String>,
     /// Decides over the value the branch holds at write time.
     pub guard: Option<Guard>,
     /// Why nothing is written although the policy may have chosen something.
@@ -341,6 +346,8 @@ impl Engine {
                     .or(chosen.held_back.as_ref())
                     .map(Desired::describe);
                 s.waiting = chosen.waiting.clone();
+                s.unverified =
+                    (!chosen.unverified.is_empty()).then(|| chosen.unverified.join("; "));
                 s.last_error = None;
             }
             Err(e) => s.last_error = Some(e.clone()),
@@ -463,6 +470,14 @@ impl Engine {
                 .digest(client, &repository, pin, reuse_digests)
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(why) = self.unverified(client, image, deployment, &digest).await? {
+                return Ok(Chosen {
+                    reason: "pinned in the config".into(),
+                    waiting: Some(format!("pinned tag {pin}: {why}")),
+                    digest: Some(digest),
+                    ..Chosen::default()
+                });
+            }
             let written_digest = deployment.safety.pin_digest.then(|| digest.clone());
             return Ok(Chosen {
                 desired: Some(desired(pin.clone(), written_digest)),
@@ -495,6 +510,10 @@ impl Engine {
                 .zip(held_reason.as_deref())
                 .map(|(h, r)| (h.tag.as_str(), r)),
             reuse_digests,
+            verify: deployment
+                .verify
+                .as_deref()
+                .map(|rules| (&*self.shared.verifier, rules)),
         };
         let choice = registry::choose_gated(
             client,
@@ -518,9 +537,11 @@ impl Engine {
                         .map(|_| format!("{}: {}", c.tag, v.reason))
                 })
                 .find(|r| r.contains("too young") || r.contains("held"));
+            let unverified = unverified_of(&choice);
             return Ok(Chosen {
                 reason: "no tag passed the policy".into(),
-                waiting,
+                waiting: waiting.or_else(|| unverified.first().cloned()),
+                unverified,
                 choice: Some(Arc::new(choice)),
                 ..Chosen::default()
             });
@@ -543,10 +564,68 @@ impl Engine {
             reason: choice.selection.verdicts[i].reason.clone(),
             digest: choice.digest.clone(),
             source: choice.source.clone(),
+            unverified: unverified_of(&choice),
             guard: Some(guard),
             choice: Some(Arc::new(choice)),
             ..Chosen::default()
         })
+    }
+
+    /// Why `digest` may not be written under `deployment`'s `verify` rules, or `None` when it
+    /// may (or there are none). A check that cannot be made is an error, never a pass.
+    async fn unverified(
+        &self,
+        client: &registry::Client,
+        image: &Image,
+        deployment: &Deployment,
+        digest: &str,
+    ) -> Result<Option<String>, String> {
+        let Some(rules) = &deployment.verify else {
+            return Ok(None);
+        };
+        match self
+            .shared
+            .verifier
+            .check(client, &image.reference.path, digest, rules)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            crate::verify::Verdict::Verified(_) => Ok(None),
+            crate::verify::Verdict::Rejected(why) => Ok(Some(why)),
+        }
+    }
+
+    /// A promotion checked against the target environment's own `verify` rules: what soaked
+    /// in the source was verified under the source's rules, which may be weaker.
+    pub async fn verify_promotion(
+        &self,
+        image: &Image,
+        deployment: &Deployment,
+        resolved: Chosen,
+    ) -> Chosen {
+        let (Some(_), Some(desired)) = (&deployment.verify, &resolved.desired) else {
+            return resolved;
+        };
+        let waiting = |why: String| Chosen {
+            waiting: Some(why),
+            ..Chosen::default()
+        };
+        let Some(client) = self.registries.for_image(image) else {
+            return waiting(format!("no registry client for {}", image.reference));
+        };
+        let digest = match (&resolved.digest, &desired.tag) {
+            (Some(d), _) => d.clone(),
+            (None, Some(tag)) => match client.resolve(&image.reference.path, tag).await {
+                Ok(d) => d,
+                Err(e) => return waiting(format!("cannot verify the promoted tag: {e}")),
+            },
+            (None, None) => return waiting("cannot verify a promotion without a tag".into()),
+        };
+        match self.unverified(client, image, deployment, &digest).await {
+            Ok(None) => resolved,
+            Ok(Some(why)) => waiting(format!("not promoted: {why}")),
+            Err(e) => waiting(format!("cannot verify the promotion: {e}")),
+        }
     }
 
     /// Resolves a promotion from the source environment's state as of now.
@@ -596,8 +675,10 @@ impl Engine {
             let Some(env_checks) = by_env.get(env_name.as_str()) else {
                 continue;
             };
-            let changes: Vec<(ImageChange, Chosen)> =
-                env_checks.iter().filter_map(|c| self.change(c)).collect();
+            let mut changes: Vec<(ImageChange, Chosen)> = Vec::new();
+            for check in env_checks {
+                changes.extend(self.change(check).await);
+            }
             let checked: Vec<String> = env_checks.iter().map(|c| c.alias.clone()).collect();
             let report = self
                 .write_changes(env_name, changes, &checked, dry_run)
@@ -623,7 +704,7 @@ impl Engine {
                     continue;
                 };
                 let check = self.check(&cycle, holds, image, deployment).await;
-                again.extend(self.change(&check));
+                again.extend(self.change(&check).await);
             }
             reports.extend(
                 self.write_changes(env_name, again, &superseded, dry_run)
@@ -635,7 +716,7 @@ impl Engine {
 
     /// The change a successful check asks for in its environment, with what was chosen;
     /// promotions are resolved now, after their source environment was written.
-    fn change(&self, check: &Check) -> Option<(ImageChange, Chosen)> {
+    async fn change(&self, check: &Check) -> Option<(ImageChange, Chosen)> {
         let chosen = check.result.as_ref().ok()?;
         let image = &self.config.images[&check.alias];
         let deployment = image
@@ -646,6 +727,7 @@ impl Engine {
         let chosen = match &chosen.promote_from {
             Some(from) => {
                 let resolved = self.promote(&check.alias, deployment, from);
+                let resolved = self.verify_promotion(image, deployment, resolved).await;
                 self.shared
                     .status
                     .update(&check.alias, &check.environment, |s| {
@@ -958,4 +1040,13 @@ impl Engine {
         }
         result.map_err(|e| e.to_string())
     }
+}
+
+/// `tag: why` for each tag the `verify` rules kept from winning.
+fn unverified_of(choice: &registry::Choice) -> Vec<String> {
+    choice
+        .unverified
+        .iter()
+        .map(|(tag, why)| format!("{tag}: {why}"))
+        .collect()
 }

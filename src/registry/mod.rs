@@ -20,6 +20,7 @@ pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod scan;
+pub mod signatures;
 pub mod tokens;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@ use super::api::ImageInfo;
 use super::client::{Client, RegistryError};
 use crate::reference::Platform;
 use crate::select::{self, Candidate, Policy, Selection, Strategy};
+use crate::verify::{Verdict, VerifyError};
 
 /// A result computed once and shared by everyone who asked for it during the cycle.
 type Shared<T> = Arc<OnceCell<Result<T, RegistryError>>>;
@@ -97,6 +98,8 @@ pub struct Choice {
     pub digest: Option<String>,
     /// The repository the winner says it was built from.
     pub source: Option<String>,
+    /// Tags that won but whose digest failed the `verify` rules, and why, best first.
+    pub unverified: Vec<(String, String)>,
 }
 
 impl Choice {
@@ -124,6 +127,9 @@ pub struct Gate<'a> {
     /// poll is reused instead of asked for again. Never for the tag the digest strategy
     /// follows.
     pub reuse_digests: bool,
+    /// Signatures the winner's digest must carry ([`crate::verify`]): a winner without them is
+    /// marked, and the choice is made again.
+    pub verify: Option<(&'a crate::verify::Verifier, &'a crate::config::Verification)>,
 }
 
 /// Polls `repository` and chooses a tag under `policy` for `platforms`.
@@ -181,8 +187,10 @@ pub async fn choose_gated(
     if let Some((tag, reason)) = gate.held {
         select::hold_at_or_below(policy, &mut candidates, tag, reason);
     }
-    // Check the winner's platforms; a winner that lacks one is marked and the choice is made
-    // again. Each check is a HEAD plus, once per digest ever, a manifest and a config.
+    // Check the winner's platforms (and signatures); a winner that lacks one is marked and
+    // the choice is made again. Each check is a HEAD plus, once per digest ever, a manifest
+    // and a config.
+    let mut unverified = Vec::new();
     loop {
         let selection = select::select(policy, &candidates);
         let Some(i) = selection.selected else {
@@ -191,6 +199,7 @@ pub async fn choose_gated(
                 selection,
                 digest: None,
                 source: None,
+                unverified,
             });
         };
         let digest = match candidates[i].digest.clone() {
@@ -203,6 +212,23 @@ pub async fn choose_gated(
         };
         match client.image_info(repository, &digest, platforms).await? {
             ImageInfo::Available { created, source } => {
+                if let Some((verifier, rules)) = gate.verify {
+                    match verifier
+                        .check(client, repository, &digest, rules)
+                        .await
+                        .map_err(|e| verify_error(client, e))?
+                    {
+                        Verdict::Verified(by) => {
+                            tracing::debug!(%repository, %digest, "{by}");
+                        }
+                        Verdict::Rejected(why) => {
+                            tracing::info!(%repository, tag = %candidates[i].tag, %digest, "not eligible: {why}");
+                            unverified.push((candidates[i].tag.clone(), why.clone()));
+                            candidates[i].unavailable = Some(why);
+                            continue;
+                        }
+                    }
+                }
                 let winner = &mut candidates[i];
                 winner.digest = Some(digest.clone());
                 winner.created = winner.created.or(created);
@@ -211,12 +237,24 @@ pub async fn choose_gated(
                     selection,
                     digest: Some(digest),
                     source,
+                    unverified,
                 });
             }
             ImageInfo::MissingPlatform(p) => {
                 candidates[i].unavailable = Some(format!("image has no {p} platform"));
             }
         }
+    }
+}
+
+/// A verification that could not be made is the image's error this cycle: never a pass.
+fn verify_error(client: &Client, e: VerifyError) -> RegistryError {
+    match e {
+        VerifyError::Registry(e) => e,
+        key @ VerifyError::Key { .. } => RegistryError::Setup {
+            registry: client.name().to_string(),
+            detail: key.to_string(),
+        },
     }
 }
 

@@ -11,6 +11,7 @@
 //! Each test file uses a part of this module.
 #![allow(dead_code)]
 
+pub mod cosign;
 pub mod forge;
 pub mod git;
 pub mod hostile;
@@ -477,7 +478,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn upload_blob(base: &str, auth: &PushAuth, repo: &str, bytes: &[u8]) -> String {
+pub async fn upload_blob(base: &str, auth: &PushAuth, repo: &str, bytes: &[u8]) -> String {
     let client = push_http();
     let digest = sha256(bytes);
     let resp = auth

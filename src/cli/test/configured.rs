@@ -141,7 +141,11 @@ pub fn run(args: &Args, found: Found) -> Outcome {
     };
     // A promotion is resolved from the source environment's state, as at write time.
     let chosen = match &chosen.promote_from {
-        Some(from) => engine.promote(&alias, deployment, from),
+        Some(from) => runtime.block_on(engine.verify_promotion(
+            image,
+            deployment,
+            engine.promote(&alias, deployment, from),
+        )),
         None => chosen,
     };
     let mut rules = rules(deployment);
@@ -210,6 +214,30 @@ fn rules(d: &Deployment) -> Vec<String> {
     }
     if s.pin_digest {
         rules.push("pin_digest: the digest is written beside the tag".into());
+    }
+    if let Some(v) = &d.verify {
+        let mut rule = format!(
+            "verify: the digest must carry a cosign signature by {}",
+            if v.keys.len() == 1 {
+                format!("the key {}", v.keys[0])
+            } else {
+                format!(
+                    "one of {}",
+                    v.keys
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        if let Some(a) = &v.attestation {
+            rule.push_str(&format!(", and a `{}` attestation", a.predicate_type));
+            if let Some((field, value)) = &a.field {
+                rule.push_str(&format!(" whose {field} is `{value}`"));
+            }
+        }
+        rules.push(rule);
     }
     rules.push(if s.allow_downgrade {
         "allow_downgrade: a tag ranking below the branch's may be written".into()

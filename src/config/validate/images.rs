@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -53,6 +54,7 @@ struct PartialPolicy {
     pin_digest: Field<bool>,
     allow_downgrade: Field<bool>,
     write: Field<WriteMode>,
+    verify: Field<Arc<Verification>>,
 }
 
 impl Validator<'_> {
@@ -401,7 +403,15 @@ impl Validator<'_> {
             },
             None => Field::Unset,
         };
+        let verify = match &raw.verify {
+            Some(v) => match self.verification(v) {
+                Some(rules) => Field::Set(Arc::new(rules), v.span()),
+                None => Field::Bad,
+            },
+            None => Field::Unset,
+        };
         PartialPolicy {
+            verify,
             strategy,
             constraint,
             include_prerelease,
@@ -649,6 +659,11 @@ impl Validator<'_> {
                 Field::Bad => return None,
                 Field::Unset => None,
             },
+            verify: match &p.verify {
+                Field::Set(v, _) => Some(v.clone()),
+                Field::Bad => return None,
+                Field::Unset => None,
+            },
         })
     }
 }
@@ -674,6 +689,7 @@ impl PartialPolicy {
             pin_digest: self.pin_digest.or(&base.pin_digest),
             allow_downgrade: self.allow_downgrade.or(&base.allow_downgrade),
             write: self.write.or(&base.write),
+            verify: self.verify.or(&base.verify),
         }
     }
 

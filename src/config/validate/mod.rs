@@ -20,6 +20,7 @@ mod registries;
 mod repositories;
 mod settings;
 mod targets;
+mod verification;
 mod webhooks;
 
 use super::credentials::CredentialRef;

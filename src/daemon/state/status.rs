@@ -37,6 +37,9 @@ pub struct Status {
     /// Why the candidate is not on the branch (too young, soaking, a downgrade, held).
     #[serde(default)]
     pub waiting: Option<String>,
+    /// Newer tags the `verify` rules kept out, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<String>,
     /// A value a person reverted: it and anything ranking below it stay out. Boxed: rare,
     /// and four strings wide.
     #[serde(default)]

@@ -1,0 +1,128 @@
+//! `verify` (at an image or under `[images.ALIAS.env.ENV]`): the cosign keys that must have
+//! signed a digest, and an optional attestation rule. A key kept in a file is read now, so a
+//! path that is wrong or a file that is not a cosign public key is reported at the key, not
+//! found at the first poll.
+
+use toml::Spanned;
+
+use super::{Validator, at};
+use crate::config::credentials::CredentialRef;
+use crate::config::diagnostic::Origin;
+use crate::config::model::{AttestationRule, Verification};
+use crate::config::raw::{RawAttestation, RawVerify, Str};
+use crate::verify::keys::PublicKey;
+
+/// The most keys one rule may list.
+const MAX_KEYS: usize = 16;
+
+impl Validator<'_> {
+    pub(super) fn verification(&mut self, raw: &Spanned<RawVerify>) -> Option<Verification> {
+        let r = raw.get_ref();
+        let mut written: Vec<&Str> = r.cosign_key.iter().collect();
+        if let Some(list) = &r.cosign_keys {
+            written.extend(list.get_ref());
+            if list.get_ref().len() > MAX_KEYS {
+                self.error(
+                    Origin::File(list.span()),
+                    format!("cosign_keys lists more than {MAX_KEYS} keys"),
+                );
+                return None;
+            }
+        }
+        let mut bad = false;
+        if written.is_empty() {
+            self.error_hint(
+                Origin::File(raw.span()),
+                "verify names no key",
+                "add cosign_key = \"file:/etc/image-updater/cosign.pub\" (or cosign_keys = [...])",
+            );
+            bad = true;
+        }
+        let mut keys = Vec::new();
+        for text in written {
+            match self.parse(text, "cosign_key", CredentialRef::parse) {
+                Some(CredentialRef::DockerConfig(_)) => {
+                    self.error(
+                        at(text),
+                        "cosign_key: docker's config holds registry logins, not keys: use file:, env: or exec:",
+                    );
+                    bad = true;
+                }
+                Some(reference) => {
+                    if let CredentialRef::File(path) = &reference
+                        && let Err(why) = std::fs::read_to_string(path)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                            .and_then(|pem| PublicKey::from_pem(&pem).map_err(|e| e.to_string()))
+                    {
+                        self.error(at(text), format!("cosign_key: {why}"));
+                        bad = true;
+                    }
+                    keys.push(reference);
+                }
+                None => bad = true,
+            }
+        }
+        let attestation = match &r.attestation {
+            Some(a) => match self.attestation_rule(a) {
+                Some(rule) => Some(rule),
+                None => {
+                    bad = true;
+                    None
+                }
+            },
+            None => None,
+        };
+        (!bad).then_some(Verification { keys, attestation })
+    }
+
+    fn attestation_rule(&mut self, raw: &Spanned<RawAttestation>) -> Option<AttestationRule> {
+        let r = raw.get_ref();
+        let Some(predicate_type) = &r.predicate_type else {
+            self.error_hint(
+                Origin::File(raw.span()),
+                "attestation names no predicate_type",
+                "e.g. predicate_type = \"https://slsa.dev/provenance/v1\"",
+            );
+            return None;
+        };
+        let predicate_type = self.parse(predicate_type, "predicate_type", |t| {
+            if t.is_empty() || t.len() > 512 || t.chars().any(char::is_whitespace) {
+                Err("expected a predicate type URI, such as https://slsa.dev/provenance/v1".into())
+            } else {
+                Ok(t.to_string())
+            }
+        })?;
+        let field = match (&r.field, &r.equals) {
+            (None, None) => None,
+            (Some(f), Some(e)) => {
+                let path = self.parse(f, "field", |t| {
+                    let ok = !t.is_empty()
+                        && t.split('.').all(|part| {
+                            !part.is_empty()
+                                && part
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+                        });
+                    if ok {
+                        Ok(t.to_string())
+                    } else {
+                        Err("expected a dotted path into the statement, such as predicate.builder.id".into())
+                    }
+                })?;
+                Some((path, e.get_ref().clone()))
+            }
+            (Some(f), None) => {
+                self.error(at(f), "field without equals: say which value it must have");
+                return None;
+            }
+            (None, Some(e)) => {
+                self.error(at(e), "equals without field: say which field must have it");
+                return None;
+            }
+        };
+        Some(AttestationRule {
+            predicate_type,
+            field,
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! The supply-chain gate: a digest is written only when the keys an image's `verify` names
+//! signed exactly that digest (and attested it, when a rule asks for an attestation).
+//!
+//! Verifying before the commit, rather than in the cluster afterwards, means an unsigned or
+//! tampered image never reaches the GitOps repository at all. A candidate that fails is not
+//! eligible: the selection moves on to the next tag, with the reason shown by `test`, `plan`,
+//! `status` and the log. A registry that cannot be asked is an error for the image this cycle,
+//! never a pass and never a reason to fall back to an older tag.
+//!
+//! - [`keys`]: the public keys (cosign's ECDSA P-256).
+//! - [`simple_signing`]: cosign's signature payload, naming the digest it signs.
+//! - [`attestation`]: in-toto statements in DSSE envelopes, and the attestation rule.
+//!
+//! Where cosign puts signatures in a registry is [`crate::registry::signatures`]'s business.
+
+use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use crate::config::{CredentialRef, Verification};
+use crate::registry::client::{Client, RegistryError};
+use crate::registry::credentials;
+use crate::registry::signatures::Attached;
+
+pub mod attestation;
+pub mod keys;
+pub mod simple_signing;
+
+use keys::PublicKey;
+
+/// How long a key read from its source is used before it is read again (a rotated key file is
+/// picked up without a reload).
+const KEY_TTL: Duration = Duration::from_secs(300);
+/// Verified digests remembered; past this the memory is dropped and rebuilt.
+const MAX_REMEMBERED: usize = 20_000;
+/// The longest base64 signature looked at (a P-256 DER signature is 96 characters).
+const MAX_SIGNATURE_TEXT: usize = 1024;
+
+/// What verifying a digest found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed (and attested) as the rules ask: by which key.
+    Verified(String),
+    /// Not eligible, and why.
+    Rejected(String),
+}
+
+/// Why a digest could not be verified either way this time.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("verification key {reference}: {reason}")]
+    Key { reference: String, reason: String },
+}
+
+/// Verifies digests against `verify` rules, remembering what passed. Shared by every image of
+/// a running daemon; a failure is never remembered, so a signature pushed later is found on a
+/// later poll.
+#[derive(Default)]
+pub struct Verifier {
+    keys: Mutex<HashMap<CredentialRef, (PublicKey, Instant)>>,
+    passed: Mutex<HashMap<(String, String, u64), String>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new() -> Verifier {
+        Verifier::default()
+    }
+
+    /// Whether `digest` of `repository` (on `client`'s registry) is signed as `rules` ask.
+    pub async fn check(
+        &self,
+        client: &Client,
+        repository: &str,
+        digest: &str,
+        rules: &Verification,
+    ) -> Result<Verdict, VerifyError> {
+        let remembered = (
+            format!("{}/{repository}", client.name()),
+            digest.to_string(),
+            fingerprint(rules),
+        );
+        if let Some(by) = self.passed.lock().expect("verifier lock").get(&remembered) {
+            return Ok(Verdict::Verified(by.clone()));
+        }
+        let keys = self.keys(rules).await?;
+        let verdict = match signature(client, repository, digest, &keys).await? {
+            Err(why) => Verdict::Rejected(why),
+            Ok(by) => match &rules.attestation {
+                None => Verdict::Verified(format!("signed by key {by}")),
+                Some(rule) => match attested(client, repository, digest, &keys, rule).await? {
+                    Ok(att_by) => Verdict::Verified(format!(
+                        "signed by key {by}, `{}` attested by key {att_by}",
+                        rule.predicate_type
+                    )),
+                    Err(why) => Verdict::Rejected(why),
+                },
+            },
+        };
+        if let Verdict::Verified(by) = &verdict {
+            let mut passed = self.passed.lock().expect("verifier lock");
+            if passed.len() >= MAX_REMEMBERED {
+                passed.clear();
+            }
+            passed.insert(remembered, by.clone());
+        }
+        Ok(verdict)
+    }
+
+    /// The rules' keys, each read from its source at most [`KEY_TTL`] ago.
+    async fn keys(&self, rules: &Verification) -> Result<Vec<PublicKey>, VerifyError> {
+        let mut out = Vec::with_capacity(rules.keys.len());
+        for reference in &rules.keys {
+            let known = self
+                .keys
+                .lock()
+                .expect("verifier lock")
+                .get(reference)
+                .filter(|(_, at)| at.elapsed() < KEY_TTL)
+                .map(|(key, _)| key.clone());
+            let key = match known {
+                Some(key) => key,
+                None => {
+                    let key = read_key(reference).await?;
+                    self.keys
+                        .lock()
+                        .expect("verifier lock")
+                        .insert(reference.clone(), (key.clone(), Instant::now()));
+                    key
+                }
+            };
+            out.push(key);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one public key from its source.
+pub async fn read_key(reference: &CredentialRef) -> Result<PublicKey, VerifyError> {
+    let fail = |reason: String| VerifyError::Key {
+        reference: reference.to_string(),
+        reason,
+    };
+    let text = credentials::read_document(reference)
+        .await
+        .map_err(|e| fail(e.reason))?;
+    PublicKey::from_pem(text.expose()).map_err(|e| fail(e.to_string()))
+}
+
+/// The rules, as a number that tells apart rules that differ (the memory of what passed is
+/// per rules: a digest verified for one key is not verified for another).
+fn fingerprint(rules: &Verification) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    rules.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Looks for a cosign signature of `digest` by one of `keys`: `Ok(Ok(key id))`, or why none
+/// counts.
+async fn signature(
+    client: &Client,
+    repository: &str,
+    digest: &str,
+    keys: &[PublicKey],
+) -> Result<Result<String, String>, RegistryError> {
+    let layers = client
+        .attached(repository, digest, Attached::Signatures)
+        .await?;
+    if layers.is_empty() {
+        return Ok(Err(format!("no cosign signature for {digest}")));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut elsewhere = None;
+    for layer in &layers {
+        let Some(signature) = layer
+            .annotations
+            .get(simple_signing::SIGNATURE_ANNOTATION)
+            .filter(|s| s.len() <= MAX_SIGNATURE_TEXT)
+            .and_then(|s| b64.decode(s.trim()).ok())
+        else {
+            continue;
+        };
+        let payload = client.payload(repository, layer).await?;
+        let Some(key) = keys.iter().find(|k| k.verifies(&payload, &signature)) else {
+            continue;
+        };
+        match simple_signing::signed_digest(&payload) {
+            Ok(signed) if signed == digest => return Ok(Ok(key.id.clone())),
+            Ok(signed) => {
+                elsewhere = Some(format!(
+                    "the signature by key {} found for {digest} signs {signed} instead",
+                    key.id
+                ))
+            }
+            Err(e) => elsewhere = Some(format!("signature by key {}: {e}", key.id)),
+        }
+    }
+    let names: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+    Ok(Err(elsewhere.unwrap_or_else(|| {
+        format!(
+            "no signature by the configured key{} ({}) for {digest}: {} signature{} by other keys",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            layers.len(),
+            if layers.len() == 1 { "" } else { "s" },
+        )
+    })))
+}
+
+/// Looks for an attestation of `digest` meeting `rule`, signed by one of `keys`.
+async fn attested(
+    client: &Client,
+    repository: &str,
+    digest: &str,
+    keys: &[PublicKey],
+    rule: &crate::config::AttestationRule,
+) -> Result<Result<String, String>, RegistryError> {
+    let layers = client
+        .attached(repository, digest, Attached::Attestations)
+        .await?;
+    let mut why = None;
+    for layer in &layers {
+        let envelope = client.payload(repository, layer).await?;
+        match attestation::check(&envelope, keys, digest, rule) {
+            Ok(by) => return Ok(Ok(by)),
+            // A signed attestation that says the wrong thing is the more useful reason.
+            Err(attestation::Mismatch::Signed(w)) => why = Some(w),
+            Err(attestation::Mismatch::Unsigned(w)) => {
+                why.get_or_insert(w);
+            }
+        }
+    }
+    Ok(Err(match why {
+        Some(w) => format!(
+            "no `{}` attestation for {digest} as the rule asks: {w}",
+            rule.predicate_type
+        ),
+        None => format!(
+            "no `{}` attestation for {digest} signed by the configured key",
+            rule.predicate_type
+        ),
+    }))
+}

@@ -1,0 +1,231 @@
+//! Signing images in the tests exactly as cosign lays signatures out in a registry, with keys
+//! the tests make: ECDSA P-256 keys and signatures from `openssl` (cosign's key type, and its
+//! signature encoding, ASN.1 DER over SHA-256), so the signer shares no code with the verifier.
+//!
+//! - A signature: the simple-signing payload naming the digest, stored as a layer
+//!   (`application/vnd.dev.cosign.simplesigning.v1+json`) of an image manifest tagged
+//!   `sha256-<hex>.sig`, with the base64 signature in the layer's
+//!   `dev.cosignproject.cosign/signature` annotation. Signing again appends a layer, as cosign
+//!   does.
+//! - An attestation: an in-toto statement in a DSSE envelope
+//!   (`application/vnd.dsse.envelope.v1+json`) signed over DSSE's pre-authentication encoding,
+//!   as a layer of the manifest tagged `sha256-<hex>.att`, annotated with its `predicateType`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::{PushAuth, put_manifest, upload_blob};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+
+/// A key pair made with openssl: `private` signs, `public` (PEM `PUBLIC KEY`, as cosign.pub)
+/// goes into the config.
+pub struct Key {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+fn openssl(args: &[&str], input: Option<&Path>) -> Vec<u8> {
+    let mut cmd = Command::new("openssl");
+    cmd.args(args);
+    if let Some(input) = input {
+        cmd.stdin(std::fs::File::open(input).unwrap());
+    }
+    let out = cmd
+        .output()
+        .expect("openssl is installed: apt-get install openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+impl Key {
+    pub fn generate(dir: &Path, name: &str) -> Key {
+        let private = dir.join(format!("{name}.key"));
+        let public = dir.join(format!("{name}.pub"));
+        openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                private.to_str().unwrap(),
+            ],
+            None,
+        );
+        openssl(
+            &[
+                "pkey",
+                "-in",
+                private.to_str().unwrap(),
+                "-pubout",
+                "-out",
+                public.to_str().unwrap(),
+            ],
+            None,
+        );
+        Key { private, public }
+    }
+
+    /// The DER ECDSA signature over SHA-256 of `data`, base64, as cosign stores it.
+    pub fn sign(&self, data: &[u8]) -> String {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), data).unwrap();
+        let der = openssl(
+            &["dgst", "-sha256", "-sign", self.private.to_str().unwrap()],
+            Some(file.path()),
+        );
+        base64::engine::general_purpose::STANDARD.encode(der)
+    }
+}
+
+/// cosign's signature payload for `digest` of `reference` (`host/repo`).
+pub fn payload(reference: &str, digest: &str) -> String {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{reference}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    )
+}
+
+/// The manifest at `tag`, if there is one.
+async fn existing(base: &str, repo: &str, tag: &str) -> Option<Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    if resp.status() == 404 {
+        return None;
+    }
+    assert!(resp.status().is_success(), "{}", resp.status());
+    Some(serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap())
+}
+
+/// Adds a layer to the artifact manifest at `tag` (making it when absent), as cosign does
+/// when it attaches another signature.
+async fn attach(
+    base: &str,
+    repo: &str,
+    tag: &str,
+    media_type: &str,
+    blob: &[u8],
+    annotations: Value,
+) {
+    let auth = PushAuth::None;
+    let digest = upload_blob(base, &auth, repo, blob).await;
+    let layer = json!({"mediaType": media_type, "size": blob.len(), "digest": digest, "annotations": annotations});
+    let mut manifest = match existing(base, repo, tag).await {
+        Some(m) => m,
+        None => {
+            let config = serde_json::to_vec(&json!({
+                "architecture": "", "created": "0001-01-01T00:00:00Z", "os": "",
+                "rootfs": {"type": "layers", "diff_ids": [digest]}, "config": {},
+            }))
+            .unwrap();
+            let config_digest = upload_blob(base, &auth, repo, &config).await;
+            json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest},
+                "layers": [],
+            })
+        }
+    };
+    manifest["layers"].as_array_mut().unwrap().push(layer);
+    put_manifest(
+        base,
+        &auth,
+        repo,
+        tag,
+        OCI_MANIFEST,
+        &serde_json::to_vec(&manifest).unwrap(),
+    )
+    .await;
+}
+
+fn tag_for(digest: &str, suffix: &str) -> String {
+    format!(
+        "sha256-{}.{suffix}",
+        digest.strip_prefix("sha256:").unwrap()
+    )
+}
+
+/// Signs `digest` of `repo` with `key`, as `cosign sign --key` does.
+pub async fn sign(base: &str, host: &str, repo: &str, digest: &str, key: &Key) {
+    sign_payload(
+        base,
+        repo,
+        digest,
+        &payload(&format!("{host}/{repo}"), digest),
+        key,
+    )
+    .await;
+}
+
+/// Attaches `payload` signed by `key` as a signature of `digest` (a payload for another
+/// digest is how a copied signature looks).
+pub async fn sign_payload(base: &str, repo: &str, digest: &str, payload: &str, key: &Key) {
+    let signature = key.sign(payload.as_bytes());
+    attach(
+        base,
+        repo,
+        &tag_for(digest, "sig"),
+        SIMPLE_SIGNING,
+        payload.as_bytes(),
+        json!({"dev.cosignproject.cosign/signature": signature}),
+    )
+    .await;
+}
+
+/// Attests `digest` of `repo` with `predicate` of `predicate_type`, signed by `key`, as
+/// `cosign attest --key --type` does.
+pub async fn attest(
+    base: &str,
+    host: &str,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    predicate: Value,
+    key: &Key,
+) {
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": predicate_type,
+        "subject": [{"name": format!("{host}/{repo}"), "digest": {"sha256": digest.strip_prefix("sha256:").unwrap()}}],
+        "predicate": predicate,
+    });
+    let body = serde_json::to_vec(&statement).unwrap();
+    let payload_type = "application/vnd.in-toto+json";
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        body.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&body);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let envelope = json!({
+        "payloadType": payload_type,
+        "payload": b64.encode(&body),
+        "signatures": [{"keyid": "", "sig": key.sign(&pae)}],
+    });
+    attach(
+        base,
+        repo,
+        &tag_for(digest, "att"),
+        DSSE,
+        &serde_json::to_vec(&envelope).unwrap(),
+        json!({"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type}),
+    )
+    .await;
+}
