@@ -106,8 +106,8 @@ async fn only_what_the_key_signed_is_written() {
         "{row}"
     );
     assert!(
-        unverified.contains("v1.3.0: no signature by the configured key (sha256:")
-            && unverified.contains(&format!("for {v130}: 1 signature by other keys")),
+        unverified.contains("v1.3.0: no signature by key sha256:")
+            && unverified.contains(&format!("for {v130}: 1 signature by others")),
         "{row}"
     );
     assert!(
@@ -366,6 +366,180 @@ async fn a_promotion_is_verified_in_the_target_environment() {
     assert!(
         world
             .file_on("deploy/prod", "prod/kustomization.yaml")
+            .contains("newTag: v1.1.0"),
+        "{out}"
+    );
+}
+
+/// Keyless signatures: the certificate must come from the trusted root's authority, name the
+/// configured identity and issuer, and have been valid when it signed (the offline bundle's
+/// time, verified with the transparency log's key, for this very signature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_signatures_name_who_signed() {
+    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
+    let host = world.host();
+    let base = world.registry.url();
+    let dir = world.dir.path();
+    let fulcio = cosign::Fulcio::new(dir, "fulcio");
+    let stranger_ca = cosign::Fulcio::new(dir, "stranger");
+    let rekor = cosign::Rekor::new(dir);
+    let root = dir.join("trusted_root.json");
+    std::fs::write(&root, cosign::trusted_root(&fulcio, &rekor)).unwrap();
+    let workflow = "https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main";
+    let actions = "https://token.actions.githubusercontent.com";
+    let mut config = world.base_config(&["prod"]);
+    config.push_str(&format!(
+        "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\n\n[images.api.verify]\ncertificate_identity = \"{workflow}\"\ncertificate_oidc_issuer = \"{actions}\"\ntrusted_root = \"file:{}\"\n\n{}",
+        root.display(),
+        target(&host, "api")
+    ));
+    world.write_config(&config);
+    // Logged as it is signed, after its certificate was issued.
+    let now = || jiff::Timestamp::now().as_second();
+    let logged_now =
+        |payload: &[u8], sig: &str, cert: &str| Some(rekor.bundle(payload, sig, cert, now()));
+    world.push("org/api", "v1.0.0").await;
+
+    // v1.1.0: the release workflow, logged now.
+    let v110 = world.push("org/api", "v1.1.0").await;
+    let (key, cert) = fulcio.issue("release", workflow, actions);
+    cosign::sign_keyless(&base, &host, "org/api", &v110, &key, &cert, |p, s| {
+        logged_now(p, s, &cert)
+    })
+    .await;
+    // v1.2.0: a person, not the workflow.
+    let v120 = world.push("org/api", "v1.2.0").await;
+    let (bob, bob_cert) = fulcio.issue("bob", "bob@example.com", "https://accounts.google.com");
+    cosign::sign_keyless(&base, &host, "org/api", &v120, &bob, &bob_cert, |p, s| {
+        logged_now(p, s, &bob_cert)
+    })
+    .await;
+    // v1.3.0: the workflow's name, on a certificate from an authority the root does not name.
+    let v130 = world.push("org/api", "v1.3.0").await;
+    let (forged, forged_cert) = stranger_ca.issue("forged", workflow, actions);
+    cosign::sign_keyless(
+        &base,
+        &host,
+        "org/api",
+        &v130,
+        &forged,
+        &forged_cert,
+        |p, s| logged_now(p, s, &forged_cert),
+    )
+    .await;
+    // v1.4.0: logged two days before its certificate was valid.
+    let v140 = world.push("org/api", "v1.4.0").await;
+    let (early, early_cert) = fulcio.issue("early", workflow, actions);
+    cosign::sign_keyless(
+        &base,
+        &host,
+        "org/api",
+        &v140,
+        &early,
+        &early_cert,
+        |p, s| Some(rekor.bundle(p, s, &early_cert, now() - 2 * 86_400)),
+    )
+    .await;
+    // v1.5.0: a bundle that records another signature (v1.1.0's).
+    let v150 = world.push("org/api", "v1.5.0").await;
+    let (late, late_cert) = fulcio.issue("late", workflow, actions);
+    let other_payload = cosign::payload(&format!("{host}/org/api"), &v110);
+    let other_sig = late.sign(other_payload.as_bytes());
+    cosign::sign_keyless(&base, &host, "org/api", &v150, &late, &late_cert, |_, _| {
+        Some(rekor.bundle(other_payload.as_bytes(), &other_sig, &late_cert, now()))
+    })
+    .await;
+
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains(&format!("{host}/org/api\n    newTag: v1.1.0")),
+        "{out}"
+    );
+    let unverified = status(&world, "api")["unverified"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for needle in [
+        format!("v1.5.0: a keyless signature for {v150}: its bundle records another signature"),
+        format!("v1.4.0: a keyless signature for {v140}: signed at "),
+        "outside its certificate's validity".to_string(),
+        format!(
+            "v1.3.0: a keyless signature for {v130}: its certificate was not issued by an authority of the trusted root"
+        ),
+        format!(
+            "v1.2.0: a keyless signature for {v120}: signed by bob@example.com, not {workflow}"
+        ),
+    ] {
+        assert!(
+            unverified.contains(&needle),
+            "{needle} missing from {unverified}"
+        );
+    }
+
+    // v1.6.0: the workflow, without a bundle: its certificate is valid now, which is enough.
+    let v160 = world.push("org/api", "v1.6.0").await;
+    let (key, cert) = fulcio.issue("plain", workflow, actions);
+    cosign::sign_keyless(&base, &host, "org/api", &v160, &key, &cert, |_, _| None).await;
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains(&format!("{host}/org/api\n    newTag: v1.6.0")),
+        "{out}"
+    );
+}
+
+/// A registry with the OCI 1.1 referrers API: a signature cosign pushed in its referrers mode
+/// (untagged, naming the image as its subject) is found there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_found_through_the_referrers_api() {
+    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
+    let host = world.host();
+    let base = world.registry.url();
+    let front = harness::referrers::Referrers::start(base.clone()).await;
+    let key = Key::generate(world.dir.path(), "ours");
+    let mut config = world.base_config(&["prod"]).replace(
+        &format!("api_url = \"http://{host}\""),
+        &format!("api_url = \"{}\"", front.url()),
+    );
+    assert!(config.contains(&front.url()));
+    config.push_str(&format!(
+        "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\nverify = {{ cosign_key = \"file:{}\" }}\n{}",
+        key.public.display(),
+        target(&host, "api")
+    ));
+    world.write_config(&config);
+    world.push("org/api", "v1.0.0").await;
+    let v110 = world.push("org/api", "v1.1.0").await;
+    let v120 = world.push("org/api", "v1.2.0").await;
+    // v1.2.0 has a referrer, but it is v1.1.0's signature: not counted for v1.2.0.
+    let signature = cosign::sign_as_referrer(&base, &host, "org/api", &v110, &key).await;
+    front.refer(&v120, signature.clone());
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains("newTag: v1.0.0"),
+        "{out}"
+    );
+    assert!(
+        status(&world, "api")["unverified"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("signs {v110} instead")),
+    );
+    // Listed for v1.1.0, where it belongs: v1.1.0 is written (v1.2.0 still is not).
+    front.refer(&v110, signature);
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
             .contains("newTag: v1.1.0"),
         "{out}"
     );

@@ -341,7 +341,20 @@ pub struct Deployment {
 pub struct Verification {
     /// cosign public keys (PEM), any of which may sign.
     pub keys: Vec<CredentialRef>,
+    /// Or a keyless signature by this identity.
+    pub keyless: Option<Keyless>,
     pub attestation: Option<AttestationRule>,
+}
+
+/// A keyless (Fulcio certificate) signer that may sign.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Keyless {
+    /// The certificate's email address or URI, exactly.
+    pub identity: String,
+    /// The OIDC issuer that vouched for it (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// Sigstore's `trusted_root.json`: the certificate authorities and transparency logs.
+    pub trusted_root: CredentialRef,
 }
 
 /// An in-toto attestation that must accompany the signature.

@@ -239,6 +239,15 @@ pub struct RawVerify {
     /// Several, any of which may sign.
     #[schemars(with = "Option<Vec<String>>")]
     pub cosign_keys: Option<Spanned<Vec<Str>>>,
+    /// Keyless: the signing certificate's email address or URI.
+    #[schemars(with = "Option<String>")]
+    pub certificate_identity: Option<Str>,
+    /// Keyless: the OIDC issuer named in the certificate.
+    #[schemars(with = "Option<String>")]
+    pub certificate_oidc_issuer: Option<Str>,
+    /// Keyless: a credential reference to Sigstore's trusted_root.json.
+    #[schemars(with = "Option<String>")]
+    pub trusted_root: Option<Str>,
     #[schemars(with = "Option<RawAttestation>")]
     pub attestation: Option<Spanned<RawAttestation>>,
 }
@@ -465,7 +474,14 @@ pub mod keys {
         "write",
         "verify",
     ];
-    pub const VERIFY: &[&str] = &["cosign_key", "cosign_keys", "attestation"];
+    pub const VERIFY: &[&str] = &[
+        "cosign_key",
+        "cosign_keys",
+        "certificate_identity",
+        "certificate_oidc_issuer",
+        "trusted_root",
+        "attestation",
+    ];
     pub const ATTESTATION: &[&str] = &["predicate_type", "field", "equals"];
     pub const IMAGE_ONLY: &[&str] = &[
         "image",

@@ -251,9 +251,9 @@ pub async fn choose_gated(
 fn verify_error(client: &Client, e: VerifyError) -> RegistryError {
     match e {
         VerifyError::Registry(e) => e,
-        key @ VerifyError::Key { .. } => RegistryError::Setup {
+        other => RegistryError::Setup {
             registry: client.name().to_string(),
-            detail: key.to_string(),
+            detail: other.to_string(),
         },
     }
 }

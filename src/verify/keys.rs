@@ -63,6 +63,42 @@ impl PublicKey {
     }
 }
 
+/// A key of the Sigstore services (certificate authorities, transparency logs) or of a signing
+/// certificate: ECDSA on P-256 or P-384, from its SubjectPublicKeyInfo.
+#[derive(Clone, Debug)]
+pub enum AnyKey {
+    P256(VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+}
+
+impl AnyKey {
+    pub fn from_spki_der(der: &[u8]) -> Result<AnyKey, KeyError> {
+        if let Ok(key) = VerifyingKey::from_public_key_der(der) {
+            return Ok(AnyKey::P256(key));
+        }
+        p384::ecdsa::VerifyingKey::from_public_key_der(der)
+            .map(AnyKey::P384)
+            .map_err(|_| KeyError("not an ECDSA P-256 or P-384 public key".into()))
+    }
+
+    /// Whether `signature` (DER) is this key's over the message whose hash is `digest`.
+    pub fn verifies_prehash(&self, digest: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        match self {
+            AnyKey::P256(key) => {
+                Signature::from_der(signature).is_ok_and(|s| key.verify_prehash(digest, &s).is_ok())
+            }
+            AnyKey::P384(key) => p384::ecdsa::Signature::from_der(signature)
+                .is_ok_and(|s| key.verify_prehash(digest, &s).is_ok()),
+        }
+    }
+
+    /// Whether `signature` is this key's over the SHA-256 of `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verifies_prehash(&sha2::Sha256::digest(message), signature)
+    }
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;

@@ -15,21 +15,24 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::config::{CredentialRef, Verification};
+use crate::config::{CredentialRef, Keyless, Verification};
 use crate::registry::client::{Client, RegistryError};
 use crate::registry::credentials;
 use crate::registry::signatures::Attached;
 
 pub mod attestation;
+pub mod keyless;
 pub mod keys;
 pub mod simple_signing;
+pub mod trusted_root;
 
 use keys::PublicKey;
+use trusted_root::TrustedRoot;
 
 /// How long a key read from its source is used before it is read again (a rotated key file is
 /// picked up without a reload).
@@ -55,6 +58,25 @@ pub enum VerifyError {
     Registry(#[from] RegistryError),
     #[error("verification key {reference}: {reason}")]
     Key { reference: String, reason: String },
+    #[error("trusted root {reference}: {reason}")]
+    TrustedRoot { reference: String, reason: String },
+}
+
+/// Who may sign, read for one check.
+struct Signers<'a> {
+    keys: Vec<PublicKey>,
+    keyless: Option<(&'a Keyless, Arc<TrustedRoot>)>,
+}
+
+impl Signers<'_> {
+    /// For messages: the keys' fingerprints and the keyless identity.
+    fn describe(&self) -> String {
+        let mut names: Vec<String> = self.keys.iter().map(|k| format!("key {}", k.id)).collect();
+        if let Some((rule, _)) = &self.keyless {
+            names.push(format!("{} ({})", rule.identity, rule.issuer));
+        }
+        names.join(", ")
+    }
 }
 
 /// Verifies digests against `verify` rules, remembering what passed. Shared by every image of
@@ -63,6 +85,7 @@ pub enum VerifyError {
 #[derive(Default)]
 pub struct Verifier {
     keys: Mutex<HashMap<CredentialRef, (PublicKey, Instant)>>,
+    roots: Mutex<HashMap<CredentialRef, (Arc<TrustedRoot>, Instant)>>,
     passed: Mutex<HashMap<(String, String, u64), String>>,
 }
 
@@ -93,18 +116,26 @@ impl Verifier {
         if let Some(by) = self.passed.lock().expect("verifier lock").get(&remembered) {
             return Ok(Verdict::Verified(by.clone()));
         }
-        let keys = self.keys(rules).await?;
-        let verdict = match signature(client, repository, digest, &keys).await? {
+        let signers = Signers {
+            keys: self.keys(rules).await?,
+            keyless: match &rules.keyless {
+                Some(k) => Some((k, self.root(&k.trusted_root).await?)),
+                None => None,
+            },
+        };
+        let verdict = match signature(client, repository, digest, &signers).await? {
             Err(why) => Verdict::Rejected(why),
             Ok(by) => match &rules.attestation {
-                None => Verdict::Verified(format!("signed by key {by}")),
-                Some(rule) => match attested(client, repository, digest, &keys, rule).await? {
-                    Ok(att_by) => Verdict::Verified(format!(
-                        "signed by key {by}, `{}` attested by key {att_by}",
-                        rule.predicate_type
-                    )),
-                    Err(why) => Verdict::Rejected(why),
-                },
+                None => Verdict::Verified(format!("signed by {by}")),
+                Some(rule) => {
+                    match attested(client, repository, digest, &signers.keys, rule).await? {
+                        Ok(att_by) => Verdict::Verified(format!(
+                            "signed by {by}, `{}` attested by key {att_by}",
+                            rule.predicate_type
+                        )),
+                        Err(why) => Verdict::Rejected(why),
+                    }
+                }
             },
         };
         if let Verdict::Verified(by) = &verdict {
@@ -115,6 +146,33 @@ impl Verifier {
             passed.insert(remembered, by.clone());
         }
         Ok(verdict)
+    }
+
+    /// A trusted root, read from its source at most [`KEY_TTL`] ago.
+    async fn root(&self, reference: &CredentialRef) -> Result<Arc<TrustedRoot>, VerifyError> {
+        let known = self
+            .roots
+            .lock()
+            .expect("verifier lock")
+            .get(reference)
+            .filter(|(_, at)| at.elapsed() < KEY_TTL)
+            .map(|(root, _)| root.clone());
+        if let Some(root) = known {
+            return Ok(root);
+        }
+        let fail = |reason: String| VerifyError::TrustedRoot {
+            reference: reference.to_string(),
+            reason,
+        };
+        let text = credentials::read_document(reference)
+            .await
+            .map_err(|e| fail(e.reason))?;
+        let root = Arc::new(TrustedRoot::parse(text.expose()).map_err(fail)?);
+        self.roots
+            .lock()
+            .expect("verifier lock")
+            .insert(reference.clone(), (root.clone(), Instant::now()));
+        Ok(root)
     }
 
     /// The rules' keys, each read from its source at most [`KEY_TTL`] ago.
@@ -165,14 +223,15 @@ fn fingerprint(rules: &Verification) -> u64 {
     hasher.finish()
 }
 
-/// Looks for a cosign signature of `digest` by one of `keys`: `Ok(Ok(key id))`, or why none
+/// Looks for a cosign signature of `digest` by one of `signers`: `Ok(Ok(who))`, or why none
 /// counts.
 async fn signature(
     client: &Client,
     repository: &str,
     digest: &str,
-    keys: &[PublicKey],
+    signers: &Signers<'_>,
 ) -> Result<Result<String, String>, RegistryError> {
+    let keys = &signers.keys;
     let layers = client
         .attached(repository, digest, Attached::Signatures)
         .await?;
@@ -181,6 +240,7 @@ async fn signature(
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut elsewhere = None;
+    let mut keyless_why: Option<String> = None;
     for layer in &layers {
         let Some(signature) = layer
             .annotations
@@ -191,26 +251,44 @@ async fn signature(
             continue;
         };
         let payload = client.payload(repository, layer).await?;
-        let Some(key) = keys.iter().find(|k| k.verifies(&payload, &signature)) else {
-            continue;
+        let signer = match keys.iter().find(|k| k.verifies(&payload, &signature)) {
+            Some(key) => format!("key {}", key.id),
+            None => {
+                let Some((rule, root)) = &signers.keyless else {
+                    continue;
+                };
+                if !layer.annotations.contains_key(keyless::CERTIFICATE) {
+                    continue;
+                }
+                let signed = keyless::Signed {
+                    payload: &payload,
+                    signature: &signature,
+                    annotations: &layer.annotations,
+                };
+                match keyless::check(&signed, rule, root, jiff::Timestamp::now().as_second()) {
+                    Ok(who) => who,
+                    Err(why) => {
+                        keyless_why
+                            .get_or_insert(format!("a keyless signature for {digest}: {why}"));
+                        continue;
+                    }
+                }
+            }
         };
         match simple_signing::signed_digest(&payload) {
-            Ok(signed) if signed == digest => return Ok(Ok(key.id.clone())),
+            Ok(signed) if signed == digest => return Ok(Ok(signer)),
             Ok(signed) => {
                 elsewhere = Some(format!(
-                    "the signature by key {} found for {digest} signs {signed} instead",
-                    key.id
+                    "the signature by {signer} found for {digest} signs {signed} instead"
                 ))
             }
-            Err(e) => elsewhere = Some(format!("signature by key {}: {e}", key.id)),
+            Err(e) => elsewhere = Some(format!("signature by {signer}: {e}")),
         }
     }
-    let names: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
-    Ok(Err(elsewhere.unwrap_or_else(|| {
+    Ok(Err(elsewhere.or(keyless_why).unwrap_or_else(|| {
         format!(
-            "no signature by the configured key{} ({}) for {digest}: {} signature{} by other keys",
-            if names.len() == 1 { "" } else { "s" },
-            names.join(", "),
+            "no signature by {} for {digest}: {} signature{} by others",
+            signers.describe(),
             layers.len(),
             if layers.len() == 1 { "" } else { "s" },
         )

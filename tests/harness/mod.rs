@@ -18,6 +18,7 @@ pub mod hostile;
 pub mod kustomize;
 pub mod need;
 pub mod proxy;
+pub mod referrers;
 pub mod shared;
 pub mod world;
 

@@ -8,9 +8,10 @@ use toml::Spanned;
 use super::{Validator, at};
 use crate::config::credentials::CredentialRef;
 use crate::config::diagnostic::Origin;
-use crate::config::model::{AttestationRule, Verification};
+use crate::config::model::{AttestationRule, Keyless, Verification};
 use crate::config::raw::{RawAttestation, RawVerify, Str};
 use crate::verify::keys::PublicKey;
+use crate::verify::trusted_root::TrustedRoot;
 
 /// The most keys one rule may list.
 const MAX_KEYS: usize = 16;
@@ -19,6 +20,8 @@ impl Validator<'_> {
     pub(super) fn verification(&mut self, raw: &Spanned<RawVerify>) -> Option<Verification> {
         let r = raw.get_ref();
         let mut written: Vec<&Str> = r.cosign_key.iter().collect();
+        let keys_written =
+            r.cosign_key.iter().count() + r.cosign_keys.as_ref().map_or(0, |l| l.get_ref().len());
         if let Some(list) = &r.cosign_keys {
             written.extend(list.get_ref());
             if list.get_ref().len() > MAX_KEYS {
@@ -30,11 +33,12 @@ impl Validator<'_> {
             }
         }
         let mut bad = false;
-        if written.is_empty() {
+        let keyless = self.keyless(raw, &mut bad);
+        if written.is_empty() && keyless.is_none() && !bad {
             self.error_hint(
                 Origin::File(raw.span()),
                 "verify names no key",
-                "add cosign_key = \"file:/etc/image-updater/cosign.pub\" (or cosign_keys = [...])",
+                "add cosign_key = \"file:/etc/image-updater/cosign.pub\" (or cosign_keys = [...], or certificate_identity, certificate_oidc_issuer and trusted_root for keyless signatures)",
             );
             bad = true;
         }
@@ -63,6 +67,14 @@ impl Validator<'_> {
             }
         }
         let attestation = match &r.attestation {
+            Some(a) if keys_written == 0 => {
+                self.error(
+                    Origin::File(a.span()),
+                    "attestation needs cosign_key: keyless attestations are not verified",
+                );
+                bad = true;
+                None
+            }
             Some(a) => match self.attestation_rule(a) {
                 Some(rule) => Some(rule),
                 None => {
@@ -72,7 +84,74 @@ impl Validator<'_> {
             },
             None => None,
         };
-        (!bad).then_some(Verification { keys, attestation })
+        (!bad).then_some(Verification {
+            keys,
+            keyless,
+            attestation,
+        })
+    }
+
+    /// The keyless signer: all three keys, or none.
+    fn keyless(&mut self, raw: &Spanned<RawVerify>, bad: &mut bool) -> Option<Keyless> {
+        let r = raw.get_ref();
+        let (identity, issuer, root) = match (
+            &r.certificate_identity,
+            &r.certificate_oidc_issuer,
+            &r.trusted_root,
+        ) {
+            (None, None, None) => return None,
+            (Some(identity), Some(issuer), Some(root)) => (identity, issuer, root),
+            _ => {
+                self.error_hint(
+                    Origin::File(raw.span()),
+                    "keyless verification needs certificate_identity, certificate_oidc_issuer and trusted_root",
+                    "trusted_root is Sigstore's trusted_root.json, as `cosign verify --trusted-root` takes",
+                );
+                *bad = true;
+                return None;
+            }
+        };
+        let plain = |what: &str| {
+            let what = what.to_string();
+            move |t: &str| {
+                if t.is_empty() || t.len() > 1024 || t.chars().any(char::is_control) {
+                    Err(format!("expected {what}"))
+                } else {
+                    Ok(t.to_string())
+                }
+            }
+        };
+        let identity = self.parse(
+            identity,
+            "certificate_identity",
+            plain("an email address or a URI, exactly as the certificate names it"),
+        );
+        let issuer = self.parse(
+            issuer,
+            "certificate_oidc_issuer",
+            plain("an issuer URL, such as https://token.actions.githubusercontent.com"),
+        );
+        let trusted_root = self.parse(root, "trusted_root", CredentialRef::parse);
+        if let Some(CredentialRef::File(path)) = &trusted_root
+            && let Err(why) = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|text| TrustedRoot::parse(&text).map(|_| ()))
+        {
+            self.error(at(root), format!("trusted_root: {why}"));
+            *bad = true;
+            return None;
+        }
+        match (identity, issuer, trusted_root) {
+            (Some(identity), Some(issuer), Some(trusted_root)) => Some(Keyless {
+                identity,
+                issuer,
+                trusted_root,
+            }),
+            _ => {
+                *bad = true;
+                None
+            }
+        }
     }
 
     fn attestation_rule(&mut self, raw: &Spanned<RawAttestation>) -> Option<AttestationRule> {
