@@ -337,6 +337,7 @@ impl Engine {
                 ..chosen
             });
         self.shared.metrics.checked(&alias, &env, result.is_ok());
+        let was_unverified = self.shared.status.get(&alias, &env).unverified;
         self.shared.status.update(&alias, &env, |s| match &result {
             Ok(chosen) => {
                 s.last_check = Some(jiff::Timestamp::now());
@@ -352,6 +353,15 @@ impl Engine {
             }
             Err(e) => s.last_error = Some(e.clone()),
         });
+        // Signature failures are news once, not every poll.
+        if let Ok(chosen) = &result
+            && !chosen.unverified.is_empty()
+        {
+            let now = chosen.unverified.join("; ");
+            if was_unverified.as_deref() != Some(now.as_str()) {
+                tracing::warn!(image = %alias, environment = %env, "not eligible under the verify rules: {now}");
+            }
+        }
         match &result {
             Err(e) => {
                 tracing::warn!(image = %alias, environment = %env, error = %e, "check failed")

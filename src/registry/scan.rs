@@ -108,6 +108,11 @@ impl Choice {
     }
 }
 
+/// How many winners failing the `verify` rules one poll looks past: each costs a few
+/// requests, and a repository of unsigned builds above the last signed release would
+/// otherwise spend the registry's budget on every poll.
+const MAX_UNVERIFIED: usize = 16;
+
 /// How many metadata lookups run at once for one image.
 const PARALLEL_LOOKUPS: usize = 8;
 
@@ -222,9 +227,17 @@ pub async fn choose_gated(
                             tracing::debug!(%repository, %digest, "{by}");
                         }
                         Verdict::Rejected(why) => {
-                            tracing::info!(%repository, tag = %candidates[i].tag, %digest, "not eligible: {why}");
+                            tracing::debug!(%repository, tag = %candidates[i].tag, %digest, "not eligible: {why}");
                             unverified.push((candidates[i].tag.clone(), why.clone()));
                             candidates[i].unavailable = Some(why);
+                            if unverified.len() >= MAX_UNVERIFIED {
+                                // Older tags are left for a later poll, once some are signed.
+                                for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
+                                    c.unavailable = Some(format!(
+                                        "not checked: the {MAX_UNVERIFIED} tags above it failed the signature rules this poll"
+                                    ));
+                                }
+                            }
                             continue;
                         }
                     }
