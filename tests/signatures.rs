@@ -29,6 +29,21 @@ fn target(host: &str, repo: &str) -> String {
     )
 }
 
+/// The registry and the git server with the overlay on `deploy/prod`; the registry's host
+/// (as image names use it) and url (for pushing).
+async fn prod_world() -> (World, String, String) {
+    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
+    let (host, base) = (world.host(), world.registry.url());
+    (world, host, base)
+}
+
+/// Writes the config: the world's registry and repository, `envs`, and `images`.
+fn configure(world: &World, envs: &[&str], images: &str) {
+    let mut config = world.base_config(envs);
+    config.push_str(images);
+    world.write_config(&config);
+}
+
 /// Whether the api entry holds `tag` at `digest` (kustomize's `newTag` and `digest`).
 fn holds(world: &World, tag: &str, digest: &str) -> bool {
     let file = world.file_on("deploy/prod", FILE);
@@ -63,18 +78,18 @@ fn status(world: &World, alias: &str) -> serde_json::Value {
 /// not written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_what_the_key_signed_is_written() {
-    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
-    let host = world.host();
-    let base = world.registry.url();
+    let (world, host, base) = prod_world().await;
     let ours = Key::generate(world.dir.path(), "ours");
     let theirs = Key::generate(world.dir.path(), "theirs");
-    let mut config = world.base_config(&["prod"]);
-    config.push_str(&format!(
-        "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\npin_digest = true\nverify = {{ cosign_key = \"file:{}\" }}\n{}",
-        ours.public.display(),
-        target(&host, "api")
-    ));
-    world.write_config(&config);
+    configure(
+        &world,
+        &["prod"],
+        &format!(
+            "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\npin_digest = true\nverify = {{ cosign_key = \"file:{}\" }}\n{}",
+            ours.public.display(),
+            target(&host, "api")
+        ),
+    );
     world.push("org/api", "v1.0.0").await;
 
     // A signed release is written, with its digest.
@@ -163,17 +178,17 @@ async fn only_what_the_key_signed_is_written() {
 /// names: that signature is what counts, not the platform images'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_platform_index_is_verified_at_the_index() {
-    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
-    let host = world.host();
-    let base = world.registry.url();
+    let (world, host, base) = prod_world().await;
     let key = Key::generate(world.dir.path(), "ours");
-    let mut config = world.base_config(&["prod"]);
-    config.push_str(&format!(
-        "\n[images.multi]\nimage = \"{host}/org/multi\"\nenvironments = [\"prod\"]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[images.multi.verify]\ncosign_keys = [\"file:{}\"]\n\n{}",
-        key.public.display(),
-        target(&host, "multi")
-    ));
-    world.write_config(&config);
+    configure(
+        &world,
+        &["prod"],
+        &format!(
+            "\n[images.multi]\nimage = \"{host}/org/multi\"\nenvironments = [\"prod\"]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[images.multi.verify]\ncosign_keys = [\"file:{}\"]\n\n{}",
+            key.public.display(),
+            target(&host, "multi")
+        ),
+    );
     let platforms = ["linux/amd64", "linux/arm64"];
     let at = "2026-01-01T00:00:00Z";
     push_index(
@@ -240,19 +255,19 @@ async fn a_multi_platform_index_is_verified_at_the_index() {
 /// digest with the predicate type, and the named field must have the value asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attestation_rule_needs_the_provenance_it_names() {
-    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
-    let host = world.host();
-    let base = world.registry.url();
+    let (world, host, base) = prod_world().await;
     let key = Key::generate(world.dir.path(), "ours");
     let slsa = "https://slsa.dev/provenance/v0.2";
     let builder = "https://github.com/acme/builders/.github/workflows/build.yml@refs/heads/main";
-    let mut config = world.base_config(&["prod"]);
-    config.push_str(&format!(
-        "\n[images.built]\nimage = \"{host}/org/built\"\nenvironments = [\"prod\"]\n\n[images.built.verify]\ncosign_key = \"file:{key}\"\nattestation = {{ predicate_type = \"{slsa}\", field = \"predicate.builder.id\", equals = \"{builder}\" }}\n\n{target}",
-        key = key.public.display(),
-        target = target(&host, "built")
-    ));
-    world.write_config(&config);
+    configure(
+        &world,
+        &["prod"],
+        &format!(
+            "\n[images.built]\nimage = \"{host}/org/built\"\nenvironments = [\"prod\"]\n\n[images.built.verify]\ncosign_key = \"file:{key}\"\nattestation = {{ predicate_type = \"{slsa}\", field = \"predicate.builder.id\", equals = \"{builder}\" }}\n\n{target}",
+            key = key.public.display(),
+            target = target(&host, "built")
+        ),
+    );
     world.push("org/built", "v1.0.0").await;
     let provenance = |id: &str| serde_json::json!({"builder": {"id": id}, "buildType": "https://example.com/build"});
     // v1.1.0: signed and attested by the right builder.
@@ -322,13 +337,15 @@ async fn a_promotion_is_verified_in_the_target_environment() {
     let host = world.host();
     let base = world.registry.url();
     let key = Key::generate(world.dir.path(), "ours");
-    let mut config = world.base_config(&["dev", "prod"]);
-    config.push_str(&format!(
-        "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"dev\", \"prod\"]\n\n[images.api.env.prod]\npromote_from = \"dev\"\nverify = {{ cosign_key = \"file:{}\" }}\n\n{}",
-        key.public.display(),
-        target(&host, "api")
-    ));
-    world.write_config(&config);
+    configure(
+        &world,
+        &["dev", "prod"],
+        &format!(
+            "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"dev\", \"prod\"]\n\n[images.api.env.prod]\npromote_from = \"dev\"\nverify = {{ cosign_key = \"file:{}\" }}\n\n{}",
+            key.public.display(),
+            target(&host, "api")
+        ),
+    );
     world.push("org/api", "v1.0.0").await;
     let v110 = world.push("org/api", "v1.1.0").await;
     let (ok, out) = stdout(&world, &["once"]);
@@ -376,9 +393,7 @@ async fn a_promotion_is_verified_in_the_target_environment() {
 /// time, verified with the transparency log's key, for this very signature).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_signatures_name_who_signed() {
-    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
-    let host = world.host();
-    let base = world.registry.url();
+    let (world, host, base) = prod_world().await;
     let dir = world.dir.path();
     let fulcio = cosign::Fulcio::new(dir, "fulcio");
     let stranger_ca = cosign::Fulcio::new(dir, "stranger");
@@ -387,13 +402,15 @@ async fn keyless_signatures_name_who_signed() {
     std::fs::write(&root, cosign::trusted_root(&fulcio, &rekor)).unwrap();
     let workflow = "https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main";
     let actions = "https://token.actions.githubusercontent.com";
-    let mut config = world.base_config(&["prod"]);
-    config.push_str(&format!(
-        "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\n\n[images.api.verify]\ncertificate_identity = \"{workflow}\"\ncertificate_oidc_issuer = \"{actions}\"\ntrusted_root = \"file:{}\"\n\n{}",
-        root.display(),
-        target(&host, "api")
-    ));
-    world.write_config(&config);
+    configure(
+        &world,
+        &["prod"],
+        &format!(
+            "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\n\n[images.api.verify]\ncertificate_identity = \"{workflow}\"\ncertificate_oidc_issuer = \"{actions}\"\ntrusted_root = \"file:{}\"\n\n{}",
+            root.display(),
+            target(&host, "api")
+        ),
+    );
     // Logged as it is signed, after its certificate was issued.
     let now = || jiff::Timestamp::now().as_second();
     let logged_now =
@@ -497,9 +514,7 @@ async fn keyless_signatures_name_who_signed() {
 /// (untagged, naming the image as its subject) is found there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_are_found_through_the_referrers_api() {
-    let world = World::new(&[(FILE, OVERLAY)], &["deploy/prod"]).await;
-    let host = world.host();
-    let base = world.registry.url();
+    let (world, host, base) = prod_world().await;
     let front = harness::referrers::Referrers::start(base.clone()).await;
     let key = Key::generate(world.dir.path(), "ours");
     let mut config = world.base_config(&["prod"]).replace(
@@ -541,6 +556,59 @@ async fn signatures_are_found_through_the_referrers_api() {
         world
             .file_on("deploy/prod", FILE)
             .contains("newTag: v1.1.0"),
+        "{out}"
+    );
+}
+
+/// A poll looks past at most sixteen winners that fail the rules (each costs requests): with
+/// more unsigned builds above the last signed release, nothing older is checked until some
+/// are signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_looks_past_at_most_sixteen_unsigned_tags() {
+    let (world, host, base) = prod_world().await;
+    let key = Key::generate(world.dir.path(), "ours");
+    configure(
+        &world,
+        &["prod"],
+        &format!(
+            "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\nverify = {{ cosign_key = \"file:{}\" }}\n{}",
+            key.public.display(),
+            target(&host, "api")
+        ),
+    );
+    world.push("org/api", "v1.0.0").await;
+    let v110 = world.push("org/api", "v1.1.0").await;
+    cosign::sign(&base, &host, "org/api", &v110, &key).await;
+    let mut newest = String::new();
+    for minor in 2..=18 {
+        newest = world.push("org/api", &format!("v1.{minor}.0")).await;
+    }
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains("newTag: v1.0.0"),
+        "{out}"
+    );
+    let unverified = status(&world, "api")["unverified"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        unverified.matches("no cosign signature").count(),
+        16,
+        "{unverified}"
+    );
+    assert!(!unverified.contains("v1.2.0"), "{unverified}");
+    // The newest signed: written.
+    cosign::sign(&base, &host, "org/api", &newest, &key).await;
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains("newTag: v1.18.0"),
         "{out}"
     );
 }

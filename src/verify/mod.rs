@@ -84,8 +84,8 @@ impl Signers<'_> {
 /// later poll.
 #[derive(Default)]
 pub struct Verifier {
-    keys: Mutex<HashMap<CredentialRef, (PublicKey, Instant)>>,
-    roots: Mutex<HashMap<CredentialRef, (Arc<TrustedRoot>, Instant)>>,
+    keys: Recent<PublicKey>,
+    roots: Recent<Arc<TrustedRoot>>,
     passed: Mutex<HashMap<(String, String, u64), String>>,
 }
 
@@ -150,28 +150,11 @@ impl Verifier {
 
     /// A trusted root, read from its source at most [`KEY_TTL`] ago.
     async fn root(&self, reference: &CredentialRef) -> Result<Arc<TrustedRoot>, VerifyError> {
-        let known = self
-            .roots
-            .lock()
-            .expect("verifier lock")
-            .get(reference)
-            .filter(|(_, at)| at.elapsed() < KEY_TTL)
-            .map(|(root, _)| root.clone());
-        if let Some(root) = known {
+        if let Some(root) = self.roots.get(reference) {
             return Ok(root);
         }
-        let fail = |reason: String| VerifyError::TrustedRoot {
-            reference: reference.to_string(),
-            reason,
-        };
-        let text = credentials::read_document(reference)
-            .await
-            .map_err(|e| fail(e.reason))?;
-        let root = Arc::new(TrustedRoot::parse(text.expose()).map_err(fail)?);
-        self.roots
-            .lock()
-            .expect("verifier lock")
-            .insert(reference.clone(), (root.clone(), Instant::now()));
+        let root = Arc::new(read_root(reference).await?);
+        self.roots.put(reference, root.clone());
         Ok(root)
     }
 
@@ -179,21 +162,11 @@ impl Verifier {
     async fn keys(&self, rules: &Verification) -> Result<Vec<PublicKey>, VerifyError> {
         let mut out = Vec::with_capacity(rules.keys.len());
         for reference in &rules.keys {
-            let known = self
-                .keys
-                .lock()
-                .expect("verifier lock")
-                .get(reference)
-                .filter(|(_, at)| at.elapsed() < KEY_TTL)
-                .map(|(key, _)| key.clone());
-            let key = match known {
+            let key = match self.keys.get(reference) {
                 Some(key) => key,
                 None => {
                     let key = read_key(reference).await?;
-                    self.keys
-                        .lock()
-                        .expect("verifier lock")
-                        .insert(reference.clone(), (key.clone(), Instant::now()));
+                    self.keys.put(reference, key.clone());
                     key
                 }
             };
@@ -201,6 +174,46 @@ impl Verifier {
         }
         Ok(out)
     }
+}
+
+/// What was read from a credential reference, and when: used for [`KEY_TTL`], then read
+/// again (a rotated key file or trusted root is picked up without a reload).
+struct Recent<T>(Mutex<HashMap<CredentialRef, (T, Instant)>>);
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Recent(Mutex::default())
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    fn get(&self, reference: &CredentialRef) -> Option<T> {
+        self.0
+            .lock()
+            .expect("verifier lock")
+            .get(reference)
+            .filter(|(_, at)| at.elapsed() < KEY_TTL)
+            .map(|(value, _)| value.clone())
+    }
+
+    fn put(&self, reference: &CredentialRef, value: T) {
+        self.0
+            .lock()
+            .expect("verifier lock")
+            .insert(reference.clone(), (value, Instant::now()));
+    }
+}
+
+/// Reads a trusted root from its source.
+async fn read_root(reference: &CredentialRef) -> Result<TrustedRoot, VerifyError> {
+    let fail = |reason: String| VerifyError::TrustedRoot {
+        reference: reference.to_string(),
+        reason,
+    };
+    let text = credentials::read_document(reference)
+        .await
+        .map_err(|e| fail(e.reason))?;
+    TrustedRoot::parse(text.expose()).map_err(fail)
 }
 
 /// Reads one public key from its source.

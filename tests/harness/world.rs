@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::git::{GitServer, PASSWORD, USER, require_lighttpd};
-use super::{Auth, PushAuth, Registry, free_port, push_image, push_labelled, require_registry};
+use super::{Auth, PushAuth, Registry, free_port, push_labelled, require_registry};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
 
@@ -57,19 +57,16 @@ impl World {
 
     /// Pushes `repo:tag` (a new digest each time); returns the digest.
     pub async fn push(&self, repo: &str, tag: &str) -> String {
-        push_image(
-            &self.registry.url(),
-            &PushAuth::None,
-            repo,
-            Some(tag),
-            "2026-01-01T00:00:00Z",
-            "linux/amd64",
-        )
-        .await
+        self.push_labelled(repo, tag, serde_json::json!({})).await
     }
 
     /// [`World::push`] of an image whose config names the repository it was built from.
     pub async fn push_from_source(&self, repo: &str, tag: &str, source: &str) -> String {
+        let labels = serde_json::json!({ "org.opencontainers.image.source": source });
+        self.push_labelled(repo, tag, labels).await
+    }
+
+    async fn push_labelled(&self, repo: &str, tag: &str, labels: serde_json::Value) -> String {
         push_labelled(
             &self.registry.url(),
             &PushAuth::None,
@@ -77,7 +74,7 @@ impl World {
             Some(tag),
             "2026-01-01T00:00:00Z",
             "linux/amd64",
-            serde_json::json!({ "org.opencontainers.image.source": source }),
+            labels,
         )
         .await
     }
