@@ -108,14 +108,6 @@ impl Verifier {
         digest: &str,
         rules: &Verification,
     ) -> Result<Verdict, VerifyError> {
-        let remembered = (
-            format!("{}/{repository}", client.name()),
-            digest.to_string(),
-            fingerprint(rules),
-        );
-        if let Some(by) = self.passed.lock().expect("verifier lock").get(&remembered) {
-            return Ok(Verdict::Verified(by.clone()));
-        }
         let signers = Signers {
             keys: self.keys(rules).await?,
             keyless: match &rules.keyless {
@@ -123,6 +115,16 @@ impl Verifier {
                 None => None,
             },
         };
+        // A pass is remembered for these rules and these keys: a key file replaced in place
+        // (a rotation, a revoked key) is read again within KEY_TTL and checks again.
+        let remembered = (
+            format!("{}/{repository}", client.name()),
+            digest.to_string(),
+            fingerprint(rules, &signers.keys),
+        );
+        if let Some(by) = self.passed.lock().expect("verifier lock").get(&remembered) {
+            return Ok(Verdict::Verified(by.clone()));
+        }
         let verdict = match signature(client, repository, digest, &signers).await? {
             Err(why) => Verdict::Rejected(why),
             Ok(by) => match &rules.attestation {
@@ -228,11 +230,15 @@ pub async fn read_key(reference: &CredentialRef) -> Result<PublicKey, VerifyErro
     PublicKey::from_pem(text.expose()).map_err(|e| fail(e.to_string()))
 }
 
-/// The rules, as a number that tells apart rules that differ (the memory of what passed is
-/// per rules: a digest verified for one key is not verified for another).
-fn fingerprint(rules: &Verification) -> u64 {
+/// The rules and the keys they read, as a number that tells apart rules that differ (the
+/// memory of what passed is per rules: a digest verified for one key is not verified for
+/// another).
+fn fingerprint(rules: &Verification, keys: &[PublicKey]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     rules.hash(&mut hasher);
+    for key in keys {
+        key.id.hash(&mut hasher);
+    }
     hasher.finish()
 }
 
