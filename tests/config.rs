@@ -749,3 +749,64 @@ attestation = {{ predicate_type = "https://slsa.dev/provenance/v1", field = "pre
         "{at:?}"
     );
 }
+
+#[test]
+fn cluster_settings_and_their_mistakes() {
+    let good = format!(
+        r#"{HEADER}
+[cluster]
+endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379/"]
+name = "prod-eu"
+lease = "15s"
+credentials = "env:ETCD_LOGIN"
+"#
+    );
+    let config = parse(&good).unwrap_or_else(|d| panic!("{d}"));
+    let cluster = config.cluster.unwrap();
+    assert_eq!(
+        cluster.endpoints,
+        ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    );
+    assert_eq!(cluster.name, "prod-eu");
+    assert_eq!(cluster.lease, std::time::Duration::from_secs(15));
+    let defaults = parse(&format!(
+        "{HEADER}\n[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\n"
+    ))
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!(
+        (defaults.name.as_str(), defaults.lease.as_secs()),
+        ("image-updater", 10)
+    );
+
+    let bad = format!(
+        r#"{HEADER}
+[cluster]
+backend = "zookeeper"
+endpoints = ["https://etcd.example:2379", "http://user:pw@10.0.0.1:2379", "etcd:2379"]
+name = "a/b"
+lease = "1s"
+members = 3
+"#
+    );
+    let d = parse(&bad).unwrap_err();
+    let text = d.to_string();
+    for needle in [
+        "`zookeeper` is not a cluster backend",
+        "TLS to etcd is not supported yet",
+        "credentials go in `credentials`",
+        "use 1 to 64 letters",
+        "a lease is 2s to 300s",
+        "unknown key `members`",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(
+        locations(&d)
+            .iter()
+            .any(|l| l.starts_with("updater.toml:16:")),
+        "{:?}",
+        locations(&d)
+    );
+}

@@ -205,6 +205,7 @@ fn expected_keys(path: &[TomlStep]) -> Vec<&'static str> {
         [Some("environments"), _] => keys::ENVIRONMENT.to_vec(),
         [Some("environments"), _, Some("pull_request")] => keys::PULL_REQUEST.to_vec(),
         [Some("webhooks")] => keys::WEBHOOKS.to_vec(),
+        [Some("cluster")] => keys::CLUSTER.to_vec(),
         [Some("notifications"), _] => keys::NOTIFICATION.to_vec(),
         [Some("images"), _] => [keys::IMAGE_ONLY, keys::POLICY].concat(),
         [Some("images"), _, Some("env"), _] => keys::POLICY.to_vec(),

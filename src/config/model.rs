@@ -30,6 +30,22 @@ pub struct Config {
     pub webhooks: Option<Webhooks>,
     /// Where cycle summaries are sent, by name.
     pub notifications: BTreeMap<String, Notification>,
+    /// Replicas sharing the work, when `[cluster]` is configured.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: replicas that divide the images among the live ones, through etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `http://host:2379`, …: etcd's client URLs.
+    pub endpoints: Vec<String>,
+    /// Keeps clusters sharing one etcd apart: keys live under `/image-updater/NAME/`.
+    pub name: String,
+    /// How long a replica that stopped renewing its lease keeps its images: its work moves to
+    /// the others after this (plus at most a second).
+    pub lease: Duration,
+    /// etcd's `user:password`, when it has authentication on.
+    pub credentials: Option<CredentialRef>,
 }
 
 /// `[webhooks]`: registries POST push events here, and the images they name are checked at

@@ -36,6 +36,27 @@ pub struct RawConfig {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawNotification>")]
     pub notifications: BTreeMap<String, Spanned<RawNotification>>,
+    #[serde(default)]
+    #[schemars(with = "Option<RawCluster>")]
+    pub cluster: Option<Spanned<RawCluster>>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `etcd`, the only backend.
+    #[schemars(with = "Option<String>")]
+    pub backend: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub endpoints: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Str>,
+    /// A duration, `10s` by default.
+    #[schemars(with = "Option<String>")]
+    pub lease: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub credentials: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -397,7 +418,9 @@ pub mod keys {
         "images",
         "webhooks",
         "notifications",
+        "cluster",
     ];
+    pub const CLUSTER: &[&str] = &["backend", "endpoints", "name", "lease", "credentials"];
     pub const WEBHOOKS: &[&str] = &["listen", "secret"];
     pub const NOTIFICATION: &[&str] = &["url", "format", "credentials"];
     pub const SETTINGS: &[&str] = &[

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod cluster;
 mod environments;
 mod forges;
 mod images;
@@ -111,6 +112,7 @@ impl<'a> Validator<'a> {
         }
         let webhooks = raw.webhooks.as_ref().and_then(|w| self.webhooks(w));
         let notifications = self.notifications(&raw.notifications);
+        let cluster = raw.cluster.as_ref().and_then(|c| self.cluster(c));
         let config = Config {
             settings,
             registries,
@@ -119,6 +121,7 @@ impl<'a> Validator<'a> {
             images,
             webhooks,
             notifications,
+            cluster,
         };
         self.write_modes(&config, &image_spans, &env_spans);
         self.diagnostics.is_empty().then_some(config)
