@@ -18,6 +18,8 @@ need git git
 need curl curl
 need sha256sum coreutils
 need python3 python3
+# The etcd client's protocol is compiled from etcd's .proto files at build time.
+need protoc protobuf-compiler
 if [ -n "${MISSING:-}" ]; then
     echo "== installing:$MISSING"
     if [ "$(id -u)" != 0 ]; then

@@ -13,6 +13,7 @@
 //!
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod forge;

@@ -144,6 +144,16 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
 
     let mut source = fingerprint(&std::fs::read(&options.config_path).unwrap_or_default());
+    // With [cluster], the live replicas divide the images; read once, at start.
+    let (mut members, cluster_task) = match &config.cluster {
+        Some(cluster) => {
+            let me = crate::cluster::replica_id();
+            tracing::info!(replica = %me, cluster = %cluster.name, endpoints = ?cluster.endpoints, "cluster: joining");
+            let (rx, task) = crate::cluster::etcd::join(cluster.clone(), me, stop_tx.subscribe());
+            (Some(rx), Some(task))
+        }
+        None => (None, None),
+    };
     let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
     let mut schedule = Schedule::new(&engine.config, |alias| shared.status.checked(alias));
     planned(&schedule, &engine.config, &shared, &health);
@@ -160,8 +170,13 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     tracing::info!(images = schedule.len(), "running");
 
     loop {
-        // Images whose lane is busy wait for it; the others are due on their own time.
-        let idle = |alias: &str| !lanes.contains_key(&lane_of(&engine, alias));
+        // Images whose lane is busy wait for it; the others are due on their own time. In a
+        // cluster, only the images this replica owns now.
+        let view = members.as_ref().map(|m| m.borrow().clone());
+        let idle = |alias: &str| {
+            !lanes.contains_key(&lane_of(&engine, alias))
+                && view.as_ref().is_none_or(|v| owns(v, &engine, alias))
+        };
         let next = schedule.next_due_among(idle);
         tokio::select! {
             _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
@@ -255,6 +270,20 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             _ = heartbeat.tick() => {
                 health.beat();
                 memory::trim();
+                // A replica in the cluster that owns no image makes progress by being there.
+                if let Some(v) = &view
+                    && v.live.contains(&v.me)
+                    && !engine.config.images.keys().any(|a| owns(v, &engine, a))
+                {
+                    health.succeeded();
+                    health.ready.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok(()) = async { members.as_mut().expect("clustered").changed().await }, if members.is_some() => {
+                let v = members.as_ref().expect("clustered").borrow().clone();
+                let owned = engine.config.images.keys().filter(|a| owns(&v, &engine, a)).count();
+                shared.metrics.owned_images(owned, v.live.len());
+                tracing::info!(owned, of = engine.config.images.len(), members = v.live.len(), "cluster: images owned by this replica");
             }
             // The watchdog is fed only while polling makes progress: systemd restarts a daemon
             // whose loop turns but whose polls have all hung or failed for too long.
@@ -284,6 +313,10 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let _ = server_task.await;
     if let Some(task) = webhook_task {
         let _ = task.await;
+    }
+    // The lease is revoked on the way out: the others take this replica's images at once.
+    if let Some(task) = cluster_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -503,6 +536,16 @@ fn poll_refusal(config: &Config, request: &control::PollRequest) -> Option<contr
 
 /// The lane of an image, as the budget plan names it: its registry's name (images of
 /// registries the config does not list share the lane of their host).
+/// Whether this replica owns `alias` among the live replicas: images are divided by
+/// registry and repository, so one replica lists each repository's tags.
+fn owns(view: &crate::cluster::Members, engine: &Engine, alias: &str) -> bool {
+    engine
+        .config
+        .images
+        .get(alias)
+        .is_some_and(|image| view.owns(&image.reference.repository()))
+}
+
 fn lane_of(engine: &Engine, alias: &str) -> String {
     engine
         .config

@@ -31,6 +31,8 @@ pub enum Component {
     Jsonschema,
     /// Debian's python3 with the Prometheus client, whose OpenMetrics parser is strict.
     OpenMetricsParser,
+    /// etcd, for replicas that share the work.
+    Etcd,
 }
 
 impl Component {
@@ -55,6 +57,7 @@ impl Component {
                 .args(["-c", "import prometheus_client.openmetrics.parser"])
                 .output()
                 .is_ok_and(|o| o.status.success()),
+            Component::Etcd => Path::new(super::etcd::ETCD).exists(),
         }
     }
 
@@ -81,6 +84,7 @@ impl Component {
             Component::OpenMetricsParser => {
                 "the Prometheus client for /usr/bin/python3 (apt-get install python3-prometheus-client)"
             }
+            Component::Etcd => "/usr/bin/etcd (apt-get install etcd-server)",
         }
     }
 }

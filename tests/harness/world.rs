@@ -165,13 +165,32 @@ author = "image-updater <bot@example.com>"
     /// [`World::start_with`], with extra environment variables for the daemon.
     pub fn start_with_env(&self, config: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join("daemon.log");
+        self.spawn(config, &self.state_dir(), log, self.port, env)
+    }
+
+    /// Another daemon on the same config, as a replica on another host: its own state dir,
+    /// log (`NAME.log`) and port.
+    pub fn start_replica(&self, name: &str) -> Daemon {
+        let state = self.dir.path().join(format!("state-{name}"));
+        let log = self.dir.path().join(format!("{name}.log"));
+        self.spawn(&self.config_path(), &state, log, free_port(), &[])
+    }
+
+    fn spawn(
+        &self,
+        config: &std::path::Path,
+        state: &std::path::Path,
+        log: PathBuf,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(config)
             .arg("--state-dir")
-            .arg(self.state_dir())
+            .arg(state)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{port}"))
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -179,11 +198,7 @@ author = "image-updater <bot@example.com>"
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon {
-            child,
-            log,
-            port: self.port,
-        }
+        Daemon { child, log, port }
     }
 
     pub fn file_on(&self, branch: &str, path: &str) -> String {

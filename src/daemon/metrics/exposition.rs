@@ -162,6 +162,20 @@ impl Collector for Scrape {
             "Images in the running config.",
             self.images as u64,
         )?;
+        if let Some((owned, members)) = c.cluster {
+            gauge(
+                &mut e,
+                "image_updater_cluster_owned_images",
+                "Images this replica polls and writes, of those in the config ([cluster]).",
+                owned,
+            )?;
+            gauge(
+                &mut e,
+                "image_updater_cluster_members",
+                "Live replicas this replica sees, itself included; 0 without an etcd lease.",
+                members,
+            )?;
+        }
         counters(
             &mut e,
             "image_updater_images_checked",

@@ -48,6 +48,8 @@ pub(crate) struct Counters {
     plans: BTreeMap<String, (f64, f64, f64)>,
     /// Each image's interval as planned.
     intervals: BTreeMap<String, f64>,
+    /// In a cluster: the images this replica owns, and the live replicas it sees.
+    cluster: Option<(u64, u64)>,
 }
 
 /// Upper bounds of the poll lag histogram's buckets, in seconds.
@@ -95,6 +97,11 @@ impl DaemonMetrics {
     /// The series of `image` in `env`, made on first use.
     fn image(&self, image: &str, env: &str, f: impl FnOnce(&mut ImageSeries)) {
         self.with(|c| f(by_image::entry(&mut c.images, image, env)));
+    }
+
+    /// In a cluster: how many images this replica owns among `members` live replicas.
+    pub fn owned_images(&self, owned: usize, members: usize) {
+        self.with(|c| c.cluster = Some((owned as u64, members as u64)));
     }
 
     pub fn checked(&self, image: &str, env: &str, ok: bool) {

@@ -1,0 +1,176 @@
+//! Membership through etcd: each replica grants itself a lease of `[cluster] lease`, keeps it
+//! alive at a third of its length, and puts `/image-updater/NAME/members/ID` under it; every
+//! second it reads the members' prefix and publishes the live set. A replica that dies stops
+//! renewing; etcd deletes its key when the lease runs out, and the others take its images at
+//! their next read.
+//!
+//! When etcd cannot be reached, or the lease was lost, this replica publishes itself as
+//! outside (it owns nothing, so it polls and writes nothing) and keeps trying to rejoin with a
+//! new lease. Its images are then the others' as soon as its key expires: never two owners
+//! for longer than a lease.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use tokio::sync::watch;
+
+use super::Members;
+use crate::config::Cluster;
+use crate::registry::credentials::{self, Credential};
+
+/// How often the members' prefix is read.
+const READ_EVERY: Duration = Duration::from_secs(1);
+/// How long one etcd request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most members read (more is not a cluster of image-updater replicas).
+const MAX_MEMBERS: i64 = 1000;
+
+fn prefix(name: &str) -> String {
+    format!("/image-updater/{name}/members/")
+}
+
+/// Joins the cluster as `me`, and keeps the membership current until `stop` turns true.
+/// The receiver always holds the latest view; it starts outside (owning nothing).
+pub fn join(
+    config: Cluster,
+    me: String,
+    mut stop: watch::Receiver<bool>,
+) -> (watch::Receiver<Members>, tokio::task::JoinHandle<()>) {
+    let outside = Members {
+        me: me.clone(),
+        live: Vec::new(),
+    };
+    let (tx, rx) = watch::channel(outside.clone());
+    let task = tokio::spawn(async move {
+        // The same failure is logged once, not at every retry.
+        let mut last_error: Option<String> = None;
+        loop {
+            // Each step of joining is bounded by REQUEST_TIMEOUT; once joined, the session
+            // watches `stop` itself, to revoke its lease on the way out.
+            let result = member(&config, &me, &tx, &mut stop).await;
+            // Outside until a new lease is held.
+            tx.send_replace(outside.clone());
+            match result {
+                Ok(()) => return,
+                Err(e) if last_error.as_deref() != Some(e.as_str()) => {
+                    tracing::error!(error = %e, "cluster: no etcd lease; this replica polls and writes nothing until it rejoins");
+                    last_error = Some(e);
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(READ_EVERY) => {}
+                _ = stopped(&mut stop) => return,
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// One membership: a lease, its key, its renewals and the reads of the live set. Returns
+/// `Ok` when asked to stop (the lease is revoked, so the others take over at once), and an
+/// error when etcd fails or the lease is lost.
+async fn member(
+    config: &Cluster,
+    me: &str,
+    tx: &watch::Sender<Members>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut client = connect(config).await?;
+    let ttl = i64::try_from(config.lease.as_secs()).unwrap_or(10).max(2);
+    let lease = timed(client.lease_grant(ttl, None))
+        .await?
+        .map_err(|e| format!("lease: {e}"))?
+        .id();
+    let key = format!("{}{me}", prefix(&config.name));
+    timed(client.put(key.as_str(), me, Some(PutOptions::new().with_lease(lease))))
+        .await?
+        .map_err(|e| format!("registering {key}: {e}"))?;
+    let (mut keeper, mut answers) = timed(client.lease_keep_alive(lease))
+        .await?
+        .map_err(|e| format!("keeping the lease: {e}"))?;
+    tracing::info!(replica = %me, cluster = %config.name, lease_seconds = ttl, "cluster: joined");
+    let renew_every = config.lease / 3;
+    let mut renew = tokio::time::interval(renew_every);
+    let mut read = tokio::time::interval(READ_EVERY);
+    let mut last_seen: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = renew.tick() => {
+                timed(keeper.keep_alive()).await?.map_err(|e| format!("renewing the lease: {e}"))?;
+                match timed(answers.message()).await?.map_err(|e| format!("renewing the lease: {e}"))? {
+                    Some(answer) if answer.ttl() > 0 => {}
+                    _ => return Err("the lease expired".into()),
+                }
+            }
+            _ = read.tick() => {
+                let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS);
+                let got = timed(client.get(prefix(&config.name), Some(options)))
+                    .await?
+                    .map_err(|e| format!("reading the members: {e}"))?;
+                let mut live: Vec<String> = got
+                    .kvs()
+                    .iter()
+                    .filter_map(|kv| kv.value_str().ok())
+                    .filter(|v| !v.is_empty() && v.len() <= 255)
+                    .map(String::from)
+                    .collect();
+                live.sort();
+                live.dedup();
+                if !live.iter().any(|m| m == me) {
+                    return Err("this replica's key is gone".into());
+                }
+                if live != last_seen {
+                    tracing::info!(members = ?live, "cluster: members");
+                    last_seen = live.clone();
+                }
+                tx.send_replace(Members { me: me.to_string(), live });
+            }
+            _ = stopped(stop) => {
+                let _ = timed(client.lease_revoke(lease)).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn connect(config: &Cluster) -> Result<Client, String> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(REQUEST_TIMEOUT)
+        .with_timeout(REQUEST_TIMEOUT);
+    if let Some(reference) = &config.credentials {
+        match credentials::resolve(reference, "etcd")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(Credential::Basic { username, password }) => {
+                options = options.with_user(username, password.expose());
+            }
+            Some(Credential::Bearer(_)) | None => {
+                return Err(format!("{reference} holds no user:password for etcd"));
+            }
+        }
+    }
+    Client::connect(&config.endpoints, Some(options))
+        .await
+        .map_err(|e| format!("cannot reach etcd at {}: {e}", config.endpoints.join(", ")))
+}
+
+/// Returns once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `future`, or an error once [`REQUEST_TIMEOUT`] has passed.
+async fn timed<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, future)
+        .await
+        .map_err(|_| format!("etcd did not answer within {}s", REQUEST_TIMEOUT.as_secs()))
+}

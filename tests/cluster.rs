@@ -1,0 +1,131 @@
+//! Replicas sharing the work through a real etcd (Debian's `etcd-server`): daemons on the same
+//! config, the same registry and the same repository, each with its own state dir. Every
+//! image is polled by exactly one live replica (counted in each replica's own metrics), and a
+//! replica killed with SIGKILL has its images taken over once its lease runs out.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::etcd::Etcd;
+use harness::world::{Daemon, World};
+
+const FILE: &str = "dev/kustomization.yaml";
+const IMAGES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+fn overlay() -> String {
+    let mut text = String::from("images:\n");
+    for i in IMAGES {
+        text.push_str(&format!("  - name: REGISTRY/org/{i}\n    newTag: v1.0.0\n"));
+    }
+    text
+}
+
+async fn checks(replica: &Daemon, image: &str) -> f64 {
+    replica
+        .metric(&format!(
+            "image_updater_images_checked_total{{image=\"{image}\""
+        ))
+        .await
+}
+
+/// Waits until `replica` sees `n` live members.
+async fn members(replica: &Daemon, n: f64) {
+    replica.wait_http().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replica.metric("image_updater_cluster_members").await != n {
+        assert!(
+            Instant::now() < deadline,
+            "never saw {n} members; log:\n{}",
+            replica.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
+    let etcd = Etcd::start().await;
+    let world = World::new(&[(FILE, &overlay())], &["deploy/dev"]).await;
+    let host = world.host();
+    let mut config = world.base_config(&["dev"]);
+    config.push_str(&format!(
+        "\n[cluster]\nendpoints = [\"{}\"]\nname = \"test\"\nlease = \"3s\"\n",
+        etcd.client_url
+    ));
+    for i in IMAGES {
+        config.push_str(&format!(
+            "\n[images.{i}]\nimage = \"{host}/org/{i}\"\n[[images.{i}.targets]]\nkind = \"kustomization\"\nfile = \"{FILE}\"\nname = \"{host}/org/{i}\"\n"
+        ));
+        world.push(&format!("org/{i}"), "v1.0.0").await;
+    }
+    world.write_config(&config);
+    let one = world.start_replica("one");
+    let mut two = world.start_replica("two");
+    members(&one, 2.0).await;
+    members(&two, 2.0).await;
+    // Settled: from here on, each image is polled by one replica only.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut before = Vec::new();
+    for i in IMAGES {
+        before.push((checks(&one, i).await, checks(&two, i).await));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut owner_of = std::collections::BTreeMap::new();
+    for (n, i) in IMAGES.iter().enumerate() {
+        let (a, b) = (checks(&one, i).await, checks(&two, i).await);
+        let (by_one, by_two) = (a - before[n].0, b - before[n].1);
+        assert!(
+            (by_one > 0.0) != (by_two > 0.0),
+            "{i} polled by one: {by_one}, by two: {by_two}"
+        );
+        owner_of.insert(*i, if by_one > 0.0 { "one" } else { "two" });
+    }
+    let owned = |r: &str| owner_of.values().filter(|o| **o == r).count();
+    assert!(owned("one") > 0 && owned("two") > 0, "{owner_of:?}");
+    assert_eq!(
+        one.metric("image_updater_cluster_owned_images").await
+            + two.metric("image_updater_cluster_owned_images").await,
+        IMAGES.len() as f64
+    );
+
+    // SIGKILL the replica that owns the most: its lease runs out (3 s), and the other takes
+    // its images; the next tag of one of them is committed, once.
+    let victim_image = owner_of
+        .iter()
+        .find(|(_, o)| **o == "two")
+        .map(|(i, _)| *i)
+        .unwrap();
+    two.signal("KILL");
+    let _ = two.wait_exit(Duration::from_secs(5));
+    let killed = Instant::now();
+    world.push(&format!("org/{victim_image}"), "v1.1.0").await;
+    members(&one, 1.0).await;
+    let needle = format!("{host}/org/{victim_image}\n    newTag: v1.1.0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !world.file_on("deploy/dev", FILE).contains(&needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{victim_image} was not taken over; log:\n{}",
+            one.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = killed.elapsed();
+    eprintln!("taken over and committed {took:?} after the SIGKILL");
+    // A lease (3 s), a read of the members (1 s) and an interval (1 s), with room for a slow
+    // machine.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let commits = world
+        .git
+        .log("manifests", "deploy/dev", "%s")
+        .into_iter()
+        .filter(|s| s.contains(victim_image) && s.contains("v1.1.0"))
+        .count();
+    assert_eq!(commits, 1);
+    assert_eq!(
+        one.metric("image_updater_cluster_owned_images").await,
+        IMAGES.len() as f64
+    );
+    drop(etcd);
+}
