@@ -129,3 +129,72 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     );
     drop(etcd);
 }
+
+/// etcd down for everyone: every replica counts itself out within its lease, and nothing is
+/// polled or written (never twice); when etcd is back they rejoin, and the tag pushed during
+/// the outage is committed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
+    let mut etcd = Etcd::start().await;
+    let world = World::new(&[(FILE, &overlay())], &["deploy/dev"]).await;
+    let host = world.host();
+    let mut config = world.base_config(&["dev"]);
+    config.push_str(&format!(
+        "\n[cluster]\nendpoints = [\"{}\"]\nname = \"outage\"\nlease = \"2s\"\n",
+        etcd.client_url
+    ));
+    for i in IMAGES {
+        config.push_str(&format!(
+            "\n[images.{i}]\nimage = \"{host}/org/{i}\"\n[[images.{i}.targets]]\nkind = \"kustomization\"\nfile = \"{FILE}\"\nname = \"{host}/org/{i}\"\n"
+        ));
+        world.push(&format!("org/{i}"), "v1.0.0").await;
+    }
+    world.write_config(&config);
+    let one = world.start_replica("one");
+    let two = world.start_replica("two");
+    members(&one, 2.0).await;
+    members(&two, 2.0).await;
+
+    etcd.stop();
+    members(&one, 0.0).await;
+    members(&two, 0.0).await;
+    assert_eq!(one.metric("image_updater_cluster_owned_images").await, 0.0);
+    assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
+    const CHECKED: &str = "image_updater_images_checked_total";
+    let before = (one.metric(CHECKED).await, two.metric(CHECKED).await);
+    world.push("org/a", "v1.1.0").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        (one.metric(CHECKED).await, two.metric(CHECKED).await),
+        before,
+        "a replica without etcd polled"
+    );
+    assert!(
+        world
+            .file_on("deploy/dev", FILE)
+            .contains(&format!("{host}/org/a\n    newTag: v1.0.0")),
+        "written during the outage"
+    );
+
+    etcd.resume().await;
+    members(&one, 2.0).await;
+    members(&two, 2.0).await;
+    let needle = format!("{host}/org/a\n    newTag: v1.1.0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !world.file_on("deploy/dev", FILE).contains(&needle) {
+        assert!(
+            Instant::now() < deadline,
+            "not written after etcd came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Settle, then count: one commit for the change.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let commits = world
+        .git
+        .log("manifests", "deploy/dev", "%s")
+        .into_iter()
+        .filter(|s| s.contains("v1.1.0"))
+        .count();
+    assert_eq!(commits, 1);
+}

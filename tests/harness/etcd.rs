@@ -11,7 +11,8 @@ pub const ETCD: &str = "/usr/bin/etcd";
 pub struct Etcd {
     child: Option<Child>,
     pub client_url: String,
-    _dir: tempfile::TempDir,
+    peer_url: String,
+    dir: tempfile::TempDir,
 }
 
 impl Etcd {
@@ -19,30 +20,49 @@ impl Etcd {
         super::need::missing("", &[super::need::Component::Etcd]);
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut etcd = Etcd {
+            child: None,
+            client_url: format!("http://127.0.0.1:{client}"),
+            peer_url: format!("http://127.0.0.1:{peer}"),
+            dir,
+        };
+        etcd.resume().await;
+        etcd
+    }
+
+    /// Kills etcd (by PID), keeping its data: an outage.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same ports and data, and waits until it is healthy.
+    pub async fn resume(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))
+            .unwrap();
         let child = Command::new(ETCD)
             .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &self.client_url])
+            .args(["--advertise-client-urls", &self.client_url])
+            .args(["--listen-peer-urls", &self.peer_url])
+            .args(["--initial-advertise-peer-urls", &self.peer_url])
+            .args(["--initial-cluster", &format!("test={}", self.peer_url)])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
-        let etcd = Etcd {
-            child: Some(child),
-            client_url,
-            _dir: dir,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let health = reqwest::get(format!("{}/health", etcd.client_url)).await;
+            let health = reqwest::get(format!("{}/health", self.client_url)).await;
             if health.is_ok_and(|r| r.status().is_success()) {
-                return etcd;
+                return;
             }
             assert!(Instant::now() < deadline, "etcd did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -52,10 +72,7 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // By PID.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // By PID.
+        self.stop();
     }
 }
