@@ -81,6 +81,29 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
         );
         owner_of.insert(*i, if by_one > 0.0 { "one" } else { "two" });
     }
+    // `cluster status` says the same, from etcd: each image's owner is the replica that
+    // polled it (a replica's id ends with its process id).
+    let out = world.run(&["cluster", "status", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["members"].as_array().unwrap().len(), 2, "{view}");
+    for row in view["images"].as_array().unwrap() {
+        let image = row["image"].as_str().unwrap();
+        let pid = match owner_of[image] {
+            "one" => one.child.id(),
+            _ => two.child.id(),
+        };
+        assert!(
+            row["owner"].as_str().unwrap().ends_with(&format!("-{pid}")),
+            "{row}"
+        );
+    }
+    let text = world.run(&["cluster", "status"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("2 live replicas"));
     let owned = |r: &str| owner_of.values().filter(|o| **o == r).count();
     assert!(owned("one") > 0 && owned("two") > 0, "{owner_of:?}");
     assert_eq!(

@@ -4,6 +4,7 @@
 //! answer (invalid config, no tag selected), 2 bad arguments or input that could not be read.
 
 mod check;
+mod cluster;
 mod daemon;
 mod generate;
 mod poll;
@@ -45,6 +46,9 @@ enum Command {
     Hold(status::HoldArgs),
     /// Lift a hold, or a hold image-updater made after a person reverted an update.
     Release(status::ReleaseArgs),
+    /// Replicas sharing the work through `[cluster]`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
     /// Print the man page, image-updater(1), in roff.
@@ -116,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(args),
         Command::Hold(args) => status::hold(args),
         Command::Release(args) => status::release(args),
+        Command::Cluster(command) => cluster::run(command),
         Command::Completions(args) => generate::completions(args),
         Command::Man => generate::man(),
         Command::Schema => generate::schema(),

@@ -108,15 +108,7 @@ async fn member(
                 let got = timed(client.get(prefix(&config.name), Some(options)))
                     .await?
                     .map_err(|e| format!("reading the members: {e}"))?;
-                let mut live: Vec<String> = got
-                    .kvs()
-                    .iter()
-                    .filter_map(|kv| kv.value_str().ok())
-                    .filter(|v| !v.is_empty() && v.len() <= 255)
-                    .map(String::from)
-                    .collect();
-                live.sort();
-                live.dedup();
+                let live = members_of(&got);
                 if !live.iter().any(|m| m == me) {
                     return Err("this replica's key is gone".into());
                 }
@@ -132,6 +124,30 @@ async fn member(
             }
         }
     }
+}
+
+/// The live replicas, read once (for `image-updater cluster status`).
+pub async fn live(config: &Cluster) -> Result<Vec<String>, String> {
+    let mut client = connect(config).await?;
+    let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS);
+    let got = timed(client.get(prefix(&config.name), Some(options)))
+        .await?
+        .map_err(|e| format!("reading the members: {e}"))?;
+    Ok(members_of(&got))
+}
+
+/// The member ids in a read of the members' prefix, sorted.
+fn members_of(got: &etcd_client::GetResponse) -> Vec<String> {
+    let mut live: Vec<String> = got
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.value_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 255)
+        .map(String::from)
+        .collect();
+    live.sort();
+    live.dedup();
+    live
 }
 
 async fn connect(config: &Cluster) -> Result<Client, String> {
