@@ -51,7 +51,7 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     let mut config = world.base_config(&["dev"]);
     config.push_str(&format!(
         "\n[cluster]\nendpoints = [\"{}\"]\nname = \"test\"\nlease = \"3s\"\n",
-        etcd.client_url
+        etcd.client_url()
     ));
     for i in IMAGES {
         config.push_str(&format!(
@@ -164,7 +164,7 @@ async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
     let mut config = world.base_config(&["dev"]);
     config.push_str(&format!(
         "\n[cluster]\nendpoints = [\"{}\"]\nname = \"outage\"\nlease = \"2s\"\n",
-        etcd.client_url
+        etcd.client_url()
     ));
     for i in IMAGES {
         config.push_str(&format!(
@@ -212,6 +212,89 @@ async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Settle, then count: one commit for the change.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let commits = world
+        .git
+        .log("manifests", "deploy/dev", "%s")
+        .into_iter()
+        .filter(|s| s.contains("v1.1.0"))
+        .count();
+    assert_eq!(commits, 1);
+}
+
+/// A three-member etcd: one member down keeps the quorum, and the replicas keep their leases
+/// and their work; two down loses it, and the replicas stop; with the members back they
+/// resume, and the tag pushed meanwhile is committed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_member_etcd_survives_one_member_down_and_stops_without_quorum() {
+    let mut etcd = Etcd::cluster(3).await;
+    let world = World::new(&[(FILE, &overlay())], &["deploy/dev"]).await;
+    let host = world.host();
+    let endpoints: Vec<String> = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    let mut config = world.base_config(&["dev"]);
+    config.push_str(&format!(
+        "\n[cluster]\nendpoints = [{}]\nname = \"three\"\nlease = \"3s\"\n",
+        endpoints.join(", ")
+    ));
+    for i in IMAGES {
+        config.push_str(&format!(
+            "\n[images.{i}]\nimage = \"{host}/org/{i}\"\n[[images.{i}.targets]]\nkind = \"kustomization\"\nfile = \"{FILE}\"\nname = \"{host}/org/{i}\"\n"
+        ));
+        world.push(&format!("org/{i}"), "v1.0.0").await;
+    }
+    world.write_config(&config);
+    let one = world.start_replica("one");
+    let two = world.start_replica("two");
+    members(&one, 2.0).await;
+    members(&two, 2.0).await;
+    const CHECKED: &str = "image_updater_images_checked_total";
+
+    // One member down: the quorum holds, and so do the replicas.
+    etcd.stop_member(0);
+    let before = one.metric(CHECKED).await + two.metric(CHECKED).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    members(&one, 2.0).await;
+    members(&two, 2.0).await;
+    assert!(
+        one.metric(CHECKED).await + two.metric(CHECKED).await > before,
+        "polling stopped with two of three etcd members up"
+    );
+
+    // Two down: no quorum, no leases, no polls and no writes.
+    etcd.stop_member(1);
+    members(&one, 0.0).await;
+    members(&two, 0.0).await;
+    world.push("org/a", "v1.1.0").await;
+    let stopped = one.metric(CHECKED).await + two.metric(CHECKED).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        one.metric(CHECKED).await + two.metric(CHECKED).await,
+        stopped
+    );
+    assert!(
+        world
+            .file_on("deploy/dev", FILE)
+            .contains(&format!("{host}/org/a\n    newTag: v1.0.0"))
+    );
+
+    // Back: they rejoin, and the tag is committed once.
+    etcd.resume_member(0).await;
+    etcd.resume_member(1).await;
+    members(&one, 2.0).await;
+    members(&two, 2.0).await;
+    let needle = format!("{host}/org/a\n    newTag: v1.1.0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !world.file_on("deploy/dev", FILE).contains(&needle) {
+        assert!(
+            Instant::now() < deadline,
+            "not written after the quorum came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let commits = world
         .git
