@@ -43,15 +43,16 @@ async fn members(replica: &Daemon, n: f64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
-    let etcd = Etcd::start().await;
+/// The registry with the images at v1.0.0, the repository, and the config: `[cluster]` on
+/// `endpoints` with `name` and a `lease`, and every image on `deploy/dev`.
+async fn cluster_world(endpoints: &[String], name: &str, lease: &str) -> (World, String) {
     let world = World::new(&[(FILE, &overlay())], &["deploy/dev"]).await;
     let host = world.host();
+    let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     let mut config = world.base_config(&["dev"]);
     config.push_str(&format!(
-        "\n[cluster]\nendpoints = [\"{}\"]\nname = \"test\"\nlease = \"3s\"\n",
-        etcd.client_url()
+        "\n[cluster]\nendpoints = [{}]\nname = \"{name}\"\nlease = \"{lease}\"\n",
+        quoted.join(", ")
     ));
     for i in IMAGES {
         config.push_str(&format!(
@@ -60,6 +61,31 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
         world.push(&format!("org/{i}"), "v1.0.0").await;
     }
     world.write_config(&config);
+    (world, host)
+}
+
+/// Waits until `image` is at `tag` on `deploy/dev`, then for writes to settle, and returns how
+/// many commits name that tag.
+async fn committed(world: &World, host: &str, image: &str, tag: &str) -> usize {
+    let needle = format!("{host}/org/{image}\n    newTag: {tag}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !world.file_on("deploy/dev", FILE).contains(&needle) {
+        assert!(Instant::now() < deadline, "{image} never reached {tag}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world
+        .git
+        .log("manifests", "deploy/dev", "%s")
+        .into_iter()
+        .filter(|s| s.contains(image) && s.contains(tag))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
+    let etcd = Etcd::start().await;
+    let (world, host) = cluster_world(&etcd.endpoints(), "test", "3s").await;
     let one = world.start_replica("one");
     let mut two = world.start_replica("two");
     members(&one, 2.0).await;
@@ -139,13 +165,7 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     // A lease (3 s), a read of the members (1 s) and an interval (1 s), with room for a slow
     // machine.
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    let commits = world
-        .git
-        .log("manifests", "deploy/dev", "%s")
-        .into_iter()
-        .filter(|s| s.contains(victim_image) && s.contains("v1.1.0"))
-        .count();
-    assert_eq!(commits, 1);
+    assert_eq!(committed(&world, &host, victim_image, "v1.1.0").await, 1);
     assert_eq!(
         one.metric("image_updater_cluster_owned_images").await,
         IMAGES.len() as f64
@@ -159,20 +179,7 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
     let mut etcd = Etcd::start().await;
-    let world = World::new(&[(FILE, &overlay())], &["deploy/dev"]).await;
-    let host = world.host();
-    let mut config = world.base_config(&["dev"]);
-    config.push_str(&format!(
-        "\n[cluster]\nendpoints = [\"{}\"]\nname = \"outage\"\nlease = \"2s\"\n",
-        etcd.client_url()
-    ));
-    for i in IMAGES {
-        config.push_str(&format!(
-            "\n[images.{i}]\nimage = \"{host}/org/{i}\"\n[[images.{i}.targets]]\nkind = \"kustomization\"\nfile = \"{FILE}\"\nname = \"{host}/org/{i}\"\n"
-        ));
-        world.push(&format!("org/{i}"), "v1.0.0").await;
-    }
-    world.write_config(&config);
+    let (world, host) = cluster_world(&etcd.endpoints(), "outage", "2s").await;
     let one = world.start_replica("one");
     let two = world.start_replica("two");
     members(&one, 2.0).await;
@@ -202,24 +209,7 @@ async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
     etcd.resume().await;
     members(&one, 2.0).await;
     members(&two, 2.0).await;
-    let needle = format!("{host}/org/a\n    newTag: v1.1.0");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !world.file_on("deploy/dev", FILE).contains(&needle) {
-        assert!(
-            Instant::now() < deadline,
-            "not written after etcd came back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Settle, then count: one commit for the change.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let commits = world
-        .git
-        .log("manifests", "deploy/dev", "%s")
-        .into_iter()
-        .filter(|s| s.contains("v1.1.0"))
-        .count();
-    assert_eq!(commits, 1);
+    assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
 }
 
 /// A three-member etcd: one member down keeps the quorum, and the replicas keep their leases
@@ -228,25 +218,7 @@ async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_member_etcd_survives_one_member_down_and_stops_without_quorum() {
     let mut etcd = Etcd::cluster(3).await;
-    let world = World::new(&[(FILE, &overlay())], &["deploy/dev"]).await;
-    let host = world.host();
-    let endpoints: Vec<String> = etcd
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect();
-    let mut config = world.base_config(&["dev"]);
-    config.push_str(&format!(
-        "\n[cluster]\nendpoints = [{}]\nname = \"three\"\nlease = \"3s\"\n",
-        endpoints.join(", ")
-    ));
-    for i in IMAGES {
-        config.push_str(&format!(
-            "\n[images.{i}]\nimage = \"{host}/org/{i}\"\n[[images.{i}.targets]]\nkind = \"kustomization\"\nfile = \"{FILE}\"\nname = \"{host}/org/{i}\"\n"
-        ));
-        world.push(&format!("org/{i}"), "v1.0.0").await;
-    }
-    world.write_config(&config);
+    let (world, host) = cluster_world(&etcd.endpoints(), "three", "3s").await;
     let one = world.start_replica("one");
     let two = world.start_replica("two");
     members(&one, 2.0).await;
@@ -286,21 +258,5 @@ async fn a_three_member_etcd_survives_one_member_down_and_stops_without_quorum()
     etcd.resume_member(1).await;
     members(&one, 2.0).await;
     members(&two, 2.0).await;
-    let needle = format!("{host}/org/a\n    newTag: v1.1.0");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !world.file_on("deploy/dev", FILE).contains(&needle) {
-        assert!(
-            Instant::now() < deadline,
-            "not written after the quorum came back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let commits = world
-        .git
-        .log("manifests", "deploy/dev", "%s")
-        .into_iter()
-        .filter(|s| s.contains("v1.1.0"))
-        .count();
-    assert_eq!(commits, 1);
+    assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
 }
