@@ -37,6 +37,15 @@ async fn prod_world() -> (World, String, String) {
     (world, host, base)
 }
 
+/// The `api` image in prod, verified by `key`, with `extra` keys.
+fn api_signed_by(host: &str, key: &Key, extra: &str) -> String {
+    format!(
+        "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\n{extra}verify = {{ cosign_key = \"file:{}\" }}\n{}",
+        key.public.display(),
+        target(host, "api")
+    )
+}
+
 /// Writes the config: the world's registry and repository, `envs`, and `images`.
 fn configure(world: &World, envs: &[&str], images: &str) {
     let mut config = world.base_config(envs);
@@ -84,11 +93,7 @@ async fn only_what_the_key_signed_is_written() {
     configure(
         &world,
         &["prod"],
-        &format!(
-            "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\npin_digest = true\nverify = {{ cosign_key = \"file:{}\" }}\n{}",
-            ours.public.display(),
-            target(&host, "api")
-        ),
+        &api_signed_by(&host, &ours, "pin_digest = true\n"),
     );
     world.push("org/api", "v1.0.0").await;
 
@@ -522,11 +527,7 @@ async fn signatures_are_found_through_the_referrers_api() {
         &format!("api_url = \"{}\"", front.url()),
     );
     assert!(config.contains(&front.url()));
-    config.push_str(&format!(
-        "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\nverify = {{ cosign_key = \"file:{}\" }}\n{}",
-        key.public.display(),
-        target(&host, "api")
-    ));
+    config.push_str(&api_signed_by(&host, &key, ""));
     world.write_config(&config);
     world.push("org/api", "v1.0.0").await;
     let v110 = world.push("org/api", "v1.1.0").await;
@@ -567,15 +568,7 @@ async fn signatures_are_found_through_the_referrers_api() {
 async fn a_poll_looks_past_at_most_sixteen_unsigned_tags() {
     let (world, host, base) = prod_world().await;
     let key = Key::generate(world.dir.path(), "ours");
-    configure(
-        &world,
-        &["prod"],
-        &format!(
-            "\n[images.api]\nimage = \"{host}/org/api\"\nenvironments = [\"prod\"]\nverify = {{ cosign_key = \"file:{}\" }}\n{}",
-            key.public.display(),
-            target(&host, "api")
-        ),
-    );
+    configure(&world, &["prod"], &api_signed_by(&host, &key, ""));
     world.push("org/api", "v1.0.0").await;
     let v110 = world.push("org/api", "v1.1.0").await;
     cosign::sign(&base, &host, "org/api", &v110, &key).await;
