@@ -64,22 +64,32 @@ async fn cluster_world(endpoints: &[String], name: &str, lease: &str) -> (World,
     (world, host)
 }
 
-/// Waits until `image` is at `tag` on `deploy/dev`, then for writes to settle, and returns how
-/// many commits name that tag.
-async fn committed(world: &World, host: &str, image: &str, tag: &str) -> usize {
+/// Waits until `image` is at `tag` on `deploy/dev`.
+async fn written(world: &World, host: &str, image: &str, tag: &str) {
     let needle = format!("{host}/org/{image}\n    newTag: {tag}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !world.file_on("deploy/dev", FILE).contains(&needle) {
         assert!(Instant::now() < deadline, "{image} never reached {tag}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// How many commits changed `image` to `tag`: each commit's body has a line
+/// `ALIAS: REPOSITORY OLD -> NEW` per change.
+fn commits_to(world: &World, image: &str, tag: &str) -> usize {
     world
         .git
-        .log("manifests", "deploy/dev", "%s")
+        .log("manifests", "deploy/dev", "%B")
         .into_iter()
-        .filter(|s| s.contains(image) && s.contains(tag))
+        .filter(|l| l.starts_with(&format!("{image}: ")) && l.ends_with(&format!("-> {tag}")))
         .count()
+}
+
+/// [`written`], then, once writes have settled, [`commits_to`].
+async fn committed(world: &World, host: &str, image: &str, tag: &str) -> usize {
+    written(world, host, image, tag).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    commits_to(world, image, tag)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +140,20 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     }
     let text = world.run(&["cluster", "status"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("2 live replicas"));
+    // Every image gets a new tag at once: both replicas write deploy/dev in the same moment,
+    // one at a time under the branch's cluster lock, so neither push has to be retried.
+    for i in IMAGES {
+        world.push(&format!("org/{i}"), "v1.0.1").await;
+    }
+    for i in IMAGES {
+        written(&world, &host, i, "v1.0.1").await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in IMAGES {
+        assert_eq!(commits_to(&world, i, "v1.0.1"), 1, "{i}");
+    }
+    const RETRIES: &str = "image_updater_git_push_retries_total";
+    assert_eq!(one.metric(RETRIES).await + two.metric(RETRIES).await, 0.0);
     let owned = |r: &str| owner_of.values().filter(|o| **o == r).count();
     assert!(owned("one") > 0 && owned("two") > 0, "{owner_of:?}");
     assert_eq!(

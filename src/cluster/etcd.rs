@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, LockOptions, PutOptions};
 use tokio::sync::watch;
 
 use super::Members;
@@ -29,26 +29,84 @@ fn prefix(name: &str) -> String {
     format!("/image-updater/{name}/members/")
 }
 
+/// This replica's connection and lease while it is a member: what branch locks are taken
+/// with, so that a replica that dies releases them with its lease.
+#[derive(Clone)]
+pub struct Session {
+    client: Client,
+    lease: i64,
+    cluster: String,
+}
+
+/// How long a write waits for another replica's write to the same branch.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// A branch lock held in etcd; [`Held::release`] gives it back (and the lease's end would).
+pub struct Held {
+    client: Client,
+    key: Vec<u8>,
+}
+
+impl Held {
+    pub async fn release(mut self) {
+        if let Err(e) = timed(self.client.unlock(self.key.clone())).await {
+            tracing::warn!(error = %e, "cluster: cannot release a branch lock; it goes with the lease");
+        }
+    }
+}
+
+impl Session {
+    /// Takes the cluster-wide lock of `branch` in `repository`: one replica writes a branch at
+    /// a time (git's leased push stays the final guard).
+    pub async fn lock_branch(&self, repository: &str, branch: &str) -> Result<Held, String> {
+        let mut client = self.client.clone();
+        let name = format!(
+            "/image-updater/{}/locks/{repository}/{branch}",
+            self.cluster
+        );
+        let options = LockOptions::new().with_lease(self.lease);
+        let locked = tokio::time::timeout(LOCK_WAIT, client.lock(name.as_str(), Some(options)))
+            .await
+            .map_err(|_| {
+                format!(
+                    "another replica held the cluster lock of {branch} for over {}s",
+                    LOCK_WAIT.as_secs()
+                )
+            })?
+            .map_err(|e| format!("cluster lock of {branch}: {e}"))?;
+        Ok(Held {
+            client,
+            key: locked.key().to_vec(),
+        })
+    }
+}
+
 /// Joins the cluster as `me`, and keeps the membership current until `stop` turns true.
 /// The receiver always holds the latest view; it starts outside (owning nothing).
 pub fn join(
     config: Cluster,
     me: String,
     mut stop: watch::Receiver<bool>,
-) -> (watch::Receiver<Members>, tokio::task::JoinHandle<()>) {
+) -> (
+    watch::Receiver<Members>,
+    watch::Receiver<Option<Session>>,
+    tokio::task::JoinHandle<()>,
+) {
     let outside = Members {
         me: me.clone(),
         live: Vec::new(),
     };
     let (tx, rx) = watch::channel(outside.clone());
+    let (session_tx, session_rx) = watch::channel(None);
     let task = tokio::spawn(async move {
         // The same failure is logged once, not at every retry.
         let mut last_error: Option<String> = None;
         loop {
             // Each step of joining is bounded by REQUEST_TIMEOUT; once joined, the session
             // watches `stop` itself, to revoke its lease on the way out.
-            let result = member(&config, &me, &tx, &mut stop).await;
+            let result = member(&config, &me, &tx, &session_tx, &mut stop).await;
             // Outside until a new lease is held.
+            session_tx.send_replace(None);
             tx.send_replace(outside.clone());
             match result {
                 Ok(()) => return,
@@ -64,7 +122,7 @@ pub fn join(
             }
         }
     });
-    (rx, task)
+    (rx, session_rx, task)
 }
 
 /// One membership: a lease, its key, its renewals and the reads of the live set. Returns
@@ -74,6 +132,7 @@ async fn member(
     config: &Cluster,
     me: &str,
     tx: &watch::Sender<Members>,
+    session: &watch::Sender<Option<Session>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let mut client = connect(config).await?;
@@ -90,6 +149,11 @@ async fn member(
         .await?
         .map_err(|e| format!("keeping the lease: {e}"))?;
     tracing::info!(replica = %me, cluster = %config.name, lease_seconds = ttl, "cluster: joined");
+    session.send_replace(Some(Session {
+        client: client.clone(),
+        lease,
+        cluster: config.name.clone(),
+    }));
     let renew_every = config.lease / 3;
     let mut renew = tokio::time::interval(renew_every);
     let mut read = tokio::time::interval(READ_EVERY);

@@ -42,6 +42,10 @@ pub struct Shared {
     pub requests: Arc<RequestStore>,
     /// Signature checks, and the digests that passed them.
     pub verifier: Arc<crate::verify::Verifier>,
+    /// With `[cluster]`: this replica's etcd session while it is a member, for branch locks.
+    pub cluster: Arc<
+        std::sync::OnceLock<tokio::sync::watch::Receiver<Option<crate::cluster::etcd::Session>>>,
+    >,
     /// Mirrors by repository name; each is used by one branch update at a time.
     mirrors: Arc<Mutex<BTreeMap<String, MirrorSlot>>>,
     /// Forge API clients by repository name (they keep tokens), made on first use.
@@ -67,6 +71,7 @@ impl Shared {
             seen: Arc::new(FirstSeen::open(&state_dir)),
             requests: Arc::new(RequestStore::open(&state_dir)),
             verifier: Arc::new(crate::verify::Verifier::new()),
+            cluster: Arc::default(),
             state_dir,
             registry_metrics: Arc::new(registry::Metrics::default()),
             cache: Arc::new(cache),
@@ -763,6 +768,74 @@ impl Engine {
     /// Writes one environment's changes: those pushed in one commit to its branch, those
     /// proposed in its pull request (the environment's `write`, or the image's own).
     async fn write_changes(
+        &self,
+        env_name: &str,
+        changes: Vec<(ImageChange, Chosen)>,
+        checked: &[String],
+        dry_run: bool,
+    ) -> Vec<BranchReport> {
+        // In a cluster, one replica writes a branch at a time. A dry run writes nothing, and
+        // a cycle with nothing to write or to look after needs no lock.
+        let writes = !changes.is_empty() || self.shared.requests.get(env_name).is_some();
+        let session = match self.shared.cluster.get() {
+            Some(rx) if writes && !dry_run => Some(rx.borrow().clone()),
+            _ => None,
+        };
+        let held = match session {
+            None => None,
+            Some(session) => {
+                let env = &self.config.environments[env_name];
+                let locked = match session {
+                    Some(s) => s.lock_branch(&env.repository, &env.branch).await,
+                    None => Err("this replica has no etcd lease; nothing is written".into()),
+                };
+                match locked {
+                    Ok(held) => {
+                        // The replica that held the lock before may have pushed since this
+                        // one last fetched: read the branch afresh under the lock.
+                        let repo = &self.config.repositories[&env.repository];
+                        if let Ok(mirror) = self.mirror(repo).await
+                            && let Some(m) = mirror.as_ref()
+                        {
+                            m.forget_fetch();
+                        }
+                        Some(held)
+                    }
+                    Err(e) => return self.not_written(env_name, &changes, e),
+                }
+            }
+        };
+        let reports = self.write_locked(env_name, changes, checked, dry_run).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        reports
+    }
+
+    /// Changes that could not be written this cycle, reported as failed.
+    fn not_written(
+        &self,
+        env_name: &str,
+        changes: &[(ImageChange, Chosen)],
+        why: String,
+    ) -> Vec<BranchReport> {
+        let env = &self.config.environments[env_name];
+        tracing::error!(branch = %env.branch, error = %why, "branch update skipped");
+        for (c, _) in changes {
+            self.shared.metrics.write_failed(&c.alias, &env.name);
+            self.shared
+                .status
+                .update(&c.alias, &env.name, |s| s.last_error = Some(why.clone()));
+        }
+        vec![BranchReport {
+            repository: env.repository.clone(),
+            environment: env.name.clone(),
+            branch: env.branch.clone(),
+            result: Err(why),
+        }]
+    }
+
+    async fn write_locked(
         &self,
         env_name: &str,
         mut changes: Vec<(ImageChange, Chosen)>,

@@ -149,7 +149,10 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         Some(cluster) => {
             let me = crate::cluster::replica_id();
             tracing::info!(replica = %me, cluster = %cluster.name, endpoints = ?cluster.endpoints, "cluster: joining");
-            let (rx, task) = crate::cluster::etcd::join(cluster.clone(), me, stop_tx.subscribe());
+            let (rx, session, task) =
+                crate::cluster::etcd::join(cluster.clone(), me, stop_tx.subscribe());
+            // Writes take their branch's lock through this replica's session.
+            let _ = shared.cluster.set(session);
             (Some(rx), Some(task))
         }
         None => (None, None),

@@ -135,6 +135,12 @@ impl Mirror {
         Ok(())
     }
 
+    /// The next [`Mirror::fetch_recent`] fetches: another writer may have pushed since the
+    /// last fetch (in a cluster, the replica that held the branch's lock before).
+    pub fn forget_fetch(&self) {
+        *self.fetched.lock().expect("fetch time lock") = None;
+    }
+
     /// [`Mirror::fetch`], unless a fetch started within [`FETCH_FRESH`].
     pub async fn fetch_recent(&self) -> Result<(), GitError> {
         let last = *self.fetched.lock().expect("fetch time lock");
