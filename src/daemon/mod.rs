@@ -158,6 +158,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         None => (None, None),
     };
     let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
+    let mut owned = owned_by(members.as_ref(), &engine);
     let mut schedule = Schedule::new(&engine.config, |alias| shared.status.checked(alias));
     planned(&schedule, &engine.config, &shared, &health);
     health.images.store(schedule.len(), Ordering::Relaxed);
@@ -175,10 +176,9 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     loop {
         // Images whose lane is busy wait for it; the others are due on their own time. In a
         // cluster, only the images this replica owns now.
-        let view = members.as_ref().map(|m| m.borrow().clone());
         let idle = |alias: &str| {
             !lanes.contains_key(&lane_of(&engine, alias))
-                && view.as_ref().is_none_or(|v| owns(v, &engine, alias))
+                && owned.as_ref().is_none_or(|o| o.contains(alias))
         };
         let next = schedule.next_due_among(idle);
         tokio::select! {
@@ -239,6 +239,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                             waiters.retain_known(|alias| new.config.images.contains_key(alias));
                             health.images.store(schedule.len(), Ordering::Relaxed);
                             engine = Arc::new(new);
+                            owned = owned_by(members.as_ref(), &engine);
                             shared.forget_mirrors().await;
                         }
                         Err(e) => {
@@ -274,19 +275,20 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 health.beat();
                 memory::trim();
                 // A replica in the cluster that owns no image makes progress by being there.
-                if let Some(v) = &view
-                    && v.live.contains(&v.me)
-                    && !engine.config.images.keys().any(|a| owns(v, &engine, a))
+                if let (Some(m), Some(o)) = (&members, &owned)
+                    && o.is_empty()
+                    && m.borrow().live.contains(&m.borrow().me)
                 {
                     health.succeeded();
                     health.ready.store(true, Ordering::Relaxed);
                 }
             }
             Ok(()) = async { members.as_mut().expect("clustered").changed().await }, if members.is_some() => {
-                let v = members.as_ref().expect("clustered").borrow().clone();
-                let owned = engine.config.images.keys().filter(|a| owns(&v, &engine, a)).count();
-                shared.metrics.owned_images(owned, v.live.len());
-                tracing::info!(owned, of = engine.config.images.len(), members = v.live.len(), "cluster: images owned by this replica");
+                owned = owned_by(members.as_ref(), &engine);
+                let count = owned.as_ref().map_or(0, |o| o.len());
+                let live = members.as_ref().map_or(0, |m| m.borrow().live.len());
+                shared.metrics.owned_images(count, live);
+                tracing::info!(owned = count, of = engine.config.images.len(), members = live, "cluster: images owned by this replica");
             }
             // The watchdog is fed only while polling makes progress: systemd restarts a daemon
             // whose loop turns but whose polls have all hung or failed for too long.
@@ -537,18 +539,27 @@ fn poll_refusal(config: &Config, request: &control::PollRequest) -> Option<contr
     ))
 }
 
-/// The lane of an image, as the budget plan names it: its registry's name (images of
-/// registries the config does not list share the lane of their host).
-/// Whether this replica owns `alias` among the live replicas: images are divided by
-/// registry and repository, so one replica lists each repository's tags.
-fn owns(view: &crate::cluster::Members, engine: &Engine, alias: &str) -> bool {
-    engine
-        .config
-        .images
-        .get(alias)
-        .is_some_and(|image| view.owns(&image.reference.repository()))
+/// The images this replica owns among the live replicas (`None` outside a cluster: all).
+/// Images are divided by registry and repository, so one replica lists each repository's
+/// tags. Computed when the members or the config change, not at every turn of the loop.
+fn owned_by(
+    members: Option<&watch::Receiver<crate::cluster::Members>>,
+    engine: &Engine,
+) -> Option<std::collections::HashSet<String>> {
+    let view = members?.borrow().clone();
+    Some(
+        engine
+            .config
+            .images
+            .values()
+            .filter(|image| view.owns(&image.reference.repository()))
+            .map(|image| image.alias.clone())
+            .collect(),
+    )
 }
 
+/// The lane of an image, as the budget plan names it: its registry's name (images of
+/// registries the config does not list share the lane of their host).
 fn lane_of(engine: &Engine, alias: &str) -> String {
     engine
         .config
