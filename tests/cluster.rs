@@ -1,7 +1,8 @@
-//! Replicas sharing the work through a real etcd (Debian's `etcd-server`): daemons on the same
-//! config, the same registry and the same repository, each with its own state dir. Every
-//! image is polled by exactly one live replica (counted in each replica's own metrics), and a
-//! replica killed with SIGKILL has its images taken over once its lease runs out.
+//! Replicas sharing the work through a real etcd (Debian's `etcd-server`): daemons (three, or
+//! two) on the same config, the same registry and the same repository, each with its own
+//! state dir. Every image is polled by exactly one live replica (counted in each replica's own
+//! metrics), and a replica killed with SIGKILL has its images taken over once its lease runs
+//! out.
 
 mod harness;
 
@@ -96,26 +97,35 @@ async fn committed(world: &World, host: &str, image: &str, tag: &str) -> usize {
 async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     let etcd = Etcd::start().await;
     let (world, host) = cluster_world(&etcd.endpoints(), "test", "3s").await;
-    let one = world.start_replica("one");
-    let mut two = world.start_replica("two");
-    members(&one, 2.0).await;
-    members(&two, 2.0).await;
+    let mut replicas: Vec<Daemon> = ["one", "two", "three"]
+        .iter()
+        .map(|name| world.start_replica(name))
+        .collect();
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
     // Settled: from here on, each image is polled by one replica only.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut before = Vec::new();
     for i in IMAGES {
-        before.push((checks(&one, i).await, checks(&two, i).await));
+        let mut counts = Vec::new();
+        for r in &replicas {
+            counts.push(checks(r, i).await);
+        }
+        before.push(counts);
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // The replica (index) that polled each image.
     let mut owner_of = std::collections::BTreeMap::new();
     for (n, i) in IMAGES.iter().enumerate() {
-        let (a, b) = (checks(&one, i).await, checks(&two, i).await);
-        let (by_one, by_two) = (a - before[n].0, b - before[n].1);
-        assert!(
-            (by_one > 0.0) != (by_two > 0.0),
-            "{i} polled by one: {by_one}, by two: {by_two}"
-        );
-        owner_of.insert(*i, if by_one > 0.0 { "one" } else { "two" });
+        let mut pollers = Vec::new();
+        for (k, r) in replicas.iter().enumerate() {
+            if checks(r, i).await > before[n][k] {
+                pollers.push(k);
+            }
+        }
+        assert_eq!(pollers.len(), 1, "{i} polled by replicas {pollers:?}");
+        owner_of.insert(*i, pollers[0]);
     }
     // `cluster status` says the same, from etcd: each image's owner is the replica that
     // polled it (a replica's id ends with its process id).
@@ -126,22 +136,26 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
         String::from_utf8_lossy(&out.stderr)
     );
     let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(view["members"].as_array().unwrap().len(), 2, "{view}");
+    assert_eq!(view["members"].as_array().unwrap().len(), 3, "{view}");
     for row in view["images"].as_array().unwrap() {
         let image = row["image"].as_str().unwrap();
-        let pid = match owner_of[image] {
-            "one" => one.child.id(),
-            _ => two.child.id(),
-        };
+        let pid = replicas[owner_of[image]].child.id();
         assert!(
             row["owner"].as_str().unwrap().ends_with(&format!("-{pid}")),
             "{row}"
         );
     }
     let text = world.run(&["cluster", "status"]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("2 live replicas"));
-    // Every image gets a new tag at once: both replicas write deploy/dev in the same moment,
-    // one at a time under the branch's cluster lock, so neither push has to be retried.
+    assert!(String::from_utf8_lossy(&text.stdout).contains("3 live replicas"));
+    const OWNED: &str = "image_updater_cluster_owned_images";
+    let mut total = 0.0;
+    for r in &replicas {
+        total += r.metric(OWNED).await;
+    }
+    assert_eq!(total, IMAGES.len() as f64);
+
+    // Every image gets a new tag at once: the replicas write deploy/dev in the same moment,
+    // one at a time under the branch's cluster lock, so no push has to be retried.
     for i in IMAGES {
         world.push(&format!("org/{i}"), "v1.0.1").await;
     }
@@ -153,34 +167,29 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
         assert_eq!(commits_to(&world, i, "v1.0.1"), 1, "{i}");
     }
     const RETRIES: &str = "image_updater_git_push_retries_total";
-    assert_eq!(one.metric(RETRIES).await + two.metric(RETRIES).await, 0.0);
-    let owned = |r: &str| owner_of.values().filter(|o| **o == r).count();
-    assert!(owned("one") > 0 && owned("two") > 0, "{owner_of:?}");
-    assert_eq!(
-        one.metric("image_updater_cluster_owned_images").await
-            + two.metric("image_updater_cluster_owned_images").await,
-        IMAGES.len() as f64
-    );
+    for r in &replicas {
+        assert_eq!(r.metric(RETRIES).await, 0.0);
+    }
 
-    // SIGKILL the replica that owns the most: its lease runs out (3 s), and the other takes
-    // its images; the next tag of one of them is committed, once.
-    let victim_image = owner_of
-        .iter()
-        .find(|(_, o)| **o == "two")
-        .map(|(i, _)| *i)
-        .unwrap();
-    two.signal("KILL");
-    let _ = two.wait_exit(Duration::from_secs(5));
+    // SIGKILL the owner of one image: its lease runs out (3 s), the others take its images,
+    // and that image's next tag is committed, once.
+    let victim_image = IMAGES[0];
+    let mut victim = replicas.remove(owner_of[victim_image]);
+    victim.signal("KILL");
+    let _ = victim.wait_exit(Duration::from_secs(5));
     let killed = Instant::now();
     world.push(&format!("org/{victim_image}"), "v1.1.0").await;
-    members(&one, 1.0).await;
+    for r in &replicas {
+        members(r, 2.0).await;
+    }
     let needle = format!("{host}/org/{victim_image}\n    newTag: v1.1.0");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !world.file_on("deploy/dev", FILE).contains(&needle) {
         assert!(
             Instant::now() < deadline,
-            "{victim_image} was not taken over; log:\n{}",
-            one.log()
+            "{victim_image} was not taken over; logs:\n{}\n{}",
+            replicas[0].log(),
+            replicas[1].log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -190,10 +199,11 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     // machine.
     assert!(took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(committed(&world, &host, victim_image, "v1.1.0").await, 1);
-    assert_eq!(
-        one.metric("image_updater_cluster_owned_images").await,
-        IMAGES.len() as f64
-    );
+    let mut total = 0.0;
+    for r in &replicas {
+        total += r.metric(OWNED).await;
+    }
+    assert_eq!(total, IMAGES.len() as f64);
     drop(etcd);
 }
 
