@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{Api, Auth, segment};
-use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, keep_draft};
+use super::{
+    ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, edit_keeping_draft,
+};
 
 /// What marks a draft: a title that starts with it.
 const DRAFT: &str = "WIP:";
@@ -196,17 +198,16 @@ pub async fn edit(
     body: &str,
 ) -> Result<(), ForgeError> {
     let path = format!("{}/pulls/{index}", repo_path(project));
-    let what = format!("reading pull request #{index}");
-    let current = api.call(Method::GET, &path, auth, None, &what).await?;
-    let title = keep_draft(&current, &what, DRAFT, title)?;
-    let what = format!("updating pull request #{index}");
-    patch(
+    // Gitea answers an edit with 201.
+    edit_keeping_draft(
         api,
         auth,
-        project,
-        index,
-        json!({"title": title, "body": body}),
-        &what,
+        &path,
+        Method::PATCH,
+        &format!("pull request #{index}"),
+        DRAFT,
+        title,
+        ("body", body),
     )
     .await
 }

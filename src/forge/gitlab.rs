@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{Api, Auth, segment};
-use super::{ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, keep_draft};
+use super::{
+    ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, edit_keeping_draft,
+};
 
 /// What marks a draft: a title that starts with it.
 const DRAFT: &str = "Draft:";
@@ -179,17 +181,15 @@ pub async fn edit(
     body: &str,
 ) -> Result<(), ForgeError> {
     let path = format!("{}/merge_requests/{iid}", project_path(project));
-    let what = format!("reading merge request !{iid}");
-    let current = api.call(Method::GET, &path, auth, None, &what).await?;
-    let title = keep_draft(&current, &what, DRAFT, title)?;
-    let what = format!("updating merge request !{iid}");
-    put(
+    edit_keeping_draft(
         api,
         auth,
-        project,
-        iid,
-        json!({"title": title, "description": body}),
-        &what,
+        &path,
+        Method::PUT,
+        &format!("merge request !{iid}"),
+        DRAFT,
+        title,
+        ("description", body),
     )
     .await
 }

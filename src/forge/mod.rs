@@ -331,6 +331,34 @@ fn cut(text: &str, max: usize) -> String {
     text[..end].to_string()
 }
 
+/// Edits the title and description of the request at `path` (`name` in messages) on a forge
+/// that marks drafts in the title (`marker`): the request is read first, so an edit keeps the
+/// mark. GitLab and Gitea differ only in the method and the description's field.
+#[allow(clippy::too_many_arguments)]
+async fn edit_keeping_draft(
+    api: &http::Api,
+    auth: &Auth,
+    path: &str,
+    method: reqwest::Method,
+    name: &str,
+    marker: &str,
+    title: &str,
+    (body_field, body): (&str, &str),
+) -> Result<(), ForgeError> {
+    let what = format!("reading {name}");
+    let current = api
+        .call(reqwest::Method::GET, path, auth, None, &what)
+        .await?;
+    let title = keep_draft(&current, &what, marker, title)?;
+    let mut fields = serde_json::Map::new();
+    fields.insert("title".into(), title.into());
+    fields.insert(body_field.into(), body.into());
+    let what = format!("updating {name}");
+    api.call(method, path, auth, Some(&fields.into()), &what)
+        .await
+        .map(drop)
+}
+
 /// `title` marked as a draft if the request (as `current` shows it) is one: forges that mark
 /// drafts in the title would otherwise lose the mark on an edit.
 fn keep_draft(
