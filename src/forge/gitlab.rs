@@ -16,6 +16,7 @@ use serde_json::json;
 use super::http::{Api, Auth, segment};
 use super::{
     ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, edit_keeping_draft,
+    titled,
 };
 
 /// What marks a draft: a title that starts with it.
@@ -125,11 +126,7 @@ pub async fn open(
     p: &Proposal<'_>,
 ) -> Result<Option<Request>, ForgeError> {
     let settings = p.settings;
-    let title = if settings.draft {
-        format!("{DRAFT} {}", p.title)
-    } else {
-        p.title.clone()
-    };
+    let title = titled(DRAFT, &p.title, settings.draft);
     let mut body = json!({
         "source_branch": p.head,
         "target_branch": p.base,

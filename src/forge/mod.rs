@@ -371,11 +371,16 @@ fn keep_draft(
     let draft = value["title"]
         .as_str()
         .is_some_and(|t| t.starts_with(marker));
-    Ok(if draft {
+    Ok(titled(marker, title, draft))
+}
+
+/// `title`, with the draft `marker` in front when `draft`: how GitLab and Gitea mark drafts.
+fn titled(marker: &str, title: &str, draft: bool) -> String {
+    if draft {
         format!("{marker} {title}")
     } else {
         title.to_string()
-    })
+    }
 }
 
 /// A url from a forge's answer: http(s) and not absurdly long, or nothing.
