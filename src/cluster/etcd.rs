@@ -56,6 +56,11 @@ impl Held {
 }
 
 impl Session {
+    /// The lease this replica's keys live under.
+    pub fn lease(&self) -> i64 {
+        self.lease
+    }
+
     /// Takes the cluster-wide lock of `branch` in `repository`: one replica writes a branch at
     /// a time (git's leased push stays the final guard).
     pub async fn lock_branch(&self, repository: &str, branch: &str) -> Result<Held, String> {
@@ -214,7 +219,7 @@ fn members_of(got: &etcd_client::GetResponse) -> Vec<String> {
     live
 }
 
-async fn connect(config: &Cluster) -> Result<Client, String> {
+pub(super) async fn connect(config: &Cluster) -> Result<Client, String> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT);
@@ -249,7 +254,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// `future`, or an error once [`REQUEST_TIMEOUT`] has passed.
-async fn timed<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
+pub(super) async fn timed<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
     tokio::time::timeout(REQUEST_TIMEOUT, future)
         .await
         .map_err(|_| format!("etcd did not answer within {}s", REQUEST_TIMEOUT.as_secs()))

@@ -7,6 +7,9 @@
 //! - [`Members`]: who is live, as one replica sees it, and who owns what.
 //! - [`etcd`]: the etcd backend (leases, a key per replica). A Kubernetes Lease backend
 //!   would publish the same [`Members`] through the same channel.
+//! - [`store`]: the keys the replicas share beside membership: holds, each image's record,
+//!   webhook pokes.
+//! - [`handover`]: what an owner leaves in the store and a new owner picks up.
 //!
 //! A replica that cannot renew its lease sees itself alone and outside: it owns nothing,
 //! polls and writes nothing, until it has a lease again. git's leased pushes remain the last
@@ -15,6 +18,9 @@
 use sha2::Digest as _;
 
 pub mod etcd;
+pub mod handover;
+pub mod pokes;
+pub mod store;
 
 /// The live replicas, as this replica last saw them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -38,6 +38,11 @@ impl Sightings {
             .ok()
             .map(|i| self.0[i].1)
     }
+
+    /// Every tag with when it was first listed, by tag.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Timestamp)> {
+        self.0.iter().map(|(t, at)| (t.as_ref(), *at))
+    }
 }
 
 impl FirstSeen {
@@ -84,6 +89,22 @@ impl FirstSeen {
             }
         }
         *known = merged;
+    }
+
+    /// Takes first sightings another replica recorded: a tag keeps the earlier of the two
+    /// times, and one not known here is added (it is forgotten at the next listing if the
+    /// registry no longer lists it).
+    pub fn adopt(&self, repository: &str, recorded: impl IntoIterator<Item = (String, Timestamp)>) {
+        let mut entries = self.entries.lock().expect("seen lock");
+        let known = entries.entry(repository.into()).or_default();
+        let mut merged: BTreeMap<Box<str>, Timestamp> = std::mem::take(known).into_iter().collect();
+        for (tag, at) in recorded {
+            merged
+                .entry(tag.into())
+                .and_modify(|t| *t = (*t).min(at))
+                .or_insert(at);
+        }
+        *known = merged.into_iter().collect();
     }
 
     /// When each tag of `repository` was first listed.
@@ -153,5 +174,19 @@ mod tests {
         let again = FirstSeen::open(dir.path());
         assert_eq!(again.sightings("reg/app"), now);
         assert_eq!(again.sightings("reg/other"), Sightings::default());
+        // Another replica's earlier sighting wins; its unknown tags are added.
+        let earlier = v1 - jiff::SignedDuration::from_secs(60);
+        again.adopt(
+            "reg/app",
+            [("v1".to_string(), earlier), ("v0".to_string(), earlier)],
+        );
+        let adopted = again.sightings("reg/app");
+        assert_eq!(adopted.get("v1"), Some(earlier));
+        assert_eq!(adopted.get("v0"), Some(earlier));
+        assert_eq!(adopted.get("v3"), now.get("v3"));
+        assert_eq!(
+            adopted.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            ["v0", "v1", "v3"]
+        );
     }
 }

@@ -124,6 +124,16 @@ impl StatusStore {
         f(by_image::entry(&mut entries, alias, environment));
     }
 
+    /// One image's entries, by environment.
+    pub fn environments(&self, alias: &str) -> BTreeMap<String, Status> {
+        let entries = self.entries.lock().expect("status lock");
+        entries.get(alias).map_or_else(BTreeMap::new, |envs| {
+            envs.iter()
+                .map(|(e, s)| (e.to_string(), s.clone()))
+                .collect()
+        })
+    }
+
     /// Every entry, in the file's nested form.
     pub fn all(&self) -> Nested {
         let entries = self.entries.lock().expect("status lock");

@@ -1,0 +1,150 @@
+//! What an image's owner leaves for the next one, and what a new owner picks up before its
+//! first poll: a replica that takes an image over knows what was written (so a person's
+//! revert is still held), which values are held, and since when its tags were seen (so
+//! `min_age` does not start again).
+//!
+//! Every cycle reads the holds from etcd before it decides anything, so a `hold` given on any
+//! replica stops every replica's next write. After a cycle the owner publishes the records of
+//! the images it checked, when anything but the check time changed, or every
+//! [`REFRESH`] so `status` elsewhere shows recent checks.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::store::{MAX_SIGHTINGS, Record, Store, StoreError};
+use crate::config::{Cluster, Image};
+use crate::daemon::state::{FirstSeen, Holds, StatusStore};
+
+/// How old a published record may grow while only its check times change.
+pub const REFRESH: Duration = Duration::from_secs(300);
+
+pub struct Handover {
+    me: String,
+    store: Store,
+    /// Images this replica took over, whose record is read before their next check.
+    adopt: Mutex<BTreeSet<String>>,
+    /// What was last published of each image (a hash without check times), and when.
+    published: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl Handover {
+    pub fn new(config: Cluster, me: String) -> Handover {
+        Handover {
+            me,
+            store: Store::new(config),
+            adopt: Mutex::default(),
+            published: Mutex::default(),
+        }
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Marks images this replica now owns and did not before: their records are read before
+    /// they are next checked.
+    pub fn taken(&self, aliases: impl IntoIterator<Item = String>) {
+        self.adopt.lock().expect("adopt lock").extend(aliases);
+    }
+
+    /// Before a cycle: the cluster's holds, and the records of the cycle's images this
+    /// replica has just taken over, merged into its own state. An error here fails the cycle:
+    /// deciding without the holds or the last owner's record could write what they forbid.
+    pub async fn prepare(
+        &self,
+        images: &[&Image],
+        status: &StatusStore,
+        seen: &FirstSeen,
+    ) -> Result<Holds, StoreError> {
+        let holds = self.store.holds().await?;
+        let due: Vec<&Image> = {
+            let adopt = self.adopt.lock().expect("adopt lock");
+            images
+                .iter()
+                .copied()
+                .filter(|i| adopt.contains(&i.alias))
+                .collect()
+        };
+        for image in due {
+            if let Some(record) = self.store.record(&image.alias).await?
+                && record.by != self.me
+            {
+                tracing::info!(image = %image.alias, from = %record.by, "cluster: took over the image's record");
+                for (env, entry) in record.status {
+                    status.update(&image.alias, &env, |s| *s = entry);
+                }
+                seen.adopt(&image.reference.repository(), record.seen);
+            }
+            self.adopt.lock().expect("adopt lock").remove(&image.alias);
+            // What is here now is what the record says: published again only on change.
+            self.published
+                .lock()
+                .expect("published lock")
+                .remove(&image.alias);
+        }
+        Ok(holds)
+    }
+
+    /// After a cycle: publishes the records of `images` that changed. Failures are logged:
+    /// the commit is made, and the next cycle publishes again.
+    pub async fn publish(&self, images: &[&Image], status: &StatusStore, seen: &FirstSeen) {
+        for image in images {
+            let record = self.record_of(image, status, seen);
+            let hash = unchanging_hash(&record);
+            let fresh = self
+                .published
+                .lock()
+                .expect("published lock")
+                .get(&image.alias)
+                .is_some_and(|(h, at)| *h == hash && at.elapsed() < REFRESH);
+            if fresh {
+                continue;
+            }
+            match self.store.publish(&image.alias, &record).await {
+                Ok(()) => {
+                    self.published
+                        .lock()
+                        .expect("published lock")
+                        .insert(image.alias.clone(), (hash, Instant::now()));
+                }
+                Err(e) => {
+                    tracing::warn!(image = %image.alias, error = %e, "cluster: cannot publish the image's record; trying again after its next check");
+                }
+            }
+        }
+    }
+
+    fn record_of(&self, image: &Image, status: &StatusStore, seen: &FirstSeen) -> Record {
+        let sightings = seen.sightings(&image.reference.repository());
+        let mut newest: Vec<(&str, jiff::Timestamp)> = sightings.iter().collect();
+        newest.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        newest.truncate(MAX_SIGHTINGS);
+        Record {
+            by: self.me.clone(),
+            at: Some(jiff::Timestamp::now()),
+            status: status.environments(&image.alias),
+            seen: newest
+                .into_iter()
+                .map(|(t, at)| (t.to_string(), at))
+                .collect(),
+        }
+    }
+}
+
+/// A hash of what a record says apart from when: its writer, write time and check times.
+fn unchanging_hash(record: &Record) -> u64 {
+    let mut plain = record.clone();
+    plain.at = None;
+    for s in plain.status.values_mut() {
+        s.last_check = None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&plain).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
