@@ -90,6 +90,7 @@ fn one_cycle(common: &ConfigArgs, config: Config, dry_run: bool) -> Result<Repor
         .map_err(|e| image_updater::private::state_dir_error(&state_dir, &e))?;
     runtime().block_on(async move {
         let shared = Shared::open(state_dir);
+        shared.join_cluster_state(&config);
         let engine = Engine::new(std::sync::Arc::new(config), &shared)?;
         let report = engine.cycle(&[], dry_run).await;
         // What the process learned (tokens, digests, status) is kept for the next run.

@@ -46,6 +46,11 @@ pub struct Shared {
     pub cluster: Arc<
         std::sync::OnceLock<tokio::sync::watch::Receiver<Option<crate::cluster::etcd::Session>>>,
     >,
+    /// With `[cluster]`: the holds and image records shared through etcd.
+    pub handover: Arc<std::sync::OnceLock<Arc<crate::cluster::handover::Handover>>>,
+    /// How registry clients retry and share a registry's rate; the daemon names its replica
+    /// and sets the share in a cluster.
+    pub tuning: Tuning,
     /// Mirrors by repository name; each is used by one branch update at a time.
     mirrors: Arc<Mutex<BTreeMap<String, MirrorSlot>>>,
     /// Forge API clients by repository name (they keep tokens), made on first use.
@@ -72,6 +77,8 @@ impl Shared {
             requests: Arc::new(RequestStore::open(&state_dir)),
             verifier: Arc::new(crate::verify::Verifier::new()),
             cluster: Arc::default(),
+            handover: Arc::default(),
+            tuning: Tuning::default(),
             state_dir,
             registry_metrics: Arc::new(registry::Metrics::default()),
             cache: Arc::new(cache),
@@ -80,6 +87,20 @@ impl Shared {
             forges: Arc::default(),
             said: Arc::default(),
             saved: Arc::default(),
+        }
+    }
+
+    /// With `[cluster]`, for a command run beside the replicas (`once`, `plan`, `test`): holds
+    /// and image records are read from etcd, as the replicas read them. Such a command has no
+    /// lease, so it takes no branch lock: git's leased push guards its writes.
+    pub fn join_cluster_state(&self, config: &Config) {
+        if let Some(cluster) = &config.cluster {
+            let handover = crate::cluster::handover::Handover::new(
+                cluster.clone(),
+                crate::cluster::replica_id(),
+            );
+            handover.taken(config.images.keys().cloned());
+            let _ = self.handover.set(Arc::new(handover));
         }
     }
 
@@ -213,7 +234,7 @@ impl Engine {
     pub fn new(config: Arc<Config>, shared: &Shared) -> Result<Engine, String> {
         let registries = Registries::from_config(
             &config,
-            Tuning::default(),
+            shared.tuning.clone(),
             shared.registry_metrics.clone(),
             shared.cache.clone(),
             shared.tokens.clone(),
@@ -252,7 +273,17 @@ impl Engine {
             .filter(|i| aliases.is_empty() || aliases.contains(&i.alias))
             .collect();
         let started = std::time::Instant::now();
-        let holds = Holds::read(&self.shared.state_dir);
+        let handover = self.shared.handover.get();
+        let holds = match handover {
+            None => Holds::read(&self.shared.state_dir),
+            Some(h) => match h
+                .prepare(&images, &self.shared.status, &self.shared.seen)
+                .await
+            {
+                Ok(holds) => holds,
+                Err(e) => return self.refused(&images, &format!("cluster state: {e}")),
+            },
+        };
         self.lift_released(&holds);
         let cycle = Cycle::new();
         // At most POLLS_AT_ONCE checks exist at a time: a check's future is kilobytes, and a
@@ -297,12 +328,45 @@ impl Engine {
             seconds = format!("{:.1}", took.as_secs_f64()),
             "cycle done"
         );
+        if let Some(h) = handover
+            && !dry_run
+        {
+            h.publish(&images, &self.shared.status, &self.shared.seen)
+                .await;
+        }
         self.shared.save_due();
         let report = Report { checks, branches };
         if !dry_run {
             super::notify::send(&self.config, &report).await;
         }
         report
+    }
+
+    /// A cycle that cannot decide anything: each check fails with `why`, nothing is written.
+    fn refused(&self, images: &[&Image], why: &str) -> Report {
+        tracing::error!(error = %why, "cycle skipped: nothing is checked or written");
+        let mut checks = Vec::new();
+        for image in images {
+            for d in &image.deployments {
+                self.shared
+                    .metrics
+                    .checked(&image.alias, &d.environment, false);
+                self.shared
+                    .status
+                    .update(&image.alias, &d.environment, |s| {
+                        s.last_error = Some(why.to_string())
+                    });
+                checks.push(Check {
+                    alias: image.alias.clone(),
+                    environment: d.environment.clone(),
+                    result: Err(why.to_string()),
+                });
+            }
+        }
+        Report {
+            checks,
+            branches: Vec::new(),
+        }
     }
 
     /// Revert holds a person released with `image-updater release`.

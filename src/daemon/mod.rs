@@ -49,6 +49,7 @@ pub use engine::{BranchReport, Check, Engine, Report, Shared};
 use reload::Trigger;
 use schedule::{Feedback, Schedule};
 
+use crate::cluster::handover::Handover;
 use crate::config::{self, Config};
 
 /// How long a running cycle may take to finish after SIGTERM before it is abandoned.
@@ -80,7 +81,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         .unwrap_or_else(|| config.settings.state_dir.clone());
     crate::private::create_dir(&state_dir)
         .map_err(|e| crate::private::state_dir_error(&state_dir, &e))?;
-    let shared = Shared::open(state_dir);
+    let mut shared = Shared::open(state_dir);
     let listen = options.listen.unwrap_or(config.settings.listen);
     let listener = http::endpoints::bind(listen)
         .await
@@ -149,10 +150,21 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         Some(cluster) => {
             let me = crate::cluster::replica_id();
             tracing::info!(replica = %me, cluster = %cluster.name, endpoints = ?cluster.endpoints, "cluster: joining");
+            shared.tuning.replica = Some(me.clone());
+            let handover = Arc::new(Handover::new(cluster.clone(), me.clone()));
             let (rx, session, task) =
                 crate::cluster::etcd::join(cluster.clone(), me, stop_tx.subscribe());
             // Writes take their branch's lock through this replica's session.
             let _ = shared.cluster.set(session);
+            let _ = shared.handover.set(handover);
+            (Some(rx), Some(task))
+        }
+        None => (None, None),
+    };
+    // Pushes other replicas received for images this one owns.
+    let (mut pokes, pokes_task) = match shared.handover.get() {
+        Some(h) => {
+            let (rx, task) = crate::cluster::pokes::follow(h.clone(), stop_tx.subscribe());
             (Some(rx), Some(task))
         }
         None => (None, None),
@@ -239,7 +251,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                             waiters.retain_known(|alias| new.config.images.contains_key(alias));
                             health.images.store(schedule.len(), Ordering::Relaxed);
                             engine = Arc::new(new);
-                            owned = owned_by(members.as_ref(), &engine);
+                            owned = take_over(&shared, owned, owned_by(members.as_ref(), &engine));
                             shared.forget_mirrors().await;
                         }
                         Err(e) => {
@@ -264,8 +276,30 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             }
             Some(pushed) = push_rx.recv() => {
                 let aliases = webhook::matching(&engine.config, &pushed);
-                tracing::info!(images = ?aliases, "checking now: a registry reported a push");
-                schedule.due_now(&aliases);
+                // In a cluster, the images of other replicas go to their owners.
+                let (mine, theirs): (Vec<String>, Vec<String>) = aliases
+                    .into_iter()
+                    .partition(|a| owned.as_ref().is_none_or(|o| o.contains(a)));
+                if !mine.is_empty() {
+                    tracing::info!(images = ?mine, "checking now: a registry reported a push");
+                    schedule.due_now(&mine);
+                }
+                if let (Some(h), false) = (shared.handover.get(), theirs.is_empty()) {
+                    tracing::info!(images = ?theirs, "a registry reported a push; passing it on to the images' owners");
+                    let session = shared.cluster.get().and_then(|s| s.borrow().clone());
+                    let h = h.clone();
+                    tokio::spawn(async move { crate::cluster::pokes::send(&h, session, &theirs).await });
+                }
+            }
+            Some(poked) = async { pokes.as_mut().expect("clustered").recv().await }, if pokes.is_some() => {
+                let mine: Vec<String> = poked
+                    .into_iter()
+                    .filter(|a| owned.as_ref().is_some_and(|o| o.contains(a)))
+                    .collect();
+                if !mine.is_empty() {
+                    tracing::info!(images = ?mine, "checking now: another replica received a push for them");
+                    schedule.due_now(&mine);
+                }
             }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
@@ -284,10 +318,14 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 }
             }
             Ok(()) = async { members.as_mut().expect("clustered").changed().await }, if members.is_some() => {
-                owned = owned_by(members.as_ref(), &engine);
+                owned = take_over(&shared, owned, owned_by(members.as_ref(), &engine));
                 let count = owned.as_ref().map_or(0, |o| o.len());
                 let live = members.as_ref().map_or(0, |m| m.borrow().live.len());
                 shared.metrics.owned_images(count, live);
+                // Each request waits for one slot per live replica: together they keep to
+                // each registry's rate.
+                let share = u32::try_from(live).unwrap_or(u32::MAX).max(1);
+                shared.tuning.share.store(share, Ordering::Relaxed);
                 tracing::info!(owned = count, of = engine.config.images.len(), members = live, "cluster: images owned by this replica");
             }
             // The watchdog is fed only while polling makes progress: systemd restarts a daemon
@@ -320,6 +358,9 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         let _ = task.await;
     }
     // The lease is revoked on the way out: the others take this replica's images at once.
+    if let Some(task) = pokes_task {
+        let _ = task.await;
+    }
     if let Some(task) = cluster_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     }
@@ -556,6 +597,20 @@ fn owned_by(
             .map(|image| image.alias.clone())
             .collect(),
     )
+}
+
+/// The images owned now (`new`); those not owned before are marked for taking over, so the
+/// last owner's record is read before they are checked.
+fn take_over(
+    shared: &Shared,
+    old: Option<std::collections::HashSet<String>>,
+    new: Option<std::collections::HashSet<String>>,
+) -> Option<std::collections::HashSet<String>> {
+    if let (Some(h), Some(now)) = (shared.handover.get(), &new) {
+        let before = old.unwrap_or_default();
+        h.taken(now.difference(&before).cloned());
+    }
+    new
 }
 
 /// The lane of an image, as the budget plan names it: its registry's name (images of

@@ -12,7 +12,7 @@
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -109,6 +109,12 @@ pub struct Tuning {
     pub max_tags: usize,
     /// Bytes of one repository's tag list (all pages) accepted at most.
     pub max_tag_list_bytes: usize,
+    /// How many replicas share each registry's `rate_limit` (1 outside a cluster): each
+    /// request waits for this many of the limiter's slots, so together the replicas stay
+    /// within the one budget. Shared with the daemon, which sets it as members come and go.
+    pub share: Arc<AtomicU32>,
+    /// This replica's id, sent in the User-Agent so a registry's logs tell replicas apart.
+    pub replica: Option<String>,
 }
 
 impl Default for Tuning {
@@ -126,6 +132,8 @@ impl Default for Tuning {
             max_pages: 1000,
             max_tags: 100_000,
             max_tag_list_bytes: 16 << 20,
+            share: Arc::new(AtomicU32::new(1)),
+            replica: None,
         }
     }
 }
@@ -365,8 +373,15 @@ impl Client {
                 attempt.follow()
             }
         });
+        let agent = match &tuning.replica {
+            Some(replica) => format!(
+                "image-updater/{} (replica {replica})",
+                env!("CARGO_PKG_VERSION")
+            ),
+            None => concat!("image-updater/", env!("CARGO_PKG_VERSION")).to_string(),
+        };
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("image-updater/", env!("CARGO_PKG_VERSION")))
+            .user_agent(agent)
             .redirect(redirects)
             .timeout(tuning.request_timeout)
             .connect_timeout(tuning.connect_timeout)
@@ -751,7 +766,11 @@ impl Client {
         let mut last_status = None;
         for attempt in 1..=tuning.attempts {
             self.wait_if_blocked().await?;
-            self.inner.limiter.until_ready().await;
+            // A replica's part of the registry's rate: one slot per replica sharing it.
+            let share = tuning.share.load(Ordering::Relaxed).clamp(1, 64);
+            for _ in 0..share {
+                self.inner.limiter.until_ready().await;
+            }
             let outcome = match build().send().await {
                 Ok(resp) => self.read(resp).await,
                 Err(e) => Err((0, describe(&e))),

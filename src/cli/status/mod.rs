@@ -1,17 +1,19 @@
-//! `image-updater status`, `hold` and `release`: what the daemon knows about each image in
-//! each environment, and the hand brake.
-//!
-//! These read the state dir the daemon writes. `hold` and `release` write only `holds.json`,
-//! which the daemon reads at every cycle, so they take effect without a reload.
+//! `image-updater status`: what the daemon knows about each image in each environment, read
+//! from the state dir it writes or, in a cluster, from etcd; and the hand brake (`hold`,
+//! `release`, in [`holds`]).
 
-use image_updater::config::{self, Config};
 use image_updater::daemon::safety::human;
-use image_updater::daemon::state::{
-    Holds, Lift, ManualHold, RequestStore, Status, StatusStore, now,
-};
+use image_updater::daemon::state::{RequestStore, Status};
 use serde::Serialize;
 
 use super::{ConfigArgs, Outcome};
+
+mod holds;
+mod source;
+
+use holds::describe_hold;
+pub use holds::{HoldArgs, ReleaseArgs, hold, release};
+use source::Source;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -31,64 +33,12 @@ pub struct StatusArgs {
     long: bool,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct HoldArgs {
-    /// The image's alias in the config.
-    alias: String,
-    /// The environment to hold it in.
-    #[arg(long)]
-    env: String,
-    /// Until when (RFC 3339, e.g. 2026-12-01T09:00:00Z); without it, until `release`.
-    #[arg(long, value_name = "TIME", conflicts_with = "for_")]
-    until: Option<String>,
-    /// For how long, e.g. 24h or 3d.
-    #[arg(long = "for", id = "for_", value_name = "DURATION")]
-    for_: Option<String>,
-    /// Why, shown by `status` and in the logs.
-    #[arg(long)]
-    reason: Option<String>,
-    #[command(flatten)]
-    common: ConfigArgs,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ReleaseArgs {
-    /// The image's alias in the config.
-    alias: String,
-    /// The environment to release it in.
-    #[arg(long)]
-    env: String,
-    #[command(flatten)]
-    common: ConfigArgs,
-}
-
-/// Checks that `alias` is deployed to `env` in the config.
-fn deployed(config: &Config, alias: &str, env: &str) -> Result<(), String> {
-    let Some(image) = config.images.get(alias) else {
-        let known: Vec<&str> = config.images.keys().map(String::as_str).collect();
-        return Err(format!(
-            "no image `{alias}` in the config; its images are: {}",
-            known.join(", ")
-        ));
-    };
-    if image.deployments.iter().any(|d| d.environment == env) {
-        Ok(())
-    } else {
-        let envs: Vec<&str> = image
-            .deployments
-            .iter()
-            .map(|d| d.environment.as_str())
-            .collect();
-        Err(format!(
-            "image `{alias}` is not deployed to `{env}`; it is deployed to: {}",
-            envs.join(", ")
-        ))
-    }
-}
-
 #[derive(Serialize)]
 struct Row {
     image: String,
+    /// The replica that owns the image, in a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
     environment: String,
     branch: String,
     current: Option<String>,
@@ -134,13 +84,19 @@ pub fn status(args: StatusArgs) -> Outcome {
         );
         return Outcome::Usage;
     }
-    let state_dir = announce(args.common.state_dir(&config));
+    let view = match Source::open(&args.common, &config).and_then(|s| Ok((s.view()?, s))) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Negative;
+        }
+    };
+    let (view, source) = view;
     let plan = image_updater::daemon::budget::Plan::new(&config);
     for warning in plan.warnings() {
         eprintln!("warning: {warning}");
     }
-    let store = StatusStore::open(&state_dir);
-    let holds = Holds::read(&state_dir);
+    let holds = &view.holds;
     let mut rows = Vec::new();
     for image in config.images.values() {
         if args.image.as_ref().is_some_and(|a| *a != image.alias) {
@@ -150,7 +106,7 @@ pub fn status(args: StatusArgs) -> Outcome {
             if args.env.as_ref().is_some_and(|e| *e != d.environment) {
                 continue;
             }
-            let s: Status = store.get(&image.alias, &d.environment);
+            let s: Status = view.status(&image.alias, &d.environment);
             let manual = holds
                 .active(&image.alias, &d.environment)
                 .map(describe_hold);
@@ -166,6 +122,7 @@ pub fn status(args: StatusArgs) -> Outcome {
                 .as_ref()
                 .map(|p| format!("pinned to {p} in the config"));
             rows.push(Row {
+                owner: view.owner(image),
                 image: image.alias.clone(),
                 environment: d.environment.clone(),
                 branch: config.environments[&d.environment].branch.clone(),
@@ -194,17 +151,22 @@ pub fn status(args: StatusArgs) -> Outcome {
     // Values come from registries (tags, error texts): never raw to the terminal.
     let say = |line: String| println!("{}", super::terminal::safe(&line));
     // The open pull requests, one per environment shown.
-    let requests = RequestStore::open(&state_dir);
-    let open: Vec<String> = config
-        .environments
-        .keys()
-        .filter(|e| args.env.as_ref().is_none_or(|want| want == *e))
-        .filter_map(|e| {
-            requests
-                .get(e)
-                .map(|r| format!("{e}: {} {}", r.name(), r.url))
-        })
-        .collect();
+    let open: Vec<String> = match source.state_dir() {
+        None => Vec::new(),
+        Some(state_dir) => {
+            let requests = RequestStore::open(state_dir);
+            config
+                .environments
+                .keys()
+                .filter(|e| args.env.as_ref().is_none_or(|want| want == *e))
+                .filter_map(|e| {
+                    requests
+                        .get(e)
+                        .map(|r| format!("{e}: {} {}", r.name(), r.url))
+                })
+                .collect()
+        }
+    };
     if !args.long {
         table(&rows).into_iter().for_each(say);
         if !open.is_empty() {
@@ -220,6 +182,9 @@ pub fn status(args: StatusArgs) -> Outcome {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     for r in &rows {
         say(format!("{} in {} ({})", r.image, r.environment, r.branch));
+        if let Some(o) = &r.owner {
+            say(format!("  owner:      {o}"));
+        }
         say(format!("  current:    {}", dash(&r.current)));
         say(format!("  candidate:  {}", dash(&r.candidate)));
         if let Some(w) = &r.waiting {
@@ -270,14 +235,20 @@ fn table(rows: &[Row]) -> Vec<String> {
             .map(|d| format!("{} ago", image_updater::daemon::safety::human(d)))
             .unwrap_or_else(|| "never".into())
     };
-    let mut lines = vec![[
+    // In a cluster, which replica owns each image.
+    let owners = rows.iter().any(|r| r.owner.is_some());
+    let mut header = vec![
         "IMAGE".to_string(),
         "ENV".into(),
         "CURRENT".into(),
         "CANDIDATE".into(),
         "CHECKED".into(),
         "STATE".into(),
-    ]];
+    ];
+    if owners {
+        header.insert(5, "OWNER".into());
+    }
+    let mut lines = vec![header];
     for r in rows {
         let state = if let Some(e) = &r.last_error {
             format!("error: {e}")
@@ -292,16 +263,20 @@ fn table(rows: &[Row]) -> Vec<String> {
         } else {
             "-".into()
         };
-        lines.push([
+        let mut line = vec![
             r.image.clone(),
             r.environment.clone(),
             short(&r.current),
             short(&r.candidate),
             ago(&r.last_check),
             state,
-        ]);
+        ];
+        if owners {
+            line.insert(5, r.owner.clone().unwrap_or_default());
+        }
+        lines.push(line);
     }
-    let mut widths = [0usize; 6];
+    let mut widths = vec![0usize; lines[0].len()];
     for line in &lines {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.chars().count());
@@ -311,7 +286,7 @@ fn table(rows: &[Row]) -> Vec<String> {
         .iter()
         .map(|cells| {
             let mut out = String::new();
-            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            for (i, (cell, &w)) in cells.iter().zip(&widths).enumerate() {
                 if i + 1 == cells.len() {
                     out.push_str(cell);
                 } else {
@@ -321,128 +296,4 @@ fn table(rows: &[Row]) -> Vec<String> {
             out
         })
         .collect()
-}
-
-fn describe_hold(h: &ManualHold) -> String {
-    let until = h.until.as_deref().unwrap_or("released");
-    let why = h
-        .reason
-        .as_deref()
-        .map(|r| format!(": {r}"))
-        .unwrap_or_default();
-    format!("held by hand since {} until {until}{why}", h.since)
-}
-
-pub fn hold(args: HoldArgs) -> Outcome {
-    let Some(config) = args.common.load() else {
-        return Outcome::Negative;
-    };
-    if let Err(e) = deployed(&config, &args.alias, &args.env) {
-        eprintln!("error: {e}");
-        return Outcome::Usage;
-    }
-    let until = match (&args.until, &args.for_) {
-        (Some(t), _) => match t.parse::<jiff::Timestamp>() {
-            Ok(t) => Some(t.to_string()),
-            Err(e) => {
-                eprintln!(
-                    "error: --until `{t}`: {e} (expected RFC 3339, e.g. 2026-12-01T09:00:00Z)"
-                );
-                return Outcome::Usage;
-            }
-        },
-        (None, Some(d)) => match config::parse_duration(d) {
-            Ok(d) => Some((jiff::Timestamp::now() + d).to_string()),
-            Err(e) => {
-                eprintln!("error: --for `{d}`: {e}");
-                return Outcome::Usage;
-            }
-        },
-        (None, None) => None,
-    };
-    let state_dir = announce(args.common.state_dir(&config));
-    let mut holds = Holds::read(&state_dir);
-    let hold = ManualHold {
-        since: now(),
-        until,
-        reason: args.reason,
-    };
-    println!("{} in {}: {}", args.alias, args.env, describe_hold(&hold));
-    holds
-        .holds
-        .entry(args.alias)
-        .or_default()
-        .insert(args.env, hold);
-    write(&holds, &state_dir)
-}
-
-pub fn release(args: ReleaseArgs) -> Outcome {
-    let Some(config) = args.common.load() else {
-        return Outcome::Negative;
-    };
-    if let Err(e) = deployed(&config, &args.alias, &args.env) {
-        eprintln!("error: {e}");
-        return Outcome::Usage;
-    }
-    let state_dir = announce(args.common.state_dir(&config));
-    let mut holds = Holds::read(&state_dir);
-    let manual = holds
-        .holds
-        .get_mut(&args.alias)
-        .and_then(|e| e.remove(&args.env))
-        .is_some();
-    // A revert hold lives in status.json, which only the daemon writes: ask it to lift it.
-    let revert = StatusStore::open(&state_dir)
-        .get(&args.alias, &args.env)
-        .held;
-    if let Some(r) = &revert {
-        holds.lifted.entry(args.alias.clone()).or_default().insert(
-            args.env.clone(),
-            Lift {
-                value: r.value.clone(),
-                at: now(),
-            },
-        );
-    }
-    match (manual, &revert) {
-        (false, None) => {
-            println!("{} in {}: nothing is held", args.alias, args.env);
-            return Outcome::Negative;
-        }
-        (true, _) => println!("{} in {}: hold released", args.alias, args.env),
-        _ => {}
-    }
-    if let Some(r) = revert {
-        println!(
-            "{} in {}: {} may be deployed again (from the next cycle)",
-            args.alias, args.env, r.value
-        );
-    }
-    write(&holds, &state_dir)
-}
-
-/// Says on stderr which state dir is read, and warns when it holds no daemon state (a
-/// different `--state-dir` or `settings.state_dir` than the daemon's, most likely).
-fn announce(state_dir: std::path::PathBuf) -> std::path::PathBuf {
-    eprintln!("state dir: {}", state_dir.display());
-    if !state_dir.join("status.json").exists() {
-        eprintln!(
-            "warning: {} holds no status.json: no daemon has run with this state dir (is it the one the daemon uses?)",
-            state_dir.display()
-        );
-    }
-    state_dir
-}
-
-fn write(holds: &Holds, state_dir: &std::path::Path) -> Outcome {
-    match holds.write(state_dir) {
-        Ok(()) => Outcome::Success,
-        Err(e) => {
-            eprintln!(
-                "error: cannot write {}: {e}",
-                Holds::path(state_dir).display()
-            );
-            Outcome::Usage
-        }
-    }
 }

@@ -106,7 +106,7 @@ pub fn run(args: &Args, found: Found) -> Outcome {
         );
     }
     let shared = Shared::open(state_dir.clone());
-    let holds = Holds::read(&state_dir);
+    shared.join_cluster_state(&found.config);
     let Found {
         config,
         alias,
@@ -131,6 +131,17 @@ pub fn run(args: &Args, found: Found) -> Outcome {
             eprintln!("error: {e}");
             return Outcome::Usage;
         }
+    };
+    // In a cluster, the holds and this image's record as the replicas share them.
+    let holds = match shared.handover.get() {
+        None => Holds::read(&state_dir),
+        Some(h) => match runtime.block_on(h.prepare(&[image], &shared.status, &shared.seen)) {
+            Ok(holds) => holds,
+            Err(e) => {
+                eprintln!("error: {}", safe(&e.to_string()));
+                return Outcome::Negative;
+            }
+        },
     };
     let chosen = match runtime.block_on(engine.choose(&Cycle::new(), &holds, image, deployment)) {
         Ok(c) => c,

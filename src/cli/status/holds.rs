@@ -1,0 +1,196 @@
+//! `image-updater hold` and `release`: the hand brake. They write only the holds (the state
+//! dir's `holds.json`, or etcd's holds key in a cluster), which the daemon reads at every
+//! cycle, so they take effect without a reload.
+
+use image_updater::config::{self, Config};
+use image_updater::daemon::state::{Lift, ManualHold, now};
+
+use super::source::Source;
+use crate::cli::{ConfigArgs, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct HoldArgs {
+    /// The image's alias in the config.
+    alias: String,
+    /// The environment to hold it in.
+    #[arg(long)]
+    env: String,
+    /// Until when (RFC 3339, e.g. 2026-12-01T09:00:00Z); without it, until `release`.
+    #[arg(long, value_name = "TIME", conflicts_with = "for_")]
+    until: Option<String>,
+    /// For how long, e.g. 24h or 3d.
+    #[arg(long = "for", id = "for_", value_name = "DURATION")]
+    for_: Option<String>,
+    /// Why, shown by `status` and in the logs.
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    common: ConfigArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// The image's alias in the config.
+    alias: String,
+    /// The environment to release it in.
+    #[arg(long)]
+    env: String,
+    #[command(flatten)]
+    common: ConfigArgs,
+}
+
+/// Checks that `alias` is deployed to `env` in the config.
+fn deployed(config: &Config, alias: &str, env: &str) -> Result<(), String> {
+    let Some(image) = config.images.get(alias) else {
+        let known: Vec<&str> = config.images.keys().map(String::as_str).collect();
+        return Err(format!(
+            "no image `{alias}` in the config; its images are: {}",
+            known.join(", ")
+        ));
+    };
+    if image.deployments.iter().any(|d| d.environment == env) {
+        Ok(())
+    } else {
+        let envs: Vec<&str> = image
+            .deployments
+            .iter()
+            .map(|d| d.environment.as_str())
+            .collect();
+        Err(format!(
+            "image `{alias}` is not deployed to `{env}`; it is deployed to: {}",
+            envs.join(", ")
+        ))
+    }
+}
+
+pub(super) fn describe_hold(h: &ManualHold) -> String {
+    let until = h.until.as_deref().unwrap_or("released");
+    let why = h
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    format!("held by hand since {} until {until}{why}", h.since)
+}
+
+pub fn hold(args: HoldArgs) -> Outcome {
+    let Some(config) = args.common.load() else {
+        return Outcome::Negative;
+    };
+    if let Err(e) = deployed(&config, &args.alias, &args.env) {
+        eprintln!("error: {e}");
+        return Outcome::Usage;
+    }
+    let until = match (&args.until, &args.for_) {
+        (Some(t), _) => match t.parse::<jiff::Timestamp>() {
+            Ok(t) => Some(t.to_string()),
+            Err(e) => {
+                eprintln!(
+                    "error: --until `{t}`: {e} (expected RFC 3339, e.g. 2026-12-01T09:00:00Z)"
+                );
+                return Outcome::Usage;
+            }
+        },
+        (None, Some(d)) => match config::parse_duration(d) {
+            Ok(d) => Some((jiff::Timestamp::now() + d).to_string()),
+            Err(e) => {
+                eprintln!("error: --for `{d}`: {e}");
+                return Outcome::Usage;
+            }
+        },
+        (None, None) => None,
+    };
+    let source = match Source::open(&args.common, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Negative;
+        }
+    };
+    let hold = ManualHold {
+        since: now(),
+        until,
+        reason: args.reason,
+    };
+    let written = source.update_holds(|holds| {
+        holds
+            .holds
+            .entry(args.alias.clone())
+            .or_default()
+            .insert(args.env.clone(), hold.clone());
+    });
+    match written {
+        Ok(()) => {
+            println!("{} in {}: {}", args.alias, args.env, describe_hold(&hold));
+            Outcome::Success
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Negative
+        }
+    }
+}
+
+pub fn release(args: ReleaseArgs) -> Outcome {
+    let Some(config) = args.common.load() else {
+        return Outcome::Negative;
+    };
+    if let Err(e) = deployed(&config, &args.alias, &args.env) {
+        eprintln!("error: {e}");
+        return Outcome::Usage;
+    }
+    let source = match Source::open(&args.common, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Negative;
+        }
+    };
+    let view = match source.view() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Negative;
+        }
+    };
+    let manual = view
+        .holds
+        .holds
+        .get(&args.alias)
+        .is_some_and(|e| e.contains_key(&args.env));
+    // A revert hold lives in the daemon's status, which only the daemon writes: ask it to
+    // lift it.
+    let revert = view.status(&args.alias, &args.env).held;
+    if !manual && revert.is_none() {
+        println!("{} in {}: nothing is held", args.alias, args.env);
+        return Outcome::Negative;
+    }
+    let written = source.update_holds(|holds| {
+        if let Some(envs) = holds.holds.get_mut(&args.alias) {
+            envs.remove(&args.env);
+        }
+        if let Some(r) = &revert {
+            holds.lifted.entry(args.alias.clone()).or_default().insert(
+                args.env.clone(),
+                Lift {
+                    value: r.value.clone(),
+                    at: now(),
+                },
+            );
+        }
+    });
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        return Outcome::Negative;
+    }
+    if manual {
+        println!("{} in {}: hold released", args.alias, args.env);
+    }
+    if let Some(r) = revert {
+        println!(
+            "{} in {}: {} may be deployed again (from the next cycle)",
+            args.alias, args.env, r.value
+        );
+    }
+    Outcome::Success
+}
