@@ -1,14 +1,18 @@
 //! Replicas sharing the work through a real etcd (Debian's `etcd-server`): daemons (three, or
 //! two) on the same config, the same registry and the same repository, each with its own
 //! state dir. Every image is polled by exactly one live replica (counted in each replica's own
-//! metrics), and a replica killed with SIGKILL has its images taken over once its lease runs
-//! out.
+//! metrics, and at a counting proxy in front of the registry, which tells replicas apart by
+//! their User-Agent), together within the registry's `rate_limit`; a replica killed with
+//! SIGKILL has its images taken over once its lease runs out, with what it knew (holds, revert
+//! holds, first sightings) kept in etcd; a webhook received by one replica reaches the owner.
 
 mod harness;
 
 use std::time::{Duration, Instant};
 
+use harness::counting::Counting;
 use harness::etcd::Etcd;
+use harness::git::Person;
 use harness::world::{Daemon, World};
 
 const FILE: &str = "dev/kustomization.yaml";
@@ -93,10 +97,26 @@ async fn committed(world: &World, host: &str, image: &str, tag: &str) -> usize {
     commits_to(world, image, tag)
 }
 
+/// The registry's requests per second in [`replicas_divide_the_images_and_take_over_a_dead_ones`]:
+/// less than the six images polled every second need, so the budget decides.
+const RATE: f64 = 6.0;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     let etcd = Etcd::start().await;
     let (world, host) = cluster_world(&etcd.endpoints(), "test", "3s").await;
+    // The replicas reach the registry through the counting proxy, at RATE requests a second.
+    let proxy = Counting::start(world.registry.url()).await;
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace(
+            &format!("api_url = \"http://{host}\""),
+            &format!("api_url = \"{}\"", proxy.url()),
+        )
+        .replace("rate_limit = 100", &format!("rate_limit = {RATE}"));
+    assert!(config.contains(&proxy.url()));
+    world.write_config(&config);
+    let started = Instant::now();
     let mut replicas: Vec<Daemon> = ["one", "two", "three"]
         .iter()
         .map(|name| world.start_replica(name))
@@ -106,6 +126,7 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     }
     // Settled: from here on, each image is polled by one replica only.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = Instant::now();
     let mut before = Vec::new();
     for i in IMAGES {
         let mut counts = Vec::new();
@@ -127,6 +148,35 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
         assert_eq!(pollers.len(), 1, "{i} polled by replicas {pollers:?}");
         owner_of.insert(*i, pollers[0]);
     }
+    // The registry saw the same: each repository asked for by one replica, the one whose
+    // metrics counted it (a replica names itself, HOST-PID, in its User-Agent).
+    let seen = proxy.since(settled);
+    for i in IMAGES {
+        let mut agents: Vec<&str> = seen
+            .iter()
+            .filter(|s| s.repository == format!("org/{i}"))
+            .map(|s| s.agent.as_str())
+            .collect();
+        agents.sort();
+        agents.dedup();
+        let pid = replicas[owner_of[i]].child.id();
+        assert_eq!(agents.len(), 1, "org/{i} asked for by {agents:?}");
+        assert!(agents[0].ends_with(&format!("-{pid})")), "{agents:?}");
+    }
+    // Together within the registry's rate, from the first request on: at most RATE a second,
+    // plus the bursts the replicas' limiters start with (RATE slots each, spent one per
+    // request while a replica is alone, and one per live replica after).
+    let all = proxy.since(started);
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} registry requests in {seconds:.1}s from three replicas, rate_limit {RATE}",
+        all.len()
+    );
+    assert!(
+        all.len() as f64 <= RATE * seconds + 2.0 * RATE,
+        "{} requests in {seconds:.1}s",
+        all.len()
+    );
     // `cluster status` says the same, from etcd: each image's owner is the replica that
     // polled it (a replica's id ends with its process id).
     let out = world.run(&["cluster", "status", "--output", "json"]);
@@ -293,4 +343,213 @@ async fn a_three_member_etcd_survives_one_member_down_and_stops_without_quorum()
     members(&one, 2.0).await;
     members(&two, 2.0).await;
     assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
+}
+
+/// `image-updater status --output json` run beside the replicas: with `[cluster]` it reads
+/// etcd, so it shows every image whoever owns it. The row of `image` in dev.
+fn status_of(world: &World, image: &str) -> serde_json::Value {
+    let out = world.run(&["status", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["image"] == image)
+        .cloned()
+        .unwrap()
+}
+
+/// Waits until `image`'s row satisfies `ok`.
+async fn status_until(
+    world: &World,
+    image: &str,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = status_of(world, image);
+        if ok(&row) {
+            return row;
+        }
+        assert!(Instant::now() < deadline, "{image} never {what}: {row}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The replica among `replicas` that `row` names as the owner.
+fn owner_index(row: &serde_json::Value, replicas: &[Daemon]) -> usize {
+    let owner = row["owner"].as_str().unwrap();
+    replicas
+        .iter()
+        .position(|r| owner.ends_with(&format!("-{}", r.child.id())))
+        .unwrap_or_else(|| panic!("owner {owner} is none of the replicas"))
+}
+
+/// What replicas share through etcd: a hold given beside them stops the owner, `status`
+/// shows every image and its owner, a webhook received by a replica that does not own the
+/// image reaches the one that does, and the replica that takes over a SIGKILLed one's image
+/// keeps holding a value a person reverted, with the tags' first sightings it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_holds_reverts_sightings_and_pushes() {
+    let etcd = Etcd::start().await;
+    let (world, host) = cluster_world(&etcd.endpoints(), "shared", "3s").await;
+    // Image d is polled once an hour: only a webhook brings its next tag in time.
+    let base = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace("[images.d]\n", "[images.d]\ninterval = \"1h\"\n");
+    // Each replica listens for webhooks on its own port.
+    let (hooks_one, port_one) = world.webhooks();
+    let (hooks_two, port_two) = world.webhooks();
+    world.write_config(&format!("{base}{hooks_one}"));
+    let two_config = world.dir.path().join("two.toml");
+    std::fs::write(&two_config, format!("{base}{hooks_two}")).unwrap();
+    let mut replicas = vec![
+        world.start_replica("one"),
+        world.start_replica_with("two", &two_config),
+    ];
+    for r in &replicas {
+        members(r, 2.0).await;
+    }
+    // Every image's record is in etcd, each with its owner.
+    for i in IMAGES {
+        let row = status_until(&world, i, "was checked", |r| !r["last_check"].is_null()).await;
+        owner_index(&row, &replicas);
+    }
+
+    // A hold given beside the replicas keeps a's new tag out, whoever owns a.
+    let out = world.run(&["hold", "a", "--env", "dev", "--reason", "release freeze"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    world.push("org/a", "v1.1.0").await;
+    let row = status_until(&world, "a", "saw v1.1.0", |r| r["candidate"] == "v1.1.0").await;
+    assert!(
+        row["hold"].as_str().unwrap().contains("release freeze"),
+        "{row}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        world
+            .file_on("deploy/dev", FILE)
+            .contains(&format!("{host}/org/a\n    newTag: v1.0.0"))
+    );
+    let out = world.run(&["release", "a", "--env", "dev"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
+
+    // A push reported to the replica that does not own d reaches the one that does.
+    let d_owner = owner_index(&status_of(&world, "d"), &replicas);
+    let port = [port_one, port_two][1 - d_owner];
+    world.push("org/d", "v1.1.0").await;
+    let event = format!(
+        r#"{{"events":[{{"action":"push","target":{{"repository":"org/d","tag":"v1.1.0"}},"request":{{"host":"{host}"}}}}]}}"#
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhook"))
+        .header("authorization", "Bearer hook-s3cret")
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    assert_eq!(committed(&world, &host, "d", "v1.1.0").await, 1);
+    assert!(
+        replicas[d_owner]
+            .log()
+            .contains("another replica received a push"),
+        "{}",
+        replicas[d_owner].log()
+    );
+
+    // A person reverts b: its owner holds the reverted value.
+    world.push("org/b", "v1.1.0").await;
+    written(&world, &host, "b", "v1.1.0").await;
+    let person = Person::clone(&world.git.url_with_credentials("manifests"), "deploy/dev");
+    let reverted = world.file_on("deploy/dev", FILE).replace(
+        &format!("{host}/org/b\n    newTag: v1.1.0"),
+        &format!("{host}/org/b\n    newTag: v1.0.0"),
+    );
+    person.commit_and_push(FILE, &reverted, "Roll b back");
+    let row = status_until(&world, "b", "held the revert", |r| {
+        r["hold"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("revert: v1.1.0"))
+    })
+    .await;
+    // The owner's record of b, as the next owner will read it.
+    let store = image_updater::cluster::store::Store::new(cluster_config(&etcd, "shared"));
+    let before = store.record("b").await.unwrap().unwrap();
+    let first_seen = before.seen["v1.1.0"];
+
+    // SIGKILL b's owner: the other takes b over, still holds the revert, and keeps the first
+    // sighting of v1.1.0.
+    let victim = owner_index(&row, &replicas);
+    let mut killed = replicas.remove(victim);
+    killed.signal("KILL");
+    let _ = killed.wait_exit(Duration::from_secs(5));
+    members(&replicas[0], 1.0).await;
+    let survivor = replicas[0].child.id();
+    let row = status_until(&world, "b", "was taken over", |r| {
+        r["owner"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("-{survivor}"))
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let record = store.record("b").await.unwrap().unwrap();
+        if record.by != before.by {
+            break record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b's record was never written by the new owner"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(after.seen["v1.1.0"], first_seen);
+    assert!(
+        row["hold"].as_str().unwrap().starts_with("revert: v1.1.0"),
+        "{row}"
+    );
+    // Several of the survivor's polls later, b is still where the person put it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        world
+            .file_on("deploy/dev", FILE)
+            .contains(&format!("{host}/org/b\n    newTag: v1.0.0"))
+    );
+    assert_eq!(commits_to(&world, "b", "v1.1.0"), 1);
+    let row = status_of(&world, "b");
+    assert!(
+        row["hold"].as_str().unwrap().starts_with("revert: v1.1.0"),
+        "{row}"
+    );
+    assert!(
+        replicas[0].log().contains("took over the image's record"),
+        "{}",
+        replicas[0].log()
+    );
+}
+
+/// The `[cluster]` the tests' configs name, for reading etcd as the replicas do.
+fn cluster_config(etcd: &Etcd, name: &str) -> image_updater::config::Cluster {
+    image_updater::config::Cluster {
+        endpoints: etcd.endpoints(),
+        name: name.into(),
+        lease: Duration::from_secs(3),
+        credentials: None,
+    }
 }

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod cosign;
+pub mod counting;
 pub mod etcd;
 pub mod forge;
 pub mod git;

@@ -81,7 +81,8 @@ impl Drop for Referrers {
     }
 }
 
-async fn forward(
+/// Sends the request on to `upstream` as it came, and its answer back as it came.
+pub async fn forward(
     client: &reqwest::Client,
     upstream: &str,
     method: Method,

@@ -176,6 +176,14 @@ author = "image-updater <bot@example.com>"
         self.spawn(&self.config_path(), &state, log, free_port(), &[])
     }
 
+    /// [`World::start_replica`] with its own config file (replicas on one host need their
+    /// own webhook ports).
+    pub fn start_replica_with(&self, name: &str, config: &std::path::Path) -> Daemon {
+        let state = self.dir.path().join(format!("state-{name}"));
+        let log = self.dir.path().join(format!("{name}.log"));
+        self.spawn(config, &state, log, free_port(), &[])
+    }
+
     fn spawn(
         &self,
         config: &std::path::Path,
