@@ -551,5 +551,52 @@ fn cluster_config(etcd: &Etcd, name: &str) -> image_updater::config::Cluster {
         name: name.into(),
         lease: Duration::from_secs(3),
         credentials: None,
+        tls: None,
     }
+}
+
+/// etcd over https, checking clients' certificates: a replica with the CA and a client
+/// certificate joins and writes; one whose CA did not sign etcd's certificate stays outside,
+/// owning and writing nothing, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_etcd_over_tls_with_client_certificates() {
+    let certs = tempfile::tempdir().unwrap();
+    let tls = harness::Tls::generate(certs.path());
+    let (client_cert, client_key) = tls.client(certs.path(), "replica");
+    let ca = tls.ca.clone();
+    let etcd = Etcd::start_tls(tls).await;
+    assert!(etcd.client_url().starts_with("https://"));
+    let (world, host) = cluster_world(&etcd.endpoints(), "tls", "3s").await;
+    let base = std::fs::read_to_string(world.config_path()).unwrap();
+    let with_files = |ca: &std::path::Path| {
+        base.replace(
+            "lease = \"3s\"\n",
+            &format!(
+                "lease = \"3s\"\nca_file = \"{}\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+                ca.display(),
+                client_cert.display(),
+                client_key.display()
+            ),
+        )
+    };
+    world.write_config(&with_files(&ca));
+    let one = world.start_replica("one");
+    members(&one, 1.0).await;
+    world.push("org/a", "v1.1.0").await;
+    assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
+
+    // Another CA: the replica cannot trust etcd, so it never joins.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = harness::Tls::generate(other.path());
+    let wrong = world.dir.path().join("wrong-ca.toml");
+    std::fs::write(&wrong, with_files(&stranger.ca)).unwrap();
+    let two = world.start_replica_with("two", &wrong);
+    two.wait_http().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !two.log().contains("cluster: no etcd lease") {
+        assert!(Instant::now() < deadline, "{}", two.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
+    members(&one, 1.0).await;
 }

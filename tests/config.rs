@@ -794,7 +794,7 @@ members = 3
     let text = d.to_string();
     for needle in [
         "`zookeeper` is not a cluster backend",
-        "TLS to etcd is not supported yet",
+        "[cluster] has https:// endpoints but no ca_file",
         "credentials go in `credentials`",
         "use 1 to 64 letters",
         "a lease is 2s to 300s",
@@ -809,4 +809,48 @@ members = 3
         "{:?}",
         locations(&d)
     );
+
+    // TLS: https endpoints with etcd's CA, and a client certificate.
+    let tls = parse(&format!(
+        r#"{HEADER}
+[cluster]
+endpoints = ["https://etcd-1:2379", "https://etcd-2:2379"]
+ca_file = "/etc/image-updater/etcd-ca.pem"
+tls_certificate = "/etc/image-updater/etcd-client.pem"
+tls_key = "/etc/image-updater/etcd-client.key"
+"#
+    ))
+    .unwrap_or_else(|d| panic!("{d}"))
+    .cluster
+    .unwrap()
+    .tls
+    .unwrap();
+    assert_eq!(
+        tls.ca_file,
+        std::path::Path::new("/etc/image-updater/etcd-ca.pem")
+    );
+    assert!(tls.client.is_some());
+    for (section, needle) in [
+        (
+            "endpoints = [\"https://etcd-1:2379\", \"http://etcd-2:2379\"]\nca_file = \"/ca.pem\"",
+            "endpoints mix https:// and http://",
+        ),
+        (
+            "endpoints = [\"https://etcd-1:2379\"]\nca_file = \"ca.pem\"",
+            "ca_file: `ca.pem` is not an absolute path",
+        ),
+        (
+            "endpoints = [\"https://etcd-1:2379\"]\nca_file = \"/ca.pem\"\ntls_certificate = \"/c.pem\"",
+            "needs both tls_certificate and tls_key",
+        ),
+        (
+            "endpoints = [\"http://etcd-1:2379\"]\nca_file = \"/ca.pem\"",
+            "TLS files are set but the endpoints are http://",
+        ),
+    ] {
+        let text = parse(&format!("{HEADER}\n[cluster]\n{section}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
 }

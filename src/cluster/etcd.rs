@@ -11,11 +11,13 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, LockOptions, PutOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, LockOptions, PutOptions, TlsOptions,
+};
 use tokio::sync::watch;
 
 use super::Members;
-use crate::config::Cluster;
+use crate::config::{Cluster, ClusterTls};
 use crate::registry::credentials::{self, Credential};
 
 /// How often the members' prefix is read.
@@ -236,9 +238,35 @@ pub(super) async fn connect(config: &Cluster) -> Result<Client, String> {
             }
         }
     }
+    if let Some(tls) = &config.tls {
+        options = options.with_tls(tls_options(tls)?);
+    }
     Client::connect(&config.endpoints, Some(options))
         .await
         .map_err(|e| format!("cannot reach etcd at {}: {e}", config.endpoints.join(", ")))
+}
+
+/// The largest PEM file read for TLS to etcd.
+const MAX_PEM: u64 = 1 << 20;
+
+/// The CA and client certificate, read at each connection so renewed files are used.
+fn tls_options(tls: &ClusterTls) -> Result<TlsOptions, String> {
+    let read = |path: &std::path::Path| -> Result<Vec<u8>, String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_PEM + 1), &mut bytes)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if bytes.len() as u64 > MAX_PEM {
+            return Err(format!("{} is over {MAX_PEM} bytes", path.display()));
+        }
+        Ok(bytes)
+    };
+    let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file)?));
+    if let Some((certificate, key)) = &tls.client {
+        options = options.identity(Identity::from_pem(read(certificate)?, read(key)?));
+    }
+    Ok(options)
 }
 
 /// Returns once `stop` is true (or its sender is gone).

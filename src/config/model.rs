@@ -46,6 +46,17 @@ pub struct Cluster {
     pub lease: Duration,
     /// etcd's `user:password`, when it has authentication on.
     pub credentials: Option<CredentialRef>,
+    /// For `https://` endpoints: the CA that signs etcd's certificates, and this replica's
+    /// client certificate when etcd asks for one.
+    pub tls: Option<ClusterTls>,
+}
+
+/// TLS to etcd: PEM files, read when a replica connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    pub ca_file: std::path::PathBuf,
+    /// The client certificate and its key, for etcd's `--client-cert-auth`.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// `[webhooks]`: registries POST push events here, and the images they name are checked at

@@ -57,6 +57,14 @@ pub struct RawCluster {
     pub lease: Option<Str>,
     #[schemars(with = "Option<String>")]
     pub credentials: Option<Str>,
+    /// The CA of etcd's certificates, for `https://` endpoints.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Str>,
+    /// A client certificate and key, when etcd checks clients' certificates.
+    #[schemars(with = "Option<String>")]
+    pub tls_certificate: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub tls_key: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -19,6 +19,9 @@ struct Member {
 pub struct Etcd {
     members: Vec<Member>,
     initial_cluster: String,
+    /// Served over https with this certificate, checking clients' certificates against
+    /// its CA.
+    tls: Option<super::Tls>,
     dir: tempfile::TempDir,
 }
 
@@ -30,11 +33,22 @@ impl Etcd {
 
     /// `n` members forming one cluster.
     pub async fn cluster(n: usize) -> Etcd {
+        Etcd::start_with(n, None).await
+    }
+
+    /// One member serving clients over https with `tls`'s server certificate, and only to
+    /// clients whose certificate its CA signed.
+    pub async fn start_tls(tls: super::Tls) -> Etcd {
+        Etcd::start_with(1, Some(tls)).await
+    }
+
+    async fn start_with(n: usize, tls: Option<super::Tls>) -> Etcd {
         super::need::missing("", &[super::need::Component::Etcd]);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_url: format!("http://127.0.0.1:{}", free_port()),
+                client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
                 peer_url: format!("http://127.0.0.1:{}", free_port()),
                 child: None,
             })
@@ -47,6 +61,7 @@ impl Etcd {
         let mut etcd = Etcd {
             members,
             initial_cluster,
+            tls,
             dir: tempfile::tempdir().unwrap(),
         };
         for i in 0..n {
@@ -75,7 +90,18 @@ impl Etcd {
             .open(self.dir.path().join(format!("etcd-{i}.log")))
             .unwrap();
         let m = &self.members[i];
-        let child = Command::new(ETCD)
+        let mut command = Command::new(ETCD);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &m.name, "--data-dir"])
             .arg(self.dir.path().join(format!("data-{i}")))
             .args(["--listen-client-urls", &m.client_url])
@@ -94,6 +120,17 @@ impl Etcd {
     async fn wait_healthy(&self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // Over TLS the health endpoint wants a client certificate too: a member that
+            // accepts connections is up enough, and the replicas wait for their lease.
+            if self.tls.is_some() {
+                let port = self.members[i].client_url.rsplit(':').next().unwrap();
+                if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "etcd member {i} did not start");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             let health = reqwest::get(format!("{}/health", self.members[i].client_url)).await;
             if health.is_ok_and(|r| r.status().is_success()) {
                 return;

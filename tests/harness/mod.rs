@@ -164,6 +164,66 @@ impl Tls {
             key: dir.join("server.key"),
         }
     }
+
+    /// A client certificate signed by the same CA, for servers that check clients'
+    /// certificates (etcd's `--client-cert-auth`): its certificate and key, in `dir`.
+    pub fn client(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        std::fs::write(
+            dir.join(&ext),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            self.ca.to_str().unwrap(),
+            "-CAkey",
+            self.ca.with_extension("key").to_str().unwrap(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext,
+        ]);
+        (dir.join(pem), dir.join(key))
+    }
 }
 
 impl Registry {

@@ -73,6 +73,18 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A file the daemon reads: an absolute path (its working directory is `/` under systemd).
+    fn absolute_path(&mut self, value: &Spanned<String>, what: &str) -> Option<std::path::PathBuf> {
+        self.parse(value, what, |t| {
+            let p = std::path::PathBuf::from(t);
+            if p.is_absolute() {
+                Ok(p)
+            } else {
+                Err(format!("`{t}` is not an absolute path"))
+            }
+        })
+    }
+
     pub fn config(&mut self, raw: RawConfig, source_len: usize) -> Option<Config> {
         self.overrides(&raw);
         let settings = self.settings(raw.settings.as_ref(), source_len);

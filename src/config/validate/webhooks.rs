@@ -2,7 +2,6 @@
 //! certificate the listener presents when it serves HTTPS.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use toml::Spanned;
 
@@ -52,21 +51,11 @@ impl Validator<'_> {
     /// `tls_certificate` and `tls_key`: both or neither, absolute paths (the daemon's working
     /// directory is `/` under systemd). `Some(None)` is plain HTTP; `None` was reported.
     fn webhook_tls(&mut self, raw: &RawWebhooks) -> Option<Option<WebhookTls>> {
-        let path = |v: &mut Self, value: &Spanned<String>, key: &str| {
-            v.parse(value, key, |t| {
-                let p = PathBuf::from(t);
-                if p.is_absolute() {
-                    Ok(p)
-                } else {
-                    Err(format!("`{t}` is not an absolute path"))
-                }
-            })
-        };
         match (&raw.tls_certificate, &raw.tls_key) {
             (None, None) => Some(None),
             (Some(certificate), Some(key)) => {
-                let certificate = path(self, certificate, "tls_certificate");
-                let key = path(self, key, "tls_key");
+                let certificate = self.absolute_path(certificate, "tls_certificate");
+                let key = self.absolute_path(key, "tls_key");
                 Some(Some(WebhookTls {
                     certificate: certificate?,
                     key: key?,
