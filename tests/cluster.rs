@@ -600,3 +600,99 @@ async fn replicas_reach_etcd_over_tls_with_client_certificates() {
     assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
     members(&one, 1.0).await;
 }
+
+/// A network partition: three replicas, each on a host of its own (a network namespace);
+/// the owner of an image is cut off from etcd by a blackhole route while it still reaches the
+/// registry and git. It counts itself out and writes nothing; the others take its images
+/// over and commit the new tag once; healed, it rejoins and nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_partitioned_from_etcd_stops_and_the_others_take_over() {
+    let etcd = Etcd::start().await;
+    let (world, host) = cluster_world(&etcd.endpoints(), "partition", "3s").await;
+    let base = std::fs::read_to_string(world.config_path()).unwrap();
+    let git_url = world.git.url("manifests");
+    let git_addr = git_url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let etcd_addr = etcd.client_url().trim_start_matches("http://").to_string();
+    let mut spaces = Vec::new();
+    let mut replicas = Vec::new();
+    let mut git_ports = Vec::new();
+    for name in ["one", "two", "three"] {
+        let mut ns = harness::netns::Namespace::create();
+        let (services, etcd_ip) = (ns.services.clone(), ns.etcd.clone());
+        let registry_port = ns.forward(&services, host.parse().unwrap()).await;
+        let git_port = ns.forward(&services, git_addr.parse().unwrap()).await;
+        let etcd_port = ns.forward(&etcd_ip, etcd_addr.parse().unwrap()).await;
+        let config = base
+            .replace(
+                &format!("api_url = \"http://{host}\""),
+                &format!("api_url = \"http://{services}:{registry_port}\""),
+            )
+            .replace(&git_addr, &format!("{services}:{git_port}"))
+            .replace(&etcd.client_url(), &format!("http://{etcd_ip}:{etcd_port}"));
+        let path = world.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, config).unwrap();
+        replicas.push(world.start_replica_in(&ns, name, &path));
+        spaces.push(ns);
+        git_ports.push(git_port);
+    }
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
+    let row = status_until(&world, "a", "was checked", |r| !r["last_check"].is_null()).await;
+    let cut = owner_index(&row, &replicas);
+    const UPDATED: &str = "image_updater_images_updated_total";
+    let updated = replicas[cut].metric(UPDATED).await;
+
+    spaces[cut].cut_etcd();
+    let partitioned = Instant::now();
+    world.push("org/a", "v1.1.0").await;
+    // Cut off, it counts itself out; the others see two members and take a over.
+    members(&replicas[cut], 0.0).await;
+    eprintln!(
+        "counted itself out {:?} after the cut",
+        partitioned.elapsed()
+    );
+    for (k, r) in replicas.iter().enumerate() {
+        if k != cut {
+            members(r, 2.0).await;
+        }
+    }
+    eprintln!(
+        "the others saw two members {:?} after the cut",
+        partitioned.elapsed()
+    );
+    assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
+    // It could have written: git is still reachable from its host. It did not.
+    let reachable = spaces[cut]
+        .command("git")
+        .args([
+            "ls-remote",
+            &world.git.url_with_credentials("manifests").replace(
+                &git_addr,
+                &format!("{}:{}", spaces[cut].services, git_ports[cut]),
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        reachable.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reachable.stderr)
+    );
+    assert_eq!(replicas[cut].metric(UPDATED).await, updated);
+    assert!(replicas[cut].log().contains("cluster: no etcd lease"));
+
+    // Healed: it rejoins, and the next tag is committed once.
+    spaces[cut].heal_etcd();
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
+    world.push("org/a", "v1.2.0").await;
+    assert_eq!(committed(&world, &host, "a", "v1.2.0").await, 1);
+    assert_eq!(commits_to(&world, "a", "v1.1.0"), 1);
+}

@@ -367,6 +367,7 @@ async fn speaks_the_systemd_notify_protocol() {
         child,
         log,
         port: world.port,
+        addr: "127.0.0.1".into(),
     };
     let mut seen: Vec<String> = Vec::new();
     let mut next = |want: &str| {

@@ -162,22 +162,34 @@ async fn member(
         cluster: config.name.clone(),
     }));
     let renew_every = config.lease / 3;
+    // A renewal that takes longer than a third of the lease counts this replica out: cut off
+    // from etcd (a partition), it stops owning images before etcd expires its lease and gives
+    // them to the others, so no image has two owners.
+    let renew_within = renew_every.min(REQUEST_TIMEOUT);
     let mut renew = tokio::time::interval(renew_every);
     let mut read = tokio::time::interval(READ_EVERY);
     let mut last_seen: Vec<String> = Vec::new();
     loop {
         tokio::select! {
             _ = renew.tick() => {
-                timed(keeper.keep_alive()).await?.map_err(|e| format!("renewing the lease: {e}"))?;
-                match timed(answers.message()).await?.map_err(|e| format!("renewing the lease: {e}"))? {
+                let renewed = tokio::time::timeout(renew_within, async {
+                    keeper.keep_alive().await?;
+                    answers.message().await
+                })
+                .await
+                .map_err(|_| format!("etcd did not renew the lease within {renew_within:?}"))?
+                .map_err(|e| format!("renewing the lease: {e}"))?;
+                match renewed {
                     Some(answer) if answer.ttl() > 0 => {}
                     _ => return Err("the lease expired".into()),
                 }
             }
             _ = read.tick() => {
                 let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS);
-                let got = timed(client.get(prefix(&config.name), Some(options)))
-                    .await?
+                // Bounded like a renewal: a read that hangs must not hold the renewals back.
+                let got = tokio::time::timeout(renew_within, client.get(prefix(&config.name), Some(options)))
+                    .await
+                    .map_err(|_| format!("etcd did not answer a read within {renew_within:?}"))?
                     .map_err(|e| format!("reading the members: {e}"))?;
                 let live = members_of(&got);
                 if !live.iter().any(|m| m == me) {

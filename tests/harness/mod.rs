@@ -19,6 +19,7 @@ pub mod git;
 pub mod hostile;
 pub mod kustomize;
 pub mod need;
+pub mod netns;
 pub mod proxy;
 pub mod referrers;
 pub mod shared;

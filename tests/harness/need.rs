@@ -33,6 +33,8 @@ pub enum Component {
     OpenMetricsParser,
     /// etcd, for replicas that share the work.
     Etcd,
+    /// Network namespaces with veth links (`ip netns`), for partitions between replicas.
+    Netns,
 }
 
 impl Component {
@@ -58,6 +60,15 @@ impl Component {
                 .output()
                 .is_ok_and(|o| o.status.success()),
             Component::Etcd => Path::new(super::etcd::ETCD).exists(),
+            Component::Netns => {
+                let probe = format!("iu-probe-{}", std::process::id());
+                let made = Command::new("ip")
+                    .args(["netns", "add", &probe])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                let _ = Command::new("ip").args(["netns", "del", &probe]).output();
+                made
+            }
         }
     }
 
@@ -85,6 +96,9 @@ impl Component {
                 "the Prometheus client for /usr/bin/python3 (apt-get install python3-prometheus-client)"
             }
             Component::Etcd => "/usr/bin/etcd (apt-get install etcd-server)",
+            Component::Netns => {
+                "network namespaces: `ip netns add` (apt-get install iproute2), run as root or with CAP_NET_ADMIN"
+            }
         }
     }
 }

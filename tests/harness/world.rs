@@ -184,6 +184,39 @@ author = "image-updater <bot@example.com>"
         self.spawn(config, &state, log, free_port(), &[])
     }
 
+    /// A replica on a host of its own: run inside `ns` with `config`, listening on the
+    /// namespace's address.
+    pub fn start_replica_in(
+        &self,
+        ns: &super::netns::Namespace,
+        name: &str,
+        config: &std::path::Path,
+    ) -> Daemon {
+        let state = self.dir.path().join(format!("state-{name}"));
+        let log = self.dir.path().join(format!("{name}.log"));
+        let port = free_port();
+        let child = ns
+            .command(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--listen")
+            .arg(format!("{}:{port}", ns.inside))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            log,
+            port,
+            addr: ns.inside.clone(),
+        }
+    }
+
     fn spawn(
         &self,
         config: &std::path::Path,
@@ -206,7 +239,12 @@ author = "image-updater <bot@example.com>"
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon { child, log, port }
+        Daemon {
+            child,
+            log,
+            port,
+            addr: "127.0.0.1".into(),
+        }
     }
 
     pub fn file_on(&self, branch: &str, path: &str) -> String {
@@ -230,6 +268,8 @@ pub struct Daemon {
     pub child: Child,
     pub log: PathBuf,
     pub port: u16,
+    /// Where it listens: 127.0.0.1, or its address inside a network namespace.
+    pub addr: String,
 }
 
 impl Daemon {
@@ -260,7 +300,7 @@ impl Daemon {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+        let response = reqwest::get(format!("http://{}:{}{path}", self.addr, self.port))
             .await
             .unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
@@ -269,7 +309,7 @@ impl Daemon {
     pub async fn wait_http(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if reqwest::get(format!("http://127.0.0.1:{}/healthz", self.port))
+            if reqwest::get(format!("http://{}:{}/healthz", self.addr, self.port))
                 .await
                 .is_ok()
             {
