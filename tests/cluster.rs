@@ -696,3 +696,110 @@ async fn a_replica_partitioned_from_etcd_stops_and_the_others_take_over() {
     assert_eq!(committed(&world, &host, "a", "v1.2.0").await, 1);
     assert_eq!(commits_to(&world, "a", "v1.1.0"), 1);
 }
+
+/// The update branch's copy of the overlay, once it exists.
+fn on_update_branch(world: &World) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(world.git.path("manifests"))
+        .args(["show", &format!("refs/heads/image-updater/dev:{FILE}")])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Pull requests with replicas: the environment's one request is shared through etcd, so the
+/// images both replicas own are proposed together in it (not one replica's in place of the
+/// other's); when a person closes it unmerged, every image's owner holds the closed values,
+/// and no request is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_propose_in_one_pull_request_and_respect_its_closing() {
+    use harness::forge::{FakeForge, Kind, OWNER, REPO, TOKEN};
+    let etcd = Etcd::start().await;
+    let (world, host) = cluster_world(&etcd.endpoints(), "requests", "3s").await;
+    let forge = FakeForge::start(Kind::GitHub, world.git.path("manifests")).await;
+    let token = world.dir.path().join("forge-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace(
+            "[environments.dev]\nbranch = \"deploy/dev\"\n",
+            "[environments.dev]\nbranch = \"deploy/dev\"\nwrite = \"pull-request\"\n",
+        );
+    world.write_config(&format!(
+        "{config}\n[repositories.manifests.forge]\ntype = \"github\"\napi_url = \"{}\"\nproject = \"{OWNER}/{REPO}\"\ntoken = \"file:{}\"\n",
+        forge.api_url(),
+        token.display()
+    ));
+    let replicas = [world.start_replica("one"), world.start_replica("two")];
+    for r in &replicas {
+        members(r, 2.0).await;
+    }
+    // Both replicas own some of the images.
+    let mut owners = std::collections::BTreeSet::new();
+    for i in IMAGES {
+        let row = status_until(&world, i, "was checked", |r| !r["last_check"].is_null()).await;
+        owners.insert(owner_index(&row, &replicas));
+    }
+    assert_eq!(owners.len(), 2, "one replica owns every image");
+
+    for i in IMAGES {
+        world.push(&format!("org/{i}"), "v1.1.0").await;
+    }
+    let every = |text: &str| {
+        IMAGES
+            .iter()
+            .all(|i| text.contains(&format!("{host}/org/{i}\n    newTag: v1.1.0")))
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !on_update_branch(&world).is_some_and(|t| every(&t)) {
+        assert!(
+            Instant::now() < deadline,
+            "the request never proposed every image: {:?}\n{}\n{}",
+            on_update_branch(&world),
+            replicas[0].log(),
+            replicas[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Settled: one request, proposing all six, and it stays so.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(every(&on_update_branch(&world).unwrap()));
+    let pulls = forge.pulls();
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(pulls[0].state, "open");
+    for i in IMAGES {
+        assert!(
+            pulls[0].body.contains(&format!("org/{i}")),
+            "{}",
+            pulls[0].body
+        );
+    }
+    assert!(world.file_on("deploy/dev", FILE).contains("newTag: v1.0.0"));
+
+    // A person closes it: every image is held at the values it proposed, whoever owns it.
+    forge.close_by_person(pulls[0].number);
+    for i in IMAGES {
+        status_until(&world, i, "held the closed value", |r| {
+            r["hold"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("revert: v1.1.0"))
+        })
+        .await;
+    }
+    // Several polls later, no request was opened again, and nothing reached the branch.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(forge.pulls().len(), 1, "{:?}", forge.pulls());
+    for i in IMAGES {
+        let row = status_of(&world, i);
+        assert!(
+            row["hold"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("revert: v1.1.0")),
+            "{row}"
+        );
+    }
+    assert!(!world.file_on("deploy/dev", FILE).contains("v1.1.0"));
+}

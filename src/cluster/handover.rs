@@ -27,6 +27,9 @@ pub struct Handover {
     adopt: Mutex<BTreeSet<String>>,
     /// What was last published of each image (a hash without check times), and when.
     published: Mutex<HashMap<String, (u64, Instant)>>,
+    /// The revision of each image's record this replica last read or wrote: a later one was
+    /// written by another replica (a pull request it wrote proposed the image).
+    revisions: Mutex<HashMap<String, i64>>,
 }
 
 impl Handover {
@@ -36,6 +39,7 @@ impl Handover {
             store: Store::new(config),
             adopt: Mutex::default(),
             published: Mutex::default(),
+            revisions: Mutex::default(),
         }
     }
 
@@ -72,14 +76,8 @@ impl Handover {
                 .collect()
         };
         for image in due {
-            if let Some(record) = self.store.record(&image.alias).await?
-                && record.by != self.me
-            {
-                tracing::info!(image = %image.alias, from = %record.by, "cluster: took over the image's record");
-                for (env, entry) in record.status {
-                    status.update(&image.alias, &env, |s| *s = entry);
-                }
-                seen.adopt(&image.reference.repository(), record.seen);
+            if self.adopt_record(image, status, seen).await? {
+                tracing::info!(image = %image.alias, "cluster: took over the image's record");
             }
             self.adopt.lock().expect("adopt lock").remove(&image.alias);
             // What is here now is what the record says: published again only on change.
@@ -89,6 +87,109 @@ impl Handover {
                 .remove(&image.alias);
         }
         Ok(holds)
+    }
+
+    /// Reads `image`'s record and, when another replica wrote it, makes it this replica's
+    /// state; says whether it did.
+    async fn adopt_record(
+        &self,
+        image: &Image,
+        status: &StatusStore,
+        seen: &FirstSeen,
+    ) -> Result<bool, StoreError> {
+        let Some((record, revision)) = self.store.record_at(&image.alias).await? else {
+            // None yet: any record written from now on is news.
+            self.wrote(&image.alias, 0);
+            return Ok(false);
+        };
+        self.revisions
+            .lock()
+            .expect("revisions lock")
+            .insert(image.alias.clone(), revision);
+        if record.by == self.me {
+            return Ok(false);
+        }
+        for (env, entry) in record.status {
+            status.update(&image.alias, &env, |s| *s = entry);
+        }
+        seen.adopt(&image.reference.repository(), record.seen);
+        Ok(true)
+    }
+
+    /// Under a branch's lock, before writing changes of `images`: those whose record another
+    /// replica wrote since this one last read or wrote it (it wrote a pull request that
+    /// proposed them: merged, or closed unmerged) are taken from the record and returned, to
+    /// be decided again rather than written from what this replica knew before.
+    pub async fn changed_elsewhere(
+        &self,
+        images: &[&Image],
+        status: &StatusStore,
+        seen: &FirstSeen,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut changed = Vec::new();
+        for image in images {
+            let known = self
+                .revisions
+                .lock()
+                .expect("revisions lock")
+                .get(&image.alias)
+                .copied();
+            let now = self.store.record_at(&image.alias).await?;
+            if let (Some(known), Some((_, revision))) = (known, &now)
+                && *revision > known
+                && self.adopt_record(image, status, seen).await?
+            {
+                changed.push(image.alias.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Before a replica writes an environment's pull request, which proposes images other
+    /// replicas own: their records, so that what the write records of them (merged, closed
+    /// unmerged) starts from what their owners know.
+    pub async fn borrow(
+        &self,
+        images: &[&Image],
+        status: &StatusStore,
+        seen: &FirstSeen,
+    ) -> Result<(), StoreError> {
+        for image in images {
+            self.adopt_record(image, status, seen).await?;
+        }
+        Ok(())
+    }
+
+    /// After such a write: the borrowed images' records go back to etcd, and their owners
+    /// are poked to read them before their next check.
+    pub async fn give_back(
+        &self,
+        images: &[&Image],
+        status: &StatusStore,
+        seen: &FirstSeen,
+        lease: i64,
+    ) {
+        for image in images {
+            let record = self.record_of(image, status, seen);
+            let published = self.store.publish(&image.alias, &record).await;
+            let poked = match published {
+                Ok(revision) => {
+                    self.wrote(&image.alias, revision);
+                    self.store.poke(&image.alias, &self.me, lease).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = poked {
+                tracing::warn!(image = %image.alias, error = %e, "cluster: cannot hand the image's record back to its owner");
+            }
+        }
+    }
+
+    fn wrote(&self, alias: &str, revision: i64) {
+        self.revisions
+            .lock()
+            .expect("revisions lock")
+            .insert(alias.to_string(), revision);
     }
 
     /// After a cycle: publishes the records of `images` that changed. Failures are logged:
@@ -107,7 +208,8 @@ impl Handover {
                 continue;
             }
             match self.store.publish(&image.alias, &record).await {
-                Ok(()) => {
+                Ok(revision) => {
+                    self.wrote(&image.alias, revision);
                     self.published
                         .lock()
                         .expect("published lock")

@@ -8,6 +8,8 @@
 //!                                     and when its repository's tags were first seen
 //! /image-updater/NAME/pokes/ALIAS     "a registry reported a push": put by the replica that
 //!                                     received the webhook, under its lease, for the owner
+//! /image-updater/NAME/requests/ENV    the pull request open for an environment and what it
+//!                                     proposes, read and written under the branch's lock
 //! ```
 //!
 //! Everything read back is bounded and parsed as hostile: another version of image-updater,
@@ -19,7 +21,7 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp
 use serde::{Deserialize, Serialize};
 
 use crate::config::Cluster;
-use crate::daemon::state::{Holds, Status};
+use crate::daemon::state::{Holds, OpenRequest, Status};
 
 /// The largest value read: etcd's own default request limit is 1.5 MiB.
 const MAX_VALUE: usize = 1024 * 1024;
@@ -135,11 +137,16 @@ impl Store {
 
     /// The record of `alias`, if any replica wrote one.
     pub async fn record(&self, alias: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.record_at(alias).await?.map(|(r, _)| r))
+    }
+
+    /// The record of `alias` and the revision it was written at.
+    pub async fn record_at(&self, alias: &str) -> Result<Option<(Record, i64)>, StoreError> {
         let key = self.key(&format!("images/{alias}"));
         let got = self.get(&key, None).await?;
         got.kvs()
             .first()
-            .map(|kv| parse(&key, kv.value()))
+            .map(|kv| Ok((parse(&key, kv.value())?, kv.mod_revision())))
             .transpose()
     }
 
@@ -160,8 +167,8 @@ impl Store {
         Ok(records)
     }
 
-    /// Writes the record of `alias`.
-    pub async fn publish(&self, alias: &str, record: &Record) -> Result<(), StoreError> {
+    /// Writes the record of `alias`; returns the revision it was written at.
+    pub async fn publish(&self, alias: &str, record: &Record) -> Result<i64, StoreError> {
         let key = self.key(&format!("images/{alias}"));
         let value = serde_json::to_vec(record).map_err(|e| StoreError::Etcd(e.to_string()))?;
         if value.len() > MAX_VALUE {
@@ -173,12 +180,48 @@ impl Store {
         self.put(&key, value, None).await
     }
 
+    /// The pull request open for `environment`, as the last replica to write its branch left
+    /// it.
+    pub async fn request(&self, environment: &str) -> Result<Option<OpenRequest>, StoreError> {
+        let key = self.key(&format!("requests/{environment}"));
+        let got = self.get(&key, None).await?;
+        got.kvs()
+            .first()
+            .map(|kv| parse(&key, kv.value()))
+            .transpose()
+    }
+
+    /// Records (or with `None` forgets) the request open for `environment`.
+    pub async fn set_request(
+        &self,
+        environment: &str,
+        request: Option<&OpenRequest>,
+    ) -> Result<(), StoreError> {
+        let key = self.key(&format!("requests/{environment}"));
+        match request {
+            Some(r) => {
+                let value = serde_json::to_vec(r).map_err(|e| StoreError::Etcd(e.to_string()))?;
+                self.put(&key, value, None).await.map(|_| ())
+            }
+            None => {
+                let mut client = self.client().await?;
+                super::etcd::timed(client.delete(key.as_str(), None))
+                    .await
+                    .map_err(StoreError::Etcd)?
+                    .map_err(|e| StoreError::Etcd(format!("deleting {key}: {e}")))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Asks the owner of `alias` to check it now. The key lives as long as `lease` (the
     /// poker's), so a poke nobody took does not linger.
     pub async fn poke(&self, alias: &str, by: &str, lease: i64) -> Result<(), StoreError> {
         let key = self.key(&format!("pokes/{alias}"));
         let options = PutOptions::new().with_lease(lease);
-        self.put(&key, by.as_bytes().to_vec(), Some(options)).await
+        self.put(&key, by.as_bytes().to_vec(), Some(options))
+            .await
+            .map(|_| ())
     }
 
     /// The aliases poked after `revision`, and the revision to ask from next time.
@@ -209,18 +252,19 @@ impl Store {
             .map_err(|e| StoreError::Etcd(format!("reading {key}: {e}")))
     }
 
+    /// Writes `key`; returns the revision it was written at.
     async fn put(
         &self,
         key: &str,
         value: Vec<u8>,
         options: Option<PutOptions>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         let mut client = self.client().await?;
-        super::etcd::timed(client.put(key, value, options))
+        let put = super::etcd::timed(client.put(key, value, options))
             .await
             .map_err(StoreError::Etcd)?
             .map_err(|e| StoreError::Etcd(format!("writing {key}: {e}")))?;
-        Ok(())
+        Ok(put.header().map_or(0, |h| h.revision()))
     }
 }
 

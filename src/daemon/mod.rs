@@ -297,7 +297,12 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                     .filter(|a| owned.as_ref().is_some_and(|o| o.contains(a)))
                     .collect();
                 if !mine.is_empty() {
-                    tracing::info!(images = ?mine, "checking now: another replica received a push for them");
+                    // A poke may also say another replica changed the image's record (a pull
+                    // request it wrote): read it again before the check.
+                    if let Some(h) = shared.handover.get() {
+                        h.taken(mine.iter().cloned());
+                    }
+                    tracing::info!(images = ?mine, "checking now: another replica received a push for them, or changed their record");
                     schedule.due_now(&mine);
                 }
             }
