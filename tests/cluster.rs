@@ -597,6 +597,10 @@ async fn replicas_reach_etcd_over_tls_with_client_certificates() {
         assert!(Instant::now() < deadline, "{}", two.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let said = two.log();
+    let line = said.lines().find(|l| l.contains("no etcd lease")).unwrap();
+    eprintln!("{line}");
+    assert!(line.contains("invalid peer certificate"), "{line}");
     assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
     members(&one, 1.0).await;
 }
@@ -802,4 +806,67 @@ async fn replicas_propose_in_one_pull_request_and_respect_its_closing() {
         );
     }
     assert!(!world.file_on("deploy/dev", FILE).contains("v1.1.0"));
+}
+
+/// etcd with authentication on: a replica signs in with the `user:password` its
+/// `credentials` reference names, holding only read-write on `/image-updater/`, joins and
+/// writes; one with a wrong password never gets a lease and says why, without the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sign_in_to_etcd_with_credentials() {
+    use etcd_client::{Client, Permission};
+    let etcd = Etcd::start().await;
+    let mut admin = Client::connect(etcd.endpoints(), None).await.unwrap();
+    admin.user_add("root", "root-pw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.role_add("updater").await.unwrap();
+    admin
+        .role_grant_permission(
+            "updater",
+            Permission::read_write("/image-updater/").with_prefix(),
+        )
+        .await
+        .unwrap();
+    admin.user_add("updater", "s3cret-pw", None).await.unwrap();
+    admin.user_grant_role("updater", "updater").await.unwrap();
+    admin.auth_enable().await.unwrap();
+
+    let (world, host) = cluster_world(&etcd.endpoints(), "auth", "3s").await;
+    let login = world.dir.path().join("etcd-login");
+    std::fs::write(&login, "updater:s3cret-pw\n").unwrap();
+    let base = std::fs::read_to_string(world.config_path()).unwrap();
+    let with_login = |file: &std::path::Path| {
+        base.replace(
+            "lease = \"3s\"\n",
+            &format!(
+                "lease = \"3s\"\ncredentials = \"file:{}\"\n",
+                file.display()
+            ),
+        )
+    };
+    world.write_config(&with_login(&login));
+    let one = world.start_replica("one");
+    members(&one, 1.0).await;
+    world.push("org/a", "v1.1.0").await;
+    assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
+    // `status` beside it signs in with the same login.
+    assert!(status_of(&world, "a")["owner"].is_string());
+
+    let wrong_login = world.dir.path().join("wrong-login");
+    std::fs::write(&wrong_login, "updater:not-the-password\n").unwrap();
+    let wrong = world.dir.path().join("wrong.toml");
+    std::fs::write(&wrong, with_login(&wrong_login)).unwrap();
+    let two = world.start_replica_with("two", &wrong);
+    two.wait_http().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !two.log().contains("cluster: no etcd lease") {
+        assert!(Instant::now() < deadline, "{}", two.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let said = two.log();
+    let line = said.lines().find(|l| l.contains("no etcd lease")).unwrap();
+    eprintln!("{line}");
+    assert!(line.contains("authentication failed"), "{line}");
+    assert!(!said.contains("not-the-password"));
+    assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
+    members(&one, 1.0).await;
 }
