@@ -135,8 +135,10 @@ impl Handover {
                 .get(&image.alias)
                 .copied();
             let now = self.store.record_at(&image.alias).await?;
-            if let (Some(known), Some((_, revision))) = (known, &now)
+            if let (Some(known), Some((record, revision))) = (known, &now)
                 && *revision > known
+                && record.by != self.me
+                && decisive(&record.status) != decisive(&status.environments(&image.alias))
                 && self.adopt_record(image, status, seen).await?
             {
                 changed.push(image.alias.clone());
@@ -148,28 +150,37 @@ impl Handover {
     /// Before a replica writes an environment's pull request, which proposes images other
     /// replicas own: their records, so that what the write records of them (merged, closed
     /// unmerged) starts from what their owners know.
+    /// Returns what decides their next writes, to tell after the write whether it changed.
     pub async fn borrow(
         &self,
         images: &[&Image],
         status: &StatusStore,
         seen: &FirstSeen,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
+        let mut before = Vec::new();
         for image in images {
             self.adopt_record(image, status, seen).await?;
+            before.push(decisive(&status.environments(&image.alias)));
         }
-        Ok(())
+        Ok(before)
     }
 
-    /// After such a write: the borrowed images' records go back to etcd, and their owners
-    /// are poked to read them before their next check.
+    /// After such a write: the records of the borrowed images whose decisive state the write
+    /// changed (`before`, from [`Handover::borrow`]) go back to etcd, and their owners are
+    /// poked to read them before their next check. Carrying another replica's proposal along
+    /// changes nothing of it, and gives nothing back.
     pub async fn give_back(
         &self,
         images: &[&Image],
+        before: &[String],
         status: &StatusStore,
         seen: &FirstSeen,
         lease: i64,
     ) {
-        for image in images {
+        for (image, before) in images.iter().zip(before) {
+            if decisive(&status.environments(&image.alias)) == *before {
+                continue;
+            }
             let record = self.record_of(image, status, seen);
             let published = self.store.publish(&image.alias, &record).await;
             let poked = match published {
@@ -237,6 +248,17 @@ impl Handover {
                 .collect(),
         }
     }
+}
+
+/// What decides an image's next writes in each environment: what was last written, and a
+/// held value. Another replica's write that changes it (a request merged, or closed unmerged)
+/// is news to the owner; the rest its own checks refresh.
+fn decisive(status: &std::collections::BTreeMap<String, crate::daemon::state::Status>) -> String {
+    let parts: Vec<_> = status
+        .iter()
+        .map(|(env, s)| (env, &s.written, &s.written_digest, &s.held))
+        .collect();
+    serde_json::to_string(&parts).unwrap_or_default()
 }
 
 /// A hash of what a record says apart from when: its writer, write time and check times.

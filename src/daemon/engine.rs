@@ -886,6 +886,7 @@ impl Engine {
         // with the records of the images it proposes that other replicas own.
         let shares_request = handover.filter(|_| writes && !dry_run);
         let mut borrowed: Vec<&Image> = Vec::new();
+        let mut lent = Vec::new();
         if let Some(h) = shares_request {
             let loaded = match h.store().request(env_name).await {
                 Ok(r) => {
@@ -898,6 +899,7 @@ impl Engine {
                     self.shared.requests.set(env_name, r);
                     h.borrow(&borrowed, &self.shared.status, &self.shared.seen)
                         .await
+                        .map(|before| lent = before)
                 }
                 Err(e) => Err(e),
             };
@@ -940,8 +942,14 @@ impl Engine {
                 .get()
                 .and_then(|s| s.borrow().as_ref().map(|s| s.lease()))
                 .unwrap_or(0);
-            h.give_back(&borrowed, &self.shared.status, &self.shared.seen, lease)
-                .await;
+            h.give_back(
+                &borrowed,
+                &lent,
+                &self.shared.status,
+                &self.shared.seen,
+                lease,
+            )
+            .await;
         }
         if let Some(held) = held {
             held.release().await;
