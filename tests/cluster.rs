@@ -34,6 +34,13 @@ async fn checks(replica: &Daemon, image: &str) -> f64 {
         .await
 }
 
+/// The checks `replica` made that succeeded (a cycle refused for want of etcd counts its
+/// checks as failed).
+async fn succeeded(replica: &Daemon) -> f64 {
+    replica.metric("image_updater_images_checked_total").await
+        - replica.metric("image_updater_images_failed_total").await
+}
+
 /// Waits until `replica` sees `n` live members.
 async fn members(replica: &Daemon, n: f64) {
     replica.wait_http().await;
@@ -257,32 +264,38 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     drop(etcd);
 }
 
-/// etcd down for everyone: every replica counts itself out within its lease, and nothing is
+/// etcd down for all three replicas: each counts itself out within its lease, and nothing is
 /// polled or written (never twice); when etcd is back they rejoin, and the tag pushed during
 /// the outage is committed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
     let mut etcd = Etcd::start().await;
     let (world, host) = cluster_world(&etcd.endpoints(), "outage", "2s").await;
-    let one = world.start_replica("one");
-    let two = world.start_replica("two");
-    members(&one, 2.0).await;
-    members(&two, 2.0).await;
+    let replicas = [
+        world.start_replica("one"),
+        world.start_replica("two"),
+        world.start_replica("three"),
+    ];
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
 
     etcd.stop();
-    members(&one, 0.0).await;
-    members(&two, 0.0).await;
-    assert_eq!(one.metric("image_updater_cluster_owned_images").await, 0.0);
-    assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
-    const CHECKED: &str = "image_updater_images_checked_total";
-    let before = (one.metric(CHECKED).await, two.metric(CHECKED).await);
+    let mut before = Vec::new();
+    for r in &replicas {
+        members(r, 0.0).await;
+        assert_eq!(r.metric("image_updater_cluster_owned_images").await, 0.0);
+    }
+    // A cycle that started before the outage ends (it cannot write: no lock).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for r in &replicas {
+        before.push(succeeded(r).await);
+    }
     world.push("org/a", "v1.1.0").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(
-        (one.metric(CHECKED).await, two.metric(CHECKED).await),
-        before,
-        "a replica without etcd polled"
-    );
+    for (r, before) in replicas.iter().zip(before) {
+        assert_eq!(succeeded(r).await, before, "a replica without etcd polled");
+    }
     assert!(
         world
             .file_on("deploy/dev", FILE)
@@ -291,45 +304,89 @@ async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
     );
 
     etcd.resume().await;
-    members(&one, 2.0).await;
-    members(&two, 2.0).await;
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
     assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
 }
 
-/// A three-member etcd: one member down keeps the quorum, and the replicas keep their leases
-/// and their work; two down loses it, and the replicas stop; with the members back they
-/// resume, and the tag pushed meanwhile is committed once.
+/// A three-member etcd (etcd's default timings, and a 9 s lease that rides out the election
+/// when the member lost was the leader): one member down keeps the quorum, and the replicas
+/// keep their leases, through another member, and their work; two down loses it, and the
+/// replicas stop; with the members back they resume, and the tag pushed meanwhile is
+/// committed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_member_etcd_survives_one_member_down_and_stops_without_quorum() {
     let mut etcd = Etcd::cluster(3).await;
-    let (world, host) = cluster_world(&etcd.endpoints(), "three", "3s").await;
-    let one = world.start_replica("one");
-    let two = world.start_replica("two");
-    members(&one, 2.0).await;
-    members(&two, 2.0).await;
-    const CHECKED: &str = "image_updater_images_checked_total";
+    let (world, host) = cluster_world(&etcd.endpoints(), "three", "9s").await;
+    let replicas = [
+        world.start_replica("one"),
+        world.start_replica("two"),
+        world.start_replica("three"),
+    ];
+    let checked = || async {
+        let mut total = 0.0;
+        for r in &replicas {
+            total += succeeded(r).await;
+        }
+        total
+    };
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
 
-    // One member down: the quorum holds, and so do the replicas.
+    // One member down: the quorum holds, and so do the replicas: none counts itself out
+    // (each follows one etcd member until a request through it fails, then another).
     etcd.stop_member(0);
-    let before = one.metric(CHECKED).await + two.metric(CHECKED).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    members(&one, 2.0).await;
-    members(&two, 2.0).await;
+    let before = checked().await;
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut outs = 0;
+    while Instant::now() < until {
+        for r in &replicas {
+            if r.metric("image_updater_cluster_members").await != 3.0 {
+                outs += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
+    assert_eq!(
+        outs, 0,
+        "a replica counted itself out with two of three etcd members up"
+    );
+    // They were on the member that stopped (each starts with the first endpoint), and kept
+    // their leases through another.
     assert!(
-        one.metric(CHECKED).await + two.metric(CHECKED).await > before,
+        replicas
+            .iter()
+            .any(|r| r.log().contains("the lease is kept through another")),
+        "{}",
+        replicas[0].log()
+    );
+    assert!(
+        checked().await > before,
         "polling stopped with two of three etcd members up"
     );
 
     // Two down: no quorum, no leases, no polls and no writes.
     etcd.stop_member(1);
-    members(&one, 0.0).await;
-    members(&two, 0.0).await;
+    for r in &replicas {
+        members(r, 0.0).await;
+    }
     world.push("org/a", "v1.1.0").await;
-    let stopped = one.metric(CHECKED).await + two.metric(CHECKED).await;
+    // A cycle that started before the quorum was lost ends (it cannot write: no lock).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = checked().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
-        one.metric(CHECKED).await + two.metric(CHECKED).await,
-        stopped
+        checked().await,
+        stopped,
+        "{}\n{}\n{}",
+        replicas[0].log(),
+        replicas[1].log(),
+        replicas[2].log()
     );
     assert!(
         world
@@ -340,8 +397,9 @@ async fn a_three_member_etcd_survives_one_member_down_and_stops_without_quorum()
     // Back: they rejoin, and the tag is committed once.
     etcd.resume_member(0).await;
     etcd.resume_member(1).await;
-    members(&one, 2.0).await;
-    members(&two, 2.0).await;
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
     assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
 }
 
@@ -737,17 +795,29 @@ async fn replicas_propose_in_one_pull_request_and_respect_its_closing() {
         forge.api_url(),
         token.display()
     ));
-    let replicas = [world.start_replica("one"), world.start_replica("two")];
-    for r in &replicas {
-        members(r, 2.0).await;
+    // Both replicas must own some of the images: ownership hashes the replicas' ids (host
+    // and process id), so one in 32 pairs gives one replica all six; then it is replaced.
+    let mut replicas = vec![world.start_replica("one"), world.start_replica("two")];
+    for attempt in 0.. {
+        for r in &replicas {
+            members(r, 2.0).await;
+        }
+        let mut owners = std::collections::BTreeSet::new();
+        for i in IMAGES {
+            let row = status_until(&world, i, "was checked", |r| !r["last_check"].is_null()).await;
+            owners.insert(owner_index(&row, &replicas));
+        }
+        if owners.len() == 2 {
+            break;
+        }
+        assert!(attempt < 5, "one replica owned every image five times");
+        // Stopped, it revokes its lease: the members are the two replicas from here on.
+        let mut replaced = replicas.pop().unwrap();
+        replaced.signal("TERM");
+        let _ = replaced.wait_exit(Duration::from_secs(10));
+        members(&replicas[0], 1.0).await;
+        replicas.push(world.start_replica(&format!("two-{attempt}")));
     }
-    // Both replicas own some of the images.
-    let mut owners = std::collections::BTreeSet::new();
-    for i in IMAGES {
-        let row = status_until(&world, i, "was checked", |r| !r["last_check"].is_null()).await;
-        owners.insert(owner_index(&row, &replicas));
-    }
-    assert_eq!(owners.len(), 2, "one replica owns every image");
 
     for i in IMAGES {
         world.push(&format!("org/{i}"), "v1.1.0").await;

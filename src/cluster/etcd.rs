@@ -9,6 +9,7 @@
 //! new lease. Its images are then the others' as soon as its key expires: never two owners
 //! for longer than a lease.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
@@ -152,45 +153,65 @@ async fn member(
     timed(client.put(key.as_str(), me, Some(PutOptions::new().with_lease(lease))))
         .await?
         .map_err(|e| format!("registering {key}: {e}"))?;
-    let (mut keeper, mut answers) = timed(client.lease_keep_alive(lease))
+    let (keeper, answers) = timed(client.lease_keep_alive(lease))
         .await?
         .map_err(|e| format!("keeping the lease: {e}"))?;
+    let mut link = Link {
+        client,
+        keeper,
+        answers,
+    };
     tracing::info!(replica = %me, cluster = %config.name, lease_seconds = ttl, "cluster: joined");
-    session.send_replace(Some(Session {
-        client: client.clone(),
-        lease,
-        cluster: config.name.clone(),
-    }));
+    let publish = |client: &Client| {
+        session.send_replace(Some(Session {
+            client: client.clone(),
+            lease,
+            cluster: config.name.clone(),
+        }));
+    };
+    publish(&link.client);
     let renew_every = config.lease / 3;
-    // A renewal that takes longer than a third of the lease counts this replica out: cut off
-    // from etcd (a partition), it stops owning images before etcd expires its lease and gives
-    // them to the others, so no image has two owners.
+    // A renewal that takes longer than a third of the lease fails; through another member,
+    // the lease is kept if it is renewed within two thirds of it. Otherwise (cut off from etcd,
+    // a partition) this replica counts itself out before etcd expires its lease and gives its
+    // images to the others, so no image has two owners.
     let renew_within = renew_every.min(REQUEST_TIMEOUT);
     let mut renew = tokio::time::interval(renew_every);
     let mut read = tokio::time::interval(READ_EVERY);
     let mut last_seen: Vec<String> = Vec::new();
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = renew.tick() => {
-                let renewed = tokio::time::timeout(renew_within, async {
-                    keeper.keep_alive().await?;
-                    answers.message().await
-                })
-                .await
-                .map_err(|_| format!("etcd did not renew the lease within {renew_within:?}"))?
-                .map_err(|e| format!("renewing the lease: {e}"))?;
-                match renewed {
-                    Some(answer) if answer.ttl() > 0 => {}
-                    _ => return Err("the lease expired".into()),
+                let result = tokio::time::timeout(renew_within, link.renew())
+                    .await
+                    .unwrap_or_else(|_| Err(format!("etcd did not renew the lease within {renew_within:?}")));
+                match result {
+                    Ok(()) => renewed = tokio::time::Instant::now(),
+                    Err(e) if e == EXPIRED => return Err(e),
+                    Err(e) => {
+                        link = fail_over(config, lease, renewed, e).await?;
+                        renewed = tokio::time::Instant::now();
+                        publish(&link.client);
+                    }
                 }
             }
             _ = read.tick() => {
                 let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS);
                 // Bounded like a renewal: a read that hangs must not hold the renewals back.
-                let got = tokio::time::timeout(renew_within, client.get(prefix(&config.name), Some(options)))
-                    .await
-                    .map_err(|_| format!("etcd did not answer a read within {renew_within:?}"))?
-                    .map_err(|e| format!("reading the members: {e}"))?;
+                let got = match tokio::time::timeout(renew_within, link.client.get(prefix(&config.name), Some(options))).await {
+                    Ok(Ok(got)) => got,
+                    failed => {
+                        let why = match failed {
+                            Ok(Err(e)) => format!("reading the members: {e}"),
+                            _ => format!("etcd did not answer a read within {renew_within:?}"),
+                        };
+                        link = fail_over(config, lease, renewed, why).await?;
+                        renewed = tokio::time::Instant::now();
+                        publish(&link.client);
+                        continue;
+                    }
+                };
                 let live = members_of(&got);
                 if !live.iter().any(|m| m == me) {
                     return Err("this replica's key is gone".into());
@@ -202,12 +223,96 @@ async fn member(
                 tx.send_replace(Members { me: me.to_string(), live });
             }
             _ = stopped(stop) => {
-                let _ = timed(client.lease_revoke(lease)).await;
+                let _ = timed(link.client.lease_revoke(lease)).await;
                 return Ok(());
             }
         }
     }
 }
+
+/// What a renewal says when etcd no longer has the lease.
+const EXPIRED: &str = "the lease expired";
+
+/// A connection to one etcd member and the lease's renewal stream through it.
+struct Link {
+    client: Client,
+    keeper: etcd_client::LeaseKeeper,
+    answers: etcd_client::LeaseKeepAliveStream,
+}
+
+impl Link {
+    async fn renew(&mut self) -> Result<(), String> {
+        self.keeper
+            .keep_alive()
+            .await
+            .map_err(|e| format!("renewing the lease: {e}"))?;
+        match self
+            .answers
+            .message()
+            .await
+            .map_err(|e| format!("renewing the lease: {e}"))?
+        {
+            Some(answer) if answer.ttl() > 0 => Ok(()),
+            _ => Err(EXPIRED.into()),
+        }
+    }
+}
+
+/// After a failed request (`why`): the same lease renewed through another member, if that
+/// is done within two thirds of the lease since it was last renewed; otherwise `why`, and the
+/// replica counts itself out.
+async fn fail_over(
+    config: &Cluster,
+    lease: i64,
+    renewed: tokio::time::Instant,
+    why: String,
+) -> Result<Link, String> {
+    let Some(left) = (config.lease * 2 / 3).checked_sub(renewed.elapsed()) else {
+        return Err(why);
+    };
+    let once = || async {
+        let mut client = connect(config).await?;
+        let (keeper, answers) = client
+            .lease_keep_alive(lease)
+            .await
+            .map_err(|e| format!("keeping the lease: {e}"))?;
+        let mut link = Link {
+            client,
+            keeper,
+            answers,
+        };
+        link.renew().await?;
+        Ok::<Link, String>(link)
+    };
+    // Again while time is left: when the member lost was the leader, the others answer once
+    // they have elected a new one.
+    let mut last = None;
+    let attempts = async {
+        loop {
+            match once().await {
+                Ok(link) => return Ok(link),
+                Err(e) if e == EXPIRED => return Err(e),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(FAIL_OVER_PAUSE).await;
+        }
+    };
+    let outcome = tokio::time::timeout(left, attempts).await;
+    match outcome {
+        Ok(Ok(link)) => {
+            tracing::warn!(error = %why, "cluster: an etcd member failed; the lease is kept through another");
+            Ok(link)
+        }
+        Ok(Err(e)) => Err(format!("{why}; {e}")),
+        Err(_) => Err(match last {
+            Some(e) => format!("{why}; no other etcd member renewed the lease: {e}"),
+            None => why,
+        }),
+    }
+}
+
+/// Between two attempts to renew the lease through another member.
+const FAIL_OVER_PAUSE: Duration = Duration::from_millis(100);
 
 /// The live replicas, read once (for `image-updater cluster status`).
 pub async fn live(config: &Cluster) -> Result<Vec<String>, String> {
@@ -253,10 +358,36 @@ pub(super) async fn connect(config: &Cluster) -> Result<Client, String> {
     if let Some(tls) = &config.tls {
         options = options.with_tls(tls_options(tls)?);
     }
-    Client::connect(&config.endpoints, Some(options))
-        .await
-        .map_err(|e| format!("cannot reach etcd at {}: {e}", config.endpoints.join(", ")))
+    // One member at a time, not a balanced channel over all of them: a balanced channel
+    // sends some requests to a member that is down and fails them, and a replica would count
+    // itself out over and over while the quorum is fine. The first member that answers and
+    // knows a leader is used until a request through it fails.
+    let count = config.endpoints.len().max(1);
+    let start = NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed) % count;
+    let mut failures = Vec::new();
+    for k in 0..config.endpoints.len() {
+        let endpoint = &config.endpoints[(start + k) % count];
+        let reached = async {
+            let mut client = Client::connect([endpoint.as_str()], Some(options.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = timed(client.status()).await?.map_err(|e| e.to_string())?;
+            if status.leader() == 0 {
+                return Err("it has no leader (no quorum)".to_string());
+            }
+            Ok(client)
+        };
+        match reached.await {
+            Ok(client) => return Ok(client),
+            Err(e) => failures.push(format!("{endpoint}: {e}")),
+        }
+    }
+    Err(format!("cannot reach etcd: {}", failures.join("; ")))
 }
+
+/// Which member the next connection tries first: each connection starts one further, so a
+/// member that answers but cannot serve is not picked every time.
+static NEXT_ENDPOINT: AtomicUsize = AtomicUsize::new(0);
 
 /// The largest PEM file read for TLS to etcd.
 const MAX_PEM: u64 = 1 << 20;

@@ -83,6 +83,15 @@ impl Store {
         format!("/image-updater/{}/{rest}", self.config.name)
     }
 
+    /// Forgets the connection after a failed request: the next one connects again, to a
+    /// member that answers.
+    async fn failed(&self, e: StoreError) -> StoreError {
+        if matches!(e, StoreError::Etcd(_)) {
+            *self.client.lock().await = None;
+        }
+        e
+    }
+
     async fn client(&self) -> Result<Client, StoreError> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref() {
@@ -126,8 +135,12 @@ impl Store {
             let mut client = self.client().await?;
             let done = super::etcd::timed(client.txn(txn))
                 .await
-                .map_err(StoreError::Etcd)?
-                .map_err(|e| StoreError::Etcd(format!("writing {key}: {e}")))?;
+                .map_err(StoreError::Etcd)
+                .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("writing {key}: {e}"))));
+            let done = match done {
+                Ok(done) => done,
+                Err(e) => return Err(self.failed(e).await),
+            };
             if done.succeeded() {
                 return Ok(holds);
             }
@@ -205,11 +218,14 @@ impl Store {
             }
             None => {
                 let mut client = self.client().await?;
-                super::etcd::timed(client.delete(key.as_str(), None))
+                let deleted = super::etcd::timed(client.delete(key.as_str(), None))
                     .await
-                    .map_err(StoreError::Etcd)?
-                    .map_err(|e| StoreError::Etcd(format!("deleting {key}: {e}")))?;
-                Ok(())
+                    .map_err(StoreError::Etcd)
+                    .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("deleting {key}: {e}"))));
+                match deleted {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(self.failed(e).await),
+                }
             }
         }
     }
@@ -246,10 +262,14 @@ impl Store {
         options: Option<GetOptions>,
     ) -> Result<etcd_client::GetResponse, StoreError> {
         let mut client = self.client().await?;
-        super::etcd::timed(client.get(key, options))
+        let got = super::etcd::timed(client.get(key, options))
             .await
-            .map_err(StoreError::Etcd)?
-            .map_err(|e| StoreError::Etcd(format!("reading {key}: {e}")))
+            .map_err(StoreError::Etcd)
+            .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("reading {key}: {e}"))));
+        match got {
+            Ok(got) => Ok(got),
+            Err(e) => Err(self.failed(e).await),
+        }
     }
 
     /// Writes `key`; returns the revision it was written at.
@@ -262,9 +282,12 @@ impl Store {
         let mut client = self.client().await?;
         let put = super::etcd::timed(client.put(key, value, options))
             .await
-            .map_err(StoreError::Etcd)?
-            .map_err(|e| StoreError::Etcd(format!("writing {key}: {e}")))?;
-        Ok(put.header().map_or(0, |h| h.revision()))
+            .map_err(StoreError::Etcd)
+            .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("writing {key}: {e}"))));
+        match put {
+            Ok(put) => Ok(put.header().map_or(0, |h| h.revision())),
+            Err(e) => Err(self.failed(e).await),
+        }
     }
 }
 
