@@ -940,3 +940,44 @@ async fn replicas_sign_in_to_etcd_with_credentials() {
     assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
     members(&one, 1.0).await;
 }
+
+/// Another writer holds deploy/dev's cluster lock for longer than an etcd request may take
+/// (2 s): the replica's write waits for it, asking again, and commits once it is released
+/// rather than giving up until its next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_for_the_branch_lock_past_a_request_timeout() {
+    use etcd_client::{Client, LockOptions};
+    let etcd = Etcd::start().await;
+    let (world, host) = cluster_world(&etcd.endpoints(), "wait", "3s").await;
+    // Only a's polls matter here: the others are polled hourly.
+    let config = std::fs::read_to_string(world.config_path()).unwrap();
+    let mut config = config.replace("interval = \"1s\"", "interval = \"1h\"");
+    config = config.replace("[images.a]\n", "[images.a]\ninterval = \"1s\"\n");
+    world.write_config(&config);
+    let one = world.start_replica("one");
+    members(&one, 1.0).await;
+    let mut other = Client::connect(etcd.endpoints(), None).await.unwrap();
+    let lease = other.lease_grant(30, None).await.unwrap().id();
+    let held = other
+        .lock(
+            "/image-updater/wait/locks/manifests/deploy/dev",
+            Some(LockOptions::new().with_lease(lease)),
+        )
+        .await
+        .unwrap();
+    world.push("org/a", "v1.1.0").await;
+    // Held for 5 s: longer than two request timeouts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        world
+            .file_on("deploy/dev", FILE)
+            .contains(&format!("{host}/org/a\n    newTag: v1.0.0"))
+    );
+    other.unlock(held.key()).await.unwrap();
+    assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
+    assert!(
+        !one.log().contains("branch update skipped"),
+        "{}",
+        one.log()
+    );
+}

@@ -72,20 +72,30 @@ impl Session {
             "/image-updater/{}/locks/{repository}/{branch}",
             self.cluster
         );
-        let options = LockOptions::new().with_lease(self.lease);
-        let locked = tokio::time::timeout(LOCK_WAIT, client.lock(name.as_str(), Some(options)))
-            .await
-            .map_err(|_| {
-                format!(
-                    "another replica held the cluster lock of {branch} for over {}s",
-                    LOCK_WAIT.as_secs()
-                )
-            })?
-            .map_err(|e| format!("cluster lock of {branch}: {e}"))?;
-        Ok(Held {
-            client,
-            key: locked.key().to_vec(),
-        })
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let options = LockOptions::new().with_lease(self.lease);
+            match client.lock(name.as_str(), Some(options)).await {
+                Ok(locked) => {
+                    return Ok(Held {
+                        client,
+                        key: locked.key().to_vec(),
+                    });
+                }
+                // Each request is cut at the connection's timeout (REQUEST_TIMEOUT): waiting
+                // longer for another replica's write to the branch is asking again.
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.message() == "Timeout expired"
+                        && tokio::time::Instant::now() < deadline => {}
+                Err(etcd_client::Error::GRpcStatus(s)) if s.message() == "Timeout expired" => {
+                    return Err(format!(
+                        "another replica held the cluster lock of {branch} for over {}s",
+                        LOCK_WAIT.as_secs()
+                    ));
+                }
+                Err(e) => return Err(format!("cluster lock of {branch}: {e}")),
+            }
+        }
     }
 }
 
