@@ -649,18 +649,28 @@ async fn replicas_reach_etcd_over_tls_with_client_certificates() {
     let wrong = world.dir.path().join("wrong-ca.toml");
     std::fs::write(&wrong, with_files(&stranger.ca)).unwrap();
     let two = world.start_replica_with("two", &wrong);
-    two.wait_http().await;
+    let line = never_joins(&two).await;
+    assert!(line.contains("invalid peer certificate"), "{line}");
+    members(&one, 1.0).await;
+}
+
+/// Waits until `replica` says it has no etcd lease, checks it owns nothing, and returns the
+/// line that says why.
+async fn never_joins(replica: &Daemon) -> String {
+    replica.wait_http().await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !two.log().contains("cluster: no etcd lease") {
-        assert!(Instant::now() < deadline, "{}", two.log());
+    while !replica.log().contains("cluster: no etcd lease") {
+        assert!(Instant::now() < deadline, "{}", replica.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let said = two.log();
+    assert_eq!(
+        replica.metric("image_updater_cluster_owned_images").await,
+        0.0
+    );
+    let said = replica.log();
     let line = said.lines().find(|l| l.contains("no etcd lease")).unwrap();
     eprintln!("{line}");
-    assert!(line.contains("invalid peer certificate"), "{line}");
-    assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
-    members(&one, 1.0).await;
+    line.to_string()
 }
 
 /// A network partition: three replicas, each on a host of its own (a network namespace);
@@ -926,18 +936,9 @@ async fn replicas_sign_in_to_etcd_with_credentials() {
     let wrong = world.dir.path().join("wrong.toml");
     std::fs::write(&wrong, with_login(&wrong_login)).unwrap();
     let two = world.start_replica_with("two", &wrong);
-    two.wait_http().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !two.log().contains("cluster: no etcd lease") {
-        assert!(Instant::now() < deadline, "{}", two.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let said = two.log();
-    let line = said.lines().find(|l| l.contains("no etcd lease")).unwrap();
-    eprintln!("{line}");
+    let line = never_joins(&two).await;
     assert!(line.contains("authentication failed"), "{line}");
-    assert!(!said.contains("not-the-password"));
-    assert_eq!(two.metric("image_updater_cluster_owned_images").await, 0.0);
+    assert!(!two.log().contains("not-the-password"));
     members(&one, 1.0).await;
 }
 

@@ -97,23 +97,35 @@ impl Handover {
         status: &StatusStore,
         seen: &FirstSeen,
     ) -> Result<bool, StoreError> {
-        let Some((record, revision)) = self.store.record_at(&image.alias).await? else {
-            // None yet: any record written from now on is news.
-            self.wrote(&image.alias, 0);
-            return Ok(false);
-        };
-        self.revisions
-            .lock()
-            .expect("revisions lock")
-            .insert(image.alias.clone(), revision);
+        match self.store.record_at(&image.alias).await? {
+            Some((record, revision)) => Ok(self.apply(image, record, revision, status, seen)),
+            None => {
+                // None yet: any record written from now on is news.
+                self.wrote(&image.alias, 0);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Makes `record`, read at `revision`, this replica's state of `image` when another
+    /// replica wrote it; says whether it did.
+    fn apply(
+        &self,
+        image: &Image,
+        record: Record,
+        revision: i64,
+        status: &StatusStore,
+        seen: &FirstSeen,
+    ) -> bool {
+        self.wrote(&image.alias, revision);
         if record.by == self.me {
-            return Ok(false);
+            return false;
         }
         for (env, entry) in record.status {
             status.update(&image.alias, &env, |s| *s = entry);
         }
         seen.adopt(&image.reference.repository(), record.seen);
-        Ok(true)
+        true
     }
 
     /// Under a branch's lock, before writing changes of `images`: those whose record another
@@ -134,13 +146,13 @@ impl Handover {
                 .expect("revisions lock")
                 .get(&image.alias)
                 .copied();
-            let now = self.store.record_at(&image.alias).await?;
-            if let (Some(known), Some((record, revision))) = (known, &now)
-                && *revision > known
+            let Some((record, revision)) = self.store.record_at(&image.alias).await? else {
+                continue;
+            };
+            let news = known.is_some_and(|known| revision > known)
                 && record.by != self.me
-                && decisive(&record.status) != decisive(&status.environments(&image.alias))
-                && self.adopt_record(image, status, seen).await?
-            {
+                && decisive(&record.status) != decisive(&status.environments(&image.alias));
+            if news && self.apply(image, record, revision, status, seen) {
                 changed.push(image.alias.clone());
             }
         }
@@ -149,8 +161,8 @@ impl Handover {
 
     /// Before a replica writes an environment's pull request, which proposes images other
     /// replicas own: their records, so that what the write records of them (merged, closed
-    /// unmerged) starts from what their owners know.
-    /// Returns what decides their next writes, to tell after the write whether it changed.
+    /// unmerged) starts from what their owners know. Returns what decides their next writes,
+    /// to tell after the write whether it changed.
     pub async fn borrow(
         &self,
         images: &[&Image],

@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Mutex, Semaphore};
 
+mod cluster;
 mod propose;
 
 use super::fault;
@@ -838,134 +839,52 @@ impl Engine {
         checked: &[String],
         dry_run: bool,
     ) -> Vec<BranchReport> {
-        // In a cluster, the environment's pull request may have been opened by another
-        // replica: it is shared through etcd, read and written under the branch's lock.
         let handover = self.shared.handover.get();
         let shared_request = match handover {
-            Some(h) if changes.is_empty() && self.proposes(env_name) => {
-                match h.store().request(env_name).await {
-                    Ok(r) => r.is_some(),
-                    Err(e) => return self.not_written(env_name, &changes, e.to_string()),
-                }
-            }
+            Some(h) if changes.is_empty() => match self.request_elsewhere(h, env_name).await {
+                Ok(open) => open,
+                Err(e) => return self.not_written(env_name, &changes, e.to_string()),
+            },
             _ => false,
         };
         // In a cluster, one replica writes a branch at a time. A dry run writes nothing, and
         // a cycle with nothing to write or to look after needs no lock.
         let writes =
             !changes.is_empty() || self.shared.requests.get(env_name).is_some() || shared_request;
-        let session = match self.shared.cluster.get() {
-            Some(rx) if writes && !dry_run => Some(rx.borrow().clone()),
-            _ => None,
-        };
-        let held = match session {
-            None => None,
-            Some(session) => {
-                let env = &self.config.environments[env_name];
-                let locked = match session {
-                    Some(s) => s.lock_branch(&env.repository, &env.branch).await,
-                    None => Err("this replica has no etcd lease; nothing is written".into()),
-                };
-                match locked {
-                    Ok(held) => {
-                        // The replica that held the lock before may have pushed since this
-                        // one last fetched: read the branch afresh under the lock.
-                        let repo = &self.config.repositories[&env.repository];
-                        if let Ok(mirror) = self.mirror(repo).await
-                            && let Some(m) = mirror.as_ref()
-                        {
-                            m.forget_fetch();
-                        }
-                        Some(held)
-                    }
+        let held = match self.shared.cluster.get() {
+            Some(session) if writes && !dry_run => {
+                let session = session.borrow().clone();
+                match self.lock_branch(env_name, session).await {
+                    Ok(held) => Some(held),
                     Err(e) => return self.not_written(env_name, &changes, e),
                 }
             }
+            _ => None,
         };
-        // The request as the last writer of this branch left it, then as this one leaves it;
-        // with the records of the images it proposes that other replicas own.
         let shares_request = handover.filter(|_| writes && !dry_run);
-        let mut borrowed: Vec<&Image> = Vec::new();
-        let mut lent = Vec::new();
-        if let Some(h) = shares_request {
-            let loaded = match h.store().request(env_name).await {
-                Ok(r) => {
-                    borrowed = r
-                        .iter()
-                        .flat_map(|r| r.proposed.keys())
-                        .filter(|alias| !checked.contains(alias))
-                        .filter_map(|alias| self.config.images.get(alias))
-                        .collect();
-                    self.shared.requests.set(env_name, r);
-                    h.borrow(&borrowed, &self.shared.status, &self.shared.seen)
-                        .await
-                        .map(|before| lent = before)
+        let lent = match shares_request {
+            None => None,
+            Some(h) => match self
+                .take_up_request(h, env_name, checked, &mut changes)
+                .await
+            {
+                Ok(lent) => Some(lent),
+                Err(e) => {
+                    if let Some(held) = held {
+                        held.release().await;
+                    }
+                    return self.not_written(env_name, &changes, e.to_string());
                 }
-                Err(e) => Err(e),
-            };
-            // Another replica's pull request may have settled one of these images since it
-            // was checked (merged, or closed unmerged): decided again, not written from
-            // before.
-            let loaded = match loaded {
-                Ok(()) if !changes.is_empty() && self.proposes(env_name) => {
-                    let images: Vec<&Image> = changes
-                        .iter()
-                        .filter_map(|(c, _)| self.config.images.get(&c.alias))
-                        .collect();
-                    h.changed_elsewhere(&images, &self.shared.status, &self.shared.seen)
-                        .await
-                        .map(|again| {
-                            if !again.is_empty() {
-                                tracing::info!(environment = %env_name, images = ?again, "another replica's pull request settled these images; deciding them again");
-                                changes.retain(|(c, _)| !again.contains(&c.alias));
-                            }
-                        })
-                }
-                other => other,
-            };
-            if let Err(e) = loaded {
-                if let Some(held) = held {
-                    held.release().await;
-                }
-                return self.not_written(env_name, &changes, e.to_string());
-            }
-        }
+            },
+        };
         let reports = self.write_locked(env_name, changes, checked, dry_run).await;
-        if let Some(h) = shares_request {
-            let now = self.shared.requests.get(env_name);
-            if let Err(e) = h.store().set_request(env_name, now.as_ref()).await {
-                tracing::warn!(environment = %env_name, error = %e, "cluster: cannot record the pull request for the other replicas; they find it on the forge");
-            }
-            let lease = self
-                .shared
-                .cluster
-                .get()
-                .and_then(|s| s.borrow().as_ref().map(|s| s.lease()))
-                .unwrap_or(0);
-            h.give_back(
-                &borrowed,
-                &lent,
-                &self.shared.status,
-                &self.shared.seen,
-                lease,
-            )
-            .await;
+        if let (Some(h), Some(lent)) = (shares_request, lent) {
+            self.hand_back_request(h, env_name, lent).await;
         }
         if let Some(held) = held {
             held.release().await;
         }
         reports
-    }
-
-    /// Whether anything deployed to `env_name` is written through a pull request.
-    fn proposes(&self, env_name: &str) -> bool {
-        let env = &self.config.environments[env_name];
-        env.write == WriteMode::PullRequest
-            || self.config.images.values().any(|i| {
-                i.deployments
-                    .iter()
-                    .any(|d| d.environment == env_name && d.write == Some(WriteMode::PullRequest))
-            })
     }
 
     /// Changes that could not be written this cycle, reported as failed.

@@ -84,20 +84,23 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+/// Runs `openssl ARGS` in `dir`; fails the test with openssl's own words when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Tls {
     pub fn generate(dir: &Path) -> Tls {
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| openssl(dir, args);
         let ec = [
             "-newkey",
             "ec",
@@ -169,18 +172,7 @@ impl Tls {
     /// A client certificate signed by the same CA, for servers that check clients'
     /// certificates (etcd's `--client-cert-auth`): its certificate and key, in `dir`.
     pub fn client(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| openssl(dir, args);
         let (key, csr, pem, ext) = (
             format!("{name}.key"),
             format!("{name}.csr"),

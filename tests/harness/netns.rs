@@ -123,29 +123,25 @@ impl Namespace {
     /// Cuts the replica off from etcd: packets to etcd's address are dropped inside the
     /// namespace, as on a partitioned network; the registry and git stay reachable.
     pub fn cut_etcd(&self) {
-        ip(&[
-            "netns",
-            "exec",
-            &self.name,
-            "ip",
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", self.etcd),
-        ]);
+        self.blackhole("add");
     }
 
     /// Heals the partition.
     pub fn heal_etcd(&self) {
+        self.blackhole("del");
+    }
+
+    fn blackhole(&self, verb: &str) {
+        let route = format!("{}/32", self.etcd);
         ip(&[
             "netns",
             "exec",
             &self.name,
             "ip",
             "route",
-            "del",
+            verb,
             "blackhole",
-            &format!("{}/32", self.etcd),
+            &route,
         ]);
     }
 }

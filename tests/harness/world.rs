@@ -11,6 +11,9 @@ use super::{Auth, PushAuth, Registry, free_port, push_labelled, require_registry
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_image-updater");
 
+/// Where daemons listen, unless they run on a host of their own.
+const LOOPBACK: &str = "127.0.0.1";
+
 pub struct World {
     pub registry: Registry,
     pub git: GitServer,
@@ -165,7 +168,9 @@ author = "image-updater <bot@example.com>"
     /// [`World::start_with`], with extra environment variables for the daemon.
     pub fn start_with_env(&self, config: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join("daemon.log");
-        self.spawn(config, &self.state_dir(), log, self.port, env)
+        let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
+        self.spawn(command, config, &self.state_dir(), log, LOOPBACK, self.port)
     }
 
     /// Another daemon on the same config, as a replica on another host: its own state dir,
@@ -173,7 +178,15 @@ author = "image-updater <bot@example.com>"
     pub fn start_replica(&self, name: &str) -> Daemon {
         let state = self.dir.path().join(format!("state-{name}"));
         let log = self.dir.path().join(format!("{name}.log"));
-        self.spawn(&self.config_path(), &state, log, free_port(), &[])
+        let command = Command::new(BIN);
+        self.spawn(
+            command,
+            &self.config_path(),
+            &state,
+            log,
+            LOOPBACK,
+            free_port(),
+        )
     }
 
     /// [`World::start_replica`] with its own config file (replicas on one host need their
@@ -181,7 +194,8 @@ author = "image-updater <bot@example.com>"
     pub fn start_replica_with(&self, name: &str, config: &std::path::Path) -> Daemon {
         let state = self.dir.path().join(format!("state-{name}"));
         let log = self.dir.path().join(format!("{name}.log"));
-        self.spawn(config, &state, log, free_port(), &[])
+        let command = Command::new(BIN);
+        self.spawn(command, config, &state, log, LOOPBACK, free_port())
     }
 
     /// A replica on a host of its own: run inside `ns` with `config`, listening on the
@@ -194,46 +208,29 @@ author = "image-updater <bot@example.com>"
     ) -> Daemon {
         let state = self.dir.path().join(format!("state-{name}"));
         let log = self.dir.path().join(format!("{name}.log"));
-        let port = free_port();
-        let child = ns
-            .command(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--listen")
-            .arg(format!("{}:{port}", ns.inside))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            log,
-            port,
-            addr: ns.inside.clone(),
-        }
+        let command = ns.command(BIN);
+        self.spawn(command, config, &state, log, &ns.inside, free_port())
     }
 
+    /// `image-updater run` through `command` (the binary, or it run inside a namespace),
+    /// listening on `addr:port`, logging to `log`.
     fn spawn(
         &self,
+        mut command: Command,
         config: &std::path::Path,
         state: &std::path::Path,
         log: PathBuf,
+        addr: &str,
         port: u16,
-        env: &[(&str, &str)],
     ) -> Daemon {
-        let child = Command::new(BIN)
+        let child = command
             .args(["run", "--config"])
             .arg(config)
             .arg("--state-dir")
             .arg(state)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("{addr}:{port}"))
             .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -243,7 +240,7 @@ author = "image-updater <bot@example.com>"
             child,
             log,
             port,
-            addr: "127.0.0.1".into(),
+            addr: addr.into(),
         }
     }
 
