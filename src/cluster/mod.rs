@@ -5,11 +5,13 @@
 //! lease expires.
 //!
 //! - [`Members`]: who is live, as one replica sees it, and who owns what.
-//! - [`etcd`]: the etcd backend (leases, a key per replica). A Kubernetes Lease backend
-//!   would publish the same [`Members`] through the same channel.
+//! - [`etcd`]: the etcd backend (leases, a key per replica, branch locks), through one
+//!   member at a time (`connect`). A Kubernetes Lease backend would publish the same
+//!   [`Members`] through the same channel.
 //! - [`store`]: the keys the replicas share beside membership: holds, each image's record,
-//!   webhook pokes.
+//!   pull requests, webhook pokes.
 //! - [`handover`]: what an owner leaves in the store and a new owner picks up.
+//! - [`pokes`]: webhook pushes passed on to the image's owner.
 //!
 //! A replica that cannot renew its lease sees itself alone and outside: it owns nothing,
 //! polls and writes nothing, until it has a lease again. git's leased pushes remain the last
@@ -17,6 +19,7 @@
 
 use sha2::Digest as _;
 
+mod connect;
 pub mod etcd;
 pub mod handover;
 pub mod pokes;

@@ -97,7 +97,7 @@ impl Store {
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
-        let client = super::etcd::connect(&self.config)
+        let client = super::connect::connect(&self.config)
             .await
             .map_err(StoreError::Etcd)?;
         *slot = Some(client.clone());
@@ -133,7 +133,7 @@ impl Store {
                     .when([unchanged])
                     .and_then([TxnOp::put(key.as_str(), value, None)]);
             let mut client = self.client().await?;
-            let done = super::etcd::timed(client.txn(txn))
+            let done = super::connect::timed(client.txn(txn))
                 .await
                 .map_err(StoreError::Etcd)
                 .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("writing {key}: {e}"))));
@@ -218,7 +218,7 @@ impl Store {
             }
             None => {
                 let mut client = self.client().await?;
-                let deleted = super::etcd::timed(client.delete(key.as_str(), None))
+                let deleted = super::connect::timed(client.delete(key.as_str(), None))
                     .await
                     .map_err(StoreError::Etcd)
                     .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("deleting {key}: {e}"))));
@@ -262,7 +262,7 @@ impl Store {
         options: Option<GetOptions>,
     ) -> Result<etcd_client::GetResponse, StoreError> {
         let mut client = self.client().await?;
-        let got = super::etcd::timed(client.get(key, options))
+        let got = super::connect::timed(client.get(key, options))
             .await
             .map_err(StoreError::Etcd)
             .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("reading {key}: {e}"))));
@@ -280,7 +280,7 @@ impl Store {
         options: Option<PutOptions>,
     ) -> Result<i64, StoreError> {
         let mut client = self.client().await?;
-        let put = super::etcd::timed(client.put(key, value, options))
+        let put = super::connect::timed(client.put(key, value, options))
             .await
             .map_err(StoreError::Etcd)
             .and_then(|r| r.map_err(|e| StoreError::Etcd(format!("writing {key}: {e}"))));

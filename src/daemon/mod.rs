@@ -362,10 +362,10 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     if let Some(task) = webhook_task {
         let _ = task.await;
     }
-    // The lease is revoked on the way out: the others take this replica's images at once.
     if let Some(task) = pokes_task {
         let _ = task.await;
     }
+    // The lease is revoked on the way out: the others take this replica's images at once.
     if let Some(task) = cluster_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     }
