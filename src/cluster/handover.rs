@@ -7,6 +7,10 @@
 //! replica stops every replica's next write. After a cycle the owner publishes the records of
 //! the images it checked, when anything but the check time changed, or every
 //! [`REFRESH`] so `status` elsewhere shows recent checks.
+//!
+//! A replica writing an environment's pull request borrows the records of the images it
+//! proposes that others own, and gives back those whose decisive state (what was written, a
+//! held value) the write changed; record revisions tell an owner that happened.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
