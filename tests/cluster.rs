@@ -76,11 +76,17 @@ async fn cluster_world(endpoints: &[String], name: &str, lease: &str) -> (World,
     (world, host)
 }
 
+/// Whether `image` is at `tag` on `deploy/dev`.
+fn is_at(world: &World, host: &str, image: &str, tag: &str) -> bool {
+    world
+        .file_on("deploy/dev", FILE)
+        .contains(&format!("{host}/org/{image}\n    newTag: {tag}"))
+}
+
 /// Waits until `image` is at `tag` on `deploy/dev`.
 async fn written(world: &World, host: &str, image: &str, tag: &str) {
-    let needle = format!("{host}/org/{image}\n    newTag: {tag}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !world.file_on("deploy/dev", FILE).contains(&needle) {
+    while !is_at(world, host, image, tag) {
         assert!(Instant::now() < deadline, "{image} never reached {tag}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -239,9 +245,8 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     for r in &replicas {
         members(r, 2.0).await;
     }
-    let needle = format!("{host}/org/{victim_image}\n    newTag: v1.1.0");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !world.file_on("deploy/dev", FILE).contains(&needle) {
+    while !is_at(&world, &host, victim_image, "v1.1.0") {
         assert!(
             Instant::now() < deadline,
             "{victim_image} was not taken over; logs:\n{}\n{}",
@@ -297,9 +302,7 @@ async fn an_etcd_outage_stops_the_writes_and_none_is_doubled() {
         assert_eq!(succeeded(r).await, before, "a replica without etcd polled");
     }
     assert!(
-        world
-            .file_on("deploy/dev", FILE)
-            .contains(&format!("{host}/org/a\n    newTag: v1.0.0")),
+        is_at(&world, &host, "a", "v1.0.0"),
         "written during the outage"
     );
 
@@ -388,11 +391,7 @@ async fn a_three_member_etcd_survives_one_member_down_and_stops_without_quorum()
         replicas[1].log(),
         replicas[2].log()
     );
-    assert!(
-        world
-            .file_on("deploy/dev", FILE)
-            .contains(&format!("{host}/org/a\n    newTag: v1.0.0"))
-    );
+    assert!(is_at(&world, &host, "a", "v1.0.0"));
 
     // Back: they rejoin, and the tag is committed once.
     etcd.resume_member(0).await;
@@ -493,11 +492,7 @@ async fn replicas_share_holds_reverts_sightings_and_pushes() {
         "{row}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        world
-            .file_on("deploy/dev", FILE)
-            .contains(&format!("{host}/org/a\n    newTag: v1.0.0"))
-    );
+    assert!(is_at(&world, &host, "a", "v1.0.0"));
     let out = world.run(&["release", "a", "--env", "dev"]);
     assert!(
         out.status.success(),
@@ -584,11 +579,7 @@ async fn replicas_share_holds_reverts_sightings_and_pushes() {
     );
     // Several of the survivor's polls later, b is still where the person put it.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(
-        world
-            .file_on("deploy/dev", FILE)
-            .contains(&format!("{host}/org/b\n    newTag: v1.0.0"))
-    );
+    assert!(is_at(&world, &host, "b", "v1.0.0"));
     assert_eq!(commits_to(&world, "b", "v1.1.0"), 1);
     let row = status_of(&world, "b");
     assert!(
@@ -969,11 +960,7 @@ async fn a_write_waits_for_the_branch_lock_past_a_request_timeout() {
     world.push("org/a", "v1.1.0").await;
     // Held for 5 s: longer than two request timeouts.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(
-        world
-            .file_on("deploy/dev", FILE)
-            .contains(&format!("{host}/org/a\n    newTag: v1.0.0"))
-    );
+    assert!(is_at(&world, &host, "a", "v1.0.0"));
     other.unlock(held.key()).await.unwrap();
     assert_eq!(committed(&world, &host, "a", "v1.1.0").await, 1);
     assert!(

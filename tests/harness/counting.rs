@@ -26,14 +26,9 @@ pub struct Counting {
 
 impl Counting {
     pub async fn start(upstream: String) -> Counting {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port, client) = super::referrers::in_front().await;
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let (log, client, upstream) = (log.clone(), client.clone(), upstream.clone());

@@ -21,14 +21,9 @@ pub struct Referrers {
 
 impl Referrers {
     pub async fn start(upstream: String) -> Referrers {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port, client) = in_front().await;
         let known: Arc<Mutex<HashMap<String, Vec<Value>>>> = Arc::default();
         let k = known.clone();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let (k, client, upstream) = (k.clone(), client.clone(), upstream.clone());
@@ -79,6 +74,18 @@ impl Drop for Referrers {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A listener on a free loopback port for a server in front of the registry, its port, and
+/// the client that passes requests on (redirects are the daemon's to follow, not this one's).
+pub async fn in_front() -> (tokio::net::TcpListener, u16, reqwest::Client) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (listener, port, client)
 }
 
 /// Sends the request on to `upstream` as it came, and its answer back as it came.
