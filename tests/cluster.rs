@@ -83,6 +83,13 @@ fn is_at(world: &World, host: &str, image: &str, tag: &str) -> bool {
         .contains(&format!("{host}/org/{image}\n    newTag: {tag}"))
 }
 
+/// `config` (from [`cluster_world`], with a 3 s lease) with `keys` added to `[cluster]`.
+fn in_cluster(config: &str, keys: &str) -> String {
+    let lease = "lease = \"3s\"\n";
+    assert!(config.contains(lease));
+    config.replace(lease, &format!("{lease}{keys}"))
+}
+
 /// Waits until `image` is at `tag` on `deploy/dev`.
 async fn written(world: &World, host: &str, image: &str, tag: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -618,10 +625,10 @@ async fn replicas_reach_etcd_over_tls_with_client_certificates() {
     let (world, host) = cluster_world(&etcd.endpoints(), "tls", "3s").await;
     let base = std::fs::read_to_string(world.config_path()).unwrap();
     let with_files = |ca: &std::path::Path| {
-        base.replace(
-            "lease = \"3s\"\n",
+        in_cluster(
+            &base,
             &format!(
-                "lease = \"3s\"\nca_file = \"{}\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+                "ca_file = \"{}\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
                 ca.display(),
                 client_cert.display(),
                 client_key.display()
@@ -906,12 +913,9 @@ async fn replicas_sign_in_to_etcd_with_credentials() {
     std::fs::write(&login, "updater:s3cret-pw\n").unwrap();
     let base = std::fs::read_to_string(world.config_path()).unwrap();
     let with_login = |file: &std::path::Path| {
-        base.replace(
-            "lease = \"3s\"\n",
-            &format!(
-                "lease = \"3s\"\ncredentials = \"file:{}\"\n",
-                file.display()
-            ),
+        in_cluster(
+            &base,
+            &format!("credentials = \"file:{}\"\n", file.display()),
         )
     };
     world.write_config(&with_login(&login));

@@ -153,8 +153,8 @@ impl Handover {
             let Some((record, revision)) = self.store.record_at(&image.alias).await? else {
                 continue;
             };
+            // `apply` takes nothing this replica wrote itself.
             let news = known.is_some_and(|known| revision > known)
-                && record.by != self.me
                 && decisive(&record.status) != decisive(&status.environments(&image.alias));
             if news && self.apply(image, record, revision, status, seen) {
                 changed.push(image.alias.clone());

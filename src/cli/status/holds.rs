@@ -63,6 +63,25 @@ fn deployed(config: &Config, alias: &str, env: &str) -> Result<(), String> {
     }
 }
 
+/// The config, when it deploys `alias` to `env`; otherwise the outcome, with what is wrong
+/// said on stderr.
+fn deploying(common: &ConfigArgs, alias: &str, env: &str) -> Result<Config, Outcome> {
+    let config = common.load().ok_or(Outcome::Negative)?;
+    deployed(&config, alias, env).map_err(|e| {
+        eprintln!("error: {e}");
+        Outcome::Usage
+    })?;
+    Ok(config)
+}
+
+/// Where the holds are, or the outcome, with why not said on stderr.
+fn open(common: &ConfigArgs, config: &Config) -> Result<Source, Outcome> {
+    Source::open(common, config).map_err(|e| {
+        eprintln!("error: {e}");
+        Outcome::Negative
+    })
+}
+
 pub(super) fn describe_hold(h: &ManualHold) -> String {
     let until = h.until.as_deref().unwrap_or("released");
     let why = h
@@ -74,13 +93,10 @@ pub(super) fn describe_hold(h: &ManualHold) -> String {
 }
 
 pub fn hold(args: HoldArgs) -> Outcome {
-    let Some(config) = args.common.load() else {
-        return Outcome::Negative;
+    let config = match deploying(&args.common, &args.alias, &args.env) {
+        Ok(config) => config,
+        Err(outcome) => return outcome,
     };
-    if let Err(e) = deployed(&config, &args.alias, &args.env) {
-        eprintln!("error: {e}");
-        return Outcome::Usage;
-    }
     let until = match (&args.until, &args.for_) {
         (Some(t), _) => match t.parse::<jiff::Timestamp>() {
             Ok(t) => Some(t.to_string()),
@@ -100,12 +116,9 @@ pub fn hold(args: HoldArgs) -> Outcome {
         },
         (None, None) => None,
     };
-    let source = match Source::open(&args.common, &config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Negative;
-        }
+    let source = match open(&args.common, &config) {
+        Ok(source) => source,
+        Err(outcome) => return outcome,
     };
     let hold = ManualHold {
         since: now(),
@@ -132,19 +145,13 @@ pub fn hold(args: HoldArgs) -> Outcome {
 }
 
 pub fn release(args: ReleaseArgs) -> Outcome {
-    let Some(config) = args.common.load() else {
-        return Outcome::Negative;
+    let config = match deploying(&args.common, &args.alias, &args.env) {
+        Ok(config) => config,
+        Err(outcome) => return outcome,
     };
-    if let Err(e) = deployed(&config, &args.alias, &args.env) {
-        eprintln!("error: {e}");
-        return Outcome::Usage;
-    }
-    let source = match Source::open(&args.common, &config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Negative;
-        }
+    let source = match open(&args.common, &config) {
+        Ok(source) => source,
+        Err(outcome) => return outcome,
     };
     let view = match source.view() {
         Ok(v) => v,
