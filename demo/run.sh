@@ -18,8 +18,16 @@ need git git
 need curl curl
 need sha256sum coreutils
 need python3 python3
-# The etcd client's protocol is compiled from etcd's .proto files at build time.
-need protoc protobuf-compiler
+# Building needs a C compiler and linker (cargo links with cc; aws-lc's crypto is C), and the
+# etcd client's protocol is compiled from etcd's .proto files, which import protobuf's own
+# well-known types: protoc alone (protobuf-compiler) is not enough, its includes are in
+# libprotobuf-dev. Checked here, before a build that would otherwise stop minutes in.
+if [ -z "${IMAGE_UPDATER_BIN:-}" ]; then
+    need cc gcc
+    [ -e /usr/include/stdio.h ] || MISSING="${MISSING:-} libc6-dev"
+    need protoc protobuf-compiler
+    [ -e /usr/include/google/protobuf/descriptor.proto ] || MISSING="${MISSING:-} libprotobuf-dev"
+fi
 if [ -n "${MISSING:-}" ]; then
     echo "== installing:$MISSING"
     if [ "$(id -u)" != 0 ]; then
@@ -234,4 +242,25 @@ done
 curl -sS "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^image_updater_(images_updated_total|git_pushes_total)' || true
 kill -TERM "$DAEMON"
 wait "$DAEMON" || true
-echo "== stopped; prod got v1.5.0 (never v2.0.0), staging v1.5.0-rc.1, dev the newest main build"
+
+# The verdict is read from what each branch holds now, not assumed: the API's tag in the
+# overlay and the web chart's tag in the values, per environment.
+holds() { git --git-dir="$WORK/git/manifests.git" show "deploy/$1:$2" | sed -nE "s/^ *$3: \"?([^\" ]+)\"?.*/\1/p"; }
+verdict=""
+wrong=""
+for env in prod staging dev; do
+    api=$(holds "$env" "apps/api/overlays/$env/kustomization.yaml" newTag)
+    web=$(holds "$env" "charts/web/values-$env.yaml" tag)
+    verdict="$verdict${verdict:+, }$env api $api web $web"
+    case "$env" in
+        prod) want=v1.5.0 ;;
+        staging) want=v1.5.0-rc.1 ;;
+        dev) want=main-8b7e6d4 ;;
+    esac
+    [ "$api" = "$want" ] && [ "$web" = 2.4.0 ] || wrong="$wrong $env"
+done
+if [ -n "$wrong" ]; then
+    echo "== verdict: WRONG on$wrong: $verdict (see $WORK/daemon.log; KEEP=1 keeps it)" >&2
+    exit 1
+fi
+echo "== verdict: $verdict (prod never v2.0.0, staging the release candidate, dev the newest main build)"

@@ -2,14 +2,14 @@
 # Builds the container image with no registry pull: a Debian 12 root made with debootstrap
 # from Debian's packages (git, openssh-client, ca-certificates and tini included), imported as
 # the base, then the Containerfile built on it with buildah.
-# Needs `cargo build --release` first, and debootstrap, buildah and podman (for `import`).
+# Needs `cargo build --profile dist` first, and debootstrap, buildah and podman (for `import`).
 #
 #   packaging/container.sh [TAG]        # default localhost/image-updater:VERSION
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=target/release/image-updater
-[ -x "$bin" ] || { echo "$bin is missing: run cargo build --release --locked first" >&2; exit 1; }
+bin=target/dist/image-updater
+[ -x "$bin" ] || { echo "$bin is missing: run cargo build --profile dist --locked first" >&2; exit 1; }
 for tool in debootstrap buildah podman; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install $tool" >&2; exit 1; }
 done

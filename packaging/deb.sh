@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds the Debian package from the release binary: the man page and the shell completions
-# are generated from the binary itself, then cargo-deb assembles target/debian/*.deb.
-# Needs `cargo build --release` first and `cargo install cargo-deb`.
+# Builds the Debian package from the packaged binary (`cargo build --profile dist`: fat LTO, one
+# codegen unit; see Cargo.toml): the man page and the shell completions are generated from the
+# binary itself, then cargo-deb assembles target/debian/*.deb.
+# Needs `cargo build --profile dist --locked` first and `cargo install cargo-deb`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=target/release/image-updater
+bin=target/dist/image-updater
 if ! [ -x "$bin" ]; then
-    echo "$bin is missing: run cargo build --release --locked first" >&2
+    echo "$bin is missing: run cargo build --profile dist --locked first" >&2
     exit 1
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
@@ -19,4 +20,4 @@ mkdir -p target/assets
 "$bin" completions bash > target/assets/image-updater.bash
 "$bin" completions zsh > target/assets/_image-updater
 "$bin" completions fish > target/assets/image-updater.fish
-cargo deb --no-build --locked --strip "$@"
+cargo deb --no-build --profile dist --locked --strip "$@"
