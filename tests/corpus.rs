@@ -3,20 +3,25 @@
 //!
 //! `tests/corpus/cases.toml` holds one or more cases per file, written by us: a target as a
 //! user writes it in `updater.toml`, the image and tag to write, and what must come out — the
-//! exact lines that change (every other byte must stay), or the refusal. For kustomizations
-//! the edited file is also built with real kustomize and the image it renders is checked; for
-//! charts, the reference the chart's template builds from the edited values. Cases named
-//! after a defect class are its regression tests on the real file.
+//! exact lines that change (every other byte must stay), or the refusal. What we expect is
+//! then checked by what the consumer renders, not by what we meant to change:
+//! - a kustomization is built with real kustomize and must run exactly the written image;
+//! - a Helm values file is rendered with real Helm (the published chart behind it, in
+//!   `../shared/chart-corpus/`) before and after the edit: every container whose image the
+//!   edit changed must render exactly the reference we wrote, at least one must, and every
+//!   other container renders what it rendered before.
+//!
+//! Cases named after a defect class are its regression tests on the real file.
 
 mod harness;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use harness::helm::{self, Values};
 use harness::kustomize;
 use image_updater::config::{self, Target};
 use image_updater::reference::Reference;
-use image_updater::writeback::yaml::{Node, Yaml};
 use image_updater::writeback::{Desired, edit};
 use serde::Deserialize;
 
@@ -52,9 +57,10 @@ struct Case {
     /// The file already says this: no edit.
     #[serde(default)]
     unchanged: bool,
-    /// For a chart: `[template, reference]`: the chart's template for the image with each
-    /// `{path}` replaced by the edited file's value, and the reference that must come out.
-    renders: Option<(String, String)>,
+    /// For a chart: `--set` expressions the render needs (a chart rule, such as bitnami's
+    /// refusal of a changed registry unless `global.security.allowInsecureImages=true`).
+    #[serde(default)]
+    helm_set: Vec<String>,
     /// For a kustomization: the name its base resources run the image under (the `images:`
     /// entry's `name`); the built output must run exactly the written image.
     kustomize: Option<String>,
@@ -174,46 +180,84 @@ fn expected_text(original: &str, case: &Case) -> String {
     out
 }
 
-/// A dotted path's scalar in the first document, `""` when absent or null.
-fn value_at(yaml: &Yaml, path: &str) -> String {
-    let mut node = &yaml.documents[0];
-    for key in path.split('.') {
-        match node.get(key) {
-            Some(n) => node = n,
-            None => return String::new(),
-        }
-    }
-    match node {
-        Node::Scalar { value, .. } if value != "~" && value != "null" => value.clone(),
-        _ => String::new(),
+/// The same image written two ways (`nginx:1` and `docker.io/library/nginx:1`) compares equal.
+fn canonical(image: &str) -> String {
+    Reference::parse(image)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| image.to_string())
+}
+
+/// Whether `rendered` deploys what `written` says: the same repository, and the digest when
+/// one was written (a chart may render `repo@digest` without the tag, as bitnami's do, which
+/// deploys the same content), else the tag and no digest.
+fn deploys(rendered: &str, written: &str) -> bool {
+    match (Reference::parse(rendered), Reference::parse(written)) {
+        (Ok(r), Ok(w)) if r.repository() == w.repository() => match &w.digest {
+            Some(d) => r.digest.as_ref() == Some(d) && (r.tag.is_none() || r.tag == w.tag),
+            None => r.digest.is_none() && r.tag == w.tag,
+        },
+        _ => false,
     }
 }
 
-/// The chart's template filled from the edited values: `{path}` takes the value, and a
-/// segment `[@{path}]` or `[:{path}]` appears only when that value is not empty.
-fn render_chart(template: &str, yaml: &Yaml) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find(['{', '[']) {
-        out.push_str(&rest[..open]);
-        if rest[open..].starts_with('[') {
-            let close = rest[open..].find(']').expect("closed [") + open;
-            let inner = &rest[open + 1..close];
-            let (prefix, path) = inner.split_at(1);
-            let value = value_at(yaml, path.trim_matches(['{', '}']));
-            if !value.is_empty() {
-                out.push_str(prefix);
-                out.push_str(&value);
-            }
-            rest = &rest[close + 1..];
+/// What real Helm renders from the original and the edited values: the containers the edit
+/// changed must run exactly `written` (and one at least must), the rest what they ran before.
+/// Returns how many containers were compared.
+fn helm_renders(
+    chart: &Path,
+    original: &str,
+    edited: &str,
+    case: &Case,
+    written: &str,
+) -> Result<usize, String> {
+    let tmp = tempfile::tempdir().unwrap();
+    // The chart's own values.yaml, edited, replaces the chart's; any other values file (a
+    // values-prod.yaml) is an overlay on it, as `helm template -f` merges it.
+    let own = std::fs::read_to_string(chart.join("values.yaml")).unwrap_or_default();
+    let is_own = std::fs::read_to_string(corpus_dir().join(&case.file)).unwrap_or_default() == own;
+    let sets: Vec<&str> = case.helm_set.iter().map(String::as_str).collect();
+    let render = |name: &str, text: &str| {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let values = if is_own {
+            Values::Chart(&file)
         } else {
-            let close = rest[open..].find('}').expect("closed {") + open;
-            out.push_str(&value_at(yaml, &rest[open + 1..close]));
-            rest = &rest[close + 1..];
+            Values::Overlay(&file)
+        };
+        helm::render(chart, values, &sets).map(|r| {
+            r.into_iter()
+                .map(|c| (c.place, canonical(&c.image)))
+                .collect::<BTreeMap<_, _>>()
+        })
+    };
+    let before = render("original.yaml", original)?;
+    let after = render("edited.yaml", edited)?;
+    let written = canonical(written);
+    if before.keys().ne(after.keys()) {
+        return Err(format!(
+            "the edit changed which containers the chart renders: {:?} before, {:?} after",
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>()
+        ));
+    }
+    let mut ours = 0;
+    for (place, image) in &after {
+        if deploys(image, &written) {
+            ours += 1;
+        } else if image != &before[place] {
+            return Err(format!(
+                "helm renders {image} at {place} (was {}), not the {written} we wrote",
+                before[place]
+            ));
         }
     }
-    out.push_str(rest);
-    out
+    if ours == 0 {
+        return Err(format!(
+            "no container renders {written} after the edit; helm renders {:?}",
+            after.values().collect::<BTreeSet<_>>()
+        ));
+    }
+    Ok(after.len())
 }
 
 /// What a kustomization renders for an image that its base runs as `name`.
@@ -224,7 +268,20 @@ fn kustomize_renders(edited: &str, name: &str) -> Result<Vec<String>, String> {
     Ok(kustomize::images(&rendered))
 }
 
-fn check(dir: &Path, case: &Case) -> Result<(), String> {
+/// What a case was checked by: containers compared in Helm renders, and kustomize builds.
+#[derive(Default)]
+struct Rendered {
+    helm_cases: usize,
+    containers: usize,
+    kustomize_cases: usize,
+}
+
+fn check(
+    dir: &Path,
+    case: &Case,
+    charts: &BTreeMap<String, PathBuf>,
+    rendered: &mut Rendered,
+) -> Result<(), String> {
     let path = dir.join(&case.file);
     let mut original = std::fs::read_to_string(&path).map_err(|e| format!("{e}"))?;
     match &case.derive {
@@ -277,12 +334,13 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
         }
         s
     });
-    if let Some((template, want)) = &case.renders {
-        let yaml = Yaml::parse(&edited).map_err(|e| e.message)?;
-        let got = render_chart(template, &yaml);
-        if &got != want {
-            return Err(format!("the chart renders {got}, not {want}"));
-        }
+    if case.target.get("kind").and_then(|k| k.as_str()) == Some("helm") {
+        let folder = Path::new(&case.file).parent().unwrap().to_string_lossy();
+        let chart = charts.get(folder.as_ref()).ok_or_else(|| {
+            format!("no chart in ../shared/chart-corpus renders {folder}: a Helm case needs one")
+        })?;
+        rendered.containers += helm_renders(chart, &original, &edited, case, &written)?;
+        rendered.helm_cases += 1;
     }
     if let Some(name) = &case.kustomize {
         let images = kustomize_renders(&edited, name)?;
@@ -291,14 +349,16 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
                 "kustomize renders {images:?}, not {written} everywhere"
             ));
         }
+        rendered.kustomize_cases += 1;
     }
     Ok(())
 }
 
 #[test]
 fn every_corpus_file_is_updated_exactly_or_refused_clearly() {
-    needs!(Shared, Kubectl);
+    needs!(Shared, Kubectl, Helm);
     kustomize::require_kubectl();
+    let charts = helm::charts_by_values_dir();
     let dir = corpus_dir();
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/cases.toml"),
@@ -319,13 +379,11 @@ fn every_corpus_file_is_updated_exactly_or_refused_clearly() {
         "cases for files SOURCES.md does not list: {unknown:?}"
     );
     let mut failures = Vec::new();
-    let (mut rendered, mut refused) = (0, 0);
+    let mut rendered = Rendered::default();
+    let mut refused = 0;
     for case in &cases.case {
-        match check(&dir, case) {
-            Ok(()) => {
-                rendered += usize::from(case.kustomize.is_some() || case.renders.is_some());
-                refused += usize::from(case.error.is_some());
-            }
+        match check(&dir, case, &charts, &mut rendered) {
+            Ok(()) => refused += usize::from(case.error.is_some()),
             Err(e) => failures.push(format!("{} ({}): {e}", case.file, case.about)),
         }
     }
@@ -337,8 +395,11 @@ fn every_corpus_file_is_updated_exactly_or_refused_clearly() {
         failures.join("\n\n")
     );
     println!(
-        "{} cases on {} corpus files passed: {rendered} checked by what the consumer renders, {refused} refusals",
+        "{} cases on {} corpus files passed: {} rendered by real Helm ({} containers compared), {} built by real kustomize, {refused} refusals",
         cases.case.len(),
-        listed.len()
+        listed.len(),
+        rendered.helm_cases,
+        rendered.containers,
+        rendered.kustomize_cases,
     );
 }

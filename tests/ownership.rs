@@ -264,3 +264,119 @@ file = "prod/kustomization.yaml"
         "nothing would change\n"
     );
 }
+
+/// The findings of the unseen-charts round end to end, on the real registry and git server:
+/// `plan` and `once` refuse a hub the image is not under (finding 1), a repository prefix
+/// (finding 2) and an alias at the target (finding 4), with the line and nothing written;
+/// they write the tag beside an empty repository (finding 3) and the anchored image every job
+/// aliases (finding 4). `--nocapture` prints what a user reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unseen_chart_findings_through_plan_and_once() {
+    needs!(Registry, Lighttpd);
+    let istio = "global:\n  hub: registry.example.com/mirror\n  tag: 1.29.6\n";
+    let boutique = "images:\n  repository: REGISTRY/org/demo\n  tag: \"\"\n";
+    let traefik = "image:\n  registry:\n  repository:\n  tag: v3.7.11\n";
+    let jobs = "build:\n  image: &go REGISTRY/org/golang:1.26.7\ntest:\n  image: *go\nlint:\n  image: *go\n";
+    let world = World::new(
+        &[
+            ("istio/values.yaml", istio),
+            ("boutique/values.yaml", boutique),
+            ("traefik/values.yaml", traefik),
+            ("ci/jobs.yaml", jobs),
+        ],
+        &["deploy/prod"],
+    )
+    .await;
+    for (repo, tag) in [
+        ("istio/proxyv2", "1.29.7"),
+        ("org/demo/frontend", "v0.10.7"),
+        ("org/traefik", "v3.7.12"),
+        ("org/golang", "1.26.8"),
+    ] {
+        world.push(repo, tag).await;
+    }
+    let host = world.host();
+    let mut config = world.base_config(&["prod"]);
+    config.push_str(&format!(
+        r#"
+[images.proxy]
+image = "{host}/istio/proxyv2"
+[[images.proxy.targets]]
+kind = "helm"
+file = "istio/values.yaml"
+tag = "global.tag"
+registry = "global.hub"
+
+[images.frontend]
+image = "{host}/org/demo/frontend"
+[[images.frontend.targets]]
+kind = "helm"
+file = "boutique/values.yaml"
+tag = "images.tag"
+
+[images.traefik]
+image = "{host}/org/traefik"
+[[images.traefik.targets]]
+kind = "helm"
+file = "traefik/values.yaml"
+tag = "image.tag"
+
+[images.golang]
+image = "{host}/org/golang"
+[[images.golang.targets]]
+kind = "yaml"
+file = "ci/jobs.yaml"
+image = "build.image"
+
+[images.golang-test]
+image = "{host}/org/golang"
+[[images.golang-test.targets]]
+kind = "yaml"
+file = "ci/jobs.yaml"
+image = "test.image"
+"#
+    ));
+    world.write_config(&config);
+    let plan = world.run(&["plan"]);
+    let once = world.run(&["once"]);
+    for (what, out) in [("plan", &plan), ("once", &once)] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!(
+            "== image-updater {what} (exit {:?})\n{stdout}{stderr}",
+            out.status.code()
+        );
+        assert_eq!(out.status.code(), Some(1), "{what}: {stdout}\n{stderr}");
+        for refusal in [
+            "proxy (prod): istio/values.yaml: line 2: `global.hub` is registry.example.com/mirror, under which the chart renders its own name for the image".to_string(),
+            format!("frontend (prod): boutique/values.yaml: line 2: `images.repository` is {host}/org/demo, a prefix of {host}/org/demo/frontend rather than its repository"),
+            "golang-test (prod): ci/jobs.yaml: line 4: `test.image` is an alias (*) of the value anchored on line 2".to_string(),
+        ] {
+            assert!(stderr.contains(&refusal), "{what}: {refusal}\n{stderr}");
+        }
+        assert!(
+            !stderr.contains("replaces"),
+            "{what}: no replaces hint\n{stderr}"
+        );
+    }
+    // What once wrote: traefik's tag beside the empty repository, the anchored golang image.
+    assert_eq!(
+        world.file_on("deploy/prod", "traefik/values.yaml"),
+        traefik.replace("v3.7.11", "v3.7.12").trim_end()
+    );
+    assert_eq!(
+        world.file_on("deploy/prod", "ci/jobs.yaml"),
+        jobs.replace("REGISTRY", &host)
+            .replace("1.26.7", "1.26.8")
+            .trim_end()
+    );
+    // The refused files are untouched.
+    assert_eq!(
+        world.file_on("deploy/prod", "istio/values.yaml"),
+        istio.trim_end()
+    );
+    assert_eq!(
+        world.file_on("deploy/prod", "boutique/values.yaml"),
+        boutique.replace("REGISTRY", &host).trim_end()
+    );
+}

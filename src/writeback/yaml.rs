@@ -45,6 +45,8 @@ pub enum Node {
         span: Range<usize>,
         /// Has an anchor (`&a`) or a tag (`!!str`).
         decorated: bool,
+        /// Has a tag (`!!str`).
+        tagged: bool,
         /// The parser's anchor id, 0 for none.
         anchor: usize,
     },
@@ -66,6 +68,74 @@ pub enum Node {
         span: Range<usize>,
         anchor: usize,
     },
+}
+
+/// Where an alias (`*name`) stands in a document: its path, the key it is the value of (none
+/// for a sequence item), and its byte offset.
+#[derive(Debug, Clone)]
+pub struct AliasSite {
+    pub path: NodePath,
+    pub key: Option<String>,
+    pub start: usize,
+}
+
+/// Every alias of `anchor` in the document `root` (document number `document`).
+pub fn alias_sites(root: &Node, document: usize, anchor: usize) -> Vec<AliasSite> {
+    fn walk(
+        node: &Node,
+        key: Option<&str>,
+        steps: &mut Vec<Step>,
+        anchor: usize,
+        document: usize,
+        out: &mut Vec<AliasSite>,
+    ) {
+        match node {
+            Node::Alias { anchor: a, span } if *a == anchor => out.push(AliasSite {
+                path: NodePath {
+                    document,
+                    steps: steps.clone(),
+                },
+                key: key.map(str::to_string),
+                start: span.start,
+            }),
+            Node::Map { entries, .. } => {
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    steps.push(Step::Value(i));
+                    walk(v, k.as_str(), steps, anchor, document, out);
+                    steps.pop();
+                }
+            }
+            Node::Seq { items, .. } => {
+                for (i, item) in items.iter().enumerate() {
+                    steps.push(Step::Item(i));
+                    walk(item, None, steps, anchor, document, out);
+                    steps.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, None, &mut Vec::new(), anchor, document, &mut out);
+    out
+}
+
+/// The node that defines `anchor` in the document `root`, if any.
+pub fn anchored(root: &Node, anchor: usize) -> Option<&Node> {
+    match root {
+        Node::Scalar { anchor: a, .. }
+        | Node::Seq { anchor: a, .. }
+        | Node::Map { anchor: a, .. }
+            if *a == anchor =>
+        {
+            Some(root)
+        }
+        Node::Map { entries, .. } => entries
+            .iter()
+            .find_map(|(k, v)| anchored(k, anchor).or_else(|| anchored(v, anchor))),
+        Node::Seq { items, .. } => items.iter().find_map(|i| anchored(i, anchor)),
+        _ => None,
+    }
 }
 
 impl Node {
@@ -257,6 +327,7 @@ impl Yaml {
                         _ => Style::Block,
                     },
                     decorated: anchor != 0 || tag.is_some(),
+                    tagged: tag.is_some(),
                     anchor,
                 },
                 Event::Alias(anchor) => Node::Alias {
@@ -396,6 +467,56 @@ impl Expectation {
 impl Patch {
     pub fn is_empty(&self) -> bool {
         self.splices.is_empty()
+    }
+
+    /// Replaces the anchored scalar `node` (`image: &go golang:1.26`, at `path`) with `value`:
+    /// every alias of it (at `aliases`) then reads `value` too, and the check after the edit
+    /// expects exactly that. The caller decides that every alias may change.
+    pub fn set_anchored(
+        &mut self,
+        source: &str,
+        node: &Node,
+        path: NodePath,
+        aliases: &[NodePath],
+        value: &str,
+        what: &str,
+    ) -> Result<(), YamlError> {
+        let Node::Scalar {
+            span,
+            style,
+            tagged: false,
+            value: current,
+            ..
+        } = node
+        else {
+            return self.set_scalar(node, path, value, what);
+        };
+        if current == value {
+            return Ok(());
+        }
+        if *style == Style::Block || span.is_empty() {
+            return Err(error(format!(
+                "{what} is an anchored block scalar or empty value; write it as a plain or quoted value"
+            )));
+        }
+        // The parser's span starts at the anchor (`&go golang:1.26`); the anchor stays.
+        let mut start = span.start;
+        if source[start..span.end].starts_with('&') {
+            let text = &source[start..span.end];
+            let name_end = text.find([' ', '\t', '\n', '\r']).unwrap_or(text.len());
+            let gap = text[name_end..].len() - text[name_end..].trim_start().len();
+            start += name_end + gap;
+        }
+        if start >= span.end {
+            return Err(error(format!(
+                "{what} has an anchor but no value of its own"
+            )));
+        }
+        self.splices.push((start..span.end, render(value, *style)));
+        for at in std::iter::once(path).chain(aliases.iter().cloned()) {
+            self.expect.push(Expectation::Set(at, value.to_string()));
+        }
+        Ok(())
     }
 
     /// Replaces the scalar `node` (at `path`) with `value`, in its own quoting style.

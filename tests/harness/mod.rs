@@ -16,6 +16,7 @@ pub mod counting;
 pub mod etcd;
 pub mod forge;
 pub mod git;
+pub mod helm;
 pub mod hostile;
 pub mod kustomize;
 pub mod need;

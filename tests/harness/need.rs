@@ -35,6 +35,9 @@ pub enum Component {
     Etcd,
     /// Network namespaces with veth links (`ip netns`), for partitions between replicas.
     Netns,
+    /// Real Helm: Helm v4's Go SDK in the `helm-python-sdk` wheel, for `render.py` of
+    /// `../shared/chart-corpus/`.
+    Helm,
 }
 
 impl Component {
@@ -69,6 +72,13 @@ impl Component {
                 let _ = Command::new("ip").args(["netns", "del", &probe]).output();
                 made
             }
+            Component::Helm => {
+                super::helm::corpus().join("render.py").exists()
+                    && Command::new(super::helm::python())
+                        .args(["-c", "import helm_python"])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+            }
         }
     }
 
@@ -98,6 +108,9 @@ impl Component {
             Component::Etcd => "/usr/bin/etcd (apt-get install etcd-server)",
             Component::Netns => {
                 "network namespaces: `ip netns add` (apt-get install iproute2), run as root or with CAP_NET_ADMIN"
+            }
+            Component::Helm => {
+                "Helm's SDK for python3 (pip install helm-python-sdk, or a virtualenv's python named by IMAGE_UPDATER_HELM_PYTHON) and ../shared/chart-corpus"
             }
         }
     }

@@ -68,6 +68,7 @@ pub(super) fn edit(
                 style: yaml::Style::Plain,
                 span: *start..close,
                 decorated: false,
+                tagged: false,
                 anchor: 0,
             };
             fill_empty(source, key, &value, &fields, patch, &images_path)?;
@@ -85,6 +86,26 @@ pub(super) fn edit(
     for (i, item) in items.iter().enumerate() {
         if scalar(source, item, "name")? == Some(name) {
             found.push((i, item));
+        }
+    }
+    // No entry under the image's own name, but one that renames another name to it
+    // (`name: app`, `newName: ghcr.io/org/app`): that entry is what deploys the image, and a
+    // second entry under the image's name would never apply. Only when the target did not name
+    // another entry, and only when exactly one entry renames to the image.
+    if found.is_empty() && desired.owner(name) == Owner::Ours {
+        let mut renamed = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(new_name) = scalar(source, item, "newName")?
+                && desired.owner(new_name) == Owner::Ours
+                && let Some(entry_name) = scalar(source, item, "name")?
+            {
+                renamed.push((i, item, entry_name));
+            }
+        }
+        if let [(i, item, entry_name)] = renamed.as_slice() {
+            let mut path = images_path.to_vec();
+            path.push(Step::Item(*i));
+            return update(source, entry_name, item, &path, desired, patch);
         }
     }
     match found.as_slice() {
@@ -115,7 +136,7 @@ pub(super) fn edit(
             update(source, name, item, &path, desired, patch)
         }
         [(_, a), (_, b), ..] => Err(error(format!(
-            "`images:` has two entries named {name}, on lines {} and {}: kustomize applies only one of them, so nothing is written; remove one",
+            "`images:` has two entries named {name}, on lines {} and {}: kustomize applies both in turn and the last one wins, so nothing is written; keep one",
             yaml::line(source, a.start()),
             yaml::line(source, b.start())
         ))),

@@ -3,12 +3,14 @@
 //! Pod templates are found where workloads keep them: `spec` of a Pod, `spec.jobTemplate...`
 //! of a CronJob, and `spec.template.spec` of everything else (Deployments, StatefulSets, Jobs,
 //! Argo Rollouts, Knative Services, most CRDs that run pods). Init, ephemeral and regular
-//! containers all count. Without a container name, every container running the image (or one
+//! containers all count, in every document and in every item of a `kind: List`. Without a container name, every container running the image (or one
 //! it replaces) is updated; with one, every container of that name running it, and when none
 //! of that name does, the target is refused naming what they run.
 
-use super::{Desired, Owner, at_line, entry, node_path, scalar, split_image};
-use crate::writeback::yaml::{Node, Patch, Step, Yaml, YamlError, error};
+use super::{
+    Desired, Owner, alias_refusal, at_line, entry, node_path, scalar, set_value, split_image,
+};
+use crate::writeback::yaml::{self, Node, Patch, Step, Yaml, YamlError, error};
 
 /// Where the pod spec sits in a document of this kind.
 fn pod_spec_path(kind: &str) -> &'static [&'static str] {
@@ -29,12 +31,30 @@ pub(super) fn edit(
     let mut olds = Vec::new();
     let mut named = 0;
     let mut mismatch = None;
+    let mut aliased = Vec::new();
+    let mut written = Vec::new();
+    // The workloads: each document, and each item of a `kind: List` (what `kubectl get -o
+    // yaml` prints, and what `kubectl apply` and kustomize take).
+    let mut workloads = Vec::new();
     for (document, doc) in yaml.documents.iter().enumerate() {
-        let Some(kind) = scalar(source, doc, "kind")? else {
+        match scalar(source, doc, "kind")? {
+            Some(kind) if kind == "List" || kind.ends_with("List") => {
+                if let Some((li, Node::Seq { items, .. })) = entry(source, doc, "items")? {
+                    for (i, item) in items.iter().enumerate() {
+                        workloads.push((document, doc, item, vec![Step::Value(li), Step::Item(i)]));
+                    }
+                }
+            }
+            Some(_) => workloads.push((document, doc, doc, Vec::new())),
+            None => {}
+        }
+    }
+    for (document, doc, workload, prefix) in workloads {
+        let Some(kind) = scalar(source, workload, "kind")? else {
             continue;
         };
-        let mut node = doc;
-        let mut steps = Vec::new();
+        let mut node = workload;
+        let mut steps = prefix;
         let mut found = true;
         for key in pod_spec_path(kind) {
             match entry(source, node, key)? {
@@ -60,6 +80,24 @@ pub(super) fn edit(
                     continue;
                 };
                 let name = scalar(source, c, "name")?.unwrap_or("?");
+                // `image: *go`: the image is the anchored value's. It moves when the anchor
+                // is written (at another container's `image:`); if nothing writes the anchor,
+                // that is said below.
+                if let Node::Alias { anchor, .. } = image {
+                    let value = yaml::anchored(doc, *anchor).and_then(Node::as_str);
+                    let (repo, _, _) = split_image(value.unwrap_or_default());
+                    if desired.owner(repo) != Owner::Other
+                        && container.is_none_or(|wanted| wanted == name)
+                    {
+                        aliased.push((
+                            image,
+                            doc,
+                            *anchor,
+                            format!("{kind} container {name} image"),
+                        ));
+                    }
+                    continue;
+                }
                 let current = image.as_str().unwrap_or_default();
                 let (repo, tag, digest) = split_image(current);
                 let owner = desired.owner(repo);
@@ -88,14 +126,25 @@ pub(super) fn edit(
                 };
                 let mut path = steps.clone();
                 path.extend([Step::Value(li), Step::Item(ci), Step::Value(ii)]);
-                patch.set_scalar(
+                set_value(
+                    source,
+                    doc,
+                    patch,
                     image,
                     node_path(document, &path),
                     &format!("{repo}{}", desired.suffix()),
                     &format!("{kind} container {name} image"),
                 )?;
+                written.push(image.start());
                 olds.push(super::describe_old(tag, digest));
             }
+        }
+    }
+    // An aliased container whose anchor no container of ours holds would keep the old image.
+    for (alias, doc, anchor, what) in aliased {
+        let moved = yaml::anchored(doc, anchor).is_some_and(|a| written.contains(&a.start()));
+        if !moved {
+            return Err(alias_refusal(source, doc, alias, &what));
         }
     }
     if olds.is_empty() {

@@ -13,7 +13,9 @@
 //! controller moves over without touching its files. Ownership applies as everywhere: a marked
 //! full reference or name must name the image.
 
-use super::{Desired, Owner, at_line, describe_old, is_empty_value, node_path, split_image};
+use super::{
+    Desired, Owner, at_line, describe_old, is_empty_value, node_path, set_value, split_image,
+};
 use crate::config::Marker;
 use crate::writeback::yaml::{self, Node, Patch, Step, Yaml, YamlError, error};
 
@@ -78,6 +80,37 @@ fn scalars<'a>(node: &'a Node, steps: &mut Vec<Step>, out: &mut Vec<(&'a Node, V
     }
 }
 
+fn doc_of(yaml: &Yaml, document: usize) -> &Node {
+    &yaml.documents[document]
+}
+
+/// Whether the value at `steps` sits under a key that holds a tag (`newTag`, `tag`,
+/// `imageTag`), where a whole reference cannot go.
+fn holds_tag(doc: &Node, steps: &[Step]) -> bool {
+    let mut node = doc;
+    let mut key = None;
+    for step in steps {
+        match (step, node) {
+            (Step::Value(i), Node::Map { entries, .. }) => {
+                let Some((k, v)) = entries.get(*i) else {
+                    return false;
+                };
+                key = k.as_str();
+                node = v;
+            }
+            (Step::Item(i), Node::Seq { items, .. }) => {
+                let Some(item) = items.get(*i) else {
+                    return false;
+                };
+                key = None;
+                node = item;
+            }
+            _ => return false,
+        }
+    }
+    key.is_some_and(|k| k == "tag" || k.ends_with("Tag") || k.ends_with("_tag"))
+}
+
 /// The comment after the value's end on its line, if nothing else stands between.
 fn comment_after<'s>(source: &'s str, node: &Node) -> Option<&'s str> {
     let Node::Scalar { span, .. } = node else {
@@ -136,9 +169,30 @@ pub(super) fn edit(
                 let repo = match desired.owner(repo) {
                     Owner::Ours => repo.to_string(),
                     Owner::Replaced => desired.written.clone(),
+                    // `newTag: main-eb4d2f96 # {"$imagepolicy": "ns:app"}`: the marker asks
+                    // for a whole reference on a key that holds a tag. Writing one there would
+                    // render `app:ghcr.io/org/app:…`; the marker wants its `:tag` form.
+                    Owner::Other if holds_tag(doc_of(yaml, document), &steps) => {
+                        let tag_form = if marker.flux {
+                            format!("# {{\"$imagepolicy\": \"{}:tag\"}}", marker.name)
+                        } else {
+                            format!("# image-updater: {}:tag", marker.name)
+                        };
+                        return Err(at(format!(
+                            "{what} is {current}, on a key that holds a tag, but the marker asks for the whole image reference: nothing written. Mark it `{tag_form}` to keep the tag there"
+                        )));
+                    }
                     Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
                 };
-                patch.set_scalar(node, path, &format!("{repo}{}", desired.suffix()), &what)?;
+                set_value(
+                    source,
+                    doc_of(yaml, document),
+                    patch,
+                    node,
+                    path,
+                    &format!("{repo}{}", desired.suffix()),
+                    &what,
+                )?;
                 olds.push(describe_old(tag, digest));
             }
             Part::Tag => {
@@ -148,17 +202,41 @@ pub(super) fn edit(
                     )));
                 }
                 let tag = desired.tag.clone().unwrap_or_default();
-                patch.set_scalar(node, path, &tag, &what)?;
+                set_value(
+                    source,
+                    doc_of(yaml, document),
+                    patch,
+                    node,
+                    path,
+                    &tag,
+                    &what,
+                )?;
                 olds.push(describe_old(Some(current), None));
             }
             Part::Name => match desired.owner(current) {
                 Owner::Ours => {}
-                Owner::Replaced => patch.set_scalar(node, path, &desired.written, &what)?,
+                Owner::Replaced => set_value(
+                    source,
+                    doc_of(yaml, document),
+                    patch,
+                    node,
+                    path,
+                    &desired.written,
+                    &what,
+                )?,
                 Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
             },
             Part::Digest => {
                 let digest = desired.digest.clone().unwrap_or_default();
-                patch.set_scalar(node, path, &digest, &what)?;
+                set_value(
+                    source,
+                    doc_of(yaml, document),
+                    patch,
+                    node,
+                    path,
+                    &digest,
+                    &what,
+                )?;
                 if !is_empty_value(current) {
                     olds.push(current.to_string());
                 }

@@ -92,6 +92,31 @@ impl Desired {
         }
     }
 
+    /// Whether the image's name lies under `prefix` (a registry, or a registry and a path
+    /// the chart completes): `docker.io/istio` for `docker.io/istio/proxyv2`.
+    pub(crate) fn under(&self, prefix: &str) -> bool {
+        let ours = normalized(&self.repository).unwrap_or_else(|| self.repository.clone());
+        // A prefix is a host and a path, not an image: `docker.io/istio` is not
+        // `docker.io/library/istio`. Only the host's aliases are folded.
+        // A first part without a dot, a port or `localhost` is a Docker Hub namespace, as in
+        // image names (`istio` for `docker.io/istio`).
+        let prefix = prefix.trim_end_matches('/');
+        let (first, rest) = prefix.split_once('/').unwrap_or((prefix, ""));
+        let prefix = if first.contains(['.', ':']) || first == "localhost" {
+            let host = canonical_registry(first);
+            if rest.is_empty() {
+                host.to_string()
+            } else {
+                format!("{host}/{rest}")
+            }
+        } else {
+            format!("docker.io/{prefix}")
+        };
+        ours.len() > prefix.len() + 1
+            && ours.starts_with(&prefix)
+            && ours.as_bytes()[prefix.len()] == b'/'
+    }
+
     /// The registry host and the path inside it, for charts that keep them apart.
     fn registry_and_path(&self) -> (&str, &str) {
         self.repository
@@ -148,6 +173,99 @@ pub fn edit(
     Ok(Some(FileEdit { old, new_text }))
 }
 
+/// Writes `value` at the scalar `node` (at `path` under the document `root`). An anchored
+/// value (`image: &go golang:1.26`) is written when every alias of it stands under the same
+/// key as the anchor (`image: *go` in each job): they all name the same image, and all move
+/// with it. An alias under another key would change with it unasked, so that is refused,
+/// naming the aliases.
+fn set_value(
+    source: &str,
+    root: &Node,
+    patch: &mut Patch,
+    node: &Node,
+    path: NodePath,
+    value: &str,
+    what: &str,
+) -> Result<(), YamlError> {
+    let Node::Scalar {
+        anchor,
+        tagged: false,
+        ..
+    } = node
+    else {
+        return patch.set_scalar(node, path, value, what);
+    };
+    if *anchor == 0 {
+        return patch.set_scalar(node, path, value, what);
+    }
+    let key = key_at(root, &path.steps);
+    let sites = yaml::alias_sites(root, path.document, *anchor);
+    let strays: Vec<String> = sites
+        .iter()
+        .filter(|s| s.key != key)
+        .map(|s| {
+            format!(
+                "line {} (under `{}`)",
+                yaml::line(source, s.start),
+                s.key.as_deref().unwrap_or("a list")
+            )
+        })
+        .collect();
+    if !strays.is_empty() {
+        return Err(at_line(
+            source,
+            node.start(),
+            format!(
+                "{what} is anchored, and aliases of it stand under other keys than `{}`: {}; writing it would change them too, so nothing is written. Give the image its own value, or point the target there",
+                key.as_deref().unwrap_or("a list"),
+                strays.join(", ")
+            ),
+        ));
+    }
+    let aliases: Vec<NodePath> = sites.into_iter().map(|s| s.path).collect();
+    patch.set_anchored(source, node, path, &aliases, value, what)
+}
+
+/// The key whose value the node at `steps` is (none for a list item or the root).
+fn key_at(root: &Node, steps: &[Step]) -> Option<String> {
+    let mut node = root;
+    let mut key = None;
+    for step in steps {
+        match (step, node) {
+            (Step::Value(i), Node::Map { entries, .. }) => {
+                let (k, v) = entries.get(*i)?;
+                key = k.as_str().map(str::to_string);
+                node = v;
+            }
+            (Step::Item(i), Node::Seq { items, .. }) => {
+                node = items.get(*i)?;
+                key = None;
+            }
+            _ => return None,
+        }
+    }
+    key
+}
+
+/// The refusal for an alias (`image: *go`) where a value is written: the value lives where
+/// it is anchored.
+fn alias_refusal(source: &str, root: &Node, alias: &Node, what: &str) -> YamlError {
+    let Node::Alias { anchor, .. } = alias else {
+        return error(format!("{what} is not a single value"));
+    };
+    let line = yaml::anchored(root, *anchor).map(|n| yaml::line(source, n.start()));
+    at_line(
+        source,
+        alias.start(),
+        match line {
+            Some(line) => format!(
+                "{what} is an alias (*) of the value anchored on line {line}: nothing written here; the value is written where it is anchored, so point the target at line {line}'s key"
+            ),
+            None => format!("{what} is an alias of an anchor this document does not define"),
+        },
+    )
+}
+
 /// Prefixes a message with the line of byte `at`.
 fn at_line(source: &str, at: usize, message: impl std::fmt::Display) -> YamlError {
     error(format!("line {}: {message}", yaml::line(source, at)))
@@ -199,12 +317,14 @@ enum Miss {
     Absent(YamlError),
     /// The path is there but cannot be used (an anchor, a duplicate key, an ambiguous item).
     Bad(YamlError),
+    /// The value there names another image.
+    Other(YamlError),
 }
 
 impl From<Miss> for YamlError {
     fn from(miss: Miss) -> YamlError {
         match miss {
-            Miss::Absent(e) | Miss::Bad(e) => e,
+            Miss::Absent(e) | Miss::Bad(e) | Miss::Other(e) => e,
         }
     }
 }
@@ -274,6 +394,14 @@ fn lookup<'a>(
                     "`{}` has an anchor or a tag: anything written inside it would also change every alias of it; write `{path}` outside the anchor",
                     here()
                 ),
+            )));
+        }
+        if depth + 1 == path.0.len() && matches!(child, Node::Alias { .. }) {
+            return Err(Miss::Bad(alias_refusal(
+                source,
+                root,
+                child,
+                &format!("`{path}`"),
             )));
         }
         steps.push(step);
@@ -375,5 +503,32 @@ mod tests {
         );
         assert_eq!(d.owner("ghcr.io/org/nginx"), Owner::Other);
         assert_eq!(d.owner("{{ .Values.image }}"), Owner::Other);
+    }
+
+    #[test]
+    fn a_prefix_is_a_host_and_a_path_not_an_image() {
+        let d = Desired {
+            repository: "docker.io/istio/proxyv2".into(),
+            written: "istio/proxyv2".into(),
+            tag: None,
+            digest: None,
+            replaces: Vec::new(),
+        };
+        for under in [
+            "docker.io/istio",
+            "index.docker.io/istio/",
+            "istio",
+            "docker.io",
+        ] {
+            assert!(d.under(under), "{under}");
+        }
+        for not in [
+            "docker.io/istio/proxyv2",
+            "docker.io/ist",
+            "registry.example.com/mirror",
+            "quay.io",
+        ] {
+            assert!(!d.under(not), "{not}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Values at paths: Helm values files (one document) and any other YAML (every document that
 //! has the paths and matches the target's `documents` filter: HelmReleases, Argo Rollouts,
-//! CRDs).
+//! CRDs). As with manifests, a document whose value at the path names another image is left
+//! alone; the target is refused only when no document names the image.
 //!
 //! Charts split an image over several keys. A tag path is read together with the keys beside
 //! it that the chart renders into the same reference: `repository` (or `image`, as
@@ -10,7 +11,7 @@
 //! target does not manage is refused, since the chart would keep deploying that digest.
 
 use super::{
-    Desired, Miss, Owner, at_line, describe_old, is_empty_value, lookup, node_path,
+    Desired, Miss, Owner, at_line, describe_old, is_empty_value, lookup, node_path, set_value,
     single_document, split_image,
 };
 use crate::config::{ImagePaths, Segment, ValuePath};
@@ -31,15 +32,28 @@ pub(super) fn edit(
         return Ok(edit_document(source, root, 0, paths, desired, patch)?);
     };
     let mut olds = Vec::new();
+    let mut other = None;
     for (index, doc) in yaml.documents.iter().enumerate() {
         if !matches_filter(source, doc, filter)? {
             continue;
         }
-        match edit_document(source, doc, index, paths, desired, patch) {
-            Ok(old) => olds.push(old),
+        // A refused document may have planned nothing; a document of another image is
+        // skipped, so what it planned is taken back.
+        let mut this = patch.clone();
+        match edit_document(source, doc, index, paths, desired, &mut this) {
+            Ok(old) => {
+                *patch = this;
+                olds.push(old);
+            }
             Err(Miss::Absent(_)) => continue,
+            Err(Miss::Other(e)) => {
+                other.get_or_insert(e);
+            }
             Err(Miss::Bad(e)) => return Err(e),
         }
+    }
+    if let (true, Some(e)) = (olds.is_empty(), other) {
+        return Err(e);
     }
     if olds.is_empty() {
         let path = match paths {
@@ -67,7 +81,7 @@ fn matches_filter(
         match lookup(source, doc, path) {
             Ok((node, _)) if node.as_str() == Some(want.as_str()) => {}
             Ok(_) | Err(Miss::Absent(_)) => return Ok(false),
-            Err(Miss::Bad(e)) => return Err(e),
+            Err(Miss::Bad(e) | Miss::Other(e)) => return Err(e),
         }
     }
     Ok(true)
@@ -114,7 +128,10 @@ fn find<'a>(
             continue;
         };
         match lookup(source, root, &path) {
-            Ok((node, steps)) if node.as_str().is_some() => {
+            // An empty or null value beside the tag (`repository:`, `repository: null`, as
+            // traefik's and loki's values have) is not an image: the chart falls back to its
+            // own default there, which the values file does not say.
+            Ok((node, steps)) if node.as_str().is_some_and(|v| !is_empty_value(v)) => {
                 return Ok(Some(Found {
                     node,
                     steps,
@@ -147,21 +164,23 @@ fn edit_document(
                 Owner::Ours => repo.to_string(),
                 Owner::Replaced => desired.written.clone(),
                 Owner::Other => {
-                    return Err(bad(at_line(
+                    return Err(Miss::Other(at_line(
                         source,
                         node.start(),
                         desired.not_ours(&format!("`{image}`"), current),
                     )));
                 }
             };
-            patch
-                .set_scalar(
-                    node,
-                    node_path(document, &steps),
-                    &format!("{repo}{}", desired.suffix()),
-                    &image.to_string(),
-                )
-                .map_err(bad)?;
+            set_value(
+                source,
+                root,
+                patch,
+                node,
+                node_path(document, &steps),
+                &format!("{repo}{}", desired.suffix()),
+                &image.to_string(),
+            )
+            .map_err(bad)?;
             Ok(describe_old(tag, digest))
         }
         ImagePaths::Split {
@@ -171,7 +190,7 @@ fn edit_document(
             digest,
         } => {
             let (tag_node, tag_steps) = lookup(source, root, tag)?;
-            let repo = find(
+            let mut repo = find(
                 source,
                 root,
                 repository.as_ref(),
@@ -180,9 +199,27 @@ fn edit_document(
             )?;
             let near = repository.as_ref().unwrap_or(tag);
             let registry = find(source, root, registry.as_ref(), near, &["registry"])?;
+            // The key the config names as the registry is never also read as the repository
+            // (`registry = "images.repository"` for a chart that completes a prefix).
+            if let (Some(r), Some(g)) = (&repo, &registry)
+                && !r.configured
+                && r.path == g.path
+            {
+                repo = None;
+            }
             let digest_at = find(source, root, digest.as_ref(), tag, &["digest", "sha"])?;
-            if let Some(repo) = &repo {
-                check_owner(source, repo, registry.as_ref(), document, desired, patch)?;
+            let repo = repo.filter(|r| r.node.as_str().is_some_and(|v| !is_empty_value(v)));
+            match &repo {
+                Some(repo) => check_owner(
+                    source,
+                    root,
+                    repo,
+                    registry.as_ref(),
+                    document,
+                    desired,
+                    patch,
+                )?,
+                None => check_prefix(source, registry.as_ref(), desired)?,
             }
             let managed_digest = digest_at.as_ref().filter(|d| d.configured);
             if let Some(d) = &digest_at
@@ -206,29 +243,69 @@ fn edit_document(
                 Some(_) => desired.tag.clone().unwrap_or_default(),
                 None => desired.describe(),
             };
-            patch
-                .set_scalar(
-                    tag_node,
-                    node_path(document, &tag_steps),
-                    &tag_value,
-                    &tag.to_string(),
-                )
-                .map_err(bad)?;
+            set_value(
+                source,
+                root,
+                patch,
+                tag_node,
+                node_path(document, &tag_steps),
+                &tag_value,
+                &tag.to_string(),
+            )
+            .map_err(bad)?;
             if let Some(d) = managed_digest {
                 let value = desired.digest.clone().unwrap_or_default();
-                patch
-                    .set_scalar(d.node, node_path(document, &d.steps), &value, &d.path)
-                    .map_err(bad)?;
+                set_value(
+                    source,
+                    root,
+                    patch,
+                    d.node,
+                    node_path(document, &d.steps),
+                    &value,
+                    &d.path,
+                )
+                .map_err(bad)?;
             }
             Ok(old)
         }
     }
 }
 
+/// With a registry but no repository in the values, the chart completes the name itself
+/// (`{{ .Values.global.hub }}/proxyv2`): what it renders is the registry, a `/`, and a name of
+/// its own. That names the image only when the image's name starts with the registry.
+fn check_prefix(source: &str, registry: Option<&Found>, desired: &Desired) -> Result<(), Miss> {
+    let Some(registry) = registry else {
+        return Ok(());
+    };
+    let value = registry.node.as_str().unwrap_or_default();
+    if is_empty_value(value) {
+        return Ok(());
+    }
+    let prefix = value.trim_end_matches('/');
+    if desired.under(prefix) {
+        return Ok(());
+    }
+    let name = desired
+        .repository
+        .rsplit('/')
+        .next()
+        .unwrap_or(&desired.repository);
+    Err(Miss::Other(at_line(
+        source,
+        registry.node.start(),
+        format!(
+            "`{}` is {prefix}, under which the chart renders its own name for the image ({prefix}/…), not {}: nothing written. If that registry serves the image, name it there (image = \"{prefix}/{name}\"); otherwise point `registry` at the key that holds the image's registry",
+            registry.path, desired.repository
+        ),
+    )))
+}
+
 /// Checks that the repository (with the registry beside it, as the chart joins them) names the
 /// image, and moves it to the new name when the image replaces it.
 fn check_owner(
     source: &str,
+    root: &Node,
     repo: &Found,
     registry: Option<&Found>,
     document: usize,
@@ -273,6 +350,20 @@ fn check_owner(
     }
     match desired.owner(name) {
         Owner::Ours => Ok(()),
+        Owner::Other if registry.is_none() && desired.under(&rendered) => {
+            // `images.repository: us-docker.pkg.dev/org/demo` where the chart renders
+            // `{repository}/{service}:{tag}`: a prefix, not this image's repository, and the tag
+            // beside it is every service's. Moving the prefix to the image's name (what a
+            // `replaces` hint would do) breaks every service; no key here is this image's own.
+            Err(Miss::Other(at_line(
+                source,
+                repo.node.start(),
+                format!(
+                    "`{}` is {rendered}, a prefix of {} rather than its repository: the chart completes it with a name of its own for each image it runs, and the tag beside it is theirs too, so writing it would change all of them: nothing written. Point the target at a tag only this image renders",
+                    repo.path, desired.repository
+                ),
+            )))
+        }
         Owner::Other => {
             let mut e = desired.not_ours(&format!("`{}`", repo.path), &rendered);
             // `ingress-nginx/controller` reads as a Docker Hub name; charts like ingress-nginx
@@ -289,7 +380,7 @@ fn check_owner(
                     "; if the chart takes the registry from another key, set registry = \"PATH\" to it",
                 );
             }
-            Err(bad(at_line(source, repo.node.start(), e)))
+            Err(Miss::Other(at_line(source, repo.node.start(), e)))
         }
         Owner::Replaced => {
             let unmanaged = [Some(repo), registry.filter(|_| registry_value.is_some())]
@@ -316,26 +407,37 @@ fn check_owner(
             let (host, path) = desired.registry_and_path();
             match registry.filter(|_| registry_value.is_some()) {
                 Some(reg) => {
-                    patch
-                        .set_scalar(reg.node, node_path(document, &reg.steps), host, &reg.path)
-                        .map_err(bad)?;
-                    patch
-                        .set_scalar(
-                            repo.node,
-                            node_path(document, &repo.steps),
-                            path,
-                            &repo.path,
-                        )
-                        .map_err(bad)?;
-                }
-                None => patch
-                    .set_scalar(
+                    set_value(
+                        source,
+                        root,
+                        patch,
+                        reg.node,
+                        node_path(document, &reg.steps),
+                        host,
+                        &reg.path,
+                    )
+                    .map_err(bad)?;
+                    set_value(
+                        source,
+                        root,
+                        patch,
                         repo.node,
                         node_path(document, &repo.steps),
-                        &desired.written,
+                        path,
                         &repo.path,
                     )
-                    .map_err(bad)?,
+                    .map_err(bad)?;
+                }
+                None => set_value(
+                    source,
+                    root,
+                    patch,
+                    repo.node,
+                    node_path(document, &repo.steps),
+                    &desired.written,
+                    &repo.path,
+                )
+                .map_err(bad)?,
             }
             Ok(())
         }
