@@ -605,3 +605,48 @@ async fn a_poll_looks_past_at_most_sixteen_unsigned_tags() {
         "{out}"
     );
 }
+
+/// A signed tag seen once (by `plan`), then pushed over with unsigned content: with the default
+/// `tags = "immutable"` and no `pin_digest`, the digest remembered from the sighting was the one
+/// verified, and the unsigned content was committed under the old signature. What is verified
+/// is the digest the tag names when the decision is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_tag_pushed_over_unsigned_is_not_written() {
+    let (world, host, base) = prod_world().await;
+    let ours = Key::generate(world.dir.path(), "ours");
+    configure(&world, &["prod"], &api_signed_by(&host, &ours, ""));
+    let v100 = world.push("org/api", "v1.0.0").await;
+    cosign::sign(&base, &host, "org/api", &v100, &ours).await;
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains("newTag: v1.0.0"),
+        "{out}"
+    );
+
+    // v1.6.0, signed, is seen once: plan resolves and remembers its digest.
+    let v160 = world.push("org/api", "v1.6.0").await;
+    cosign::sign(&base, &host, "org/api", &v160, &ours).await;
+    let (ok, plan) = stdout(&world, &["plan"]);
+    assert!(ok && plan.contains("v1.6.0"), "{plan}");
+
+    // Pushed over with other content, unsigned.
+    let again = world.push("org/api", "v1.6.0").await;
+    assert_ne!(again, v160);
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    let file = world.file_on("deploy/prod", FILE);
+    assert!(
+        file.contains("newTag: v1.0.0") && !file.contains("v1.6.0"),
+        "the unsigned re-push was written: {file}\n{out}"
+    );
+    assert!(
+        status(&world, "api")["unverified"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("v1.6.0: no cosign signature for {again}")),
+        "{out}"
+    );
+}

@@ -546,8 +546,10 @@ impl Engine {
                     image.reference.repository()
                 ));
             }
+            // A verified digest is the tag's digest now, never one remembered (see Gate).
+            let reuse = reuse_digests && deployment.verify.is_none();
             let digest = cycle
-                .digest(client, &repository, pin, reuse_digests)
+                .digest(client, &repository, pin, reuse)
                 .await
                 .map_err(|e| e.to_string())?;
             if let Some(why) = self.unverified(client, image, deployment, &digest).await? {

@@ -130,7 +130,8 @@ pub struct Gate<'a> {
     pub held: Option<(&'a str, &'a str)>,
     /// Tags keep their digest (`tags = "immutable"`): a digest learned for a tag in an earlier
     /// poll is reused instead of asked for again. Never for the tag the digest strategy
-    /// follows.
+    /// follows, and never for the winner when `verify` applies: what is verified is what the
+    /// tag names at decision time.
     pub reuse_digests: bool,
     /// Signatures the winner's digest must carry ([`crate::verify`]): a winner without them is
     /// marked, and the choice is made again.
@@ -207,11 +208,19 @@ pub async fn choose_gated(
                 unverified,
             });
         };
+        // The digest that is verified must be the one the tag names now: a digest remembered
+        // from an earlier poll (`tags = "immutable"`) may have been pushed over since, and
+        // verifying it would let the new, unsigned content through under the old signature.
         let digest = match candidates[i].digest.clone() {
-            Some(d) => d,
-            None => {
+            Some(d) if gate.verify.is_none() => d,
+            _ => {
                 cycle
-                    .digest(client, repository, &candidates[i].tag, reuse)
+                    .digest(
+                        client,
+                        repository,
+                        &candidates[i].tag,
+                        reuse && gate.verify.is_none(),
+                    )
                     .await?
             }
         };
