@@ -344,3 +344,27 @@ file = "k.yaml"
         "the target error at its line, in the same run:\n{err}"
     );
 }
+
+/// A config that does not load, through `test ALIAS --env`: its diagnostics as `check` prints
+/// them, each headed once (it printed `error: error: …`).
+#[test]
+fn test_prints_a_bad_configs_diagnostics_as_check_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updater.toml");
+    std::fs::write(
+        &path,
+        "[settings]\ninterval = \"nope\"\n[images.api]\nimage = \"ghcr.io/org/api\"\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let out = run(&["test", "api", "--env", "prod", "--config", path], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("error: error:"), "{stderr}");
+    assert!(
+        stderr.contains("error: interval: `nope` is not a duration"),
+        "{stderr}"
+    );
+    let check = run(&["check", "--config", path], None);
+    assert_eq!(text(&check.stderr), stderr);
+}

@@ -615,6 +615,7 @@ async fn a_signed_tag_pushed_over_unsigned_is_not_written() {
     let (world, host, base) = prod_world().await;
     let ours = Key::generate(world.dir.path(), "ours");
     configure(&world, &["prod"], &api_signed_by(&host, &ours, ""));
+    world.push("org/api", "v0.9.0").await;
     let v100 = world.push("org/api", "v1.0.0").await;
     cosign::sign(&base, &host, "org/api", &v100, &ours).await;
     let (ok, out) = stdout(&world, &["once"]);
@@ -648,5 +649,22 @@ async fn a_signed_tag_pushed_over_unsigned_is_not_written() {
             .unwrap_or_default()
             .contains(&format!("v1.6.0: no cosign signature for {again}")),
         "{out}"
+    );
+    // `test` shows what was checked: a lower tag is eligible by the policy, its signature
+    // unknown; cosign's own `sha256-….sig` tags are no candidates.
+    let (_, test) = stdout(&world, &["test", "api", "--env", "prod"]);
+    let v090 = test
+        .lines()
+        .find(|l| l.contains("v0.9.0"))
+        .unwrap_or_default();
+    assert!(v090.contains("(its signature was not checked)"), "{test}");
+    assert!(!test.contains("sha256-"), "{test}");
+    // The table says so too, not only `status --long`.
+    let (_, table) = stdout(&world, &["status"]);
+    assert!(
+        table.contains(&format!(
+            "up to date; newer refused: v1.6.0: no cosign signature for {again}"
+        )),
+        "{table}"
     );
 }

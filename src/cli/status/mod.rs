@@ -257,7 +257,12 @@ fn table(rows: &[Row]) -> Vec<String> {
         } else if let Some(w) = &r.waiting {
             format!("waiting: {w}")
         } else if r.current.is_some() && r.current == r.candidate {
-            "up to date".into()
+            // Up to date with what verified; a newer tag the signature rules refused is said
+            // here, not only in --long, so "up to date" never hides a refused release.
+            match &r.unverified {
+                Some(u) => format!("up to date; newer refused: {u}"),
+                None => "up to date".into(),
+            }
         } else if r.candidate.is_some() {
             "to be written".into()
         } else {

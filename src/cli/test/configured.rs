@@ -39,10 +39,23 @@ pub struct Decision {
     pub waiting: Option<String>,
 }
 
+/// Why `test` cannot run a configured image's policy.
+pub enum Refused {
+    /// The config does not load: its diagnostics, each already headed `error:` with its
+    /// file:line:col.
+    Config(config::Diagnostics),
+    /// The arguments do not fit the config.
+    Usage(String),
+}
+
 /// The alias and environment `args` name in the config at `path`; `None` when the image
 /// argument is not an alias there (it is then an image reference, as without a config).
-pub fn find(args: &Args, path: &Path) -> Result<Option<Found>, String> {
-    let config = config::load(path).map_err(|d| d.to_string())?;
+pub fn find(args: &Args, path: &Path) -> Result<Option<Found>, Refused> {
+    let config = config::load(path).map_err(Refused::Config)?;
+    find_in(args, path, config).map_err(Refused::Usage)
+}
+
+fn find_in(args: &Args, path: &Path, config: Config) -> Result<Option<Found>, String> {
     let Some(image) = config.images.get(&args.image) else {
         if let Some(env) = &args.env {
             let aliases: Vec<&str> = config.images.keys().map(String::as_str).collect();
@@ -177,11 +190,20 @@ pub fn run(args: &Args, found: Found) -> Outcome {
         writes: chosen.desired.as_ref().map(|d| d.describe()),
         waiting: chosen.waiting.clone(),
     };
-    let (candidates, selection) = chosen
+    let (candidates, mut selection) = chosen
         .choice
         .as_deref()
         .map(|c| (c.candidates.clone(), c.selection.clone()))
         .unwrap_or_default();
+    // With signature rules, only the winner (and the tags refused above it) were checked:
+    // a lower tag is eligible by the policy, its signature unknown.
+    if deployment.verify.is_some() {
+        for (i, v) in selection.verdicts.iter_mut().enumerate() {
+            if v.eligible && selection.selected != Some(i) {
+                v.reason.push_str(" (its signature was not checked)");
+            }
+        }
+    }
     report(
         args,
         &image.reference,

@@ -133,7 +133,12 @@ pub fn run(args: Args) -> Outcome {
         match configured::find(&args, path) {
             Ok(Some(found)) => return configured::run(&args, found),
             Ok(None) => {}
-            Err(message) => {
+            // The config's diagnostics say `error:` each, with file:line:col.
+            Err(configured::Refused::Config(diagnostics)) => {
+                eprintln!("{}", safe(&diagnostics.to_string()));
+                return Outcome::Usage;
+            }
+            Err(configured::Refused::Usage(message)) => {
                 eprintln!("error: {}", safe(&message));
                 return Outcome::Usage;
             }
