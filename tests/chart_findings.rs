@@ -86,7 +86,10 @@ fn finding_1_a_configured_registry_without_a_repository_must_lead_to_the_image()
         &image("docker.io/istio/proxyv2", "1.29.7"),
     )
     .unwrap_err();
-    assert!(err.contains("no `global.hub` in the file"), "{err}");
+    assert_eq!(
+        err,
+        "`global.hub`, which the target names as the image's registry, is not in the file: nothing written, since the chart would render its own default registry there. Add `global.hub` with the image's registry, or drop `registry` from the target"
+    );
 }
 
 /// Finding 2, online-boutique's shape: `images.repository` is a prefix the chart completes
@@ -359,5 +362,48 @@ fn finding_5_the_default_kustomization_entry_is_the_one_renamed_to_the_image() {
     assert!(
         err.contains("kustomize applies both in turn and the last one wins"),
         "{err}"
+    );
+}
+
+/// Bitnami's charts render no image whose registry or repository they do not know unless
+/// `global.security.allowInsecureImages` is true. A migration into such a file is refused
+/// (the corpus case on the published nginx values); with the key true, following the hint, it
+/// is written, and real Helm renders exactly the migrated image.
+#[test]
+fn a_bitnami_migration_needs_the_charts_own_permission() {
+    needs!(Helm);
+    let chart = harness::helm::corpus().join("bitnami__charts/nginx");
+    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+    let allowed = values.replace(
+        "    allowInsecureImages: false",
+        "    allowInsecureImages: true",
+    );
+    assert_ne!(allowed, values);
+    let target = Target::Helm {
+        file: "values.yaml".into(),
+        values: ImagePaths::Split {
+            tag: path("image.tag"),
+            repository: Some(path("image.repository")),
+            registry: Some(path("image.registry")),
+            digest: None,
+        },
+    };
+    let mut mirror = image("registry.example.com/mirror/nginx", "1.29.2-debian-12-r0");
+    mirror.replaces = vec!["docker.io/bitnami/nginx".into()];
+    let err = run(&target, &values, &mirror).unwrap_err();
+    assert!(
+        err.starts_with("line 24: `global.security.allowInsecureImages` is not true"),
+        "{err}"
+    );
+    let written = run(&target, &allowed, &mirror).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, &written).unwrap();
+    let rendered = harness::helm::render(&chart, harness::helm::Values::Chart(&file), &[]).unwrap();
+    let images: std::collections::BTreeSet<&str> =
+        rendered.iter().map(|r| r.image.as_str()).collect();
+    assert_eq!(
+        images,
+        ["registry.example.com/mirror/nginx:1.29.2-debian-12-r0"].into()
     );
 }

@@ -57,10 +57,6 @@ struct Case {
     /// The file already says this: no edit.
     #[serde(default)]
     unchanged: bool,
-    /// For a chart: `--set` expressions the render needs (a chart rule, such as bitnami's
-    /// refusal of a changed registry unless `global.security.allowInsecureImages=true`).
-    #[serde(default)]
-    helm_set: Vec<String>,
     /// For a kustomization: the name its base resources run the image under (the `images:`
     /// entry's `name`); the built output must run exactly the written image.
     kustomize: Option<String>,
@@ -215,7 +211,6 @@ fn helm_renders(
     // values-prod.yaml) is an overlay on it, as `helm template -f` merges it.
     let own = std::fs::read_to_string(chart.join("values.yaml")).unwrap_or_default();
     let is_own = std::fs::read_to_string(corpus_dir().join(&case.file)).unwrap_or_default() == own;
-    let sets: Vec<&str> = case.helm_set.iter().map(String::as_str).collect();
     let render = |name: &str, text: &str| {
         let file = tmp.path().join(name);
         std::fs::write(&file, text).unwrap();
@@ -224,7 +219,7 @@ fn helm_renders(
         } else {
             Values::Overlay(&file)
         };
-        helm::render(chart, values, &sets).map(|r| {
+        helm::render(chart, values, &[]).map(|r| {
             r.into_iter()
                 .map(|c| (c.place, canonical(&c.image)))
                 .collect::<BTreeMap<_, _>>()

@@ -115,7 +115,17 @@ fn find<'a>(
     keys: &[&str],
 ) -> Result<Option<Found<'a>>, Miss> {
     if let Some(path) = configured {
-        let (node, steps) = lookup(source, root, path)?;
+        // A path the config names is never skipped: without it the chart renders a default
+        // the file does not show. (A managed digest is added by `lookup`'s own advice.)
+        let (node, steps) = match lookup(source, root, path) {
+            Err(Miss::Absent(_)) if keys[0] != "digest" => {
+                return Err(Miss::Absent(error(format!(
+                    "`{path}`, which the target names as the image's {role}, is not in the file: nothing written, since the chart would render its own default {role} there. Add `{path}` with the image's {role}, or drop `{role}` from the target",
+                    role = keys[0]
+                ))));
+            }
+            other => other?,
+        };
         return Ok(Some(Found {
             node,
             steps,
@@ -301,6 +311,26 @@ fn check_prefix(source: &str, registry: Option<&Found>, desired: &Desired) -> Re
     )))
 }
 
+/// Bitnami's charts refuse to render an image whose registry or repository differs from the
+/// chart's own unless `global.security.allowInsecureImages` is true (the render fails with
+/// "Original containers have been substituted for unrecognized ones"). A migration written
+/// into such a values file would break the deployment, so it is refused until the file says
+/// so.
+fn insecure_images_allowed(source: &str, root: &Node) -> Result<(), Miss> {
+    let path: ValuePath = "global.security.allowInsecureImages"
+        .parse()
+        .expect("a valid path");
+    match lookup(source, root, &path) {
+        Ok((node, _)) if node.as_str() != Some("true") => Err(Miss::Bad(at_line(
+            source,
+            node.start(),
+            "`global.security.allowInsecureImages` is not true, and this chart renders no image whose registry or repository it does not know: nothing written. Set it to true (the chart's own rule for a mirror or a rebuilt image), then the migration is written",
+        ))),
+        Ok(_) | Err(Miss::Absent(_)) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
 /// Checks that the repository (with the registry beside it, as the chart joins them) names the
 /// image, and moves it to the new name when the image replaces it.
 fn check_owner(
@@ -404,6 +434,7 @@ fn check_owner(
                     ),
                 )));
             }
+            insecure_images_allowed(source, root)?;
             let (host, path) = desired.registry_and_path();
             match registry.filter(|_| registry_value.is_some()) {
                 Some(reg) => {
