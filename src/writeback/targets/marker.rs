@@ -163,6 +163,8 @@ pub(super) fn edit(
         let path = node_path(document, &steps);
         let what = format!("the value marked `{form}`");
         let at = |m: String| at_line(source, node.start(), m);
+        let doc = doc_of(yaml, document);
+        let mut set = |value: &str| set_value(source, doc, patch, node, path.clone(), value, &what);
         match part {
             Part::Full => {
                 let (repo, tag, digest) = split_image(current);
@@ -184,15 +186,7 @@ pub(super) fn edit(
                     }
                     Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
                 };
-                set_value(
-                    source,
-                    doc_of(yaml, document),
-                    patch,
-                    node,
-                    path,
-                    &format!("{repo}{}", desired.suffix()),
-                    &what,
-                )?;
+                set(&format!("{repo}{}", desired.suffix()))?;
                 olds.push(describe_old(tag, digest));
             }
             Part::Tag => {
@@ -202,41 +196,17 @@ pub(super) fn edit(
                     )));
                 }
                 let tag = desired.tag.clone().unwrap_or_default();
-                set_value(
-                    source,
-                    doc_of(yaml, document),
-                    patch,
-                    node,
-                    path,
-                    &tag,
-                    &what,
-                )?;
+                set(&tag)?;
                 olds.push(describe_old(Some(current), None));
             }
             Part::Name => match desired.owner(current) {
                 Owner::Ours => {}
-                Owner::Replaced => set_value(
-                    source,
-                    doc_of(yaml, document),
-                    patch,
-                    node,
-                    path,
-                    &desired.written,
-                    &what,
-                )?,
+                Owner::Replaced => set(&desired.written)?,
                 Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
             },
             Part::Digest => {
                 let digest = desired.digest.clone().unwrap_or_default();
-                set_value(
-                    source,
-                    doc_of(yaml, document),
-                    patch,
-                    node,
-                    path,
-                    &digest,
-                    &what,
-                )?;
+                set(&digest)?;
                 if !is_empty_value(current) {
                     olds.push(current.to_string());
                 }
