@@ -37,8 +37,8 @@ pub(super) fn edit(
         if !matches_filter(source, doc, filter)? {
             continue;
         }
-        // A refused document may have planned nothing; a document of another image is
-        // skipped, so what it planned is taken back.
+        // Each document is planned on a copy: a document of another image is skipped, and
+        // whatever was planned for it before that was found is dropped with it.
         let mut this = patch.clone();
         match edit_document(source, doc, index, paths, desired, &mut this) {
             Ok(old) => {
