@@ -232,3 +232,46 @@ impl Client {
         Ok(reply.body)
     }
 }
+
+/// Whether `tag` is where cosign keeps an artifact of another image rather than an image to
+/// deploy: `sha256-<hex>.sig`, `.att`, `.sbom`, and the bare `sha256-<hex>` of the referrers
+/// tag schema. Such tags are never candidates: a strategy that ranks names (alphabetical) or
+/// builds (newest-build) would otherwise pick a signature.
+pub fn is_signature_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest
+        .strip_suffix(".sig")
+        .or_else(|| rest.strip_suffix(".att"))
+        .or_else(|| rest.strip_suffix(".sbom"))
+        .unwrap_or(rest);
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_signature_tag;
+
+    #[test]
+    fn cosigns_artifact_tags_are_not_candidates() {
+        let hex = "ab".repeat(32);
+        for tag in [
+            format!("sha256-{hex}.sig"),
+            format!("sha256-{hex}.att"),
+            format!("sha256-{hex}.sbom"),
+            format!("sha256-{hex}"),
+        ] {
+            assert!(is_signature_tag(&tag), "{tag}");
+        }
+        for tag in [
+            "v1.2.3".to_string(),
+            format!("sha256-{}.sig", &hex[..62]),
+            format!("sha256-{hex}.zip"),
+            format!("sha512-{hex}.sig"),
+            "sha256-latest".to_string(),
+        ] {
+            assert!(!is_signature_tag(&tag), "{tag}");
+        }
+    }
+}

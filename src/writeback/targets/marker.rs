@@ -14,7 +14,8 @@
 //! full reference or name must name the image.
 
 use super::{
-    Desired, Owner, at_line, describe_old, is_empty_value, node_path, set_value, split_image,
+    Desired, Owner, at_line, describe_old, is_empty_value, key_at, node_path, set_value,
+    split_image,
 };
 use crate::config::Marker;
 use crate::writeback::yaml::{self, Node, Patch, Step, Yaml, YamlError, error};
@@ -87,28 +88,7 @@ fn doc_of(yaml: &Yaml, document: usize) -> &Node {
 /// Whether the value at `steps` sits under a key that holds a tag (`newTag`, `tag`,
 /// `imageTag`), where a whole reference cannot go.
 fn holds_tag(doc: &Node, steps: &[Step]) -> bool {
-    let mut node = doc;
-    let mut key = None;
-    for step in steps {
-        match (step, node) {
-            (Step::Value(i), Node::Map { entries, .. }) => {
-                let Some((k, v)) = entries.get(*i) else {
-                    return false;
-                };
-                key = k.as_str();
-                node = v;
-            }
-            (Step::Item(i), Node::Seq { items, .. }) => {
-                let Some(item) = items.get(*i) else {
-                    return false;
-                };
-                key = None;
-                node = item;
-            }
-            _ => return false,
-        }
-    }
-    key.is_some_and(|k| k == "tag" || k.ends_with("Tag") || k.ends_with("_tag"))
+    key_at(doc, steps).is_some_and(|k| k == "tag" || k.ends_with("Tag") || k.ends_with("_tag"))
 }
 
 /// The comment after the value's end on its line, if nothing else stands between.
