@@ -24,6 +24,7 @@ pub mod netns;
 pub mod proxy;
 pub mod referrers;
 pub mod shared;
+pub mod sigstore;
 pub mod world;
 
 use std::collections::VecDeque;

@@ -38,6 +38,10 @@ pub enum Component {
     /// Real Helm: Helm v4's Go SDK in the `helm-python-sdk` wheel, for `render.py` of
     /// `../shared/chart-corpus/`.
     Helm,
+    /// Python's `cryptography` for [`PYTHON`]: `tests/sigstore/cosign_spec.py` signs with it.
+    PythonCryptography,
+    /// sigstore-js (`npm ci` in `tests/sigstore`) and node, for `tests/sigstore/sign.js`.
+    SigstoreJs,
 }
 
 impl Component {
@@ -79,6 +83,8 @@ impl Component {
                         .output()
                         .is_ok_and(|o| o.status.success())
             }
+            Component::PythonCryptography => super::sigstore::has_cryptography(),
+            Component::SigstoreJs => super::sigstore::has_sigstore_js(),
         }
     }
 
@@ -111,6 +117,12 @@ impl Component {
             }
             Component::Helm => {
                 "Helm's SDK for python3 (pip install helm-python-sdk, or a virtualenv's python named by IMAGE_UPDATER_HELM_PYTHON) and ../shared/chart-corpus"
+            }
+            Component::PythonCryptography => {
+                "Python's cryptography for /usr/bin/python3 (apt-get install python3-cryptography)"
+            }
+            Component::SigstoreJs => {
+                "sigstore-js for tests/sigstore/sign.js: node 20.17 or newer with npm (Debian 12's nodejs is 18; NodeSource's packages or nvm), then npm ci --prefix tests/sigstore"
             }
         }
     }

@@ -45,7 +45,37 @@ impl Referrers {
                         )
                             .into_response();
                     }
-                    forward(&client, &upstream, method, &uri, &headers, body).await
+                    // A manifest naming a subject is listed among its referrers, and the answer
+                    // says so with `OCI-Subject`, as the spec asks of a registry with the API.
+                    let subject = (method == Method::PUT && path.contains("/manifests/"))
+                        .then(|| serde_json::from_slice::<Value>(&body).ok())
+                        .flatten()
+                        .filter(|m| m["subject"]["digest"].is_string());
+                    let mut answer =
+                        forward(&client, &upstream, method, &uri, &headers, body.clone()).await;
+                    if let Some(manifest) = subject
+                        && answer.status().is_success()
+                    {
+                        use sha2::Digest as _;
+                        let digest =
+                            format!("sha256:{:x}", sha2::Sha256::digest(&body));
+                        let subject = manifest["subject"]["digest"].as_str().unwrap().to_string();
+                        let artifact_type = manifest
+                            .get("artifactType")
+                            .unwrap_or(&manifest["config"]["mediaType"])
+                            .clone();
+                        k.lock().unwrap().entry(subject.clone()).or_default().push(json!({
+                            "mediaType": manifest["mediaType"],
+                            "digest": digest,
+                            "size": body.len(),
+                            "artifactType": artifact_type,
+                            "annotations": manifest.get("annotations").cloned().unwrap_or(json!({})),
+                        }));
+                        answer
+                            .headers_mut()
+                            .insert("oci-subject", subject.parse().unwrap());
+                    }
+                    answer
                 }
             },
         );

@@ -144,15 +144,20 @@ author = "image-updater <bot@example.com>"
 
     /// Runs `image-updater ARGS --config ... --state-dir ...` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        self.command(args).output().unwrap()
+    }
+
+    /// `image-updater ARGS --config ... --state-dir ...`, to run as the test needs.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .arg("--config")
             .arg(self.config_path())
             .arg("--state-dir")
             .arg(self.state_dir())
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap()
+            .env("RUST_LOG", "info");
+        command
     }
 
     /// Starts `image-updater run`, logging to `daemon.log` in the world's directory.
