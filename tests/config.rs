@@ -737,7 +737,6 @@ attestation = {{ predicate_type = "https://slsa.dev/provenance/v1", field = "pre
         "cosign_key: docker's config holds registry logins, not keys",
         "cosign_key: cannot read",
         "verify names no key",
-        "attestation needs cosign_key: keyless attestations are not verified",
         "keyless verification needs certificate_identity, certificate_oidc_issuer and trusted_root",
         "field: expected a dotted path",
     ] {

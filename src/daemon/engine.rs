@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 mod cluster;
 mod propose;
+mod recheck;
 
 use super::fault;
 use super::metrics::DaemonMetrics;
@@ -915,7 +916,7 @@ impl Engine {
     async fn write_locked(
         &self,
         env_name: &str,
-        mut changes: Vec<(ImageChange, Chosen)>,
+        changes: Vec<(ImageChange, Chosen)>,
         checked: &[String],
         dry_run: bool,
     ) -> Vec<BranchReport> {
@@ -928,6 +929,7 @@ impl Engine {
                 .and_then(|d| d.write)
                 .unwrap_or(env.write)
         };
+        let mut changes = self.recheck_verified(env_name, changes).await;
         // Polls finish in any order; commits list images by alias.
         changes.sort_by(|a, b| a.0.alias.cmp(&b.0.alias));
         let (proposed, pushed): (Vec<_>, Vec<_>) = changes

@@ -2,7 +2,10 @@
 //!
 //! `IMAGE_UPDATER_FAULT=panic:ALIAS` makes every poll of image `ALIAS` panic, so a test can
 //! show that a panicking cycle is caught and counted and that the other images are still
-//! polled. Nothing else reads the variable; unset, it costs one environment lookup per poll.
+//! polled. `IMAGE_UPDATER_FAULT=pause-before-write:FILE` makes each branch write wait, after
+//! the decision and before the last look at the registry, while FILE exists (it is created
+//! here; at most 60 s), so a test can push in that window. Nothing else reads the variable;
+//! unset, it costs one environment lookup per poll and per write.
 
 /// The variable naming the fault to inject.
 pub const VAR: &str = "IMAGE_UPDATER_FAULT";
@@ -13,6 +16,27 @@ pub fn maybe_panic(alias: &str) {
         && fault.to_str().and_then(|f| f.strip_prefix("panic:")) == Some(alias)
     {
         panic!("fault injected by {VAR} for image {alias}");
+    }
+}
+
+/// Waits while the injected pause's file exists (see the module's doc).
+pub async fn maybe_pause_before_write() {
+    let Some(fault) = std::env::var_os(VAR) else {
+        return;
+    };
+    let Some(file) = fault
+        .to_str()
+        .and_then(|f| f.strip_prefix("pause-before-write:"))
+    else {
+        return;
+    };
+    let file = std::path::Path::new(file);
+    if std::fs::write(file, b"paused\n").is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while file.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

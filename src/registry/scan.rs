@@ -88,6 +88,27 @@ impl Cycle {
         .await
         .clone()
     }
+
+    /// What `tag` was last known to name (this cycle, or an earlier poll), without a request.
+    pub fn remembered_digest(
+        &self,
+        client: &Client,
+        repository: &str,
+        tag: &str,
+    ) -> Option<String> {
+        let key = (
+            client.name().to_string(),
+            repository.to_string(),
+            tag.to_string(),
+        );
+        let this_cycle = self
+            .digests
+            .lock()
+            .expect("cycle lock")
+            .get(&key)
+            .and_then(|cell| cell.get().and_then(|r| r.as_ref().ok().cloned()));
+        this_cycle.or_else(|| client.cache().tag(client.name(), repository, tag))
+    }
 }
 
 /// The outcome of a poll: every candidate with its verdict, and the winner's digest.
@@ -108,10 +129,13 @@ impl Choice {
     }
 }
 
-/// How many winners failing the `verify` rules one poll looks past: each costs a few
-/// requests, and a repository of unsigned builds above the last signed release would
-/// otherwise spend the registry's budget on every poll.
-const MAX_UNVERIFIED: usize = 16;
+/// How many digests one poll verifies, walking down the ranked candidates until one passes the
+/// `verify` rules. An unsigned build costs three requests (the tag's HEAD, the referrers and
+/// cosign's tag), plus a manifest and a config the first time its digest is seen; a refusal is
+/// remembered per digest ([`crate::verify::REFUSED_TTL`]), so a later poll walks past it
+/// without a request and goes on below. The budget bounds what one poll spends when a
+/// repository has many unsigned builds above its last signed release.
+pub const MAX_VERIFIED_PER_POLL: usize = 64;
 
 /// How many metadata lookups run at once for one image.
 const PARALLEL_LOOKUPS: usize = 8;
@@ -201,6 +225,7 @@ pub async fn choose_gated(
     // the choice is made again. Each check is a HEAD plus, once per digest ever, a manifest
     // and a config.
     let mut unverified = Vec::new();
+    let mut verified_this_poll = 0usize;
     loop {
         let selection = select::select(policy, &candidates);
         let Some(i) = selection.selected else {
@@ -212,6 +237,38 @@ pub async fn choose_gated(
                 unverified,
             });
         };
+        if let Some((verifier, rules)) = gate.verify {
+            // Below the best candidate, a digest refused a little while ago is skipped without
+            // a request (the digest remembered for an immutable tag; a stale one only hides a
+            // tag, it never lets one through). The best is always checked again: a signature
+            // pushed after its image counts on the next poll.
+            if !unverified.is_empty() && reuse {
+                let known = match candidates[i].digest.clone() {
+                    Some(d) => Some(d),
+                    None => cycle.remembered_digest(client, repository, &candidates[i].tag),
+                };
+                if let Some(known) = known {
+                    let refused = verifier
+                        .refused(client, repository, &known, rules)
+                        .await
+                        .map_err(|e| verify_error(client, e))?;
+                    if let Some(why) = refused {
+                        unverified.push((candidates[i].tag.clone(), why.clone()));
+                        candidates[i].unavailable = Some(why);
+                        continue;
+                    }
+                }
+            }
+            if verified_this_poll >= MAX_VERIFIED_PER_POLL {
+                // The rest wait for the next poll, which walks past this poll's refusals.
+                for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
+                    c.unavailable = Some(format!(
+                        "not checked yet: this poll verified {MAX_VERIFIED_PER_POLL} digests above it; the next goes on below them"
+                    ));
+                }
+                continue;
+            }
+        }
         // The digest that is verified must be the one the tag names now: a digest remembered
         // from an earlier poll (`tags = "immutable"`) may have been pushed over since, and
         // verifying it would let the new, unsigned content through under the old signature.
@@ -231,6 +288,7 @@ pub async fn choose_gated(
         match client.image_info(repository, &digest, platforms).await? {
             ImageInfo::Available { created, source } => {
                 if let Some((verifier, rules)) = gate.verify {
+                    verified_this_poll = verified_this_poll.saturating_add(1);
                     match verifier
                         .check(client, repository, &digest, rules)
                         .await
@@ -243,14 +301,6 @@ pub async fn choose_gated(
                             tracing::debug!(%repository, tag = %candidates[i].tag, %digest, "not eligible: {why}");
                             unverified.push((candidates[i].tag.clone(), why.clone()));
                             candidates[i].unavailable = Some(why);
-                            if unverified.len() >= MAX_UNVERIFIED {
-                                // Older tags are left for a later poll, once some are signed.
-                                for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
-                                    c.unavailable = Some(format!(
-                                        "not checked: the {MAX_UNVERIFIED} tags above it failed the signature rules this poll"
-                                    ));
-                                }
-                            }
                             continue;
                         }
                     }

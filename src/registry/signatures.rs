@@ -1,10 +1,13 @@
 //! Where cosign puts what it attaches to an image, fetched for [`crate::verify`]: the
 //! signatures (`.sig`) and attestations (`.att`) of a digest.
 //!
-//! cosign stores them as an image manifest whose layers are the signed payloads, found in two
-//! places: the OCI 1.1 referrers API (`/v2/NAME/referrers/DIGEST`), when the registry offers it
-//! and cosign was told to use it; and the tag `sha256-<hex>.sig` (or `.att`) in the image's
-//! repository, which every registry supports and cosign writes by default. Both are read.
+//! cosign stores them as an image manifest whose layers are the signed payloads, found in three
+//! places: the OCI 1.1 referrers API (`/v2/NAME/referrers/DIGEST`), when the registry offers it;
+//! the referrers tag schema's index at the tag `sha256-<hex>` where it does not (what cosign 3
+//! and sigstore-js write there); and the tag `sha256-<hex>.sig` (or `.att`) in the image's
+//! repository, cosign's classic place. All are read. A referrer's layer is either cosign's
+//! classic payload or a Sigstore bundle ([`crate::verify::bundle`]), which holds signatures and
+//! attestations alike.
 //!
 //! Everything here comes from the registry, which may be hostile: digests are checked before
 //! they go into a path, sizes are bounded before anything is fetched, and a blob must match
@@ -58,6 +61,8 @@ impl Attached {
 /// One signed payload's layer: where it is and what is annotated on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
+    /// The classic payload's type ([`Attached::layer_type`]), or a Sigstore bundle's.
+    pub media_type: String,
     pub digest: String,
     pub size: u64,
     pub annotations: HashMap<String, String>,
@@ -77,6 +82,8 @@ struct RawArtifact {
 struct RawDescriptor {
     #[serde(default)]
     media_type: String,
+    #[serde(default)]
+    artifact_type: Option<String>,
     digest: String,
     #[serde(default)]
     size: u64,
@@ -106,7 +113,7 @@ impl Client {
             )));
         };
         let mut layers = Vec::new();
-        for artifact in self.referrers(repository, digest).await? {
+        for artifact in self.referrers(repository, digest, hex).await? {
             layers.extend(self.artifact_layers(repository, &artifact, what).await?);
         }
         let tag = format!("sha256-{hex}.{}", what.suffix());
@@ -115,38 +122,47 @@ impl Client {
         Ok(layers)
     }
 
-    /// The manifests that refer to `digest`, when the registry has the referrers API (a
-    /// registry without it answers 404).
+    /// The manifests that refer to `digest`: from the referrers API, or where the registry does
+    /// not have it (it answers 404), from the referrers tag schema's index at `sha256-<hex>`.
     async fn referrers(
         &self,
         repository: &str,
         digest: &str,
+        hex: &str,
     ) -> Result<Vec<String>, RegistryError> {
         let url = self.v2(&format!("{repository}/referrers/{digest}"));
-        let reply = self
+        let mut reply = self
             .get(RequestKind::ManifestGet, &url, repository, &[OCI_INDEX])
             .await?;
-        match reply.status {
-            s if s.is_success() => {}
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => {
+        let mut source = format!("referrers of {repository}@{digest}");
+        if matches!(
+            reply.status,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST
+        ) {
+            let tag = format!("sha256-{hex}");
+            let url = self.v2(&format!("{repository}/manifests/{tag}"));
+            reply = self
+                .get(RequestKind::ManifestGet, &url, repository, &[OCI_INDEX])
+                .await?;
+            if reply.status == StatusCode::NOT_FOUND {
                 return Ok(Vec::new());
             }
-            s => {
-                return Err(self.error_invalid(format!(
-                    "referrers of {repository}@{digest}: unexpected status {}",
-                    s.as_u16()
-                )));
-            }
+            source = format!("the referrers index {repository}:{tag}");
         }
-        let index: RawArtifact = serde_json::from_slice(&reply.body).map_err(|e| {
-            self.error_invalid(format!(
-                "referrers of {repository}@{digest} are not an index: {e}"
-            ))
-        })?;
+        if !reply.status.is_success() {
+            return Err(self.error_invalid(format!(
+                "{source}: unexpected status {}",
+                reply.status.as_u16()
+            )));
+        }
+        let index: RawArtifact = serde_json::from_slice(&reply.body)
+            .map_err(|e| self.error_invalid(format!("{source} is not an index: {e}")))?;
         Ok(index
             .manifests
             .into_iter()
             .filter(|m| crate::reference::is_valid_digest(&m.digest))
+            // What cosign and Sigstore clients attach; an SBOM or a scan report is not read.
+            .filter(|m| m.artifact_type.as_deref().is_none_or(is_signature_artifact))
             .take(MAX_REFERRERS)
             .map(|m| m.digest)
             .collect())
@@ -187,10 +203,13 @@ impl Client {
         Ok(artifact
             .layers
             .into_iter()
-            .filter(|l| l.media_type == what.layer_type())
+            .filter(|l| {
+                l.media_type == what.layer_type() || crate::verify::bundle::is_bundle(&l.media_type)
+            })
             .filter(|l| crate::reference::is_valid_digest(&l.digest))
             .take(MAX_LAYERS)
             .map(|l| Layer {
+                media_type: l.media_type,
                 digest: l.digest,
                 size: l.size,
                 annotations: l.annotations,
@@ -231,6 +250,20 @@ impl Client {
         })?;
         Ok(reply.body)
     }
+}
+
+/// Whether a referrer of this artifact type may hold a signature or attestation: cosign's
+/// referrer artifacts (`cosign sign --registry-referrers-mode=oci-1-1`), Sigstore bundles, and
+/// the payload types themselves.
+fn is_signature_artifact(artifact_type: &str) -> bool {
+    crate::verify::bundle::is_bundle(artifact_type)
+        || [
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "application/vnd.dev.cosign.artifact.att.v1+json",
+            Attached::Signatures.layer_type(),
+            Attached::Attestations.layer_type(),
+        ]
+        .contains(&artifact_type)
 }
 
 /// Whether `tag` is where cosign keeps an artifact of another image rather than an image to

@@ -63,30 +63,42 @@ pub fn check(
         .filter_map(|s| b64.decode(s.sig.as_bytes()).ok())
         .find_map(|sig| keys.iter().find(|k| k.verifies(&message, &sig)))
         .ok_or_else(|| Mismatch::Unsigned("not signed by a configured key".into()))?;
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(Mismatch::Signed(format!(
+    judge(&envelope.payload_type, &payload, digest, rule).map_err(Mismatch::Signed)?;
+    Ok(signer.id.clone())
+}
+
+/// Whether a signed in-toto statement (`payload`, of `payload_type`) attests `digest` as `rule`
+/// asks; `Err` says why not.
+pub fn judge(
+    payload_type: &str,
+    payload: &[u8],
+    digest: &str,
+    rule: &AttestationRule,
+) -> Result<(), String> {
+    if payload_type != PAYLOAD_TYPE {
+        return Err(format!(
             "payload type `{}`, not an in-toto statement",
-            envelope.payload_type.escape_debug()
-        )));
+            payload_type.escape_debug()
+        ));
     }
-    let statement: Value = serde_json::from_slice(&payload)
-        .map_err(|e| Mismatch::Signed(format!("the statement is not JSON: {e}")))?;
+    let statement: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("the statement is not JSON: {e}"))?;
     let predicate_type = statement["predicateType"].as_str().unwrap_or_default();
     if predicate_type != rule.predicate_type {
-        return Err(Mismatch::Signed(format!(
+        return Err(format!(
             "an attestation of type `{}`, not `{}`",
             predicate_type.escape_debug(),
             rule.predicate_type
-        )));
+        ));
     }
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     let about = statement["subject"]
         .as_array()
         .is_some_and(|subjects| subjects.iter().any(|s| s["digest"]["sha256"] == hex));
     if !about {
-        return Err(Mismatch::Signed(format!(
+        return Err(format!(
             "a `{predicate_type}` attestation whose subject is not {digest}"
-        )));
+        ));
     }
     if let Some((path, wanted)) = &rule.field {
         let found = path
@@ -94,13 +106,13 @@ pub fn check(
             .try_fold(&statement, |v, key| v.get(key))
             .and_then(Value::as_str);
         if found != Some(wanted.as_str()) {
-            return Err(Mismatch::Signed(format!(
+            return Err(format!(
                 "`{path}` is {}, not `{wanted}`",
                 found.map_or("absent".to_string(), |f| format!("`{}`", f.escape_debug()))
-            )));
+            ));
         }
     }
-    Ok(signer.id.clone())
+    Ok(())
 }
 
 /// Why an attestation does not count.

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use sha2::Digest as _;
 use x509_cert::Certificate;
 use x509_cert::der::asn1::{Ia5String, ObjectIdentifier};
-use x509_cert::der::{Decode as _, DecodePem as _, Encode as _};
+use x509_cert::der::{Decode as _, Encode as _};
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
@@ -58,23 +58,41 @@ pub fn check(
         .get(CERTIFICATE)
         .filter(|p| p.len() <= MAX_ANNOTATION)
         .ok_or("no certificate")?;
-    let leaf = Certificate::from_pem(pem.as_bytes())
-        .map_err(|e| format!("its certificate does not parse: {e}"))?;
-    let tbs = &leaf.tbs_certificate;
-    let spki = tbs
+    let leaf = certificate(pem.as_bytes()).map_err(|e| format!("its certificate {e}"))?;
+    if !leaf_key(&leaf)?.verifies(signed.payload, signed.signature) {
+        return Err("not signed by its certificate's key".into());
+    }
+    let logged = match signed.annotations.get(BUNDLE) {
+        Some(bundle) => Some(bundle_time(bundle, signed, &leaf, root)?),
+        None => None,
+    };
+    certified(&leaf, logged, rule, root, now)
+}
+
+/// The key of a signing certificate.
+pub fn leaf_key(leaf: &Certificate) -> Result<AnyKey, String> {
+    let spki = leaf
+        .tbs_certificate
         .subject_public_key_info
         .to_der()
         .map_err(|e| e.to_string())?;
-    let key = AnyKey::from_spki_der(&spki).map_err(|e| format!("its certificate's key: {e}"))?;
-    if !key.verifies(signed.payload, signed.signature) {
-        return Err("not signed by its certificate's key".into());
-    }
-    let (signed_at, logged) = match signed.annotations.get(BUNDLE) {
-        Some(bundle) => (bundle_time(bundle, signed, &leaf, root)?, true),
-        None => (now, false),
-    };
-    issued_by_root(&leaf, root, signed_at)?;
-    let identities = identities(&leaf);
+    AnyKey::from_spki_der(&spki).map_err(|e| format!("its certificate's key: {e}"))
+}
+
+/// Whether `leaf`, whose key made a signature, meets `rule` under `root`: issued by a trusted
+/// authority, naming the identity and issuer, and valid when it signed. That time is `logged`
+/// (a transparency log's, already verified), or else `now`.
+pub fn certified(
+    leaf: &Certificate,
+    logged: Option<i64>,
+    rule: &Keyless,
+    root: &TrustedRoot,
+    now: i64,
+) -> Result<String, String> {
+    let tbs = &leaf.tbs_certificate;
+    let signed_at = logged.unwrap_or(now);
+    issued_by_root(leaf, root, signed_at)?;
+    let identities = identities(leaf);
     if !identities.contains(&rule.identity) {
         return Err(format!(
             "signed by {}, not {}",
@@ -86,7 +104,7 @@ pub fn check(
             rule.identity
         ));
     }
-    let issuer = oidc_issuer(&leaf).unwrap_or_default();
+    let issuer = oidc_issuer(leaf).unwrap_or_default();
     if issuer != rule.issuer {
         return Err(format!(
             "{} was vouched for by `{}`, not `{}`",
@@ -98,20 +116,40 @@ pub fn check(
     let from = seconds(&tbs.validity.not_before);
     let until = seconds(&tbs.validity.not_after);
     if signed_at < from || signed_at > until {
-        return Err(if logged {
+        return Err(if logged.is_some() {
             format!(
                 "signed at {}, outside its certificate's validity",
                 at(signed_at)
             )
         } else {
             format!(
-                "its certificate is valid {} to {}, and no transparency-log bundle shows when it signed",
+                "its certificate is valid {} to {}, and no transparency-log entry shows when it signed",
                 at(from),
                 at(until)
             )
         });
     }
     Ok(format!("{} ({issuer})", rule.identity))
+}
+
+/// A PEM certificate as cosign and Rekor accept it: Go's PEM decoder takes the base64 body on
+/// lines of any length (a Rekor entry made by other clients has it on one line), where RFC 7468's
+/// strict form wants lines of 64. The DER inside is what is compared and verified.
+pub fn certificate(pem: &[u8]) -> Result<Certificate, String> {
+    let text = std::str::from_utf8(pem).map_err(|_| "is not PEM text".to_string())?;
+    let begin = "-----BEGIN CERTIFICATE-----";
+    let end = "-----END CERTIFICATE-----";
+    let body = text
+        .trim()
+        .strip_prefix(begin)
+        .and_then(|rest| rest.split_once(end))
+        .map(|(body, _)| body)
+        .ok_or_else(|| "is not a PEM certificate".to_string())?;
+    let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|_| "is not base64 inside its PEM armor".to_string())?;
+    Certificate::from_der(&der).map_err(|e| format!("does not parse: {e}"))
 }
 
 fn seconds(time: &x509_cert::time::Time) -> i64 {
@@ -206,6 +244,56 @@ struct BundlePayload {
     log_id: String,
 }
 
+/// A transparency log's promise to include an entry: the entry, and the log's signature over
+/// it (Rekor's signed entry timestamp).
+pub struct Promise<'a> {
+    /// The entry's canonical body, base64.
+    pub body: &'a str,
+    pub integrated_time: i64,
+    pub log_index: i64,
+    /// The log's id, hex.
+    pub log_id: &'a str,
+    /// The log's signature, DER.
+    pub signed_entry_timestamp: &'a [u8],
+}
+
+/// The entry of `promise`, decoded, once the log's signature over it is verified with the
+/// log's key from `root`.
+pub fn promised(promise: &Promise, root: &TrustedRoot) -> Result<serde_json::Value, String> {
+    let log = root
+        .logs
+        .iter()
+        .find(|l| l.id == promise.log_id)
+        .ok_or("its transparency-log entry is from a log the trusted root does not name")?;
+    // The log signs the entry's canonical JSON: keys sorted, no spaces.
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let canonical = format!(
+        r#"{{"body":{},"integratedTime":{},"logID":{},"logIndex":{}}}"#,
+        quoted(promise.body),
+        promise.integrated_time,
+        quoted(promise.log_id),
+        promise.log_index
+    );
+    if !log
+        .key
+        .verifies(canonical.as_bytes(), promise.signed_entry_timestamp)
+    {
+        return Err("its transparency-log entry is not signed by the log".into());
+    }
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(promise.body)
+        .map_err(|_| "its transparency-log entry is not base64")?;
+    serde_json::from_slice(&body).map_err(|_| "its transparency-log entry is not JSON".into())
+}
+
+/// A certificate as a transparency-log entry records it: base64 of its PEM.
+pub fn logged_certificate(value: &serde_json::Value) -> Option<Certificate> {
+    value
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .and_then(|pem| certificate(&pem).ok())
+}
+
 /// The time a transparency log recorded the signature, from cosign's offline bundle, once the
 /// log's signature over it is verified and the entry is this signature's.
 fn bundle_time(
@@ -220,42 +308,28 @@ fn bundle_time(
     let bundle: Bundle =
         serde_json::from_str(text).map_err(|e| format!("its bundle does not parse: {e}"))?;
     let p = &bundle.payload;
-    let log = root
-        .logs
-        .iter()
-        .find(|l| l.id == p.log_id)
-        .ok_or("its bundle is from a transparency log the trusted root does not name")?;
-    // The log signs the entry's canonical JSON: keys sorted, no spaces.
-    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let canonical = format!(
-        r#"{{"body":{},"integratedTime":{},"logID":{},"logIndex":{}}}"#,
-        quoted(&p.body),
-        p.integrated_time,
-        quoted(&p.log_id),
-        p.log_index
-    );
     let b64 = base64::engine::general_purpose::STANDARD;
     let set = b64
         .decode(&bundle.signed_entry_timestamp)
         .map_err(|_| "its bundle's timestamp is not base64")?;
-    if !log.key.verifies(canonical.as_bytes(), &set) {
-        return Err("its bundle is not signed by the transparency log".into());
-    }
+    let entry = promised(
+        &Promise {
+            body: &p.body,
+            integrated_time: p.integrated_time,
+            log_index: p.log_index,
+            log_id: &p.log_id,
+            signed_entry_timestamp: &set,
+        },
+        root,
+    )
+    .map_err(|e| e.replace("its transparency-log entry", "its bundle"))?;
     // The entry must be this signature, of this payload, by this certificate.
-    let body = b64
-        .decode(&p.body)
-        .map_err(|_| "its bundle's entry is not base64")?;
-    let entry: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| "its bundle's entry is not JSON")?;
     let spec = &entry["spec"];
     let logged_signature = spec["signature"]["content"]
         .as_str()
         .and_then(|s| b64.decode(s).ok());
     let logged_hash = spec["data"]["hash"]["value"].as_str();
-    let logged_cert = spec["signature"]["publicKey"]["content"]
-        .as_str()
-        .and_then(|s| b64.decode(s).ok())
-        .and_then(|pem| Certificate::from_pem(&pem).ok());
+    let logged_cert = logged_certificate(&spec["signature"]["publicKey"]["content"]);
     let hash = crate::hex::encode(&sha2::Sha256::digest(signed.payload));
     let same = entry["kind"] == "hashedrekord"
         && logged_signature.as_deref() == Some(signed.signature)

@@ -61,6 +61,13 @@ impl PublicKey {
         };
         self.key.verify(message, &signature).is_ok()
     }
+
+    /// Whether `signature` (DER) is this key's over the message whose SHA-256 is `digest`: a
+    /// Sigstore bundle's message signature, which names the message only by its digest.
+    pub fn verifies_prehash(&self, digest: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        Signature::from_der(signature).is_ok_and(|s| self.key.verify_prehash(digest, &s).is_ok())
+    }
 }
 
 /// A key of the Sigstore services (certificate authorities, transparency logs) or of a signing

@@ -26,6 +26,7 @@ use crate::registry::credentials;
 use crate::registry::signatures::Attached;
 
 pub mod attestation;
+pub mod bundle;
 pub mod keyless;
 pub mod keys;
 pub mod simple_signing;
@@ -39,6 +40,11 @@ use trusted_root::TrustedRoot;
 const KEY_TTL: Duration = Duration::from_secs(300);
 /// Verified digests remembered; past this the memory is dropped and rebuilt.
 const MAX_REMEMBERED: usize = 20_000;
+/// How long a refused digest is taken as refused without asking the registry again, when it
+/// is not the best candidate of a poll ([`Verifier::refused`]). The best candidate is always
+/// checked again, so a signature pushed after its image is found on the next poll; one pushed
+/// for a tag below an unsigned one is found within this time.
+pub const REFUSED_TTL: Duration = Duration::from_secs(15 * 60);
 /// The longest base64 signature looked at (a P-256 DER signature is 96 characters).
 const MAX_SIGNATURE_TEXT: usize = 1024;
 
@@ -69,6 +75,16 @@ struct Signers<'a> {
 }
 
 impl Signers<'_> {
+    fn bundle(&self) -> bundle::Signers<'_> {
+        bundle::Signers {
+            keys: &self.keys,
+            keyless: self
+                .keyless
+                .as_ref()
+                .map(|(rule, root)| (*rule, root.as_ref())),
+        }
+    }
+
     /// For messages: the keys' fingerprints and the keyless identity.
     fn describe(&self) -> String {
         let mut names: Vec<String> = self.keys.iter().map(|k| format!("key {}", k.id)).collect();
@@ -79,14 +95,19 @@ impl Signers<'_> {
     }
 }
 
-/// Verifies digests against `verify` rules, remembering what passed. Shared by every image of
-/// a running daemon; a failure is never remembered, so a signature pushed later is found on a
-/// later poll.
+/// What a verdict is remembered by: `registry/repository`, the digest, and the rules' and
+/// keys' [`fingerprint`].
+type Remembered = (String, String, u64);
+
+/// Verifies digests against `verify` rules, remembering what passed, and for a while what was
+/// refused. Shared by every image of a running daemon.
 #[derive(Default)]
 pub struct Verifier {
     keys: Recent<PublicKey>,
     roots: Recent<Arc<TrustedRoot>>,
-    passed: Mutex<HashMap<(String, String, u64), String>>,
+    passed: Mutex<HashMap<Remembered, String>>,
+    /// Refusals, per digest (not per tag: a tag pushed over is a new digest), and when.
+    refused: Mutex<HashMap<Remembered, (String, Instant)>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -98,6 +119,30 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     pub fn new() -> Verifier {
         Verifier::default()
+    }
+
+    /// Why `digest` was refused under `rules` less than [`REFUSED_TTL`] ago, if it was: a poll
+    /// walking down past unsigned builds skips these without a request.
+    pub async fn refused(
+        &self,
+        client: &Client,
+        repository: &str,
+        digest: &str,
+        rules: &Verification,
+    ) -> Result<Option<String>, VerifyError> {
+        let keys = self.keys(rules).await?;
+        let remembered = (
+            format!("{}/{repository}", client.name()),
+            digest.to_string(),
+            fingerprint(rules, &keys),
+        );
+        Ok(self
+            .refused
+            .lock()
+            .expect("verifier lock")
+            .get(&remembered)
+            .filter(|(_, at)| at.elapsed() < REFUSED_TTL)
+            .map(|(why, _)| why.clone()))
     }
 
     /// Whether `digest` of `repository` (on `client`'s registry) is signed as `rules` ask.
@@ -129,23 +174,34 @@ impl Verifier {
             Err(why) => Verdict::Rejected(why),
             Ok(by) => match &rules.attestation {
                 None => Verdict::Verified(format!("signed by {by}")),
-                Some(rule) => {
-                    match attested(client, repository, digest, &signers.keys, rule).await? {
-                        Ok(att_by) => Verdict::Verified(format!(
-                            "signed by {by}, `{}` attested by key {att_by}",
-                            rule.predicate_type
-                        )),
-                        Err(why) => Verdict::Rejected(why),
-                    }
-                }
+                Some(rule) => match attested(client, repository, digest, &signers, rule).await? {
+                    Ok(att_by) => Verdict::Verified(format!(
+                        "signed by {by}, `{}` attested by {att_by}",
+                        rule.predicate_type
+                    )),
+                    Err(why) => Verdict::Rejected(why),
+                },
             },
         };
-        if let Verdict::Verified(by) = &verdict {
-            let mut passed = self.passed.lock().expect("verifier lock");
-            if passed.len() >= MAX_REMEMBERED {
-                passed.clear();
+        match &verdict {
+            Verdict::Verified(by) => {
+                let mut passed = self.passed.lock().expect("verifier lock");
+                if passed.len() >= MAX_REMEMBERED {
+                    passed.clear();
+                }
+                self.refused
+                    .lock()
+                    .expect("verifier lock")
+                    .remove(&remembered);
+                passed.insert(remembered, by.clone());
             }
-            passed.insert(remembered, by.clone());
+            Verdict::Rejected(why) => {
+                let mut refused = self.refused.lock().expect("verifier lock");
+                if refused.len() >= MAX_REMEMBERED {
+                    refused.clear();
+                }
+                refused.insert(remembered, (why.clone(), Instant::now()));
+            }
         }
         Ok(verdict)
     }
@@ -260,7 +316,28 @@ async fn signature(
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut elsewhere = None;
     let mut keyless_why: Option<String> = None;
+    let now = jiff::Timestamp::now().as_second();
     for layer in &layers {
+        if bundle::is_bundle(&layer.media_type) {
+            let blob = client.payload(repository, layer).await?;
+            match bundle::check(
+                &blob,
+                digest,
+                &bundle::Purpose::Signature,
+                &signers.bundle(),
+                now,
+            ) {
+                Ok(who) => return Ok(Ok(who)),
+                Err(attestation::Mismatch::Signed(why)) => {
+                    elsewhere = Some(format!("the Sigstore bundle attached to {digest}: {why}"))
+                }
+                Err(attestation::Mismatch::Unsigned(why)) => {
+                    keyless_why
+                        .get_or_insert(format!("the Sigstore bundle attached to {digest}: {why}"));
+                }
+            }
+            continue;
+        }
         let Some(signature) = layer
             .annotations
             .get(simple_signing::SIGNATURE_ANNOTATION)
@@ -284,7 +361,7 @@ async fn signature(
                     signature: &signature,
                     annotations: &layer.annotations,
                 };
-                match keyless::check(&signed, rule, root, jiff::Timestamp::now().as_second()) {
+                match keyless::check(&signed, rule, root, now) {
                     Ok(who) => who,
                     Err(why) => {
                         keyless_why
@@ -314,21 +391,39 @@ async fn signature(
     })))
 }
 
-/// Looks for an attestation of `digest` meeting `rule`, signed by one of `keys`.
+/// Looks for an attestation of `digest` meeting `rule`, signed by one of `signers` (keyless
+/// only in a Sigstore bundle: cosign's classic attestation layer carries no log entry that
+/// records its envelope).
 async fn attested(
     client: &Client,
     repository: &str,
     digest: &str,
-    keys: &[PublicKey],
+    signers: &Signers<'_>,
     rule: &crate::config::AttestationRule,
 ) -> Result<Result<String, String>, RegistryError> {
     let layers = client
         .attached(repository, digest, Attached::Attestations)
         .await?;
     let mut why = None;
+    let now = jiff::Timestamp::now().as_second();
     for layer in &layers {
         let envelope = client.payload(repository, layer).await?;
-        match attestation::check(&envelope, keys, digest, rule) {
+        let judged = if bundle::is_bundle(&layer.media_type) {
+            bundle::check(
+                &envelope,
+                digest,
+                &bundle::Purpose::Attestation(rule),
+                &signers.bundle(),
+                now,
+            )
+        } else if signers.keys.is_empty() {
+            Err(attestation::Mismatch::Unsigned(
+                "a classic cosign attestation, which is verified only with cosign_key; keyless attestations are read from Sigstore bundles (cosign attest --new-bundle-format)".into(),
+            ))
+        } else {
+            attestation::check(&envelope, &signers.keys, digest, rule).map(|id| format!("key {id}"))
+        };
+        match judged {
             Ok(by) => return Ok(Ok(by)),
             // A signed attestation that says the wrong thing is the more useful reason.
             Err(attestation::Mismatch::Signed(w)) => why = Some(w),

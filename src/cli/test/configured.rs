@@ -249,20 +249,16 @@ fn rules(d: &Deployment) -> Vec<String> {
         rules.push("pin_digest: the digest is written beside the tag".into());
     }
     if let Some(v) = &d.verify {
+        let mut signers: Vec<String> = v.keys.iter().map(|k| format!("the key {k}")).collect();
+        if let Some(k) = &v.keyless {
+            signers.push(format!(
+                "{} vouched for by {} (keyless: a certificate from an authority of {}, valid when the signature was logged by one of its transparency logs, or now)",
+                k.identity, k.issuer, k.trusted_root
+            ));
+        }
         let mut rule = format!(
-            "verify: the digest must carry a cosign signature by {}",
-            if v.keys.len() == 1 {
-                format!("the key {}", v.keys[0])
-            } else {
-                format!(
-                    "one of {}",
-                    v.keys
-                        .iter()
-                        .map(|k| k.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            "verify: the digest must carry a cosign signature (classic, or a Sigstore bundle) by {}",
+            signers.join(", or ")
         );
         if let Some(a) = &v.attestation {
             rule.push_str(&format!(", and a `{}` attestation", a.predicate_type));

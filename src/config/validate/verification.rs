@@ -20,8 +20,6 @@ impl Validator<'_> {
     pub(super) fn verification(&mut self, raw: &Spanned<RawVerify>) -> Option<Verification> {
         let r = raw.get_ref();
         let mut written: Vec<&Str> = r.cosign_key.iter().collect();
-        let keys_written =
-            r.cosign_key.iter().count() + r.cosign_keys.as_ref().map_or(0, |l| l.get_ref().len());
         if let Some(list) = &r.cosign_keys {
             written.extend(list.get_ref());
             if list.get_ref().len() > MAX_KEYS {
@@ -67,14 +65,6 @@ impl Validator<'_> {
             }
         }
         let attestation = match &r.attestation {
-            Some(a) if keys_written == 0 => {
-                self.error(
-                    Origin::File(a.span()),
-                    "attestation needs cosign_key: keyless attestations are not verified",
-                );
-                bad = true;
-                None
-            }
             Some(a) => match self.attestation_rule(a) {
                 Some(rule) => Some(rule),
                 None => {
