@@ -1024,3 +1024,109 @@ async fn a_tag_pushed_over_between_decision_and_write_is_not_written() {
         "{out}"
     );
 }
+
+/// Keyless as cosign verifies it, each check with material from sigstore-js and
+/// `@sigstore/mock` and a spoiled counterpart that is refused: the certificate's embedded SCT
+/// (signed by a CT log of the trusted root), the Rekor entry's inclusion proof and the
+/// checkpoint the log signed, and RFC 3161 timestamps from a timestamp authority of the root
+/// (the time the certificate must have been valid at).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sct_inclusion_proof_and_timestamp_are_checked() {
+    if need::missing(
+        "sct_inclusion_proof_and_timestamp_are_checked",
+        &[Component::SigstoreJs],
+    ) {
+        return;
+    }
+    let (world, host, _) = prod_world().await;
+    let dir = world.dir.path();
+    let mut digests = Vec::new();
+    for minor in 0..=7 {
+        digests.push(world.push("org/api", &format!("v1.{minor}.0")).await);
+    }
+    let hour_later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let hours_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2)).to_string();
+    let item = |minor: usize, extra: serde_json::Value| {
+        let mut item = serde_json::json!({
+            "repo": "org/api", "digest": digests[minor], "form": "dsse", "attach": true,
+            "keyless": {"identity": WORKFLOW, "issuer": ACTIONS},
+        });
+        item.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        item
+    };
+    use serde_json::json;
+    sigstore::sigstore_js(
+        &host,
+        dir,
+        json!([
+            // The good ones: a logged entry with its proof; a timestamp alone.
+            item(0, json!({"tlog": true})),
+            item(1, json!({"tsa": true})),
+            // Spoiled.
+            item(2, json!({"tlog": true, "tamper": "sct"})),
+            item(3, json!({"tlog": true, "tamper": "proof"})),
+            item(4, json!({"tlog": true, "tamper": "checkpoint"})),
+            item(5, json!({"tsa": true, "tamper": "timestamp"})),
+            // A timestamp from after the certificate expired; a certificate expired now, with
+            // no time but now's.
+            item(6, json!({"tsa": true, "tsa_clock": hour_later})),
+            item(7, json!({"clock": hours_ago})),
+        ]),
+    );
+    let root = dir.join("trusted_root.json");
+    configure(&world, &["prod"], &api_keyless(&host, &root, ""));
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    let why = unverified(&world);
+    let refused = |minor: usize, reason: &str| {
+        format!(
+            "v1.{minor}.0: the Sigstore bundle attached to {}: {reason}",
+            digests[minor]
+        )
+    };
+    for expected in [
+        refused(
+            2,
+            "its certificate's SCT is not signed by the CT log it names",
+        ),
+        refused(3, "its inclusion proof does not lead to the log's root"),
+        refused(4, "its checkpoint is not signed by the log"),
+        refused(5, "its timestamp is not signed by its timestamp authority"),
+        refused(6, "signed at "),
+        refused(7, "its certificate is valid "),
+    ] {
+        assert!(why.contains(&expected), "{expected}\n{why}\n{out}");
+    }
+    assert!(why.contains("outside its certificate's validity"), "{why}");
+    assert!(
+        why.contains("and no transparency-log entry or timestamp shows when it signed"),
+        "{why}"
+    );
+    assert!(!why.contains("v1.1.0") && !why.contains("v1.0.0"), "{why}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains("newTag: v1.1.0"),
+        "{out}"
+    );
+    // The logged one counts as well, on its own.
+    configure(
+        &world,
+        &["prod"],
+        &api_keyless(&host, &root, "").replace(
+            "environments = [\"prod\"]\n",
+            "environments = [\"prod\"]\npin = \"v1.0.0\"\nallow_downgrade = true\n",
+        ),
+    );
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains("newTag: v1.0.0"),
+        "{out}\n{}",
+        unverified(&world)
+    );
+}

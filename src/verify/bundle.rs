@@ -27,6 +27,7 @@ use super::attestation::{self, Mismatch};
 use super::keyless::{self, Promise};
 use super::keys::PublicKey;
 use super::trusted_root::TrustedRoot;
+use super::{timestamp, transparency};
 use crate::config::{AttestationRule, Keyless};
 
 /// The media types of a Sigstore bundle, as an artifact type and as a layer type.
@@ -83,6 +84,21 @@ struct Material {
     x509_certificate_chain: Option<Chain>,
     #[serde(default)]
     tlog_entries: Vec<LogEntry>,
+    #[serde(default)]
+    timestamp_verification_data: Option<TimestampData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TimestampData {
+    #[serde(default)]
+    rfc3161_timestamps: Vec<SignedTimestamp>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedTimestamp {
+    signed_timestamp: String,
 }
 
 #[derive(Deserialize)]
@@ -127,11 +143,15 @@ struct EnvelopeSignature {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LogEntry {
+    #[serde(default)]
     log_index: Int,
     log_id: LogId,
+    #[serde(default)]
     integrated_time: Int,
     #[serde(default)]
     inclusion_promise: Option<InclusionPromise>,
+    #[serde(default)]
+    inclusion_proof: Option<transparency::InclusionProof>,
     canonicalized_body: String,
 }
 
@@ -148,15 +168,22 @@ struct InclusionPromise {
 }
 
 /// A protobuf int64 in JSON: a string of digits, or a number.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Int {
+pub enum Int {
     Text(String),
     Number(i64),
 }
 
+/// Protobuf's JSON leaves a zero out.
+impl Default for Int {
+    fn default() -> Self {
+        Int::Number(0)
+    }
+}
+
 impl Int {
-    fn value(&self) -> Option<i64> {
+    pub fn value(&self) -> Option<i64> {
         match self {
             Int::Text(t) => t.parse().ok(),
             Int::Number(n) => Some(*n),
@@ -344,12 +371,40 @@ fn signer(raw: &Raw, signed: &Signed, signers: &Signers, now: i64) -> Result<Str
             }
         })
         .ok_or("not signed by its certificate's key")?;
-    let logged = logged_time(material, signed, signature, &leaf, root)?;
-    keyless::certified(&leaf, logged, rule, root, now)
+    let mut times: Vec<i64> = logged_time(material, signed, signature, &leaf, root)?
+        .into_iter()
+        .collect();
+    times.extend(timestamped(material, signature, root)?);
+    keyless::certified(&leaf, &times, rule, root, now)
 }
 
-/// The time a transparency log recorded this signature, from the first entry with an inclusion
-/// promise that verifies and records it; `None` when no entry has a promise.
+/// The times the bundle's RFC 3161 timestamps give for `signature`: each must verify.
+fn timestamped(
+    material: &Material,
+    signature: &[u8],
+    root: &TrustedRoot,
+) -> Result<Vec<i64>, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some(data) = &material.timestamp_verification_data else {
+        return Ok(Vec::new());
+    };
+    data.rfc3161_timestamps
+        .iter()
+        .take(MAX_ITEMS)
+        .map(|t| {
+            let der = b64
+                .decode(&t.signed_timestamp)
+                .map_err(|_| "its timestamp is not base64".to_string())?;
+            timestamp::verify(&der, signature, root)
+        })
+        .collect()
+}
+
+/// What the transparency log says of this signature, from the first entry that checks out:
+/// the entry must record this very signature and certificate; its inclusion proof, when there
+/// is one, must lead to a root in a checkpoint the log signed; and its inclusion promise (the
+/// signed entry timestamp), when there is one, gives the time, `Some`. An entry with neither
+/// is not looked at. `Ok(None)`: no entry gives a time.
 fn logged_time(
     material: &Material,
     signed: &Signed,
@@ -357,51 +412,82 @@ fn logged_time(
     leaf: &Certificate,
     root: &TrustedRoot,
 ) -> Result<Option<i64>, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut why = None;
+    let mut proven = false;
     for entry in material.tlog_entries.iter().take(MAX_ITEMS) {
-        let Some(promise) = &entry.inclusion_promise else {
-            continue;
-        };
-        let (Some(integrated_time), Some(log_index)) =
-            (entry.integrated_time.value(), entry.log_index.value())
-        else {
-            why = Some("a transparency-log entry whose numbers do not parse".to_string());
-            continue;
-        };
-        let (Ok(log_id), Ok(set)) = (
-            b64.decode(&entry.log_id.key_id),
-            b64.decode(&promise.signed_entry_timestamp),
-        ) else {
-            why = Some("a transparency-log entry that is not base64".to_string());
-            continue;
-        };
-        let recorded = keyless::promised(
-            &Promise {
-                body: &entry.canonicalized_body,
-                integrated_time,
-                log_index,
-                log_id: &crate::hex::encode(&log_id),
-                signed_entry_timestamp: &set,
-            },
-            root,
-        )
-        .and_then(|body| {
-            if records(&body, signed, signature, leaf) {
-                Ok(())
-            } else {
-                Err("its transparency-log entry records another signature".to_string())
-            }
-        });
-        match recorded {
-            Ok(()) => return Ok(Some(integrated_time)),
+        match logged_entry(entry, signed, signature, leaf, root) {
+            Ok(Some(time)) => return Ok(Some(time)),
+            Ok(None) => proven = true,
             Err(e) => why = Some(e),
         }
     }
     match why {
-        Some(why) => Err(why),
-        None => Ok(None),
+        Some(why) if !proven => Err(why),
+        _ => Ok(None),
     }
+}
+
+/// One entry's part of [`logged_time`]: `Ok(Some(time))` with a verified promise, `Ok(None)`
+/// with only a verified inclusion proof.
+fn logged_entry(
+    entry: &LogEntry,
+    signed: &Signed,
+    signature: &[u8],
+    leaf: &Certificate,
+    root: &TrustedRoot,
+) -> Result<Option<i64>, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if entry.inclusion_promise.is_none() && entry.inclusion_proof.is_none() {
+        return Err(
+            "its transparency-log entry has neither an inclusion promise nor a proof".into(),
+        );
+    }
+    let (Some(integrated_time), Some(log_index)) =
+        (entry.integrated_time.value(), entry.log_index.value())
+    else {
+        return Err("its transparency-log entry's numbers do not parse".into());
+    };
+    let log_id = b64
+        .decode(&entry.log_id.key_id)
+        .map(|id| crate::hex::encode(&id))
+        .map_err(|_| "its transparency-log entry's log id is not base64")?;
+    let log = root
+        .logs
+        .iter()
+        .find(|l| l.id == log_id)
+        .ok_or("its transparency-log entry is from a log the trusted root does not name")?;
+    let body = b64
+        .decode(&entry.canonicalized_body)
+        .map_err(|_| "its transparency-log entry is not base64")?;
+    if let Some(proof) = &entry.inclusion_proof {
+        transparency::verify(proof, &body, log)?;
+    }
+    let (recorded, time) = match &entry.inclusion_promise {
+        Some(promise) => {
+            let set = b64
+                .decode(&promise.signed_entry_timestamp)
+                .map_err(|_| "its signed entry timestamp is not base64")?;
+            let body = keyless::promised(
+                &Promise {
+                    body: &entry.canonicalized_body,
+                    integrated_time,
+                    log_index,
+                    log_id: &log_id,
+                    signed_entry_timestamp: &set,
+                },
+                root,
+            )?;
+            (body, Some(integrated_time))
+        }
+        None => (
+            serde_json::from_slice(&body).map_err(|_| "its transparency-log entry is not JSON")?,
+            None,
+        ),
+    };
+    if !records(&recorded, signed, signature, leaf) {
+        return Err("its transparency-log entry records another signature".into());
+    }
+    Ok(time)
 }
 
 /// Whether a Rekor entry records this signature by this certificate: a `hashedrekord` of the

@@ -21,7 +21,7 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use super::keys::AnyKey;
-use super::trusted_root::TrustedRoot;
+use super::trusted_root::{Authority, TrustedRoot};
 use crate::config::Keyless;
 
 /// Where cosign puts a keyless signature's certificate (PEM), and its offline bundle (JSON).
@@ -63,10 +63,10 @@ pub fn check(
         return Err("not signed by its certificate's key".into());
     }
     let logged = match signed.annotations.get(BUNDLE) {
-        Some(bundle) => Some(bundle_time(bundle, signed, &leaf, root)?),
-        None => None,
+        Some(bundle) => vec![bundle_time(bundle, signed, &leaf, root)?],
+        None => Vec::new(),
     };
-    certified(&leaf, logged, rule, root, now)
+    certified(&leaf, &logged, rule, root, now)
 }
 
 /// The key of a signing certificate.
@@ -80,18 +80,23 @@ pub fn leaf_key(leaf: &Certificate) -> Result<AnyKey, String> {
 }
 
 /// Whether `leaf`, whose key made a signature, meets `rule` under `root`: issued by a trusted
-/// authority, naming the identity and issuer, and valid when it signed. That time is `logged`
-/// (a transparency log's, already verified), or else `now`.
+/// authority (with a CT log's timestamp, when the root names CT logs), naming the identity and
+/// issuer, and valid when it signed. The signing times are `times` (a transparency log's, a
+/// timestamp authority's, already verified; it must be valid at each), or else `now`.
 pub fn certified(
     leaf: &Certificate,
-    logged: Option<i64>,
+    times: &[i64],
     rule: &Keyless,
     root: &TrustedRoot,
     now: i64,
 ) -> Result<String, String> {
     let tbs = &leaf.tbs_certificate;
-    let signed_at = logged.unwrap_or(now);
-    issued_by_root(leaf, root, signed_at)?;
+    let logged = !times.is_empty();
+    let now = [now];
+    let times = if logged { times } else { &now[..] };
+    let ca = issuer(leaf, &root.authorities, times[0])
+        .map_err(|e| format!("its certificate was {e}"))?;
+    super::sct::verify(leaf, ca, root)?;
     let identities = identities(leaf);
     if !identities.contains(&rule.identity) {
         return Err(format!(
@@ -115,15 +120,15 @@ pub fn certified(
     }
     let from = seconds(&tbs.validity.not_before);
     let until = seconds(&tbs.validity.not_after);
-    if signed_at < from || signed_at > until {
-        return Err(if logged.is_some() {
+    if let Some(outside) = times.iter().find(|t| **t < from || **t > until) {
+        return Err(if logged {
             format!(
                 "signed at {}, outside its certificate's validity",
-                at(signed_at)
+                at(*outside)
             )
         } else {
             format!(
-                "its certificate is valid {} to {}, and no transparency-log entry shows when it signed",
+                "its certificate is valid {} to {}, and no transparency-log entry or timestamp shows when it signed",
                 at(from),
                 at(until)
             )
@@ -197,16 +202,20 @@ fn extension(cert: &Certificate, oid: ObjectIdentifier) -> Option<&[u8]> {
         .map(|e| e.extn_value.as_bytes())
 }
 
-/// Whether a certificate of an authority in `root`, valid at `time`, issued `leaf`.
-fn issued_by_root(leaf: &Certificate, root: &TrustedRoot, time: i64) -> Result<(), String> {
+/// The certificate of one of `authorities`, valid at `time`, that issued (signed) `leaf`.
+pub fn issuer<'a>(
+    leaf: &Certificate,
+    authorities: &'a [Authority],
+    time: i64,
+) -> Result<&'a Certificate, String> {
     let tbs = leaf.tbs_certificate.to_der().map_err(|e| e.to_string())?;
     let digest: Vec<u8> = match leaf.signature_algorithm.oid {
         ECDSA_SHA256 => sha2::Sha256::digest(&tbs).to_vec(),
         ECDSA_SHA384 => sha2::Sha384::digest(&tbs).to_vec(),
-        other => return Err(format!("its certificate is signed with {other}, not ECDSA")),
+        other => return Err(format!("signed with {other}, not ECDSA")),
     };
     let signature = leaf.signature.raw_bytes();
-    for authority in &root.authorities {
+    for authority in authorities {
         if authority.valid_from.is_some_and(|f| time < f)
             || authority.valid_until.is_some_and(|u| time > u)
         {
@@ -220,11 +229,11 @@ fn issued_by_root(leaf: &Certificate, root: &TrustedRoot, time: i64) -> Result<(
                 continue;
             };
             if AnyKey::from_spki_der(&spki).is_ok_and(|k| k.verifies_prehash(&digest, signature)) {
-                return Ok(());
+                return Ok(ca);
             }
         }
     }
-    Err("its certificate was not issued by an authority of the trusted root".into())
+    Err("not issued by an authority of the trusted root".into())
 }
 
 #[derive(Deserialize)]

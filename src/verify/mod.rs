@@ -29,7 +29,10 @@ pub mod attestation;
 pub mod bundle;
 pub mod keyless;
 pub mod keys;
+pub mod sct;
 pub mod simple_signing;
+pub mod timestamp;
+pub mod transparency;
 pub mod trusted_root;
 
 use keys::PublicKey;

@@ -2,10 +2,12 @@
 //! verify --trusted-root` reads, and what the Sigstore project publishes), given as a file so
 //! that nothing is fetched at verification time.
 //!
-//! Two parts are used: the certificate authorities (Fulcio) that issue signing certificates,
-//! each a chain of certificates valid for a time range; and the transparency logs (Rekor)
-//! whose public keys sign the timestamps in cosign's offline bundles, each known by its log id
-//! (the SHA-256 of its public key).
+//! Four parts are used: the certificate authorities (Fulcio) that issue signing certificates,
+//! each a chain of certificates valid for a time range; the transparency logs (Rekor) whose
+//! public keys sign entry timestamps and checkpoints, each known by its log id (the SHA-256 of
+//! its public key); the certificate transparency logs whose signed certificate timestamps
+//! Fulcio embeds in each certificate, known the same way; and the timestamp authorities whose
+//! RFC 3161 timestamps say when a signature existed.
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -37,6 +39,11 @@ pub struct Log {
 pub struct TrustedRoot {
     pub authorities: Vec<Authority>,
     pub logs: Vec<Log>,
+    /// Certificate transparency logs. When the root names any, a signing certificate must
+    /// carry a timestamp signed by one of them.
+    pub ct_logs: Vec<Log>,
+    /// RFC 3161 timestamp authorities: a chain each, leaf first.
+    pub timestamp_authorities: Vec<Authority>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +53,10 @@ struct Raw {
     certificate_authorities: Vec<RawAuthority>,
     #[serde(default)]
     tlogs: Vec<RawLog>,
+    #[serde(default)]
+    ctlogs: Vec<RawLog>,
+    #[serde(default)]
+    timestamp_authorities: Vec<RawAuthority>,
 }
 
 #[derive(Deserialize)]
@@ -111,8 +122,7 @@ impl TrustedRoot {
         let raw: Raw = serde_json::from_str(text)
             .map_err(|e| format!("not a Sigstore trusted_root.json: {e}"))?;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut authorities = Vec::new();
-        for a in raw.certificate_authorities {
+        let authority = |a: &RawAuthority| -> Result<Authority, String> {
             let certificates = a
                 .cert_chain
                 .certificates
@@ -126,30 +136,45 @@ impl TrustedRoot {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let range = a.valid_for.as_ref();
-            authorities.push(Authority {
+            Ok(Authority {
                 certificates,
                 valid_from: time(range.and_then(|r| r.start.as_ref()))?,
                 valid_until: time(range.and_then(|r| r.end.as_ref()))?,
-            });
-        }
-        let mut logs = Vec::new();
-        for l in raw.tlogs {
+            })
+        };
+        let log = |l: &RawLog| -> Result<Log, String> {
             let der = b64
                 .decode(&l.public_key.raw_bytes)
                 .map_err(|_| "a log key is not base64".to_string())?;
-            let key = AnyKey::from_spki_der(&der)
-                .map_err(|e| format!("a transparency log's key: {e}"))?;
+            let key = AnyKey::from_spki_der(&der).map_err(|e| format!("a log's key: {e}"))?;
             let id = b64
                 .decode(&l.log_id.key_id)
                 .map_err(|_| "a log id is not base64".to_string())?;
-            logs.push(Log {
+            Ok(Log {
                 id: crate::hex::encode(&id),
                 key,
-            });
-        }
+            })
+        };
+        let authorities = raw
+            .certificate_authorities
+            .iter()
+            .map(authority)
+            .collect::<Result<Vec<_>, _>>()?;
+        let timestamp_authorities = raw
+            .timestamp_authorities
+            .iter()
+            .map(authority)
+            .collect::<Result<Vec<_>, _>>()?;
+        let logs = raw.tlogs.iter().map(log).collect::<Result<Vec<_>, _>>()?;
+        let ct_logs = raw.ctlogs.iter().map(log).collect::<Result<Vec<_>, _>>()?;
         if authorities.is_empty() {
             return Err("it names no certificate authority".into());
         }
-        Ok(TrustedRoot { authorities, logs })
+        Ok(TrustedRoot {
+            authorities,
+            logs,
+            ct_logs,
+            timestamp_authorities,
+        })
     }
 }

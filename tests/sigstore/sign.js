@@ -19,7 +19,12 @@
 // and attaches it the way cosign 2 does (`sha256-<hex>.sig`, the signature, certificate and
 // offline bundle as annotations), the bundle's parts taken from sigstore-js's transparency-log
 // entry. `attach_to` attaches the bundle to another digest than the one signed (a copied
-// signature). Prints one JSON line per item: {bundle}.
+// signature). `clock` (an ISO time) has the certificate issued then, `tsa_clock` the
+// timestamp made then.
+// `tamper` spoils one part after the fact, for the counterpart a verifier must refuse: "sct"
+// (the CT log's signature in the certificate), "proof" (the inclusion proof's root),
+// "checkpoint" (the checkpoint's note, its signature kept), "timestamp" (the timestamp
+// authority's signature). Prints one JSON line per item: {bundle}.
 'use strict';
 
 const fs = require('fs');
@@ -123,6 +128,21 @@ async function attachClassic(registry, repo, digest, payload, bundle) {
   if (put.status !== 201) throw new Error(`manifest ${tag}: ${put.status}`);
 }
 
+// A timestamp authority as a trusted root lists it: its chain, leaf first.
+function authority(stamps, uri) {
+  return {
+    subject: { organization: 'sigstore.mock', commonName: 'tsa' },
+    uri,
+    certChain: {
+      certificates: [
+        { rawBytes: Buffer.from(stamps.intCertificate).toString('base64') },
+        { rawBytes: Buffer.from(stamps.rootCertificate).toString('base64') },
+      ],
+    },
+    validFor: { start: '2000-01-01T00:00:00Z' },
+  };
+}
+
 async function main() {
   const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
   const validFor = { start: '2000-01-01T00:00:00Z' };
@@ -138,6 +158,36 @@ async function main() {
   serve(REKOR, mock.rekorHandler(tlog));
   serve(TSA, mock.tsaHandler(tsa));
   nock.enableNetConnect(/127\.0\.0\.1/);
+  // The same authorities' keys at other times, or with a CT log whose signature is spoiled:
+  // each served at a URL of its own, made when an item first asks.
+  const variants = new Map();
+  async function variant(clock, tsaClock, spoilSct) {
+    const name = `${clock || 'now'}-${tsaClock || 'now'}-${spoilSct ? 'bad-sct' : 'sct'}`;
+    if (!variants.has(name)) {
+      const log = spoilSct
+        ? {
+            ...ctlog,
+            log: async (cert, issuer) => {
+              const sct = Buffer.from(await ctlog.log(cert, issuer));
+              sct[sct.length - 3] ^= 0x01;
+              return sct;
+            },
+          }
+        : ctlog;
+      const n = variants.size;
+      const fulcio = `https://fulcio-${n}.mock.test`;
+      const timestamps = `https://tsa-${n}.mock.test`;
+      const at = (t) => (t ? new Date(t) : undefined);
+      serve(fulcio, mock.fulcioHandler(await mock.initializeCA(caKeys, log, at(clock))));
+      // The same authority's key with another clock (and certificates of its own, which the
+      // trusted root lists too, as a root lists a rotated authority).
+      const stamps = await mock.initializeTSA(tsaKeys, at(tsaClock));
+      serve(timestamps, mock.tsaHandler(stamps));
+      trustedRoot.timestampAuthorities.push(authority(stamps, timestamps));
+      variants.set(name, { fulcio, timestamps });
+    }
+    return variants.get(name);
+  }
 
   const trustedRoot = {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
@@ -165,23 +215,14 @@ async function main() {
         logId: { keyId: Buffer.from(ctlog.logID).toString('base64') },
       },
     ],
-    timestampAuthorities: [
-      {
-        subject: { organization: 'sigstore.mock', commonName: 'tsa' },
-        uri: TSA,
-        certChain: {
-          certificates: [
-            { rawBytes: Buffer.from(tsa.intCertificate).toString('base64') },
-            { rawBytes: Buffer.from(tsa.rootCertificate).toString('base64') },
-          ],
-        },
-        validFor,
-      },
-    ],
+    timestampAuthorities: [authority(tsa, TSA)],
   };
-  fs.writeFileSync(`${job.dir}/trusted_root.json`, JSON.stringify(trustedRoot, null, 2));
 
   for (const item of job.items) {
+    const urls =
+      item.clock || item.tsa_clock || item.tamper === 'sct'
+        ? await variant(item.clock, item.tsa_clock, item.tamper === 'sct')
+        : { fulcio: FULCIO, timestamps: TSA };
     let signer;
     if (item.key) {
       const privateKey = crypto.createPrivateKey(fs.readFileSync(item.key));
@@ -195,13 +236,13 @@ async function main() {
     } else {
       const { identity, issuer } = item.keyless;
       signer = new sign.FulcioSigner({
-        fulcioBaseURL: FULCIO,
+        fulcioBaseURL: urls.fulcio,
         identityProvider: { getToken: async () => token(identity, issuer) },
       });
     }
     const witnesses = [];
     if (item.tlog) witnesses.push(new sign.RekorWitness({ rekorBaseURL: REKOR }));
-    if (item.tsa) witnesses.push(new sign.TSAWitness({ tsaBaseURL: TSA }));
+    if (item.tsa) witnesses.push(new sign.TSAWitness({ tsaBaseURL: urls.timestamps }));
     const hex = item.digest.replace(/^sha256:/, '');
     let bundle;
     let payload;
@@ -237,6 +278,18 @@ async function main() {
       });
     }
     const json = bundleToJSON(bundle);
+    const material = json.verificationMaterial;
+    if (item.tamper === 'proof') {
+      material.tlogEntries[0].inclusionProof.rootHash = Buffer.alloc(32, 7).toString('base64');
+    } else if (item.tamper === 'checkpoint') {
+      const checkpoint = material.tlogEntries[0].inclusionProof.checkpoint;
+      checkpoint.envelope = checkpoint.envelope.replace('\n', ' (altered)\n');
+    } else if (item.tamper === 'timestamp') {
+      const stamp = material.timestampVerificationData.rfc3161Timestamps[0];
+      const der = Buffer.from(stamp.signedTimestamp, 'base64');
+      der[der.length - 3] ^= 0x01;
+      stamp.signedTimestamp = der.toString('base64');
+    }
     if (item.form === 'classic') {
       await attachClassic(job.registry, item.repo, item.digest, payload, json);
     } else if (item.attach) {
@@ -254,6 +307,7 @@ async function main() {
     }
     process.stdout.write(JSON.stringify({ bundle: json }) + '\n');
   }
+  fs.writeFileSync(`${job.dir}/trusted_root.json`, JSON.stringify(trustedRoot, null, 2));
 }
 
 main().catch((e) => {

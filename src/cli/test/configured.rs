@@ -252,7 +252,7 @@ fn rules(d: &Deployment) -> Vec<String> {
         let mut signers: Vec<String> = v.keys.iter().map(|k| format!("the key {k}")).collect();
         if let Some(k) = &v.keyless {
             signers.push(format!(
-                "{} vouched for by {} (keyless: a certificate from an authority of {}, valid when the signature was logged by one of its transparency logs, or now)",
+                "{} vouched for by {} (keyless: a certificate from an authority of {}, with a CT log's SCT when the root names CT logs, valid when one of the root's transparency logs or timestamp authorities says it signed, or now)",
                 k.identity, k.issuer, k.trusted_root
             ));
         }
