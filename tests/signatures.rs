@@ -1130,3 +1130,61 @@ async fn sct_inclusion_proof_and_timestamp_are_checked() {
         unverified(&world)
     );
 }
+
+/// Keyless attestations, as cosign 3 attaches them (a Sigstore bundle whose DSSE statement has
+/// the attestation's predicate), made by sigstore-js: the rule's field decides, with the
+/// certificate checked as for a signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_attestations_in_bundles() {
+    if need::missing("keyless_attestations_in_bundles", &[Component::SigstoreJs]) {
+        return;
+    }
+    let (world, host, _) = prod_world().await;
+    let dir = world.dir.path();
+    let slsa = "https://slsa.dev/provenance/v1";
+    let ours = "https://github.com/acme/api/.github/workflows/release.yml";
+    let v110 = world.push("org/api", "v1.1.0").await;
+    let v120 = world.push("org/api", "v1.2.0").await;
+    let keyless = serde_json::json!({"identity": WORKFLOW, "issuer": ACTIONS});
+    let provenance =
+        |builder: &str| serde_json::json!({"runDetails": {"builder": {"id": builder}}});
+    sigstore::sigstore_js(
+        &host,
+        dir,
+        serde_json::json!([
+            {"repo": "org/api", "digest": v110, "form": "dsse", "keyless": keyless, "tlog": true, "attach": true},
+            {"repo": "org/api", "digest": v110, "form": "dsse", "keyless": keyless, "tlog": true, "attach": true,
+             "predicate_type": slsa, "predicate": provenance(ours)},
+            {"repo": "org/api", "digest": v120, "form": "dsse", "keyless": keyless, "tlog": true, "attach": true},
+            {"repo": "org/api", "digest": v120, "form": "dsse", "keyless": keyless, "tlog": true, "attach": true,
+             "predicate_type": slsa, "predicate": provenance("https://example.com/laptop")},
+        ]),
+    );
+    let root = dir.join("trusted_root.json");
+    configure(
+        &world,
+        &["prod"],
+        &api_keyless(
+            &host,
+            &root,
+            &format!(
+                "attestation = {{ predicate_type = \"{slsa}\", field = \"predicate.runDetails.builder.id\", equals = \"{ours}\" }}\n"
+            ),
+        ),
+    );
+    let (ok, out) = stdout(&world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains("newTag: v1.1.0"),
+        "{out}"
+    );
+    let why = unverified(&world);
+    assert!(
+        why.contains(&format!(
+            "v1.2.0: no `{slsa}` attestation for {v120} as the rule asks: `predicate.runDetails.builder.id` is `https://example.com/laptop`, not `{ours}`"
+        )),
+        "{why}"
+    );
+}
