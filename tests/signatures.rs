@@ -1077,6 +1077,18 @@ async fn sct_inclusion_proof_and_timestamp_are_checked() {
     );
     let root = dir.join("trusted_root.json");
     configure(&world, &["prod"], &api_keyless(&host, &root, ""));
+    // `check` says what the trusted root makes the rule check.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_image-updater"))
+        .arg("check")
+        .arg("--config")
+        .arg(world.config_path())
+        .output()
+        .unwrap();
+    let check = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(
+        check.contains(&format!("api (prod): keyless: a certificate for {WORKFLOW} from {ACTIONS} issued by 1 certificate authority; an embedded SCT from one of 1 CT log; signing time from 1 transparency log (signed entry timestamp; inclusion proof and checkpoint when present) or 4 timestamp authorities (RFC 3161)")),
+        "{check}"
+    );
     let (ok, out) = stdout(&world, &["once"]);
     assert!(ok, "{out}");
     let why = unverified(&world);

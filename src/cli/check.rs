@@ -32,6 +32,7 @@ pub fn run(args: Args) -> Outcome {
                 config.repositories.len(),
             );
             unset_variables(&config);
+            explain_verification(&config);
             for warning in image_updater::daemon::budget::Plan::new(&config).warnings() {
                 eprintln!("warning: {warning}");
             }
@@ -40,6 +41,66 @@ pub fn run(args: Args) -> Outcome {
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
             Outcome::Negative
+        }
+    }
+}
+
+/// Says what each keyless `verify` rule checks, from its trusted root when it is a file: the
+/// trusted root decides whether a certificate needs an SCT, and which logs and timestamp
+/// authorities may say when it signed.
+fn explain_verification(config: &config::Config) {
+    use image_updater::verify::trusted_root::TrustedRoot;
+    for image in config.images.values() {
+        for d in &image.deployments {
+            let Some(keyless) = d.verify.as_ref().and_then(|v| v.keyless.as_ref()) else {
+                continue;
+            };
+            let at = format!("{} ({})", image.alias, d.environment);
+            let root = match &keyless.trusted_root {
+                config::CredentialRef::File(path) => std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| TrustedRoot::parse(&text)),
+                other => {
+                    println!(
+                        "{at}: keyless: the trusted root is read from {other} when the daemon runs"
+                    );
+                    continue;
+                }
+            };
+            let root = match root {
+                Ok(root) => root,
+                Err(e) => {
+                    eprintln!("warning: {at}: trusted root {}: {e}", keyless.trusted_root);
+                    continue;
+                }
+            };
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
+            println!(
+                "{at}: keyless: a certificate for {} from {} issued by {}; {}; signing time from {} (signed entry timestamp; inclusion proof and checkpoint when present) or {} (RFC 3161), else the certificate must be valid now",
+                keyless.identity,
+                keyless.issuer,
+                plural(
+                    root.authorities.len(),
+                    "certificate authority",
+                    "certificate authorities"
+                ),
+                if root.ct_logs.is_empty() {
+                    "no SCT asked (the trusted root names no CT log)".to_string()
+                } else {
+                    format!(
+                        "an embedded SCT from one of {}",
+                        plural(root.ct_logs.len(), "CT log", "CT logs")
+                    )
+                },
+                plural(root.logs.len(), "transparency log", "transparency logs"),
+                plural(
+                    root.timestamp_authorities.len(),
+                    "timestamp authority",
+                    "timestamp authorities"
+                ),
+            );
         }
     }
 }
