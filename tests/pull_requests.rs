@@ -124,6 +124,12 @@ fn find(kind: Kind) -> Vec<String> {
     }
 }
 
+/// Reading request `n` at the start of a cycle, and again right before its update branch is
+/// pushed (the compare-and-swap that keeps a request merged in between from being updated).
+fn read(kind: Kind, n: u64) -> Vec<String> {
+    vec![get(kind, n), get(kind, n)]
+}
+
 fn get(kind: Kind, n: u64) -> String {
     match kind {
         Kind::GitLab => format!("GET merge_requests/{n}"),
@@ -296,7 +302,7 @@ async fn scenario(kind: Kind) {
     once_ok(&world);
     assert_eq!(
         forge.ops_since(mark),
-        concat(&[vec![get(kind, n(1))], edit(kind, n(1))])
+        concat(&[read(kind, n(1)), edit(kind, n(1))])
     );
     assert_eq!(
         forge.pulls().len() as u64,
@@ -312,7 +318,7 @@ async fn scenario(kind: Kind) {
     let moved = head(&world, BASE);
     let mark = forge.log().len();
     once_ok(&world);
-    assert_eq!(forge.ops_since(mark), vec![get(kind, n(1))]);
+    assert_eq!(forge.ops_since(mark), read(kind, n(1)));
     let parent = git(
         &world.git.path("manifests"),
         &["rev-parse", &format!("refs/heads/{UPDATE}^")],
@@ -399,7 +405,7 @@ async fn scenario(kind: Kind) {
     once_ok(&world);
     assert_eq!(
         forge.ops_since(mark),
-        concat(&[vec![get(kind, n(3))], edit(kind, n(3))])
+        concat(&[read(kind, n(3)), edit(kind, n(3))])
     );
     assert!(forge.pull(n(3)).title.contains("api v1.5.0"));
     assert_eq!(head(&world, BASE), base_at, "the environment branch moved");
@@ -416,7 +422,7 @@ async fn scenario(kind: Kind) {
     };
     assert_eq!(
         forge.ops_since(mark),
-        concat(&[vec![get(kind, n(3))], merge])
+        concat(&[read(kind, n(3)), merge])
     );
     let asked = forge.log().last().unwrap().body.clone();
     match kind {
@@ -439,6 +445,7 @@ async fn scenario(kind: Kind) {
     once_ok(&world);
     let expected = match kind {
         Kind::GitHub => vec![
+            get(kind, n(3)),
             get(kind, n(3)),
             get(kind, n(3)),
             format!("PUT pulls/{}/merge", n(3)),
@@ -501,7 +508,7 @@ async fn looked_after(kind: Kind) {
     once_ok(&world);
     assert_eq!(
         forge.ops_since(mark),
-        concat(&[vec![get(kind, 1)], edit(kind, 1)]),
+        concat(&[read(kind, 1), edit(kind, 1)]),
         "a draft was asked to merge"
     );
     let title = forge.pull(1).title;
@@ -522,7 +529,7 @@ async fn looked_after(kind: Kind) {
     once_ok(&world);
     assert_eq!(
         forge.ops_since(mark),
-        concat(&[vec![get(kind, 1)], close(kind, 1)])
+        concat(&[read(kind, 1), close(kind, 1)])
     );
     let closed = forge.pull(1);
     assert_eq!(closed.state, "closed");
@@ -595,7 +602,7 @@ async fn looked_after(kind: Kind) {
     once_ok(&world);
     assert_eq!(
         forge.ops_since(mark),
-        concat(&[vec![get(kind, theirs)], close(kind, theirs)])
+        concat(&[read(kind, theirs), close(kind, theirs)])
     );
     let comments = forge.pull(theirs).comments;
     assert!(
@@ -712,4 +719,139 @@ async fn a_github_app_signs_in_with_installation_tokens() {
             .all(|l| l.auth.as_deref() == Some(&format!("Bearer {TOKEN}") as &str))
     );
     assert!(forge.pull(1).title.contains("api v1.1.0"));
+}
+
+/// A request merged (by a person, or by the forge's auto-merge) between the bot's read of it
+/// and its update: the merged request is left as it merged (no new commit recorded for it, no
+/// new title), what merged is read from the branch and counts as written, and the newer tag is
+/// proposed afresh in a new request, then deployed when that one merges. Before, the newer tag
+/// was taken as deployed, then held as if a person had reverted it, and never deployed.
+async fn merge_race(kind: Kind) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    once_ok(&world);
+    assert!(forge.pull(1).title.contains("api v1.1.0"));
+    let proposed_head = head(&world, UPDATE);
+
+    world.push("org/api", "v1.2.0").await;
+    forge.merge_after_next_read(1);
+    let mark = forge.log().len();
+    let out = once_ok(&world);
+    // What merged is what the request held when it merged.
+    assert!(
+        world.file_on(BASE, FILE).contains("newTag: v1.1.0"),
+        "{out}"
+    );
+    let merge_parents = git(
+        &world.git.path("manifests"),
+        &[
+            "rev-list",
+            "--parents",
+            "-n",
+            "1",
+            &format!("refs/heads/{BASE}"),
+        ],
+    );
+    assert!(merge_parents.contains(&proposed_head), "{merge_parents}");
+    // The merged request is not touched after its merge.
+    let merged = forge.pull(1);
+    assert!(merged.merged, "{kind:?}");
+    assert!(
+        merged.title.contains("api v1.1.0") && !merged.title.contains("v1.2.0"),
+        "{}",
+        merged.title
+    );
+    let ops = forge.ops_since(mark);
+    let edits_of_1 = ops
+        .iter()
+        .filter(|op| {
+            op.starts_with("PATCH pulls/1")
+                || op.starts_with("PUT merge_requests/1")
+                || op.starts_with("POST issues/1/")
+                || op.starts_with("POST merge_requests/1/")
+        })
+        .count();
+    assert_eq!(edits_of_1, 0, "{ops:?}");
+    // The newer tag, proposed afresh on the merged branch's new head.
+    let second = forge.pull(2);
+    assert_eq!(second.state, "open");
+    assert!(second.title.contains("api v1.2.0"), "{}", second.title);
+    assert!(world.file_on(UPDATE, FILE).contains("newTag: v1.2.0"));
+    let row = status_row(&world);
+    assert_eq!(row["current"], "v1.1.0", "{row}");
+    assert!(row["hold"].is_null(), "{row}");
+    assert!(
+        row["request"].as_str().unwrap_or_default().ends_with("/2"),
+        "{row}"
+    );
+
+    // Merged later: deployed.
+    forge.merge_by_person(2);
+    once_ok(&world);
+    assert!(world.file_on(BASE, FILE).contains("newTag: v1.2.0"));
+    let row = status_row(&world);
+    assert_eq!(row["current"], "v1.2.0", "{row}");
+    assert!(row["hold"].is_null(), "{row}");
+    assert_eq!(forge.pulls().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_merge_race() {
+    merge_race(Kind::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_merge_race() {
+    merge_race(Kind::GitLab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_merge_race() {
+    merge_race(Kind::Gitea).await;
+}
+
+/// A known request that answers 404 (an admin deleted it, the repository moved): forgotten,
+/// and a request is found or opened again, instead of every cycle failing on it.
+async fn gone_request(kind: Kind) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    once_ok(&world);
+    forge.delete(1);
+    let out = once_ok(&world);
+    assert!(out.contains("is gone") || !out.is_empty(), "{out}");
+    let second = forge.pull(2);
+    assert_eq!(second.state, "open");
+    assert!(second.title.contains("api v1.1.0"), "{}", second.title);
+    let row = status_row(&world);
+    assert!(
+        row["request"].as_str().unwrap_or_default().ends_with("/2"),
+        "{row}"
+    );
+    assert!(row["last_error"].is_null(), "{row}");
+    // And it is looked after from then on.
+    once_ok(&world);
+    assert_eq!(forge.pulls().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_gone_request() {
+    gone_request(Kind::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_gone_request() {
+    gone_request(Kind::GitLab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_gone_request() {
+    gone_request(Kind::Gitea).await;
 }

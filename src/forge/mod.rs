@@ -51,6 +51,12 @@ pub enum ForgeError {
 }
 
 impl ForgeError {
+    /// Whether the forge said the thing asked for does not exist (HTTP 404): a request
+    /// deleted by an admin, a repository moved, access lost.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ForgeError::Refused { status: 404, .. })
+    }
+
     pub fn refused(what: &str, reply: &Reply) -> ForgeError {
         ForgeError::Refused {
             what: what.to_string(),

@@ -112,6 +112,9 @@ struct State {
     stale_lists: usize,
     /// The request those lists do not show.
     unseen: Option<u64>,
+    /// A request a person merges right after the next read of it is answered: the merge
+    /// lands between the bot's read and its update.
+    merge_after_read: Option<u64>,
 }
 
 impl State {
@@ -147,7 +150,20 @@ impl FakeForge {
                 async move {
                     let index = record(kind, &s, &method, &uri, &headers, &body);
                     let response = handle(kind, port, &s, &dir, method, uri, headers, body);
-                    s.lock().unwrap().log[index].status = response.status().as_u16();
+                    let mut state = s.lock().unwrap();
+                    state.log[index].status = response.status().as_u16();
+                    let read = state.log[index].op();
+                    if let Some(n) = state.merge_after_read
+                        && (read == format!("GET pulls/{n}")
+                            || read == format!("GET merge_requests/{n}"))
+                    {
+                        state.merge_after_read = None;
+                        let pull = state.pulls.iter_mut().find(|p| p.number == n).unwrap();
+                        merge_in_git(&dir, &pull.head, &pull.base);
+                        pull.state = "closed".into();
+                        pull.merged = true;
+                    }
+                    drop(state);
                     response
                 }
             },
@@ -234,6 +250,20 @@ impl FakeForge {
         merge_in_git(&self.git_dir, &pull.head, &pull.base);
         pull.state = "closed".into();
         pull.merged = true;
+    }
+
+    /// A person merges request `number` right after the bot's next read of it is answered.
+    pub fn merge_after_next_read(&self, number: u64) {
+        self.state.lock().unwrap().merge_after_read = Some(number);
+    }
+
+    /// An admin deletes request `number`: the forge answers 404 for it from now on.
+    pub fn delete(&self, number: u64) {
+        let mut s = self.state.lock().unwrap();
+        // Kept in the list under a number nobody asks for, so new requests are numbered on.
+        let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
+        pull.number = u64::MAX - number;
+        pull.state = "closed".into();
     }
 
     /// A person closes request `number` without merging.
@@ -685,7 +715,7 @@ const USERS: &[(u64, &str)] = &[(11, "alice"), (12, "bob")];
 
 fn gitlab_json(p: &Pull, dir: &PathBuf) -> Value {
     json!({
-        "id": 5000 + p.number,
+        "id": 5000u64.wrapping_add(p.number),
         "iid": p.number,
         "project_id": 3,
         "title": p.title,

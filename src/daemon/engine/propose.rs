@@ -1,14 +1,19 @@
 //! An environment's updates proposed as a pull (merge) request rather than pushed.
 //!
 //! Each cycle that checks one of the environment's images:
-//! 1. asks the forge what became of the request last opened: merged by a person (its values
-//!    now count as written), closed without merging (its values are held, as a revert is),
-//!    or still open;
+//! 1. asks the forge what became of the request last opened: merged by a person (the values
+//!    the branch now holds count as written), closed without merging (its values are held, as
+//!    a revert is), gone (a 404: forgotten, and found or opened again), or still open;
 //! 2. rebuilds the update branch from the environment's branch with every change still
 //!    wanted: this cycle's, and those proposed before for images not checked this cycle;
 //! 3. opens the request, or edits the open one in place, or closes it with a comment when
 //!    nothing is left to propose;
 //! 4. with `auto_merge`, asks the forge to merge it at the pushed head once its rules allow.
+//!
+//! Right before the update branch is pushed, the request is read again (compare and swap): one
+//! merged or closed in the meantime (auto-merge makes a merge within seconds likely) is
+//! settled as in step 1 and never updated, and what is still newer goes into a new request.
+//! What a merge recorded is read from the branch, not assumed from the proposal.
 //!
 //! A forge that cannot be reached is an error for the environment, retried next cycle; the
 //! environment's branch is never pushed to instead.
@@ -65,24 +70,9 @@ impl Engine {
         };
         // 1. What became of the request last opened.
         let mut known = store.get(&env.name);
-        if let Some(request) = &known {
-            let now = client.get(request.number).await.map_err(fail)?;
-            match now.state {
-                State::Open => {}
-                State::Merged if !dry_run => {
-                    self.merged(env, request);
-                    store.set(&env.name, None);
-                    known = None;
-                }
-                State::Closed if !dry_run => {
-                    self.closed_unmerged(env, request);
-                    changes.retain(|c| !request.proposed.contains_key(&c.alias));
-                    store.set(&env.name, None);
-                    known = None;
-                }
-                _ => {}
-            }
-        }
+        self.settle(env, repo, &client, &mut known, &mut changes, dry_run)
+            .await
+            .map_err(fail)?;
         // 2. Changes proposed before for images not checked this cycle are still wanted.
         if let Some(request) = &known {
             for (alias, proposal) in &request.proposed {
@@ -96,6 +86,12 @@ impl Engine {
             changes.sort_by(|a, b| a.alias.cmp(&b.alias));
         }
         let update = env.pull_request.branch.as_str();
+        // Compare and swap: a request merged or closed since step 1 is not updated.
+        if known.is_some() && !dry_run {
+            self.settle(env, repo, &client, &mut known, &mut changes, dry_run)
+                .await
+                .map_err(fail)?;
+        }
         let proposed = {
             let mirror = self.mirror(repo).await?;
             let m = mirror.as_ref().expect("opened by mirror()");
@@ -233,7 +229,8 @@ impl Engine {
             {
                 Merge::Merged => {
                     tracing::info!(environment = %env.name, %url, "{noun} merged");
-                    self.merged(env, &record);
+                    // Merged at `head` (the forge was told to merge only that): as proposed.
+                    self.merged_as_proposed(env, &record, &record.proposed);
                     store.set(&env.name, None);
                     outcome.request = Some(format!("merged {noun} {url}"));
                     return Ok(outcome);
@@ -326,11 +323,105 @@ impl Engine {
         })
     }
 
-    /// A request merged (by a person, or by the forge): its values are on the branch, as
+    /// What became of `known`, the request last opened (see the module's steps); `known` is
+    /// `None` afterwards unless it is still open.
+    async fn settle(
+        &self,
+        env: &Environment,
+        repo: &Repository,
+        client: &forge::Client,
+        known: &mut Option<OpenRequest>,
+        changes: &mut Vec<ImageChange>,
+        dry_run: bool,
+    ) -> Result<(), forge::ForgeError> {
+        let Some(request) = known.clone() else {
+            return Ok(());
+        };
+        let store = &self.shared.requests;
+        let now = match client.get(request.number).await {
+            Ok(now) => now,
+            Err(e) if e.is_not_found() && !dry_run => {
+                tracing::warn!(environment = %env.name, url = %request.url, "{} is gone (the forge answers 404): forgotten; one is found or opened again", request.name());
+                self.forget_request(env, Some(&request));
+                store.set(&env.name, None);
+                *known = None;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        match now.state {
+            State::Open => {}
+            State::Merged if !dry_run => {
+                self.merged(env, repo, &request).await;
+                store.set(&env.name, None);
+                *known = None;
+            }
+            State::Closed if !dry_run => {
+                self.closed_unmerged(env, &request);
+                changes.retain(|c| !request.proposed.contains_key(&c.alias));
+                store.set(&env.name, None);
+                *known = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A request merged by a person or by the forge's auto-merge: what counts as written is
+    /// what the branch holds now, read from it. A merge that landed while the request was
+    /// being updated holds the values from before the update; those count, and the newer
+    /// values are proposed again rather than taken as deployed (and then as reverted).
+    async fn merged(&self, env: &Environment, repo: &Repository, request: &OpenRequest) {
+        let carried: Vec<ImageChange> = request
+            .proposed
+            .iter()
+            .filter_map(|(alias, p)| self.carried(env, alias, p))
+            .collect();
+        let update = env.pull_request.branch.as_str();
+        let still_to_do = match self.mirror(repo).await {
+            Ok(mirror) => {
+                let m = mirror.as_ref().expect("opened by mirror()");
+                write_update_branch(m, repo, env, update, &carried, true)
+                    .await
+                    .map(|p| p.outcome.applied)
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        let still_to_do = match still_to_do {
+            Ok(applied) => applied,
+            Err(e) => {
+                // The forge says merged; without the branch to read, its word is taken.
+                tracing::warn!(environment = %env.name, error = %e, "cannot read the branch after a merge; taking the request's values as merged");
+                Vec::new()
+            }
+        };
+        let on_branch: BTreeMap<String, Proposed> = request
+            .proposed
+            .iter()
+            .filter(|(alias, _)| !still_to_do.iter().any(|a| &a.alias == *alias))
+            .map(|(alias, p)| (alias.clone(), p.clone()))
+            .collect();
+        for a in &still_to_do {
+            tracing::warn!(image = %a.alias, environment = %env.name, url = %request.url, holds = %a.old, proposed = %a.new, "{} was merged holding {} for {}, not the {} proposed last (merged while it was updated); proposed again", request.name(), a.old, a.alias, a.new);
+            self.shared.status.update(&a.alias, &env.name, |s| {
+                s.current = Some(a.old.clone());
+                s.request = None;
+            });
+        }
+        self.merged_as_proposed(env, request, &on_branch);
+    }
+
+    /// `proposed`, values of a merged request that are on the branch, count as
     /// image-updater's writes.
-    fn merged(&self, env: &Environment, request: &OpenRequest) {
+    fn merged_as_proposed(
+        &self,
+        env: &Environment,
+        request: &OpenRequest,
+        proposed: &BTreeMap<String, Proposed>,
+    ) {
         let name = request.name();
-        for (alias, p) in &request.proposed {
+        for (alias, p) in proposed {
             self.shared.metrics.updated(alias, &env.name);
             self.shared.status.update(alias, &env.name, |s| {
                 s.last_update = Some(format!("{} -> {}", p.old, p.value));
