@@ -420,10 +420,7 @@ async fn scenario(kind: Kind) {
         Kind::GitLab => vec![format!("PUT merge_requests/{}/merge", n(3))],
         Kind::Gitea => vec![format!("POST pulls/{}/merge", n(3))],
     };
-    assert_eq!(
-        forge.ops_since(mark),
-        concat(&[read(kind, n(3)), merge])
-    );
+    assert_eq!(forge.ops_since(mark), concat(&[read(kind, n(3)), merge]));
     let asked = forge.log().last().unwrap().body.clone();
     match kind {
         Kind::GitLab => {
@@ -854,4 +851,62 @@ async fn gitlab_gone_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitea_gone_request() {
     gone_request(Kind::Gitea).await;
+}
+
+/// A forge that answers 429 with `Retry-After: 30` gets nothing for those 30 seconds, however
+/// often the daemon's cycles come (every second here); then the request is opened. The wait
+/// is counted in `/metrics` and shown by `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_waits_out_a_forges_retry_after() {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(Kind::GitHub, world.git.path("manifests")).await;
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    forge.rate_limit_next(30);
+    let daemon = world.start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while forge.log().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forge was never asked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let limited_at = std::time::Instant::now();
+    assert_eq!(forge.log()[0].status, 429);
+    // The window: cycles run every second, and none sends the forge anything.
+    tokio::time::sleep(std::time::Duration::from_secs(28)).await;
+    assert_eq!(forge.log().len(), 1, "{:?}", forge.ops_since(0));
+    let row = status_row(&world);
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("asked to wait"),
+        "{row}"
+    );
+    assert_eq!(
+        daemon.metric("image_updater_forge_rate_limited_total").await,
+        1.0
+    );
+    // After it: the request is opened.
+    world
+        .wait_for(UPDATE, FILE, "newTag: v1.1.0", &daemon)
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while forge.pulls().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            forge.ops_since(0)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first_after = forge.log()[1].clone();
+    assert!(
+        limited_at.elapsed() >= std::time::Duration::from_secs(29),
+        "{first_after:?}"
+    );
 }

@@ -4,11 +4,20 @@
 //! Redirects are never followed: an API that moves is a config change, and a redirect is how
 //! a token would leave for another host. Pagination links are followed only on the same
 //! origin, and only so far.
+//!
+//! A forge that asks to wait is obeyed: a 429, or GitHub's secondary rate limit (a 403 with
+//! `Retry-After`, or with `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset`), pauses every
+//! request to that origin until the time given (at least a second, at most an hour; 60 s
+//! when a 429 says nothing). Requests in the pause fail at once without being sent, so the
+//! environment is retried next cycle and nothing else waits on this forge; GitHub may ban
+//! integrations that keep sending.
 
 // Numbers here come from forges: no arithmetic that can overflow or panic.
 #![deny(clippy::arithmetic_side_effects)]
 
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LINK};
 use reqwest::{Method, StatusCode, Url};
@@ -21,6 +30,62 @@ pub const MAX_BODY: usize = 4 << 20;
 /// The most pages of one list read; beyond that, what is looked for is not there in practice.
 pub const MAX_PAGES: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest pause a forge may ask for; a longer `Retry-After` is taken as this.
+const MAX_PAUSE: Duration = Duration::from_secs(3600);
+/// The pause after a 429 that says nothing of how long.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
+
+/// Until when each forge origin asked not to be sent anything. Process-wide, not per client:
+/// clients are made per repository, and a forge's limits are per host and account.
+static PAUSES: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Mutex::default);
+/// Rate-limit answers received, per forge origin, for `/metrics`.
+static RATE_LIMITED: LazyLock<Mutex<BTreeMap<String, u64>>> = LazyLock::new(Mutex::default);
+
+/// Rate-limit answers received so far, per forge origin.
+pub fn rate_limited() -> Vec<(String, u64)> {
+    RATE_LIMITED
+        .lock()
+        .expect("forge rate lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// How long the forge asked to wait, when `status` and `headers` are a rate limit.
+fn asked_to_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let retry_after = header("retry-after").and_then(|v| {
+        v.parse::<u64>().map(Duration::from_secs).ok().or_else(|| {
+            httpdate::parse_http_date(v).ok().map(|at| {
+                at.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            })
+        })
+    });
+    let reset = || {
+        (header("x-ratelimit-remaining") == Some("0"))
+            .then(|| header("x-ratelimit-reset")?.parse::<u64>().ok())
+            .flatten()
+            .map(|at| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                Duration::from_secs(at.saturating_sub(now))
+            })
+    };
+    let wait = match status {
+        StatusCode::TOO_MANY_REQUESTS => Some(retry_after.or_else(reset).unwrap_or(DEFAULT_PAUSE)),
+        StatusCode::FORBIDDEN => retry_after.or_else(reset),
+        _ => None,
+    }?;
+    Some(wait.clamp(Duration::from_secs(1), MAX_PAUSE))
+}
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One answer, read whole (up to [`MAX_BODY`]).
@@ -139,6 +204,20 @@ impl Api {
                 ),
             });
         }
+        let origin = self.base.origin().ascii_serialization();
+        let paused = PAUSES
+            .lock()
+            .expect("forge pause lock")
+            .get(&origin)
+            .copied();
+        if let Some(left) = paused.map(|until| until.saturating_duration_since(Instant::now()))
+            && !left.is_zero()
+        {
+            return Err(ForgeError::RateLimited {
+                forge: origin,
+                seconds: left.as_secs().max(1),
+            });
+        }
         let what = format!("{method} {}", url.path());
         let mut request = self.client.request(method, url).headers(self.fixed.clone());
         if let Some(auth) = auth {
@@ -159,6 +238,22 @@ impl Api {
             .map_err(|e| ForgeError::Network(format!("{what}: {}", without_url(&e))))?;
         let status = response.status();
         let headers = response.headers().clone();
+        if let Some(wait) = asked_to_wait(status, &headers) {
+            tracing::warn!(forge = %origin, seconds = wait.as_secs(), "the forge asked to wait (HTTP {}); nothing is sent to it until then", status.as_u16());
+            if let Some(until) = Instant::now().checked_add(wait) {
+                PAUSES
+                    .lock()
+                    .expect("forge pause lock")
+                    .insert(origin.clone(), until);
+            }
+            let mut counts = RATE_LIMITED.lock().expect("forge rate lock");
+            let n = counts.entry(origin.clone()).or_default();
+            *n = n.saturating_add(1);
+            return Err(ForgeError::RateLimited {
+                forge: origin,
+                seconds: wait.as_secs(),
+            });
+        }
         if response
             .content_length()
             .is_some_and(|n| n > MAX_BODY as u64)
@@ -296,6 +391,62 @@ mod tests {
         );
         headers.insert(LINK, HeaderValue::from_static("garbage"));
         assert_eq!(next_link(&headers), None);
+    }
+
+    #[test]
+    fn waits_are_read_as_each_forge_sends_them() {
+        let h = |pairs: &[(&'static str, String)]| {
+            let mut headers = HeaderMap::new();
+            for (k, v) in pairs {
+                headers.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            headers
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        // A 429 with Retry-After (GitLab, Gitea, GitHub), seconds or a date; or with nothing.
+        let cases = [
+            (429, h(&[("retry-after", "30".into())]), Some(30)),
+            (429, h(&[]), Some(60)),
+            (429, h(&[("retry-after", "999999".into())]), Some(3600)),
+            (429, h(&[("retry-after", "0".into())]), Some(1)),
+            // GitHub's secondary limits: a 403 with Retry-After, or the reset of an exhausted
+            // budget.
+            (403, h(&[("retry-after", "45".into())]), Some(45)),
+            (
+                403,
+                h(&[
+                    ("x-ratelimit-remaining", "0".into()),
+                    ("x-ratelimit-reset", (now + 120).to_string()),
+                ]),
+                Some(120),
+            ),
+            // A 403 that is a refusal, not a limit; a success with budget left.
+            (403, h(&[("x-ratelimit-remaining", "12".into())]), None),
+            (403, h(&[]), None),
+            (200, h(&[("retry-after", "30".into())]), None),
+        ];
+        for (status, headers, expected) in cases {
+            let got = secs(asked_to_wait(
+                StatusCode::from_u16(status).unwrap(),
+                &headers,
+            ));
+            // A reset is computed against the clock: allow the second it may tick.
+            assert!(
+                got == expected || got.zip(expected).is_some_and(|(g, e)| e.abs_diff(g) <= 1),
+                "{status} {headers:?}: {got:?}"
+            );
+        }
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(90));
+        let got = secs(asked_to_wait(
+            StatusCode::TOO_MANY_REQUESTS,
+            &h(&[("retry-after", date)]),
+        ))
+        .unwrap();
+        assert!((88..=90).contains(&got), "{got}");
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub enum ForgeError {
     Invalid { what: String, reason: String },
     #[error("forge credentials: {0}")]
     Credentials(String),
+    #[error(
+        "the forge {forge} asked to wait {seconds}s more (rate limited); nothing is sent to it until then"
+    )]
+    RateLimited { forge: String, seconds: u64 },
 }
 
 impl ForgeError {

@@ -115,6 +115,8 @@ struct State {
     /// A request a person merges right after the next read of it is answered: the merge
     /// lands between the bot's read and its update.
     merge_after_read: Option<u64>,
+    /// The next request is answered 429 with this `Retry-After` (seconds).
+    rate_limit_next: Option<u64>,
 }
 
 impl State {
@@ -255,6 +257,11 @@ impl FakeForge {
     /// A person merges request `number` right after the bot's next read of it is answered.
     pub fn merge_after_next_read(&self, number: u64) {
         self.state.lock().unwrap().merge_after_read = Some(number);
+    }
+
+    /// The next request is answered 429 with `Retry-After: seconds`.
+    pub fn rate_limit_next(&self, seconds: u64) {
+        self.state.lock().unwrap().rate_limit_next = Some(seconds);
     }
 
     /// An admin deletes request `number`: the forge answers 404 for it from now on.
@@ -460,6 +467,17 @@ fn handle(
     let mut s = state.lock().unwrap();
     if s.down {
         return answer(503, json!({"message": "Service Unavailable"}));
+    }
+    if let Some(seconds) = s.rate_limit_next.take() {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("content-type", "application/json".to_string()),
+                ("retry-after", seconds.to_string()),
+            ],
+            json!({"message": "API rate limit exceeded"}).to_string(),
+        )
+            .into_response();
     }
     let expected = match kind {
         Kind::GitHub => format!("Bearer {TOKEN}"),

@@ -237,6 +237,14 @@ impl Collector for Scrape {
                 .iter()
                 .map(|(k, n)| ([("registry", k.as_str())], *n)),
         )?;
+        let forges = crate::forge::http::rate_limited();
+        counters(
+            &mut e,
+            "image_updater_forge_rate_limited",
+            "Rate-limit answers (429, GitHub's secondary-limit 403) by forge; each pauses requests to it for the time asked.",
+            None,
+            forges.iter().map(|(k, n)| ([("forge", k.as_str())], *n)),
+        )?;
         counters(
             &mut e,
             "image_updater_registry_rate_limit_wait",
