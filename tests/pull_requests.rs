@@ -888,7 +888,9 @@ async fn the_daemon_waits_out_a_forges_retry_after() {
         "{row}"
     );
     assert_eq!(
-        daemon.metric("image_updater_forge_rate_limited_total").await,
+        daemon
+            .metric("image_updater_forge_rate_limited_total")
+            .await,
         1.0
     );
     // After it: the request is opened.
@@ -909,4 +911,62 @@ async fn the_daemon_waits_out_a_forges_retry_after() {
         limited_at.elapsed() >= std::time::Duration::from_secs(29),
         "{first_after:?}"
     );
+}
+
+/// A request a person closed (its value held, as a revert is) and then reopened: the person
+/// wants it. It is kept open, its value is no longer held, and it is kept current; before, it
+/// was closed again with a comment saying its changes were on the branch, which they were not.
+async fn reopened_by_a_person(kind: Kind) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    once_ok(&world);
+    forge.close_by_person(1);
+    once_ok(&world);
+    let row = status_row(&world);
+    assert!(
+        row["hold"].as_str().unwrap_or_default().contains("v1.1.0"),
+        "{row}"
+    );
+
+    forge.reopen_by_person(1);
+    let out = once_ok(&world);
+    assert!(out.contains("reopened"), "{out}");
+    once_ok(&world);
+    once_ok(&world);
+    let pull = forge.pull(1);
+    assert_eq!(pull.state, "open", "{kind:?}: closed again");
+    assert!(pull.comments.is_empty(), "{:?}", pull.comments);
+    assert!(pull.title.contains("api v1.1.0"), "{}", pull.title);
+    assert!(world.file_on(UPDATE, FILE).contains("newTag: v1.1.0"));
+    assert_eq!(forge.pulls().len(), 1);
+    let row = status_row(&world);
+    assert!(row["hold"].is_null(), "{row}");
+    assert!(
+        row["request"].as_str().unwrap_or_default().ends_with("/1"),
+        "{row}"
+    );
+    // Kept current: a newer tag updates it in place.
+    world.push("org/api", "v1.2.0").await;
+    once_ok(&world);
+    assert!(forge.pull(1).title.contains("api v1.2.0"));
+    assert_eq!(forge.pulls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_reopened_by_a_person() {
+    reopened_by_a_person(Kind::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_reopened_by_a_person() {
+    reopened_by_a_person(Kind::GitLab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_reopened_by_a_person() {
+    reopened_by_a_person(Kind::Gitea).await;
 }

@@ -946,9 +946,17 @@ impl Engine {
             .cloned()
             .collect();
         // Without changes, an open request is still looked after (merged, closed, no longer
-        // wanted).
+        // wanted), and one a person closed is watched for being reopened.
+        let closed_by_person = proposing.iter().any(|alias| {
+            self.shared
+                .status
+                .get(alias, &env.name)
+                .held
+                .is_some_and(|h| h.request.is_some())
+        });
         if !proposed.is_empty()
-            || (!proposing.is_empty() && self.shared.requests.get(env_name).is_some())
+            || (!proposing.is_empty()
+                && (self.shared.requests.get(env_name).is_some() || closed_by_person))
         {
             reports.push(
                 self.propose_changes(env_name, proposed, &proposing, dry_run)
@@ -1128,6 +1136,7 @@ impl Engine {
                             tag: d.tag.clone().unwrap_or_default(),
                             found: sk.current.clone(),
                             since: now(),
+                            request: None,
                         })
                     });
                     s.waiting = Some(sk.reason.clone());

@@ -280,6 +280,14 @@ impl FakeForge {
         pull.state = "closed".into();
     }
 
+    /// A person reopens request `number`, which was closed without merging.
+    pub fn reopen_by_person(&self, number: u64) {
+        let mut s = self.state.lock().unwrap();
+        let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
+        assert!(!pull.merged);
+        pull.state = "open".into();
+    }
+
     /// The required checks pass: requests set to auto-merge are merged.
     pub fn checks_pass(&self) {
         let mut s = self.state.lock().unwrap();

@@ -108,6 +108,26 @@ impl Engine {
                 .map_err(fail)?
                 .map(|r| (r.number, r.url)),
         };
+        // A request a person closed, then reopened: the person wants it. Its values are no
+        // longer held, and it is kept open (and current from the next cycle on) rather than
+        // closed again.
+        if let (Some((number, url)), None) = (&open, &known)
+            && !dry_run
+        {
+            let reopened = self.lift_holds_of(env, *number);
+            if !reopened.is_empty() {
+                tracing::info!(environment = %env.name, %url, images = ?reopened, "{noun} reopened by a person: its values are no longer held, and it is kept open");
+                let url = url.clone();
+                for alias in &reopened {
+                    self.shared.status.update(alias, &env.name, |s| {
+                        s.request = Some(url.clone());
+                        s.waiting = Some(format!("{url} was reopened: proposed again"));
+                    });
+                }
+                outcome.request = Some(format!("kept {noun} {url}, reopened by a person"));
+                return Ok(outcome);
+            }
+        }
         // 3a. Nothing left to propose: the open request goes.
         if outcome.applied.is_empty() {
             if let Some((number, url)) = open {
@@ -454,11 +474,33 @@ impl Engine {
                     tag: safety::tag_of(&p.value).to_string(),
                     found: format!("{} closed", request.url),
                     since: now(),
+                    request: Some(request.number),
                 }));
                 s.request = None;
                 s.waiting = Some(reason.clone());
             });
         }
+    }
+
+    /// Lifts the holds that request `number`'s closing put on `env`'s images; returns them.
+    fn lift_holds_of(&self, env: &Environment, number: u64) -> Vec<String> {
+        let mut lifted = Vec::new();
+        for alias in self.config.images.keys() {
+            let held_by_it = self
+                .shared
+                .status
+                .get(alias, &env.name)
+                .held
+                .is_some_and(|h| h.request == Some(number));
+            if held_by_it {
+                self.shared.status.update(alias, &env.name, |s| {
+                    s.held = None;
+                    s.waiting = None;
+                });
+                lifted.push(alias.clone());
+            }
+        }
+        lifted
     }
 
     /// The statuses of a closed request's images no longer point at it.

@@ -58,6 +58,10 @@ pub struct RevertHold {
     /// What the branch held instead when the revert was noticed.
     pub found: String,
     pub since: String,
+    /// The request a person closed without merging, when that is what holds the value: the
+    /// same request reopened lifts the hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
 }
 
 /// One image's environments, sorted by name.
