@@ -417,7 +417,10 @@ async fn scenario(kind: Kind) {
     once_ok(&world);
     let merge = match kind {
         Kind::GitHub => vec![get(kind, n(3))],
-        Kind::GitLab => vec![format!("PUT merge_requests/{}/merge", n(3))],
+        Kind::GitLab => vec![
+            "GET version".into(),
+            format!("PUT merge_requests/{}/merge", n(3)),
+        ],
         Kind::Gitea => vec![format!("POST pulls/{}/merge", n(3))],
     };
     assert_eq!(forge.ops_since(mark), concat(&[read(kind, n(3)), merge]));
@@ -969,4 +972,54 @@ async fn gitlab_reopened_by_a_person() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitea_reopened_by_a_person() {
     reopened_by_a_person(Kind::Gitea).await;
+}
+
+/// GitLab before 17.11 knows `merge_when_pipeline_succeeds`, not `auto_merge`, and given only
+/// `auto_merge` merges at once where pipelines are not required. The version is read once,
+/// and an older GitLab is asked to merge when the pipeline succeeds: nothing merges before
+/// the checks pass. A current one gets `auto_merge`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_before_17_11_is_asked_to_merge_when_the_pipeline_succeeds() {
+    for (version, field) in [
+        ("17.10.4-ee", "merge_when_pipeline_succeeds"),
+        ("17.11.0", "auto_merge"),
+    ] {
+        let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+        protect(&world);
+        let forge = FakeForge::start(Kind::GitLab, world.git.path("manifests")).await;
+        forge.set_gitlab_version(version);
+        world.write_config(&config(&world, &forge, true));
+        world.push("org/api", "v1.0.0").await;
+        world.push("org/api", "v1.1.0").await;
+        once_ok(&world);
+        let merges: Vec<_> = forge
+            .log()
+            .into_iter()
+            .filter(|l| l.op() == "PUT merge_requests/1/merge")
+            .collect();
+        assert_eq!(merges.len(), 1, "{version}");
+        assert_eq!(
+            merges[0].body[field], true,
+            "{version}: {:?}",
+            merges[0].body
+        );
+        assert!(
+            !world.file_on(BASE, FILE).contains("v1.1.0"),
+            "{version}: merged before the pipeline passed"
+        );
+        assert_eq!(
+            forge
+                .log()
+                .iter()
+                .filter(|l| l.op() == "GET version")
+                .count(),
+            1
+        );
+        forge.checks_pass();
+        once_ok(&world);
+        assert!(
+            world.file_on(BASE, FILE).contains("newTag: v1.1.0"),
+            "{version}"
+        );
+    }
 }

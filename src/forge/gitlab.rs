@@ -7,6 +7,11 @@
 //! `PUT …/merge_requests/:iid/merge` with `auto_merge`, GitLab's own "merge when checks
 //! pass", pinned to the head commit with `sha`. `:id` is the project's path, URL-encoded.
 //!
+//! `auto_merge` exists from GitLab 17.11; before, the same is `merge_when_pipeline_succeeds`,
+//! and an older GitLab given only `auto_merge` merges at once where the project does not
+//! require pipelines. So the version (`GET /version`) is read once per forge, and an older or
+//! unknown one is sent `merge_when_pipeline_succeeds` (which 17.11 and later still accept).
+//!
 //! A draft is a title that starts with `Draft:`.
 
 use reqwest::Method;
@@ -214,6 +219,35 @@ pub async fn close(
     .await
 }
 
+/// GitLab's version as `GET /version` gives it (`17.10.2-ee`): major and minor, or `None` when
+/// it cannot be read (a token without the scope, say).
+pub async fn version(api: &Api, auth: &Auth) -> Option<(u64, u64)> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: String,
+    }
+    let reply = api
+        .call(
+            Method::GET,
+            "/version",
+            auth,
+            None,
+            "reading GitLab's version",
+        )
+        .await
+        .ok()?;
+    let v: Version = reply.json("GitLab's version").ok()?;
+    let mut parts = v.version.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether a GitLab of `version` knows `auto_merge` (17.11 and later).
+fn auto_merge_known(version: Option<(u64, u64)>) -> bool {
+    version.is_some_and(|v| v >= (17, 11))
+}
+
 pub async fn merge(
     api: &Api,
     auth: &Auth,
@@ -221,17 +255,26 @@ pub async fn merge(
     request: &Request,
     head: &str,
     settings: &PullRequest,
+    version: Option<(u64, u64)>,
 ) -> Result<Merge, ForgeError> {
     let url = api.url(&format!(
         "{}/merge_requests/{}/merge",
         project_path(project),
         request.number
     ))?;
-    let body = json!({
-        "sha": head,
-        "auto_merge": true,
-        "squash": settings.merge_method == MergeMethod::Squash,
-    });
+    let body = if auto_merge_known(version) {
+        json!({
+            "sha": head,
+            "auto_merge": true,
+            "squash": settings.merge_method == MergeMethod::Squash,
+        })
+    } else {
+        json!({
+            "sha": head,
+            "merge_when_pipeline_succeeds": true,
+            "squash": settings.merge_method == MergeMethod::Squash,
+        })
+    };
     let reply = api.send(Method::PUT, url, Some(auth), Some(&body)).await?;
     match reply.status.as_u16() {
         200 => {
@@ -246,5 +289,21 @@ pub async fn merge(
         // head; 422: the merge failed.
         405 | 406 | 409 | 422 => Ok(Merge::NotYet(reply.message())),
         _ => Err(ForgeError::refused("merging", &reply)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auto_merge_from_17_11_on() {
+        for (version, known) in [
+            (None, false),
+            (Some((16, 11)), false),
+            (Some((17, 10)), false),
+            (Some((17, 11)), true),
+            (Some((18, 0)), true),
+        ] {
+            assert_eq!(super::auto_merge_known(version), known, "{version:?}");
+        }
     }
 }

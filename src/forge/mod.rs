@@ -126,6 +126,8 @@ pub struct Client {
     host: String,
     token: Mutex<Option<(Auth, Instant)>>,
     app: Option<app::Installation>,
+    /// GitLab's version, read once (`None`: unreadable, taken as older than 17.11).
+    gitlab_version: tokio::sync::OnceCell<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -165,6 +167,7 @@ impl Client {
             host,
             token: Mutex::new(None),
             app,
+            gitlab_version: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -307,7 +310,20 @@ impl Client {
                 github::merge(&self.api, &auth, &self.project, request, head, settings).await
             }
             ForgeKind::GitLab => {
-                gitlab::merge(&self.api, &auth, &self.project, request, head, settings).await
+                let version = *self
+                    .gitlab_version
+                    .get_or_init(|| gitlab::version(&self.api, &auth))
+                    .await;
+                gitlab::merge(
+                    &self.api,
+                    &auth,
+                    &self.project,
+                    request,
+                    head,
+                    settings,
+                    version,
+                )
+                .await
             }
             ForgeKind::Gitea => {
                 gitea::merge(&self.api, &auth, &self.project, request, head, settings).await

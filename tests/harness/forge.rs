@@ -117,6 +117,8 @@ struct State {
     merge_after_read: Option<u64>,
     /// The next request is answered 429 with this `Retry-After` (seconds).
     rate_limit_next: Option<u64>,
+    /// GitLab's version (`GET /version`); `None`: a current one.
+    gitlab_version: Option<String>,
 }
 
 impl State {
@@ -257,6 +259,11 @@ impl FakeForge {
     /// A person merges request `number` right after the bot's next read of it is answered.
     pub fn merge_after_next_read(&self, number: u64) {
         self.state.lock().unwrap().merge_after_read = Some(number);
+    }
+
+    /// GitLab's version, as `GET /version` answers it.
+    pub fn set_gitlab_version(&self, version: &str) {
+        self.state.lock().unwrap().gitlab_version = Some(version.to_string());
     }
 
     /// The next request is answered 429 with `Retry-After: seconds`.
@@ -737,6 +744,14 @@ fn github(
 
 // ---- GitLab ----
 
+/// Whether GitLab `version` (`17.10.2-ee`; empty: a current one) is before `major.minor`.
+fn gitlab_before(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    !version.is_empty() && (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (major, minor)
+}
+
 const USERS: &[(u64, &str)] = &[(11, "alice"), (12, "bob")];
 
 fn gitlab_json(p: &Pull, dir: &PathBuf) -> Value {
@@ -770,6 +785,13 @@ fn gitlab(
     let Some(rest) = path.strip_prefix("/api/v4/") else {
         return not_found();
     };
+    if method == Method::GET && rest == "version" {
+        let version = s
+            .gitlab_version
+            .clone()
+            .unwrap_or_else(|| "18.6.1-ee".into());
+        return answer(200, json!({"version": version, "revision": "0123abcd"}));
+    }
     if method == Method::GET && rest == "users" {
         let name = q("username").unwrap_or_default();
         let users: Vec<Value> = USERS
@@ -839,6 +861,7 @@ fn gitlab(
                 return not_found();
             };
             let checks = s.checks_pass;
+            let version = s.gitlab_version.clone().unwrap_or_default();
             let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
                 return answer(404, json!({"message": "404 Not found"}));
             };
@@ -874,11 +897,20 @@ fn gitlab(
                             json!({"message": "SHA does not match HEAD of source branch"}),
                         );
                     }
-                    if checks {
+                    // Before 17.11 GitLab knows `merge_when_pipeline_succeeds`, not `auto_merge`:
+                    // given only the latter, it merges at once where pipelines are not
+                    // required, as this project's are not.
+                    let old = gitlab_before(&version, 17, 11);
+                    let wait = if old {
+                        body["merge_when_pipeline_succeeds"] == true
+                    } else {
+                        body["auto_merge"] == true || body["merge_when_pipeline_succeeds"] == true
+                    };
+                    if checks || (old && !wait) {
                         merge_in_git(dir, &p.head, &p.base);
                         p.state = "closed".into();
                         p.merged = true;
-                    } else if body["auto_merge"] == true {
+                    } else if wait {
                         p.auto_merge = true;
                     } else {
                         return answer(405, json!({"message": "405 Method Not Allowed"}));
