@@ -114,14 +114,25 @@ fn head(world: &World, branch: &str) -> String {
     .to_string()
 }
 
-/// What finding the open request costs on each forge (Gitea lists every open request and has
-/// two pages of them here).
-fn find(kind: Kind) -> Vec<String> {
+/// Gitea's lookup of the request from the update branch into the environment's.
+const GITEA_LOOKUP: &str = "GET pulls/deploy%2Fprod/image-updater%2Fprod";
+
+/// What finding that no request is open costs on each forge, when the open ones fill `pages`
+/// pages of a list (Gitea looks the request up by base and head first, and lists the open
+/// ones when that finds none open).
+fn find_pages(kind: Kind, pages: usize) -> Vec<String> {
     match kind {
         Kind::GitHub => vec!["GET pulls".into()],
         Kind::GitLab => vec!["GET merge_requests".into()],
-        Kind::Gitea => vec!["GET pulls".into(), "GET pulls".into()],
+        Kind::Gitea => std::iter::once(GITEA_LOOKUP.to_string())
+            .chain(std::iter::repeat_n("GET pulls".to_string(), pages))
+            .collect(),
     }
+}
+
+/// [`find_pages`] with the scenario's two pages of open requests on Gitea.
+fn find(kind: Kind) -> Vec<String> {
+    find_pages(kind, 2)
 }
 
 /// Reading request `n` at the start of a cycle, and again right before its update branch is
@@ -471,7 +482,7 @@ async fn looked_after(kind: Kind) {
     protect(&world);
     let forge = FakeForge::start(kind, world.git.path("manifests")).await;
     // No other requests here: every forge's list is one page.
-    let find = |kind: Kind| find(kind)[..1].to_vec();
+    let find = |kind: Kind| find_pages(kind, 1);
     let noun = match kind {
         Kind::GitLab => "merge request",
         _ => "pull request",
@@ -565,18 +576,24 @@ async fn looked_after(kind: Kind) {
         ],
         Kind::Gitea => vec!["GET labels".into(), "POST pulls".into()],
     };
-    assert_eq!(
-        forge.ops_since(mark),
-        concat(&[find(kind), refused, find(kind), edit(kind, theirs)])
-    );
+    // Gitea looks the request up by base and head, which is not a stale list: found at once.
+    let expected = match kind {
+        Kind::Gitea => concat(&[vec![GITEA_LOOKUP.to_string()], edit(kind, theirs)]),
+        _ => concat(&[find(kind), refused, find(kind), edit(kind, theirs)]),
+    };
+    assert_eq!(forge.ops_since(mark), expected);
     // The forge's own answer for a request that exists: GitHub 422, GitLab and Gitea 409.
     let answered: Vec<u16> = forge.log()[mark..]
         .iter()
         .filter(|l| l.method == "POST")
         .map(|l| l.status)
         .collect();
-    let exists_status = if kind == Kind::GitHub { 422 } else { 409 };
-    assert_eq!(answered, vec![exists_status]);
+    let exists_status = match kind {
+        Kind::GitHub => vec![422],
+        Kind::GitLab => vec![409],
+        Kind::Gitea => vec![],
+    };
+    assert_eq!(answered, exists_status);
     assert_eq!(
         forge.pulls().len() as u64,
         theirs,
@@ -1022,4 +1039,93 @@ async fn gitlab_before_17_11_is_asked_to_merge_when_the_pipeline_succeeds() {
             "{version}"
         );
     }
+}
+
+/// A reviewer the forge refuses (422: not a collaborator) no longer fails the cycle after the
+/// request was opened: the request is recorded, the refusal shown by `status`, and the reviews
+/// asked for again each cycle until the forge accepts.
+async fn refused_reviewer(kind: Kind) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    forge.refuse_reviewer(Some("bob"));
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    once_ok(&world);
+    assert_eq!(forge.pull(1).state, "open");
+    assert!(forge.pull(1).reviewers.is_empty());
+    let row = status_row(&world);
+    assert!(
+        row["waiting"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reviews not requested yet"),
+        "{row}"
+    );
+    assert!(row["last_error"].is_null(), "{row}");
+    let asked = |forge: &FakeForge| {
+        forge
+            .log()
+            .iter()
+            .filter(|l| l.op() == "POST pulls/1/requested_reviewers")
+            .count()
+    };
+    assert_eq!(asked(&forge), 1);
+    once_ok(&world);
+    assert_eq!(asked(&forge), 2, "not asked again");
+    forge.refuse_reviewer(None);
+    once_ok(&world);
+    assert_eq!(asked(&forge), 3);
+    assert_eq!(forge.pull(1).reviewers, vec![serde_json::json!("bob")]);
+    once_ok(&world);
+    assert_eq!(asked(&forge), 3, "asked again once accepted");
+    let row = status_row(&world);
+    assert!(
+        !row["waiting"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reviews not requested"),
+        "{row}"
+    );
+    assert_eq!(forge.pulls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_refused_reviewer() {
+    refused_reviewer(Kind::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_refused_reviewer() {
+    refused_reviewer(Kind::Gitea).await;
+}
+
+/// Gitea lists 50 pull requests a page and image-updater reads at most 10 pages: with more
+/// than 500 newer open pull requests, a request whose record was lost (a new state dir,
+/// another replica) was never found again, and opening one failed on Gitea's "already
+/// exists". Gitea's lookup by base and head finds it in one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_finds_its_request_behind_500_others() {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(Kind::Gitea, world.git.path("manifests")).await;
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    once_ok(&world);
+    for i in 0..520 {
+        forge.add_other(&format!("feature/{i}"), "main");
+    }
+    // The record is lost.
+    std::fs::remove_file(world.state_dir().join("requests.json")).unwrap();
+    world.push("org/api", "v1.2.0").await;
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert_eq!(
+        forge.ops_since(mark),
+        concat(&[vec![GITEA_LOOKUP.to_string()], edit(Kind::Gitea, 1)])
+    );
+    assert!(forge.pull(1).title.contains("api v1.2.0"));
+    assert_eq!(forge.pulls().len(), 521);
 }

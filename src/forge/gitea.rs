@@ -82,6 +82,28 @@ pub async fn find_open(
     head: &str,
     base: &str,
 ) -> Result<Option<Request>, ForgeError> {
+    // Gitea's lookup by base and head: one request, however many pull requests are open.
+    // A Gitea without it (or without such a pull request) answers 404: then the open ones
+    // are listed, as far as MAX_PAGES goes.
+    let direct = api.url(&format!(
+        "{}/pulls/{}/{}",
+        repo_path(project),
+        segment(base),
+        segment(head)
+    ))?;
+    let reply = api.send(Method::GET, direct, Some(auth), None).await?;
+    match reply.status.as_u16() {
+        200 => {
+            let pull: Pull = reply.json("looking up the pull request")?;
+            let same = pull.head.as_ref().is_some_and(|h| h.name == head)
+                && pull.base.as_ref().is_some_and(|b| b.name == base);
+            if same && pull.state == "open" {
+                return pull.request().map(Some);
+            }
+        }
+        404 => {}
+        _ => return Err(ForgeError::refused("looking up the pull request", &reply)),
+    }
     let mut url = api.url(&format!("{}/pulls", repo_path(project)))?;
     url.query_pairs_mut()
         .append_pair("state", "open")
@@ -158,17 +180,22 @@ pub async fn open(
         return Err(ForgeError::refused(what, &reply));
     }
     let request = reply.json::<Pull>(what)?.request()?;
-    if !settings.reviewers.is_empty() {
-        let path = format!(
-            "{}/pulls/{}/requested_reviewers",
-            repo_path(project),
-            request.number
-        );
-        let body = json!({"reviewers": settings.reviewers});
-        api.call(Method::POST, &path, auth, Some(&body), "requesting reviews")
-            .await?;
-    }
     Ok(Some(request))
+}
+
+/// Asks `reviewers` to review request `index`.
+pub async fn request_reviews(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    index: u64,
+    reviewers: &[String],
+) -> Result<(), ForgeError> {
+    let path = format!("{}/pulls/{index}/requested_reviewers", repo_path(project));
+    let body = json!({"reviewers": reviewers});
+    api.call(Method::POST, &path, auth, Some(&body), "requesting reviews")
+        .await
+        .map(drop)
 }
 
 async fn patch(

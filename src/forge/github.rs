@@ -174,18 +174,26 @@ pub async fn open(
         )
         .await?;
     }
-    if !settings.reviewers.is_empty() {
-        let path = format!("{}/pulls/{n}/requested_reviewers", repo_path(project));
-        post(
-            api,
-            auth,
-            &path,
-            json!({"reviewers": settings.reviewers}),
-            "requesting reviews",
-        )
-        .await?;
-    }
     Ok(Some(request))
+}
+
+/// Asks `reviewers` to review request `number`.
+pub async fn request_reviews(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    number: u64,
+    reviewers: &[String],
+) -> Result<(), ForgeError> {
+    let path = format!("{}/pulls/{number}/requested_reviewers", repo_path(project));
+    post(
+        api,
+        auth,
+        &path,
+        json!({"reviewers": reviewers}),
+        "requesting reviews",
+    )
+    .await
 }
 
 async fn post(

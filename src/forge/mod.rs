@@ -232,9 +232,33 @@ impl Client {
         }
     }
 
-    /// Opens a request, with its labels, reviewers and assignees; when the forge says one is
-    /// open already (another replica, a lost answer), that one is returned.
-    pub async fn open(&self, proposal: &Proposal<'_>) -> Result<Request, ForgeError> {
+    /// Asks the configured reviewers to review request `number` (GitHub and Gitea; GitLab's
+    /// are named when it is opened). The request is there either way: a refusal (a reviewer
+    /// without access, say) is for the caller to show and ask again.
+    pub async fn request_reviews(
+        &self,
+        number: u64,
+        reviewers: &[String],
+    ) -> Result<(), ForgeError> {
+        if reviewers.is_empty() {
+            return Ok(());
+        }
+        let auth = self.auth().await?;
+        match self.kind {
+            ForgeKind::GitHub => {
+                github::request_reviews(&self.api, &auth, &self.project, number, reviewers).await
+            }
+            ForgeKind::Gitea => {
+                gitea::request_reviews(&self.api, &auth, &self.project, number, reviewers).await
+            }
+            ForgeKind::GitLab => Ok(()),
+        }
+    }
+
+    /// Opens a request, with its labels and assignees (and on GitLab its reviewers; elsewhere
+    /// see [`Client::request_reviews`]); when the forge says one is open already (another
+    /// replica, a lost answer), that one is returned, with `true` (adopted, not opened).
+    pub async fn open(&self, proposal: &Proposal<'_>) -> Result<(Request, bool), ForgeError> {
         let auth = self.auth().await?;
         let proposal = Proposal {
             title: cut(&proposal.title, MAX_TITLE),
@@ -247,7 +271,7 @@ impl Client {
             ForgeKind::Gitea => gitea::open(&self.api, &auth, &self.project, &proposal).await,
         }?;
         if let Some(request) = opened {
-            return Ok(request);
+            return Ok((request, false));
         }
         // Opened by someone else since we looked: adopted, and given this proposal's text.
         let found = self
@@ -259,7 +283,7 @@ impl Client {
             })?;
         self.edit(found.number, &proposal.title, &proposal.body)
             .await?;
-        Ok(found)
+        Ok((found, true))
     }
 
     /// Sets the title and body of an open request.

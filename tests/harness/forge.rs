@@ -119,6 +119,8 @@ struct State {
     rate_limit_next: Option<u64>,
     /// GitLab's version (`GET /version`); `None`: a current one.
     gitlab_version: Option<String>,
+    /// Review requests for this user are refused (422), as for a user without access.
+    refused_reviewer: Option<String>,
 }
 
 impl State {
@@ -259,6 +261,11 @@ impl FakeForge {
     /// A person merges request `number` right after the bot's next read of it is answered.
     pub fn merge_after_next_read(&self, number: u64) {
         self.state.lock().unwrap().merge_after_read = Some(number);
+    }
+
+    /// Review requests naming `user` are refused from now on (`None`: accepted again).
+    pub fn refuse_reviewer(&self, user: Option<&str>) {
+        self.state.lock().unwrap().refused_reviewer = user.map(str::to_string);
     }
 
     /// GitLab's version, as `GET /version` answers it.
@@ -566,7 +573,7 @@ fn not_found() -> Response {
 fn github_json(port: u16, p: &Pull, dir: &PathBuf, checks_pass: bool) -> Value {
     json!({
         "url": format!("http://127.0.0.1:{port}/repos/{OWNER}/{REPO}/pulls/{}", p.number),
-        "id": 1000 + p.number,
+        "id": 1000u64.wrapping_add(p.number),
         "number": p.number,
         "html_url": format!("https://github.example/{OWNER}/{REPO}/pull/{}", p.number),
         "state": p.state,
@@ -677,6 +684,7 @@ fn github(
                 return not_found();
             };
             let is_pull = parts[0] == "pulls";
+            let refused = s.refused_reviewer.clone();
             let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
                 return not_found();
             };
@@ -713,8 +721,16 @@ fn github(
                     answer(201, github_json(port, p, dir, checks))
                 }
                 ("POST", true, ["requested_reviewers"]) => {
-                    p.reviewers
-                        .extend(body["reviewers"].as_array().cloned().unwrap_or_default());
+                    let asked = body["reviewers"].as_array().cloned().unwrap_or_default();
+                    if let Some(who) = &refused
+                        && asked.iter().any(|r| r == who.as_str())
+                    {
+                        return answer(
+                            422,
+                            json!({"message": "Reviews may only be requested from collaborators. One or more of the users or teams you specified is not a collaborator of the acme/manifests repository."}),
+                        );
+                    }
+                    p.reviewers.extend(asked);
                     answer(201, github_json(port, p, dir, checks))
                 }
                 ("PUT", true, ["merge"]) => {
@@ -930,7 +946,7 @@ const LABELS: &[(u64, &str)] = &[(21, "image-updater"), (22, "deploy")];
 
 fn gitea_json(p: &Pull, dir: &PathBuf) -> Value {
     json!({
-        "id": 7000 + p.number,
+        "id": 7000u64.wrapping_add(p.number),
         "number": p.number,
         "title": p.title,
         "body": p.body,
@@ -993,6 +1009,20 @@ fn gitea(
                 .insert("x-total-count", total.to_string().parse().unwrap());
             r
         }
+        // Gitea's lookup of the pull request from `head` into `base` (the latest one).
+        ("GET", ["pulls", base, head]) if base.parse::<u64>().is_err() => {
+            let decode = |t: &str| t.replace("%2F", "/").replace("%2f", "/");
+            let (base, head) = (decode(base), decode(head));
+            match s
+                .pulls
+                .iter()
+                .rev()
+                .find(|p| p.head == head && p.base == base)
+            {
+                Some(p) => answer(200, gitea_json(p, dir)),
+                None => answer(404, json!({"message": "pull request does not exist"})),
+            }
+        }
         ("POST", ["pulls"]) => {
             let (head, base) = (
                 body["head"].as_str().unwrap_or_default(),
@@ -1026,6 +1056,7 @@ fn gitea(
                 return not_found();
             };
             let is_pull = parts[0] == "pulls";
+            let refused = s.refused_reviewer.clone();
             let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
                 return not_found();
             };
@@ -1049,8 +1080,13 @@ fn gitea(
                     answer(201, json!({"id": 1, "body": body["body"]}))
                 }
                 ("POST", true, ["requested_reviewers"]) => {
-                    p.reviewers
-                        .extend(body["reviewers"].as_array().cloned().unwrap_or_default());
+                    let asked = body["reviewers"].as_array().cloned().unwrap_or_default();
+                    if let Some(who) = &refused
+                        && asked.iter().any(|r| r == who.as_str())
+                    {
+                        return answer(422, json!({"message": "reviewer is not a collaborator"}));
+                    }
+                    p.reviewers.extend(asked);
                     answer(201, json!([]))
                 }
                 ("POST", true, ["merge"]) => {

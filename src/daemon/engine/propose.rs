@@ -165,6 +165,9 @@ impl Engine {
         }
         let head = proposed.head.expect("changes were committed").to_string();
         let text_hash = hex_sha256(&format!("{title}\n{body}"));
+        // Reviews are asked for when the request is opened, and again each cycle while the
+        // forge refuses (a refusal never fails the cycle: the request is there).
+        let mut ask_reviews = known.as_ref().is_some_and(|k| k.reviews_refused.is_some());
         let (number, url, opened_at) = match (&open, &known) {
             (Some((number, url)), Some(k)) => {
                 if k.text_hash != text_hash {
@@ -178,7 +181,7 @@ impl Engine {
                 (*number, url.clone(), now())
             }
             (None, _) => {
-                let request = client
+                let (request, adopted) = client
                     .open(&forge::Proposal {
                         head: update,
                         base: &env.branch,
@@ -189,6 +192,8 @@ impl Engine {
                     .await
                     .map_err(fail)?;
                 tracing::info!(environment = %env.name, url = %request.url, "{noun} opened");
+                // One opened elsewhere asked for its own reviews.
+                ask_reviews = !adopted;
                 (request.number, request.url, now())
             }
         };
@@ -217,12 +222,30 @@ impl Engine {
                 .and_then(|k| k.merge_asked.clone())
                 .filter(|h| *h == head),
             opened_at,
+            reviews_refused: known.as_ref().and_then(|k| k.reviews_refused.clone()),
         };
+        if ask_reviews {
+            record.reviews_refused = match client
+                .request_reviews(number, &env.pull_request.reviewers)
+                .await
+            {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!(environment = %env.name, %url, error = %e, "reviews not requested; asked again next cycle");
+                    Some(e.to_string())
+                }
+            };
+        }
         for a in &outcome.applied {
             tracing::info!(image = %a.alias, environment = %env.name, old = %a.old, new = %a.new, %url, "proposed");
+            let reviews = record
+                .reviews_refused
+                .as_ref()
+                .map(|why| format!(" (reviews not requested yet: {why})"))
+                .unwrap_or_default();
             self.shared.status.update(&a.alias, &env.name, |s| {
                 s.request = Some(url.clone());
-                s.waiting = Some(format!("proposed in {}: {url}", record.name()));
+                s.waiting = Some(format!("proposed in {}: {url}{reviews}", record.name()));
             });
         }
         if outcome.commit.is_some() {

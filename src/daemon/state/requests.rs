@@ -31,6 +31,10 @@ pub struct OpenRequest {
     /// The head a merge was asked for (auto-merge), so it is asked once per head.
     #[serde(default)]
     pub merge_asked: Option<String>,
+    /// Why the forge refused to request the reviews last asked for; asked again each cycle
+    /// until it accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviews_refused: Option<String>,
     pub opened_at: String,
 }
 
