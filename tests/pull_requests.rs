@@ -1129,3 +1129,62 @@ async fn gitea_finds_its_request_behind_500_others() {
     assert!(forge.pull(1).title.contains("api v1.2.0"));
     assert_eq!(forge.pulls().len(), 521);
 }
+
+/// `draft = false` after a request was opened as a draft marks it ready: GitHub through its
+/// GraphQL API's `markPullRequestReadyForReview` (REST cannot), GitLab and Gitea by taking
+/// the draft mark off the title.
+async fn draft_false_marks_ready(kind: Kind) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    let drafts = config(&world, &forge, false)
+        .replace("auto_merge = false", "auto_merge = false\ndraft = true");
+    world.write_config(&drafts);
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    once_ok(&world);
+    let is_draft = |p: &harness::forge::Pull| match kind {
+        Kind::GitHub => p.draft,
+        Kind::GitLab => p.title.starts_with("Draft:"),
+        Kind::Gitea => p.title.starts_with("WIP:"),
+    };
+    assert!(is_draft(&forge.pull(1)), "{:?}", forge.pull(1));
+    world.write_config(&config(&world, &forge, false));
+    let out = once_ok(&world);
+    let pull = forge.pull(1);
+    assert!(!is_draft(&pull), "{kind:?}: still a draft: {pull:?}\n{out}");
+    assert!(pull.title.contains("api v1.1.0"), "{}", pull.title);
+    if kind == Kind::GitHub {
+        assert!(
+            forge.log().iter().any(|l| l.op() == "POST graphql"),
+            "{:?}",
+            forge.ops_since(0)
+        );
+    }
+    // Once ready, nothing more is asked.
+    let mark = forge.log().len();
+    once_ok(&world);
+    assert!(
+        !forge
+            .ops_since(mark)
+            .iter()
+            .any(|op| op.contains("graphql")),
+        "{:?}",
+        forge.ops_since(mark)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_draft_false_marks_ready() {
+    draft_false_marks_ready(Kind::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_draft_false_marks_ready() {
+    draft_false_marks_ready(Kind::GitLab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_draft_false_marks_ready() {
+    draft_false_marks_ready(Kind::Gitea).await;
+}

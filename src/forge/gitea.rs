@@ -33,6 +33,8 @@ struct Pull {
     merged: bool,
     head: Option<Branch>,
     base: Option<Branch>,
+    #[serde(default)]
+    title: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +68,8 @@ impl Pull {
             },
             head: checked_sha(self.head.and_then(|h| h.sha)),
             ready: None,
+            draft: self.title.starts_with(DRAFT),
+            node_id: None,
         })
     }
 }
@@ -278,4 +282,23 @@ pub async fn merge(
         405 | 409 => Ok(Merge::NotYet(reply.message())),
         _ => Err(ForgeError::refused("merging", &reply)),
     }
+}
+
+/// Takes `WIP:` off the pull request's title.
+pub async fn mark_ready(
+    api: &Api,
+    auth: &Auth,
+    project: &str,
+    index: u64,
+) -> Result<(), ForgeError> {
+    let path = format!("{}/pulls/{index}", repo_path(project));
+    super::title_without_draft(
+        api,
+        auth,
+        &path,
+        Method::PATCH,
+        &format!("pull request #{index}"),
+        DRAFT,
+    )
+    .await
 }

@@ -48,6 +48,10 @@ struct Pull {
     base: Option<Ref>,
     #[serde(default)]
     mergeable_state: Option<String>,
+    #[serde(default)]
+    draft: bool,
+    #[serde(default)]
+    node_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +81,8 @@ impl Pull {
             state,
             head: checked_sha(self.head.and_then(|h| h.sha)),
             ready: self.mergeable_state.map(|s| s == "clean"),
+            draft: self.draft,
+            node_id: self.node_id.filter(|id| id.len() <= 128),
         })
     }
 }
@@ -291,4 +297,36 @@ pub async fn merge(
         405 | 409 | 422 => Ok(Merge::NotYet(reply.message())),
         _ => Err(ForgeError::refused("merging", &reply)),
     }
+}
+
+/// Marks a draft pull request ready for review: GitHub's REST API cannot, its GraphQL API's
+/// `markPullRequestReadyForReview` mutation can (on the same origin's `/graphql`).
+pub async fn mark_ready(api: &Api, auth: &Auth, request: &Request) -> Result<(), ForgeError> {
+    let what = "marking the pull request ready for review";
+    let id = request
+        .node_id
+        .as_deref()
+        .ok_or_else(|| ForgeError::Invalid {
+            what: what.into(),
+            reason: "GitHub gave no node id for it".into(),
+        })?;
+    let body = json!({
+        "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }",
+        "variables": { "id": id },
+    });
+    let reply = api
+        .call(Method::POST, "/graphql", auth, Some(&body), what)
+        .await?;
+    let answer: serde_json::Value = reply.json(what)?;
+    if let Some(errors) = answer["errors"].as_array().filter(|e| !e.is_empty()) {
+        return Err(ForgeError::Invalid {
+            what: what.into(),
+            reason: errors
+                .iter()
+                .filter_map(|e| e["message"].as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    Ok(())
 }

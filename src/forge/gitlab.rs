@@ -36,6 +36,8 @@ struct MergeRequest {
     source_branch: Option<String>,
     target_branch: Option<String>,
     sha: Option<String>,
+    #[serde(default)]
+    title: String,
 }
 
 impl MergeRequest {
@@ -56,6 +58,8 @@ impl MergeRequest {
             },
             head: checked_sha(self.sha),
             ready: None,
+            draft: self.title.starts_with(DRAFT),
+            node_id: None,
         })
     }
 }
@@ -290,6 +294,20 @@ pub async fn merge(
         405 | 406 | 409 | 422 => Ok(Merge::NotYet(reply.message())),
         _ => Err(ForgeError::refused("merging", &reply)),
     }
+}
+
+/// Takes `Draft:` off the merge request's title.
+pub async fn mark_ready(api: &Api, auth: &Auth, project: &str, iid: u64) -> Result<(), ForgeError> {
+    let path = format!("{}/merge_requests/{iid}", project_path(project));
+    super::title_without_draft(
+        api,
+        auth,
+        &path,
+        Method::PUT,
+        &format!("merge request !{iid}"),
+        DRAFT,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -89,6 +89,10 @@ pub struct Request {
     pub state: State,
     /// The commit the request's head branch is at.
     pub head: Option<String>,
+    /// A draft: GitHub's `draft`, GitLab's `Draft:` and Gitea's `WIP:` title.
+    pub draft: bool,
+    /// GitHub's GraphQL id of the pull request (marking it ready is GraphQL only).
+    pub node_id: Option<String>,
     /// Whether the forge says every rule for merging is met (GitHub's `mergeable_state` is
     /// `clean`); `None` where the forge merges by itself once they are.
     pub ready: Option<bool>,
@@ -252,6 +256,21 @@ impl Client {
                 gitea::request_reviews(&self.api, &auth, &self.project, number, reviewers).await
             }
             ForgeKind::GitLab => Ok(()),
+        }
+    }
+
+    /// Marks a draft ready for review: GitHub's `markPullRequestReadyForReview` (GraphQL
+    /// only), or the draft mark taken off the title (GitLab's `Draft:`, Gitea's `WIP:`).
+    pub async fn mark_ready(&self, request: &Request) -> Result<(), ForgeError> {
+        let auth = self.auth().await?;
+        match self.kind {
+            ForgeKind::GitHub => github::mark_ready(&self.api, &auth, request).await,
+            ForgeKind::GitLab => {
+                gitlab::mark_ready(&self.api, &auth, &self.project, request.number).await
+            }
+            ForgeKind::Gitea => {
+                gitea::mark_ready(&self.api, &auth, &self.project, request.number).await
+            }
         }
     }
 
@@ -445,6 +464,37 @@ fn checked_url(url: Option<String>) -> Option<String> {
 /// A commit id from a forge's answer: 40 (or 64) hex digits, or nothing.
 fn checked_sha(sha: Option<String>) -> Option<String> {
     sha.filter(|s| matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Takes the draft `marker` off the title of the request at `path` (read first), when it has
+/// one.
+async fn title_without_draft(
+    api: &http::Api,
+    auth: &Auth,
+    path: &str,
+    method: reqwest::Method,
+    name: &str,
+    marker: &str,
+) -> Result<(), ForgeError> {
+    let what = format!("reading {name}");
+    let current = api
+        .call(reqwest::Method::GET, path, auth, None, &what)
+        .await?;
+    let value: serde_json::Value = current.json(&what)?;
+    let title = value["title"].as_str().unwrap_or_default();
+    let Some(plain) = title.strip_prefix(marker) else {
+        return Ok(());
+    };
+    let body = serde_json::json!({ "title": plain.trim_start() });
+    api.call(
+        method,
+        path,
+        auth,
+        Some(&body),
+        &format!("marking {name} ready"),
+    )
+    .await
+    .map(drop)
 }
 
 #[cfg(test)]

@@ -575,6 +575,7 @@ fn github_json(port: u16, p: &Pull, dir: &PathBuf, checks_pass: bool) -> Value {
         "url": format!("http://127.0.0.1:{port}/repos/{OWNER}/{REPO}/pulls/{}", p.number),
         "id": 1000u64.wrapping_add(p.number),
         "number": p.number,
+        "node_id": format!("PR_kwDOtest{}", p.number),
         "html_url": format!("https://github.example/{OWNER}/{REPO}/pull/{}", p.number),
         "state": p.state,
         "title": p.title,
@@ -615,6 +616,29 @@ fn github(
     q: &dyn Fn(&str) -> Option<String>,
     body: &Value,
 ) -> Response {
+    // GraphQL: the one mutation REST lacks, marking a draft ready for review.
+    if method == Method::POST && path == "/graphql" {
+        let query = body["query"].as_str().unwrap_or_default();
+        let id = body["variables"]["id"].as_str().unwrap_or_default();
+        if !query.contains("markPullRequestReadyForReview") {
+            return answer(200, json!({"errors": [{"message": "unexpected query"}]}));
+        }
+        let Some(p) = s
+            .pulls
+            .iter_mut()
+            .find(|p| format!("PR_kwDOtest{}", p.number) == id)
+        else {
+            return answer(
+                200,
+                json!({"errors": [{"type": "NOT_FOUND", "message": format!("Could not resolve to a node with the global id of '{id}'")}]}),
+            );
+        };
+        p.draft = false;
+        return answer(
+            200,
+            json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false}}}}),
+        );
+    }
     let prefix = format!("/repos/{OWNER}/{REPO}/");
     let Some(rest) = path.strip_prefix(&prefix) else {
         return not_found();

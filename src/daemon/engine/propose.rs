@@ -70,9 +70,17 @@ impl Engine {
         };
         // 1. What became of the request last opened.
         let mut known = store.get(&env.name);
-        self.settle(env, repo, &client, &mut known, &mut changes, dry_run)
+        let seen = self
+            .settle(env, repo, &client, &mut known, &mut changes, dry_run)
             .await
             .map_err(fail)?;
+        // `draft = false` now, and the open request is a draft: it is marked ready.
+        if let Some(now) = seen.filter(|r| r.draft && !env.pull_request.draft)
+            && !dry_run
+        {
+            client.mark_ready(&now).await.map_err(fail)?;
+            tracing::info!(environment = %env.name, url = %now.url, "{noun} marked ready for review (draft = false)");
+        }
         // 2. Changes proposed before for images not checked this cycle are still wanted.
         if let Some(request) = &known {
             for (alias, proposal) in &request.proposed {
@@ -264,6 +272,8 @@ impl Engine {
                 state: State::Open,
                 head: Some(head.clone()),
                 ready: None,
+                draft: false,
+                node_id: None,
             };
             match client
                 .merge(&request, &head, &env.pull_request)
@@ -367,7 +377,7 @@ impl Engine {
     }
 
     /// What became of `known`, the request last opened (see the module's steps); `known` is
-    /// `None` afterwards unless it is still open.
+    /// `None` afterwards unless it is still open, and then the forge's view of it is returned.
     async fn settle(
         &self,
         env: &Environment,
@@ -376,9 +386,9 @@ impl Engine {
         known: &mut Option<OpenRequest>,
         changes: &mut Vec<ImageChange>,
         dry_run: bool,
-    ) -> Result<(), forge::ForgeError> {
+    ) -> Result<Option<forge::Request>, forge::ForgeError> {
         let Some(request) = known.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let store = &self.shared.requests;
         let now = match client.get(request.number).await {
@@ -388,12 +398,12 @@ impl Engine {
                 self.forget_request(env, Some(&request));
                 store.set(&env.name, None);
                 *known = None;
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => return Err(e),
         };
         match now.state {
-            State::Open => {}
+            State::Open => return Ok(Some(now)),
             State::Merged if !dry_run => {
                 self.merged(env, repo, &request).await;
                 store.set(&env.name, None);
@@ -407,7 +417,7 @@ impl Engine {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A request merged by a person or by the forge's auto-merge: what counts as written is
