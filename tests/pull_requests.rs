@@ -1188,3 +1188,147 @@ async fn gitlab_draft_false_marks_ready() {
 async fn gitea_draft_false_marks_ready() {
     draft_false_marks_ready(Kind::Gitea).await;
 }
+
+/// The judge of the GitHub test server: GitHub's published REST description refuses, table
+/// by table, requests GitHub does not take, and takes the ones image-updater sends.
+#[test]
+fn githubs_description_judges_requests() {
+    use harness::openapi::{github, violation};
+    use serde_json::json;
+    let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let repo = "/repos/acme/manifests";
+    let allowed = [
+        (
+            "GET",
+            format!("{repo}/pulls"),
+            q(&[
+                ("state", "open"),
+                ("head", "acme:image-updater/prod"),
+                ("base", "deploy/prod"),
+                ("per_page", "100"),
+            ]),
+            json!(null),
+        ),
+        (
+            "POST",
+            format!("{repo}/pulls"),
+            q(&[]),
+            json!({"title": "t", "head": "h", "base": "b", "body": "x", "draft": false, "maintainer_can_modify": false}),
+        ),
+        (
+            "PATCH",
+            format!("{repo}/pulls/3"),
+            q(&[]),
+            json!({"title": "t", "body": "b", "state": "closed"}),
+        ),
+        (
+            "PUT",
+            format!("{repo}/pulls/3/merge"),
+            q(&[]),
+            json!({"sha": "0123456789abcdef0123456789abcdef01234567", "merge_method": "squash"}),
+        ),
+        (
+            "POST",
+            format!("{repo}/pulls/3/requested_reviewers"),
+            q(&[]),
+            json!({"reviewers": ["bob"]}),
+        ),
+        (
+            "POST",
+            format!("{repo}/issues/3/labels"),
+            q(&[]),
+            json!({"labels": ["image-updater"]}),
+        ),
+    ];
+    for (method, path, query, body) in &allowed {
+        assert_eq!(
+            violation(github(), method, path, query, body),
+            None,
+            "{method} {path}"
+        );
+    }
+    let refused = [
+        (
+            "GET",
+            format!("{repo}/pulls"),
+            q(&[("state", "merged")]),
+            json!(null),
+            "is not one of",
+        ),
+        (
+            "GET",
+            format!("{repo}/pulls"),
+            q(&[("status", "open")]),
+            json!(null),
+            "query parameter status is not declared",
+        ),
+        (
+            "POST",
+            format!("{repo}/pulls"),
+            q(&[]),
+            json!({"title": "t", "head": "h", "base": "b", "draftt": true}),
+            "field draftt is not in the schema",
+        ),
+        (
+            "POST",
+            format!("{repo}/pulls"),
+            q(&[]),
+            json!({"title": "t", "base": "b"}),
+            "required field head is missing",
+        ),
+        (
+            "PATCH",
+            format!("{repo}/pulls/3"),
+            q(&[]),
+            json!({"state": "merged"}),
+            "is not one of",
+        ),
+        (
+            "PUT",
+            format!("{repo}/pulls/3/merge"),
+            q(&[]),
+            json!({"merge_method": "fast-forward"}),
+            "is not one of",
+        ),
+        (
+            "PUT",
+            format!("{repo}/pulls/three/merge"),
+            q(&[]),
+            json!({}),
+            "is not integer",
+        ),
+        (
+            "DELETE",
+            format!("{repo}/pulls/3"),
+            q(&[]),
+            json!(null),
+            "no such operation",
+        ),
+        (
+            "POST",
+            format!("{repo}/pulls/3/reviewers"),
+            q(&[]),
+            json!({}),
+            "no such operation",
+        ),
+        (
+            "GET",
+            format!("{repo}/pulls/3"),
+            q(&[]),
+            json!({"x": 1}),
+            "a body the operation does not take",
+        ),
+    ];
+    for (method, path, query, body, why) in &refused {
+        let got = violation(github(), method, path, query, body);
+        assert!(
+            got.as_deref().is_some_and(|g| g.contains(why)),
+            "{method} {path}: {got:?}, expected {why}"
+        );
+    }
+}

@@ -119,6 +119,9 @@ struct State {
     rate_limit_next: Option<u64>,
     /// GitLab's version (`GET /version`); `None`: a current one.
     gitlab_version: Option<String>,
+    /// Requests judged by the forge's published description, and what it does not allow.
+    described: usize,
+    violations: Vec<String>,
     /// Review requests for this user are refused (422), as for a user without access.
     refused_reviewer: Option<String>,
 }
@@ -154,6 +157,19 @@ impl FakeForge {
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let (s, dir) = (s.clone(), dir.clone());
                 async move {
+                    if kind == Kind::GitHub && uri.path() != "/graphql" {
+                        let logged: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let why = super::openapi::violation(
+                            super::openapi::github(),
+                            method.as_str(),
+                            uri.path(),
+                            &query_pairs(&uri),
+                            &logged,
+                        );
+                        let mut state = s.lock().unwrap();
+                        state.described += 1;
+                        state.violations.extend(why);
+                    }
                     let index = record(kind, &s, &method, &uri, &headers, &body);
                     let response = handle(kind, port, &s, &dir, method, uri, headers, body);
                     let mut state = s.lock().unwrap();
@@ -319,8 +335,35 @@ impl FakeForge {
 }
 
 impl Drop for FakeForge {
+    /// A request the forge's published description does not allow fails the test that sent
+    /// it; how many were judged is added to `described-requests.log` in the target's test
+    /// directory, for the record.
     fn drop(&mut self) {
         self.task.abort();
+        let (described, violations) = {
+            let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            (s.described, s.violations.clone())
+        };
+        if described > 0 {
+            use std::io::Write as _;
+            let log =
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("described-requests.log");
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                let _ = writeln!(f, "{} {described} {}", self.kind.name(), violations.len());
+            }
+        }
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} requests the published {} description does not allow:\n{}",
+                violations.len(),
+                self.kind.name(),
+                violations.join("\n")
+            );
+        }
     }
 }
 

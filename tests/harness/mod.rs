@@ -21,6 +21,7 @@ pub mod hostile;
 pub mod kustomize;
 pub mod need;
 pub mod netns;
+pub mod openapi;
 pub mod proxy;
 pub mod referrers;
 pub mod shared;

@@ -38,9 +38,9 @@ pub enum Component {
     /// Real Helm: Helm v4's Go SDK in the `helm-python-sdk` wheel, for `render.py` of
     /// `../shared/chart-corpus/`.
     Helm,
-    /// Python's `cryptography` for [`PYTHON`]: `tests/sigstore/cosign_spec.py` signs with it.
+    /// Python's `cryptography` for [`PYTHON`]: `tests/oracles/cosign_spec.py` signs with it.
     PythonCryptography,
-    /// sigstore-js (`npm ci` in `tests/sigstore`) and node, for `tests/sigstore/sign.js`.
+    /// sigstore-js (`npm ci` in `tests/oracles`) and node, for `tests/oracles/sign.js`.
     SigstoreJs,
 }
 
@@ -122,7 +122,7 @@ impl Component {
                 "Python's cryptography for /usr/bin/python3 (apt-get install python3-cryptography)"
             }
             Component::SigstoreJs => {
-                "sigstore-js for tests/sigstore/sign.js: node 20.17 or newer with npm (Debian 12's nodejs is 18; NodeSource's packages or nvm), then npm ci --prefix tests/sigstore"
+                "sigstore-js for tests/oracles/sign.js: node 20.17 or newer with npm (Debian 12's nodejs is 18; NodeSource's packages or nvm), then npm ci --prefix tests/oracles"
             }
         }
     }

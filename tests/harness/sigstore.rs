@@ -1,11 +1,11 @@
 //! Signatures made by tools this project did not write, so that a misreading of cosign's
 //! formats shared by our verifier and our own fixtures ([`super::cosign`]) cannot pass:
 //!
-//! - `tests/sigstore/cosign_spec.py`: cosign's classic `.sig` signatures, following cosign's
+//! - `tests/oracles/cosign_spec.py`: cosign's classic `.sig` signatures, following cosign's
 //!   SIGNATURE_SPEC.md, made with Python's `cryptography` (Debian's python3-cryptography);
-//! - `tests/sigstore/sign.js`: Sigstore bundles made by sigstore-js (`@sigstore/sign`), with
+//! - `tests/oracles/sign.js`: Sigstore bundles made by sigstore-js (`@sigstore/sign`), with
 //!   keyless certificates, transparency-log entries and timestamps from `@sigstore/mock`, and
-//!   attached to the image by `@sigstore/oci` (installed by `npm ci` in `tests/sigstore`).
+//!   attached to the image by `@sigstore/oci` (installed by `npm ci` in `tests/oracles`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +17,7 @@ use super::need::PYTHON;
 
 /// Where the signers live.
 pub fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sigstore")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles")
 }
 
 /// Whether Python's `cryptography` is there for [`PYTHON`].
