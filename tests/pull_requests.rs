@@ -81,6 +81,18 @@ name = "{host}/org/api"
     text
 }
 
+/// A protected environment branch, a forge of `kind`, the config proposing to it without
+/// auto-merge, and `v1.0.0` and `v1.1.0` pushed.
+async fn proposing(kind: Kind) -> (World, FakeForge) {
+    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
+    protect(&world);
+    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
+    world.write_config(&config(&world, &forge, false));
+    world.push("org/api", "v1.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    (world, forge)
+}
+
 /// `once`; returns its output and whether it succeeded.
 fn once(world: &World) -> (bool, String) {
     let out = world.run(&["once"]);
@@ -744,12 +756,7 @@ async fn a_github_app_signs_in_with_installation_tokens() {
 /// proposed afresh in a new request, then deployed when that one merges. Before, the newer tag
 /// was taken as deployed, then held as if a person had reverted it, and never deployed.
 async fn merge_race(kind: Kind) {
-    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
-    protect(&world);
-    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
-    world.write_config(&config(&world, &forge, false));
-    world.push("org/api", "v1.0.0").await;
-    world.push("org/api", "v1.1.0").await;
+    let (world, forge) = proposing(kind).await;
     once_ok(&world);
     assert!(forge.pull(1).title.contains("api v1.1.0"));
     let proposed_head = head(&world, UPDATE);
@@ -834,12 +841,7 @@ async fn gitea_merge_race() {
 /// A known request that answers 404 (an admin deleted it, the repository moved): forgotten,
 /// and a request is found or opened again, instead of every cycle failing on it.
 async fn gone_request(kind: Kind) {
-    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
-    protect(&world);
-    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
-    world.write_config(&config(&world, &forge, false));
-    world.push("org/api", "v1.0.0").await;
-    world.push("org/api", "v1.1.0").await;
+    let (world, forge) = proposing(kind).await;
     once_ok(&world);
     forge.delete(1);
     let out = once_ok(&world);
@@ -878,12 +880,7 @@ async fn gitea_gone_request() {
 /// is counted in `/metrics` and shown by `status`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_waits_out_a_forges_retry_after() {
-    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
-    protect(&world);
-    let forge = FakeForge::start(Kind::GitHub, world.git.path("manifests")).await;
-    world.write_config(&config(&world, &forge, false));
-    world.push("org/api", "v1.0.0").await;
-    world.push("org/api", "v1.1.0").await;
+    let (world, forge) = proposing(Kind::GitHub).await;
     forge.rate_limit_next(30);
     let daemon = world.start();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -937,12 +934,7 @@ async fn the_daemon_waits_out_a_forges_retry_after() {
 /// wants it. It is kept open, its value is no longer held, and it is kept current; before, it
 /// was closed again with a comment saying its changes were on the branch, which they were not.
 async fn reopened_by_a_person(kind: Kind) {
-    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
-    protect(&world);
-    let forge = FakeForge::start(kind, world.git.path("manifests")).await;
-    world.write_config(&config(&world, &forge, false));
-    world.push("org/api", "v1.0.0").await;
-    world.push("org/api", "v1.1.0").await;
+    let (world, forge) = proposing(kind).await;
     once_ok(&world);
     forge.close_by_person(1);
     once_ok(&world);
@@ -1107,12 +1099,7 @@ async fn gitea_refused_reviewer() {
 /// exists". Gitea's lookup by base and head finds it in one request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitea_finds_its_request_behind_500_others() {
-    let world = World::new(&[(FILE, OVERLAY)], &[BASE]).await;
-    protect(&world);
-    let forge = FakeForge::start(Kind::Gitea, world.git.path("manifests")).await;
-    world.write_config(&config(&world, &forge, false));
-    world.push("org/api", "v1.0.0").await;
-    world.push("org/api", "v1.1.0").await;
+    let (world, forge) = proposing(Kind::Gitea).await;
     once_ok(&world);
     for i in 0..520 {
         forge.add_other(&format!("feature/{i}"), "main");

@@ -73,6 +73,19 @@ fn stdout(world: &World, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `once`, which must succeed and leave `tag` in prod's kustomization; its output.
+fn once_writes(world: &World, tag: &str) -> String {
+    let (ok, out) = stdout(world, &["once"]);
+    assert!(ok, "{out}");
+    assert!(
+        world
+            .file_on("deploy/prod", FILE)
+            .contains(&format!("newTag: {tag}")),
+        "{tag} not written\n{out}"
+    );
+    out
+}
+
 fn status(world: &World, alias: &str) -> serde_json::Value {
     let out = world.run(&["status", "--output", "json"]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -307,14 +320,7 @@ async fn an_attestation_rule_needs_the_provenance_it_names() {
     let v130 = world.push("org/built", "v1.3.0").await;
     cosign::sign(&base, &host, "org/built", &v130, &key).await;
 
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.1.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.1.0");
     let unverified = status(&world, "built")["unverified"]
         .as_str()
         .unwrap_or_default()
@@ -537,14 +543,7 @@ async fn signatures_are_found_through_the_referrers_api() {
     // v1.2.0 has a referrer, but it is v1.1.0's signature: not counted for v1.2.0.
     let signature = cosign::sign_as_referrer(&base, &host, "org/api", &v110, &key).await;
     front.refer(&v120, signature.clone());
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.0.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.0.0");
     assert!(
         status(&world, "api")["unverified"]
             .as_str()
@@ -553,14 +552,7 @@ async fn signatures_are_found_through_the_referrers_api() {
     );
     // Listed for v1.1.0, where it belongs: v1.1.0 is written (v1.2.0 still is not).
     front.refer(&v110, signature);
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.1.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.1.0");
 }
 
 /// Twenty unsigned builds above the last signed release do not hide it: a poll walks down the
@@ -584,14 +576,7 @@ async fn twenty_unsigned_tags_above_a_signed_one_do_not_hide_it() {
     for minor in 2..=21 {
         newest = world.push("org/api", &format!("v1.{minor}.0")).await;
     }
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.1.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.1.0");
     let unverified = status(&world, "api")["unverified"]
         .as_str()
         .unwrap_or_default()
@@ -603,14 +588,7 @@ async fn twenty_unsigned_tags_above_a_signed_one_do_not_hide_it() {
     );
     // The newest signed: written.
     sigstore::sign_spec(&base, "org/api", &newest, &key, Spelling::Cosign);
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.21.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.21.0");
 }
 
 /// SIGNATURE_SPEC.md's own example spells the payload's key `Docker-manifest-digest`; cosign
@@ -632,14 +610,7 @@ async fn a_signature_spelled_as_the_spec_spells_it_verifies() {
     sigstore::sign_spec(&base, "org/api", &v110, &key, Spelling::Spec);
     let v120 = world.push("org/api", "v1.2.0").await;
     sigstore::sign_spec(&base, "org/api", &v120, &stranger, Spelling::Spec);
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.1.0"),
-        "{out}"
-    );
+    let out = once_writes(&world, "v1.1.0");
     assert!(
         status(&world, "api")["unverified"]
             .as_str()
@@ -668,14 +639,7 @@ async fn a_signed_tag_pushed_over_unsigned_is_not_written() {
     world.push("org/api", "v0.9.0").await;
     let v100 = world.push("org/api", "v1.0.0").await;
     sigstore::sign_spec(&base, "org/api", &v100, &ours, Spelling::Cosign);
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.0.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.0.0");
 
     // v1.6.0, signed, is seen once: plan resolves and remembers its digest.
     let v160 = world.push("org/api", "v1.6.0").await;
@@ -783,14 +747,7 @@ async fn cosign_3_bundles_as_referrers_and_under_the_fallback_tag() {
         .await
         .unwrap();
     assert!(tags.contains(&format!("sha256-{}\"", &v120[7..])), "{tags}");
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.2.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.2.0");
     let why = unverified(&world);
     let bundle =
         |digest: &str, why: &str| format!("the Sigstore bundle attached to {digest}: {why}");
@@ -817,14 +774,7 @@ async fn cosign_3_bundles_as_referrers_and_under_the_fallback_tag() {
         &["prod"],
         &api_signed_by(&host, &ours, "pin = \"v1.1.0\"\n"),
     );
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.1.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.1.0");
 
     // A registry with the referrers API: @sigstore/oci writes no fallback tag, and the bundle
     // is found through the API.
@@ -854,14 +804,7 @@ async fn cosign_3_bundles_as_referrers_and_under_the_fallback_tag() {
         !tags.contains(&format!("sha256-{}\"", &v200[7..])),
         "{tags}"
     );
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v2.0.0"),
-        "{out}"
-    );
+    once_writes(&world, "v2.0.0");
 }
 
 /// Keyless signatures made by sigstore-js against `@sigstore/mock`'s Fulcio and Rekor, whose
@@ -917,14 +860,7 @@ async fn keyless_bundles_made_by_sigstore_js() {
     assert_eq!(pem.lines().count(), 3, "{pem}");
 
     configure(&world, &["prod"], &api_keyless(&host, &root, ""));
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.2.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.2.0");
     let why = unverified(&world);
     // Another Fulcio's certificate, logged by another Rekor: the log is not trusted.
     assert!(
@@ -1011,14 +947,7 @@ async fn a_tag_pushed_over_between_decision_and_write_is_not_written() {
         "{log}"
     );
     // The next cycle judges what the tag names now: unsigned, not written.
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.0.0"),
-        "{out}"
-    );
+    let out = once_writes(&world, "v1.0.0");
     assert!(
         unverified(&world).contains(&format!("v1.1.0: no cosign signature for {again}")),
         "{out}"
@@ -1184,14 +1113,7 @@ async fn keyless_attestations_in_bundles() {
             ),
         ),
     );
-    let (ok, out) = stdout(&world, &["once"]);
-    assert!(ok, "{out}");
-    assert!(
-        world
-            .file_on("deploy/prod", FILE)
-            .contains("newTag: v1.1.0"),
-        "{out}"
-    );
+    once_writes(&world, "v1.1.0");
     let why = unverified(&world);
     assert!(
         why.contains(&format!(
