@@ -130,8 +130,9 @@ impl Choice {
 }
 
 /// How many digests one poll verifies, walking down the ranked candidates until one passes the
-/// `verify` rules. An unsigned build costs three requests (the tag's HEAD, the referrers and
-/// cosign's tag), plus a manifest and a config the first time its digest is seen; a refusal is
+/// `verify` rules. An unsigned build costs four requests on a registry without the referrers
+/// API (the tag's HEAD, the API's 404, the referrers tag schema's index, cosign's tag), three
+/// on one with it, plus a manifest and a config the first time its digest is seen; a refusal is
 /// remembered per digest ([`crate::verify::REFUSED_TTL`]), so a later poll walks past it
 /// without a request and goes on below. The budget bounds what one poll spends when a
 /// repository has many unsigned builds above its last signed release.
