@@ -50,6 +50,10 @@ pub struct Shared {
     >,
     /// With `[cluster]`: the holds and image records shared through etcd.
     pub handover: Arc<std::sync::OnceLock<Arc<crate::cluster::handover::Handover>>>,
+    /// With `[cluster]`: the live replicas, as this one last read them. A cycle checks an
+    /// image only while this replica still owns it: a cycle that began before the members
+    /// changed must not go on polling what another replica now owns.
+    pub members: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<crate::cluster::Members>>>,
     /// How registry clients retry and share a registry's rate; the daemon names its replica
     /// and sets the share in a cluster.
     pub tuning: Tuning,
@@ -80,6 +84,7 @@ impl Shared {
             verifier: Arc::new(crate::verify::Verifier::new()),
             cluster: Arc::default(),
             handover: Arc::default(),
+            members: Arc::default(),
             tuning: Tuning::default(),
             state_dir,
             registry_metrics: Arc::new(registry::Metrics::default()),
@@ -300,14 +305,19 @@ impl Engine {
         }
         let mut pending = pairs.into_iter();
         let mut running = futures_util::stream::FuturesUnordered::new();
-        for (image, deployment) in pending.by_ref().take(POLLS_AT_ONCE) {
-            running.push(self.check(&cycle, &holds, image, deployment));
-        }
         let mut checks: Vec<Check> = Vec::new();
-        while let Some(check) = running.next().await {
-            checks.push(check);
-            if let Some((image, deployment)) = pending.next() {
-                running.push(self.check(&cycle, &holds, image, deployment));
+        loop {
+            while running.len() < POLLS_AT_ONCE {
+                let Some((image, deployment)) = pending.next() else {
+                    break;
+                };
+                if self.still_owned(image) {
+                    running.push(self.check(&cycle, &holds, image, deployment));
+                }
+            }
+            match running.next().await {
+                Some(check) => checks.push(check),
+                None => break,
             }
         }
         let branches = self.write(&checks, &holds, dry_run).await;
@@ -342,6 +352,14 @@ impl Engine {
             super::notify::send(&self.config, &report).await;
         }
         report
+    }
+
+    /// Whether this replica owns `image` now (always, outside a cluster).
+    fn still_owned(&self, image: &Image) -> bool {
+        match self.shared.members.get() {
+            Some(members) => members.borrow().owns(&image.reference.repository()),
+            None => true,
+        }
     }
 
     /// A cycle that cannot decide anything: each check fails with `why`, nothing is written.

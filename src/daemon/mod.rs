@@ -157,6 +157,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             // Writes take their branch's lock through this replica's session.
             let _ = shared.cluster.set(session);
             let _ = shared.handover.set(handover);
+            let _ = shared.members.set(rx.clone());
             (Some(rx), Some(task))
         }
         None => (None, None),
