@@ -30,6 +30,7 @@ pub const MAX_BODY: usize = 4 << 20;
 /// The most pages of one list read; beyond that, what is looked for is not there in practice.
 pub const MAX_PAGES: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause a forge may ask for; a longer `Retry-After` is taken as this.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 /// The pause after a 429 that says nothing of how long.
@@ -86,7 +87,6 @@ fn asked_to_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
     }?;
     Some(wait.clamp(Duration::from_secs(1), MAX_PAUSE))
 }
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One answer, read whole (up to [`MAX_BODY`]).
 #[derive(Debug)]
