@@ -266,19 +266,16 @@ pub async fn merge(
         project_path(project),
         request.number
     ))?;
-    let body = if auto_merge_known(version) {
-        json!({
-            "sha": head,
-            "auto_merge": true,
-            "squash": settings.merge_method == MergeMethod::Squash,
-        })
+    let when_ready = if auto_merge_known(version) {
+        "auto_merge"
     } else {
-        json!({
-            "sha": head,
-            "merge_when_pipeline_succeeds": true,
-            "squash": settings.merge_method == MergeMethod::Squash,
-        })
+        "merge_when_pipeline_succeeds"
     };
+    let mut body = json!({
+        "sha": head,
+        "squash": settings.merge_method == MergeMethod::Squash,
+    });
+    body[when_ready] = json!(true);
     let reply = api.send(Method::PUT, url, Some(auth), Some(&body)).await?;
     match reply.status.as_u16() {
         200 => {
