@@ -414,11 +414,10 @@ async fn edit_keeping_draft(
     title: &str,
     (body_field, body): (&str, &str),
 ) -> Result<(), ForgeError> {
-    let what = format!("reading {name}");
-    let current = api
-        .call(reqwest::Method::GET, path, auth, None, &what)
-        .await?;
-    let title = keep_draft(&current, &what, marker, title)?;
+    let draft = current_title(api, auth, path, name)
+        .await?
+        .starts_with(marker);
+    let title = titled(marker, title, draft);
     let mut fields = serde_json::Map::new();
     fields.insert("title".into(), title.into());
     fields.insert(body_field.into(), body.into());
@@ -428,19 +427,20 @@ async fn edit_keeping_draft(
         .map(drop)
 }
 
-/// `title` marked as a draft if the request (as `current` shows it) is one: forges that mark
-/// drafts in the title would otherwise lose the mark on an edit.
-fn keep_draft(
-    current: &Reply,
-    what: &str,
-    marker: &str,
-    title: &str,
+/// The title of the request at `path` (`name` in messages), read from the forge: where the
+/// forge marks drafts in the title, an edit must know whether the request is one.
+async fn current_title(
+    api: &http::Api,
+    auth: &Auth,
+    path: &str,
+    name: &str,
 ) -> Result<String, ForgeError> {
-    let value: serde_json::Value = current.json(what)?;
-    let draft = value["title"]
-        .as_str()
-        .is_some_and(|t| t.starts_with(marker));
-    Ok(titled(marker, title, draft))
+    let what = format!("reading {name}");
+    let current = api
+        .call(reqwest::Method::GET, path, auth, None, &what)
+        .await?;
+    let value: serde_json::Value = current.json(&what)?;
+    Ok(value["title"].as_str().unwrap_or_default().to_string())
 }
 
 /// `title`, with the draft `marker` in front when `draft`: how GitLab and Gitea mark drafts.
@@ -476,12 +476,7 @@ async fn title_without_draft(
     name: &str,
     marker: &str,
 ) -> Result<(), ForgeError> {
-    let what = format!("reading {name}");
-    let current = api
-        .call(reqwest::Method::GET, path, auth, None, &what)
-        .await?;
-    let value: serde_json::Value = current.json(&what)?;
-    let title = value["title"].as_str().unwrap_or_default();
+    let title = current_title(api, auth, path, name).await?;
     let Some(plain) = title.strip_prefix(marker) else {
         return Ok(());
     };
