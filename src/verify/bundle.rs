@@ -21,12 +21,11 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::Digest as _;
 use x509_cert::Certificate;
-use x509_cert::der::Decode as _;
 
 use super::attestation::{self, Mismatch};
 use super::keyless::{self, Promise};
 use super::keys::PublicKey;
-use super::trusted_root::TrustedRoot;
+use super::trusted_root::{RawBytes, TrustedRoot};
 use super::{timestamp, transparency};
 use crate::config::{AttestationRule, Keyless};
 
@@ -105,12 +104,6 @@ struct SignedTimestamp {
 struct Chain {
     #[serde(default)]
     certificates: Vec<RawBytes>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawBytes {
-    raw_bytes: String,
 }
 
 #[derive(Deserialize)]
@@ -335,7 +328,6 @@ fn signer(raw: &Raw, signed: &Signed, signers: &Signers, now: i64) -> Result<Str
             return Ok(format!("key {}", key.id));
         }
     }
-    let b64 = base64::engine::general_purpose::STANDARD;
     let material = &raw.verification_material;
     let leaf_der = material.certificate.as_ref().or_else(|| {
         material
@@ -356,11 +348,9 @@ fn signer(raw: &Raw, signed: &Signed, signers: &Signers, now: i64) -> Result<Str
             ),
         });
     };
-    let leaf = b64
-        .decode(&leaf_der.raw_bytes)
-        .ok()
-        .and_then(|der| Certificate::from_der(&der).ok())
-        .ok_or("its certificate does not parse")?;
+    let leaf = leaf_der
+        .certificate()
+        .map_err(|_| "its certificate does not parse")?;
     let key = keyless::leaf_key(&leaf)?;
     let signature = signed
         .signature_by(|message, signature, prehashed| {
@@ -451,39 +441,34 @@ fn logged_entry(
         .decode(&entry.log_id.key_id)
         .map(|id| crate::hex::encode(&id))
         .map_err(|_| "its transparency-log entry's log id is not base64")?;
-    let log = root
-        .logs
-        .iter()
-        .find(|l| l.id == log_id)
-        .ok_or("its transparency-log entry is from a log the trusted root does not name")?;
+    let log = keyless::log_of(root, &log_id, "its transparency-log entry")?;
     let body = b64
         .decode(&entry.canonicalized_body)
         .map_err(|_| "its transparency-log entry is not base64")?;
     if let Some(proof) = &entry.inclusion_proof {
         transparency::verify(proof, &body, log)?;
     }
-    let (recorded, time) = match &entry.inclusion_promise {
+    let time = match &entry.inclusion_promise {
         Some(promise) => {
             let set = b64
                 .decode(&promise.signed_entry_timestamp)
                 .map_err(|_| "its signed entry timestamp is not base64")?;
-            let body = keyless::promised(
-                &Promise {
-                    body: &entry.canonicalized_body,
-                    integrated_time,
-                    log_index,
-                    log_id: &log_id,
-                    signed_entry_timestamp: &set,
-                },
-                root,
-            )?;
-            (body, Some(integrated_time))
+            let promise = Promise {
+                body: &entry.canonicalized_body,
+                integrated_time,
+                log_index,
+                log_id: &log_id,
+                signed_entry_timestamp: &set,
+            };
+            if !keyless::promise_kept(&promise, log) {
+                return Err("its transparency-log entry is not signed by the log".into());
+            }
+            Some(integrated_time)
         }
-        None => (
-            serde_json::from_slice(&body).map_err(|_| "its transparency-log entry is not JSON")?,
-            None,
-        ),
+        None => None,
     };
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| "its transparency-log entry is not JSON")?;
     if !records(&recorded, signed, signature, leaf) {
         return Err("its transparency-log entry records another signature".into());
     }
@@ -507,13 +492,7 @@ fn records(
     };
     let cert_is = |v: &serde_json::Value| keyless::logged_certificate(v).as_ref() == Some(leaf);
     match signed {
-        Signed::Message { digest, .. } => {
-            body["kind"] == "hashedrekord"
-                && spec["data"]["hash"]["algorithm"] == "sha256"
-                && spec["data"]["hash"]["value"] == crate::hex::encode(digest)
-                && sig_is(&spec["signature"]["content"])
-                && cert_is(&spec["signature"]["publicKey"]["content"])
-        }
+        Signed::Message { digest, .. } => keyless::records_hashed(body, digest, signature, leaf),
         Signed::Dsse { payload, .. } if body["kind"] == "dsse" => {
             if spec["proposedContent"].is_object() {
                 // The entry as proposed (what @sigstore/mock's Rekor logs): the envelope itself

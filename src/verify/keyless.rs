@@ -21,7 +21,7 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use super::keys::AnyKey;
-use super::trusted_root::{Authority, TrustedRoot};
+use super::trusted_root::{Authority, Log, TrustedRoot};
 use crate::config::Keyless;
 
 /// Where cosign puts a keyless signature's certificate (PEM), and its offline bundle (JSON).
@@ -266,15 +266,18 @@ pub struct Promise<'a> {
     pub signed_entry_timestamp: &'a [u8],
 }
 
-/// The entry of `promise`, decoded, once the log's signature over it is verified with the
-/// log's key from `root`.
-pub fn promised(promise: &Promise, root: &TrustedRoot) -> Result<serde_json::Value, String> {
-    let log = root
-        .logs
+/// The transparency log of `root` whose id (hex) is `id`; `named` is how messages name the
+/// entry that names it.
+pub fn log_of<'a>(root: &'a TrustedRoot, id: &str, named: &str) -> Result<&'a Log, String> {
+    root.logs
         .iter()
-        .find(|l| l.id == promise.log_id)
-        .ok_or("its transparency-log entry is from a log the trusted root does not name")?;
-    // The log signs the entry's canonical JSON: keys sorted, no spaces.
+        .find(|l| l.id == id)
+        .ok_or_else(|| format!("{named} is from a log the trusted root does not name"))
+}
+
+/// Whether `log` signed `promise`: Rekor signs the entry's canonical JSON (keys sorted, no
+/// spaces).
+pub fn promise_kept(promise: &Promise, log: &Log) -> bool {
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let canonical = format!(
         r#"{{"body":{},"integratedTime":{},"logID":{},"logIndex":{}}}"#,
@@ -283,16 +286,28 @@ pub fn promised(promise: &Promise, root: &TrustedRoot) -> Result<serde_json::Val
         quoted(promise.log_id),
         promise.log_index
     );
-    if !log
-        .key
+    log.key
         .verifies(canonical.as_bytes(), promise.signed_entry_timestamp)
-    {
-        return Err("its transparency-log entry is not signed by the log".into());
-    }
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(promise.body)
-        .map_err(|_| "its transparency-log entry is not base64")?;
-    serde_json::from_slice(&body).map_err(|_| "its transparency-log entry is not JSON".into())
+}
+
+/// Whether a Rekor `hashedrekord` entry records `signature`, over the message whose SHA-256 is
+/// `digest`, by `leaf`: cosign's offline bundles and Sigstore bundles' message signatures are
+/// logged as this kind of entry.
+pub fn records_hashed(
+    entry: &serde_json::Value,
+    digest: &[u8],
+    signature: &[u8],
+    leaf: &Certificate,
+) -> bool {
+    let spec = &entry["spec"];
+    let logged_signature = spec["signature"]["content"]
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+    entry["kind"] == "hashedrekord"
+        && spec["data"]["hash"]["algorithm"] == "sha256"
+        && spec["data"]["hash"]["value"] == crate::hex::encode(digest)
+        && logged_signature.as_deref() == Some(signature)
+        && logged_certificate(&spec["signature"]["publicKey"]["content"]).as_ref() == Some(leaf)
 }
 
 /// A certificate as a transparency-log entry records it: base64 of its PEM.
@@ -321,29 +336,29 @@ fn bundle_time(
     let set = b64
         .decode(&bundle.signed_entry_timestamp)
         .map_err(|_| "its bundle's timestamp is not base64")?;
-    let entry = promised(
-        &Promise {
-            body: &p.body,
-            integrated_time: p.integrated_time,
-            log_index: p.log_index,
-            log_id: &p.log_id,
-            signed_entry_timestamp: &set,
-        },
-        root,
-    )
-    .map_err(|e| e.replace("its transparency-log entry", "its bundle"))?;
+    let log = log_of(root, &p.log_id, "its bundle")?;
+    let promise = Promise {
+        body: &p.body,
+        integrated_time: p.integrated_time,
+        log_index: p.log_index,
+        log_id: &p.log_id,
+        signed_entry_timestamp: &set,
+    };
+    if !promise_kept(&promise, log) {
+        return Err("its bundle is not signed by the log".into());
+    }
+    let body = b64
+        .decode(&p.body)
+        .map_err(|_| "its bundle is not base64")?;
+    let entry: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| "its bundle is not JSON")?;
     // The entry must be this signature, of this payload, by this certificate.
-    let spec = &entry["spec"];
-    let logged_signature = spec["signature"]["content"]
-        .as_str()
-        .and_then(|s| b64.decode(s).ok());
-    let logged_hash = spec["data"]["hash"]["value"].as_str();
-    let logged_cert = logged_certificate(&spec["signature"]["publicKey"]["content"]);
-    let hash = crate::hex::encode(&sha2::Sha256::digest(signed.payload));
-    let same = entry["kind"] == "hashedrekord"
-        && logged_signature.as_deref() == Some(signed.signature)
-        && logged_hash == Some(hash.as_str())
-        && logged_cert.as_ref() == Some(leaf);
+    let same = records_hashed(
+        &entry,
+        &sha2::Sha256::digest(signed.payload),
+        signed.signature,
+        leaf,
+    );
     if !same {
         return Err("its bundle records another signature".into());
     }

@@ -72,10 +72,21 @@ struct RawChain {
     certificates: Vec<RawBytes>,
 }
 
+/// DER in Sigstore's protobuf JSON: `{"rawBytes": "<base64>"}`, in trusted roots and bundles.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawBytes {
+pub(super) struct RawBytes {
     raw_bytes: String,
+}
+
+impl RawBytes {
+    /// The certificate these bytes hold.
+    pub(super) fn certificate(&self) -> Result<Certificate, String> {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&self.raw_bytes)
+            .map_err(|_| "a certificate is not base64".to_string())?;
+        Certificate::from_der(&der).map_err(|e| format!("a certificate does not parse: {e}"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -127,13 +138,7 @@ impl TrustedRoot {
                 .cert_chain
                 .certificates
                 .iter()
-                .map(|c| {
-                    let der = b64
-                        .decode(&c.raw_bytes)
-                        .map_err(|_| "a certificate is not base64".to_string())?;
-                    Certificate::from_der(&der)
-                        .map_err(|e| format!("a certificate does not parse: {e}"))
-                })
+                .map(RawBytes::certificate)
                 .collect::<Result<Vec<_>, _>>()?;
             let range = a.valid_for.as_ref();
             Ok(Authority {
