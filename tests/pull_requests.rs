@@ -1319,3 +1319,272 @@ fn githubs_description_judges_requests() {
         );
     }
 }
+
+/// `(method, path, query, body)` the description must take, and the same with what it must
+/// answer for ones it must refuse.
+type Allowed<'a> = [(
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    serde_json::Value,
+)];
+type Refused<'a> = [(
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    serde_json::Value,
+    &'a str,
+)];
+
+fn judge(doc: &serde_json::Value, allowed: &Allowed, refused: &Refused) {
+    use harness::openapi::violation;
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    for (method, path, query, body) in allowed {
+        assert_eq!(
+            violation(doc, method, path, &owned(query), body),
+            None,
+            "{method} {path}"
+        );
+    }
+    for (method, path, query, body, why) in refused {
+        let got = violation(doc, method, path, &owned(query), body);
+        assert!(
+            got.as_deref().is_some_and(|g| g.contains(why)),
+            "{method} {path}: {got:?}, expected {why}"
+        );
+    }
+}
+
+/// The judge of the GitLab test server: the merge request reference's attribute tables, as
+/// kept in `tests/oracles/descriptions/gitlab-v4.json`, take what image-updater sends and
+/// refuse the misreadings a client could make (labels as a list, a state GitLab does not
+/// know, a body without its required fields).
+#[test]
+fn gitlabs_reference_judges_requests() {
+    use serde_json::json;
+    let mr = "/projects/acme%2Fmanifests/merge_requests";
+    let list = [
+        ("state", "opened"),
+        ("source_branch", "image-updater/prod"),
+        ("target_branch", "deploy/prod"),
+        ("per_page", "100"),
+    ];
+    let allowed: &Allowed = &[
+        ("GET", mr, &list, json!(null)),
+        (
+            "POST",
+            mr,
+            &[],
+            json!({"source_branch": "h", "target_branch": "b", "title": "t", "description": "d",
+                   "squash": false, "labels": "a,b", "assignee_ids": [3], "reviewer_ids": [4]}),
+        ),
+        (
+            "GET",
+            "/projects/acme%2Fmanifests/merge_requests/7",
+            &[],
+            json!(null),
+        ),
+        (
+            "PUT",
+            "/projects/acme%2Fmanifests/merge_requests/7",
+            &[],
+            json!({"title": "t", "description": "d", "state_event": "close"}),
+        ),
+        (
+            "PUT",
+            "/projects/acme%2Fmanifests/merge_requests/7/merge",
+            &[],
+            json!({"sha": "0123456789abcdef0123456789abcdef01234567", "squash": true, "auto_merge": true}),
+        ),
+        (
+            "POST",
+            "/projects/acme%2Fmanifests/merge_requests/7/notes",
+            &[],
+            json!({"body": "closed"}),
+        ),
+        ("GET", "/users", &[("username", "bob")], json!(null)),
+        ("GET", "/version", &[], json!(null)),
+    ];
+    let refused: &Refused = &[
+        (
+            "GET",
+            mr,
+            &[("state", "open")],
+            json!(null),
+            "is not one of",
+        ),
+        (
+            "POST",
+            mr,
+            &[],
+            json!({"source_branch": "h", "target_branch": "b", "title": "t", "labels": ["a"]}),
+            "is not string",
+        ),
+        (
+            "POST",
+            mr,
+            &[],
+            json!({"source_branch": "h", "title": "t"}),
+            "required field target_branch is missing",
+        ),
+        (
+            "PUT",
+            "/projects/acme%2Fmanifests/merge_requests/7",
+            &[],
+            json!({"state": "closed"}),
+            "field state is not in the schema",
+        ),
+        (
+            "PUT",
+            "/projects/acme%2Fmanifests/merge_requests/7/merge",
+            &[],
+            json!({"merge_when_checks_pass": true}),
+            "is not in the schema",
+        ),
+        (
+            "POST",
+            "/projects/acme%2Fmanifests/merge_requests/7/notes",
+            &[],
+            json!({"note": "x"}),
+            "required field body is missing",
+        ),
+        (
+            "GET",
+            mr,
+            &[("per_page", "500")],
+            json!(null),
+            "is above 100",
+        ),
+        (
+            "DELETE",
+            "/projects/acme%2Fmanifests/merge_requests/7",
+            &[],
+            json!(null),
+            "no such operation",
+        ),
+    ];
+    judge(harness::openapi::gitlab(), allowed, refused);
+}
+
+/// The judge of the Gitea test server: Gitea's own Swagger description (the parts we call,
+/// kept in `tests/oracles/descriptions/gitea-v1.json`) takes what image-updater sends and
+/// refuses what Gitea would not understand: a merge without `Do`, labels by name, an unknown
+/// state.
+#[test]
+fn giteas_description_judges_requests() {
+    use serde_json::json;
+    let allowed: &Allowed = &[
+        (
+            "GET",
+            "/repos/acme/manifests/pulls",
+            &[("state", "open"), ("limit", "50"), ("page", "2")],
+            json!(null),
+        ),
+        (
+            "GET",
+            "/repos/acme/manifests/pulls/deploy%2Fprod/image-updater%2Fprod",
+            &[],
+            json!(null),
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/pulls",
+            &[],
+            json!({"head": "h", "base": "b", "title": "t", "body": "x", "labels": [1], "assignees": ["bob"]}),
+        ),
+        (
+            "PATCH",
+            "/repos/acme/manifests/pulls/4",
+            &[],
+            json!({"title": "t", "body": "b", "state": "closed"}),
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/pulls/4/merge",
+            &[],
+            json!({"Do": "squash", "head_commit_id": "abc", "merge_when_checks_succeed": true}),
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/pulls/4/requested_reviewers",
+            &[],
+            json!({"reviewers": ["bob"]}),
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/issues/4/comments",
+            &[],
+            json!({"body": "x"}),
+        ),
+        (
+            "GET",
+            "/repos/acme/manifests/labels",
+            &[("limit", "50")],
+            json!(null),
+        ),
+    ];
+    let refused: &Refused = &[
+        (
+            "POST",
+            "/repos/acme/manifests/pulls/4/merge",
+            &[],
+            json!({"merge_when_checks_succeed": true}),
+            "required field Do is missing",
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/pulls/4/merge",
+            &[],
+            json!({"Do": "fast-forward"}),
+            "is not one of",
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/pulls",
+            &[],
+            json!({"head": "h", "base": "b", "labels": ["image-updater"]}),
+            "is not integer",
+        ),
+        (
+            "GET",
+            "/repos/acme/manifests/pulls",
+            &[("state", "opened")],
+            json!(null),
+            "is not one of",
+        ),
+        (
+            "PATCH",
+            "/repos/acme/manifests/pulls/4",
+            &[],
+            json!({"draft": false}),
+            "field draft is not in the schema",
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/pulls/4/requested_reviewers",
+            &[],
+            json!(null),
+            "the body the operation requires is missing",
+        ),
+        (
+            "POST",
+            "/repos/acme/manifests/issues/4/comments",
+            &[],
+            json!({}),
+            "required field body is missing",
+        ),
+        (
+            "GET",
+            "/repos/acme/manifests/pulls/four",
+            &[],
+            json!(null),
+            "is not integer",
+        ),
+    ];
+    judge(harness::openapi::gitea(), allowed, refused);
+}

@@ -34,6 +34,18 @@ impl Kind {
             Kind::Gitea => "gitea",
         }
     }
+
+    /// The published description that judges a request to `path`, and the path as that
+    /// description writes it (without the API's base path); `None` for what no REST
+    /// description covers (GitHub's GraphQL endpoint).
+    fn described(self, path: &str) -> Option<(&'static Value, &str)> {
+        match self {
+            Kind::GitHub if path == "/graphql" => None,
+            Kind::GitHub => Some((super::openapi::github(), path)),
+            Kind::GitLab => Some((super::openapi::gitlab(), path.strip_prefix("/api/v4")?)),
+            Kind::Gitea => Some((super::openapi::gitea(), path.strip_prefix("/api/v1")?)),
+        }
+    }
 }
 
 pub const OWNER: &str = "acme";
@@ -157,12 +169,12 @@ impl FakeForge {
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let (s, dir) = (s.clone(), dir.clone());
                 async move {
-                    if kind == Kind::GitHub && uri.path() != "/graphql" {
+                    if let Some((doc, path)) = kind.described(uri.path()) {
                         let logged: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         let why = super::openapi::violation(
-                            super::openapi::github(),
+                            doc,
                             method.as_str(),
-                            uri.path(),
+                            path,
                             &query_pairs(&uri),
                             &logged,
                         );

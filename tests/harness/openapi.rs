@@ -1,40 +1,145 @@
-//! Every request the GitHub test server receives, judged by GitHub's published REST API
-//! description (`api.github.com.deref.json` from npm's `@octokit/openapi`, installed by
-//! `npm ci --prefix tests/oracles`), so the test server cannot agree with a misreading of the
-//! API that our client shares: the path must be one the description has, with that method;
-//! path parameters of their declared types; query parameters declared for the operation, with
-//! valid values, and the required ones present; a body only where the operation takes one,
-//! valid against its JSON schema.
+//! Every request a forge test server receives, judged by that forge's published API
+//! description, so the test server cannot agree with a misreading of the API that our client
+//! shares: the path must be one the description has, with that method; path parameters of
+//! their declared types; query parameters declared for the operation, with valid values, and
+//! the required ones present; a body only where the operation takes one, valid against its
+//! JSON schema.
 //!
-//! The schema check covers what the description uses for request bodies: `type` (and
+//! The descriptions:
+//! - GitHub: `api.github.com.deref.json` from npm's `@octokit/openapi`, installed by
+//!   `npm ci --prefix tests/oracles`.
+//! - Gitea: `tests/oracles/descriptions/gitea-v1.json`, the operations we call and their body
+//!   definitions copied unchanged from Gitea's Swagger 2.0 description (source and commit in
+//!   the file), turned into the OpenAPI 3 shape below when read.
+//! - GitLab: `tests/oracles/descriptions/gitlab-v4.json`, GitLab's published attribute tables
+//!   for those operations transcribed into OpenAPI 3 form (GitLab publishes no machine-readable
+//!   description of them; the pages are named in the file).
+//!
+//! The schema check covers what the descriptions use for request bodies: `type` (and
 //! `nullable`), `enum`, `properties`, `required`, `additionalProperties`, `items`, `oneOf`,
 //! `anyOf`, `allOf`, lengths and bounds. GraphQL (`POST /graphql`) is outside the REST
 //! description and not judged here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
-/// Where `npm ci --prefix tests/oracles` puts the description.
+/// Where `npm ci --prefix tests/oracles` puts GitHub's description.
 pub fn github_path() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/oracles/node_modules/@octokit/openapi/generated/api.github.com.deref.json")
+}
+
+fn read_json(path: &Path, hint: &str) -> Value {
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e} ({hint})", path.display()));
+    serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn descriptions(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/oracles/descriptions")
+        .join(name)
 }
 
 /// GitHub's REST description, read once per test binary.
 pub fn github() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        let path = github_path();
-        let text = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (npm ci --prefix tests/oracles installs @octokit/openapi)",
-                path.display()
-            )
-        });
-        serde_json::from_slice(&text).expect("GitHub's description is JSON")
+        read_json(
+            &github_path(),
+            "npm ci --prefix tests/oracles installs @octokit/openapi",
+        )
     })
+}
+
+/// The GitLab operations we call, as GitLab's reference describes them.
+pub fn gitlab() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| read_json(&descriptions("gitlab-v4.json"), "kept in the repository"))
+}
+
+/// The Gitea operations we call, from Gitea's Swagger 2.0 description, in OpenAPI 3 shape.
+pub fn gitea() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        swagger2_to_openapi3(&read_json(
+            &descriptions("gitea-v1.json"),
+            "kept in the repository",
+        ))
+    })
+}
+
+/// Swagger 2.0's shape in the one [`violation`] reads: a `body` parameter becomes the
+/// operation's `requestBody`, the other parameters' types move under `schema`, and every
+/// `#/definitions/…` reference is replaced by what it names.
+fn swagger2_to_openapi3(doc: &Value) -> Value {
+    let definitions = &doc["definitions"];
+    let mut paths = Map::new();
+    for (template, item) in doc["paths"].as_object().into_iter().flatten() {
+        let mut methods = Map::new();
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let mut parameters = Vec::new();
+            let mut out = Map::new();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "body" {
+                    out.insert(
+                        "requestBody".into(),
+                        json!({
+                            "required": p["required"] == true,
+                            "content": {"application/json": {
+                                "schema": resolve(&p["schema"], definitions, 0)
+                            }},
+                        }),
+                    );
+                    continue;
+                }
+                let mut schema = Map::new();
+                for key in ["type", "format", "enum", "items"] {
+                    if !p[key].is_null() {
+                        schema.insert(key.into(), p[key].clone());
+                    }
+                }
+                parameters.push(json!({
+                    "name": p["name"], "in": p["in"], "required": p["required"] == true,
+                    "schema": Value::Object(schema),
+                }));
+            }
+            out.insert("parameters".into(), Value::Array(parameters));
+            methods.insert(method.clone(), Value::Object(out));
+        }
+        paths.insert(template.clone(), Value::Object(methods));
+    }
+    json!({ "paths": paths })
+}
+
+/// `schema` with its `$ref`s replaced, to a depth that ends self-referring definitions.
+fn resolve(schema: &Value, definitions: &Value, depth: usize) -> Value {
+    if depth > 8 {
+        return json!({});
+    }
+    match schema {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/definitions/"))
+            {
+                return resolve(&definitions[name], definitions, depth + 1);
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), resolve(v, definitions, depth)))
+                    .collect(),
+            )
+        }
+        Value::Array(list) => Value::Array(
+            list.iter()
+                .map(|v| resolve(v, definitions, depth))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// The operation of `doc` for `method` on `path`, and the path's template: the template whose
