@@ -985,3 +985,134 @@ async fn a_write_waits_for_the_branch_lock_past_a_request_timeout() {
         one.log()
     );
 }
+
+/// Polls per image over `window`, for each replica of `replicas`: the index of each replica
+/// that checked it.
+async fn pollers(replicas: &[&Daemon], window: Duration) -> Vec<Vec<usize>> {
+    let mut before = Vec::new();
+    for i in IMAGES {
+        let mut counts = Vec::new();
+        for r in replicas {
+            counts.push(checks(r, i).await);
+        }
+        before.push(counts);
+    }
+    tokio::time::sleep(window).await;
+    let mut out = Vec::new();
+    for (n, i) in IMAGES.iter().enumerate() {
+        let mut who = Vec::new();
+        for (k, r) in replicas.iter().enumerate() {
+            if checks(r, i).await > before[n][k] {
+                who.push(k);
+            }
+        }
+        out.push(who);
+    }
+    out
+}
+
+/// Waits until `replica`'s `/readyz` fails, and returns what it says.
+async fn unready(replica: &Daemon) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = replica.get("/readyz").await;
+        if code == 503 && body.contains("member key") {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed {code} {body}; log:\n{}",
+            replica.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Two deployments with different configs (their own registry, repository and images) on one
+/// etcd under the same cluster name: each divides work only with its own replicas, so every
+/// image is polled by exactly one replica of its own deployment; each sees the other's as a
+/// foreign member, in `cluster status`, the log, the metric and `/readyz` (red after the
+/// lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_on_one_cluster_name_keep_to_their_own_images() {
+    let etcd = Etcd::start().await;
+    let (first, _) = cluster_world(&etcd.endpoints(), "shared", "3s").await;
+    let (second, _) = cluster_world(&etcd.endpoints(), "shared", "3s").await;
+    let a1 = first.start_replica("a1");
+    let a2 = first.start_replica("a2");
+    let b1 = second.start_replica("b1");
+    members(&a1, 2.0).await;
+    members(&a2, 2.0).await;
+    members(&b1, 1.0).await;
+    a1.wait_log("does not divide work with").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = pollers(&[&a1, &a2], Duration::from_secs(5)).await;
+    let b = pollers(&[&b1], Duration::from_secs(1)).await;
+    for (n, i) in IMAGES.iter().enumerate() {
+        assert_eq!(a[n].len(), 1, "first deployment's {i} polled by {:?}", a[n]);
+        assert_eq!(b[n], [0], "second deployment's {i} polled by {:?}", b[n]);
+    }
+    assert_eq!(
+        a1.metric("image_updater_cluster_foreign_members").await,
+        1.0
+    );
+    assert_eq!(
+        b1.metric("image_updater_cluster_foreign_members").await,
+        2.0
+    );
+    let said = unready(&a1).await;
+    assert!(said.contains("1 cluster member key"), "{said}");
+    unready(&b1).await;
+    let out = first.run(&["cluster", "status", "--output", "json"]);
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["members"].as_array().unwrap().len(), 2, "{view}");
+    assert_eq!(view["foreign"][0]["why"], "other_work", "{view}");
+    let text = String::from_utf8_lossy(&first.run(&["cluster", "status"]).stdout).to_string();
+    assert!(text.contains("1 member key not counted"), "{text}");
+    assert!(text.contains("its config has other images"), "{text}");
+}
+
+/// A member key written by hand without a lease (`etcdctl put …/members/ghost ghost-1`) is not
+/// believed: the real replicas poll every image between them, and the key is reported in
+/// `cluster status`, the log, the metric and the health endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_key_without_a_lease_is_not_believed() {
+    let etcd = Etcd::start().await;
+    let (world, _) = cluster_world(&etcd.endpoints(), "ghosts", "3s").await;
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    client
+        .put("/image-updater/ghosts/members/ghost", "ghost-1", None)
+        .await
+        .unwrap();
+    let r1 = world.start_replica("r1");
+    let r2 = world.start_replica("r2");
+    members(&r1, 2.0).await;
+    members(&r2, 2.0).await;
+    r1.wait_log("its key has no lease").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polled = pollers(&[&r1, &r2], Duration::from_secs(5)).await;
+    for (n, i) in IMAGES.iter().enumerate() {
+        assert_eq!(polled[n].len(), 1, "{i} polled by {:?}", polled[n]);
+    }
+    assert_eq!(
+        r1.metric("image_updater_cluster_foreign_members").await,
+        1.0
+    );
+    unready(&r1).await;
+    let out = world.run(&["cluster", "status", "--output", "json"]);
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["foreign"][0]["id"], "ghost", "{view}");
+    assert_eq!(view["foreign"][0]["why"], "no_lease", "{view}");
+    // Removed, the probes are green again.
+    client
+        .delete("/image-updater/ghosts/members/ghost", None)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while r1.get("/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "{}", r1.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{ConfigArgs, Outcome, small_runtime};
-use image_updater::cluster::Members;
+use image_updater::cluster::Foreign;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
@@ -23,7 +23,11 @@ pub struct StatusArgs {
 
 #[derive(Serialize)]
 struct View {
+    /// The config's work fingerprint, which every counted member publishes.
+    fingerprint: String,
     members: Vec<String>,
+    /// Member keys not counted, and why.
+    foreign: Vec<Foreign>,
     images: Vec<Owned>,
 }
 
@@ -54,16 +58,13 @@ pub fn run(command: ClusterCommand) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let live = match runtime.block_on(image_updater::cluster::etcd::live(cluster)) {
-        Ok(live) => live,
+    let fingerprint = image_updater::cluster::fingerprint(&config);
+    let view = match runtime.block_on(image_updater::cluster::etcd::live(cluster, &fingerprint)) {
+        Ok(view) => view,
         Err(e) => {
             eprintln!("error: {e}");
             return Outcome::Negative;
         }
-    };
-    let view = Members {
-        me: String::new(),
-        live,
     };
     let images: Vec<Owned> = config
         .images
@@ -78,7 +79,9 @@ pub fn run(command: ClusterCommand) -> Outcome {
         })
         .collect();
     let out = View {
+        fingerprint,
         members: view.live.clone(),
+        foreign: view.foreign.clone(),
         images,
     };
     if args.output == "json" {
@@ -104,6 +107,21 @@ pub fn run(command: ClusterCommand) -> Outcome {
         println!(
             "  {member}: {owned} image{}",
             if owned == 1 { "" } else { "s" }
+        );
+    }
+    if !out.foreign.is_empty() {
+        println!(
+            "\n{} member key{} not counted (this config's fingerprint is {}):",
+            out.foreign.len(),
+            if out.foreign.len() == 1 { "" } else { "s" },
+            out.fingerprint
+        );
+        for f in &out.foreign {
+            println!("  {}: {}", f.id, f.why.says());
+        }
+        println!(
+            "  Give each deployment its own [cluster] name; remove a key written by hand with etcdctl del /image-updater/{}/members/ID.",
+            cluster.name
         );
     }
     let width = out

@@ -1,6 +1,9 @@
 //! Membership through etcd: each replica grants itself a lease of `[cluster] lease`, keeps it
-//! alive at a third of its length, and puts `/image-updater/NAME/members/ID` under it; every
-//! second it reads the members' prefix and publishes the live set. A replica that dies stops
+//! alive at a third of its length, and puts `/image-updater/NAME/members/ID` (its id) and
+//! `/image-updater/NAME/work/ID` (the [`fingerprint`](super::fingerprint) of its config's
+//! images) under it; every second it reads both prefixes and publishes the live set: the
+//! members with a lease, their own id as value, and this replica's fingerprint. The others are
+//! published as foreign, with why, and divide nothing. A replica that dies stops
 //! renewing; etcd deletes its key when the lease runs out, and the others take its images at
 //! their next read.
 //!
@@ -19,8 +22,10 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions, LockOptions, PutOptions};
 use tokio::sync::watch;
 
-use super::Members;
+use std::collections::BTreeMap;
+
 use super::connect::{REQUEST_TIMEOUT, connect, timed};
+use super::{Foreign, Members, Why};
 use crate::config::Cluster;
 
 /// How often the members' prefix is read.
@@ -30,6 +35,10 @@ const MAX_MEMBERS: i64 = 1000;
 
 fn prefix(name: &str) -> String {
     format!("/image-updater/{name}/members/")
+}
+
+fn work_prefix(name: &str) -> String {
+    format!("/image-updater/{name}/work/")
 }
 
 /// This replica's connection and lease while it is a member: what branch locks are taken
@@ -104,6 +113,7 @@ impl Session {
 pub fn join(
     config: Cluster,
     me: String,
+    fingerprint: watch::Receiver<String>,
     mut stop: watch::Receiver<bool>,
 ) -> (
     watch::Receiver<Members>,
@@ -112,7 +122,7 @@ pub fn join(
 ) {
     let outside = Members {
         me: me.clone(),
-        live: Vec::new(),
+        ..Members::default()
     };
     let (tx, rx) = watch::channel(outside.clone());
     let (session_tx, session_rx) = watch::channel(None);
@@ -122,7 +132,8 @@ pub fn join(
         loop {
             // Each step of joining is bounded by REQUEST_TIMEOUT; once joined, the session
             // watches `stop` itself, to revoke its lease on the way out.
-            let result = member(&config, &me, &tx, &session_tx, &mut stop).await;
+            let mut fingerprint = fingerprint.clone();
+            let result = member(&config, &me, &mut fingerprint, &tx, &session_tx, &mut stop).await;
             // Outside until a new lease is held.
             session_tx.send_replace(None);
             tx.send_replace(outside.clone());
@@ -149,6 +160,7 @@ pub fn join(
 async fn member(
     config: &Cluster,
     me: &str,
+    fingerprint: &mut watch::Receiver<String>,
     tx: &watch::Sender<Members>,
     session: &watch::Sender<Option<Session>>,
     stop: &mut watch::Receiver<bool>,
@@ -163,6 +175,15 @@ async fn member(
     timed(client.put(key.as_str(), me, Some(PutOptions::new().with_lease(lease))))
         .await?
         .map_err(|e| format!("registering {key}: {e}"))?;
+    let work_key = format!("{}{me}", work_prefix(&config.name));
+    let mut work = fingerprint.borrow_and_update().clone();
+    timed(client.put(
+        work_key.as_str(),
+        work.as_str(),
+        Some(PutOptions::new().with_lease(lease)),
+    ))
+    .await?
+    .map_err(|e| format!("registering {work_key}: {e}"))?;
     let (keeper, answers) = timed(client.lease_keep_alive(lease))
         .await?
         .map_err(|e| format!("keeping the lease: {e}"))?;
@@ -189,6 +210,7 @@ async fn member(
     let mut renew = tokio::time::interval(renew_every);
     let mut read = tokio::time::interval(READ_EVERY);
     let mut last_seen: Vec<String> = Vec::new();
+    let mut last_foreign: Vec<super::Foreign> = Vec::new();
     let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -222,15 +244,34 @@ async fn member(
                         continue;
                     }
                 };
-                let live = members_of(&got);
-                if !live.iter().any(|m| m == me) {
+                let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS);
+                let works = match tokio::time::timeout(renew_within, link.client.get(work_prefix(&config.name), Some(options))).await {
+                    Ok(Ok(got)) => got,
+                    _ => continue,
+                };
+                if !got.kvs().iter().any(|kv| kv.key() == key.as_bytes() && kv.lease() == lease) {
                     return Err("this replica's key is gone".into());
                 }
-                if live != last_seen {
-                    tracing::info!(members = ?live, "cluster: members");
-                    last_seen = live.clone();
+                let view = divide(me, &got, &works, &work);
+                if view.live != last_seen {
+                    tracing::info!(members = ?view.live, "cluster: members");
+                    last_seen = view.live.clone();
                 }
-                tx.send_replace(Members { me: me.to_string(), live });
+                if view.foreign != last_foreign {
+                    for f in &view.foreign {
+                        tracing::error!(key = %format!("{}{}", prefix(&config.name), f.id), why = f.why.says(), "cluster: a member key this replica does not divide work with; set a [cluster] name per deployment, or remove the key");
+                    }
+                    last_foreign = view.foreign.clone();
+                }
+                tx.send_replace(view);
+            }
+            Ok(()) = fingerprint.changed() => {
+                work = fingerprint.borrow_and_update().clone();
+                let put = timed(link.client.put(work_key.as_str(), work.as_str(), Some(PutOptions::new().with_lease(lease)))).await;
+                if let Err(e) = put.and_then(|r| r.map_err(|e| e.to_string())) {
+                    return Err(format!("publishing the new config's fingerprint: {e}"));
+                }
+                tracing::info!(fingerprint = %work, "cluster: the config's images changed; published");
             }
             _ = stopped(stop) => {
                 let _ = timed(link.client.lease_revoke(lease)).await;
@@ -324,28 +365,96 @@ async fn fail_over(
 /// Between two attempts to renew the lease through another member.
 const FAIL_OVER_PAUSE: Duration = Duration::from_millis(100);
 
-/// The live replicas, read once (for `image-updater cluster status`).
-pub async fn live(config: &Cluster) -> Result<Vec<String>, String> {
+/// The members as `cluster status` shows them, read once: those dividing the work of a config
+/// with `fingerprint`, and the others.
+pub async fn live(config: &Cluster, fingerprint: &str) -> Result<Members, String> {
     let mut client = connect(config).await?;
     let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS);
-    let got = timed(client.get(prefix(&config.name), Some(options)))
+    let got = timed(client.get(prefix(&config.name), Some(options.clone())))
         .await?
         .map_err(|e| format!("reading the members: {e}"))?;
-    Ok(members_of(&got))
+    let works = timed(client.get(work_prefix(&config.name), Some(options)))
+        .await?
+        .map_err(|e| format!("reading the members' work: {e}"))?;
+    Ok(divide("", &got, &works, fingerprint))
 }
 
-/// The member ids in a read of the members' prefix, sorted.
-fn members_of(got: &etcd_client::GetResponse) -> Vec<String> {
-    let mut live: Vec<String> = got
+/// The members a replica `me` with `fingerprint` divides work with, from reads of the members'
+/// and the work prefixes. `me` counts itself (its key is checked by the caller).
+fn divide(
+    me: &str,
+    members: &etcd_client::GetResponse,
+    works: &etcd_client::GetResponse,
+    fingerprint: &str,
+) -> Members {
+    let entries: Vec<Entry> = members
         .kvs()
         .iter()
-        .filter_map(|kv| kv.value_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 255)
-        .map(String::from)
+        .map(|kv| Entry {
+            key: kv.key().to_vec(),
+            value: kv.value().to_vec(),
+            leased: kv.lease() != 0,
+        })
         .collect();
+    let work: BTreeMap<String, String> = works
+        .kvs()
+        .iter()
+        .filter_map(|kv| Some((last_segment(kv.key())?, kv.value_str().ok()?.to_string())))
+        .collect();
+    classify(me, &entries, &work, fingerprint)
+}
+
+/// One key under the members' prefix.
+struct Entry {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    leased: bool,
+}
+
+/// A key's last segment: the replica id it names (at most 255 bytes).
+fn last_segment(key: &[u8]) -> Option<String> {
+    let id = std::str::from_utf8(key).ok()?.rsplit('/').next()?;
+    (!id.is_empty() && id.len() <= 255).then(|| id.to_string())
+}
+
+/// A replica counts the members whose key has a lease, whose value is their own id, and whose
+/// published work is its own; the others are foreign, with why.
+fn classify(
+    me: &str,
+    entries: &[Entry],
+    work: &BTreeMap<String, String>,
+    fingerprint: &str,
+) -> Members {
+    let mut live = Vec::new();
+    let mut foreign = Vec::new();
+    for e in entries {
+        let Some(id) = last_segment(&e.key) else {
+            continue;
+        };
+        let why = if !e.leased {
+            Some(Why::NoLease)
+        } else if e.value != id.as_bytes() {
+            Some(Why::NotAReplica)
+        } else {
+            match work.get(&id) {
+                None => Some(Why::NoFingerprint),
+                Some(f) if f != fingerprint => Some(Why::OtherWork),
+                Some(_) => None,
+            }
+        };
+        match why {
+            Some(why) if id != me => foreign.push(Foreign { id, why }),
+            _ => live.push(id),
+        }
+    }
     live.sort();
     live.dedup();
-    live
+    foreign.sort_by(|a, b| a.id.cmp(&b.id));
+    Members {
+        me: me.to_string(),
+        live,
+        foreign,
+    }
 }
 
 /// Returns once `stop` is true (or its sender is gone).
@@ -357,5 +466,58 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
         if stop.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, value: &str, leased: bool) -> Entry {
+        Entry {
+            key: format!("/image-updater/c/members/{id}").into_bytes(),
+            value: value.as_bytes().to_vec(),
+            leased,
+        }
+    }
+
+    /// Only leased keys whose value is their own id, beside the same fingerprint, divide the
+    /// work; each other key is reported with why.
+    #[test]
+    fn members_are_replicas_with_a_lease_and_the_same_work() {
+        let entries = [
+            entry("a", "a", true),
+            entry("b", "b", true),
+            entry("ghost", "ghost-1", false),
+            entry("hand", "hand", false),
+            entry("odd", "someone-else", true),
+            entry("old", "old", true),
+            entry("other", "other", true),
+        ];
+        let work = [("a", "f1"), ("b", "f1"), ("other", "f2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let view = classify("a", &entries, &work, "f1");
+        assert_eq!(view.live, ["a", "b"]);
+        let foreign: Vec<(&str, Why)> = view
+            .foreign
+            .iter()
+            .map(|f| (f.id.as_str(), f.why))
+            .collect();
+        assert_eq!(
+            foreign,
+            [
+                ("ghost", Why::NoLease),
+                ("hand", Why::NoLease),
+                ("odd", Why::NotAReplica),
+                ("old", Why::NoFingerprint),
+                ("other", Why::OtherWork),
+            ]
+        );
+        // A replica whose own fingerprint is not read back yet still counts itself.
+        let view = classify("a", &entries[..1], &BTreeMap::new(), "f1");
+        assert_eq!(view.live, ["a"]);
+        assert!(view.foreign.is_empty());
     }
 }

@@ -30,8 +30,79 @@ pub mod store;
 pub struct Members {
     /// This replica's id.
     pub me: String,
-    /// Every live replica's id, sorted; empty while this replica holds no lease.
+    /// Every live replica's id, sorted; empty while this replica holds no lease. Only
+    /// replicas that divide the same work (the same [`fingerprint`]) are here.
     pub live: Vec<String>,
+    /// Keys under the members' prefix that are not counted: written without a lease, with a
+    /// value that is not a replica's, or by a replica dividing other work. Sorted by id.
+    pub foreign: Vec<Foreign>,
+}
+
+/// A member key this replica does not divide work with, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Foreign {
+    /// The last segment of its key.
+    pub id: String,
+    pub why: Why,
+}
+
+/// Why a member key is not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Why {
+    /// The key has no lease: it outlives any process, so no replica wrote it.
+    NoLease,
+    /// Its value is not the id its key names.
+    NotAReplica,
+    /// No fingerprint of its work beside it: a replica of a version before fingerprints, or
+    /// not a replica.
+    NoFingerprint,
+    /// A replica whose config divides another set of images (another deployment sharing the
+    /// cluster name, or a config not reloaded yet).
+    OtherWork,
+}
+
+impl Why {
+    pub fn says(self) -> &'static str {
+        match self {
+            Why::NoLease => "its key has no lease (written by hand or by a tool, not by a replica)",
+            Why::NotAReplica => "its value is not the id its key names",
+            Why::NoFingerprint => {
+                "it publishes no fingerprint of its work (an older version, or not a replica)"
+            }
+            Why::OtherWork => {
+                "its config has other images (another deployment with the same cluster name, or a config not reloaded yet)"
+            }
+        }
+    }
+}
+
+/// What decides how replicas divide the work, as a short hex digest: each image's alias and
+/// repository, the environments it is deployed to, and where those write (the repository's
+/// name in the config, not its url, which replicas in different networks may spell
+/// differently, and the branch). Replicas divide work only with replicas of the same fingerprint, so two
+/// deployments sharing an etcd and a cluster name never split each other's images (each
+/// would own images it does not have, and nobody would poll them). A config change that keeps
+/// these (an interval, a filter) keeps the fingerprint.
+pub fn fingerprint(config: &crate::config::Config) -> String {
+    let mut h = sha2::Sha256::new();
+    let mut field = |text: &str| {
+        h.update(text.as_bytes());
+        h.update([0]);
+    };
+    for image in config.images.values() {
+        field(&image.alias);
+        field(&image.reference.repository());
+        for d in &image.deployments {
+            field(&d.environment);
+            if let Some(env) = config.environments.get(&d.environment) {
+                field(&env.repository);
+                field(&env.branch);
+            }
+        }
+        field("");
+    }
+    crate::hex::encode(&h.finalize()[..8])
 }
 
 impl Members {
@@ -82,6 +153,7 @@ mod tests {
         Members {
             me: me.into(),
             live: live.iter().map(|s| s.to_string()).collect(),
+            foreign: Vec::new(),
         }
     }
 

@@ -145,6 +145,8 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
 
     let mut source = fingerprint(&std::fs::read(&options.config_path).unwrap_or_default());
+    // What this replica's share of the work is computed from, published beside its key.
+    let work_tx = watch::Sender::new(crate::cluster::fingerprint(&config));
     // With [cluster], the live replicas divide the images; read once, at start.
     let (mut members, cluster_task) = match &config.cluster {
         Some(cluster) => {
@@ -152,8 +154,15 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             tracing::info!(replica = %me, cluster = %cluster.name, endpoints = ?cluster.endpoints, "cluster: joining");
             shared.tuning.replica = Some(me.clone());
             let handover = Arc::new(Handover::new(cluster.clone(), me.clone()));
-            let (rx, session, task) =
-                crate::cluster::etcd::join(cluster.clone(), me, stop_tx.subscribe());
+            health
+                .foreign_grace
+                .store(cluster.lease.as_secs(), Ordering::Relaxed);
+            let (rx, session, task) = crate::cluster::etcd::join(
+                cluster.clone(),
+                me,
+                work_tx.subscribe(),
+                stop_tx.subscribe(),
+            );
             // Writes take their branch's lock through this replica's session.
             let _ = shared.cluster.set(session);
             let _ = shared.handover.set(handover);
@@ -252,6 +261,10 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                             waiters.retain_known(|alias| new.config.images.contains_key(alias));
                             health.images.store(schedule.len(), Ordering::Relaxed);
                             engine = Arc::new(new);
+                            work_tx.send_if_modified(|work| {
+                                let now = crate::cluster::fingerprint(&engine.config);
+                                (now != *work).then(|| *work = now).is_some()
+                            });
                             owned = take_over(&shared, owned, owned_by(members.as_ref(), &engine));
                             shared.forget_mirrors().await;
                         }
@@ -326,13 +339,26 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             Ok(()) = async { members.as_mut().expect("clustered").changed().await }, if members.is_some() => {
                 owned = take_over(&shared, owned, owned_by(members.as_ref(), &engine));
                 let count = owned.as_ref().map_or(0, |o| o.len());
-                let live = members.as_ref().map_or(0, |m| m.borrow().live.len());
-                shared.metrics.owned_images(count, live);
+                let (live, foreign) = members.as_ref().map_or((0, 0), |m| {
+                    let view = m.borrow();
+                    (view.live.len(), view.foreign.len())
+                });
+                shared.metrics.owned_images(count, live, foreign);
+                health.saw_foreign(foreign);
                 // Each request waits for one slot per live replica: together they keep to
                 // each registry's rate.
                 let share = u32::try_from(live).unwrap_or(u32::MAX).max(1);
                 shared.tuning.share.store(share, Ordering::Relaxed);
                 tracing::info!(owned = count, of = engine.config.images.len(), members = live, "cluster: images owned by this replica");
+                if count == 0 && !engine.config.images.is_empty() {
+                    let view = members.as_ref().map(|m| m.borrow().clone()).unwrap_or_default();
+                    let why = if !view.live.contains(&view.me) {
+                        "it holds no etcd lease".to_string()
+                    } else {
+                        format!("the other {} live replicas of this config own them all", live.saturating_sub(1))
+                    };
+                    tracing::info!(images = engine.config.images.len(), members = ?view.live, foreign = view.foreign.len(), "cluster: this replica owns none of the images: {why}");
+                }
             }
             // The watchdog is fed only while polling makes progress: systemd restarts a daemon
             // whose loop turns but whose polls have all hung or failed for too long.

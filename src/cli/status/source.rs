@@ -21,6 +21,8 @@ pub enum Source {
 pub struct Etcd {
     store: Store,
     cluster: image_updater::config::Cluster,
+    /// The config's work fingerprint: members with another are not counted.
+    fingerprint: String,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -61,6 +63,7 @@ impl Source {
         Ok(Source::Cluster(Box::new(Etcd {
             store: Store::new(cluster.clone()),
             cluster: cluster.clone(),
+            fingerprint: image_updater::cluster::fingerprint(config),
             runtime: small_runtime()?,
         })))
     }
@@ -75,14 +78,12 @@ impl Source {
             Source::Cluster(etcd) => etcd.runtime.block_on(async {
                 let holds = etcd.store.holds().await.map_err(|e| e.to_string())?;
                 let records = etcd.store.records().await.map_err(|e| e.to_string())?;
-                let live = image_updater::cluster::etcd::live(&etcd.cluster).await?;
+                let members =
+                    image_updater::cluster::etcd::live(&etcd.cluster, &etcd.fingerprint).await?;
                 Ok(View {
                     holds,
                     entries: Entries::Cluster(records),
-                    members: Some(Members {
-                        me: String::new(),
-                        live,
-                    }),
+                    members: Some(members),
                 })
             }),
         }

@@ -3,15 +3,45 @@
 //! lease is how long a replica that stopped renewing keeps its images; TLS files secure the way
 //! to etcd.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use sha2::Digest as _;
 
 use toml::Spanned;
 
 use super::{Validator, at, parse_duration};
 use crate::config::credentials::CredentialRef;
 use crate::config::diagnostic::Origin;
-use crate::config::model::{Cluster, ClusterTls};
+use crate::config::model::{Cluster, ClusterTls, Repository};
 use crate::config::raw::RawCluster;
+
+/// The cluster name when the config gives none: `repos-` and a digest of the git
+/// repositories the config writes to (their urls without credentials), so that two
+/// deployments that share an etcd without naming their clusters only meet when they write to
+/// the same repositories. A constant default let any two deployments divide each other's
+/// images.
+fn default_name(repositories: &BTreeMap<String, Repository>) -> String {
+    let mut urls: Vec<String> = repositories
+        .values()
+        .map(|r| match reqwest::Url::parse(&r.url) {
+            Ok(mut u) => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Err(_) => r.url.clone(),
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    let mut h = sha2::Sha256::new();
+    for url in &urls {
+        h.update(url.as_bytes());
+        h.update([0]);
+    }
+    format!("repos-{}", crate::hex::encode(&h.finalize()[..6]))
+}
 
 /// A lease shorter than this would expire between two renewals on a busy machine; longer
 /// than this, a dead replica's images wait too long.
@@ -21,7 +51,11 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 const MAX_ENDPOINTS: usize = 16;
 
 impl Validator<'_> {
-    pub(super) fn cluster(&mut self, raw: &Spanned<RawCluster>) -> Option<Cluster> {
+    pub(super) fn cluster(
+        &mut self,
+        raw: &Spanned<RawCluster>,
+        repositories: &BTreeMap<String, Repository>,
+    ) -> Option<Cluster> {
         let span = raw.span();
         let r = raw.get_ref();
         let mut bad = false;
@@ -75,7 +109,7 @@ impl Validator<'_> {
                     Err("use 1 to 64 letters, digits, `-`, `_` or `.`".into())
                 }
             }),
-            None => Some("image-updater".to_string()),
+            None => Some(default_name(repositories)),
         };
         let lease = match &r.lease {
             Some(l) => self.parse(l, "lease", |t| {

@@ -124,7 +124,10 @@ impl<'a> Validator<'a> {
         }
         let webhooks = raw.webhooks.as_ref().and_then(|w| self.webhooks(w));
         let notifications = self.notifications(&raw.notifications);
-        let cluster = raw.cluster.as_ref().and_then(|c| self.cluster(c));
+        let cluster = raw
+            .cluster
+            .as_ref()
+            .and_then(|c| self.cluster(c, &repositories));
         let config = Config {
             settings,
             registries,

@@ -94,26 +94,34 @@ async fn healthz(State(server): State<Arc<Server>>) -> Response {
     if health.healthy() {
         return respond(StatusCode::OK, TEXT, "ok\n".into());
     }
-    let reason = match health.stalled_for() {
-        Some(s) if health.alive() => format!(
-            "no image polled successfully for {s}s (allowed {}s)\n",
-            health.allowance.load(Ordering::Relaxed)
-        ),
-        _ => "scheduler stalled\n".into(),
+    let allowance = health.allowance.load(Ordering::Relaxed);
+    let reason = match (health.stalled_for(), health.foreign_for(allowance)) {
+        _ if !health.alive() => "scheduler stalled\n".into(),
+        (Some(s), _) => format!("no image polled successfully for {s}s (allowed {allowance}s)\n"),
+        (None, Some((n, age))) => foreign(n, age),
+        (None, None) => "scheduler stalled\n".into(),
     };
     respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, reason)
 }
 
 async fn readyz(State(server): State<Arc<Server>>) -> Response {
-    if server.health.ready.load(Ordering::Relaxed) {
-        respond(StatusCode::OK, TEXT, "ready\n".into())
-    } else {
-        respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            TEXT,
-            "first cycle not finished\n".into(),
-        )
+    let health = &server.health;
+    if health.ready() {
+        return respond(StatusCode::OK, TEXT, "ready\n".into());
     }
+    let grace = health.foreign_grace.load(Ordering::Relaxed);
+    let reason = match health.foreign_for(grace) {
+        Some((n, age)) if health.ready.load(Ordering::Relaxed) => foreign(n, age),
+        _ => "first cycle not finished\n".into(),
+    };
+    respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, reason)
+}
+
+/// Why the probes fail while member keys this replica does not divide work with stay.
+fn foreign(count: usize, age: u64) -> String {
+    format!(
+        "{count} cluster member key(s) this replica does not divide work with, for {age}s: another deployment shares the cluster name, or a key was written by hand (see `image-updater cluster status`)\n"
+    )
 }
 
 async fn not_found(method: Method) -> Response {

@@ -36,6 +36,12 @@ pub struct Health {
     pub last_success: AtomicU64,
     /// Seconds without a successful poll after which the daemon is unhealthy.
     pub allowance: AtomicU64,
+    /// In a cluster: Unix seconds since member keys this replica does not divide work with
+    /// have been seen (0: none), how many there are, and how long they may stay before
+    /// `/readyz` turns red (the lease: long enough for replicas that reload one after another).
+    pub foreign_since: AtomicU64,
+    pub foreign: AtomicUsize,
+    pub foreign_grace: AtomicU64,
 }
 
 /// The scheduler is considered stuck when it has not beaten for this long.
@@ -78,7 +84,39 @@ impl Health {
 
     /// Whether `/healthz` says ok (and the systemd watchdog is fed).
     pub fn healthy(&self) -> bool {
-        self.alive() && self.stalled_for().is_none()
+        self.alive() && self.stalled_for().is_none() && self.foreign_for(self.allowance()).is_none()
+    }
+
+    fn allowance(&self) -> u64 {
+        self.allowance.load(Ordering::Relaxed)
+    }
+
+    /// The member keys seen now that this replica does not divide work with: their number,
+    /// when they have been there for longer than `grace` seconds.
+    pub fn foreign_for(&self, grace: u64) -> Option<(usize, u64)> {
+        let since = self.foreign_since.load(Ordering::Relaxed);
+        let count = self.foreign.load(Ordering::Relaxed);
+        let age = unix_now().saturating_sub(since);
+        (since != 0 && count > 0 && age > grace).then_some((count, age))
+    }
+
+    /// The member keys this replica does not divide work with, as the cluster now shows them.
+    pub fn saw_foreign(&self, count: usize) {
+        self.foreign.store(count, Ordering::Relaxed);
+        if count == 0 {
+            self.foreign_since.store(0, Ordering::Relaxed);
+        } else if self.foreign_since.load(Ordering::Relaxed) == 0 {
+            self.foreign_since.store(unix_now(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `/readyz` says ready: the first cycle finished, and no foreign member key has
+    /// stayed past its grace.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+            && self
+                .foreign_for(self.foreign_grace.load(Ordering::Relaxed))
+                .is_none()
     }
 }
 

@@ -162,7 +162,7 @@ impl Collector for Scrape {
             "Images in the running config.",
             self.images as u64,
         )?;
-        if let Some((owned, members)) = c.cluster {
+        if let Some((owned, members, foreign)) = c.cluster {
             gauge(
                 &mut e,
                 "image_updater_cluster_owned_images",
@@ -174,6 +174,12 @@ impl Collector for Scrape {
                 "image_updater_cluster_members",
                 "Live replicas this replica sees, itself included; 0 without an etcd lease.",
                 members,
+            )?;
+            gauge(
+                &mut e,
+                "image_updater_cluster_foreign_members",
+                "Member keys this replica does not divide work with: without a lease, not a replica's, or a replica of a config with other images (`cluster status` says which).",
+                foreign,
             )?;
         }
         counters(

@@ -49,7 +49,7 @@ pub(crate) struct Counters {
     /// Each image's interval as planned.
     intervals: BTreeMap<String, f64>,
     /// In a cluster: the images this replica owns, and the live replicas it sees.
-    cluster: Option<(u64, u64)>,
+    cluster: Option<(u64, u64, u64)>,
 }
 
 /// Upper bounds of the poll lag histogram's buckets, in seconds.
@@ -99,9 +99,10 @@ impl DaemonMetrics {
         self.with(|c| f(by_image::entry(&mut c.images, image, env)));
     }
 
-    /// In a cluster: how many images this replica owns among `members` live replicas.
-    pub fn owned_images(&self, owned: usize, members: usize) {
-        self.with(|c| c.cluster = Some((owned as u64, members as u64)));
+    /// In a cluster: how many images this replica owns among `members` live replicas, and how
+    /// many member keys it does not divide work with (`foreign`).
+    pub fn owned_images(&self, owned: usize, members: usize, foreign: usize) {
+        self.with(|c| c.cluster = Some((owned as u64, members as u64, foreign as u64)));
     }
 
     pub fn checked(&self, image: &str, env: &str, ok: bool) {
