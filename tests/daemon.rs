@@ -4,7 +4,7 @@
 mod harness;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::git::git;
 use harness::world::{BIN, Daemon, World};
@@ -461,4 +461,130 @@ async fn json_logs_are_one_object_per_line() {
             .unwrap()
             .starts_with("selected: highest version")
     );
+}
+
+/// The config for [`a_half_written_config_is_never_applied`]: api limited to `<2.0.0` by its
+/// last line, so that the file cut before that line is a valid config without the limit.
+/// `mark` changes the bytes without changing what they mean.
+fn limited(world: &World, mark: &str) -> (String, String) {
+    let host = world.host();
+    let mut first = format!("# {mark}\n");
+    first.push_str(&world.base_config(&["prod"]));
+    first.push_str(&format!(
+        "\n[images.api]\nimage = \"{host}/org/api\"\ntargets = [{{ kind = \"kustomization\", file = \"prod/kustomization.yaml\", name = \"{host}/org/api\" }}]\n"
+    ));
+    (first, "constraint = \"<2.0.0\"\n".to_string())
+}
+
+/// Writes `parts` to `path` through one open file, pausing `pause` between them.
+fn write_slowly(path: &std::path::Path, parts: &(String, String), pause: Duration) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).unwrap();
+    file.write_all(parts.0.as_bytes()).unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(pause);
+    file.write_all(parts.1.as_bytes()).unwrap();
+}
+
+/// A config written in two parts, the first of which is a valid config without api's
+/// `<2.0.0` limit, is applied only once finished: written in place with the file held open
+/// for 0.5, 2 and 10 seconds between the parts, written elsewhere and renamed into place (an
+/// editor), and swapped in as a ConfigMap volume does. v2.0.0 never reaches deploy/prod; each
+/// finished file is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_written_config_is_never_applied() {
+    needs!(Registry, Lighttpd);
+    let world = world().await;
+    let whole = |mark: &str| {
+        let (a, b) = limited(&world, mark);
+        format!("{a}{b}")
+    };
+    world.write_config(&whole("start"));
+    let daemon = world.start();
+    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+    world.push("org/api", "v2.0.0").await;
+    world.push("org/api", "v1.1.0").await;
+    world
+        .wait_for("deploy/prod", "prod/kustomization.yaml", "v1.1.0", &daemon)
+        .await;
+    let mut reloads = daemon.metric("image_updater_config_reloads_total").await;
+
+    // In place, the file held open between the parts.
+    let target = world.config_path();
+    for pause in [500, 2_000, 10_000] {
+        let parts = limited(&world, &format!("in place, {pause} ms"));
+        let path = target.clone();
+        let pause = Duration::from_millis(pause);
+        tokio::task::spawn_blocking(move || write_slowly(&path, &parts, pause))
+            .await
+            .unwrap();
+        reloads = applied(&daemon, reloads + 1.0).await;
+    }
+    // An editor: a new file written slowly beside it, renamed over it.
+    let tmp = target.with_file_name(".updater.toml.swp");
+    let parts = limited(&world, "renamed");
+    {
+        let tmp = tmp.clone();
+        tokio::task::spawn_blocking(move || write_slowly(&tmp, &parts, Duration::from_secs(2)))
+            .await
+            .unwrap();
+    }
+    std::fs::rename(&tmp, &target).unwrap();
+    applied(&daemon, reloads + 1.0).await;
+    drop(daemon);
+
+    // A ConfigMap volume: the new directory's file written slowly, then `..data` swapped.
+    let volume = world.dir.path().join("configmap");
+    let first = volume.join("..2026_12_06_00_00_00.1");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::write(first.join("updater.toml"), whole("mounted")).unwrap();
+    std::os::unix::fs::symlink(first.file_name().unwrap(), volume.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/updater.toml", volume.join("updater.toml")).unwrap();
+    let daemon = world.start_with(&volume.join("updater.toml"));
+    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+    let reloads = daemon.metric("image_updater_config_reloads_total").await;
+    let second = volume.join("..2026_12_06_00_05_00.2");
+    std::fs::create_dir_all(&second).unwrap();
+    let parts = limited(&world, "swapped");
+    {
+        let file = second.join("updater.toml");
+        tokio::task::spawn_blocking(move || write_slowly(&file, &parts, Duration::from_secs(2)))
+            .await
+            .unwrap();
+    }
+    std::os::unix::fs::symlink(second.file_name().unwrap(), volume.join("..data_tmp")).unwrap();
+    std::fs::rename(volume.join("..data_tmp"), volume.join("..data")).unwrap();
+    applied(&daemon, reloads + 1.0).await;
+
+    // Cycles ran all along (1 s interval); none saw a config without the limit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = world.git.log("manifests", "deploy/prod", "%B").join("\n");
+    assert!(!log.contains("v2.0.0"), "{log}");
+    assert!(
+        !world
+            .file_on("deploy/prod", "prod/kustomization.yaml")
+            .contains("v2.0.0")
+    );
+    assert!(
+        !daemon.log().contains("selected: highest version v2.0.0"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// Waits until `daemon` has applied `n` reloads; returns the count.
+async fn applied(daemon: &Daemon, n: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = daemon.metric("image_updater_config_reloads_total").await;
+        if now >= n {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reloaded:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -451,16 +451,35 @@ async fn reload_config(
     shared: &Shared,
     running: &Config,
 ) -> Option<Config> {
-    let bytes = settled(&options.config_path).await?;
+    // SIGHUP reads the file as it is then; a file event waits for the bytes to settle.
+    let bytes = match trigger {
+        Trigger::Signal => match std::fs::read(&options.config_path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(file = %options.config_path.display(), error = %e, "cannot read the config; keeping the running one");
+                return None;
+            }
+        },
+        Trigger::File => settled(&options.config_path).await?,
+    };
     let print = fingerprint(&bytes);
     if trigger == Trigger::File && print == *source {
         return None;
     }
     systemd::reloading();
     *source = print;
-    // The settled bytes are what is applied, not a later read of the file.
-    let text = String::from_utf8_lossy(&bytes);
-    let config = match config::from_source(&options.config_path, &text) {
+    // The bytes read are what is applied, not a later read of the file. Bytes that are not
+    // UTF-8 are refused, as `check` refuses them: read lossily, an `\xff` inside a glob would
+    // change what it matches.
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            shared.metrics.reloaded(false);
+            tracing::error!(file = %options.config_path.display(), "the new config is not UTF-8 (at byte {}); still running the previous one", e.valid_up_to());
+            return None;
+        }
+    };
+    let config = match config::from_source(&options.config_path, text) {
         Ok(config) => config,
         Err(diagnostics) => {
             shared.metrics.reloaded(false);

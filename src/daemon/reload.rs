@@ -2,12 +2,19 @@
 //!
 //! The watch is on the file's directory, not the file: editors that save by writing a new file
 //! and renaming it over the old one, `sed -i`, and Kubernetes ConfigMap volumes (which swap a
-//! `..data` symlink) all replace the inode a file watch would follow. Events are debounced by
-//! the receiver; a change of content is what matters, and the scheduler compares it.
+//! `..data` symlink) all replace the inode a file watch would follow.
+//!
+//! Only a finished file is a reason to reload: one a writer has closed after writing
+//! (inotify's close-after-write), or one renamed into place (an editor's save, a ConfigMap's
+//! `..data` swap). Writes alone are not: a writer that pauses between two parts of the file
+//! (a slow pipe, a config tool) leaves a first part that may itself be a valid config, without
+//! the constraint the rest adds. The scheduler then also waits for the bytes to stay the same
+//! (a second guard, for writers that close between parts) and compares the content.
 
 use std::path::{Path, PathBuf};
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// Why a reload was asked for.
@@ -35,7 +42,7 @@ pub fn watch(
         .unwrap_or_default();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
-        if event.kind.is_access() {
+        if !finished(&event.kind) {
             return;
         }
         let concerns_us = event.paths.iter().any(|p| {
@@ -49,4 +56,48 @@ pub fn watch(
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+/// Whether an event says a file is complete: closed after writing, or renamed into place.
+/// Creation, writes, attribute changes and opens are not (a file is created empty and written
+/// after).
+fn finished(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, MetadataKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn only_a_closed_or_renamed_file_is_finished() {
+        for (kind, done) in [
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                true,
+            ),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::To)), true),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), true),
+            (EventKind::Modify(ModifyKind::Data(DataChange::Any)), false),
+            (EventKind::Modify(ModifyKind::Any), false),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+                false,
+            ),
+            (EventKind::Create(CreateKind::File), false),
+            (EventKind::Access(AccessKind::Open(AccessMode::Any)), false),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                false,
+            ),
+        ] {
+            assert_eq!(finished(&kind), done, "{kind:?}");
+        }
+    }
 }
