@@ -330,3 +330,117 @@ async fn notifications_reach_a_local_receiver_and_are_retried() {
     assert!(out.status.success());
     assert_eq!(received.bodies.lock().unwrap().len(), 2);
 }
+
+/// Holds `n` idle TCP connections to each of `ports` from a separate process, reopening each
+/// one the daemon closes, until dropped (killed by its PID).
+struct Holder(std::process::Child);
+
+impl Holder {
+    fn start(ports: &[u16], n: usize) -> Holder {
+        const SCRIPT: &str = r#"
+import socket, sys, time, selectors
+ports = [int(p) for p in sys.argv[2:]]
+n = int(sys.argv[1])
+sel = selectors.DefaultSelector()
+def open_one(port):
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port))
+            sel.register(s, selectors.EVENT_READ, port)
+            return
+        except OSError:
+            time.sleep(0.01)
+for port in ports:
+    for _ in range(n):
+        open_one(port)
+print("holding", flush=True)
+while True:
+    for key, _ in sel.select(timeout=1):
+        s = key.fileobj
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(s)
+            s.close()
+            open_one(key.data)
+"#;
+        let mut args = vec!["-c".to_string(), SCRIPT.to_string(), n.to_string()];
+        args.extend(ports.iter().map(u16::to_string));
+        let mut child = std::process::Command::new("python3")
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the connection holder");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "holding");
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// 200 idle connections held open (and reopened as they are closed) against each listener by
+/// another process: `/healthz` still answers every probe within a second, and signed webhook
+/// deliveries are still accepted, because at a connection cap the oldest idle connection
+/// makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_keep_probes_or_deliveries_out() {
+    needs!(Registry, Lighttpd);
+    let world = world().await;
+    let (webhooks, hook_port) = world.webhooks();
+    let (daemon, _) = started_then_pushed(&world, &webhooks).await;
+    let holder = Holder::start(&[daemon.port, hook_port], 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut slowest = Duration::ZERO;
+    for probe in 0..40 {
+        // A fresh connection each time, as a kubelet's probe opens.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let answer = client
+            .get(format!("http://127.0.0.1:{}/healthz", daemon.port))
+            .send()
+            .await;
+        let took = started.elapsed();
+        slowest = slowest.max(took);
+        let status = answer.map(|a| a.status().as_u16());
+        assert_eq!(
+            status.as_ref().ok(),
+            Some(&200),
+            "probe {probe}: {status:?} after {took:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("slowest of 40 probes: {slowest:?}");
+    let url = format!("http://127.0.0.1:{hook_port}/webhook");
+    for n in 0..10 {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let body = format!(
+            r#"{{"events":[{{"id":"{n}","action":"push","target":{{"repository":"org/api","tag":"v1.1.0"}},"request":{{"host":"{}"}}}}]}}"#,
+            world.host()
+        );
+        let status = deliver_signed(&client, &url, &body).await;
+        assert!((200..300).contains(&status), "delivery {n}: {status}");
+    }
+    v1_1_committed(&world, &daemon).await;
+    drop(holder);
+}

@@ -67,6 +67,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 const JSON: &str = "application/json";
 /// A body must have arrived within this once its head has.
 const BODY_DEADLINE: Duration = Duration::from_secs(5);
+/// Its first bytes within this.
+const FIRST_BYTES: Duration = Duration::from_secs(1);
 
 /// What the webhook handler shares across deliveries.
 struct Hook {
@@ -97,6 +99,7 @@ pub async fn serve(
     let listener = Listener {
         socket,
         connections: MAX_CONNECTIONS,
+        per_peer: MAX_CONNECTIONS / 4,
         tls,
     };
     serve_connections(listener, router, shutdown).await;
@@ -167,10 +170,26 @@ async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Option<axum::
     if announced.is_some_and(|n| n > MAX_BODY as u64) {
         return None;
     }
-    tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY))
-        .await
-        .ok()?
-        .ok()
+    let started = tokio::time::Instant::now();
+    let mut chunks = body.into_data_stream();
+    let mut bytes = Vec::new();
+    // The first bytes come soon after the head, or never: a peer holding a slot with a body
+    // it drips is cut at FIRST_BYTES, not at the whole body's deadline.
+    let mut deadline = started.checked_add(FIRST_BYTES)?;
+    loop {
+        let next = tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut chunks));
+        match next.await.ok()? {
+            None => return Some(bytes.into()),
+            Some(chunk) => {
+                let chunk = chunk.ok()?;
+                if bytes.len().checked_add(chunk.len())? > MAX_BODY {
+                    return None;
+                }
+                bytes.extend_from_slice(&chunk);
+                deadline = started.checked_add(BODY_DEADLINE)?;
+            }
+        }
+    }
 }
 
 /// What can be checked before the body is read: a token. A request with no proof of the

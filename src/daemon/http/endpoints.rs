@@ -54,6 +54,7 @@ impl Server {
         let listener = Listener {
             socket,
             connections: MAX_CONNECTIONS,
+            per_peer: MAX_CONNECTIONS / 2,
             tls: None,
         };
         serve(listener, self.router(), shutdown).await;
