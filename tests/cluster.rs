@@ -811,7 +811,7 @@ async fn replicas_propose_in_one_pull_request_and_respect_its_closing() {
             "[environments.dev]\nbranch = \"deploy/dev\"\nwrite = \"pull-request\"\n",
         );
     world.write_config(&format!(
-        "{config}\n[repositories.manifests.forge]\ntype = \"github\"\napi_url = \"{}\"\nproject = \"{OWNER}/{REPO}\"\ntoken = \"file:{}\"\n",
+        "{config}\n[repositories.manifests.forge]\ntype = \"github\"\ninsecure = true\napi_url = \"{}\"\nproject = \"{OWNER}/{REPO}\"\ntoken = \"file:{}\"\n",
         forge.api_url(),
         token.display()
     ));

@@ -774,10 +774,18 @@ credentials = "env:ETCD_LOGIN"
     .unwrap()
     .cluster
     .unwrap();
-    assert_eq!(
-        (defaults.name.as_str(), defaults.lease.as_secs()),
-        ("image-updater", 10)
-    );
+    // The default name comes from the repositories written to: another set, another name.
+    assert!(defaults.name.starts_with("repos-"), "{}", defaults.name);
+    assert_eq!(defaults.lease.as_secs(), 10);
+    let elsewhere = parse(&format!(
+        "{}\n[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        HEADER.replace("org/manifests", "other/manifests")
+    ))
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert!(elsewhere.name.starts_with("repos-"));
+    assert_ne!(elsewhere.name, defaults.name);
 
     let bad = format!(
         r#"{HEADER}
@@ -852,4 +860,44 @@ tls_key = "/etc/image-updater/etcd-client.key"
             .to_string();
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+}
+
+/// A plain-http forge API needs `insecure = true`, as a registry does: its token would travel
+/// in the clear. And nothing `check` prints shows a password written in a URL's userinfo.
+#[test]
+fn a_plain_http_forge_needs_insecure_and_passwords_are_never_printed() {
+    let forge = |extra: &str| {
+        format!(
+            r#"
+[repositories.manifests]
+url = "https://git.example.com/org/manifests.git"
+
+[repositories.manifests.forge]
+type = "gitea"
+api_url = "http://git.example.com/api/v1"
+token = "file:/run/secrets/gitea"
+{extra}
+[environments.dev]
+branch = "deploy/dev"
+write = "pull-request"
+"#
+        )
+    };
+    let err = parse(&forge("")).unwrap_err();
+    assert!(err.to_string().contains("insecure = true"), "{err}");
+    assert!(parse(&forge("insecure = true")).is_ok());
+    let leaky = format!(
+        "{}\n[cluster]\nendpoints = [\"http://root:etcd-pw@127.0.0.1:2379\"]\n",
+        forge("").replace(
+            "http://git.example.com/api/v1",
+            "https://bot:forge-pw@git.example.com/api/v1"
+        )
+    );
+    let err = parse(&leaky).unwrap_err().to_string();
+    assert!(err.contains("is not an etcd client URL"), "{err}");
+    assert!(err.contains("must be a plain url"), "{err}");
+    assert!(
+        !err.contains("etcd-pw") && !err.contains("forge-pw"),
+        "{err}"
+    );
 }

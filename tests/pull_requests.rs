@@ -62,6 +62,7 @@ auto_merge = {auto_merge}
 [repositories.manifests.forge]
 type = "{kind}"
 api_url = "{api}"
+insecure = true
 project = "{OWNER}/{REPO}"
 token = "file:{token}"
 

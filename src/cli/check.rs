@@ -34,7 +34,10 @@ pub fn run(args: Args) -> Outcome {
             unset_variables(&config);
             explain_verification(&config);
             for warning in image_updater::daemon::budget::Plan::new(&config).warnings() {
-                eprintln!("warning: {warning}");
+                eprintln!(
+                    "warning: {}",
+                    image_updater::config::diagnostic::mask_userinfo(&warning.to_string())
+                );
             }
             Outcome::Success
         }

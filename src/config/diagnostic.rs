@@ -125,7 +125,7 @@ impl fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            writeln!(f, "error: {}", d.message)?;
+            writeln!(f, "error: {}", mask_userinfo(&d.message))?;
             writeln!(f, "  --> {}", self.location(d))?;
             if let Origin::File(span) | Origin::Section(span) = &d.origin {
                 let at = line_col(&self.source, span.start);
@@ -153,7 +153,7 @@ impl fmt::Display for Diagnostics {
                 )?;
             }
             if let Some(hint) = &d.hint {
-                writeln!(f, "  = help: {hint}")?;
+                writeln!(f, "  = help: {}", mask_userinfo(hint))?;
             }
         }
         let n = self.items.len();
@@ -169,14 +169,14 @@ impl fmt::Display for Diagnostics {
 
 /// `line` with the user and password of any URL in it (`https://bot:pw@host`) replaced by as
 /// many asterisks, so a report never repeats a secret and its underline stays in place.
-fn mask_userinfo(line: &str) -> String {
+pub fn mask_userinfo(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(i) = rest.find("://") {
         let (before, after) = rest.split_at(i + 3);
         out.push_str(before);
         let authority_end = after
-            .find(['/', '?', '#', '"', '\'', ' '])
+            .find(['/', '?', '#', '"', '\'', ' ', '`'])
             .unwrap_or(after.len());
         match after[..authority_end].rfind('@') {
             Some(at) => {

@@ -174,6 +174,9 @@ pub struct RawForge {
     pub app_key: Option<Str>,
     #[schemars(with = "Option<u64>")]
     pub installation_id: Option<Spanned<i64>>,
+    /// Allows a plain-http `api_url` (its token then travels in the clear).
+    #[schemars(with = "Option<bool>")]
+    pub insecure: Option<Spanned<bool>>,
 }
 
 /// `[environments.NAME.pull_request]`.
@@ -467,6 +470,7 @@ pub mod keys {
         "app_id",
         "app_key",
         "installation_id",
+        "insecure",
     ];
     pub const ENVIRONMENT: &[&str] = &[
         "repository",

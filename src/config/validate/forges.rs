@@ -72,8 +72,20 @@ impl Validator<'_> {
         // The credentials are checked whatever the type, so one run reports both.
         let auth = self.forge_auth(repository, span.clone(), kind, raw, credentials);
         let kind = kind?;
+        let insecure = raw.insecure.as_ref().is_some_and(|i| *i.get_ref());
         let api_url = match &raw.api_url {
-            Some(u) => self.parse(u, "api_url", check_api_url)?,
+            Some(u) => {
+                let api_url = self.parse(u, "api_url", check_api_url)?;
+                if api_url.starts_with("http://") && !insecure {
+                    self.error_hint(
+                        at(u),
+                        format!("repository `{repository}`: a plain-http api_url sends the forge's token in the clear"),
+                        "use https://, or add insecure = true to this [repositories.NAME.forge] if the network is trusted",
+                    );
+                    return None;
+                }
+                api_url
+            }
             None => match (known, &parts) {
                 (Some((_, k, api)), _) if *k == kind => api.to_string(),
                 (_, Some((host, _))) if url.starts_with("https://") || url.contains('@') => {
