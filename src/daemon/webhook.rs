@@ -283,10 +283,11 @@ struct Guard {
 }
 
 impl Guard {
-    /// Whether the sender's delivery ids (GitHub's `X-GitHub-Delivery`, a distribution
-    /// event's `id`) are new, and its timestamps (distribution's `timestamp`, Harbor's
-    /// `occur_at`) within [`REPLAY_WINDOW`] of now. Senders that give neither are taken as
-    /// they come (polling is the safety net; a replay costs an early check at most).
+    /// Whether the delivery is new (its body's digest, and its events' ids when it has them,
+    /// not seen within [`REPLAY_WINDOW`]), and its timestamps (distribution's `timestamp`,
+    /// Harbor's `occur_at`) within that window of now. The same body sent twice within the
+    /// hour is acted on once (polling is the safety net for a registry that sends identical
+    /// bodies for two pushes).
     fn fresh(&self, delivery: &Delivery<'_>, body: &Value) -> Freshness {
         let now = jiff::Timestamp::now();
         let window = jiff::SignedDuration::try_from(REPLAY_WINDOW).unwrap_or_default();
@@ -311,17 +312,24 @@ impl Guard {
                 return Freshness::Stale;
             }
         }
-        let mut ids: Vec<String> = body
+        // The events' own ids are inside the signed body; a header's id (GitHub's
+        // `X-GitHub-Delivery`) is not, so anyone who saw one delivery could resend it with new
+        // ids. What identifies a delivery is therefore the digest of the body the signature
+        // covers, and the events' ids.
+        let digest = {
+            use sha2::Digest as _;
+            format!(
+                "body:{}",
+                crate::hex::encode(&sha2::Sha256::digest(delivery.body))
+            )
+        };
+        let ids: Vec<String> = body
             .get("events")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|e| e.get("id")?.as_str().map(String::from))
+            .filter_map(|e| e.get("id")?.as_str().map(|id| format!("id:{id}")))
             .collect();
-        ids.extend(delivery.header("x-github-delivery").map(String::from));
-        if ids.is_empty() {
-            return Freshness::Fresh;
-        }
         let mut seen = self.seen.lock().expect("seen lock");
         while seen
             .front()
@@ -330,11 +338,12 @@ impl Guard {
         {
             seen.pop_front();
         }
-        if ids.iter().all(|id| seen.iter().any(|(s, _)| s == id)) {
+        let known = |id: &String| seen.iter().any(|(s, _)| s == id);
+        if known(&digest) || (!ids.is_empty() && ids.iter().all(known)) {
             return Freshness::Replayed;
         }
         let at = std::time::Instant::now();
-        seen.extend(ids.into_iter().map(|id| (id, at)));
+        seen.extend(ids.into_iter().chain([digest]).map(|id| (id, at)));
         Freshness::Fresh
     }
 
@@ -542,6 +551,42 @@ mod tests {
             body: body.as_bytes(),
         };
         authorized(&delivery, secret)
+    }
+
+    /// The same signed body resent with new `X-GitHub-Delivery` ids (which the signature does
+    /// not cover) is a replay; another body is not, nor the same events' ids in a new body
+    /// only when some id is new.
+    #[test]
+    fn a_replay_is_known_by_its_body_whatever_the_headers_say() {
+        let guard = Guard::default();
+        let body = r#"{"events":[{"action":"push","target":{"repository":"org/api","tag":"v1"}}]}"#;
+        let value: Value = serde_json::from_str(body).unwrap();
+        let fresh = |delivery_id: &str, body: &str, value: &Value| {
+            let mut map = HeaderMap::new();
+            map.insert(
+                "x-github-delivery",
+                axum::http::HeaderValue::from_str(delivery_id).unwrap(),
+            );
+            let delivery = Delivery {
+                headers: &map,
+                query: "",
+                body: body.as_bytes(),
+            };
+            matches!(guard.fresh(&delivery, value), Freshness::Fresh)
+        };
+        assert!(fresh("d-0", body, &value));
+        for n in 1..20 {
+            assert!(!fresh(&format!("d-{n}"), body, &value), "resend {n}");
+        }
+        let other = body.replace("v1", "v2");
+        let other_value: Value = serde_json::from_str(&other).unwrap();
+        assert!(fresh("d-0", &other, &other_value));
+        // Event ids inside the body: all seen, a replay even in a body spelled differently.
+        let with_id = r#"{"events":[{"id":"e1","action":"push","target":{"repository":"org/api","tag":"v3"}}]}"#;
+        let spaced = with_id.replace(",", ", ");
+        let v1: Value = serde_json::from_str(with_id).unwrap();
+        assert!(fresh("x", with_id, &v1));
+        assert!(!fresh("y", &spaced, &v1));
     }
 
     #[test]
