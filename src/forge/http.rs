@@ -264,11 +264,15 @@ impl Api {
             });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| ForgeError::Network(format!("{what}: {}", without_url(&e))))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            // A body that drips past the request's deadline is a timeout, and says so.
+            let why = if e.is_timeout() {
+                format!("the answer's body did not arrive within {}s", TIMEOUT.as_secs())
+            } else {
+                without_url(&e)
+            };
+            ForgeError::Network(format!("{what}: {why}"))
+        })? {
             if body.len().saturating_add(chunk.len()) > MAX_BODY {
                 return Err(ForgeError::Invalid {
                     what,
@@ -316,7 +320,12 @@ impl Api {
         while let Some(url) = next.take() {
             pages = pages.saturating_add(1);
             if pages > MAX_PAGES {
-                tracing::debug!(what, "stopped after {MAX_PAGES} pages");
+                tracing::warn!(
+                    what,
+                    read = items.len(),
+                    "the forge's list has more than {MAX_PAGES} pages; only the first {} items were read",
+                    items.len()
+                );
                 break;
             }
             let reply = self.send(Method::GET, url, auth, None).await?;
