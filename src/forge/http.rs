@@ -267,7 +267,10 @@ impl Api {
         while let Some(chunk) = response.chunk().await.map_err(|e| {
             // A body that drips past the request's deadline is a timeout, and says so.
             let why = if e.is_timeout() {
-                format!("the answer's body did not arrive within {}s", TIMEOUT.as_secs())
+                format!(
+                    "the answer's body did not arrive within {}s",
+                    TIMEOUT.as_secs()
+                )
             } else {
                 without_url(&e)
             };

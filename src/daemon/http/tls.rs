@@ -32,6 +32,8 @@ pub enum TlsError {
     },
     #[error("{path} is larger than {MAX_FILE} bytes")]
     TooLarge { path: PathBuf },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: PathBuf },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: PathBuf },
     #[error("{path}: {detail}")]
@@ -130,10 +132,22 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
         path: path.to_path_buf(),
         source,
     };
+    // Opened without blocking and read only when it is a regular file: a FIFO (or a device)
+    // at the path would otherwise hold this read, and with it every handshake, until a
+    // writer came.
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read)?;
+    if !file.metadata().map_err(read)?.is_file() {
+        return Err(TlsError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(read)?
-        .take(MAX_FILE + 1)
+    file.take(MAX_FILE + 1)
         .read_to_end(&mut bytes)
         .map_err(read)?;
     if bytes.len() as u64 > MAX_FILE {
@@ -167,4 +181,28 @@ fn read_pair(
         key: key.to_path_buf(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO at the certificate's path is refused at once, not read until a writer comes
+    /// (which held every handshake, and the operator's port with them).
+    #[test]
+    fn a_fifo_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("cert.pem");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = Instant::now();
+        let got = read_bounded(&fifo);
+        assert!(matches!(got, Err(TlsError::NotAFile { .. })), "{got:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(matches!(
+            read_bounded(dir.path()),
+            Err(TlsError::NotAFile { .. } | TlsError::Read { .. })
+        ));
+    }
 }
