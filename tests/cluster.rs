@@ -1116,3 +1116,49 @@ async fn a_member_key_without_a_lease_is_not_believed() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// An unreadable `images/ALIAS` record stops nothing but that image's record: every image is
+/// still checked, and the owner writes a readable record over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_is_written_again_by_the_owner() {
+    let etcd = Etcd::start().await;
+    let (world, _) = cluster_world(&etcd.endpoints(), "records", "3s").await;
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    client
+        .put("/image-updater/records/images/a", "{not json", None)
+        .await
+        .unwrap();
+    let r1 = world.start_replica("r1");
+    let r2 = world.start_replica("r2");
+    members(&r1, 2.0).await;
+    members(&r2, 2.0).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = client
+            .get("/image-updater/records/images/a", None)
+            .await
+            .unwrap();
+        let value = got.kvs().first().map(|kv| kv.value().to_vec());
+        if value
+            .as_deref()
+            .is_some_and(|v| serde_json::from_slice::<serde_json::Value>(v).is_ok())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never rewritten; logs:\n{}\n----\n{}",
+            r1.log(),
+            r2.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let polled = pollers(&[&r1, &r2], Duration::from_secs(4)).await;
+    for (n, i) in IMAGES.iter().enumerate() {
+        assert_eq!(polled[n].len(), 1, "{i} polled by {:?}", polled[n]);
+    }
+    let logs = format!("{}{}", r1.log(), r2.log());
+    assert!(logs.contains("the image's record does not read"), "{logs}");
+}

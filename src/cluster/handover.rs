@@ -101,13 +101,22 @@ impl Handover {
         status: &StatusStore,
         seen: &FirstSeen,
     ) -> Result<bool, StoreError> {
-        match self.store.record_at(&image.alias).await? {
-            Some((record, revision)) => Ok(self.apply(image, record, revision, status, seen)),
-            None => {
+        match self.store.record_at(&image.alias).await {
+            Ok(Some((record, revision))) => Ok(self.apply(image, record, revision, status, seen)),
+            Ok(None) => {
                 // None yet: any record written from now on is news.
                 self.wrote(&image.alias, 0);
                 Ok(false)
             }
+            // One unreadable record stops nothing but itself: this replica goes on with what
+            // it knows of the image (the branch is the truth of what is deployed), and its
+            // next publish writes a readable record over it.
+            Err(StoreError::Corrupt { key, why }) => {
+                tracing::error!(image = %image.alias, %key, %why, "cluster: the image's record does not read; checking it without it, and writing it again");
+                self.wrote(&image.alias, 0);
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -150,8 +159,15 @@ impl Handover {
                 .expect("revisions lock")
                 .get(&image.alias)
                 .copied();
-            let Some((record, revision)) = self.store.record_at(&image.alias).await? else {
-                continue;
+            let (record, revision) = match self.store.record_at(&image.alias).await {
+                Ok(Some(read)) => read,
+                Ok(None) => continue,
+                // Unreadable: nothing in it to take; the owner writes it again.
+                Err(StoreError::Corrupt { key, why }) => {
+                    tracing::warn!(image = %image.alias, %key, %why, "cluster: the image's record does not read; written again by its owner");
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             // `apply` takes nothing this replica wrote itself.
             let news = known.is_some_and(|known| revision > known)
