@@ -588,3 +588,39 @@ async fn applied(daemon: &Daemon, n: f64) -> f64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A reload refuses bytes that are not UTF-8, as `check` does, instead of reading them
+/// lossily (an `\xff` inside an `ignore_tags` glob would change what it matches): the running
+/// config stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refuses_bytes_that_are_not_utf8() {
+    needs!(Registry, Lighttpd);
+    let world = world().await;
+    let text = config(&world, ">=1.0.0", false);
+    world.write_config(&text);
+    let daemon = world.start();
+    daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+    let mut bytes = text.replace(
+        "constraint = \">=1.0.0\"",
+        "constraint = \">=1.0.0\"\nignore_tags = [\"v1.1*\"]",
+    );
+    bytes.push_str("# ");
+    let mut raw = bytes.into_bytes();
+    let at = raw.windows(4).position(|w| w == b"v1.1").unwrap();
+    raw[at + 3] = 0xff;
+    std::fs::write(world.config_path(), &raw).unwrap();
+    daemon
+        .wait_metric("image_updater_config_reload_failures_total", 1.0)
+        .await;
+    assert!(
+        daemon.log().contains("the new config is not UTF-8"),
+        "{}",
+        daemon.log()
+    );
+    let out = world.run(&["check", "--config", world.config_path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(
+        daemon.metric("image_updater_config_reloads_total").await,
+        0.0
+    );
+}
