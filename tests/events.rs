@@ -331,8 +331,9 @@ async fn notifications_reach_a_local_receiver_and_are_retried() {
     assert_eq!(received.bodies.lock().unwrap().len(), 2);
 }
 
-/// Holds `n` idle TCP connections to each of `ports` from a separate process, reopening each
-/// one the daemon closes, until dropped (killed by its PID).
+/// Holds `n` idle TCP connections to each of `ports` from a separate process on another
+/// address (127.0.0.2: another host, as anyone who can reach a pod is not its kubelet),
+/// reopening each one the daemon closes, until dropped (killed by its PID).
 struct Holder(std::process::Child);
 
 impl Holder {
@@ -345,7 +346,7 @@ sel = selectors.DefaultSelector()
 def open_one(port):
     while True:
         try:
-            s = socket.create_connection(("127.0.0.1", port))
+            s = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
             sel.register(s, selectors.EVENT_READ, port)
             return
         except OSError:
@@ -392,9 +393,10 @@ impl Drop for Holder {
 }
 
 /// 200 idle connections held open (and reopened as they are closed) against each listener by
-/// another process: `/healthz` still answers every probe within a second, and signed webhook
-/// deliveries are still accepted, because at a connection cap the oldest idle connection
-/// makes room.
+/// another process on another address: `/healthz` still answers every probe within a second,
+/// and signed webhook deliveries are still accepted, because a peer at its own cap makes
+/// room from its own idle connections, and at the listener's cap the oldest idle connection
+/// does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_do_not_keep_probes_or_deliveries_out() {
     needs!(Registry, Lighttpd);

@@ -27,7 +27,6 @@ use serde_json::Value;
 use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 use super::http::serve::{Listener, serve as serve_connections};
 use super::http::tls::Certificates;
@@ -59,7 +58,9 @@ pub async fn secret(config: &Config) -> Result<Option<String>, String> {
 
 /// Connections the webhook listener serves at once.
 pub const MAX_CONNECTIONS: usize = 256;
-/// Deliveries handled at once; more wait for a turn (each may hold [`MAX_BODY`] bytes).
+/// Deliveries handled at once once their body is read; more wait for a turn. A body being
+/// read holds a connection, not one of these: a peer dripping bodies is bounded by its
+/// connections and by the body's deadlines, and cannot keep a signed delivery from its turn.
 const MAX_IN_FLIGHT: usize = 64;
 /// The largest event body read; registries' push notifications are a few KiB.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -75,6 +76,7 @@ struct Hook {
     secret: Arc<String>,
     events: mpsc::Sender<Vec<Pushed>>,
     guard: Guard,
+    turns: tokio::sync::Semaphore,
 }
 
 /// Serves `POST /webhook` until `shutdown`, over TLS when `tls` is given; each accepted event
@@ -90,11 +92,11 @@ pub async fn serve(
         secret,
         events,
         guard: Guard::default(),
+        turns: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
     });
     let router = Router::new()
         .route("/webhook", post(receive).fallback(elsewhere))
         .fallback(elsewhere)
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
         .with_state(hook);
     let listener = Listener {
         socket,
@@ -151,7 +153,13 @@ async fn receive(
                     query,
                     body: &bytes,
                 };
-                hook.handle(&delivery).await
+                match hook.turns.acquire().await {
+                    Ok(_turn) => hook.handle(&delivery).await,
+                    Err(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"error":"shutting down"}"#.into(),
+                    ),
+                }
             }
         },
     };
