@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, LockOptions, PutOptions};
+use etcd_client::{Client, GetOptions, LockOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
 
 use std::collections::BTreeMap;
@@ -172,18 +172,17 @@ async fn member(
         .map_err(|e| format!("lease: {e}"))?
         .id();
     let key = format!("{}{me}", prefix(&config.name));
-    timed(client.put(key.as_str(), me, Some(PutOptions::new().with_lease(lease))))
-        .await?
-        .map_err(|e| format!("registering {key}: {e}"))?;
     let work_key = format!("{}{me}", work_prefix(&config.name));
     let mut work = fingerprint.borrow_and_update().clone();
-    timed(client.put(
-        work_key.as_str(),
-        work.as_str(),
-        Some(PutOptions::new().with_lease(lease)),
-    ))
-    .await?
-    .map_err(|e| format!("registering {work_key}: {e}"))?;
+    // Both keys at once: a member read between two puts would be a key without its work.
+    let leased = || Some(PutOptions::new().with_lease(lease));
+    let both = Txn::new().and_then([
+        TxnOp::put(work_key.as_str(), work.as_str(), leased()),
+        TxnOp::put(key.as_str(), me, leased()),
+    ]);
+    timed(client.txn(both))
+        .await?
+        .map_err(|e| format!("registering {key}: {e}"))?;
     let (keeper, answers) = timed(client.lease_keep_alive(lease))
         .await?
         .map_err(|e| format!("keeping the lease: {e}"))?;
@@ -244,7 +243,10 @@ async fn member(
                         continue;
                     }
                 };
-                let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS);
+                // At the members' read's revision: the two reads are one snapshot, so a
+                // replica leaving between them is not seen without its work.
+                let revision = got.header().map_or(0, |h| h.revision());
+                let options = GetOptions::new().with_prefix().with_limit(MAX_MEMBERS).with_revision(revision);
                 let works = match tokio::time::timeout(renew_within, link.client.get(work_prefix(&config.name), Some(options))).await {
                     Ok(Ok(got)) => got,
                     _ => continue,
@@ -373,9 +375,13 @@ pub async fn live(config: &Cluster, fingerprint: &str) -> Result<Members, String
     let got = timed(client.get(prefix(&config.name), Some(options.clone())))
         .await?
         .map_err(|e| format!("reading the members: {e}"))?;
-    let works = timed(client.get(work_prefix(&config.name), Some(options)))
-        .await?
-        .map_err(|e| format!("reading the members' work: {e}"))?;
+    let revision = got.header().map_or(0, |h| h.revision());
+    let works = timed(client.get(
+        work_prefix(&config.name),
+        Some(options.with_revision(revision)),
+    ))
+    .await?
+    .map_err(|e| format!("reading the members' work: {e}"))?;
     Ok(divide("", &got, &works, fingerprint))
 }
 
