@@ -1081,17 +1081,13 @@ async fn two_deployments_on_one_cluster_name_keep_to_their_own_images() {
 async fn a_member_key_without_a_lease_is_not_believed() {
     let etcd = Etcd::start().await;
     let (world, _) = cluster_world(&etcd.endpoints(), "ghosts", "3s").await;
-    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
-        .await
-        .unwrap();
-    client
-        .put("/image-updater/ghosts/members/ghost", "ghost-1", None)
-        .await
-        .unwrap();
-    let r1 = world.start_replica("r1");
-    let r2 = world.start_replica("r2");
-    members(&r1, 2.0).await;
-    members(&r2, 2.0).await;
+    let (mut client, r1, r2) = two_replicas_after(
+        &etcd,
+        &world,
+        "/image-updater/ghosts/members/ghost",
+        "ghost-1",
+    )
+    .await;
     r1.wait_log("its key has no lease").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let polled = pollers(&[&r1, &r2], Duration::from_secs(5)).await;
@@ -1125,17 +1121,13 @@ async fn a_member_key_without_a_lease_is_not_believed() {
 async fn an_unreadable_record_is_written_again_by_the_owner() {
     let etcd = Etcd::start().await;
     let (world, _) = cluster_world(&etcd.endpoints(), "records", "3s").await;
-    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
-        .await
-        .unwrap();
-    client
-        .put("/image-updater/records/images/a", "{not json", None)
-        .await
-        .unwrap();
-    let r1 = world.start_replica("r1");
-    let r2 = world.start_replica("r2");
-    members(&r1, 2.0).await;
-    members(&r2, 2.0).await;
+    let (mut client, r1, r2) = two_replicas_after(
+        &etcd,
+        &world,
+        "/image-updater/records/images/a",
+        "{not json",
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = client
@@ -1163,4 +1155,23 @@ async fn an_unreadable_record_is_written_again_by_the_owner() {
     }
     let logs = format!("{}{}", r1.log(), r2.log());
     assert!(logs.contains("the image's record does not read"), "{logs}");
+}
+
+/// `key` put in etcd as `value` (without a lease, as a person or a tool would), then two
+/// replicas started and seeing each other; the etcd client is returned for more.
+async fn two_replicas_after(
+    etcd: &Etcd,
+    world: &World,
+    key: &str,
+    value: &str,
+) -> (etcd_client::Client, Daemon, Daemon) {
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    client.put(key, value, None).await.unwrap();
+    let r1 = world.start_replica("r1");
+    let r2 = world.start_replica("r2");
+    members(&r1, 2.0).await;
+    members(&r2, 2.0).await;
+    (client, r1, r2)
 }
