@@ -619,6 +619,7 @@ fn cluster_config(etcd: &Etcd, name: &str) -> image_updater::config::Cluster {
     image_updater::config::Cluster {
         endpoints: etcd.endpoints(),
         name: name.into(),
+        named: true,
         lease: Duration::from_secs(3),
         credentials: None,
         tls: None,
@@ -1174,4 +1175,36 @@ async fn two_replicas_after(
     members(&r1, 2.0).await;
     members(&r2, 2.0).await;
     (client, r1, r2)
+}
+
+/// Without `[cluster] name`, the name is derived from the repositories; a replica does not
+/// join while etcd holds keys under `image-updater`, the name earlier versions used by
+/// default (a hold kept there would be out of its sight), and says how to go on. Naming the
+/// cluster `image-updater` joins it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_cluster_name_does_not_hide_what_the_earlier_default_kept() {
+    let etcd = Etcd::start().await;
+    let (world, _) = cluster_world(&etcd.endpoints(), "image-updater", "3s").await;
+    let named = std::fs::read_to_string(world.config_path()).unwrap();
+    world.write_config(&named.replace("name = \"image-updater\"\n", ""));
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    client
+        .put("/image-updater/image-updater/holds", "{}", None)
+        .await
+        .unwrap();
+    let derived = world.start_replica("derived");
+    let log = derived
+        .wait_log("the cluster name earlier versions used")
+        .await;
+    assert!(
+        log.contains("name = \\\"image-updater\\\"") || log.contains("name = \"image-updater\""),
+        "{log}"
+    );
+    assert_eq!(derived.metric("image_updater_cluster_members").await, 0.0);
+    drop(derived);
+    world.write_config(&named);
+    let joined = world.start_replica("named");
+    members(&joined, 1.0).await;
 }

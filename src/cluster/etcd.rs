@@ -166,6 +166,9 @@ async fn member(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let mut client = connect(config).await?;
+    if !config.named {
+        refuse_earlier_default(&mut client).await?;
+    }
     let ttl = i64::try_from(config.lease.as_secs()).unwrap_or(10).max(2);
     let lease = timed(client.lease_grant(ttl, None))
         .await?
@@ -281,6 +284,27 @@ async fn member(
             }
         }
     }
+}
+
+/// The cluster name earlier versions used when the config named none.
+const EARLIER_DEFAULT: &str = "image-updater";
+
+/// A replica whose cluster name is derived does not join while etcd holds keys under the
+/// name earlier versions used by default: the holds, image records and pull requests kept
+/// there would be out of its sight, and a held image could be deployed.
+async fn refuse_earlier_default(client: &mut Client) -> Result<(), String> {
+    let prefix = format!("/image-updater/{EARLIER_DEFAULT}/");
+    let options = GetOptions::new().with_prefix().with_count_only();
+    let got = timed(client.get(prefix.as_str(), Some(options)))
+        .await?
+        .map_err(|e| format!("reading {prefix}: {e}"))?;
+    if got.count() > 0 {
+        return Err(format!(
+            "etcd holds {} key(s) under {prefix}, the cluster name earlier versions used when none was set (holds, image records, pull requests); set [cluster] name = \"{EARLIER_DEFAULT}\" to keep using them, or remove them with etcdctl del --prefix {prefix}",
+            got.count()
+        ));
+    }
+    Ok(())
 }
 
 /// What a renewal says when etcd no longer has the lease.

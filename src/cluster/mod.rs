@@ -80,10 +80,10 @@ impl Why {
 /// What decides how replicas divide the work, as a short hex digest: each image's alias and
 /// repository, the environments it is deployed to, and where those write (the repository's
 /// name in the config, not its url, which replicas in different networks may spell
-/// differently, and the branch). Replicas divide work only with replicas of the same fingerprint, so two
-/// deployments sharing an etcd and a cluster name never split each other's images (each
-/// would own images it does not have, and nobody would poll them). A config change that keeps
-/// these (an interval, a filter) keeps the fingerprint.
+/// differently, and the branch). Replicas divide work only with replicas of the same
+/// fingerprint, so two deployments sharing an etcd and a cluster name never split each
+/// other's images (each would own images it does not have, and nobody would poll them). A
+/// config change that keeps these (an interval, a filter) keeps the fingerprint.
 pub fn fingerprint(config: &crate::config::Config) -> String {
     let mut h = sha2::Sha256::new();
     let mut field = |text: &str| {

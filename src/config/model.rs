@@ -41,6 +41,8 @@ pub struct Cluster {
     pub endpoints: Vec<String>,
     /// Keeps clusters sharing one etcd apart: keys live under `/image-updater/NAME/`.
     pub name: String,
+    /// Whether the config names the cluster; otherwise `name` is derived from the repositories.
+    pub named: bool,
     /// How long a replica that stopped renewing its lease keeps its images: its work moves to
     /// the others after this (plus at most a second).
     pub lease: Duration,

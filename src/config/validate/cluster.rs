@@ -135,6 +135,7 @@ impl Validator<'_> {
             (false, Some(name), Some(lease), Some(credentials), Some(tls)) => Some(Cluster {
                 endpoints,
                 name,
+                named: r.name.is_some(),
                 lease,
                 credentials,
                 tls,
