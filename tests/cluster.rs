@@ -681,7 +681,10 @@ async fn never_joins(replica: &Daemon) -> String {
         0.0
     );
     let said = replica.log();
-    let line = said.lines().find(|l| l.contains("no etcd lease")).unwrap();
+    let line = said
+        .lines()
+        .find(|l| l.contains("cluster: no etcd lease"))
+        .unwrap();
     eprintln!("{line}");
     line.to_string()
 }

@@ -353,7 +353,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 if count == 0 && !engine.config.images.is_empty() {
                     let view = members.as_ref().map(|m| m.borrow().clone()).unwrap_or_default();
                     let why = if !view.live.contains(&view.me) {
-                        "it holds no etcd lease".to_string()
+                        "it is outside the cluster until it holds a lease".to_string()
                     } else {
                         format!("the other {} live replicas of this config own them all", live.saturating_sub(1))
                     };
