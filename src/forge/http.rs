@@ -156,10 +156,16 @@ pub struct Api {
     base: Url,
     /// Headers every request carries (GitHub's API version, say).
     fixed: HeaderMap,
+    /// How long one request may take, its answer's body included.
+    timeout: Duration,
 }
 
 impl Api {
     pub fn new(base: &str, fixed: HeaderMap) -> Result<Api, ForgeError> {
+        Api::with_timeout(base, fixed, TIMEOUT)
+    }
+
+    fn with_timeout(base: &str, fixed: HeaderMap, timeout: Duration) -> Result<Api, ForgeError> {
         let base = Url::parse(base).map_err(|e| ForgeError::Invalid {
             what: "api_url".into(),
             reason: e.to_string(),
@@ -167,7 +173,7 @@ impl Api {
         let client = reqwest::Client::builder()
             .user_agent(concat!("image-updater/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| ForgeError::Network(e.to_string()))?;
@@ -175,6 +181,7 @@ impl Api {
             client,
             base,
             fixed,
+            timeout,
         })
     }
 
@@ -269,7 +276,7 @@ impl Api {
             let why = if e.is_timeout() {
                 format!(
                     "the answer's body did not arrive within {}s",
-                    TIMEOUT.as_secs()
+                    self.timeout.as_secs()
                 )
             } else {
                 without_url(&e)
@@ -403,6 +410,96 @@ mod tests {
         );
         headers.insert(LINK, HeaderValue::from_static("garbage"));
         assert_eq!(next_link(&headers), None);
+    }
+
+    /// A test forge on 127.0.0.1 serving `router`; its base url.
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// An answer whose body drips a byte every 300 ms past the request's deadline ends as a
+    /// timeout that says so, not as a decoding error.
+    #[tokio::test]
+    async fn a_dripping_body_is_a_timeout() {
+        let router = axum::Router::new().route(
+            "/pulls/1",
+            axum::routing::get(|| async {
+                let drip = futures_util::stream::unfold(0u8, |n| async move {
+                    (n < 20).then_some(())?;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Some((Ok::<_, std::io::Error>(vec![b' ']), n + 1))
+                });
+                axum::body::Body::from_stream(drip)
+            }),
+        );
+        let base = serve(router).await;
+        let api = Api::with_timeout(&base, HeaderMap::new(), Duration::from_secs(1)).unwrap();
+        let url = api.url("/pulls/1").unwrap();
+        match api.send(Method::GET, url, None, None).await {
+            Err(ForgeError::Network(why)) => {
+                assert!(why.contains("did not arrive within 1s"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A list longer than MAX_PAGES is cut there, with a warning that says how many items
+    /// were read; no page past the limit is asked for.
+    #[tokio::test]
+    async fn a_list_is_cut_at_its_page_limit_and_says_so() {
+        use std::collections::HashMap;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let origin = base.clone();
+        let page_of =
+            move |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>| {
+                let (counter, origin) = (counter.clone(), origin.clone());
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let page: u64 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                    let next = format!("<{origin}/pulls?page={}>; rel=\"next\"", page + 1);
+                    ([("link", next)], axum::Json(vec![page, page]))
+                }
+            };
+        let router = axum::Router::new().route("/pulls", axum::routing::get(page_of));
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let api = Api::new(&base, HeaderMap::new()).unwrap();
+        let logged = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let items: Vec<u64> = api
+            .list(api.url("/pulls").unwrap(), None, "listing pull requests")
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 2 * MAX_PAGES);
+        assert_eq!(asked.load(Ordering::Relaxed), MAX_PAGES);
+        let text = String::from_utf8(logged.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("only the first 20 items were read"), "{text}");
+    }
+
+    /// A writer into a shared buffer, for reading what was logged.
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
