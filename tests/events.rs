@@ -231,6 +231,27 @@ async fn webhooks_over_tls_with_a_certificate_renewed_in_place() {
     daemon
         .wait_log("the changed TLS certificate or key does not load")
         .await;
+
+    // A FIFO put in the certificate's place (nobody ever writes to it) hangs nothing: the
+    // handshake still presents the last pair, and the operator's port answers.
+    let fifo = cert.with_extension("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    std::fs::rename(&fifo, &cert).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..3 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            trusting(&renewed.ca).post(&url).body("{}").send(),
+        )
+        .await
+        .expect("the handshake does not wait for the FIFO")
+        .unwrap();
+        assert_eq!(answer.status(), 401);
+        assert_eq!(daemon.get("/healthz").await.0, 200);
+    }
+    daemon.wait_log("is not a regular file").await;
 }
 
 /// (path, Authorization header, body) of a delivered notification.

@@ -113,6 +113,8 @@ impl Table {
 pub async fn serve(listener: Listener, router: Router, mut shutdown: watch::Receiver<bool>) {
     let table = Arc::new(Mutex::new(Table::default()));
     let tls = listener.tls.map(|certificates| {
+        // Renewed files are read off the handshake, by a task of their own.
+        tokio::spawn(certificates.clone().keep_fresh(shutdown.clone()));
         tokio_rustls::TlsAcceptor::from(Arc::new(certificates.server_config()))
     });
     loop {

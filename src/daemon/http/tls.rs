@@ -1,10 +1,12 @@
 //! TLS for the webhook listener: registries on other hosts send their push events over the
 //! network, so the endpoint can serve HTTPS with a certificate and key from the config.
 //!
-//! Certificates are renewed on disk (cert-manager, certbot, an operator's cron): the files are
-//! looked at again at most once a second, on the next handshake, and a changed pair is loaded
-//! without a restart. A pair that does not load (half written, a key that is not the
-//! certificate's) is logged and the previous one stays in use.
+//! Certificates are renewed on disk (cert-manager, certbot, an operator's cron): a task looks
+//! at the files once a second and loads a changed pair without a restart. A pair that does not
+//! load (half written, a key that is not the certificate's, not a regular file) is logged and
+//! the previous one stays in use. The files are read on the blocking pool, one look at a time
+//! and within [`READ_TIMEOUT`], never during a handshake: a file that hangs (a FIFO, a stuck
+//! network filesystem) delays only the next renewal, not the listeners.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,8 +21,11 @@ use tokio_rustls::rustls::{self, ServerConfig};
 
 /// A certificate chain and key file read larger than this is refused.
 const MAX_FILE: u64 = 1024 * 1024;
-/// How often at most the files' modification times are looked at.
+/// How often the files' modification times are looked at.
 const RECHECK: Duration = Duration::from_secs(1);
+/// A look at the files that takes longer than this is given up (and not started again until
+/// it has ended).
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a certificate and key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +65,6 @@ struct Loaded {
     pair: Arc<CertifiedKey>,
     /// The files' modification times when `pair` was read.
     stamps: [Option<SystemTime>; 2],
-    checked: Instant,
 }
 
 impl Certificates {
@@ -76,7 +80,6 @@ impl Certificates {
             loaded: Mutex::new(Loaded {
                 pair: Arc::new(pair),
                 stamps,
-                checked: Instant::now(),
             }),
         })
     }
@@ -93,26 +96,57 @@ impl Certificates {
         config
     }
 
-    /// The pair to present, reloaded first when the files changed since it was read.
+    /// The pair to present: the last one loaded.
     fn current(&self) -> Arc<CertifiedKey> {
-        let mut loaded = self.loaded.lock().expect("certificate lock");
-        if loaded.checked.elapsed() >= RECHECK {
-            loaded.checked = Instant::now();
-            let stamps = [modified(&self.certificate), modified(&self.key)];
-            if stamps != loaded.stamps {
-                match read_pair(&self.certificate, &self.key, &self.provider) {
-                    Ok(pair) => {
-                        tracing::info!(certificate = %self.certificate.display(), "webhooks: loaded the renewed TLS certificate");
-                        loaded.pair = Arc::new(pair);
-                        loaded.stamps = stamps;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "webhooks: the changed TLS certificate or key does not load; still serving the previous one");
-                    }
+        self.loaded.lock().expect("certificate lock").pair.clone()
+    }
+
+    /// Looks at the files every [`RECHECK`] until `shutdown`, and loads a changed pair.
+    pub async fn keep_fresh(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(RECHECK);
+        let mut looking: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            // One look at a time: a look that hangs is not joined by another every second.
+            if looking.as_ref().is_some_and(|l| !l.is_finished()) {
+                continue;
+            }
+            let this = self.clone();
+            let look = tokio::task::spawn_blocking(move || this.look());
+            looking = Some(look);
+            let started = Instant::now();
+            while looking.as_ref().is_some_and(|l| !l.is_finished()) {
+                if started.elapsed() >= READ_TIMEOUT {
+                    tracing::warn!(certificate = %self.certificate.display(), "webhooks: reading the TLS files took over {}s; still serving the previous pair", READ_TIMEOUT.as_secs());
+                    break;
                 }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        loaded.pair.clone()
+    }
+
+    /// Loads the pair again when the files changed since it was read (on the blocking pool).
+    fn look(&self) {
+        let stamps = [modified(&self.certificate), modified(&self.key)];
+        if stamps == self.loaded.lock().expect("certificate lock").stamps {
+            return;
+        }
+        match read_pair(&self.certificate, &self.key, &self.provider) {
+            Ok(pair) => {
+                tracing::info!(certificate = %self.certificate.display(), "webhooks: loaded the renewed TLS certificate");
+                let mut loaded = self.loaded.lock().expect("certificate lock");
+                loaded.pair = Arc::new(pair);
+                loaded.stamps = stamps;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: the changed TLS certificate or key does not load; still serving the previous one");
+                // Not again until the files change once more.
+                self.loaded.lock().expect("certificate lock").stamps = stamps;
+            }
+        }
     }
 }
 
