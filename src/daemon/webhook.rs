@@ -561,6 +561,25 @@ mod tests {
         authorized(&delivery, secret)
     }
 
+    /// A body whose first bytes do not come within FIRST_BYTES is given up then, not at the
+    /// whole body's deadline; one that starts in time may take longer.
+    #[tokio::test]
+    async fn a_body_that_never_starts_is_cut_at_its_first_bytes_deadline() {
+        let silent = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+        let started = std::time::Instant::now();
+        let got = read_body(&HeaderMap::new(), axum::body::Body::from_stream(silent)).await;
+        assert!(got.is_none());
+        let took = started.elapsed();
+        assert!(took >= FIRST_BYTES && took < BODY_DEADLINE, "{took:?}");
+        let slow = futures_util::stream::unfold(0u8, |n| async move {
+            (n < 3).then_some(())?;
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            Some((Ok::<_, std::io::Error>(vec![b'x']), n + 1))
+        });
+        let got = read_body(&HeaderMap::new(), axum::body::Body::from_stream(slow)).await;
+        assert_eq!(got.as_deref(), Some(&b"xxx"[..]));
+    }
+
     /// The same signed body resent with new `X-GitHub-Delivery` ids (which the signature does
     /// not cover) is a replay; another body is not, nor the same events' ids in a new body
     /// only when some id is new.
