@@ -1159,6 +1159,14 @@ async fn an_unreadable_record_is_written_again_by_the_owner() {
     }
     let logs = format!("{}{}", r1.log(), r2.log());
     assert!(logs.contains("the image's record does not read"), "{logs}");
+    // The share is logged when the members change, not at every read of them (once a second).
+    for r in [&r1, &r2] {
+        let lines = r
+            .log()
+            .matches("cluster: images owned by this replica")
+            .count();
+        assert!(lines <= 4, "{lines} lines:\n{}", r.log());
+    }
 }
 
 /// `key` put in etcd as `value` (without a lease, as a person or a tool would), then two

@@ -268,7 +268,9 @@ async fn member(
                     }
                     last_foreign = view.foreign.clone();
                 }
-                tx.send_replace(view);
+                // Published on change only: the daemon recomputes its share, and logs it,
+                // when the members change, not at every read.
+                tx.send_if_modified(|seen| (*seen != view).then(|| *seen = view).is_some());
             }
             Ok(()) = fingerprint.changed() => {
                 work = fingerprint.borrow_and_update().clone();
