@@ -295,6 +295,50 @@ async fn the_last_of_the_pull_budget_is_not_spent() {
     assert_eq!(server.requests(), 1, "no manifest GET was sent");
 }
 
+/// A pull budget spent for a window that ends within seconds is waited out: the manifest is
+/// fetched once the window has passed, instead of failing the image.
+#[tokio::test]
+async fn a_short_budget_window_is_waited_out() {
+    let server = FaultServer::start(vec![
+        Fault::Respond {
+            status: 200,
+            headers: vec![
+                ("ratelimit-limit".into(), "100;w=2".into()),
+                ("ratelimit-remaining".into(), "0;w=2".into()),
+            ],
+            body: TAGS.into(),
+        },
+        Fault::Respond {
+            status: 404,
+            headers: vec![],
+            body: "{}".into(),
+        },
+    ])
+    .await;
+    let (client, _) = connect(&server, tuning());
+    client.list_tags("org/app").await.unwrap();
+    let started = std::time::Instant::now();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let err = client
+        .image_info("org/app", &digest, &[Default::default()])
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, RegistryError::BudgetExhausted { .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        server.requests(),
+        2,
+        "the manifest GET went once the window ended"
+    );
+}
+
 #[tokio::test]
 async fn a_server_that_hangs_up_is_unreachable() {
     let server = FaultServer::start(vec![Fault::Hangup]).await;

@@ -277,6 +277,9 @@ impl Budget {
     }
 }
 
+/// A spent pull budget whose window ends within this is waited out rather than failed.
+const SHORT_WINDOW: Duration = Duration::from_secs(10);
+
 /// How long a budget is believed when the registry names no window.
 pub const BUDGET_RECHECK: Duration = Duration::from_secs(60);
 /// The longest window a registry's budget headers are believed for.
@@ -512,7 +515,7 @@ impl Client {
         etag: Option<&str>,
     ) -> Result<Reply, RegistryError> {
         if kind == RequestKind::ManifestGet {
-            self.check_budget()?;
+            self.check_budget().await?;
         }
         let scope = super::auth::pull_scope(repository);
         let key = TokenStore::key(&self.inner.endpoint.base_url, &scope);
@@ -739,11 +742,21 @@ impl Client {
             .ok_or_else(|| self.error_invalid("token response has no token"))
     }
 
-    fn check_budget(&self) -> Result<(), RegistryError> {
+    /// Whether a manifest may be fetched: not while the registry's pull budget is down to its
+    /// reserve. A window that ends within [`SHORT_WINDOW`] is waited out (the budget is unknown
+    /// again after it, and the request goes); a longer one is an error for the image.
+    async fn check_budget(&self) -> Result<(), RegistryError> {
         let budget = self.budget();
         if let (Some(remaining), Some(limit)) = (budget.remaining, budget.limit)
             && remaining <= self.inner.tuning.budget_reserve
         {
+            let now = Instant::now();
+            if let Some(at) = budget.resets_at
+                && at.saturating_duration_since(now) <= SHORT_WINDOW
+            {
+                tokio::time::sleep_until(at.into()).await;
+                return Ok(());
+            }
             return Err(RegistryError::BudgetExhausted {
                 registry: self.name().to_string(),
                 remaining,
