@@ -16,8 +16,7 @@ use serde_json::json;
 
 use super::http::{Api, Auth, segment};
 use super::{
-    ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, edit_keeping_draft,
-    titled,
+    ForgeError, Merge, Proposal, Request, State, TitledDraft, checked_sha, checked_url, titled,
 };
 
 /// What marks a draft: a title that starts with it.
@@ -77,6 +76,18 @@ impl Pull {
 fn repo_path(project: &str) -> String {
     let (owner, name) = project.split_once('/').unwrap_or((project, ""));
     format!("/repos/{}/{}", segment(owner), segment(name))
+}
+
+/// Pull request `index`, for edits that keep or take off its `WIP:` mark.
+fn pull<'a>(api: &'a Api, auth: &'a Auth, project: &str, index: u64) -> TitledDraft<'a> {
+    TitledDraft {
+        api,
+        auth,
+        path: format!("{}/pulls/{index}", repo_path(project)),
+        method: Method::PATCH,
+        name: format!("pull request #{index}"),
+        marker: DRAFT,
+    }
 }
 
 pub async fn find_open(
@@ -202,21 +213,6 @@ pub async fn request_reviews(
         .map(drop)
 }
 
-async fn patch(
-    api: &Api,
-    auth: &Auth,
-    project: &str,
-    index: u64,
-    body: serde_json::Value,
-    what: &str,
-) -> Result<(), ForgeError> {
-    let path = format!("{}/pulls/{index}", repo_path(project));
-    // Gitea answers an edit with 201.
-    api.call(Method::PATCH, &path, auth, Some(&body), what)
-        .await
-        .map(drop)
-}
-
 pub async fn edit(
     api: &Api,
     auth: &Auth,
@@ -225,19 +221,9 @@ pub async fn edit(
     title: &str,
     body: &str,
 ) -> Result<(), ForgeError> {
-    let path = format!("{}/pulls/{index}", repo_path(project));
-    // Gitea answers an edit with 201.
-    edit_keeping_draft(
-        api,
-        auth,
-        &path,
-        Method::PATCH,
-        &format!("pull request #{index}"),
-        DRAFT,
-        title,
-        ("body", body),
-    )
-    .await
+    pull(api, auth, project, index)
+        .edit(title, ("body", body))
+        .await
 }
 
 pub async fn close(
@@ -252,7 +238,9 @@ pub async fn close(
     api.call(Method::POST, &path, auth, Some(&body), "commenting")
         .await?;
     let what = format!("closing pull request #{index}");
-    patch(api, auth, project, index, json!({"state": "closed"}), &what).await
+    pull(api, auth, project, index)
+        .send(json!({"state": "closed"}), &what)
+        .await
 }
 
 pub async fn merge(
@@ -291,14 +279,5 @@ pub async fn mark_ready(
     project: &str,
     index: u64,
 ) -> Result<(), ForgeError> {
-    let path = format!("{}/pulls/{index}", repo_path(project));
-    super::title_without_draft(
-        api,
-        auth,
-        &path,
-        Method::PATCH,
-        &format!("pull request #{index}"),
-        DRAFT,
-    )
-    .await
+    pull(api, auth, project, index).mark_ready().await
 }

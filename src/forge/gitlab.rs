@@ -20,8 +20,7 @@ use serde_json::json;
 
 use super::http::{Api, Auth, segment};
 use super::{
-    ForgeError, Merge, Proposal, Request, State, checked_sha, checked_url, edit_keeping_draft,
-    titled,
+    ForgeError, Merge, Proposal, Request, State, TitledDraft, checked_sha, checked_url, titled,
 };
 
 /// What marks a draft: a title that starts with it.
@@ -72,6 +71,18 @@ struct User {
 
 fn project_path(project: &str) -> String {
     format!("/projects/{}", segment(project))
+}
+
+/// Merge request `iid`, for edits that keep or take off its `Draft:` mark.
+fn merge_request<'a>(api: &'a Api, auth: &'a Auth, project: &str, iid: u64) -> TitledDraft<'a> {
+    TitledDraft {
+        api,
+        auth,
+        path: format!("{}/merge_requests/{iid}", project_path(project)),
+        method: Method::PUT,
+        name: format!("merge request !{iid}"),
+        marker: DRAFT,
+    }
 }
 
 pub async fn find_open(
@@ -164,20 +175,6 @@ pub async fn open(
     reply.json::<MergeRequest>(what)?.request().map(Some)
 }
 
-async fn put(
-    api: &Api,
-    auth: &Auth,
-    project: &str,
-    iid: u64,
-    body: serde_json::Value,
-    what: &str,
-) -> Result<(), ForgeError> {
-    let path = format!("{}/merge_requests/{iid}", project_path(project));
-    api.call(Method::PUT, &path, auth, Some(&body), what)
-        .await
-        .map(drop)
-}
-
 pub async fn edit(
     api: &Api,
     auth: &Auth,
@@ -186,18 +183,9 @@ pub async fn edit(
     title: &str,
     body: &str,
 ) -> Result<(), ForgeError> {
-    let path = format!("{}/merge_requests/{iid}", project_path(project));
-    edit_keeping_draft(
-        api,
-        auth,
-        &path,
-        Method::PUT,
-        &format!("merge request !{iid}"),
-        DRAFT,
-        title,
-        ("description", body),
-    )
-    .await
+    merge_request(api, auth, project, iid)
+        .edit(title, ("description", body))
+        .await
 }
 
 pub async fn close(
@@ -212,15 +200,9 @@ pub async fn close(
     api.call(Method::POST, &path, auth, Some(&body), "commenting")
         .await?;
     let what = format!("closing merge request !{iid}");
-    put(
-        api,
-        auth,
-        project,
-        iid,
-        json!({"state_event": "close"}),
-        &what,
-    )
-    .await
+    merge_request(api, auth, project, iid)
+        .send(json!({"state_event": "close"}), &what)
+        .await
 }
 
 /// GitLab's version as `GET /version` gives it (`17.10.2-ee`): major and minor, or `None` when
@@ -295,16 +277,7 @@ pub async fn merge(
 
 /// Takes `Draft:` off the merge request's title.
 pub async fn mark_ready(api: &Api, auth: &Auth, project: &str, iid: u64) -> Result<(), ForgeError> {
-    let path = format!("{}/merge_requests/{iid}", project_path(project));
-    super::title_without_draft(
-        api,
-        auth,
-        &path,
-        Method::PUT,
-        &format!("merge request !{iid}"),
-        DRAFT,
-    )
-    .await
+    merge_request(api, auth, project, iid).mark_ready().await
 }
 
 #[cfg(test)]

@@ -400,47 +400,67 @@ fn cut(text: &str, max: usize) -> String {
     text[..end].to_string()
 }
 
-/// Edits the title and description of the request at `path` (`name` in messages) on a forge
-/// that marks drafts in the title (`marker`): the request is read first, so an edit keeps the
-/// mark. GitLab and Gitea differ only in the method and the description's field.
-#[allow(clippy::too_many_arguments)]
-async fn edit_keeping_draft(
-    api: &http::Api,
-    auth: &Auth,
-    path: &str,
+/// A request on a forge that marks drafts in its title (GitLab's `Draft:`, Gitea's `WIP:`):
+/// where it lives, the method that edits it, its name in messages, and the mark. Edits of the
+/// title read it first, so that they keep the mark or take it off as asked. GitLab and Gitea
+/// differ only in the path, the method and the description's field.
+struct TitledDraft<'a> {
+    api: &'a http::Api,
+    auth: &'a Auth,
+    path: String,
     method: reqwest::Method,
-    name: &str,
-    marker: &str,
-    title: &str,
-    (body_field, body): (&str, &str),
-) -> Result<(), ForgeError> {
-    let draft = current_title(api, auth, path, name)
-        .await?
-        .starts_with(marker);
-    let title = titled(marker, title, draft);
-    let mut fields = serde_json::Map::new();
-    fields.insert("title".into(), title.into());
-    fields.insert(body_field.into(), body.into());
-    let what = format!("updating {name}");
-    api.call(method, path, auth, Some(&fields.into()), &what)
-        .await
-        .map(drop)
+    name: String,
+    marker: &'static str,
 }
 
-/// The title of the request at `path` (`name` in messages), read from the forge: where the
-/// forge marks drafts in the title, an edit must know whether the request is one.
-async fn current_title(
-    api: &http::Api,
-    auth: &Auth,
-    path: &str,
-    name: &str,
-) -> Result<String, ForgeError> {
-    let what = format!("reading {name}");
-    let current = api
-        .call(reqwest::Method::GET, path, auth, None, &what)
-        .await?;
-    let value: serde_json::Value = current.json(&what)?;
-    Ok(value["title"].as_str().unwrap_or_default().to_string())
+impl TitledDraft<'_> {
+    /// The request's title, read from the forge.
+    async fn title(&self) -> Result<String, ForgeError> {
+        let what = format!("reading {}", self.name);
+        let current = self
+            .api
+            .call(reqwest::Method::GET, &self.path, self.auth, None, &what)
+            .await?;
+        let value: serde_json::Value = current.json(&what)?;
+        Ok(value["title"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Sends `body` with the request's edit method; any 2xx is success (Gitea answers an
+    /// edit with 201).
+    async fn send(&self, body: serde_json::Value, what: &str) -> Result<(), ForgeError> {
+        self.api
+            .call(
+                self.method.clone(),
+                &self.path,
+                self.auth,
+                Some(&body),
+                what,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Sets the title and the description (`body_field`), keeping the draft mark the
+    /// request has.
+    async fn edit(&self, title: &str, (body_field, body): (&str, &str)) -> Result<(), ForgeError> {
+        let draft = self.title().await?.starts_with(self.marker);
+        let mut fields = serde_json::Map::new();
+        fields.insert("title".into(), titled(self.marker, title, draft).into());
+        fields.insert(body_field.into(), body.into());
+        self.send(fields.into(), &format!("updating {}", self.name))
+            .await
+    }
+
+    /// Takes the draft mark off the title, when it has one.
+    async fn mark_ready(&self) -> Result<(), ForgeError> {
+        let title = self.title().await?;
+        let Some(plain) = title.strip_prefix(self.marker) else {
+            return Ok(());
+        };
+        let body = serde_json::json!({ "title": plain.trim_start() });
+        self.send(body, &format!("marking {} ready", self.name))
+            .await
+    }
 }
 
 /// `title`, with the draft `marker` in front when `draft`: how GitLab and Gitea mark drafts.
@@ -464,32 +484,6 @@ fn checked_url(url: Option<String>) -> Option<String> {
 /// A commit id from a forge's answer: 40 (or 64) hex digits, or nothing.
 fn checked_sha(sha: Option<String>) -> Option<String> {
     sha.filter(|s| matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// Takes the draft `marker` off the title of the request at `path` (read first), when it has
-/// one.
-async fn title_without_draft(
-    api: &http::Api,
-    auth: &Auth,
-    path: &str,
-    method: reqwest::Method,
-    name: &str,
-    marker: &str,
-) -> Result<(), ForgeError> {
-    let title = current_title(api, auth, path, name).await?;
-    let Some(plain) = title.strip_prefix(marker) else {
-        return Ok(());
-    };
-    let body = serde_json::json!({ "title": plain.trim_start() });
-    api.call(
-        method,
-        path,
-        auth,
-        Some(&body),
-        &format!("marking {name} ready"),
-    )
-    .await
-    .map(drop)
 }
 
 #[cfg(test)]
