@@ -27,6 +27,15 @@ fn tuning() -> Tuning {
     }
 }
 
+/// What fetching a manifest of org/app (by a digest of a's) fails with.
+async fn manifest_error(client: &Client) -> RegistryError {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    client
+        .image_info("org/app", &digest, &[Default::default()])
+        .await
+        .unwrap_err()
+}
+
 fn connect(server: &FaultServer, tuning: Tuning) -> (Client, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     let endpoint = Endpoint {
@@ -276,11 +285,7 @@ async fn the_last_of_the_pull_budget_is_not_spent() {
     let (client, _) = connect(&server, tuning());
     client.list_tags("org/app").await.unwrap();
     assert!(client.budget().is_low());
-    let digest = format!("sha256:{}", "a".repeat(64));
-    let err = client
-        .image_info("org/app", &digest, &[Default::default()])
-        .await
-        .unwrap_err();
+    let err = manifest_error(&client).await;
     assert!(
         matches!(
             err,
@@ -318,11 +323,7 @@ async fn a_short_budget_window_is_waited_out() {
     let (client, _) = connect(&server, tuning());
     client.list_tags("org/app").await.unwrap();
     let started = std::time::Instant::now();
-    let digest = format!("sha256:{}", "a".repeat(64));
-    let err = client
-        .image_info("org/app", &digest, &[Default::default()])
-        .await
-        .unwrap_err();
+    let err = manifest_error(&client).await;
     assert!(
         !matches!(err, RegistryError::BudgetExhausted { .. }),
         "{err}"
