@@ -274,7 +274,7 @@ async fn member(
             }
             Ok(()) = fingerprint.changed() => {
                 work = fingerprint.borrow_and_update().clone();
-                let put = timed(link.client.put(work_key.as_str(), work.as_str(), Some(PutOptions::new().with_lease(lease)))).await;
+                let put = timed(link.client.put(work_key.as_str(), work.as_str(), leased())).await;
                 if let Err(e) = put.and_then(|r| r.map_err(|e| e.to_string())) {
                     return Err(format!("publishing the new config's fingerprint: {e}"));
                 }

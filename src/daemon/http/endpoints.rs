@@ -95,7 +95,7 @@ async fn healthz(State(server): State<Arc<Server>>) -> Response {
     if health.healthy() {
         return respond(StatusCode::OK, TEXT, "ok\n".into());
     }
-    let allowance = health.allowance.load(Ordering::Relaxed);
+    let allowance = health.allowance();
     let reason = match (health.stalled_for(), health.foreign_for(allowance)) {
         _ if !health.alive() => "scheduler stalled\n".into(),
         (Some(s), _) => format!("no image polled successfully for {s}s (allowed {allowance}s)\n"),

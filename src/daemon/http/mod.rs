@@ -79,7 +79,7 @@ impl Health {
     /// Seconds since the last successful poll, when that is past the allowance.
     fn stalled_for(&self) -> Option<u64> {
         let since = unix_now().saturating_sub(self.last_success.load(Ordering::Relaxed));
-        (since > self.allowance.load(Ordering::Relaxed)).then_some(since)
+        (since > self.allowance()).then_some(since)
     }
 
     /// Whether `/healthz` says ok (and the systemd watchdog is fed).
@@ -87,7 +87,8 @@ impl Health {
         self.alive() && self.stalled_for().is_none() && self.foreign_for(self.allowance()).is_none()
     }
 
-    fn allowance(&self) -> u64 {
+    /// Seconds without a successful poll, or with foreign member keys, before `/healthz` fails.
+    pub fn allowance(&self) -> u64 {
         self.allowance.load(Ordering::Relaxed)
     }
 
