@@ -150,5 +150,6 @@ if ! in_root "$prereq && cargo test --locked --no-run" >"$log" 2>&1; then
     exit 1
 fi
 tail -n 3 "$log"
+echo "== target/ in the fresh root after the test build: $(du -sh "$root/src/image-updater/target" | cut -f1)"
 echo "== the test prerequisites and cargo test --no-run, cold: $(($(date +%s) - start)) s"
 echo "fresh root: passed"
