@@ -246,7 +246,10 @@ file = "prod/kustomization.yaml"
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(mark.exists(), "the hook never ran:\n{stderr}");
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("deciding them again"), "{stderr}");
+    assert!(
+        stderr.contains("written by another writer after") && stderr.contains("deciding again"),
+        "{stderr}"
+    );
     // The branch keeps the other writer's commit and the newer digest; the digest decided
     // before the race was never written.
     let file = world.file_on("deploy/prod", "prod/kustomization.yaml");
@@ -379,4 +382,97 @@ image = "test.image"
         world.file_on("deploy/prod", "boutique/values.yaml"),
         boutique.replace("REGISTRY", &host).trim_end()
     );
+}
+
+/// Two daemons on one branch without `[cluster]`, both following `latest` by digest, one of
+/// them reading the registry 1.5 s late (a slow link: a proxy that holds each answer back).
+/// `latest` moves a dozen times while both run. Whatever each writes, the branch's history
+/// never goes back to an older build: the late daemon's decision, made before the other
+/// daemon's newer digest reached the branch, is decided again rather than written over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_without_a_cluster_never_write_an_older_digest() {
+    needs!(Registry, Lighttpd);
+    const OLD: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let pinned = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n  - name: REGISTRY/org/api\n    newTag: latest\n    digest: {OLD}\n"
+    );
+    let world = World::new(
+        &[("prod/kustomization.yaml", pinned.as_str())],
+        &["deploy/prod"],
+    )
+    .await;
+    let host = world.host();
+    let mut pushed = vec![world.push("org/api", "latest").await];
+    let late = harness::counting::Counting::start_late(
+        world.registry.url(),
+        std::time::Duration::from_millis(1500),
+    )
+    .await;
+    let image = format!(
+        r#"
+[images.api]
+image = "{host}/org/api"
+strategy = "digest"
+tag = "latest"
+[[images.api.targets]]
+kind = "kustomization"
+file = "prod/kustomization.yaml"
+"#
+    );
+    let prompt = format!("{}{image}", world.base_config(&["prod"]));
+    let slow = prompt.replace(
+        &format!("api_url = \"http://{host}\""),
+        &format!("api_url = \"{}\"", late.url()),
+    );
+    assert_ne!(prompt, slow);
+    let (prompt_file, slow_file) = (
+        world.dir.path().join("prompt.toml"),
+        world.dir.path().join("slow.toml"),
+    );
+    std::fs::write(&prompt_file, &prompt).unwrap();
+    std::fs::write(&slow_file, &slow).unwrap();
+    let a = world.start_replica_with("prompt", &prompt_file);
+    let b = world.start_replica_with("slow", &slow_file);
+    for _ in 0..12 {
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        pushed.push(world.push("org/api", "latest").await);
+    }
+    // Both settle on the last build.
+    let last = pushed.last().unwrap().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !world
+        .file_on("deploy/prod", "prod/kustomization.yaml")
+        .contains(&last)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last build never reached the branch:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    drop((a, b));
+
+    // The builds the branch held, oldest commit first, as positions in the push order.
+    let commits = world.git.log("manifests", "deploy/prod", "%H");
+    let held: Vec<usize> = commits
+        .iter()
+        .rev()
+        .filter_map(|commit| {
+            let file = world.file_on(commit, "prod/kustomization.yaml");
+            pushed.iter().position(|d| file.contains(d.as_str()))
+        })
+        .collect();
+    eprintln!(
+        "{} pushes of latest; the branch held builds {held:?}",
+        pushed.len()
+    );
+    assert!(held.len() >= 2, "{held:?}");
+    assert!(
+        held.windows(2).all(|w| w[0] <= w[1]),
+        "an older build was written over a newer one: {held:?}"
+    );
+    assert_eq!(held.last(), Some(&(pushed.len() - 1)));
 }

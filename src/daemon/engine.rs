@@ -780,6 +780,7 @@ impl Engine {
             for check in env_checks {
                 changes.extend(self.change(check).await);
             }
+            let changes = self.moved_before_writing(env_name, changes, holds).await;
             let checked: Vec<String> = env_checks.iter().map(|c| c.alias.clone()).collect();
             let report = self
                 .write_changes(env_name, changes, &checked, dry_run)
@@ -787,32 +788,84 @@ impl Engine {
             let superseded: Vec<String> = report
                 .iter()
                 .filter_map(|r| r.result.as_ref().ok())
-                .flat_map(|o| o.superseded.clone())
+                .flat_map(|o| o.superseded.iter().map(|s| s.alias.clone()))
                 .collect();
             reports.extend(report);
             if superseded.is_empty() {
                 continue;
             }
-            let cycle = Cycle::new();
-            let mut again = Vec::new();
-            for alias in &superseded {
-                let image = &self.config.images[alias];
-                let Some(deployment) = image
-                    .deployments
-                    .iter()
-                    .find(|d| d.environment == *env_name)
-                else {
-                    continue;
-                };
-                let check = self.check(&cycle, holds, image, deployment).await;
-                again.extend(self.change(&check).await);
-            }
+            let again = self.decide_again(env_name, &superseded, holds).await;
             reports.extend(
                 self.write_changes(env_name, again, &superseded, dry_run)
                     .await,
             );
         }
         reports
+    }
+
+    /// `aliases` checked again in `env_name`, with registry answers read from now on, and the
+    /// changes those checks ask for.
+    async fn decide_again(
+        &self,
+        env_name: &str,
+        aliases: &[String],
+        holds: &Holds,
+    ) -> Vec<(ImageChange, Chosen)> {
+        let cycle = Cycle::new();
+        let mut again = Vec::new();
+        for alias in aliases {
+            let image = &self.config.images[alias];
+            let Some(deployment) = image
+                .deployments
+                .iter()
+                .find(|d| d.environment == *env_name)
+            else {
+                continue;
+            };
+            let check = self.check(&cycle, holds, image, deployment).await;
+            again.extend(self.change(&check).await);
+        }
+        again
+    }
+
+    /// Before writing digests: the changes whose guard finds a value on the branch that
+    /// another writer put there after they were decided ([`writeback::Decision::Moved`]) are
+    /// decided again now, so the branch still gets one commit. The look is a dry run on the
+    /// mirror's fetch, which the write then shares; a race after it is caught by the write
+    /// itself. (Tags rank, so only a tag missing from the decision's list is ever moved, and
+    /// that rare case is decided again after the write.)
+    async fn moved_before_writing(
+        &self,
+        env_name: &str,
+        changes: Vec<(ImageChange, Chosen)>,
+        holds: &Holds,
+    ) -> Vec<(ImageChange, Chosen)> {
+        if changes.iter().all(|(c, _)| c.desired.digest.is_none()) {
+            return changes;
+        }
+        let env = &self.config.environments[env_name];
+        let repo = &self.config.repositories[&env.repository];
+        let plain: Vec<ImageChange> = changes.iter().map(|(c, _)| c.clone()).collect();
+        // A failure here is the write's to report.
+        let Ok(looked) = self.write_branch(repo, env, &plain, true).await else {
+            return changes;
+        };
+        if looked.superseded.is_empty() {
+            return changes;
+        }
+        let mut aliases = Vec::new();
+        for moved in &looked.superseded {
+            self.shared.status.update(&moved.alias, env_name, |s| {
+                s.current = Some(moved.current.clone());
+            });
+            aliases.push(moved.alias.clone());
+        }
+        let mut kept: Vec<(ImageChange, Chosen)> = changes
+            .into_iter()
+            .filter(|(c, _)| !aliases.contains(&c.alias))
+            .collect();
+        kept.extend(self.decide_again(env_name, &aliases, holds).await);
+        kept
     }
 
     /// The change a successful check asks for in its environment, with what was chosen;
@@ -1102,10 +1155,12 @@ impl Engine {
                 s.current.clone()
             } else if outcome.failed.iter().any(|f| f.alias == c.alias) {
                 continue;
-            } else if outcome.superseded.contains(&c.alias) {
+            } else if let Some(moved) = outcome.superseded.iter().find(|s| s.alias == c.alias) {
+                // Seen now: a decision from registry answers read after this may replace it.
                 self.shared.status.update(&c.alias, &env.name, |s| {
                     s.waiting =
-                        Some("another writer changed the value meanwhile; deciding again".into())
+                        Some("another writer changed the value meanwhile; deciding again".into());
+                    s.current = Some(moved.current.clone());
                 });
                 continue;
             } else {

@@ -39,6 +39,9 @@ pub fn guard(
     let policy = policy.clone();
     let wanted = desired.describe();
     let written = status.written.clone();
+    // What the branch was seen holding before this decision's registry answers were read:
+    // any other value was put there since, by another writer.
+    let known = [status.current.clone(), status.written.clone()];
     Arc::new(move |current: &str| {
         if written.as_deref() == Some(wanted.as_str()) && current != wanted {
             return Decision::Reverted(format!(
@@ -46,9 +49,24 @@ pub fn guard(
             ));
         }
         let (now, next) = (tag_of(current), tag_of(&wanted));
-        if !allow_downgrade && select::outranks(&policy, &candidates, now, next) == Some(true) {
+        let ranked = select::outranks(&policy, &candidates, now, next);
+        if !allow_downgrade && ranked == Some(true) {
             return Decision::Skip(format!(
                 "{wanted} ranks below {current}, which the branch has; set allow_downgrade = true to allow it"
+            ));
+        }
+        // Two values that cannot be ranked (two digests of one tag; a tag the policy admits
+        // that this decision's list did not have): when another writer put the branch's value
+        // there after this decision read the registry, it may be the newer one. Decided
+        // again, from registry answers read after that value was seen, it is never replaced
+        // by an older one.
+        if ranked.is_none()
+            && current != wanted
+            && select::filter(&policy, now).is_ok()
+            && known.iter().all(|k| k.as_deref() != Some(current))
+        {
+            return Decision::Moved(format!(
+                "the branch holds {current}, written by another writer after {wanted} was decided"
             ));
         }
         Decision::Apply
@@ -257,6 +275,37 @@ mod tests {
         assert_eq!(g("v1.5.0"), Decision::Apply);
         // Values the strategy cannot place are not judged.
         assert_eq!(g("(none)"), Decision::Apply);
+    }
+
+    /// Two digests of one tag cannot be ranked: a digest another writer put on the branch
+    /// after the decision is decided against again, never simply replaced; one this daemon
+    /// saw there or wrote itself is replaced.
+    #[test]
+    fn a_digest_another_writer_put_there_is_decided_against_again() {
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let policy = Policy::new(Strategy::Digest {
+            tag: "latest".into(),
+        });
+        let mut want = desired("latest");
+        want.digest = Some(digest('b'));
+        let seen = Status {
+            current: Some(format!("latest@{}", digest('a'))),
+            ..Status::default()
+        };
+        let g = guard(&policy, vec![], &want, &seen, false);
+        assert_eq!(g(&format!("latest@{}", digest('a'))), Decision::Apply);
+        assert!(matches!(
+            g(&format!("latest@{}", digest('c'))),
+            Decision::Moved(r) if r.contains("another writer")
+        ));
+        let wrote = Status {
+            written: Some(format!("latest@{}", digest('c'))),
+            ..Status::default()
+        };
+        let g = guard(&policy, vec![], &want, &wrote, false);
+        assert_eq!(g(&format!("latest@{}", digest('c'))), Decision::Apply);
+        // A value the policy cannot admit is no other writer's decision.
+        assert_eq!(g("main@sha256:1"), Decision::Apply);
     }
 
     #[test]

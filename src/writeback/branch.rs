@@ -29,6 +29,10 @@ pub enum Decision {
     Skip(String),
     /// Leave it: a person changed it back after image-updater wrote it.
     Reverted(String),
+    /// Leave it for now and decide again: the file holds a value another writer put there
+    /// after the decision's registry answers were read, and the two cannot be ranked (two
+    /// digests of one tag), so writing could put an older value over a newer one.
+    Moved(String),
 }
 
 /// Called with each target's current value before it is replaced.
@@ -105,16 +109,25 @@ pub struct Outcome {
     pub files: Vec<FileChange>,
     /// Pushes that lost a race before this one.
     pub retries: u32,
-    /// Images left out because, after a lost race, the value they were going to replace had
-    /// changed on the branch (another writer): the decision was taken on a value that is no
-    /// longer there, so the caller takes it again rather than write it blindly.
-    pub superseded: Vec<String>,
+    /// Images left out because the value they were going to replace was put there by another
+    /// writer after they were decided (a lost push race, or a guard's [`Decision::Moved`]):
+    /// the caller decides them again, against the value the branch holds now, rather than
+    /// write blindly.
+    pub superseded: Vec<Superseded>,
     /// The base branch the environment's branch is (or, in a dry run, would be) created from,
     /// when it did not exist.
     pub created_from: Option<String>,
     /// The pull request the changes are proposed in (or, in a dry run, what would be done
     /// with it), when they are proposed rather than pushed.
     pub request: Option<String>,
+}
+
+/// An image change withdrawn to be decided again, and the value the branch held when it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub alias: String,
+    /// As found in the files (several values joined by `, `).
+    pub current: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +158,7 @@ pub async fn write_branch(
     // What each image's targets held when its change was first planned, and the images
     // withdrawn since because that value moved.
     let mut decided_on: Option<BTreeMap<String, String>> = None;
-    let mut withdrawn: Vec<String> = Vec::new();
+    let mut withdrawn: Vec<Superseded> = Vec::new();
     loop {
         // The batch's first update shares a recent fetch; after a lost race, fetch anew.
         if retries == 0 {
@@ -170,14 +183,16 @@ pub async fn write_branch(
         // The reader holds an open repository, which must not live across the push's await.
         let (mut outcome, files) = {
             let reader = mirror.reader(parent)?;
-            let active = |withdrawn: &[String]| -> Vec<ImageChange> {
+            let active = |withdrawn: &[Superseded]| -> Vec<ImageChange> {
                 changes
                     .iter()
-                    .filter(|c| !withdrawn.contains(&c.alias))
+                    .filter(|c| withdrawn.iter().all(|w| w.alias != c.alias))
                     .cloned()
                     .collect()
             };
             let mut outcome = plan(&reader, &active(&withdrawn))?;
+            // Those a guard found moved are withdrawn for good: a retry must not write them.
+            withdrawn.append(&mut outcome.superseded);
             match &decided_on {
                 None => {
                     decided_on = Some(
@@ -189,18 +204,23 @@ pub async fn write_branch(
                     );
                 }
                 Some(first) => {
-                    let moved: Vec<String> = outcome
+                    let moved: Vec<Superseded> = outcome
                         .applied
                         .iter()
                         // Moved: another value than at the decision, or an edit where the
                         // first attempt had none (the file held the value then).
                         .filter(|a| first.get(&a.alias).is_none_or(|old| *old != a.old))
-                        .map(|a| a.alias.clone())
+                        .map(|a| Superseded {
+                            alias: a.alias.clone(),
+                            current: a.old.clone(),
+                        })
                         .collect();
                     if !moved.is_empty() {
-                        tracing::info!(branch = %env.branch, images = ?moved, "another writer changed these values since they were decided; deciding them again");
+                        let images: Vec<&str> = moved.iter().map(|m| m.alias.as_str()).collect();
+                        tracing::info!(branch = %env.branch, ?images, "another writer changed these values since they were decided; deciding them again");
                         withdrawn.extend(moved);
                         outcome = plan(&reader, &active(&withdrawn))?;
+                        withdrawn.append(&mut outcome.superseded);
                     }
                 }
             }
@@ -256,6 +276,7 @@ pub(super) fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, 
         let mut staged: Vec<(PathBuf, String)> = Vec::new();
         let mut failure = None;
         let mut skip = None;
+        let mut moved = None;
         for target in &change.targets {
             let path = target.file().to_path_buf();
             let current = match staged.iter().rev().find(|(p, _)| *p == path) {
@@ -283,6 +304,11 @@ pub(super) fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, 
             match edit(target, &current, &change.desired) {
                 Ok(Some(e)) => {
                     let decision = change.guard.as_ref().map_or(Decision::Apply, |g| g(&e.old));
+                    if let Decision::Moved(reason) = &decision {
+                        tracing::info!(image = %change.alias, current = %e.old, "{reason}; deciding again");
+                        moved = Some(e.old);
+                        break;
+                    }
                     if let Decision::Skip(reason) | Decision::Reverted(reason) = &decision {
                         skip = Some(Skipped {
                             alias: change.alias.clone(),
@@ -301,6 +327,13 @@ pub(super) fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, 
                     break;
                 }
             }
+        }
+        if let Some(current) = moved {
+            outcome.superseded.push(Superseded {
+                alias: change.alias.clone(),
+                current,
+            });
+            continue;
         }
         if let Some(skipped) = skip {
             outcome.skipped.push(skipped);

@@ -16,8 +16,8 @@ pub mod targets;
 pub mod yaml;
 
 pub use branch::{
-    Applied, Decision, Failed, FileChange, Guard, ImageChange, Outcome, Skipped, WriteError,
-    write_branch,
+    Applied, Decision, Failed, FileChange, Guard, ImageChange, Outcome, Skipped, Superseded,
+    WriteError, write_branch,
 };
 pub use git::{GitError, Mirror, Push};
 pub use targets::{Desired, FileEdit, edit, split_image};

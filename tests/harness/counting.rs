@@ -26,6 +26,12 @@ pub struct Counting {
 
 impl Counting {
     pub async fn start(upstream: String) -> Counting {
+        Counting::start_late(upstream, std::time::Duration::ZERO).await
+    }
+
+    /// [`Counting::start`], answering each request `late` after the registry did: what a
+    /// daemon behind it reads is that much older than what one reading the registry reads.
+    pub async fn start_late(upstream: String, late: std::time::Duration) -> Counting {
         let (listener, port, client) = super::referrers::in_front().await;
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
@@ -44,8 +50,11 @@ impl Counting {
                         method: method.to_string(),
                         repository: repository_of(uri.path()),
                     });
-                    super::referrers::forward(&client, &upstream, method, &uri, &headers, body)
-                        .await
+                    let answer =
+                        super::referrers::forward(&client, &upstream, method, &uri, &headers, body)
+                            .await;
+                    tokio::time::sleep(late).await;
+                    answer
                 }
             },
         );
