@@ -458,6 +458,31 @@ async fn token_auth_tokens_are_reused_until_they_expire() {
         1
     );
 
+    // Another scope: its token is asked for at the realm the registry's challenge named
+    // before, without first sending the request to be refused with a 401.
+    push_image(
+        &reg.url(),
+        &PushAuth::Bearer(issuer.push_token("org/second")),
+        "org/second",
+        Some("v1.0.0"),
+        "2026-04-01T00:00:00Z",
+        "linux/amd64",
+    )
+    .await;
+    let before = metrics.snapshot();
+    assert_eq!(client.list_tags("org/second").await.unwrap(), ["v1.0.0"]);
+    let delta = metrics.snapshot().since(&before);
+    assert_eq!(delta.count(RequestKind::Token), 1, "{delta:?}");
+    assert_eq!(
+        delta.count(RequestKind::TagList),
+        1,
+        "no 401 first: {delta:?}"
+    );
+    assert!(
+        delta.requests.keys().all(|(_, _, status)| *status != 401),
+        "{delta:?}"
+    );
+
     // Anonymous pulls get their own (anonymous) token; a wrong password is refused.
     let (anon, _) = client_for(&reg, None);
     assert_eq!(anon.list_tags("org/private").await.unwrap().len(), 2);

@@ -17,9 +17,10 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::store::{MAX_SIGHTINGS, Record, Store, StoreError};
-use crate::config::{Cluster, Image};
+use super::store::{MAX_RESOLVED, MAX_SIGHTINGS, Record, Resolved, Store, StoreError};
+use crate::config::{Cluster, Image, Tags};
 use crate::daemon::state::{FirstSeen, Holds, StatusStore};
+use crate::registry::MetadataCache;
 
 /// How old a published record may grow while only its check times change.
 pub const REFRESH: Duration = Duration::from_secs(300);
@@ -27,6 +28,9 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 pub struct Handover {
     me: String,
     store: Store,
+    /// What this replica knows of tags and digests: published with its images' records, and
+    /// filled from the records of images it takes over.
+    cache: std::sync::Arc<MetadataCache>,
     /// Images this replica took over, whose record is read before their next check.
     adopt: Mutex<BTreeSet<String>>,
     /// What was last published of each image (a hash without check times), and when.
@@ -37,10 +41,11 @@ pub struct Handover {
 }
 
 impl Handover {
-    pub fn new(config: Cluster, me: String) -> Handover {
+    pub fn new(config: Cluster, me: String, cache: std::sync::Arc<MetadataCache>) -> Handover {
         Handover {
             me,
             store: Store::new(config),
+            cache,
             adopt: Mutex::default(),
             published: Mutex::default(),
             revisions: Mutex::default(),
@@ -138,7 +143,60 @@ impl Handover {
             status.update(&image.alias, &env, |s| *s = entry);
         }
         seen.adopt(&image.reference.repository(), record.seen);
+        self.learn(image, record.resolved);
         true
+    }
+
+    /// What the last owner resolved of `image`'s tags, into this replica's cache where it
+    /// knows nothing yet. Only for immutable tags (a mutable one is asked for every poll
+    /// anyway); an entry that is not what image-updater writes is left out.
+    fn learn(&self, image: &Image, resolved: std::collections::BTreeMap<String, Resolved>) {
+        if image.tags != Tags::Immutable {
+            return;
+        }
+        let registry = image.registry_key();
+        let repository = &image.reference.path;
+        let mut learned = 0usize;
+        for (tag, r) in resolved.into_iter().take(MAX_RESOLVED) {
+            if !crate::reference::is_valid_tag(&tag) || !r.is_sound() {
+                tracing::warn!(image = %image.alias, %tag, "cluster: a resolved tag in the image's record is not what image-updater writes; resolving it again");
+                continue;
+            }
+            if self.cache.tag(&registry, repository, &tag).is_none() {
+                self.cache.learn_tag(&registry, repository, &tag, &r.digest);
+                learned = learned.saturating_add(1);
+            }
+            if let Some(entry) = r.entry
+                && self.cache.get(&r.digest).is_none()
+            {
+                self.cache.insert(&r.digest, entry);
+            }
+        }
+        if learned > 0 {
+            tracing::debug!(image = %image.alias, tags = learned, "cluster: learned what the last owner resolved");
+        }
+    }
+
+    /// What this replica resolved of `image`'s newest tags (by first sighting), for its record.
+    fn resolved_of(
+        &self,
+        image: &Image,
+        newest: &[(&str, jiff::Timestamp)],
+    ) -> std::collections::BTreeMap<String, Resolved> {
+        if image.tags != Tags::Immutable {
+            return Default::default();
+        }
+        let registry = image.registry_key();
+        let repository = &image.reference.path;
+        newest
+            .iter()
+            .filter_map(|(tag, _)| {
+                let digest = self.cache.tag(&registry, repository, tag)?;
+                let entry = self.cache.get(&digest);
+                Some((tag.to_string(), Resolved { digest, entry }))
+            })
+            .take(MAX_RESOLVED)
+            .collect()
     }
 
     /// Under a branch's lock, before writing changes of `images`: those whose record another
@@ -274,6 +332,7 @@ impl Handover {
             by: self.me.clone(),
             at: Some(jiff::Timestamp::now()),
             status: status.environments(&image.alias),
+            resolved: self.resolved_of(image, &newest),
             seen: newest
                 .into_iter()
                 .map(|(t, at)| (t.to_string(), at))

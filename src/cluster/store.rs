@@ -60,10 +60,52 @@ pub struct Record {
     /// safe side).
     #[serde(default)]
     pub seen: BTreeMap<String, jiff::Timestamp>,
+    /// What the owner resolved of the newest tags (at most [`MAX_RESOLVED`]): the digest each
+    /// names, and what that digest's manifest and config said. The next owner decides from
+    /// them at once instead of asking the registry for every candidate again (for
+    /// `newest-build`, two requests a tag) at its share of the rate.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolved: BTreeMap<String, Resolved>,
 }
 
 /// The most first-sightings a record carries.
 pub const MAX_SIGHTINGS: usize = 2000;
+/// The most resolved tags a record carries: enough for every candidate of a busy build
+/// stream, a few tens of kilobytes.
+pub const MAX_RESOLVED: usize = 200;
+
+/// One tag as its owner resolved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub digest: String,
+    /// What the digest names, when the owner fetched it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<crate::registry::cache::Entry>,
+}
+
+impl Resolved {
+    /// Whether what another replica (or a person with etcdctl) wrote is within what
+    /// image-updater writes: a digest as registries name them, and a bounded description.
+    pub fn is_sound(&self) -> bool {
+        use crate::registry::cache::Entry;
+        let text = |t: &Option<Box<str>>| t.as_deref().is_none_or(|t| t.len() <= 256);
+        crate::reference::is_valid_digest(&self.digest)
+            && match &self.entry {
+                None => true,
+                Some(Entry::Image {
+                    platform, source, ..
+                }) => platform.as_ref().is_none_or(|p| p.len() <= 64) && text(source),
+                Some(Entry::Index { entries, source }) => {
+                    entries.len() <= 64
+                        && text(source)
+                        && entries.iter().all(|e| {
+                            crate::reference::is_valid_digest(&e.digest)
+                                && e.platform.as_ref().is_none_or(|p| p.len() <= 64)
+                        })
+                }
+            }
+    }
+}
 
 /// A connection to etcd for the shared keys of one cluster, made on first use.
 pub struct Store {

@@ -337,6 +337,17 @@ pub struct Image {
     pub deployments: Vec<Deployment>,
 }
 
+impl Image {
+    /// The name of the registry client the image is read through: its configured registry,
+    /// else its reference's host. Its requests share that registry's budget, and what its
+    /// tags resolve to is cached under it.
+    pub fn registry_key(&self) -> String {
+        self.registry
+            .clone()
+            .unwrap_or_else(|| self.reference.registry().to_string())
+    }
+}
+
 /// Whether a tag, once seen, keeps pointing to the same digest. Release tags (`v1.5.0`) and
 /// build tags (`main-8b7e6d4`) are written once by most pipelines, so by default a digest
 /// learned for a tag is reused rather than asked for again every poll; `mutable` asks every

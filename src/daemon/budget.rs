@@ -158,10 +158,7 @@ pub struct Plan {
 
 /// The lane (registry) an image is polled in: its configured registry, or its host.
 pub fn lane(image: &Image) -> String {
-    image
-        .registry
-        .clone()
-        .unwrap_or_else(|| image.reference.registry().to_string())
+    image.registry_key()
 }
 
 /// HEADs one poll of `image` costs beyond the tag list: one per environment whose tag's

@@ -105,6 +105,7 @@ impl Shared {
             let handover = crate::cluster::handover::Handover::new(
                 cluster.clone(),
                 crate::cluster::replica_id(),
+                self.cache.clone(),
             );
             handover.taken(config.images.keys().cloned());
             let _ = self.handover.set(Arc::new(handover));

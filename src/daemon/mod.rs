@@ -9,8 +9,10 @@
 //! - [`systemd`]: `Type=notify` readiness, reload and watchdog messages.
 //!
 //! Each registry has its own lane: its due images are polled in a cycle of their own, so a
-//! slow, failing or rate-limited registry never holds up another's images. A lane runs one
-//! cycle at a time; cycles of different lanes that write one branch take turns on its mirror,
+//! slow, failing or rate-limited registry never holds up another's images. In a cluster,
+//! images this replica has just taken over from a dead one get a lane of their own beside
+//! their registry's, so that what their first poll must still resolve never delays the
+//! replica's own images. A lane runs one cycle at a time; cycles of different lanes that write one branch take turns on its mirror,
 //! and each fetches before it commits. A cycle that panics or outlives [`CYCLE_DEADLINE`] is
 //! caught, logged and counted, and its images are rescheduled as failed.
 //!
@@ -52,6 +54,12 @@ use schedule::{Feedback, Schedule};
 use crate::cluster::handover::Handover;
 use crate::config::{self, Config};
 
+/// How long a replica joining a cluster waits before its first polls, for the replicas started
+/// with it to join too.
+const JOIN_SETTLE: Duration = Duration::from_secs(2);
+/// How often a registry that is down is asked whether it is back
+/// ([`crate::registry::Client::probe`]).
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long a running cycle may take to finish after SIGTERM before it is abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// The longest one lane's cycle may run before it is abandoned as stuck.
@@ -153,7 +161,11 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             let me = crate::cluster::replica_id();
             tracing::info!(replica = %me, cluster = %cluster.name, endpoints = ?cluster.endpoints, "cluster: joining");
             shared.tuning.replica = Some(me.clone());
-            let handover = Arc::new(Handover::new(cluster.clone(), me.clone()));
+            let handover = Arc::new(Handover::new(
+                cluster.clone(),
+                me.clone(),
+                shared.cache.clone(),
+            ));
             health
                 .foreign_grace
                 .store(cluster.lease.as_secs(), Ordering::Relaxed);
@@ -184,11 +196,29 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
     let mut schedule = Schedule::new(&engine.config, |alias| shared.status.checked(alias));
     planned(&schedule, &engine.config, &shared, &health);
     health.images.store(schedule.len(), Ordering::Relaxed);
-    let mut lanes: BTreeMap<String, Running> = BTreeMap::new();
+    let mut lanes: BTreeMap<Lane, Running> = BTreeMap::new();
+    // Images taken over from another replica and not polled here since.
+    let mut adopting: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // In a cluster, polls start JOIN_SETTLE after this replica first sees itself live: the
+    // replicas started with it join meanwhile and the images are divided before anything is
+    // polled. (Otherwise the first to join owns every image for a moment, and polls them all
+    // at the whole of each registry's rate.)
+    let mut settled = members.is_none();
+    let mut settle_at: Option<tokio::time::Instant> = None;
+    if let Some(m) = &members
+        && m.borrow().live.contains(&m.borrow().me)
+    {
+        settle_at = Some(tokio::time::Instant::now() + JOIN_SETTLE);
+    }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<LaneDone>();
     let mut waiters = control::Waiters::default();
     let mut cycles: u64 = 0;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // While a registry is down, one cheap request every PROBE_EVERY finds out when it is back.
+    let mut probe_tick = tokio::time::interval(PROBE_EVERY);
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<(String, bool)>();
+    let mut probing: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     systemd::check_socket();
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
@@ -199,7 +229,8 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
         // Images whose lane is busy wait for it; the others are due on their own time. In a
         // cluster, only the images this replica owns now.
         let idle = |alias: &str| {
-            !lanes.contains_key(&lane_of(&engine, alias))
+            settled
+                && !lanes.contains_key(&Lane::of(&engine, alias, &adopting))
                 && owned.as_ref().is_none_or(|o| o.contains(alias))
         };
         let next = schedule.next_due_among(idle);
@@ -207,9 +238,9 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
                 let now = tokio::time::Instant::now();
                 let due = schedule.due_among(now, idle);
-                let mut by_lane: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                let mut by_lane: BTreeMap<Lane, Vec<String>> = BTreeMap::new();
                 for alias in due {
-                    let lane = lane_of(&engine, &alias);
+                    let lane = Lane::of(&engine, &alias, &adopting);
                     let batch = by_lane.entry(lane).or_default();
                     // The rest stay due: the lane takes them when this cycle ends.
                     if batch.len() < MAX_CYCLE_IMAGES {
@@ -218,7 +249,7 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 }
                 for (lane, due) in by_lane {
                     for alias in &due {
-                        shared.metrics.poll_lag(&lane, schedule.lag(alias, now));
+                        shared.metrics.poll_lag(&lane.registry, schedule.lag(alias, now));
                     }
                     cycles = cycles.wrapping_add(1);
                     waiters.started(cycles, &due);
@@ -228,11 +259,16 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
             }
             Some(done) = done_rx.recv() => {
                 lanes.remove(&done.lane);
+                if done.lane.taken_over {
+                    for alias in &done.due {
+                        adopting.remove(alias);
+                    }
+                }
                 waiters.finished(done.id, done.outcome.as_ref().map(|(_, r)| r).map_err(String::as_str));
                 let feedback = match done.outcome {
                     Ok((feedback, _)) => feedback,
                     Err(why) => {
-                        shared.metrics.cycle_failed(&done.lane);
+                        shared.metrics.cycle_failed(&done.lane.registry);
                         tracing::error!(registry = %done.lane, images = ?done.due, "{why}; its images are rescheduled as failed");
                         done.due.iter().map(|a| (a.clone(), Feedback { failed: true, ..Feedback::default() })).collect()
                     }
@@ -320,6 +356,37 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                     schedule.due_now(&mine);
                 }
             }
+            _ = tokio::time::sleep_until(settle_at.unwrap_or_else(tokio::time::Instant::now)), if !settled && settle_at.is_some() => {
+                settled = true;
+                tracing::info!(seconds = JOIN_SETTLE.as_secs(), "cluster: the members had time to join; polling");
+            }
+            _ = probe_tick.tick() => {
+                for (lane, client) in engine.registries().down() {
+                    // A cycle of the lane running finds out for itself.
+                    let busy = lanes.keys().any(|l| l.registry == lane);
+                    if busy || !probing.insert(lane.to_string()) {
+                        continue;
+                    }
+                    let (client, lane, tx) = (client.clone(), lane.to_string(), probe_tx.clone());
+                    tokio::spawn(async move {
+                        // Jitter: replicas and daemons probing one registry spread out.
+                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..500))).await;
+                        let up = client.probe().await;
+                        let _ = tx.send((lane, up));
+                    });
+                }
+            }
+            Some((lane, up)) = probe_rx.recv() => {
+                probing.remove(&lane);
+                if up {
+                    let back = schedule.recovered(|alias| {
+                        lane_of(&engine, alias) == lane && owned.as_ref().is_none_or(|o| o.contains(alias))
+                    });
+                    if back > 0 {
+                        tracing::info!(registry = %lane, images = back, "the registry answers again; polling the images that failed now");
+                    }
+                }
+            }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 let _ = reload_tx.try_send(Trigger::Signal);
@@ -337,7 +404,22 @@ pub async fn run(options: Options, config: Config) -> Result<(), String> {
                 }
             }
             Ok(()) = async { members.as_mut().expect("clustered").changed().await }, if members.is_some() => {
+                let before = owned.clone();
                 owned = take_over(&shared, owned, owned_by(members.as_ref(), &engine));
+                // Taken over from a replica that left: polled in a lane of their own. (A
+                // replica that owned nothing yet is starting, and has nothing to delay.)
+                if let (Some(before), Some(now)) = (&before, &owned)
+                    && !before.is_empty()
+                {
+                    adopting.extend(now.difference(before).cloned());
+                }
+                adopting.retain(|a| owned.as_ref().is_some_and(|o| o.contains(a)));
+                if settle_at.is_none()
+                    && let Some(m) = &members
+                    && m.borrow().live.contains(&m.borrow().me)
+                {
+                    settle_at = Some(tokio::time::Instant::now() + JOIN_SETTLE);
+                }
                 let count = owned.as_ref().map_or(0, |o| o.len());
                 let (live, foreign) = members.as_ref().map_or((0, 0), |m| {
                     let view = m.borrow();
@@ -591,6 +673,34 @@ fn describe(d: &config::Deployment) -> String {
     text
 }
 
+/// What runs one cycle at a time: a registry's images, or the images of a registry this
+/// replica has just taken over from another.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Lane {
+    /// The registry's name, as the budget plan names it.
+    registry: String,
+    taken_over: bool,
+}
+
+impl Lane {
+    fn of(engine: &Engine, alias: &str, adopting: &std::collections::HashSet<String>) -> Lane {
+        Lane {
+            registry: lane_of(engine, alias),
+            taken_over: adopting.contains(alias),
+        }
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.registry)?;
+        if self.taken_over {
+            f.write_str(" (images taken over)")?;
+        }
+        Ok(())
+    }
+}
+
 /// A lane's cycle in flight: the task that runs it, and the task that waits for it.
 struct Running {
     cycle: tokio::task::AbortHandle,
@@ -601,7 +711,7 @@ struct Running {
 /// are none.
 struct LaneDone {
     id: u64,
-    lane: String,
+    lane: Lane,
     due: Vec<String>,
     outcome: Result<(Vec<(String, Feedback)>, Report), String>,
 }
@@ -680,7 +790,7 @@ fn lane_of(engine: &Engine, alias: &str) -> String {
 fn start_lane(
     engine: &Arc<Engine>,
     id: u64,
-    lane: String,
+    lane: Lane,
     due: Vec<String>,
     done: mpsc::UnboundedSender<LaneDone>,
 ) -> Running {

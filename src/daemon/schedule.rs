@@ -197,6 +197,21 @@ impl Schedule {
         }
     }
 
+    /// Makes the images `among` admits that failed their last poll due within a second (their
+    /// registry answers again after an outage): the backoff that kept them from a down
+    /// registry must not outlast the outage. Returns how many.
+    pub fn recovered(&mut self, among: impl Fn(&str) -> bool) -> usize {
+        let now = Instant::now();
+        let mut count = 0usize;
+        for (alias, e) in &mut self.entries {
+            if e.failures > 0 && e.due > now && among(alias) {
+                e.due = later(now, jitter(Duration::from_secs(1)));
+                count = count.saturating_add(1);
+            }
+        }
+        count
+    }
+
     /// Reschedules `alias` after a poll.
     pub fn polled(&mut self, alias: &str, feedback: Feedback) {
         let Some(e) = self.entries.get_mut(alias) else {

@@ -290,7 +290,13 @@ struct State {
     /// Set by a 429: no request is sent before this.
     blocked_until: Option<Instant>,
     budget: Budget,
+    /// The last request failed every attempt without an answer, or with a 5xx: the registry
+    /// is down until a request or a [`Client::probe`] gets an answer again.
+    down: bool,
 }
+
+/// How long a [`Client::probe`] waits for its answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A tag list's `ETag` and the tags it came with.
 type Listed = (String, Arc<Vec<String>>);
@@ -313,6 +319,10 @@ struct Inner {
     tokens: Arc<TokenStore>,
     /// The registry answered with a Basic challenge: send credentials up front.
     basic: AtomicBool,
+    /// The realm and service of the registry's last bearer challenge: a token for another
+    /// scope, or to replace an expired one, is asked for there directly, without first
+    /// sending the request unauthenticated to be refused again.
+    challenge: Mutex<Option<(String, Option<String>)>>,
     /// Single-page tag lists by URL with the `ETag` they came with, for conditional requests.
     listed: Mutex<std::collections::HashMap<String, Listed>>,
     state: Mutex<State>,
@@ -418,6 +428,7 @@ impl Client {
                 credential: tokio::sync::Mutex::new(None),
                 tokens,
                 basic: AtomicBool::new(false),
+                challenge: Mutex::new(None),
                 listed: Mutex::new(std::collections::HashMap::new()),
                 state: Mutex::new(State::default()),
             }),
@@ -449,6 +460,52 @@ impl Client {
         let mut s = self.inner.state.lock().expect("state lock");
         s.budget = s.budget.as_of(Instant::now());
         s.budget
+    }
+
+    /// Whether the registry was down at the last request: unreachable, or answering 5xx
+    /// through every attempt.
+    pub fn is_down(&self) -> bool {
+        self.inner.state.lock().expect("state lock").down
+    }
+
+    fn set_down(&self, down: bool) {
+        self.inner.state.lock().expect("state lock").down = down;
+    }
+
+    /// One cheap request, `GET /v2/` without credentials or retries, to learn whether a
+    /// registry that was down answers again; says whether it does. Any answer but a 5xx or a
+    /// 429 counts: a 401 is the registry asking who we are. It keeps to the rate limit, and
+    /// costs one request where polling every image of a down registry would cost one each.
+    pub async fn probe(&self) -> bool {
+        let share = self.inner.tuning.share.load(Ordering::Relaxed).clamp(1, 64);
+        for _ in 0..share {
+            self.inner.limiter.until_ready().await;
+        }
+        let url = format!("{}/v2/", self.inner.endpoint.base_url);
+        let status = match self
+            .inner
+            .http
+            .get(&url)
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+        {
+            Ok(resp) => resp.status(),
+            Err(_) => {
+                self.inner
+                    .metrics
+                    .request(self.name(), RequestKind::Probe, 0);
+                return false;
+            }
+        };
+        self.inner
+            .metrics
+            .request(self.name(), RequestKind::Probe, status.as_u16());
+        let up = !status.is_server_error() && status != StatusCode::TOO_MANY_REQUESTS;
+        if up {
+            self.set_down(false);
+        }
+        up
     }
 
     /// Until when a 429 asked us to stay away, if that is still ahead.
@@ -521,7 +578,10 @@ impl Client {
         let key = TokenStore::key(&self.inner.endpoint.base_url, &scope);
         let mut handshakes: u32 = 0;
         loop {
-            let auth = self.authorization(&key).await?;
+            let auth = match self.authorization(&key).await? {
+                None if handshakes == 0 => self.token_directly(&key, &scope, repository).await,
+                auth => auth,
+            };
             let method = if kind == RequestKind::ManifestHead {
                 Method::HEAD
             } else {
@@ -594,6 +654,8 @@ impl Client {
                     }
                 }
                 Some(Challenge::Bearer { realm, service, .. }) => {
+                    *self.inner.challenge.lock().expect("challenge lock") =
+                        Some((realm.clone(), service.clone()));
                     // One refresh per scope at a time: whoever waited finds the new token.
                     let _refreshing = self.inner.tokens.refreshing(&key).await;
                     let fresh = self
@@ -664,6 +726,37 @@ impl Client {
             Some(Credential::Bearer(token)) => Some(format!("Bearer {}", token.expose())),
             _ => None,
         })
+    }
+
+    /// A token for `scope` from the realm of the registry's last bearer challenge, when there
+    /// was one: what a 401 would ask for, without the 401. `None` when there was none, or the
+    /// token service did not give one (the request then goes without, and its 401 says why).
+    async fn token_directly(&self, key: &str, scope: &str, repository: &str) -> Option<String> {
+        let (realm, service) = self
+            .inner
+            .challenge
+            .lock()
+            .expect("challenge lock")
+            .clone()?;
+        let _refreshing = self.inner.tokens.refreshing(key).await;
+        if let Some(token) = self.inner.tokens.get(key) {
+            return Some(format!("Bearer {}", token.expose()));
+        }
+        match self
+            .fetch_token(&realm, service.as_deref(), scope, repository)
+            .await
+        {
+            Ok(token) => {
+                let header = format!("Bearer {}", token.value.expose());
+                self.inner.tokens.insert(key, token);
+                Some(header)
+            }
+            Err(e) => {
+                tracing::debug!(registry = %self.name(), error = %e, "no token from the last challenge's realm; asking the registry");
+                *self.inner.challenge.lock().expect("challenge lock") = None;
+                None
+            }
+        }
     }
 
     /// Trades credentials (or nothing, for anonymous pulls) for a token at `realm`.
@@ -821,6 +914,7 @@ impl Client {
                         last_status = Some(status.as_u16());
                         self.backoff(attempt)
                     } else {
+                        self.set_down(false);
                         return Ok(reply);
                     }
                 }
@@ -835,6 +929,10 @@ impl Client {
                 tracing::debug!(registry = %registry, attempt, "retrying in {:?}", retry_in);
                 tokio::time::sleep(retry_in).await;
             }
+        }
+        // No answer, or only server errors, through every attempt.
+        if last_status != Some(429) && !last_failure.starts_with(BODY_CUT_SHORT) {
+            self.set_down(true);
         }
         Err(match last_status {
             Some(429) => RegistryError::RateLimited {

@@ -17,6 +17,8 @@ pub enum RequestKind {
     ManifestGet,
     BlobGet,
     Token,
+    /// `GET /v2/`, asked while the registry is down to learn when it is back.
+    Probe,
 }
 
 impl RequestKind {
@@ -27,6 +29,7 @@ impl RequestKind {
             RequestKind::ManifestGet => "manifest_get",
             RequestKind::BlobGet => "blob_get",
             RequestKind::Token => "token",
+            RequestKind::Probe => "probe",
         }
     }
 

@@ -99,11 +99,15 @@ impl Registries {
 
     /// The client an image is read through.
     pub fn for_image(&self, image: &Image) -> Option<&Client> {
-        let key = image
-            .registry
-            .clone()
-            .unwrap_or_else(|| image.reference.registry().to_string());
-        self.clients.get(&key)
+        self.clients.get(&image.registry_key())
+    }
+
+    /// The registries that were down at their last request, by name (an image's lane).
+    pub fn down(&self) -> impl Iterator<Item = (&str, &Client)> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.is_down())
+            .map(|(name, c)| (name.as_str(), c))
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -24,7 +24,10 @@ pub struct FaultProxy {
     pub port: u16,
     queue: Arc<Mutex<VecDeque<Inject>>>,
     down: Arc<AtomicBool>,
+    unavailable: Arc<AtomicBool>,
     injected: Arc<AtomicUsize>,
+    /// When each request the registry answered was forwarded.
+    forwarded: Arc<Mutex<Vec<std::time::Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -39,7 +42,10 @@ impl FaultProxy {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
+        let unavailable = Arc::new(AtomicBool::new(false));
+        let forwarded: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
         let (q, d, n) = (queue.clone(), down.clone(), injected.clone());
+        let (u, f) = (unavailable.clone(), forwarded.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut socket, _)) = listener.accept().await else {
@@ -52,6 +58,7 @@ impl FaultProxy {
                     client.clone(),
                     upstream.clone(),
                 );
+                let (u, f) = (u.clone(), f.clone());
                 tokio::spawn(async move {
                     let Some((method, path, headers, body)) = read(&mut socket).await else {
                         return;
@@ -59,6 +66,12 @@ impl FaultProxy {
                     if d.load(Ordering::SeqCst) {
                         n.fetch_add(1, Ordering::SeqCst);
                         return; // hang up: the registry is down
+                    }
+                    if u.load(Ordering::SeqCst) {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        let _ = socket.write_all(&raw(503, &[], b"", 0)).await;
+                        let _ = socket.shutdown().await;
+                        return;
                     }
                     let inject = q.lock().unwrap().pop_front();
                     if inject.is_some() {
@@ -83,6 +96,7 @@ impl FaultProxy {
                             raw(200, &[], &body.as_bytes()[..body.len() / 2], body.len())
                         }
                         Some(Inject::Truncate) | None => {
+                            f.lock().unwrap().push(std::time::Instant::now());
                             let mut req = client
                                 .request(method.parse().unwrap(), format!("{upstream}{path}"))
                                 .body(body);
@@ -124,9 +138,26 @@ impl FaultProxy {
             port,
             queue,
             down,
+            unavailable,
             injected,
+            forwarded,
             task,
         }
+    }
+
+    /// While `on`, every request is answered 503 (the registry is up, and failing).
+    pub fn set_unavailable(&self, on: bool) {
+        self.unavailable.store(on, Ordering::SeqCst);
+    }
+
+    /// When the first request forwarded to the registry after `at` was.
+    pub fn first_forwarded_after(&self, at: std::time::Instant) -> Option<std::time::Instant> {
+        self.forwarded
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|t| *t >= at)
     }
 
     pub fn url(&self) -> String {
