@@ -1225,7 +1225,7 @@ const BUILDS: usize = 40;
 
 /// Issue: from `kill -9` of a replica to the commit of an image it owned took 9.5 to 92 s:
 /// the replica taking the image over knew none of its tags' digests and creation times, and
-/// asked the registry for every candidate again (three requests a build for `newest-build`)
+/// asked the registry for every candidate again (a few requests a build for `newest-build`)
 /// at its share of the rate, in a cycle that held up its own images too. The owner's record
 /// now carries what it resolved, and images taken over are polled in a lane of their own.
 ///

@@ -63,7 +63,7 @@ pub struct Record {
     /// What the owner resolved of the newest tags (at most [`MAX_RESOLVED`]): the digest each
     /// names, and what that digest's manifest and config said. The next owner decides from
     /// them at once instead of asking the registry for every candidate again (for
-    /// `newest-build`, two requests a tag) at its share of the rate.
+    /// `newest-build`, a few requests a tag) at its share of the rate.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resolved: BTreeMap<String, Resolved>,
 }

@@ -12,8 +12,8 @@
 //! slow, failing or rate-limited registry never holds up another's images. In a cluster,
 //! images this replica has just taken over from a dead one get a lane of their own beside
 //! their registry's, so that what their first poll must still resolve never delays the
-//! replica's own images. A lane runs one cycle at a time; cycles of different lanes that write one branch take turns on its mirror,
-//! and each fetches before it commits. A cycle that panics or outlives [`CYCLE_DEADLINE`] is
+//! replica's own images. A lane runs one cycle at a time; cycles of different lanes that
+//! write one branch take turns on its mirror, and each fetches before it commits. A cycle that panics or outlives [`CYCLE_DEADLINE`] is
 //! caught, logged and counted, and its images are rescheduled as failed.
 //!
 //! Shutdown (SIGTERM, SIGINT) lets running cycles finish for up to [`SHUTDOWN_GRACE`], then
