@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use harness::{Auth, PushAuth, Registry, TokenIssuer, push_image};
 use image_updater::config::CredentialRef;
+use image_updater::poll::{Cycle, Gate, choose_gated};
 use image_updater::reference::Platform;
 use image_updater::registry::{
-    Client, Cycle, Endpoint, Gate, MetadataCache, Metrics, RequestKind, Snapshot, TokenStore,
-    Tuning, choose_gated,
+    Client, Endpoint, MetadataCache, Metrics, RequestKind, Snapshot, TokenStore, Tuning,
 };
 use image_updater::select::{Constraint, Policy, Strategy, TagPattern};
 
@@ -101,7 +101,7 @@ async fn main() {
         insecure: true,
         ca_file: None,
         // Default settings: what a registry that publishes no limit gets.
-        rate_limit: image_updater::registry::limits::default_rate(&registry.host()).per_second,
+        rate_limit: image_updater::config::limits::default_rate(&registry.host()).per_second,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
     // One process: its clients, tokens and metadata, opened from the state dir.

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use harness::cosign::{self, Key};
 use harness::{Auth, PushAuth, Registry, push_image};
 use image_updater::config::{CredentialRef, Verification};
+use image_updater::poll::{Cycle, Gate, choose_gated};
 use image_updater::reference::Platform;
-use image_updater::registry::{
-    Client, Cycle, Endpoint, Gate, MetadataCache, Metrics, RequestKind, Tuning, choose_gated,
-};
+use image_updater::registry::{Client, Endpoint, MetadataCache, Metrics, RequestKind, Tuning};
 use image_updater::select::{Constraint, Policy, Strategy};
 use image_updater::verify::Verifier;
 
@@ -75,7 +74,7 @@ async fn main() {
         credentials: None,
         insecure: true,
         ca_file: None,
-        rate_limit: image_updater::registry::limits::default_rate(&host).per_second,
+        rate_limit: image_updater::config::limits::default_rate(&host).per_second,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
     let metrics = Arc::new(Metrics::default());

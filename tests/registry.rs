@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use harness::{Auth, PushAuth, Registry, TokenIssuer, push_image, push_index};
 use image_updater::config::CredentialRef;
+use image_updater::poll::{Cycle, Gate, choose, choose_gated};
 use image_updater::reference::Platform;
 use image_updater::registry::{
-    Client, Cycle, Endpoint, Gate, ImageInfo, MetadataCache, Metrics, RegistryError, RequestKind,
-    TokenStore, Tuning, choose, choose_gated,
+    Client, Endpoint, ImageInfo, MetadataCache, Metrics, RegistryError, RequestKind, TokenStore,
+    Tuning,
 };
 use image_updater::select::{Constraint, Policy, Strategy, TagPattern};
 

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::{Fault, FaultServer};
-use image_updater::registry::{
-    Client, Cycle, Endpoint, Metrics, RegistryError, RequestKind, Tuning, choose,
-};
+use image_updater::poll::{Cycle, choose};
+use image_updater::registry::{Client, Endpoint, Metrics, RegistryError, RequestKind, Tuning};
 use image_updater::select::{Constraint, Policy, Strategy};
 
 const TAGS: &str = r#"{"name":"org/app","tags":["v1.0.0","v1.1.0","v2.0.0"]}"#;

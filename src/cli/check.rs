@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Outcome {
 /// trusted root decides whether a certificate needs an SCT, and which logs and timestamp
 /// authorities may say when it signed.
 fn explain_verification(config: &config::Config) {
-    use image_updater::verify::trusted_root::TrustedRoot;
+    use image_updater::trust::trusted_root::TrustedRoot;
     for image in config.images.values() {
         for d in &image.deployments {
             let Some(keyless) = d.verify.as_ref().and_then(|v| v.keyless.as_ref()) else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 use crate::config::{Cluster, ClusterTls};
-use crate::registry::credentials::{self, Credential};
+use crate::secrets::{self, Credential};
 
 /// How long one etcd request may take.
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -18,7 +18,7 @@ pub(super) async fn connect(config: &Cluster) -> Result<Client, String> {
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT);
     if let Some(reference) = &config.credentials {
-        match credentials::resolve(reference, "etcd")
+        match secrets::resolve(reference, "etcd")
             .await
             .map_err(|e| e.to_string())?
         {

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::store::{MAX_RESOLVED, MAX_SIGHTINGS, Record, Resolved, Store, StoreError};
 use crate::config::{Cluster, Image, Tags};
-use crate::daemon::state::{FirstSeen, Holds, StatusStore};
 use crate::registry::MetadataCache;
+use crate::state::{FirstSeen, Holds, StatusStore};
 
 /// How old a published record may grow while only its check times change.
 pub const REFRESH: Duration = Duration::from_secs(300);
@@ -344,7 +344,7 @@ impl Handover {
 /// What decides an image's next writes in each environment: what was last written, and a
 /// held value. Another replica's write that changes it (a request merged, or closed unmerged)
 /// is news to the owner; the rest its own checks refresh.
-fn decisive(status: &std::collections::BTreeMap<String, crate::daemon::state::Status>) -> String {
+fn decisive(status: &std::collections::BTreeMap<String, crate::state::Status>) -> String {
     let parts: Vec<_> = status
         .iter()
         .map(|(env, s)| (env, &s.written, &s.written_digest, &s.held))

@@ -21,7 +21,7 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp
 use serde::{Deserialize, Serialize};
 
 use crate::config::Cluster;
-use crate::daemon::state::{Holds, OpenRequest, Status};
+use crate::state::{Holds, OpenRequest, Status};
 
 /// The largest value read: etcd's own default request limit is 1.5 MiB.
 const MAX_VALUE: usize = 1024 * 1024;

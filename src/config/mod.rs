@@ -8,6 +8,7 @@
 pub mod credentials;
 pub mod diagnostic;
 mod env;
+pub mod limits;
 pub mod model;
 mod raw;
 pub mod schema;
@@ -241,7 +242,7 @@ fn unknown_key(source: &str, segments: &[TomlStep]) -> Diagnostic {
         .join(".")
         .replace(".[", "[");
     let expected = expected_keys(parent);
-    let hint = match suggest(&key, &expected) {
+    let hint = match crate::suggest::suggest(&key, &expected) {
         Some(s) => Some(format!("did you mean `{s}`?")),
         None if !expected.is_empty() => Some(format!("expected one of: {}", expected.join(", "))),
         None => None,
@@ -287,14 +288,4 @@ fn key_span(source: &str, segments: &[TomlStep]) -> Option<Range<usize>> {
         }
     }
     found
-}
-
-/// The closest of `options` to `word`, when it is close enough to be the likely intent.
-pub fn suggest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
-    options
-        .iter()
-        .map(|o| (strsim::jaro_winkler(word, o), *o))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, o)| o)
 }

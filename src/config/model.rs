@@ -150,7 +150,7 @@ pub struct Registry {
     pub insecure: bool,
     pub ca_file: Option<PathBuf>,
     /// Requests per second: `rate_limit`, else what the registry publishes
-    /// ([`crate::registry::limits`]).
+    /// ([`crate::config::limits`]).
     pub rate_limit: f64,
     /// Whether the config set `rate_limit` (otherwise it is the registry's default).
     pub rate_limit_set: bool,

@@ -54,7 +54,7 @@ impl Template {
                     })?;
                     let name = &rest[..end];
                     if !VARIABLES.contains(&name) {
-                        let hint = super::suggest(name, VARIABLES)
+                        let hint = crate::suggest::suggest(name, VARIABLES)
                             .map(|s| format!("did you mean `{{{s}}}`? "))
                             .unwrap_or_default();
                         return Err(format!(

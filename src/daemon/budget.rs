@@ -1,7 +1,7 @@
 //! The poll schedule planned from each registry's request budget.
 //!
 //! Each registry sustains some requests per second (its `rate_limit`, or what it publishes,
-//! [`crate::registry::limits`]); polls may use [`POLL_SHARE`] of it, the rest is left for
+//! [`crate::config::limits`]); polls may use [`POLL_SHARE`] of it, the rest is left for
 //! retries, new digests' manifests and tokens. A repository's steady poll costs one tag list,
 //! shared by every image and environment that uses it, plus one HEAD per tag whose digest may
 //! have moved (the tag a `digest` strategy follows, a `pin_digest` winner, `tags = "mutable"`).
@@ -22,8 +22,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::config::limits;
 use crate::config::{Config, Image, Tags};
-use crate::registry::limits;
 use crate::select::Strategy;
 
 /// The part of a registry's request rate that polls are planned to use.

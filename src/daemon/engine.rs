@@ -17,14 +17,17 @@ mod cluster;
 mod propose;
 mod recheck;
 
+pub use super::report::{BranchReport, Check, Chosen, Report};
+
 use super::fault;
 use super::metrics::DaemonMetrics;
 use super::safety;
-use super::state::{FirstSeen, Holds, RequestStore, RevertHold, StatusStore, now};
 use crate::config::{AgeFrom, Config, Deployment, Image, Tags, WriteMode};
-use crate::registry::{self, Cycle, Gate, MetadataCache, Registries, TokenStore, Tuning};
+use crate::poll::{self, Cycle, Gate};
+use crate::registry::{self, MetadataCache, Registries, TokenStore, Tuning};
 use crate::select::Strategy;
-use crate::writeback::{self, Desired, Guard, ImageChange, Mirror, Outcome};
+use crate::state::{FirstSeen, Holds, RequestStore, RevertHold, StatusStore, now};
+use crate::writeback::{self, Desired, ImageChange, Mirror, Outcome};
 
 /// A repository's mirror, opened on first use; `None` until then or after a failure.
 type MirrorSlot = Arc<Mutex<Option<Mirror>>>;
@@ -157,77 +160,6 @@ const PER_REGISTRY: usize = 4;
 const POLLS_AT_ONCE: usize = 64;
 /// The longest one image's poll may take once it has its registry's turn.
 pub const POLL_DEADLINE: Duration = Duration::from_secs(120);
-
-/// One image in one environment after a check.
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub alias: String,
-    pub environment: String,
-    pub result: Result<Chosen, String>,
-}
-
-#[derive(Clone, Default)]
-pub struct Chosen {
-    /// `None` when nothing is to be written: no tag passed the policy, or a safety rule said
-    /// wait (see `waiting`).
-    pub desired: Option<Desired>,
-    /// Why the winner won, from the selection engine.
-    pub reason: String,
-    /// The winner's digest, whether or not it is written.
-    pub digest: Option<String>,
-    /// The repository the winner says it was built from, linked from pull requests.
-    pub source: Option<String>,
-    /// Tags ranked above the winner whose digests failed the `verify` rules: `tag: why`.
-    pub unverified: Vec<String>,
-    /// Decides over the value the branch holds at write time.
-    pub guard: Option<Guard>,
-    /// Why nothing is written although the policy may have chosen something.
-    pub waiting: Option<String>,
-    /// Resolved at write time, after the source environment's own writes.
-    pub promote_from: Option<String>,
-    /// What the policy would write but a hold keeps back, for `status` and `test`.
-    pub held_back: Option<Desired>,
-    /// The registry's tags with the selection's verdict on each, for `test`.
-    pub choice: Option<Arc<registry::Choice>>,
-}
-
-impl std::fmt::Debug for Chosen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chosen")
-            .field("desired", &self.desired)
-            .field("reason", &self.reason)
-            .field("waiting", &self.waiting)
-            .field("promote_from", &self.promote_from)
-            .field("held_back", &self.held_back)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One branch after a cycle.
-#[derive(Debug, Clone)]
-pub struct BranchReport {
-    pub repository: String,
-    pub environment: String,
-    pub branch: String,
-    pub result: Result<Outcome, String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub checks: Vec<Check>,
-    pub branches: Vec<BranchReport>,
-}
-
-impl Report {
-    /// Whether any check or write failed.
-    pub fn failed(&self) -> bool {
-        self.checks.iter().any(|c| c.result.is_err())
-            || self
-                .branches
-                .iter()
-                .any(|b| b.result.as_ref().map_or(true, |o| !o.failed.is_empty()))
-    }
-}
 
 pub struct Engine {
     pub config: Arc<Config>,
@@ -617,7 +549,7 @@ impl Engine {
                 .as_deref()
                 .map(|rules| (&*self.shared.verifier, rules)),
         };
-        let choice = registry::choose_gated(
+        let choice = poll::choose_gated(
             client,
             cycle,
             &repository,
@@ -1288,7 +1220,7 @@ impl Engine {
 }
 
 /// `tag: why` for each tag the `verify` rules kept from winning.
-fn unverified_of(choice: &registry::Choice) -> Vec<String> {
+fn unverified_of(choice: &poll::Choice) -> Vec<String> {
     choice
         .unverified
         .iter()

@@ -1,10 +1,11 @@
 //! The long-running service: `image-updater run`.
 //!
-//! - [`engine`]: one cycle: poll, choose, write one commit per branch.
+//! - [`engine`]: one cycle: poll, choose, write one commit per branch; [`report`]: what it
+//!   found and did.
 //! - [`schedule`]: when each image is polled next (intervals, jitter, backoff).
 //! - [`budget`]: the intervals each registry's request budget allows.
 //! - [`reload`]: the config file watch and SIGHUP.
-//! - [`state`]: what survives a restart, in the state dir.
+//! - what survives a restart, in the state dir, is [`crate::state`]'s.
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`systemd`]: `Type=notify` readiness, reload and watchdog messages.
 //!
@@ -21,7 +22,6 @@
 //! the server, so an abandoned cycle leaves each branch at its old commit or its new one.
 
 pub mod budget;
-pub mod by_image;
 pub mod control;
 pub mod engine;
 pub mod fault;
@@ -30,9 +30,9 @@ pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
+pub mod report;
 pub mod safety;
 pub mod schedule;
-pub mod state;
 pub mod systemd;
 pub mod webhook;
 

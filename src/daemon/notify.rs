@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::engine::Report;
+use super::report::Report;
 use crate::config::{Config, Notification, NotificationFormat, NotificationUrl};
-use crate::registry::credentials::{self, Credential};
+use crate::secrets::{self, Credential};
 
 const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -142,14 +142,14 @@ pub async fn send(config: &Config, report: &Report) {
 async fn resolve(receiver: &Notification) -> Result<(String, Option<String>), String> {
     let url = match &receiver.url {
         NotificationUrl::Plain(u) => u.clone(),
-        NotificationUrl::Secret(r) => credentials::resolve(r, "notifications")
+        NotificationUrl::Secret(r) => secrets::resolve(r, "notifications")
             .await
             .map_err(|e| e.to_string())?
             .map(Credential::into_text)
             .ok_or_else(|| format!("{r} is empty"))?,
     };
     let token = match &receiver.credentials {
-        Some(r) => credentials::resolve(r, "notifications")
+        Some(r) => secrets::resolve(r, "notifications")
             .await
             .map_err(|e| e.to_string())?
             .map(Credential::into_text),

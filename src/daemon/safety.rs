@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::{Sightings, Status};
 use crate::config::{AgeFrom, Config, Deployment, Image};
 use crate::select::{self, Candidate, Policy, Strategy};
+use crate::state::{Sightings, Status};
 use crate::writeback::{Decision, Desired, Guard};
 
 /// `tag@digest` split into the tag.
@@ -73,8 +73,8 @@ pub fn guard(
     })
 }
 
-/// Why a tag is not old enough yet, for [`crate::registry::Gate::not_yet`].
-pub type NotYet = Box<crate::registry::scan::NotYet>;
+/// Why a tag is not old enough yet, for [`crate::poll::Gate::not_yet`].
+pub type NotYet = Box<crate::poll::NotYet>;
 
 /// The `min_age` rule of a deployment, given when each tag was first seen (asked for only
 /// when the rule counts from first sightings).

@@ -32,7 +32,7 @@ use super::http::serve::{Listener, serve as serve_connections};
 use super::http::tls::Certificates;
 use super::http::{bearer, respond, same_secret};
 use crate::config::Config;
-use crate::registry::credentials;
+use crate::secrets;
 
 /// A push a registry told us about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub async fn secret(config: &Config) -> Result<Option<String>, String> {
     let Some(w) = &config.webhooks else {
         return Ok(None);
     };
-    match credentials::resolve(&w.secret, "webhooks").await {
+    match secrets::resolve(&w.secret, "webhooks").await {
         Ok(Some(secret)) => Ok(Some(secret.into_text())),
         Ok(None) => Err(format!("webhooks: the secret {} is empty", w.secret)),
         Err(e) => Err(format!("webhooks: {e}")),

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use super::ForgeError;
 use super::http::{Api, Auth, segment};
 use crate::config::CredentialRef;
-use crate::registry::credentials;
+use crate::secrets;
 
 /// Renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
@@ -123,7 +123,7 @@ impl Installation {
     /// The app's JWT, signed with its private key (read from its source each time).
     async fn jwt(&self) -> Result<Auth, ForgeError> {
         // A PEM key is read as its source holds it: it is not a `user:password` line.
-        let pem = credentials::read_document(&self.private_key)
+        let pem = secrets::read_document(&self.private_key)
             .await
             .map_err(|e| ForgeError::Credentials(e.to_string()))?;
         let pem = pem.expose();

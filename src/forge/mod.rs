@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 use crate::config::{Forge, ForgeAuth, ForgeKind, PullRequest};
-use crate::registry::credentials::{self, Credential};
+use crate::secrets::{self, Credential};
 
 pub mod app;
 pub mod gitea;
@@ -195,7 +195,7 @@ impl Client {
             ForgeAuth::Token(r) | ForgeAuth::Repository(r) => r,
             ForgeAuth::GitHubApp { .. } => unreachable!("apps are handled above"),
         };
-        let token = match credentials::resolve(reference, &self.host)
+        let token = match secrets::resolve(reference, &self.host)
             .await
             .map_err(|e| ForgeError::Credentials(e.to_string()))?
         {

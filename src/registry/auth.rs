@@ -97,7 +97,7 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// A bearer token and when to stop using it.
 #[derive(Debug, Clone)]
 pub struct Token {
-    pub value: super::credentials::Secret,
+    pub value: crate::secrets::Secret,
     pub refresh_at: Instant,
 }
 
@@ -117,7 +117,7 @@ impl TokenResponse {
             .unwrap_or_default()
             .min(Duration::from_secs(30));
         Some(Token {
-            value: super::credentials::Secret::new(value),
+            value: crate::secrets::Secret::new(value),
             refresh_at: now
                 .checked_add(lifetime.saturating_sub(margin))
                 .unwrap_or(now),

@@ -24,11 +24,11 @@ use reqwest::{Method, StatusCode};
 
 use super::auth::{Challenge, Token, TokenResponse};
 use super::cache::MetadataCache;
-use super::credentials::{self, Credential, CredentialError};
 use super::metrics::{Metrics, RequestKind};
 use super::tokens::TokenStore;
 use crate::config::{self, CredentialRef};
 use crate::reference::{DOCKER_HUB, canonical_registry};
+use crate::secrets::{self, Credential, CredentialError};
 
 /// Where and how to reach one registry.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +65,7 @@ impl Endpoint {
     /// A registry the config does not list: anonymous, over https, default rate.
     pub fn anonymous(host: &str) -> Endpoint {
         let host = canonical_registry(host).to_string();
-        let rate_limit = super::limits::default_rate(&host).per_second;
+        let rate_limit = crate::config::limits::default_rate(&host).per_second;
         let base_url = if host == DOCKER_HUB {
             "https://registry-1.docker.io".to_string()
         } else {
@@ -691,7 +691,7 @@ impl Client {
             return Ok(c.clone());
         }
         let resolved = match &self.inner.endpoint.credentials {
-            Some(reference) => credentials::resolve(reference, &self.inner.endpoint.host)
+            Some(reference) => secrets::resolve(reference, &self.inner.endpoint.host)
                 .await
                 .map_err(|source| RegistryError::Credentials {
                     registry: self.name().to_string(),

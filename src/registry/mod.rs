@@ -3,23 +3,22 @@
 //! - [`client`]: one client per registry: TLS, credentials, the auth handshake, rate limits,
 //!   429 and retry handling; every request goes through it.
 //! - [`api`]: the distribution API calls (tag lists, HEAD for digests, manifests, configs).
-//! - [`scan`]: one poll of an image: the fewest requests that answer "which tag?".
 //! - [`cache`]: what a digest names, kept forever and across restarts.
-//! - [`credentials`]: credential references resolved to secrets at the moment of use.
-//! - [`limits`]: the default request rate of well-known registries.
+//! - [`signatures`]: where cosign attaches what it signs.
 //! - [`tokens`]: bearer tokens per scope, one refresh at a time, kept until they expire.
 //! - [`auth`], [`manifest`]: wire formats.
 //! - [`metrics`]: counters for `/metrics` and the request-count benchmark.
+//!
+//! One poll of an image (the fewest of these requests that answer "which tag?") is
+//! [`crate::poll`]'s; credentials come from [`crate::secrets`], and the default request rate
+//! of well-known registries from [`crate::config::limits`].
 
 pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod client;
-pub mod credentials;
-pub mod limits;
 pub mod manifest;
 pub mod metrics;
-pub mod scan;
 pub mod signatures;
 pub mod tokens;
 
@@ -30,7 +29,6 @@ pub use api::ImageInfo;
 pub use cache::MetadataCache;
 pub use client::{Budget, Client, Endpoint, RegistryError, Tuning};
 pub use metrics::{Metrics, RequestKind, Snapshot};
-pub use scan::{Choice, Cycle, Gate, choose, choose_gated};
 pub use tokens::TokenStore;
 
 use crate::config::{Config, Image};

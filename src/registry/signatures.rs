@@ -25,6 +25,19 @@ use super::client::{Client, RegistryError};
 use super::manifest::{self, OCI_INDEX, OCI_MANIFEST};
 use super::metrics::RequestKind;
 
+/// The media types of a Sigstore bundle, as an artifact type and as a layer type.
+pub const BUNDLE_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+];
+
+/// Whether `media_type` is a Sigstore bundle's.
+pub fn is_bundle(media_type: &str) -> bool {
+    BUNDLE_MEDIA_TYPES.contains(&media_type)
+}
+
 /// The largest signed payload fetched (a simple-signing payload is a few hundred bytes; an
 /// attestation with a full SLSA provenance a few tens of KiB).
 pub const MAX_PAYLOAD: u64 = 1 << 20;
@@ -203,9 +216,7 @@ impl Client {
         Ok(artifact
             .layers
             .into_iter()
-            .filter(|l| {
-                l.media_type == what.layer_type() || crate::verify::bundle::is_bundle(&l.media_type)
-            })
+            .filter(|l| l.media_type == what.layer_type() || is_bundle(&l.media_type))
             .filter(|l| crate::reference::is_valid_digest(&l.digest))
             .take(MAX_LAYERS)
             .map(|l| Layer {
@@ -256,7 +267,7 @@ impl Client {
 /// referrer artifacts (`cosign sign --registry-referrers-mode=oci-1-1`), Sigstore bundles, and
 /// the payload types themselves.
 fn is_signature_artifact(artifact_type: &str) -> bool {
-    crate::verify::bundle::is_bundle(artifact_type)
+    is_bundle(artifact_type)
         || [
             "application/vnd.dev.cosign.artifact.sig.v1+json",
             "application/vnd.dev.cosign.artifact.att.v1+json",

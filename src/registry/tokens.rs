@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{MAX_TOKEN_LIFETIME, Token};
-use super::credentials::Secret;
+use crate::secrets::Secret;
 
 /// Tokens kept at most, against a config with very many repositories.
 const MAX_TOKENS: usize = 100_000;

@@ -117,7 +117,7 @@ impl std::str::FromStr for StrategyKind {
                 );
             }
             other => {
-                let hint = crate::config::suggest(other, STRATEGY_NAMES)
+                let hint = crate::suggest::suggest(other, STRATEGY_NAMES)
                     .map(|s| format!("did you mean `{s}`? "))
                     .unwrap_or_default();
                 return Err(format!(

@@ -25,17 +25,13 @@ use x509_cert::Certificate;
 use super::attestation::{self, Mismatch};
 use super::keyless::{self, Promise};
 use super::keys::PublicKey;
+use super::timestamp;
+use super::transparency::{self, Int};
 use super::trusted_root::{RawBytes, TrustedRoot};
-use super::{timestamp, transparency};
 use crate::config::{AttestationRule, Keyless};
 
-/// The media types of a Sigstore bundle, as an artifact type and as a layer type.
-pub const MEDIA_TYPES: [&str; 4] = [
-    "application/vnd.dev.sigstore.bundle.v0.3+json",
-    "application/vnd.dev.sigstore.bundle+json;version=0.3",
-    "application/vnd.dev.sigstore.bundle+json;version=0.2",
-    "application/vnd.dev.sigstore.bundle+json;version=0.1",
-];
+// Where a bundle is found is the registry's business; what it says is this module's.
+pub use crate::registry::signatures::{BUNDLE_MEDIA_TYPES as MEDIA_TYPES, is_bundle};
 
 /// The predicate type of cosign 3's image signature: an in-toto statement that says only "this
 /// subject is signed".
@@ -43,11 +39,6 @@ pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 
 /// The most signatures, certificates and log entries looked at in one bundle.
 const MAX_ITEMS: usize = 8;
-
-/// Whether `media_type` is a Sigstore bundle's.
-pub fn is_bundle(media_type: &str) -> bool {
-    MEDIA_TYPES.contains(&media_type)
-}
 
 /// What a bundle must show.
 pub enum Purpose<'a> {
@@ -158,30 +149,6 @@ struct LogId {
 #[serde(rename_all = "camelCase")]
 struct InclusionPromise {
     signed_entry_timestamp: String,
-}
-
-/// A protobuf int64 in JSON: a string of digits, or a number.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Int {
-    Text(String),
-    Number(i64),
-}
-
-/// Protobuf's JSON leaves a zero out.
-impl Default for Int {
-    fn default() -> Self {
-        Int::Number(0)
-    }
-}
-
-impl Int {
-    pub fn value(&self) -> Option<i64> {
-        match self {
-            Int::Text(t) => t.parse().ok(),
-            Int::Number(n) => Some(*n),
-        }
-    }
 }
 
 /// What was signed, and the bytes the signature is over (or their SHA-256, for a message).

@@ -22,18 +22,17 @@ use base64::Engine as _;
 
 use crate::config::{CredentialRef, Keyless, Verification};
 use crate::registry::client::{Client, RegistryError};
-use crate::registry::credentials;
 use crate::registry::signatures::Attached;
+use crate::secrets;
 
 pub mod attestation;
 pub mod bundle;
 pub mod keyless;
-pub mod keys;
 pub mod sct;
 pub mod simple_signing;
 pub mod timestamp;
 pub mod transparency;
-pub mod trusted_root;
+pub use crate::trust::{keys, trusted_root};
 
 use keys::PublicKey;
 use trusted_root::TrustedRoot;
@@ -271,7 +270,7 @@ async fn read_root(reference: &CredentialRef) -> Result<TrustedRoot, VerifyError
         reference: reference.to_string(),
         reason,
     };
-    let text = credentials::read_document(reference)
+    let text = secrets::read_document(reference)
         .await
         .map_err(|e| fail(e.reason))?;
     TrustedRoot::parse(text.expose()).map_err(fail)
@@ -283,7 +282,7 @@ pub async fn read_key(reference: &CredentialRef) -> Result<PublicKey, VerifyErro
         reference: reference.to_string(),
         reason,
     };
-    let text = credentials::read_document(reference)
+    let text = secrets::read_document(reference)
         .await
         .map_err(|e| fail(e.reason))?;
     PublicKey::from_pem(text.expose()).map_err(|e| fail(e.to_string()))

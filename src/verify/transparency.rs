@@ -22,10 +22,10 @@ const MAX_CHECKPOINT: usize = 4096;
 pub struct InclusionProof {
     // Protobuf's JSON leaves zeros out: the first entry's index, say.
     #[serde(default)]
-    log_index: super::bundle::Int,
+    log_index: Int,
     root_hash: String,
     #[serde(default)]
-    tree_size: super::bundle::Int,
+    tree_size: Int,
     #[serde(default)]
     hashes: Vec<String>,
     checkpoint: Checkpoint,
@@ -147,6 +147,30 @@ fn checkpoint(envelope: &str, log: &Log) -> Result<(u64, Vec<u8>), String> {
         return Err("its checkpoint is not signed by the log".into());
     }
     Ok((size, root))
+}
+
+/// A protobuf int64 in JSON: a string of digits, or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Int {
+    Text(String),
+    Number(i64),
+}
+
+/// Protobuf's JSON leaves a zero out.
+impl Default for Int {
+    fn default() -> Self {
+        Int::Number(0)
+    }
+}
+
+impl Int {
+    pub fn value(&self) -> Option<i64> {
+        match self {
+            Int::Text(t) => t.parse().ok(),
+            Int::Number(n) => Some(*n),
+        }
+    }
 }
 
 #[cfg(test)]

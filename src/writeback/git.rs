@@ -17,27 +17,12 @@ use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
+pub use super::error::GitError;
 use crate::config::Repository;
-use crate::registry::credentials::{self, Credential};
+use crate::secrets::{self, Credential};
 
 /// How long one git command may take before it is killed.
 const GIT_TIMEOUT: Duration = Duration::from_secs(300);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GitError {
-    /// A git command failed; the text is git's own message, with any credentials removed.
-    #[error("git {command}: {message}")]
-    Command { command: String, message: String },
-    /// The repository's credentials could not be read.
-    #[error("{0}")]
-    Credentials(String),
-    /// The object database or refs could not be read or written.
-    #[error("repository {0}")]
-    Repository(String),
-    /// A target path is unusable in this tree (a symlink, a directory, a submodule).
-    #[error("{path}: {reason}")]
-    Path { path: String, reason: String },
-}
 
 fn repo_err(e: impl std::error::Error) -> GitError {
     let mut message = e.to_string();
@@ -479,7 +464,7 @@ async fn git_env(repo: &Repository) -> Result<Vec<(String, String)>, GitError> {
     ];
     if let Some(reference) = &repo.credentials {
         let host = url_host(&repo.url);
-        let credential = credentials::resolve(reference, &host)
+        let credential = secrets::resolve(reference, &host)
             .await
             .map_err(|e| GitError::Credentials(e.to_string()))?;
         let pair = match credential {

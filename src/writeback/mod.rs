@@ -9,6 +9,7 @@
 //! - [`sign`]: ssh signatures for update commits.
 
 pub mod branch;
+pub mod error;
 pub mod git;
 pub mod request;
 pub mod sign;
@@ -19,6 +20,7 @@ pub use branch::{
     Applied, Decision, Failed, FileChange, Guard, ImageChange, Outcome, Skipped, Superseded,
     WriteError, write_branch,
 };
-pub use git::{GitError, Mirror, Push};
+pub use error::GitError;
+pub use git::{Mirror, Push};
 pub use targets::{Desired, FileEdit, edit, split_image};
 pub use yaml::YamlError;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use gix::objs::WriteTo;
 
-use super::git::GitError;
+use super::error::GitError;
 
 /// The armored ssh signature of `commit` (which must not carry one yet) made with `key`.
 pub fn ssh_sign(commit: &gix::objs::Commit, key: &Path) -> Result<String, GitError> {

@@ -3,7 +3,7 @@
 //! cycle, so they take effect without a reload.
 
 use image_updater::config::{self, Config};
-use image_updater::daemon::state::{Lift, ManualHold, now};
+use image_updater::state::{Lift, ManualHold, now};
 
 use super::source::Source;
 use crate::cli::{ConfigArgs, Outcome};

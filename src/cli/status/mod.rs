@@ -3,7 +3,7 @@
 //! `release`, in [`holds`]).
 
 use image_updater::daemon::safety::human;
-use image_updater::daemon::state::{RequestStore, Status};
+use image_updater::state::{RequestStore, Status};
 use serde::Serialize;
 
 use super::{ConfigArgs, Outcome};

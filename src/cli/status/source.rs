@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use image_updater::cluster::Members;
 use image_updater::cluster::store::{Record, Store};
 use image_updater::config::{Config, Image};
-use image_updater::daemon::state::{Holds, Status, StatusStore};
+use image_updater::state::{Holds, Status, StatusStore};
 
 use crate::cli::{ConfigArgs, small_runtime};
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use image_updater::config::{self, AgeFrom, Config, Deployment};
 use image_updater::daemon::safety::human;
-use image_updater::daemon::state::Holds;
 use image_updater::daemon::{Engine, Shared};
-use image_updater::registry::Cycle;
+use image_updater::poll::Cycle;
+use image_updater::state::Holds;
 use serde::Serialize;
 
 use super::{Args, OutputFormat, report};

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use image_updater::config::{self, CredentialRef};
+use image_updater::poll::{self, Cycle};
 use image_updater::reference::{Platform, Reference};
-use image_updater::registry::{self, Client, Cycle, Endpoint, MetadataCache, Tuning};
+use image_updater::registry::{Client, Endpoint, MetadataCache, Tuning};
 use image_updater::select::{
     self, Candidate, Constraint, Extract, Policy, Selection, Strategy, StrategyKind, TagPattern,
 };
@@ -215,7 +216,7 @@ fn from_registry(
     .map_err(|e| e.to_string())?;
     let runtime = crate::cli::small_runtime()?;
     let choice = runtime
-        .block_on(registry::choose(
+        .block_on(poll::choose(
             &client,
             &Cycle::new(),
             &reference.path,

@@ -11,7 +11,7 @@ use super::{Validator, at, check_branch};
 use crate::config::diagnostic::{Diagnostic, Origin};
 use crate::config::model::{Environment, Repository, WriteMode};
 use crate::config::raw::RawEnvironment;
-use crate::config::suggest;
+use crate::suggest::suggest;
 
 /// The highest `priority` an environment may have.
 pub const MAX_PRIORITY: u32 = 1000;

@@ -13,9 +13,9 @@ use super::{Validator, at, parse_duration};
 use crate::config::diagnostic::{Diagnostic, Origin};
 use crate::config::model::*;
 use crate::config::raw::*;
-use crate::config::suggest;
 use crate::reference::{Platform, Reference};
 use crate::select::{Constraint, Extract, Policy, Strategy, StrategyKind, TagPattern};
+use crate::suggest::suggest;
 
 /// A policy key after parsing: not written, written but invalid (already reported), or valid.
 #[derive(Debug, Clone)]

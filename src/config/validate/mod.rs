@@ -29,7 +29,7 @@ use super::diagnostic::{Diagnostic, Origin};
 use super::env::{self, Overlay};
 use super::model::*;
 use super::raw::*;
-use super::suggest;
+use crate::suggest::suggest;
 
 pub struct Validator<'a> {
     overlay: &'a Overlay,

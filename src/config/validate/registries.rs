@@ -84,7 +84,7 @@ impl Validator<'_> {
                 }
                 default = Some(name.clone());
             }
-            let published = crate::registry::limits::default_rate(&canonical).per_second;
+            let published = crate::config::limits::default_rate(&canonical).per_second;
             let rate_limit = match &reg.rate_limit {
                 Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
                     self.error(

@@ -9,8 +9,8 @@ use super::{Validator, at};
 use crate::config::diagnostic::{Diagnostic, Origin};
 use crate::config::model::{ImagePaths, Marker, Segment, Target, ValuePath};
 use crate::config::raw::{RawTarget, Str};
-use crate::config::suggest;
 use crate::reference::Reference;
+use crate::suggest::suggest;
 
 const KINDS: &[&str] = &["kustomization", "helm", "yaml", "manifest", "marker"];
 

@@ -10,8 +10,8 @@ use crate::config::credentials::CredentialRef;
 use crate::config::diagnostic::Origin;
 use crate::config::model::{AttestationRule, Keyless, Verification};
 use crate::config::raw::{RawAttestation, RawVerify, Str};
-use crate::verify::keys::PublicKey;
-use crate::verify::trusted_root::TrustedRoot;
+use crate::trust::keys::PublicKey;
+use crate::trust::trusted_root::TrustedRoot;
 
 /// The most keys one rule may list.
 const MAX_KEYS: usize = 16;

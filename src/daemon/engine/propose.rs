@@ -26,8 +26,8 @@ use sha2::Digest as _;
 use super::{Chosen, Engine};
 use crate::config::{Environment, Repository};
 use crate::daemon::safety;
-use crate::daemon::state::{OpenRequest, Proposal as Proposed, RevertHold, now};
 use crate::forge::{self, Merge, State};
+use crate::state::{OpenRequest, Proposal as Proposed, RevertHold, now};
 use crate::writeback::request::{delete_update_branch, write_update_branch};
 use crate::writeback::{Applied, Desired, ImageChange, Mirror, Outcome, branch};
 

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::by_image::{self, ByImage};
 use crate::registry::Snapshot;
+use crate::state::by_image::{self, ByImage};
 
 mod exposition;
 

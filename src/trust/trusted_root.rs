@@ -75,13 +75,13 @@ struct RawChain {
 /// DER in Sigstore's protobuf JSON: `{"rawBytes": "<base64>"}`, in trusted roots and bundles.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct RawBytes {
+pub(crate) struct RawBytes {
     raw_bytes: String,
 }
 
 impl RawBytes {
     /// The certificate these bytes hold.
-    pub(super) fn certificate(&self) -> Result<Certificate, String> {
+    pub(crate) fn certificate(&self) -> Result<Certificate, String> {
         let der = base64::engine::general_purpose::STANDARD
             .decode(&self.raw_bytes)
             .map_err(|_| "a certificate is not base64".to_string())?;

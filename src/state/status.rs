@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::daemon::by_image::{self, ByImage};
 use crate::private::write_json_atomically;
+use crate::state::by_image::{self, ByImage};
 
 /// The latest news of one image in one environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

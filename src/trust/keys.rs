@@ -107,7 +107,7 @@ impl AnyKey {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A signature made by cosign itself: the key, payload and signature of the image

@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
-use super::api::ImageInfo;
-use super::client::{Client, RegistryError};
 use crate::reference::Platform;
+use crate::registry::{Client, ImageInfo, RegistryError};
 use crate::select::{self, Candidate, Policy, Selection, Strategy};
 use crate::verify::{Verdict, VerifyError};
 
@@ -194,7 +193,7 @@ pub async fn choose_gated(
     let tags = cycle.tags(client, repository).await?;
     let mut candidates: Vec<Candidate> = tags
         .iter()
-        .filter(|t| !super::signatures::is_signature_tag(t))
+        .filter(|t| !crate::registry::signatures::is_signature_tag(t))
         .map(|t| Candidate::new(t.as_str()))
         .collect();
     // The tag the digest strategy follows is mutable by definition.

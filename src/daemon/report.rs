@@ -1,0 +1,79 @@
+//! What a cycle found and did, image by image and branch by branch: what the engine returns,
+//! and what `once`, `plan`, notifications and the scheduler read. Apart from the engine, so
+//! that what reads a report never needs the engine that made it.
+
+use std::sync::Arc;
+
+use crate::poll;
+use crate::writeback::{Desired, Guard, Outcome};
+
+/// One image in one environment after a check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub alias: String,
+    pub environment: String,
+    pub result: Result<Chosen, String>,
+}
+
+#[derive(Clone, Default)]
+pub struct Chosen {
+    /// `None` when nothing is to be written: no tag passed the policy, or a safety rule said
+    /// wait (see `waiting`).
+    pub desired: Option<Desired>,
+    /// Why the winner won, from the selection engine.
+    pub reason: String,
+    /// The winner's digest, whether or not it is written.
+    pub digest: Option<String>,
+    /// The repository the winner says it was built from, linked from pull requests.
+    pub source: Option<String>,
+    /// Tags ranked above the winner whose digests failed the `verify` rules: `tag: why`.
+    pub unverified: Vec<String>,
+    /// Decides over the value the branch holds at write time.
+    pub guard: Option<Guard>,
+    /// Why nothing is written although the policy may have chosen something.
+    pub waiting: Option<String>,
+    /// Resolved at write time, after the source environment's own writes.
+    pub promote_from: Option<String>,
+    /// What the policy would write but a hold keeps back, for `status` and `test`.
+    pub held_back: Option<Desired>,
+    /// The registry's tags with the selection's verdict on each, for `test`.
+    pub choice: Option<Arc<poll::Choice>>,
+}
+
+impl std::fmt::Debug for Chosen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chosen")
+            .field("desired", &self.desired)
+            .field("reason", &self.reason)
+            .field("waiting", &self.waiting)
+            .field("promote_from", &self.promote_from)
+            .field("held_back", &self.held_back)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One branch after a cycle.
+#[derive(Debug, Clone)]
+pub struct BranchReport {
+    pub repository: String,
+    pub environment: String,
+    pub branch: String,
+    pub result: Result<Outcome, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    pub branches: Vec<BranchReport>,
+}
+
+impl Report {
+    /// Whether any check or write failed.
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.result.is_err())
+            || self
+                .branches
+                .iter()
+                .any(|b| b.result.as_ref().map_or(true, |o| !o.failed.is_empty()))
+    }
+}
