@@ -565,12 +565,8 @@ impl Engine {
                 .candidates
                 .iter()
                 .zip(&choice.selection.verdicts)
-                .filter_map(|(c, v)| {
-                    c.unavailable
-                        .as_ref()
-                        .map(|_| format!("{}: {}", c.tag, v.reason))
-                })
-                .find(|r| r.contains("too young") || r.contains("held"));
+                .find(|(c, _)| c.unavailable.as_ref().is_some_and(|u| u.why.is_waiting()))
+                .map(|(c, v)| format!("{}: {}", c.tag, v.reason));
             let unverified = unverified_of(&choice);
             return Ok(Chosen {
                 reason: "no tag passed the policy".into(),

@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 
 use crate::reference::Platform;
 use crate::registry::{Client, ImageInfo, RegistryError};
-use crate::select::{self, Candidate, Policy, Selection, Strategy};
+use crate::select::{self, Barred, Candidate, Policy, Selection, Strategy, Unavailable};
 use crate::verify::{Verdict, VerifyError};
 
 /// A result computed once and shared by everyone who asked for it during the cycle.
@@ -215,7 +215,7 @@ pub async fn choose_gated(
     }
     if let Some(not_yet) = gate.not_yet {
         for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
-            c.unavailable = not_yet(c);
+            c.unavailable = not_yet(c).map(|why| Unavailable::new(Barred::TooYoung, why));
         }
     }
     if let Some((tag, reason)) = gate.held {
@@ -254,7 +254,7 @@ pub async fn choose_gated(
                         .map_err(|e| verify_error(client, e))?;
                     if let Some(why) = refused {
                         unverified.push((candidates[i].tag.clone(), why.clone()));
-                        candidates[i].unavailable = Some(why);
+                        candidates[i].unavailable = Some(Unavailable::new(Barred::Unverified, why));
                         continue;
                     }
                 }
@@ -262,8 +262,11 @@ pub async fn choose_gated(
             if verified_this_poll >= MAX_VERIFIED_PER_POLL {
                 // The rest wait for the next poll, which walks past this poll's refusals.
                 for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
-                    c.unavailable = Some(format!(
-                        "not checked yet: this poll verified {MAX_VERIFIED_PER_POLL} digests above it; the next goes on below them"
+                    c.unavailable = Some(Unavailable::new(
+                        Barred::Unverified,
+                        format!(
+                            "not checked yet: this poll verified {MAX_VERIFIED_PER_POLL} digests above it; the next goes on below them"
+                        ),
                     ));
                 }
                 continue;
@@ -300,7 +303,8 @@ pub async fn choose_gated(
                         Verdict::Rejected(why) => {
                             tracing::debug!(%repository, tag = %candidates[i].tag, %digest, "not eligible: {why}");
                             unverified.push((candidates[i].tag.clone(), why.clone()));
-                            candidates[i].unavailable = Some(why);
+                            candidates[i].unavailable =
+                                Some(Unavailable::new(Barred::Unverified, why));
                             continue;
                         }
                     }
@@ -317,7 +321,10 @@ pub async fn choose_gated(
                 });
             }
             ImageInfo::MissingPlatform(p) => {
-                candidates[i].unavailable = Some(format!("image has no {p} platform"));
+                candidates[i].unavailable = Some(Unavailable::new(
+                    Barred::Platform,
+                    format!("image has no {p} platform"),
+                ));
             }
         }
     }
@@ -365,7 +372,10 @@ async fn describe(
         match info {
             ImageInfo::Available { created, .. } => c.created = created,
             ImageInfo::MissingPlatform(p) => {
-                c.unavailable = Some(format!("image has no {p} platform"))
+                c.unavailable = Some(Unavailable::new(
+                    Barred::Platform,
+                    format!("image has no {p} platform"),
+                ))
             }
         }
     }

@@ -22,8 +22,45 @@ pub struct Candidate {
     pub tag: String,
     pub created: Option<jiff::Timestamp>,
     pub digest: Option<String>,
-    /// Set when the registry showed the tag cannot be deployed (it lacks a platform).
-    pub unavailable: Option<String>,
+    /// Set when the registry, or a rule beside the policy, keeps the tag out.
+    pub unavailable: Option<Unavailable>,
+}
+
+/// Why a tag is kept out whatever the policy says, and the words a person reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub why: Barred,
+    pub reason: String,
+}
+
+impl Unavailable {
+    pub fn new(why: Barred, reason: impl Into<String>) -> Unavailable {
+        Unavailable {
+            why,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What keeps a tag out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Barred {
+    /// The image lacks a platform the environment asks for.
+    Platform,
+    /// Its signatures do not meet the `verify` rules, or were not checked yet this poll.
+    Unverified,
+    /// Not `min_age` old yet.
+    TooYoung,
+    /// A person reverted it, or a tag ranking above it.
+    Held,
+}
+
+impl Barred {
+    /// A safety rule's waiting, which a later poll may end by itself (rather than something
+    /// wrong with the image).
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Barred::TooYoung | Barred::Held)
+    }
 }
 
 impl Candidate {
@@ -278,8 +315,8 @@ fn win_reason(strategy: &Strategy) -> String {
 /// reads the config: ignore, allow, extract, then the strategy's own test.
 fn rank<'a>(policy: &Policy, candidate: &'a Candidate) -> Result<Rank<'a>, String> {
     let key = filter(policy, &candidate.tag)?;
-    if let Some(reason) = &candidate.unavailable {
-        return Err(reason.clone());
+    if let Some(unavailable) = &candidate.unavailable {
+        return Err(unavailable.reason.clone());
     }
     let rank = order_key(policy, key, candidate)?;
     if let (
@@ -355,14 +392,14 @@ pub fn hold_at_or_below(policy: &Policy, candidates: &mut [Candidate], floor: &s
     let Some(floor_rank) = rank_of(policy, &snapshot, floor) else {
         // Unrankable (the digest strategy): hold the tag itself.
         for c in candidates.iter_mut().filter(|c| c.tag == floor) {
-            c.unavailable = Some(reason.to_string());
+            c.unavailable = Some(Unavailable::new(Barred::Held, reason));
         }
         return;
     };
     for (i, c) in candidates.iter_mut().enumerate() {
         let below = rank_of(policy, &snapshot, &snapshot[i].tag).is_some_and(|r| r <= floor_rank);
         if below && c.unavailable.is_none() {
-            c.unavailable = Some(reason.to_string());
+            c.unavailable = Some(Unavailable::new(Barred::Held, reason));
         }
     }
 }
