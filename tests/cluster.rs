@@ -55,17 +55,34 @@ async fn members(replica: &Daemon, n: f64) {
     }
 }
 
+/// Replicas `one`, `two` and `three` on the world's config, once each sees all three.
+async fn three_replicas(world: &World) -> Vec<Daemon> {
+    let replicas: Vec<Daemon> = ["one", "two", "three"]
+        .iter()
+        .map(|name| world.start_replica(name))
+        .collect();
+    for r in &replicas {
+        members(r, 3.0).await;
+    }
+    replicas
+}
+
+/// `[cluster]` on `endpoints`, with `name` and a `lease`.
+fn cluster_section(endpoints: &[String], name: &str, lease: &str) -> String {
+    let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        "\n[cluster]\nendpoints = [{}]\nname = \"{name}\"\nlease = \"{lease}\"\n",
+        quoted.join(", ")
+    )
+}
+
 /// The registry with the images at v1.0.0, the repository, and the config: `[cluster]` on
 /// `endpoints` with `name` and a `lease`, and every image on `deploy/dev`.
 async fn cluster_world(endpoints: &[String], name: &str, lease: &str) -> (World, String) {
     let world = World::new(&[(FILE, &overlay())], &["deploy/dev"]).await;
     let host = world.host();
-    let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     let mut config = world.base_config(&["dev"]);
-    config.push_str(&format!(
-        "\n[cluster]\nendpoints = [{}]\nname = \"{name}\"\nlease = \"{lease}\"\n",
-        quoted.join(", ")
-    ));
+    config.push_str(&cluster_section(endpoints, name, lease));
     for i in IMAGES {
         config.push_str(&format!(
             "\n[images.{i}]\nimage = \"{host}/org/{i}\"\n[[images.{i}.targets]]\nkind = \"kustomization\"\nfile = \"{FILE}\"\nname = \"{host}/org/{i}\"\n"
@@ -140,13 +157,7 @@ async fn replicas_divide_the_images_and_take_over_a_dead_ones() {
     assert!(config.contains(&proxy.url()));
     world.write_config(&config);
     let started = Instant::now();
-    let mut replicas: Vec<Daemon> = ["one", "two", "three"]
-        .iter()
-        .map(|name| world.start_replica(name))
-        .collect();
-    for r in &replicas {
-        members(r, 3.0).await;
-    }
+    let mut replicas = three_replicas(&world).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut before = Vec::new();
     for i in IMAGES {
@@ -1269,17 +1280,13 @@ async fn a_takeover_decides_from_the_last_owners_record() {
             push(i, n).await;
         }
     }
-    let quoted: Vec<String> = etcd
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect();
     let mut config = world
         .base_config(&["dev"])
         .replace("interval = \"1s\"", &format!("interval = \"{INTERVAL}s\""));
-    config.push_str(&format!(
-        "\n[cluster]\nendpoints = [{}]\nname = \"takeover\"\nlease = \"{LEASE}s\"\n",
-        quoted.join(", ")
+    config.push_str(&cluster_section(
+        &etcd.endpoints(),
+        "takeover",
+        &format!("{LEASE}s"),
     ));
     for i in IMAGES {
         config.push_str(&format!(
@@ -1287,13 +1294,7 @@ async fn a_takeover_decides_from_the_last_owners_record() {
         ));
     }
     world.write_config(&config);
-    let mut replicas: Vec<Daemon> = ["one", "two", "three"]
-        .iter()
-        .map(|name| world.start_replica(name))
-        .collect();
-    for r in &replicas {
-        members(r, 3.0).await;
-    }
+    let mut replicas = three_replicas(&world).await;
     let last = format!("main-{:03}", BUILDS - 1);
     for i in IMAGES {
         written(&world, &host, i, &last).await;

@@ -140,6 +140,38 @@ tag = "image.tag"
     );
 }
 
+/// The digest `prod/kustomization.yaml` starts with: no build's.
+const OLD_DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A world whose `deploy/prod` deploys `org/api:latest` at [`OLD_DIGEST`], and that file as
+/// written (with `REGISTRY` for the registry's host).
+async fn pinned_to_latest() -> (World, String) {
+    let pinned = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n  - name: REGISTRY/org/api\n    newTag: latest\n    digest: {OLD_DIGEST}\n"
+    );
+    let world = World::new(
+        &[("prod/kustomization.yaml", pinned.as_str())],
+        &["deploy/prod"],
+    )
+    .await;
+    (world, pinned)
+}
+
+/// The `api` image following `latest` by digest into that file.
+fn follows_latest(host: &str) -> String {
+    format!(
+        r#"
+[images.api]
+image = "{host}/org/api"
+strategy = "digest"
+tag = "latest"
+[[images.api.targets]]
+kind = "kustomization"
+file = "prod/kustomization.yaml"
+"#
+    )
+}
+
 /// Two writers on one branch, a digest-following image. At the daemon's first push, a
 /// `pre-receive` hook on the server plays the other writer: the registry's `latest` moves to a
 /// newer build, and the branch moves to a commit that already records it. The daemon's push
@@ -148,15 +180,7 @@ tag = "image.tag"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_decided_again_against_the_registry() {
     needs!(Registry, Lighttpd);
-    const OLD: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-    let pinned = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n  - name: REGISTRY/org/api\n    newTag: latest\n    digest: {OLD}\n"
-    );
-    let world = World::new(
-        &[("prod/kustomization.yaml", pinned.as_str())],
-        &["deploy/prod"],
-    )
-    .await;
+    let (world, pinned) = pinned_to_latest().await;
     let host = world.host();
     let decided = world.push("org/api", "latest").await;
     let newer = world.push("org/api", "next").await;
@@ -192,7 +216,9 @@ async fn a_lost_race_is_decided_again_against_the_registry() {
     );
     std::fs::write(
         work.join("prod/kustomization.yaml"),
-        pinned.replace("REGISTRY", &host).replace(OLD, &newer),
+        pinned
+            .replace("REGISTRY", &host)
+            .replace(OLD_DIGEST, &newer),
     )
     .unwrap();
     harness::git::git(
@@ -230,17 +256,7 @@ async fn a_lost_race_is_decided_again_against_the_registry() {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let mut config = world.base_config(&["prod"]);
-    config.push_str(&format!(
-        r#"
-[images.api]
-image = "{host}/org/api"
-strategy = "digest"
-tag = "latest"
-[[images.api.targets]]
-kind = "kustomization"
-file = "prod/kustomization.yaml"
-"#
-    ));
+    config.push_str(&follows_latest(&host));
     world.write_config(&config);
     let out = world.run(&["once"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -392,15 +408,7 @@ image = "test.image"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_without_a_cluster_never_write_an_older_digest() {
     needs!(Registry, Lighttpd);
-    const OLD: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-    let pinned = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nimages:\n  - name: REGISTRY/org/api\n    newTag: latest\n    digest: {OLD}\n"
-    );
-    let world = World::new(
-        &[("prod/kustomization.yaml", pinned.as_str())],
-        &["deploy/prod"],
-    )
-    .await;
+    let (world, _) = pinned_to_latest().await;
     let host = world.host();
     let mut pushed = vec![world.push("org/api", "latest").await];
     let late = harness::counting::Counting::start_late(
@@ -408,18 +416,7 @@ async fn two_daemons_without_a_cluster_never_write_an_older_digest() {
         std::time::Duration::from_millis(1500),
     )
     .await;
-    let image = format!(
-        r#"
-[images.api]
-image = "{host}/org/api"
-strategy = "digest"
-tag = "latest"
-[[images.api.targets]]
-kind = "kustomization"
-file = "prod/kustomization.yaml"
-"#
-    );
-    let prompt = format!("{}{image}", world.base_config(&["prod"]));
+    let prompt = format!("{}{}", world.base_config(&["prod"]), follows_latest(&host));
     let slow = prompt.replace(
         &format!("api_url = \"http://{host}\""),
         &format!("api_url = \"{}\"", late.url()),
