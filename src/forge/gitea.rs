@@ -15,13 +15,100 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{Api, Auth, segment};
+use super::{Answer, Call};
 use super::{
     ForgeError, Merge, Proposal, Request, State, TitledDraft, checked_sha, checked_url, titled,
 };
+use reqwest::header::{AUTHORIZATION, HeaderName};
 
 /// What marks a draft: a title that starts with it.
 const DRAFT: &str = "WIP:";
 use crate::config::PullRequest;
+
+/// Gitea's and Forgejo's REST API.
+pub struct Gitea;
+
+impl super::Forge for Gitea {
+    fn authorization(&self, token: &str) -> (HeaderName, String) {
+        (AUTHORIZATION, format!("token {token}"))
+    }
+
+    fn find_open<'a>(
+        &'a self,
+        call: Call<'a>,
+        head: &'a str,
+        base: &'a str,
+    ) -> Answer<'a, Option<Request>> {
+        Box::pin(find_open(call.api, call.auth, call.project, head, base))
+    }
+
+    fn get<'a>(&'a self, call: Call<'a>, number: u64) -> Answer<'a, Request> {
+        Box::pin(get(call.api, call.auth, call.project, number))
+    }
+
+    fn open<'a>(
+        &'a self,
+        call: Call<'a>,
+        proposal: &'a Proposal<'a>,
+    ) -> Answer<'a, Option<Request>> {
+        Box::pin(open(call.api, call.auth, call.project, proposal))
+    }
+
+    fn request_reviews<'a>(
+        &'a self,
+        call: Call<'a>,
+        number: u64,
+        reviewers: &'a [String],
+    ) -> Answer<'a, ()> {
+        Box::pin(request_reviews(
+            call.api,
+            call.auth,
+            call.project,
+            number,
+            reviewers,
+        ))
+    }
+
+    fn mark_ready<'a>(&'a self, call: Call<'a>, request: &'a Request) -> Answer<'a, ()> {
+        Box::pin(mark_ready(
+            call.api,
+            call.auth,
+            call.project,
+            request.number,
+        ))
+    }
+
+    fn edit<'a>(
+        &'a self,
+        call: Call<'a>,
+        number: u64,
+        title: &'a str,
+        body: &'a str,
+    ) -> Answer<'a, ()> {
+        Box::pin(edit(call.api, call.auth, call.project, number, title, body))
+    }
+
+    fn close<'a>(&'a self, call: Call<'a>, number: u64, comment: &'a str) -> Answer<'a, ()> {
+        Box::pin(close(call.api, call.auth, call.project, number, comment))
+    }
+
+    fn merge<'a>(
+        &'a self,
+        call: Call<'a>,
+        request: &'a Request,
+        head: &'a str,
+        settings: &'a PullRequest,
+    ) -> Answer<'a, Merge> {
+        Box::pin(merge(
+            call.api,
+            call.auth,
+            call.project,
+            request,
+            head,
+            settings,
+        ))
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct Pull {

@@ -19,13 +19,98 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{Api, Auth, segment};
+use super::{Answer, Call};
 use super::{
     ForgeError, Merge, Proposal, Request, State, TitledDraft, checked_sha, checked_url, titled,
 };
+use reqwest::header::HeaderName;
 
 /// What marks a draft: a title that starts with it.
 const DRAFT: &str = "Draft:";
 use crate::config::{MergeMethod, PullRequest};
+
+/// GitLab's REST API. It names reviewers when it opens a request, so the trait's default
+/// `request_reviews` (nothing) is GitLab's.
+#[derive(Default)]
+pub struct GitLab {
+    /// The instance's version, read once (`None`: unreadable, taken as older than 17.11).
+    version: tokio::sync::OnceCell<Option<(u64, u64)>>,
+}
+
+impl super::Forge for GitLab {
+    fn authorization(&self, token: &str) -> (HeaderName, String) {
+        (HeaderName::from_static("private-token"), token.to_string())
+    }
+
+    fn find_open<'a>(
+        &'a self,
+        call: Call<'a>,
+        head: &'a str,
+        base: &'a str,
+    ) -> Answer<'a, Option<Request>> {
+        Box::pin(find_open(call.api, call.auth, call.project, head, base))
+    }
+
+    fn get<'a>(&'a self, call: Call<'a>, number: u64) -> Answer<'a, Request> {
+        Box::pin(get(call.api, call.auth, call.project, number))
+    }
+
+    fn open<'a>(
+        &'a self,
+        call: Call<'a>,
+        proposal: &'a Proposal<'a>,
+    ) -> Answer<'a, Option<Request>> {
+        Box::pin(open(call.api, call.auth, call.project, proposal))
+    }
+
+    fn mark_ready<'a>(&'a self, call: Call<'a>, request: &'a Request) -> Answer<'a, ()> {
+        Box::pin(mark_ready(
+            call.api,
+            call.auth,
+            call.project,
+            request.number,
+        ))
+    }
+
+    fn edit<'a>(
+        &'a self,
+        call: Call<'a>,
+        number: u64,
+        title: &'a str,
+        body: &'a str,
+    ) -> Answer<'a, ()> {
+        Box::pin(edit(call.api, call.auth, call.project, number, title, body))
+    }
+
+    fn close<'a>(&'a self, call: Call<'a>, number: u64, comment: &'a str) -> Answer<'a, ()> {
+        Box::pin(close(call.api, call.auth, call.project, number, comment))
+    }
+
+    fn merge<'a>(
+        &'a self,
+        call: Call<'a>,
+        request: &'a Request,
+        head: &'a str,
+        settings: &'a PullRequest,
+    ) -> Answer<'a, Merge> {
+        Box::pin(async move {
+            let version = *self
+                .version
+                .get_or_init(|| version(call.api, call.auth))
+                .await;
+            merge(
+                call.api,
+                call.auth,
+                call.project,
+                request,
+                head,
+                settings,
+                version,
+            )
+            .await
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct MergeRequest {

@@ -6,16 +6,21 @@
 //! open one, edit its title and body, comment and close it, merge it when the forge says its
 //! rules are met.
 //!
+//! - [`Forge`]: what one forge kind does; [`github`], [`gitlab`], [`gitea`] each implement it
+//!   with that API's endpoints and shapes. A new forge is one file, and one line in
+//!   [`forge_of`].
+//! - [`Client`]: what every forge shares: credentials, bounds on the text sent, adopting a
+//!   request another writer opened.
 //! - [`http`]: bounded requests on the API's origin, pagination.
-//! - [`github`], [`gitlab`], [`gitea`]: each API's endpoints and shapes.
 //! - [`app`]: GitHub App installation tokens.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use futures_util::future::BoxFuture;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{Forge, ForgeAuth, ForgeKind, PullRequest};
+use crate::config::{ForgeAuth, ForgeKind, PullRequest};
 use crate::secrets::{self, Credential};
 
 pub mod app;
@@ -120,9 +125,92 @@ pub enum Merge {
     NotYet(String),
 }
 
+/// An answer from a forge, later.
+pub type Answer<'a, T> = BoxFuture<'a, Result<T, ForgeError>>;
+
+/// What every call to a forge needs: its API, the signed-in header, and the project.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub api: &'a http::Api,
+    pub auth: &'a Auth,
+    pub project: &'a str,
+}
+
+/// One forge kind's API for pull (merge) requests.
+pub trait Forge: Send + Sync {
+    /// Headers every request carries (GitHub's media type and API version).
+    fn headers(&self) -> HeaderMap {
+        HeaderMap::new()
+    }
+
+    /// The header a token is sent in, and its value.
+    fn authorization(&self, token: &str) -> (HeaderName, String);
+
+    /// The open request from `head` into `base`, if there is one.
+    fn find_open<'a>(
+        &'a self,
+        call: Call<'a>,
+        head: &'a str,
+        base: &'a str,
+    ) -> Answer<'a, Option<Request>>;
+
+    fn get<'a>(&'a self, call: Call<'a>, number: u64) -> Answer<'a, Request>;
+
+    /// Opens a request; `None` when the forge says one is open already.
+    fn open<'a>(
+        &'a self,
+        call: Call<'a>,
+        proposal: &'a Proposal<'a>,
+    ) -> Answer<'a, Option<Request>>;
+
+    /// Asks `reviewers` to review request `number`. By default nothing: a forge that names
+    /// reviewers when it opens a request (GitLab) has done so.
+    fn request_reviews<'a>(
+        &'a self,
+        _call: Call<'a>,
+        _number: u64,
+        _reviewers: &'a [String],
+    ) -> Answer<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Takes a request out of draft.
+    fn mark_ready<'a>(&'a self, call: Call<'a>, request: &'a Request) -> Answer<'a, ()>;
+
+    fn edit<'a>(
+        &'a self,
+        call: Call<'a>,
+        number: u64,
+        title: &'a str,
+        body: &'a str,
+    ) -> Answer<'a, ()>;
+
+    /// Comments on a request, then closes it.
+    fn close<'a>(&'a self, call: Call<'a>, number: u64, comment: &'a str) -> Answer<'a, ()>;
+
+    /// Merges `request` at exactly `head`, or has the forge merge it once its rules are met.
+    fn merge<'a>(
+        &'a self,
+        call: Call<'a>,
+        request: &'a Request,
+        head: &'a str,
+        settings: &'a PullRequest,
+    ) -> Answer<'a, Merge>;
+}
+
+/// The forge of each kind.
+pub fn forge_of(kind: ForgeKind) -> Box<dyn Forge> {
+    match kind {
+        ForgeKind::GitHub => Box::new(github::GitHub),
+        ForgeKind::GitLab => Box::<gitlab::GitLab>::default(),
+        ForgeKind::Gitea => Box::new(gitea::Gitea),
+    }
+}
+
 /// One forge's API for one repository.
 pub struct Client {
     pub kind: ForgeKind,
+    forge: Box<dyn Forge>,
     project: String,
     api: http::Api,
     auth: ForgeAuth,
@@ -130,8 +218,6 @@ pub struct Client {
     host: String,
     token: Mutex<Option<(Auth, Instant)>>,
     app: Option<app::Installation>,
-    /// GitLab's version, read once (`None`: unreadable, taken as older than 17.11).
-    gitlab_version: tokio::sync::OnceCell<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -144,12 +230,9 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    pub fn new(forge: &Forge) -> Result<Client, ForgeError> {
-        let fixed = match forge.kind {
-            ForgeKind::GitHub => github::headers(),
-            ForgeKind::GitLab | ForgeKind::Gitea => Default::default(),
-        };
-        let api = http::Api::new(&forge.api_url, fixed)?;
+    pub fn new(forge: &crate::config::Forge) -> Result<Client, ForgeError> {
+        let kind = forge_of(forge.kind);
+        let api = http::Api::new(&forge.api_url, kind.headers())?;
         let host = api.url("/")?.host_str().unwrap_or_default().to_string();
         let app = match &forge.auth {
             ForgeAuth::GitHubApp {
@@ -165,13 +248,13 @@ impl Client {
         };
         Ok(Client {
             kind: forge.kind,
+            forge: kind,
             project: forge.project.clone(),
             api,
             auth: forge.auth.clone(),
             host,
             token: Mutex::new(None),
             app,
-            gitlab_version: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -184,7 +267,7 @@ impl Client {
     async fn auth(&self) -> Result<Auth, ForgeError> {
         if let Some(app) = &self.app {
             let token = app.token(&self.api, &self.project).await?;
-            return header(self.kind, &token);
+            return self.header(&token);
         }
         if let Some((auth, at)) = &*self.token.lock().expect("token lock")
             && at.elapsed() < TOKEN_TTL
@@ -208,7 +291,7 @@ impl Client {
                 )));
             }
         };
-        let auth = header(self.kind, &token)?;
+        let auth = self.header(&token)?;
         *self.token.lock().expect("token lock") = Some((auth.clone(), Instant::now()));
         Ok(auth)
     }
@@ -216,24 +299,12 @@ impl Client {
     /// The open request from `head` into `base`, if there is one.
     pub async fn find_open(&self, head: &str, base: &str) -> Result<Option<Request>, ForgeError> {
         let auth = self.auth().await?;
-        match self.kind {
-            ForgeKind::GitHub => {
-                github::find_open(&self.api, &auth, &self.project, head, base).await
-            }
-            ForgeKind::GitLab => {
-                gitlab::find_open(&self.api, &auth, &self.project, head, base).await
-            }
-            ForgeKind::Gitea => gitea::find_open(&self.api, &auth, &self.project, head, base).await,
-        }
+        self.forge.find_open(self.call(&auth), head, base).await
     }
 
     pub async fn get(&self, number: u64) -> Result<Request, ForgeError> {
         let auth = self.auth().await?;
-        match self.kind {
-            ForgeKind::GitHub => github::get(&self.api, &auth, &self.project, number).await,
-            ForgeKind::GitLab => gitlab::get(&self.api, &auth, &self.project, number).await,
-            ForgeKind::Gitea => gitea::get(&self.api, &auth, &self.project, number).await,
-        }
+        self.forge.get(self.call(&auth), number).await
     }
 
     /// Asks the configured reviewers to review request `number` (GitHub and Gitea; GitLab's
@@ -248,30 +319,16 @@ impl Client {
             return Ok(());
         }
         let auth = self.auth().await?;
-        match self.kind {
-            ForgeKind::GitHub => {
-                github::request_reviews(&self.api, &auth, &self.project, number, reviewers).await
-            }
-            ForgeKind::Gitea => {
-                gitea::request_reviews(&self.api, &auth, &self.project, number, reviewers).await
-            }
-            ForgeKind::GitLab => Ok(()),
-        }
+        self.forge
+            .request_reviews(self.call(&auth), number, reviewers)
+            .await
     }
 
     /// Marks a draft ready for review: GitHub's `markPullRequestReadyForReview` (GraphQL
     /// only), or the draft mark taken off the title (GitLab's `Draft:`, Gitea's `WIP:`).
     pub async fn mark_ready(&self, request: &Request) -> Result<(), ForgeError> {
         let auth = self.auth().await?;
-        match self.kind {
-            ForgeKind::GitHub => github::mark_ready(&self.api, &auth, request).await,
-            ForgeKind::GitLab => {
-                gitlab::mark_ready(&self.api, &auth, &self.project, request.number).await
-            }
-            ForgeKind::Gitea => {
-                gitea::mark_ready(&self.api, &auth, &self.project, request.number).await
-            }
-        }
+        self.forge.mark_ready(self.call(&auth), request).await
     }
 
     /// Opens a request, with its labels and assignees (and on GitLab its reviewers; elsewhere
@@ -284,11 +341,7 @@ impl Client {
             body: cut(&proposal.body, MAX_BODY_TEXT),
             ..proposal.clone()
         };
-        let opened = match self.kind {
-            ForgeKind::GitHub => github::open(&self.api, &auth, &self.project, &proposal).await,
-            ForgeKind::GitLab => gitlab::open(&self.api, &auth, &self.project, &proposal).await,
-            ForgeKind::Gitea => gitea::open(&self.api, &auth, &self.project, &proposal).await,
-        }?;
+        let opened = self.forge.open(self.call(&auth), &proposal).await?;
         if let Some(request) = opened {
             return Ok((request, false));
         }
@@ -309,34 +362,16 @@ impl Client {
     pub async fn edit(&self, number: u64, title: &str, body: &str) -> Result<(), ForgeError> {
         let auth = self.auth().await?;
         let (title, body) = (cut(title, MAX_TITLE), cut(body, MAX_BODY_TEXT));
-        match self.kind {
-            ForgeKind::GitHub => {
-                github::edit(&self.api, &auth, &self.project, number, &title, &body).await
-            }
-            ForgeKind::GitLab => {
-                gitlab::edit(&self.api, &auth, &self.project, number, &title, &body).await
-            }
-            ForgeKind::Gitea => {
-                gitea::edit(&self.api, &auth, &self.project, number, &title, &body).await
-            }
-        }
+        self.forge
+            .edit(self.call(&auth), number, &title, &body)
+            .await
     }
 
     /// Comments on a request, then closes it.
     pub async fn close(&self, number: u64, comment: &str) -> Result<(), ForgeError> {
         let auth = self.auth().await?;
         let comment = cut(comment, MAX_BODY_TEXT);
-        match self.kind {
-            ForgeKind::GitHub => {
-                github::close(&self.api, &auth, &self.project, number, &comment).await
-            }
-            ForgeKind::GitLab => {
-                gitlab::close(&self.api, &auth, &self.project, number, &comment).await
-            }
-            ForgeKind::Gitea => {
-                gitea::close(&self.api, &auth, &self.project, number, &comment).await
-            }
-        }
+        self.forge.close(self.call(&auth), number, &comment).await
     }
 
     /// Merges `request` at exactly `head`, or has the forge merge it once its rules are met;
@@ -348,44 +383,27 @@ impl Client {
         settings: &PullRequest,
     ) -> Result<Merge, ForgeError> {
         let auth = self.auth().await?;
-        match self.kind {
-            ForgeKind::GitHub => {
-                github::merge(&self.api, &auth, &self.project, request, head, settings).await
-            }
-            ForgeKind::GitLab => {
-                let version = *self
-                    .gitlab_version
-                    .get_or_init(|| gitlab::version(&self.api, &auth))
-                    .await;
-                gitlab::merge(
-                    &self.api,
-                    &auth,
-                    &self.project,
-                    request,
-                    head,
-                    settings,
-                    version,
-                )
-                .await
-            }
-            ForgeKind::Gitea => {
-                gitea::merge(&self.api, &auth, &self.project, request, head, settings).await
-            }
+        self.forge
+            .merge(self.call(&auth), request, head, settings)
+            .await
+    }
+
+    fn call<'a>(&'a self, auth: &'a Auth) -> Call<'a> {
+        Call {
+            api: &self.api,
+            auth,
+            project: &self.project,
         }
     }
-}
 
-/// How each forge wants its token.
-fn header(kind: ForgeKind, token: &str) -> Result<Auth, ForgeError> {
-    let (name, value) = match kind {
-        ForgeKind::GitHub => (AUTHORIZATION, format!("Bearer {token}")),
-        ForgeKind::GitLab => (HeaderName::from_static("private-token"), token.to_string()),
-        ForgeKind::Gitea => (AUTHORIZATION, format!("token {token}")),
-    };
-    let mut value = HeaderValue::from_str(&value)
-        .map_err(|_| ForgeError::Credentials("the token is not a valid header value".into()))?;
-    value.set_sensitive(true);
-    Ok(Auth { name, value })
+    /// The header that carries `token`, as this forge wants it.
+    fn header(&self, token: &str) -> Result<Auth, ForgeError> {
+        let (name, value) = self.forge.authorization(token);
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| ForgeError::Credentials("the token is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        Ok(Auth { name, value })
+    }
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.
