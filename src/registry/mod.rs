@@ -1,7 +1,9 @@
 //! Reading container registries: tags, digests, platforms and creation times, politely.
 //!
 //! - [`client`]: one client per registry: TLS, credentials, the auth handshake, rate limits,
-//!   429 and retry handling; every request goes through it.
+//!   429 and retry handling; every request goes through it. [`endpoint`]: its settings;
+//!   [`budget`]: the registry's own account of its request budget; [`error`]: how a request
+//!   fails.
 //! - [`api`]: the distribution API calls (tag lists, HEAD for digests, manifests, configs).
 //! - [`cache`]: what a digest names, kept forever and across restarts.
 //! - [`signatures`]: where cosign attaches what it signs.
@@ -15,8 +17,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod budget;
 pub mod cache;
 pub mod client;
+pub mod endpoint;
+pub mod error;
 pub mod manifest;
 pub mod metrics;
 pub mod signatures;
@@ -26,8 +31,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use api::ImageInfo;
+pub use budget::Budget;
 pub use cache::MetadataCache;
-pub use client::{Budget, Client, Endpoint, RegistryError, Tuning};
+pub use client::Client;
+pub use endpoint::{Endpoint, Tuning};
+pub use error::RegistryError;
 pub use metrics::{Metrics, RequestKind, Snapshot};
 pub use tokens::TokenStore;
 
