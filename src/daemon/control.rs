@@ -134,7 +134,7 @@ impl PollAnswer {
                     candidate: None,
                     reason: None,
                     waiting: None,
-                    error: Some(e.clone()),
+                    error: Some(e.to_string()),
                 },
             })
             .collect();

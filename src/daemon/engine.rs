@@ -17,7 +17,7 @@ mod cluster;
 mod propose;
 mod recheck;
 
-pub use super::report::{BranchReport, Check, Chosen, Report};
+pub use super::report::{BranchReport, Check, CheckError, Chosen, Report};
 
 use super::fault;
 use super::metrics::DaemonMetrics;
@@ -312,7 +312,7 @@ impl Engine {
                 checks.push(Check {
                     alias: image.alias.clone(),
                     environment: d.environment.clone(),
-                    result: Err(why.to_string()),
+                    result: Err(CheckError::Refused(why.to_string())),
                 });
             }
         }
@@ -350,9 +350,7 @@ impl Engine {
         let result = std::panic::AssertUnwindSafe(self.choose(cycle, holds, image, deployment))
             .catch_unwind()
             .await
-            .unwrap_or_else(|panic| {
-                Err(format!("the poll panicked: {}", fault::panic_text(&*panic)))
-            })
+            .unwrap_or_else(|panic| Err(CheckError::Panicked(fault::panic_text(&*panic))))
             // Every tag's verdict is for `test`; a cycle need not keep it until it ends.
             .map(|chosen| Chosen {
                 choice: None,
@@ -373,7 +371,7 @@ impl Engine {
                     (!chosen.unverified.is_empty()).then(|| chosen.unverified.join("; "));
                 s.last_error = None;
             }
-            Err(e) => s.last_error = Some(e.clone()),
+            Err(e) => s.last_error = Some(e.to_string()),
         });
         // Signature failures are news once, not every poll.
         if let Ok(chosen) = &result
@@ -412,7 +410,7 @@ impl Engine {
         holds: &Holds,
         image: &Image,
         deployment: &Deployment,
-    ) -> Result<Chosen, String> {
+    ) -> Result<Chosen, CheckError> {
         let (alias, env) = (&image.alias, &deployment.environment);
         let hold = holds.active(alias, env).map(|hold| {
             let until = hold.until.as_deref().unwrap_or("released");
@@ -433,9 +431,10 @@ impl Engine {
         let client = self
             .registries
             .for_image(image)
-            .ok_or_else(|| format!("no registry client for {}", image.reference))?;
+            .ok_or_else(|| CheckError::NoClient(image.reference.to_string()))?;
+        // The semaphores live as long as the engine, and are never closed.
         let _permit = match self.limit(image) {
-            Some(s) => Some(s.acquire_owned().await.map_err(|e| e.to_string())?),
+            Some(s) => s.acquire_owned().await.ok(),
             None => None,
         };
         // The deadline counts from here: waiting for the registry's turn is not the poll's
@@ -445,10 +444,7 @@ impl Engine {
                 .await
             {
                 Ok(result) => result,
-                Err(_) => Err(format!(
-                    "the poll took longer than {}s and was abandoned",
-                    POLL_DEADLINE.as_secs()
-                )),
+                Err(_) => Err(CheckError::Deadline(POLL_DEADLINE.as_secs())),
             };
         // A hold still polls, so `status` shows what it keeps back; it writes nothing.
         match hold {
@@ -474,7 +470,7 @@ impl Engine {
         client: &registry::Client,
         image: &Image,
         deployment: &Deployment,
-    ) -> Result<Chosen, String> {
+    ) -> Result<Chosen, CheckError> {
         let (alias, env) = (&image.alias, &deployment.environment);
         fault::maybe_panic(alias);
         // A digest that is written must be the tag's digest now; others may be remembered.
@@ -488,22 +484,16 @@ impl Engine {
             replaces: image.replaces.clone(),
         };
         if let Some(pin) = &deployment.safety.pin {
-            let tags = cycle
-                .tags(client, &repository)
-                .await
-                .map_err(|e| e.to_string())?;
+            let tags = cycle.tags(client, &repository).await?;
             if !tags.iter().any(|t| t == pin) {
-                return Err(format!(
-                    "pinned tag {pin} is not in {}",
-                    image.reference.repository()
-                ));
+                return Err(CheckError::PinMissing {
+                    tag: pin.clone(),
+                    repository: image.reference.repository(),
+                });
             }
             // A verified digest is the tag's digest now, never one remembered (see Gate).
             let reuse = reuse_digests && deployment.verify.is_none();
-            let digest = cycle
-                .digest(client, &repository, pin, reuse)
-                .await
-                .map_err(|e| e.to_string())?;
+            let digest = cycle.digest(client, &repository, pin, reuse).await?;
             if let Some(why) = self.unverified(client, image, deployment, &digest).await? {
                 return Ok(Chosen {
                     reason: "pinned in the config".into(),
@@ -520,10 +510,7 @@ impl Engine {
                 ..Chosen::default()
             });
         }
-        let tags = cycle
-            .tags(client, &repository)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tags = cycle.tags(client, &repository).await?;
         let repository_name = image.reference.repository();
         self.shared.seen.observe(&repository_name, &tags);
         let not_yet = safety::min_age(deployment, || self.shared.seen.sightings(&repository_name));
@@ -557,8 +544,7 @@ impl Engine {
             &deployment.platforms,
             &gate,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let Some(i) = choice.selection.selected else {
             // Say why the best tag is out when a safety rule took it.
             let waiting = choice
@@ -609,7 +595,7 @@ impl Engine {
         image: &Image,
         deployment: &Deployment,
         digest: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, CheckError> {
         let Some(rules) = &deployment.verify else {
             return Ok(None);
         };
@@ -618,8 +604,10 @@ impl Engine {
             .verifier
             .check(client, &image.reference.path, digest, rules)
             .await
-            .map_err(|e| e.to_string())?
-        {
+            .map_err(|e| match e {
+                crate::verify::VerifyError::Registry(e) => CheckError::Registry(e),
+                other => CheckError::Verify(other.to_string()),
+            })? {
             crate::verify::Verdict::Verified(_) => Ok(None),
             crate::verify::Verdict::Rejected(why) => Ok(Some(why)),
         }

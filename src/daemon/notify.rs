@@ -55,7 +55,7 @@ pub fn messages(config: &Config, report: &Report) -> Vec<Message> {
             if let Err(e) = &c.result {
                 m.failures.push(Problem {
                     image: c.alias.clone(),
-                    reason: e.clone(),
+                    reason: e.to_string(),
                 });
             }
         }

@@ -5,14 +5,42 @@
 use std::sync::Arc;
 
 use crate::poll;
+use crate::registry::RegistryError;
 use crate::writeback::{Desired, Guard, Outcome};
+
+/// Why a check decided nothing: the image's error this cycle. What decides on it (the
+/// scheduler's backoff, the outage probe, notifications) reads the kind, never the words.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    /// The registry failed, refused or could not be reached, after its retries.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A signature check could not be made (a key or trusted root unreadable): never a pass.
+    #[error("{0}")]
+    Verify(String),
+    /// The tag the config pins is not in the repository.
+    #[error("pinned tag {tag} is not in {repository}")]
+    PinMissing { tag: String, repository: String },
+    /// The poll outlived its deadline once it had its registry's turn.
+    #[error("the poll took longer than {0}s and was abandoned")]
+    Deadline(u64),
+    /// A bug met an answer it did not expect; this image only.
+    #[error("the poll panicked: {0}")]
+    Panicked(String),
+    /// No registry client could serve the image.
+    #[error("no registry client for {0}")]
+    NoClient(String),
+    /// The cycle could not decide anything (etcd, the holds): every image of it alike.
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// One image in one environment after a check.
 #[derive(Debug, Clone)]
 pub struct Check {
     pub alias: String,
     pub environment: String,
-    pub result: Result<Chosen, String>,
+    pub result: Result<Chosen, CheckError>,
 }
 
 #[derive(Clone, Default)]

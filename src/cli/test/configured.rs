@@ -159,7 +159,7 @@ pub fn run(args: &Args, found: Found) -> Outcome {
     let chosen = match runtime.block_on(engine.choose(&Cycle::new(), &holds, image, deployment)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {}", safe(&e));
+            eprintln!("error: {}", safe(&e.to_string()));
             return Outcome::Usage;
         }
     };
