@@ -83,403 +83,650 @@ pub struct Options {
 
 /// Runs until SIGTERM or SIGINT. `config` is the already validated initial config.
 pub async fn run(options: Options, config: Config) -> Result<(), String> {
-    let state_dir = options
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| config.settings.state_dir.clone());
-    crate::private::create_dir(&state_dir)
-        .map_err(|e| crate::private::state_dir_error(&state_dir, &e))?;
-    let mut shared = Shared::open(state_dir);
-    let listen = options.listen.unwrap_or(config.settings.listen);
-    let listener = http::endpoints::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    // Its allowance follows the budget plan, set once the schedule has one (see `planned`).
-    let health = Arc::new(http::Health::new(http::MIN_ALLOWANCE));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (poll_tx, mut poll_rx) = mpsc::channel::<control::PollRequest>(16);
-    let served = listener.local_addr().unwrap_or(listen);
-    let control = control::ControlFile::create(&shared.state_dir, served).map_err(|e| {
-        format!(
-            "cannot write {}: {e}",
-            control::ControlFile::path(&shared.state_dir).display()
-        )
-    })?;
-    let server = Arc::new(http::Server {
-        health: health.clone(),
-        metrics: shared.metrics.clone(),
-        registry_metrics: shared.registry_metrics.clone(),
-        control: Some((control, poll_tx)),
-    });
-    // Registry push events, when [webhooks] is configured.
-    let (push_tx, mut push_rx) = mpsc::channel::<Vec<webhook::Pushed>>(64);
-    let webhook_task = match (&config.webhooks, webhook::secret(&config).await?) {
-        (Some(w), Some(secret)) => {
-            let tls = match &w.tls {
-                Some(t) => Some(Arc::new(
-                    http::tls::Certificates::load(&t.certificate, &t.key)
-                        .map_err(|e| format!("webhooks: {e}"))?,
-                )),
-                None => None,
-            };
-            let listener = tokio::net::TcpListener::bind(w.listen)
-                .await
-                .map_err(|e| format!("cannot listen for webhooks on {}: {e}", w.listen))?;
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            tracing::info!(listen = %w.listen, scheme, "accepting registry webhooks on POST /webhook");
-            Some(tokio::spawn(webhook::serve(
-                listener,
-                tls,
-                Arc::new(secret),
-                push_tx.clone(),
-                stop_tx.subscribe(),
-            )))
-        }
-        _ => None,
-    };
-    // Served last, so that when /healthz answers, every listener is bound.
-    let server_task = tokio::spawn(server.serve(listener, stop_rx));
-    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
-    let (reload_tx, mut reload_rx) = mpsc::channel::<Trigger>(1);
-    let _watcher = match reload::watch(&options.config_path, reload_tx.clone()) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
-            None
-        }
-    };
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-
-    let mut source = fingerprint(&std::fs::read(&options.config_path).unwrap_or_default());
-    // What this replica's share of the work is computed from, published beside its key.
-    let work_tx = watch::Sender::new(crate::cluster::fingerprint(&config));
-    // With [cluster], the live replicas divide the images; read once, at start.
-    let (mut members, cluster_task) = match &config.cluster {
-        Some(cluster) => {
-            let me = crate::cluster::replica_id();
-            tracing::info!(replica = %me, cluster = %cluster.name, endpoints = ?cluster.endpoints, "cluster: joining");
-            shared.tuning.replica = Some(me.clone());
-            let handover = Arc::new(Handover::new(
-                cluster.clone(),
-                me.clone(),
-                shared.cache.clone(),
-            ));
-            health
-                .foreign_grace
-                .store(cluster.lease.as_secs(), Ordering::Relaxed);
-            let (rx, session, task) = crate::cluster::etcd::join(
-                cluster.clone(),
-                me,
-                work_tx.subscribe(),
-                stop_tx.subscribe(),
-            );
-            // Writes take their branch's lock through this replica's session.
-            let _ = shared.cluster.set(session);
-            let _ = shared.handover.set(handover);
-            let _ = shared.members.set(rx.clone());
-            (Some(rx), Some(task))
-        }
-        None => (None, None),
-    };
-    // Pushes other replicas received for images this one owns.
-    let (mut pokes, pokes_task) = match shared.handover.get() {
-        Some(h) => {
-            let (rx, task) = crate::cluster::pokes::follow(h.clone(), stop_tx.subscribe());
-            (Some(rx), Some(task))
-        }
-        None => (None, None),
-    };
-    let mut engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
-    let mut owned = owned_by(members.as_ref(), &engine);
-    let mut schedule = Schedule::new(&engine.config, |alias| shared.status.checked(alias));
-    planned(&schedule, &engine.config, &shared, &health);
-    health.images.store(schedule.len(), Ordering::Relaxed);
-    let mut lanes: BTreeMap<Lane, Running> = BTreeMap::new();
-    // Images taken over from another replica and not polled here since.
-    let mut adopting: std::collections::HashSet<String> = std::collections::HashSet::new();
-    // In a cluster, polls start JOIN_SETTLE after this replica first sees itself live: the
-    // replicas started with it join meanwhile and the images are divided before anything is
-    // polled. (Otherwise the first to join owns every image for a moment, and polls them all
-    // at the whole of each registry's rate.)
-    let mut settled = members.is_none();
-    let mut settle_at: Option<tokio::time::Instant> = None;
-    if let Some(m) = &members
-        && m.borrow().live.contains(&m.borrow().me)
-    {
-        settle_at = Some(tokio::time::Instant::now() + JOIN_SETTLE);
-    }
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<LaneDone>();
-    let mut waiters = control::Waiters::default();
-    let mut cycles: u64 = 0;
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    // While a registry is down, one cheap request every PROBE_EVERY finds out when it is back.
-    let mut probe_tick = tokio::time::interval(PROBE_EVERY);
-    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<(String, bool)>();
-    let mut probing: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    systemd::check_socket();
-    let watchdog = systemd::watchdog_interval();
-    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    systemd::ready();
-    tracing::info!(images = schedule.len(), "running");
-
-    loop {
-        // Images whose lane is busy wait for it; the others are due on their own time. In a
-        // cluster, only the images this replica owns now.
-        let idle = |alias: &str| {
-            settled
-                && !lanes.contains_key(&Lane::of(&engine, alias, &adopting))
-                && owned.as_ref().is_none_or(|o| o.contains(alias))
-        };
-        let next = schedule.next_due_among(idle);
-        tokio::select! {
-            _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
-                let now = tokio::time::Instant::now();
-                let due = schedule.due_among(now, idle);
-                let mut by_lane: BTreeMap<Lane, Vec<String>> = BTreeMap::new();
-                for alias in due {
-                    let lane = Lane::of(&engine, &alias, &adopting);
-                    let batch = by_lane.entry(lane).or_default();
-                    // The rest stay due: the lane takes them when this cycle ends.
-                    if batch.len() < MAX_CYCLE_IMAGES {
-                        batch.push(alias);
-                    }
-                }
-                for (lane, due) in by_lane {
-                    for alias in &due {
-                        shared.metrics.poll_lag(&lane.registry, schedule.lag(alias, now));
-                    }
-                    cycles = cycles.wrapping_add(1);
-                    waiters.started(cycles, &due);
-                    let running = start_lane(&engine, cycles, lane.clone(), due, done_tx.clone());
-                    lanes.insert(lane, running);
-                }
-            }
-            Some(done) = done_rx.recv() => {
-                lanes.remove(&done.lane);
-                if done.lane.taken_over {
-                    for alias in &done.due {
-                        adopting.remove(alias);
-                    }
-                }
-                waiters.finished(done.id, done.outcome.as_ref().map(|(_, r)| r).map_err(String::as_str));
-                let feedback = match done.outcome {
-                    Ok((feedback, _)) => feedback,
-                    Err(why) => {
-                        shared.metrics.cycle_failed(&done.lane.registry);
-                        tracing::error!(registry = %done.lane, images = ?done.due, "{why}; its images are rescheduled as failed");
-                        done.due.iter().map(|a| (a.clone(), Feedback { failed: true, ..Feedback::default() })).collect()
-                    }
-                };
-                if feedback.iter().any(|(_, f)| !f.failed) {
-                    health.succeeded();
-                }
-                for (alias, f) in feedback {
-                    schedule.polled(&alias, f);
-                }
-                health.ready.store(true, Ordering::Relaxed);
-            }
-            Some(trigger) = reload_rx.recv() => {
-                if trigger == Trigger::File {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while reload_rx.try_recv().is_ok() {}
-                }
-                if let Some(config) = reload_config(&options, trigger, &mut source, &shared, &engine.config).await {
-                    match Engine::new(Arc::new(config), &shared) {
-                        // A cycle in flight keeps the engine it holds; the next one gets this.
-                        Ok(new) => {
-                            shared.metrics.reloaded(true);
-                            tracing::info!(file = %options.config_path.display(), images = new.config.images.len(), "config reloaded");
-                            schedule.reconcile(&new.config, |alias| shared.status.checked(alias));
-                            planned(&schedule, &new.config, &shared, &health);
-                            waiters.retain_known(|alias| new.config.images.contains_key(alias));
-                            health.images.store(schedule.len(), Ordering::Relaxed);
-                            engine = Arc::new(new);
-                            work_tx.send_if_modified(|work| {
-                                let now = crate::cluster::fingerprint(&engine.config);
-                                (now != *work).then(|| *work = now).is_some()
-                            });
-                            owned = take_over(&shared, owned, owned_by(members.as_ref(), &engine));
-                            shared.forget_mirrors().await;
-                        }
-                        Err(e) => {
-                            shared.metrics.reloaded(false);
-                            tracing::error!(error = %e, "cannot apply the new config; keeping the old one");
-                        }
-                    }
-                }
-                systemd::ready();
-            }
-            Some(request) = poll_rx.recv() => {
-                match poll_refusal(&engine.config, &request) {
-                    Some(refused) => {
-                        let _ = request.reply.send(Err(refused));
-                    }
-                    None => {
-                        tracing::info!(image = %request.image, "checking now: `image-updater poll` asked");
-                        schedule.due_now(std::slice::from_ref(&request.image));
-                        waiters.push(request);
-                    }
-                }
-            }
-            Some(pushed) = push_rx.recv() => {
-                let aliases = webhook::matching(&engine.config, &pushed);
-                // In a cluster, the images of other replicas go to their owners.
-                let (mine, theirs): (Vec<String>, Vec<String>) = aliases
-                    .into_iter()
-                    .partition(|a| owned.as_ref().is_none_or(|o| o.contains(a)));
-                if !mine.is_empty() {
-                    tracing::info!(images = ?mine, "checking now: a registry reported a push");
-                    schedule.due_now(&mine);
-                }
-                if let (Some(h), false) = (shared.handover.get(), theirs.is_empty()) {
-                    tracing::info!(images = ?theirs, "a registry reported a push; passing it on to the images' owners");
-                    let session = shared.cluster.get().and_then(|s| s.borrow().clone());
-                    let h = h.clone();
-                    tokio::spawn(async move { crate::cluster::pokes::send(&h, session, &theirs).await });
-                }
-            }
-            Some(poked) = async { pokes.as_mut().expect("clustered").recv().await }, if pokes.is_some() => {
-                let mine: Vec<String> = poked
-                    .into_iter()
-                    .filter(|a| owned.as_ref().is_some_and(|o| o.contains(a)))
-                    .collect();
-                if !mine.is_empty() {
-                    // A poke may also say another replica changed the image's record (a pull
-                    // request it wrote): read it again before the check.
-                    if let Some(h) = shared.handover.get() {
-                        h.taken(mine.iter().cloned());
-                    }
-                    tracing::info!(images = ?mine, "checking now: another replica received a push for them, or changed their record");
-                    schedule.due_now(&mine);
-                }
-            }
-            _ = tokio::time::sleep_until(settle_at.unwrap_or_else(tokio::time::Instant::now)), if !settled && settle_at.is_some() => {
-                settled = true;
-                tracing::info!(seconds = JOIN_SETTLE.as_secs(), "cluster: the members had time to join; polling");
-            }
-            _ = probe_tick.tick() => {
-                for (lane, client) in engine.registries().down() {
-                    // A cycle of the lane running finds out for itself.
-                    let busy = lanes.keys().any(|l| l.registry == lane);
-                    if busy || !probing.insert(lane.to_string()) {
-                        continue;
-                    }
-                    let (client, lane, tx) = (client.clone(), lane.to_string(), probe_tx.clone());
-                    tokio::spawn(async move {
-                        // Jitter: replicas and daemons probing one registry spread out.
-                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..500))).await;
-                        let up = client.probe().await;
-                        let _ = tx.send((lane, up));
-                    });
-                }
-            }
-            Some((lane, up)) = probe_rx.recv() => {
-                probing.remove(&lane);
-                if up {
-                    let back = schedule.recovered(|alias| {
-                        lane_of(&engine, alias) == lane && owned.as_ref().is_none_or(|o| o.contains(alias))
-                    });
-                    if back > 0 {
-                        tracing::info!(registry = %lane, images = back, "the registry answers again; polling the images that failed now");
-                    }
-                }
-            }
-            _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading the config");
-                let _ = reload_tx.try_send(Trigger::Signal);
-            }
-            _ = heartbeat.tick() => {
-                health.beat();
-                memory::trim();
-                // A replica in the cluster that owns no image makes progress by being there.
-                if let (Some(m), Some(o)) = (&members, &owned)
-                    && o.is_empty()
-                    && m.borrow().live.contains(&m.borrow().me)
-                {
-                    health.succeeded();
-                    health.ready.store(true, Ordering::Relaxed);
-                }
-            }
-            Ok(()) = async { members.as_mut().expect("clustered").changed().await }, if members.is_some() => {
-                let before = owned.clone();
-                owned = take_over(&shared, owned, owned_by(members.as_ref(), &engine));
-                // Taken over from a replica that left: polled in a lane of their own. (A
-                // replica that owned nothing yet is starting, and has nothing to delay.)
-                if let (Some(before), Some(now)) = (&before, &owned)
-                    && !before.is_empty()
-                {
-                    adopting.extend(now.difference(before).cloned());
-                }
-                adopting.retain(|a| owned.as_ref().is_some_and(|o| o.contains(a)));
-                if settle_at.is_none()
-                    && let Some(m) = &members
-                    && m.borrow().live.contains(&m.borrow().me)
-                {
-                    settle_at = Some(tokio::time::Instant::now() + JOIN_SETTLE);
-                }
-                let count = owned.as_ref().map_or(0, |o| o.len());
-                let (live, foreign) = members.as_ref().map_or((0, 0), |m| {
-                    let view = m.borrow();
-                    (view.live.len(), view.foreign.len())
-                });
-                shared.metrics.owned_images(count, live, foreign);
-                health.saw_foreign(foreign);
-                // Each request waits for one slot per live replica: together they keep to
-                // each registry's rate.
-                let share = u32::try_from(live).unwrap_or(u32::MAX).max(1);
-                shared.tuning.share.store(share, Ordering::Relaxed);
-                tracing::info!(owned = count, of = engine.config.images.len(), members = live, "cluster: images owned by this replica");
-                if count == 0 && !engine.config.images.is_empty() {
-                    let view = members.as_ref().map(|m| m.borrow().clone()).unwrap_or_default();
-                    let why = if !view.live.contains(&view.me) {
-                        "it is outside the cluster until it holds a lease".to_string()
-                    } else {
-                        format!("the other {} live replicas of this config own them all", live.saturating_sub(1))
-                    };
-                    tracing::info!(images = engine.config.images.len(), members = ?view.live, foreign = view.foreign.len(), "cluster: this replica owns none of the images: {why}");
-                }
-            }
-            // The watchdog is fed only while polling makes progress: systemd restarts a daemon
-            // whose loop turns but whose polls have all hung or failed for too long.
-            _ = watchdog_tick.tick(), if watchdog.is_some() && health.healthy() => systemd::watchdog(),
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-        }
-    }
-
-    systemd::stopping();
-    if !lanes.is_empty() {
-        tracing::info!(grace = ?SHUTDOWN_GRACE, cycles = lanes.len(), "shutting down: letting running cycles finish");
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        for (lane, mut running) in lanes {
-            if tokio::time::timeout_at(deadline, &mut running.supervisor)
-                .await
-                .is_err()
-            {
-                tracing::warn!(registry = %lane, "the cycle did not finish in time; abandoning it (nothing is half-pushed)");
-                running.cycle.abort();
-                running.supervisor.abort();
-            }
-        }
-    }
-    shared.save();
-    let _ = stop_tx.send(true);
-    let _ = server_task.await;
-    if let Some(task) = webhook_task {
-        let _ = task.await;
-    }
-    if let Some(task) = pokes_task {
-        let _ = task.await;
-    }
-    // The lease is revoked on the way out: the others take this replica's images at once.
-    if let Some(task) = cluster_task {
-        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
-    }
-    tracing::info!("stopped");
+    let mut daemon = Daemon::start(options, config).await?;
+    daemon.serve().await;
+    daemon.stop().await;
     Ok(())
+}
+
+/// The running service: what it listens to, the tasks it started, and the state of its loop.
+/// It owns its shutdown: [`Daemon::stop`] lets cycles finish, saves the state, stops the
+/// listeners and gives up the cluster lease.
+struct Daemon {
+    options: Options,
+    shared: Shared,
+    health: Arc<http::Health>,
+    events: Events,
+    tasks: Tasks,
+    reload_tx: mpsc::Sender<Trigger>,
+    done_tx: mpsc::UnboundedSender<LaneDone>,
+    probe_tx: mpsc::UnboundedSender<(String, bool)>,
+    /// What this replica's share of the work is computed from, published beside its key.
+    work_tx: watch::Sender<String>,
+    /// The config file's fingerprint as last applied.
+    source: [u8; 32],
+    engine: Arc<Engine>,
+    /// In a cluster, the images this replica owns now (`None` outside a cluster: all).
+    owned: Option<std::collections::HashSet<String>>,
+    schedule: Schedule,
+    lanes: BTreeMap<Lane, Running>,
+    /// Images taken over from another replica and not polled here since.
+    adopting: std::collections::HashSet<String>,
+    /// In a cluster, polls start [`JOIN_SETTLE`] after this replica first sees itself live:
+    /// the replicas started with it join meanwhile and the images are divided before anything
+    /// is polled. (Otherwise the first to join owns every image for a moment, and polls them
+    /// all at the whole of each registry's rate.)
+    settled: bool,
+    settle_at: Option<tokio::time::Instant>,
+    waiters: control::Waiters,
+    cycles: u64,
+    /// Registries being asked whether they are back.
+    probing: std::collections::BTreeSet<String>,
+    watchdog: Option<Duration>,
+}
+
+/// What the daemon's loop waits on.
+struct Events {
+    poll_rx: mpsc::Receiver<control::PollRequest>,
+    push_rx: mpsc::Receiver<Vec<webhook::Pushed>>,
+    reload_rx: mpsc::Receiver<Trigger>,
+    done_rx: mpsc::UnboundedReceiver<LaneDone>,
+    probe_rx: mpsc::UnboundedReceiver<(String, bool)>,
+    /// With `[cluster]`: the live replicas, and pushes other replicas received for images
+    /// this one owns.
+    members: Option<watch::Receiver<crate::cluster::Members>>,
+    pokes: Option<mpsc::Receiver<Vec<String>>>,
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    heartbeat: tokio::time::Interval,
+    /// While a registry is down, one cheap request every [`PROBE_EVERY`] finds out when it is
+    /// back.
+    probe_tick: tokio::time::Interval,
+    watchdog_tick: tokio::time::Interval,
+}
+
+/// What the daemon started beside its loop, stopped in [`Daemon::stop`].
+struct Tasks {
+    stop_tx: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    webhook: Option<JoinHandle<()>>,
+    pokes: Option<JoinHandle<()>>,
+    cluster: Option<JoinHandle<()>>,
+    _watcher: Option<::notify::RecommendedWatcher>,
+}
+
+impl Daemon {
+    /// Binds the listeners, joins the cluster, and plans the first polls.
+    async fn start(options: Options, config: Config) -> Result<Daemon, String> {
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.settings.state_dir.clone());
+        crate::private::create_dir(&state_dir)
+            .map_err(|e| crate::private::state_dir_error(&state_dir, &e))?;
+        let mut shared = Shared::open(state_dir);
+        // Its allowance follows the budget plan, set once the schedule has one (see `planned`).
+        let health = Arc::new(http::Health::new(http::MIN_ALLOWANCE));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let listeners = Listeners::start(&options, &config, &shared, &health, stop_rx).await?;
+        let (reload_tx, reload_rx) = mpsc::channel::<Trigger>(1);
+        let watcher = match reload::watch(&options.config_path, reload_tx.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
+                None
+            }
+        };
+        let hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        let terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+
+        let source = fingerprint(&std::fs::read(&options.config_path).unwrap_or_default());
+        let work_tx = watch::Sender::new(crate::cluster::fingerprint(&config));
+        let (members, cluster) = join_cluster(&config, &mut shared, &health, &work_tx, &stop_tx);
+        // Pushes other replicas received for images this one owns.
+        let (pokes, pokes_task) = match shared.handover.get() {
+            Some(h) => {
+                let (rx, task) = crate::cluster::pokes::follow(h.clone(), stop_tx.subscribe());
+                (Some(rx), Some(task))
+            }
+            None => (None, None),
+        };
+        let engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
+        let owned = owned_by(members.as_ref(), &engine);
+        let schedule = Schedule::new(&engine.config, |alias| shared.status.checked(alias));
+        planned(&schedule, &engine.config, &shared, &health);
+        health.images.store(schedule.len(), Ordering::Relaxed);
+        let settle_at = members
+            .as_ref()
+            .filter(|m| m.borrow().live.contains(&m.borrow().me))
+            .map(|_| tokio::time::Instant::now() + JOIN_SETTLE);
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<LaneDone>();
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel::<(String, bool)>();
+        let mut probe_tick = tokio::time::interval(PROBE_EVERY);
+        probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        systemd::check_socket();
+        let watchdog = systemd::watchdog_interval();
+        let watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        systemd::ready();
+        tracing::info!(images = schedule.len(), "running");
+        Ok(Daemon {
+            settled: members.is_none(),
+            events: Events {
+                poll_rx: listeners.poll_rx,
+                push_rx: listeners.push_rx,
+                reload_rx,
+                done_rx,
+                probe_rx,
+                members,
+                pokes,
+                hangup,
+                terminate,
+                interrupt,
+                heartbeat: tokio::time::interval(HEARTBEAT),
+                probe_tick,
+                watchdog_tick,
+            },
+            tasks: Tasks {
+                stop_tx,
+                server: listeners.server,
+                webhook: listeners.webhook,
+                pokes: pokes_task,
+                cluster,
+                _watcher: watcher,
+            },
+            options,
+            shared,
+            health,
+            reload_tx,
+            done_tx,
+            probe_tx,
+            work_tx,
+            source,
+            engine,
+            owned,
+            schedule,
+            lanes: BTreeMap::new(),
+            adopting: Default::default(),
+            settle_at,
+            waiters: control::Waiters::default(),
+            cycles: 0,
+            probing: Default::default(),
+            watchdog,
+        })
+    }
+
+    /// The loop: until SIGTERM or SIGINT, each event to its handler.
+    async fn serve(&mut self) {
+        loop {
+            let next = self.schedule.next_due_among(|alias| self.idle(alias));
+            let settle_at = self.settle_at.filter(|_| !self.settled);
+            let feed_watchdog = self.watchdog.is_some() && self.health.healthy();
+            let ev = &mut self.events;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => self.start_due(),
+                Some(done) = ev.done_rx.recv() => self.finished(done),
+                Some(trigger) = ev.reload_rx.recv() => self.reload(trigger).await,
+                Some(request) = ev.poll_rx.recv() => self.poll_asked(request),
+                Some(pushed) = ev.push_rx.recv() => self.pushed(pushed),
+                Some(poked) = async { ev.pokes.as_mut().expect("clustered").recv().await }, if ev.pokes.is_some() => self.poked(poked),
+                _ = tokio::time::sleep_until(settle_at.unwrap_or_else(tokio::time::Instant::now)), if settle_at.is_some() => {
+                    self.settled = true;
+                    tracing::info!(seconds = JOIN_SETTLE.as_secs(), "cluster: the members had time to join; polling");
+                }
+                _ = ev.probe_tick.tick() => self.probe_down(),
+                Some((lane, up)) = ev.probe_rx.recv() => self.probed(&lane, up),
+                _ = ev.hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    let _ = self.reload_tx.try_send(Trigger::Signal);
+                }
+                _ = ev.heartbeat.tick() => self.heartbeat(),
+                Ok(()) = async { ev.members.as_mut().expect("clustered").changed().await }, if ev.members.is_some() => self.members_changed(),
+                // The watchdog is fed only while polling makes progress: systemd restarts a
+                // daemon whose loop turns but whose polls have all hung or failed too long.
+                _ = ev.watchdog_tick.tick(), if feed_watchdog => systemd::watchdog(),
+                _ = ev.terminate.recv() => break,
+                _ = ev.interrupt.recv() => break,
+            }
+        }
+    }
+
+    /// Whether `alias` may start a poll: its lane is free, and in a cluster this replica owns
+    /// it (and has let the members gather).
+    fn idle(&self, alias: &str) -> bool {
+        self.settled
+            && !self
+                .lanes
+                .contains_key(&Lane::of(&self.engine, alias, &self.adopting))
+            && self.owned.as_ref().is_none_or(|o| o.contains(alias))
+    }
+
+    /// Starts a cycle in each free lane for its images that are due.
+    fn start_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due = self.schedule.due_among(now, |alias| self.idle(alias));
+        let mut by_lane: BTreeMap<Lane, Vec<String>> = BTreeMap::new();
+        for alias in due {
+            let lane = Lane::of(&self.engine, &alias, &self.adopting);
+            let batch = by_lane.entry(lane).or_default();
+            // The rest stay due: the lane takes them when this cycle ends.
+            if batch.len() < MAX_CYCLE_IMAGES {
+                batch.push(alias);
+            }
+        }
+        for (lane, due) in by_lane {
+            for alias in &due {
+                self.shared
+                    .metrics
+                    .poll_lag(&lane.registry, self.schedule.lag(alias, now));
+            }
+            self.cycles = self.cycles.wrapping_add(1);
+            self.waiters.started(self.cycles, &due);
+            let running = start_lane(
+                &self.engine,
+                self.cycles,
+                lane.clone(),
+                due,
+                self.done_tx.clone(),
+            );
+            self.lanes.insert(lane, running);
+        }
+    }
+
+    /// A lane's cycle ended: its images are rescheduled by how their polls went.
+    fn finished(&mut self, done: LaneDone) {
+        self.lanes.remove(&done.lane);
+        if done.lane.taken_over {
+            for alias in &done.due {
+                self.adopting.remove(alias);
+            }
+        }
+        self.waiters.finished(
+            done.id,
+            done.outcome
+                .as_ref()
+                .map(|(_, r)| r)
+                .map_err(String::as_str),
+        );
+        let feedback = match done.outcome {
+            Ok((feedback, _)) => feedback,
+            Err(why) => {
+                self.shared.metrics.cycle_failed(&done.lane.registry);
+                tracing::error!(registry = %done.lane, images = ?done.due, "{why}; its images are rescheduled as failed");
+                done.due
+                    .iter()
+                    .map(|a| {
+                        let failed = Feedback {
+                            failed: true,
+                            ..Feedback::default()
+                        };
+                        (a.clone(), failed)
+                    })
+                    .collect()
+            }
+        };
+        if feedback.iter().any(|(_, f)| !f.failed) {
+            self.health.succeeded();
+        }
+        for (alias, f) in feedback {
+            self.schedule.polled(&alias, f);
+        }
+        self.health.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The config file changed, or SIGHUP: a valid new config replaces the engine for the
+    /// next cycles (a cycle in flight keeps the one it holds).
+    async fn reload(&mut self, trigger: Trigger) {
+        if trigger == Trigger::File {
+            tokio::time::sleep(DEBOUNCE).await;
+            while self.events.reload_rx.try_recv().is_ok() {}
+        }
+        let Some(config) = reload_config(
+            &self.options,
+            trigger,
+            &mut self.source,
+            &self.shared,
+            &self.engine.config,
+        )
+        .await
+        else {
+            systemd::ready();
+            return;
+        };
+        match Engine::new(Arc::new(config), &self.shared) {
+            Ok(new) => {
+                self.shared.metrics.reloaded(true);
+                tracing::info!(file = %self.options.config_path.display(), images = new.config.images.len(), "config reloaded");
+                let shared = &self.shared;
+                self.schedule
+                    .reconcile(&new.config, |alias| shared.status.checked(alias));
+                planned(&self.schedule, &new.config, &self.shared, &self.health);
+                self.waiters
+                    .retain_known(|alias| new.config.images.contains_key(alias));
+                self.health
+                    .images
+                    .store(self.schedule.len(), Ordering::Relaxed);
+                self.engine = Arc::new(new);
+                let now = crate::cluster::fingerprint(&self.engine.config);
+                self.work_tx
+                    .send_if_modified(|work| (now != *work).then(|| *work = now).is_some());
+                let owned = owned_by(self.events.members.as_ref(), &self.engine);
+                self.owned = take_over(&self.shared, self.owned.take(), owned);
+                self.shared.forget_mirrors().await;
+            }
+            Err(e) => {
+                self.shared.metrics.reloaded(false);
+                tracing::error!(error = %e, "cannot apply the new config; keeping the old one");
+            }
+        }
+        systemd::ready();
+    }
+
+    /// `image-updater poll` asked for an image now.
+    fn poll_asked(&mut self, request: control::PollRequest) {
+        match poll_refusal(&self.engine.config, &request) {
+            Some(refused) => {
+                let _ = request.reply.send(Err(refused));
+            }
+            None => {
+                tracing::info!(image = %request.image, "checking now: `image-updater poll` asked");
+                self.schedule.due_now(std::slice::from_ref(&request.image));
+                self.waiters.push(request);
+            }
+        }
+    }
+
+    /// A registry reported a push: its images are due now, here or at their owners.
+    fn pushed(&mut self, pushed: Vec<webhook::Pushed>) {
+        let aliases = webhook::matching(&self.engine.config, &pushed);
+        // In a cluster, the images of other replicas go to their owners.
+        let (mine, theirs): (Vec<String>, Vec<String>) = aliases
+            .into_iter()
+            .partition(|a| self.owned.as_ref().is_none_or(|o| o.contains(a)));
+        if !mine.is_empty() {
+            tracing::info!(images = ?mine, "checking now: a registry reported a push");
+            self.schedule.due_now(&mine);
+        }
+        if let (Some(h), false) = (self.shared.handover.get(), theirs.is_empty()) {
+            tracing::info!(images = ?theirs, "a registry reported a push; passing it on to the images' owners");
+            let session = self.shared.cluster.get().and_then(|s| s.borrow().clone());
+            let h = h.clone();
+            tokio::spawn(async move { crate::cluster::pokes::send(&h, session, &theirs).await });
+        }
+    }
+
+    /// Another replica passed on a push for images this one owns, or changed their record.
+    fn poked(&mut self, poked: Vec<String>) {
+        let mine: Vec<String> = poked
+            .into_iter()
+            .filter(|a| self.owned.as_ref().is_some_and(|o| o.contains(a)))
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        // A poke may also say another replica changed the image's record (a pull request it
+        // wrote): read it again before the check.
+        if let Some(h) = self.shared.handover.get() {
+            h.taken(mine.iter().cloned());
+        }
+        tracing::info!(images = ?mine, "checking now: another replica received a push for them, or changed their record");
+        self.schedule.due_now(&mine);
+    }
+
+    /// Asks each registry that is down, and not being polled, whether it is back.
+    fn probe_down(&mut self) {
+        for (lane, client) in self.engine.registries().down() {
+            // A cycle of the lane running finds out for itself.
+            let busy = self.lanes.keys().any(|l| l.registry == lane);
+            if busy || !self.probing.insert(lane.to_string()) {
+                continue;
+            }
+            let (client, lane, tx) = (client.clone(), lane.to_string(), self.probe_tx.clone());
+            tokio::spawn(async move {
+                // Jitter: replicas and daemons probing one registry spread out.
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..500))).await;
+                let up = client.probe().await;
+                let _ = tx.send((lane, up));
+            });
+        }
+    }
+
+    /// A probe's answer: a registry that is back has its failed images polled at once.
+    fn probed(&mut self, lane: &str, up: bool) {
+        self.probing.remove(lane);
+        if !up {
+            return;
+        }
+        let (engine, owned) = (&self.engine, &self.owned);
+        let back = self.schedule.recovered(|alias| {
+            lane_of(engine, alias) == lane && owned.as_ref().is_none_or(|o| o.contains(alias))
+        });
+        if back > 0 {
+            tracing::info!(registry = %lane, images = back, "the registry answers again; polling the images that failed now");
+        }
+    }
+
+    fn heartbeat(&self) {
+        self.health.beat();
+        memory::trim();
+        // A replica in the cluster that owns no image makes progress by being there.
+        if let (Some(m), Some(o)) = (&self.events.members, &self.owned)
+            && o.is_empty()
+            && m.borrow().live.contains(&m.borrow().me)
+        {
+            self.health.succeeded();
+            self.health.ready.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The live replicas changed: this replica's share of the images and of each registry's
+    /// rate follow.
+    fn members_changed(&mut self) {
+        let before = self.owned.clone();
+        let now = owned_by(self.events.members.as_ref(), &self.engine);
+        self.owned = take_over(&self.shared, self.owned.take(), now);
+        // Taken over from a replica that left: polled in a lane of their own. (A replica that
+        // owned nothing yet is starting, and has nothing to delay.)
+        if let (Some(before), Some(now)) = (&before, &self.owned)
+            && !before.is_empty()
+        {
+            self.adopting.extend(now.difference(before).cloned());
+        }
+        let owned = &self.owned;
+        self.adopting
+            .retain(|a| owned.as_ref().is_some_and(|o| o.contains(a)));
+        let view = self
+            .events
+            .members
+            .as_ref()
+            .map(|m| m.borrow().clone())
+            .unwrap_or_default();
+        if self.settle_at.is_none() && view.live.contains(&view.me) {
+            self.settle_at = Some(tokio::time::Instant::now() + JOIN_SETTLE);
+        }
+        let count = self.owned.as_ref().map_or(0, |o| o.len());
+        let (live, foreign) = (view.live.len(), view.foreign.len());
+        self.shared.metrics.owned_images(count, live, foreign);
+        self.health.saw_foreign(foreign);
+        // Each request waits for one slot per live replica: together they keep to each
+        // registry's rate.
+        let share = u32::try_from(live).unwrap_or(u32::MAX).max(1);
+        self.shared.tuning.share.store(share, Ordering::Relaxed);
+        let images = self.engine.config.images.len();
+        tracing::info!(
+            owned = count,
+            of = images,
+            members = live,
+            "cluster: images owned by this replica"
+        );
+        if count == 0 && images > 0 {
+            let why = if !view.live.contains(&view.me) {
+                "it is outside the cluster until it holds a lease".to_string()
+            } else {
+                format!(
+                    "the other {} live replicas of this config own them all",
+                    live.saturating_sub(1)
+                )
+            };
+            tracing::info!(images, members = ?view.live, foreign = view.foreign.len(), "cluster: this replica owns none of the images: {why}");
+        }
+    }
+
+    /// Lets running cycles finish for up to [`SHUTDOWN_GRACE`], saves the state, stops the
+    /// listeners, and gives up the cluster lease.
+    async fn stop(self) {
+        systemd::stopping();
+        if !self.lanes.is_empty() {
+            tracing::info!(grace = ?SHUTDOWN_GRACE, cycles = self.lanes.len(), "shutting down: letting running cycles finish");
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+            for (lane, mut running) in self.lanes {
+                if tokio::time::timeout_at(deadline, &mut running.supervisor)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(registry = %lane, "the cycle did not finish in time; abandoning it (nothing is half-pushed)");
+                    running.cycle.abort();
+                    running.supervisor.abort();
+                }
+            }
+        }
+        self.shared.save();
+        let tasks = self.tasks;
+        let _ = tasks.stop_tx.send(true);
+        let _ = tasks.server.await;
+        if let Some(task) = tasks.webhook {
+            let _ = task.await;
+        }
+        if let Some(task) = tasks.pokes {
+            let _ = task.await;
+        }
+        // The lease is revoked on the way out: the others take this replica's images at once.
+        if let Some(task) = tasks.cluster {
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// The daemon's listeners (the operator's port: `/metrics`, `/healthz`, `/readyz` and
+/// `image-updater poll`; with `[webhooks]`, the webhook port) and what they hand the loop.
+struct Listeners {
+    server: JoinHandle<()>,
+    webhook: Option<JoinHandle<()>>,
+    poll_rx: mpsc::Receiver<control::PollRequest>,
+    push_rx: mpsc::Receiver<Vec<webhook::Pushed>>,
+}
+
+impl Listeners {
+    /// Binds both ports; they stop when `stop` turns true.
+    async fn start(
+        options: &Options,
+        config: &Config,
+        shared: &Shared,
+        health: &Arc<http::Health>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Listeners, String> {
+        let listen = options.listen.unwrap_or(config.settings.listen);
+        let listener = http::endpoints::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let (poll_tx, poll_rx) = mpsc::channel::<control::PollRequest>(16);
+        let served = listener.local_addr().unwrap_or(listen);
+        let control = control::ControlFile::create(&shared.state_dir, served).map_err(|e| {
+            format!(
+                "cannot write {}: {e}",
+                control::ControlFile::path(&shared.state_dir).display()
+            )
+        })?;
+        let server = Arc::new(http::Server {
+            health: health.clone(),
+            metrics: shared.metrics.clone(),
+            registry_metrics: shared.registry_metrics.clone(),
+            control: Some((control, poll_tx)),
+        });
+        // Registry push events, when [webhooks] is configured.
+        let (push_tx, push_rx) = mpsc::channel::<Vec<webhook::Pushed>>(64);
+        let webhook = start_webhooks(config, push_tx, stop.clone()).await?;
+        // Served last, so that when /healthz answers, every listener is bound.
+        let server = tokio::spawn(server.serve(listener, stop));
+        tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+        Ok(Listeners {
+            server,
+            webhook,
+            poll_rx,
+            push_rx,
+        })
+    }
+}
+
+/// The webhook listener, when `[webhooks]` is configured and its secret reads.
+async fn start_webhooks(
+    config: &Config,
+    push_tx: mpsc::Sender<Vec<webhook::Pushed>>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>, String> {
+    let (Some(w), Some(secret)) = (&config.webhooks, webhook::secret(config).await?) else {
+        return Ok(None);
+    };
+    let tls = match &w.tls {
+        Some(t) => Some(Arc::new(
+            http::tls::Certificates::load(&t.certificate, &t.key)
+                .map_err(|e| format!("webhooks: {e}"))?,
+        )),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(w.listen)
+        .await
+        .map_err(|e| format!("cannot listen for webhooks on {}: {e}", w.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %w.listen, scheme, "accepting registry webhooks on POST /webhook");
+    Ok(Some(tokio::spawn(webhook::serve(
+        listener,
+        tls,
+        Arc::new(secret),
+        push_tx,
+        stop,
+    ))))
+}
+
+/// With `[cluster]`: joins it, and gives the engine's shared state this replica's session,
+/// records and member view. Returns the member view and the membership task.
+fn join_cluster(
+    config: &Config,
+    shared: &mut Shared,
+    health: &http::Health,
+    work_tx: &watch::Sender<String>,
+    stop_tx: &watch::Sender<bool>,
+) -> (
+    Option<watch::Receiver<crate::cluster::Members>>,
+    Option<JoinHandle<()>>,
+) {
+    let Some(cluster) = &config.cluster else {
+        return (None, None);
+    };
+    let me = crate::cluster::replica_id();
+    tracing::info!(replica = %me, cluster = %cluster.name, endpoints = ?cluster.endpoints, "cluster: joining");
+    shared.tuning.replica = Some(me.clone());
+    let handover = Arc::new(Handover::new(
+        cluster.clone(),
+        me.clone(),
+        shared.cache.clone(),
+    ));
+    health
+        .foreign_grace
+        .store(cluster.lease.as_secs(), Ordering::Relaxed);
+    let (rx, session, task) = crate::cluster::etcd::join(
+        cluster.clone(),
+        me,
+        work_tx.subscribe(),
+        stop_tx.subscribe(),
+    );
+    // Writes take their branch's lock through this replica's session.
+    let _ = shared.cluster.set(session);
+    let _ = shared.handover.set(handover);
+    let _ = shared.members.set(rx.clone());
+    (Some(rx), Some(task))
 }
 
 /// How long a config file's bytes must stay the same before they are applied: a file written
