@@ -29,29 +29,10 @@ use crate::config::PullRequest;
 pub struct Gitea;
 
 impl super::Forge for Gitea {
+    super::same_calls!();
+
     fn authorization(&self, token: &str) -> (HeaderName, String) {
         (AUTHORIZATION, format!("token {token}"))
-    }
-
-    fn find_open<'a>(
-        &'a self,
-        call: Call<'a>,
-        head: &'a str,
-        base: &'a str,
-    ) -> Answer<'a, Option<Request>> {
-        Box::pin(find_open(call.api, call.auth, call.project, head, base))
-    }
-
-    fn get<'a>(&'a self, call: Call<'a>, number: u64) -> Answer<'a, Request> {
-        Box::pin(get(call.api, call.auth, call.project, number))
-    }
-
-    fn open<'a>(
-        &'a self,
-        call: Call<'a>,
-        proposal: &'a Proposal<'a>,
-    ) -> Answer<'a, Option<Request>> {
-        Box::pin(open(call.api, call.auth, call.project, proposal))
     }
 
     fn request_reviews<'a>(
@@ -76,20 +57,6 @@ impl super::Forge for Gitea {
             call.project,
             request.number,
         ))
-    }
-
-    fn edit<'a>(
-        &'a self,
-        call: Call<'a>,
-        number: u64,
-        title: &'a str,
-        body: &'a str,
-    ) -> Answer<'a, ()> {
-        Box::pin(edit(call.api, call.auth, call.project, number, title, body))
-    }
-
-    fn close<'a>(&'a self, call: Call<'a>, number: u64, comment: &'a str) -> Answer<'a, ()> {
-        Box::pin(close(call.api, call.auth, call.project, number, comment))
     }
 
     fn merge<'a>(

@@ -38,29 +38,10 @@ pub struct GitLab {
 }
 
 impl super::Forge for GitLab {
+    super::same_calls!();
+
     fn authorization(&self, token: &str) -> (HeaderName, String) {
         (HeaderName::from_static("private-token"), token.to_string())
-    }
-
-    fn find_open<'a>(
-        &'a self,
-        call: Call<'a>,
-        head: &'a str,
-        base: &'a str,
-    ) -> Answer<'a, Option<Request>> {
-        Box::pin(find_open(call.api, call.auth, call.project, head, base))
-    }
-
-    fn get<'a>(&'a self, call: Call<'a>, number: u64) -> Answer<'a, Request> {
-        Box::pin(get(call.api, call.auth, call.project, number))
-    }
-
-    fn open<'a>(
-        &'a self,
-        call: Call<'a>,
-        proposal: &'a Proposal<'a>,
-    ) -> Answer<'a, Option<Request>> {
-        Box::pin(open(call.api, call.auth, call.project, proposal))
     }
 
     fn mark_ready<'a>(&'a self, call: Call<'a>, request: &'a Request) -> Answer<'a, ()> {
@@ -70,20 +51,6 @@ impl super::Forge for GitLab {
             call.project,
             request.number,
         ))
-    }
-
-    fn edit<'a>(
-        &'a self,
-        call: Call<'a>,
-        number: u64,
-        title: &'a str,
-        body: &'a str,
-    ) -> Answer<'a, ()> {
-        Box::pin(edit(call.api, call.auth, call.project, number, title, body))
-    }
-
-    fn close<'a>(&'a self, call: Call<'a>, number: u64, comment: &'a str) -> Answer<'a, ()> {
-        Box::pin(close(call.api, call.auth, call.project, number, comment))
     }
 
     fn merge<'a>(

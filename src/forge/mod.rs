@@ -198,6 +198,57 @@ pub trait Forge: Send + Sync {
     ) -> Answer<'a, Merge>;
 }
 
+/// The calls every forge's file implements with free functions of the same arguments
+/// (`find_open`, `get`, `open`, `edit`, `close`), written once for each [`Forge`] impl.
+macro_rules! same_calls {
+    () => {
+        fn find_open<'a>(
+            &'a self,
+            call: $crate::forge::Call<'a>,
+            head: &'a str,
+            base: &'a str,
+        ) -> $crate::forge::Answer<'a, Option<$crate::forge::Request>> {
+            Box::pin(find_open(call.api, call.auth, call.project, head, base))
+        }
+
+        fn get<'a>(
+            &'a self,
+            call: $crate::forge::Call<'a>,
+            number: u64,
+        ) -> $crate::forge::Answer<'a, $crate::forge::Request> {
+            Box::pin(get(call.api, call.auth, call.project, number))
+        }
+
+        fn open<'a>(
+            &'a self,
+            call: $crate::forge::Call<'a>,
+            proposal: &'a $crate::forge::Proposal<'a>,
+        ) -> $crate::forge::Answer<'a, Option<$crate::forge::Request>> {
+            Box::pin(open(call.api, call.auth, call.project, proposal))
+        }
+
+        fn edit<'a>(
+            &'a self,
+            call: $crate::forge::Call<'a>,
+            number: u64,
+            title: &'a str,
+            body: &'a str,
+        ) -> $crate::forge::Answer<'a, ()> {
+            Box::pin(edit(call.api, call.auth, call.project, number, title, body))
+        }
+
+        fn close<'a>(
+            &'a self,
+            call: $crate::forge::Call<'a>,
+            number: u64,
+            comment: &'a str,
+        ) -> $crate::forge::Answer<'a, ()> {
+            Box::pin(close(call.api, call.auth, call.project, number, comment))
+        }
+    };
+}
+pub(crate) use same_calls;
+
 /// The forge of each kind.
 pub fn forge_of(kind: ForgeKind) -> Box<dyn Forge> {
     match kind {
