@@ -126,7 +126,8 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superseded {
     pub alias: String,
-    /// As found in the files (several values joined by `, `).
+    /// The value found: the target's a guard judged, or after a lost race every target's,
+    /// joined by `, `.
     pub current: String,
 }
 
