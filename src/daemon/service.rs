@@ -127,7 +127,9 @@ impl Daemon {
             None => (None, None),
         };
         let engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
-        let owned = owned_by(members.as_ref(), &engine);
+        // The images owned from the start have their records read before their first
+        // check too: the members may be known already, and then no change of them says so.
+        let owned = take_over(&shared, None, owned_by(members.as_ref(), &engine));
         let schedule = Schedule::new(&engine.config, |alias| shared.status.checked(alias));
         planned(&schedule, &engine.config, &shared, &health);
         health.images.store(schedule.len(), Ordering::Relaxed);
