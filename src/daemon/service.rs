@@ -104,28 +104,22 @@ impl Daemon {
         let (stop_tx, stop_rx) = watch::channel(false);
         let listeners = Listeners::start(&options, &config, &shared, &health, stop_rx).await?;
         let (reload_tx, reload_rx) = mpsc::channel::<Trigger>(1);
-        let watcher = match reload::watch(&options.config_path, reload_tx.clone()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
-                None
-            }
-        };
-        let hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        let terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let watcher = reload::watch(&options.config_path, reload_tx.clone())
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP"),
+            )
+            .ok();
+        let [hangup, terminate, interrupt] = signals()?;
 
         let source = fingerprint(&std::fs::read(&options.config_path).unwrap_or_default());
         let work_tx = watch::Sender::new(crate::cluster::fingerprint(&config));
         let (members, cluster) = join_cluster(&config, &mut shared, &health, &work_tx, &stop_tx);
         // Pushes other replicas received for images this one owns.
-        let (pokes, pokes_task) = match shared.handover.get() {
-            Some(h) => {
-                let (rx, task) = crate::cluster::pokes::follow(h.clone(), stop_tx.subscribe());
-                (Some(rx), Some(task))
-            }
-            None => (None, None),
-        };
+        let (pokes, pokes_task) = shared
+            .handover
+            .get()
+            .map(|h| crate::cluster::pokes::follow(h.clone(), stop_tx.subscribe()))
+            .unzip();
         let engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
         // The images owned from the start have their records read before their first
         // check too: the members may be known already, and then no change of them says so.
@@ -623,6 +617,16 @@ async fn start_webhooks(
         push_tx,
         stop,
     ))))
+}
+
+/// SIGHUP, SIGTERM and SIGINT, in that order.
+fn signals() -> Result<[tokio::signal::unix::Signal; 3], String> {
+    let one = |kind| signal(kind).map_err(|e| e.to_string());
+    Ok([
+        one(SignalKind::hangup())?,
+        one(SignalKind::terminate())?,
+        one(SignalKind::interrupt())?,
+    ])
 }
 
 /// With `[cluster]`: joins it, and gives the engine's shared state this replica's session,

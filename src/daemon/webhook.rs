@@ -402,119 +402,146 @@ pub fn parse(body: &[u8]) -> Result<Vec<Pushed>, String> {
     pushes(&v)
 }
 
+/// What one sender's payload says was pushed; `None` when the payload is not that sender's.
+type Sender = fn(&Value) -> Option<Result<Vec<Pushed>, String>>;
+
+/// The senders whose payloads are understood, tried in this order (the generic form last: it
+/// is the loosest).
+const SENDERS: [Sender; 5] = [distribution, docker_hub, github_packages, harbor, generic];
+
 /// The pushes a decoded payload describes.
 fn pushes(v: &Value) -> Result<Vec<Pushed>, String> {
-    let s = |v: &Value| v.as_str().map(str::to_string);
-    // CNCF distribution: {"events": [{"action": "push", "target": {...}, "request": {...}}]}
-    if let Some(events) = v.get("events").and_then(Value::as_array) {
-        return Ok(events
-            .iter()
-            .filter(|e| e.get("action").and_then(Value::as_str) == Some("push"))
-            .filter_map(|e| {
-                Some(Pushed {
-                    host: e.pointer("/request/host").and_then(s),
-                    repository: e.pointer("/target/repository").and_then(s)?,
-                    tag: e.pointer("/target/tag").and_then(s),
-                })
+    SENDERS.iter().find_map(|sender| sender(v)).unwrap_or_else(|| {
+        Err("unrecognized payload: expected a distribution, Docker Hub, GitHub Packages, Harbor or {\"repository\", \"tag\"} event".into())
+    })
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// CNCF distribution: `{"events": [{"action": "push", "target": {...}, "request": {...}}]}`.
+fn distribution(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
+    let events = v.get("events").and_then(Value::as_array)?;
+    Some(Ok(events
+        .iter()
+        .filter(|e| e.get("action").and_then(Value::as_str) == Some("push"))
+        .filter_map(|e| {
+            Some(Pushed {
+                host: e.pointer("/request/host").and_then(text),
+                repository: e.pointer("/target/repository").and_then(text)?,
+                tag: e.pointer("/target/tag").and_then(text),
             })
-            .collect());
+        })
+        .collect()))
+}
+
+/// Docker Hub: `{"push_data": {"tag": ...}, "repository": {"repo_name": "org/app"}}`.
+fn docker_hub(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
+    let tag = v.pointer("/push_data/tag")?;
+    let repo = v.pointer("/repository/repo_name")?;
+    let Some(repo) = text(repo) else {
+        return Some(Err("repository.repo_name is not a string".into()));
+    };
+    let repository = if repo.contains('/') {
+        repo
+    } else {
+        format!("library/{repo}")
+    };
+    Some(Ok(vec![Pushed {
+        host: Some("docker.io".into()),
+        repository,
+        tag: text(tag),
+    }]))
+}
+
+/// GitHub Packages: `{"package" or "registry_package": {"name", "owner": {"login"},
+/// "package_version": ...}}`; packages other than containers are no pushes of images.
+fn github_packages(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
+    let p = v.get("package").or_else(|| v.get("registry_package"))?;
+    if p.get("package_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.eq_ignore_ascii_case("container"))
+    {
+        return Some(Ok(Vec::new()));
     }
-    // Docker Hub: {"push_data": {"tag": ...}, "repository": {"repo_name": "org/app"}}
-    if let (Some(tag), Some(repo)) = (
-        v.pointer("/push_data/tag"),
-        v.pointer("/repository/repo_name"),
-    ) {
-        let repo = s(repo).ok_or("repository.repo_name is not a string")?;
-        let repository = if repo.contains('/') {
-            repo
-        } else {
-            format!("library/{repo}")
-        };
-        return Ok(vec![Pushed {
-            host: Some("docker.io".into()),
-            repository,
-            tag: s(tag),
-        }]);
+    let owner = p
+        .pointer("/owner/login")
+        .or_else(|| p.get("namespace"))
+        .and_then(text);
+    let Some(owner) = owner else {
+        return Some(Err("package.owner.login missing".into()));
+    };
+    let Some(name) = p.get("name").and_then(text) else {
+        return Some(Err("package.name missing".into()));
+    };
+    let tag = p
+        .pointer("/package_version/container_metadata/tag/name")
+        .and_then(text)
+        .filter(|t| !t.is_empty());
+    Some(Ok(vec![Pushed {
+        host: Some("ghcr.io".into()),
+        repository: format!("{owner}/{name}").to_lowercase(),
+        tag,
+    }]))
+}
+
+/// Harbor: `{"type": "PUSH_ARTIFACT", "event_data": {"repository": {"repo_full_name"},
+/// "resources": [...]}}`; other event types are no pushes.
+fn harbor(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
+    let data = v.get("event_data")?;
+    if v.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "PUSH_ARTIFACT" && t != "pushImage")
+    {
+        return Some(Ok(Vec::new()));
     }
-    // GitHub Packages: {"package" or "registry_package": {"name", "owner": {"login"}, "package_version": ...}}
-    if let Some(p) = v.get("package").or_else(|| v.get("registry_package")) {
-        if p.get("package_type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| !t.eq_ignore_ascii_case("container"))
-        {
-            return Ok(Vec::new());
-        }
-        let owner = p
-            .pointer("/owner/login")
-            .or_else(|| p.get("namespace"))
-            .and_then(s)
-            .ok_or("package.owner.login missing")?;
-        let name = p.get("name").and_then(s).ok_or("package.name missing")?;
-        let tag = p
-            .pointer("/package_version/container_metadata/tag/name")
-            .and_then(s)
-            .filter(|t| !t.is_empty());
-        return Ok(vec![Pushed {
-            host: Some("ghcr.io".into()),
-            repository: format!("{owner}/{name}").to_lowercase(),
-            tag,
-        }]);
-    }
-    // Harbor: {"type": "PUSH_ARTIFACT", "event_data": {"repository": {"repo_full_name"}, "resources": [...]}}
-    if let Some(data) = v.get("event_data") {
-        if v.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "PUSH_ARTIFACT" && t != "pushImage")
-        {
-            return Ok(Vec::new());
-        }
-        let repository = data
-            .pointer("/repository/repo_full_name")
-            .and_then(s)
-            .ok_or("event_data.repository.repo_full_name missing")?;
-        let resources = data
-            .get("resources")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let host = resources
-            .first()
-            .and_then(|r| r.get("resource_url"))
-            .and_then(Value::as_str)
-            .and_then(|u| u.split('/').next())
-            .map(str::to_string);
-        let mut out: Vec<Pushed> = resources
-            .iter()
-            .map(|r| Pushed {
-                host: host.clone(),
-                repository: repository.clone(),
-                tag: r.get("tag").and_then(s),
-            })
-            .collect();
-        if out.is_empty() {
-            out.push(Pushed {
-                host,
-                repository,
-                tag: None,
-            });
-        }
-        return Ok(out);
-    }
-    // Generic: {"repository": "ghcr.io/org/api" or "org/api", "tag": "v1.5.0"}
-    if let Some(repo) = v.get("repository").and_then(Value::as_str) {
-        let (host, path) = match repo.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-                (Some(first.to_string()), rest.to_string())
-            }
-            _ => (None, repo.to_string()),
-        };
-        return Ok(vec![Pushed {
+    let Some(repository) = data.pointer("/repository/repo_full_name").and_then(text) else {
+        return Some(Err("event_data.repository.repo_full_name missing".into()));
+    };
+    let resources = data
+        .get("resources")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let host = resources
+        .first()
+        .and_then(|r| r.get("resource_url"))
+        .and_then(Value::as_str)
+        .and_then(|u| u.split('/').next())
+        .map(str::to_string);
+    let mut out: Vec<Pushed> = resources
+        .iter()
+        .map(|r| Pushed {
+            host: host.clone(),
+            repository: repository.clone(),
+            tag: r.get("tag").and_then(text),
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(Pushed {
             host,
-            repository: path,
-            tag: v.get("tag").and_then(s),
-        }]);
+            repository,
+            tag: None,
+        });
     }
-    Err("unrecognized payload: expected a distribution, Docker Hub, GitHub Packages, Harbor or {\"repository\", \"tag\"} event".into())
+    Some(Ok(out))
+}
+
+/// Generic: `{"repository": "ghcr.io/org/api" or "org/api", "tag": "v1.5.0"}`.
+fn generic(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
+    let repo = v.get("repository").and_then(Value::as_str)?;
+    let (host, path) = match repo.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (Some(first.to_string()), rest.to_string())
+        }
+        _ => (None, repo.to_string()),
+    };
+    Some(Ok(vec![Pushed {
+        host,
+        repository: path,
+        tag: v.get("tag").and_then(text),
+    }]))
 }
 
 /// The aliases of images a push concerns: same repository path, and same registry when the
