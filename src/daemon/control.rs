@@ -149,7 +149,7 @@ impl PollAnswer {
                 error: None,
             };
             match &b.result {
-                Err(e) => answer.error = Some(e.clone()),
+                Err(e) => answer.error = Some(e.to_string()),
                 Ok(outcome) => {
                     if let Some(a) = outcome.applied.iter().find(|a| a.alias == image) {
                         answer.update = Some(format!("{} -> {}", a.old, a.new));

@@ -80,7 +80,7 @@ pub fn messages(config: &Config, report: &Report) -> Vec<Message> {
                 }
                 Err(e) => m.failures.push(Problem {
                     image: "*".into(),
-                    reason: e.clone(),
+                    reason: e.to_string(),
                 }),
             }
         }

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::forge::ForgeError;
 use crate::poll;
 use crate::registry::RegistryError;
-use crate::writeback::{Desired, Guard, Outcome};
+use crate::writeback::{Desired, GitError, Guard, Outcome, WriteError};
 
 /// Why a check decided nothing: the image's error this cycle. What decides on it (the
 /// scheduler's backoff, the outage probe, notifications) reads the kind, never the words.
@@ -80,13 +81,39 @@ impl std::fmt::Debug for Chosen {
     }
 }
 
+/// Why a branch was not written this cycle; nothing of it was pushed, and the next cycle
+/// tries again. What reads it reads the kind; the words are for people.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BranchError {
+    /// The branch (or the pull request's update branch) could not be fetched, edited,
+    /// committed or pushed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The forge could not be reached, refused, or answered what cannot be used.
+    #[error("{error}; nothing was pushed to {branch} (retried next cycle)")]
+    Forge { error: ForgeError, branch: String },
+    /// The environment proposes pull requests, and its repository names no forge.
+    #[error("repository {0} has no forge to open pull requests on")]
+    NoForge(String),
+    /// In a cluster: the branch's lock, or the pull request the replicas share, could not
+    /// be had from etcd.
+    #[error("{0}")]
+    Cluster(String),
+}
+
+impl From<GitError> for BranchError {
+    fn from(e: GitError) -> BranchError {
+        BranchError::Write(WriteError::Git(e))
+    }
+}
+
 /// One branch after a cycle.
 #[derive(Debug, Clone)]
 pub struct BranchReport {
     pub repository: String,
     pub environment: String,
     pub branch: String,
-    pub result: Result<Outcome, String>,
+    pub result: Result<Outcome, BranchError>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -23,28 +23,30 @@ use std::sync::Arc;
 
 use sha2::Digest as _;
 
-use super::{Chosen, Engine};
+use super::{BranchError, Chosen, Engine};
 use crate::config::{Environment, Repository};
 use crate::daemon::safety;
 use crate::forge::{self, Merge, State};
 use crate::state::{OpenRequest, Proposal as Proposed, RevertHold, now};
 use crate::writeback::request::{delete_update_branch, write_update_branch};
-use crate::writeback::{Applied, Desired, ImageChange, Mirror, Outcome, branch};
+use crate::writeback::{Applied, Desired, ImageChange, Mirror, Outcome, WriteError, branch};
 
 impl Engine {
-    /// The forge client of `repo`, made once per config.
-    fn forge(&self, repo: &Repository) -> Result<Arc<forge::Client>, String> {
+    /// The forge client of `repo`, made once per config, for a write to `branch`.
+    fn forge(&self, repo: &Repository, branch: &str) -> Result<Arc<forge::Client>, BranchError> {
         let mut forges = self.shared.forges.lock().expect("forges lock");
         if let Some(client) = forges.get(&repo.name) {
             return Ok(client.clone());
         }
-        let config = repo.forge.as_ref().ok_or_else(|| {
-            format!(
-                "repository {} has no forge to open pull requests on",
-                repo.name
-            )
+        let config = repo
+            .forge
+            .as_ref()
+            .ok_or_else(|| BranchError::NoForge(repo.name.clone()))?;
+        let client = forge::Client::new(config).map_err(|error| BranchError::Forge {
+            error,
+            branch: branch.to_string(),
         })?;
-        let client = Arc::new(forge::Client::new(config).map_err(|e| e.to_string())?);
+        let client = Arc::new(client);
         forges.insert(repo.name.clone(), client.clone());
         Ok(client)
     }
@@ -58,54 +60,30 @@ impl Engine {
         chosen: &BTreeMap<&str, &Chosen>,
         checked: &[String],
         dry_run: bool,
-    ) -> Result<Outcome, String> {
-        let client = self.forge(repo)?;
-        let noun = client.noun();
-        let store = &self.shared.requests;
-        let fail = |e: forge::ForgeError| {
-            format!(
-                "{e}; nothing was pushed to {} (retried next cycle)",
-                env.branch
-            )
+    ) -> Result<Outcome, BranchError> {
+        let client = self.forge(repo, &env.branch)?;
+        let fail = |error: forge::ForgeError| BranchError::Forge {
+            error,
+            branch: env.branch.clone(),
         };
-        // 1. What became of the request last opened.
-        let mut known = store.get(&env.name);
-        let seen = self
-            .settle(env, repo, &client, &mut known, &mut changes, dry_run)
-            .await
-            .map_err(fail)?;
-        // `draft = false` now, and the open request is a draft: it is marked ready.
-        if let Some(now) = seen.filter(|r| r.draft && !env.pull_request.draft)
-            && !dry_run
-        {
-            client.mark_ready(&now).await.map_err(fail)?;
-            tracing::info!(environment = %env.name, url = %now.url, "{noun} marked ready for review (draft = false)");
-        }
-        // 2. Changes proposed before for images not checked this cycle are still wanted.
-        if let Some(request) = &known {
-            for (alias, proposal) in &request.proposed {
-                if checked.contains(alias) {
-                    continue;
-                }
-                if let Some(change) = self.carried(env, alias, proposal) {
-                    changes.push(change);
-                }
-            }
-            changes.sort_by(|a, b| a.alias.cmp(&b.alias));
-        }
+        // 1 and 2: what became of the request last opened, and every change still wanted.
+        let mut known = self.shared.requests.get(&env.name);
+        self.look_after(
+            env,
+            repo,
+            &client,
+            &mut known,
+            &mut changes,
+            checked,
+            dry_run,
+        )
+        .await
+        .map_err(fail)?;
         let update = env.pull_request.branch.as_str();
-        // Compare and swap: a request merged or closed since step 1 is not updated.
-        if known.is_some() && !dry_run {
-            self.settle(env, repo, &client, &mut known, &mut changes, dry_run)
-                .await
-                .map_err(fail)?;
-        }
         let proposed = {
             let mirror = self.mirror(repo).await?;
             let m = mirror.as_ref().expect("opened by mirror()");
-            write_update_branch(m, repo, env, update, &changes, dry_run)
-                .await
-                .map_err(|e| e.to_string())?
+            write_update_branch(m, repo, env, update, &changes, dry_run).await?
         };
         let mut outcome = proposed.outcome;
         let open = match &known {
@@ -116,115 +94,122 @@ impl Engine {
                 .map_err(fail)?
                 .map(|r| (r.number, r.url)),
         };
-        // A request a person closed, then reopened: the person wants it. Its values are no
-        // longer held, and it is kept open (and current from the next cycle on) rather than
-        // closed again.
         if let (Some((number, url)), None) = (&open, &known)
             && !dry_run
+            && self.kept_reopened(env, client.noun(), *number, url)
         {
-            let reopened = self.lift_holds_of(env, *number);
-            if !reopened.is_empty() {
-                tracing::info!(environment = %env.name, %url, images = ?reopened, "{noun} reopened by a person: its values are no longer held, and it is kept open");
-                let url = url.clone();
-                for alias in &reopened {
-                    self.shared.status.update(alias, &env.name, |s| {
-                        s.request = Some(url.clone());
-                        s.waiting = Some(format!("{url} was reopened: proposed again"));
-                    });
-                }
-                outcome.request = Some(format!("kept {noun} {url}, reopened by a person"));
-                return Ok(outcome);
-            }
+            outcome.request = Some(format!(
+                "kept {} {url}, reopened by a person",
+                client.noun()
+            ));
+            return Ok(outcome);
         }
         // 3a. Nothing left to propose: the open request goes.
         if outcome.applied.is_empty() {
             if let Some((number, url)) = open {
-                let why = self.why_closed(env, known.as_ref(), checked, &outcome);
-                if dry_run {
-                    outcome.request = Some(format!("would close {noun} {url}"));
-                } else {
-                    let comment = format!("{why}\n\nClosed by image-updater.");
-                    client.close(number, &comment).await.map_err(fail)?;
-                    tracing::info!(environment = %env.name, %url, "{noun} closed: nothing left to propose");
-                    store.set(&env.name, None);
-                    self.forget_request(env, known.as_ref());
-                    if let Err(e) = self.delete_branch(repo, update).await {
-                        tracing::warn!(branch = %update, error = %e, "cannot delete the update branch");
-                    }
-                }
-            }
-            return Ok(outcome);
-        }
-        let title = branch::message(repo, env, &outcome.applied)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let body = body(env, update, &outcome.applied, chosen);
-        if dry_run {
-            outcome.request = Some(match &open {
-                Some((_, url)) => format!("would update {noun} {url}: {title}"),
-                None => format!(
-                    "would open a {noun} from {update} into {}: {title}",
-                    env.branch
-                ),
-            });
-            return Ok(outcome);
-        }
-        let head = proposed.head.expect("changes were committed").to_string();
-        let text_hash = hex_sha256(&format!("{title}\n{body}"));
-        // Reviews are asked for when the request is opened, and again each cycle while the
-        // forge refuses (a refusal never fails the cycle: the request is there).
-        let mut ask_reviews = known.as_ref().is_some_and(|k| k.reviews_refused.is_some());
-        let (number, url, opened_at) = match (&open, &known) {
-            (Some((number, url)), Some(k)) => {
-                if k.text_hash != text_hash {
-                    client.edit(*number, &title, &body).await.map_err(fail)?;
-                }
-                (*number, url.clone(), k.opened_at.clone())
-            }
-            (Some((number, url)), None) => {
-                // Found on the forge (state lost, another replica): brought up to date.
-                client.edit(*number, &title, &body).await.map_err(fail)?;
-                (*number, url.clone(), now())
-            }
-            (None, _) => {
-                let (request, adopted) = client
-                    .open(&forge::Proposal {
-                        head: update,
-                        base: &env.branch,
-                        title: title.clone(),
-                        body: body.clone(),
-                        settings: &env.pull_request,
-                    })
+                let closing = Closing {
+                    number,
+                    url: &url,
+                    known: known.as_ref(),
+                    why: self.why_closed(env, known.as_ref(), checked, &outcome),
+                };
+                let closed = self
+                    .close_unwanted(env, repo, &client, closing, dry_run)
                     .await
                     .map_err(fail)?;
-                tracing::info!(environment = %env.name, url = %request.url, "{noun} opened");
-                // One opened elsewhere asked for its own reviews.
-                ask_reviews = !adopted;
-                (request.number, request.url, now())
+                outcome.request = closed.or(outcome.request);
             }
-        };
+            return Ok(outcome);
+        }
+        let text = Text::of(env, repo, update, &outcome.applied, chosen);
+        if dry_run {
+            outcome.request = Some(text.would(env, client.noun(), open.as_ref()));
+            return Ok(outcome);
+        }
+        if outcome.commit.is_some() {
+            self.shared
+                .metrics
+                .pushed(&repo.name, update, true, outcome.retries);
+        }
+        // 3b and 4.
+        let head = proposed.head.expect("changes were committed").to_string();
+        let said = self
+            .open_or_update(env, &client, open, known, &text, &head, &outcome, chosen)
+            .await
+            .map_err(fail)?;
+        outcome.request = Some(said);
+        Ok(outcome)
+    }
+
+    /// Steps 1 and 2: settles what became of the request last opened (`known`), marks it
+    /// ready when `draft` was turned off, and adds to `changes` what it proposed for images
+    /// not `checked` this cycle; then settles it again right before the update branch is
+    /// written (compare and swap: one merged or closed meanwhile is never updated).
+    #[allow(clippy::too_many_arguments)]
+    async fn look_after(
+        &self,
+        env: &Environment,
+        repo: &Repository,
+        client: &forge::Client,
+        known: &mut Option<OpenRequest>,
+        changes: &mut Vec<ImageChange>,
+        checked: &[String],
+        dry_run: bool,
+    ) -> Result<(), forge::ForgeError> {
+        let seen = self
+            .settle(env, repo, client, known, changes, dry_run)
+            .await?;
+        // `draft = false` now, and the open request is a draft: it is marked ready.
+        if let Some(now) = seen.filter(|r| r.draft && !env.pull_request.draft)
+            && !dry_run
+        {
+            client.mark_ready(&now).await?;
+            tracing::info!(environment = %env.name, url = %now.url, "{} marked ready for review (draft = false)", client.noun());
+        }
+        // Changes proposed before for images not checked this cycle are still wanted.
+        if let Some(request) = known.as_ref() {
+            changes.extend(
+                request
+                    .proposed
+                    .iter()
+                    .filter(|(alias, _)| !checked.contains(alias))
+                    .filter_map(|(alias, proposal)| self.carried(env, alias, proposal)),
+            );
+            changes.sort_by(|a, b| a.alias.cmp(&b.alias));
+        }
+        if known.is_some() && !dry_run {
+            self.settle(env, repo, client, known, changes, dry_run)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Steps 3b and 4: the request opened, or the open one brought up to date with the
+    /// update branch at `head`, reviews asked for, and with `auto_merge` merged by the forge's
+    /// rules (never past them); what the report says of it.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_or_update(
+        &self,
+        env: &Environment,
+        client: &forge::Client,
+        open: Option<(u64, String)>,
+        known: Option<OpenRequest>,
+        text: &Text,
+        head: &str,
+        outcome: &Outcome,
+        chosen: &BTreeMap<&str, &Chosen>,
+    ) -> Result<String, forge::ForgeError> {
+        let (number, url, opened_at, ask_reviews) = self
+            .publish(env, client, open, known.as_ref(), text)
+            .await?;
         let mut record = OpenRequest {
             number,
             url: url.clone(),
-            noun: noun.to_string(),
-            branch: update.to_string(),
-            head: head.clone(),
-            proposed: outcome
-                .applied
-                .iter()
-                .map(|a| {
-                    let digest = chosen.get(a.alias.as_str()).and_then(|c| c.digest.clone());
-                    let value = Proposed {
-                        value: a.new.clone(),
-                        old: a.old.clone(),
-                        digest,
-                    };
-                    (a.alias.clone(), value)
-                })
-                .collect(),
-            text_hash,
+            noun: client.noun().to_string(),
+            branch: env.pull_request.branch.clone(),
+            head: head.to_string(),
+            proposed: proposals(&outcome.applied, chosen),
+            text_hash: text.hash(),
             merge_asked: known
                 .as_ref()
                 .and_then(|k| k.merge_asked.clone())
@@ -233,73 +218,187 @@ impl Engine {
             reviews_refused: known.as_ref().and_then(|k| k.reviews_refused.clone()),
         };
         if ask_reviews {
-            record.reviews_refused = match client
-                .request_reviews(number, &env.pull_request.reviewers)
-                .await
-            {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::warn!(environment = %env.name, %url, error = %e, "reviews not requested; asked again next cycle");
-                    Some(e.to_string())
-                }
-            };
+            record.reviews_refused = self.ask_reviews(env, client, &record).await;
         }
-        for a in &outcome.applied {
+        self.proposed(env, &record, &outcome.applied);
+        if self.merge_if_asked(env, client, &mut record).await? {
+            return Ok(format!("merged {} {url}", client.noun()));
+        }
+        let said = format!("{} {url}", record.name());
+        self.shared.requests.set(&env.name, Some(record));
+        Ok(said)
+    }
+
+    /// A request a person closed, then reopened: the person wants it. Its values are no
+    /// longer held, and it is kept open (and current from the next cycle on) rather than
+    /// closed again. Says whether it was such a request.
+    fn kept_reopened(&self, env: &Environment, noun: &str, number: u64, url: &str) -> bool {
+        let reopened = self.lift_holds_of(env, number);
+        if reopened.is_empty() {
+            return false;
+        }
+        tracing::info!(environment = %env.name, %url, images = ?reopened, "{noun} reopened by a person: its values are no longer held, and it is kept open");
+        for alias in &reopened {
+            self.shared.status.update(alias, &env.name, |s| {
+                s.request = Some(url.to_string());
+                s.waiting = Some(format!("{url} was reopened: proposed again"));
+            });
+        }
+        true
+    }
+
+    /// Closes the open request, which has nothing left to propose, saying `why`; in a dry
+    /// run, what the report says instead.
+    async fn close_unwanted(
+        &self,
+        env: &Environment,
+        repo: &Repository,
+        client: &forge::Client,
+        Closing {
+            number,
+            url,
+            known,
+            why,
+        }: Closing<'_>,
+        dry_run: bool,
+    ) -> Result<Option<String>, forge::ForgeError> {
+        let noun = client.noun();
+        if dry_run {
+            return Ok(Some(format!("would close {noun} {url}")));
+        }
+        let comment = format!("{why}\n\nClosed by image-updater.");
+        client.close(number, &comment).await?;
+        tracing::info!(environment = %env.name, %url, "{noun} closed: nothing left to propose");
+        self.shared.requests.set(&env.name, None);
+        self.forget_request(env, known);
+        let update = env.pull_request.branch.as_str();
+        if let Err(e) = self.delete_branch(repo, update).await {
+            tracing::warn!(branch = %update, error = %e, "cannot delete the update branch");
+        }
+        Ok(None)
+    }
+
+    /// Opens the request, or brings the open one's text up to date: its number, url, when it
+    /// was opened, and whether reviews are to be asked for now (when it is opened, and again
+    /// each cycle while the forge refuses: a refusal never fails the cycle, the request is
+    /// there).
+    async fn publish(
+        &self,
+        env: &Environment,
+        client: &forge::Client,
+        open: Option<(u64, String)>,
+        known: Option<&OpenRequest>,
+        text: &Text,
+    ) -> Result<(u64, String, String, bool), forge::ForgeError> {
+        let refused_before = known.is_some_and(|k| k.reviews_refused.is_some());
+        match (open, known) {
+            (Some((number, url)), Some(k)) => {
+                if k.text_hash != text.hash() {
+                    client.edit(number, &text.title, &text.body).await?;
+                }
+                Ok((number, url, k.opened_at.clone(), refused_before))
+            }
+            (Some((number, url)), None) => {
+                // Found on the forge (state lost, another replica): brought up to date.
+                client.edit(number, &text.title, &text.body).await?;
+                Ok((number, url, now(), refused_before))
+            }
+            (None, _) => {
+                let (request, adopted) = client
+                    .open(&forge::Proposal {
+                        head: &env.pull_request.branch,
+                        base: &env.branch,
+                        title: text.title.clone(),
+                        body: text.body.clone(),
+                        settings: &env.pull_request,
+                    })
+                    .await?;
+                tracing::info!(environment = %env.name, url = %request.url, "{} opened", client.noun());
+                // One opened elsewhere asked for its own reviews.
+                Ok((request.number, request.url, now(), !adopted))
+            }
+        }
+    }
+
+    /// Asks for the environment's reviewers; why the forge refused, if it did (asked again
+    /// next cycle).
+    async fn ask_reviews(
+        &self,
+        env: &Environment,
+        client: &forge::Client,
+        record: &OpenRequest,
+    ) -> Option<String> {
+        match client
+            .request_reviews(record.number, &env.pull_request.reviewers)
+            .await
+        {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(environment = %env.name, url = %record.url, error = %e, "reviews not requested; asked again next cycle");
+                Some(e.to_string())
+            }
+        }
+    }
+
+    /// Each proposed image says where it was proposed.
+    fn proposed(&self, env: &Environment, record: &OpenRequest, applied: &[Applied]) {
+        let url = &record.url;
+        let reviews = record
+            .reviews_refused
+            .as_ref()
+            .map(|why| format!(" (reviews not requested yet: {why})"))
+            .unwrap_or_default();
+        for a in applied {
             tracing::info!(image = %a.alias, environment = %env.name, old = %a.old, new = %a.new, %url, "proposed");
-            let reviews = record
-                .reviews_refused
-                .as_ref()
-                .map(|why| format!(" (reviews not requested yet: {why})"))
-                .unwrap_or_default();
             self.shared.status.update(&a.alias, &env.name, |s| {
                 s.request = Some(url.clone());
                 s.waiting = Some(format!("proposed in {}: {url}{reviews}", record.name()));
             });
         }
-        if outcome.commit.is_some() {
-            self.shared
-                .metrics
-                .pushed(&repo.name, update, true, outcome.retries);
-        }
-        // 4. Merged by the forge's rules, never past them.
-        if env.pull_request.auto_merge
-            && !env.pull_request.draft
-            && record.merge_asked.as_deref() != Some(head.as_str())
+    }
+
+    /// With `auto_merge`, asks the forge to merge the request at its pushed head once its
+    /// rules allow; says whether it merged now (then the request is settled and forgotten).
+    async fn merge_if_asked(
+        &self,
+        env: &Environment,
+        client: &forge::Client,
+        record: &mut OpenRequest,
+    ) -> Result<bool, forge::ForgeError> {
+        let head = record.head.clone();
+        if !env.pull_request.auto_merge
+            || env.pull_request.draft
+            || record.merge_asked.as_deref() == Some(head.as_str())
         {
-            let request = forge::Request {
-                number,
-                url: url.clone(),
-                state: State::Open,
-                head: Some(head.clone()),
-                ready: None,
-                draft: false,
-                node_id: None,
-            };
-            match client
-                .merge(&request, &head, &env.pull_request)
-                .await
-                .map_err(fail)?
-            {
-                Merge::Merged => {
-                    tracing::info!(environment = %env.name, %url, "{noun} merged");
-                    // Merged at `head` (the forge was told to merge only that): as proposed.
-                    self.merged_as_proposed(env, &record, &record.proposed);
-                    store.set(&env.name, None);
-                    outcome.request = Some(format!("merged {noun} {url}"));
-                    return Ok(outcome);
-                }
-                Merge::Scheduled => {
-                    tracing::info!(environment = %env.name, %url, "{noun} set to merge when its checks pass");
-                    record.merge_asked = Some(head.clone());
-                }
-                Merge::NotYet(why) => {
-                    tracing::info!(environment = %env.name, %url, reason = %why, "{noun} not merged yet");
-                }
+            return Ok(false);
+        }
+        let (noun, url) = (client.noun(), record.url.clone());
+        let request = forge::Request {
+            number: record.number,
+            url: url.clone(),
+            state: State::Open,
+            head: Some(head.clone()),
+            ready: None,
+            draft: false,
+            node_id: None,
+        };
+        match client.merge(&request, &head, &env.pull_request).await? {
+            Merge::Merged => {
+                tracing::info!(environment = %env.name, %url, "{noun} merged");
+                // Merged at `head` (the forge was told to merge only that): as proposed.
+                self.merged_as_proposed(env, record, &record.proposed);
+                self.shared.requests.set(&env.name, None);
+                return Ok(true);
+            }
+            Merge::Scheduled => {
+                tracing::info!(environment = %env.name, %url, "{noun} set to merge when its checks pass");
+                record.merge_asked = Some(head);
+            }
+            Merge::NotYet(why) => {
+                tracing::info!(environment = %env.name, %url, reason = %why, "{noun} not merged yet");
             }
         }
-        outcome.request = Some(format!("{} {url}", record.name()));
-        store.set(&env.name, Some(record));
-        Ok(outcome)
+        Ok(false)
     }
 
     /// Why a request with nothing left to propose is closed: per image it proposed, what
@@ -437,9 +536,8 @@ impl Engine {
                 write_update_branch(m, repo, env, update, &carried, true)
                     .await
                     .map(|p| p.outcome.applied)
-                    .map_err(|e| e.to_string())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         let still_to_do = match still_to_do {
             Ok(applied) => applied,
@@ -546,13 +644,78 @@ impl Engine {
         }
     }
 
-    async fn delete_branch(&self, repo: &Repository, update: &str) -> Result<(), String> {
+    async fn delete_branch(&self, repo: &Repository, update: &str) -> Result<(), WriteError> {
         let mirror = self.mirror(repo).await?;
         let m: &Mirror = mirror.as_ref().expect("opened by mirror()");
-        delete_update_branch(m, update)
-            .await
-            .map_err(|e| e.to_string())
+        delete_update_branch(m, update).await
     }
+}
+
+/// The open request that has nothing left to propose, and why.
+struct Closing<'a> {
+    number: u64,
+    url: &'a str,
+    known: Option<&'a OpenRequest>,
+    why: String,
+}
+
+/// A request's title and description.
+struct Text {
+    title: String,
+    body: String,
+}
+
+impl Text {
+    /// The title is the commit's subject; the description lists each change.
+    fn of(
+        env: &Environment,
+        repo: &Repository,
+        update: &str,
+        applied: &[Applied],
+        chosen: &BTreeMap<&str, &Chosen>,
+    ) -> Text {
+        let title = branch::message(repo, env, applied)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Text {
+            title,
+            body: body(env, update, applied, chosen),
+        }
+    }
+
+    /// What a dry run says it would do with the request `open` (none: open one).
+    fn would(&self, env: &Environment, noun: &str, open: Option<&(u64, String)>) -> String {
+        let title = &self.title;
+        match open {
+            Some((_, url)) => format!("would update {noun} {url}: {title}"),
+            None => format!(
+                "would open a {noun} from {} into {}: {title}",
+                env.pull_request.branch, env.branch
+            ),
+        }
+    }
+
+    /// What the request's text is remembered by: edited only when this changes.
+    fn hash(&self) -> String {
+        hex_sha256(&format!("{}\n{}", self.title, self.body))
+    }
+}
+
+/// What a request proposes, by image: the value, the one it replaces, and its digest.
+fn proposals(applied: &[Applied], chosen: &BTreeMap<&str, &Chosen>) -> BTreeMap<String, Proposed> {
+    applied
+        .iter()
+        .map(|a| {
+            let proposal = Proposed {
+                value: a.new.clone(),
+                old: a.old.clone(),
+                digest: chosen.get(a.alias.as_str()).and_then(|c| c.digest.clone()),
+            };
+            (a.alias.clone(), proposal)
+        })
+        .collect()
 }
 
 /// The request's description: one row per change, with its digest and why it was chosen.

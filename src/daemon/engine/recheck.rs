@@ -5,7 +5,8 @@
 //! and a tag that moved is not written this cycle (the next one decides again, and verifies
 //! what it names then).
 
-use super::{Chosen, Engine, ImageChange};
+use super::{Chosen, Engine};
+use crate::writeback::ImageChange;
 
 impl Engine {
     /// `changes` without those whose verified tag moved since it was verified.

@@ -1,0 +1,325 @@
+//! The first stages of a check: poll the registry, choose a tag under the environment's
+//! policy, holds and safety rules, and verify it. What comes out is a [`Chosen`]: what to
+//! write, or why nothing is written yet. Promotions are chosen later, at write time, from what
+//! their source environment holds then.
+
+use std::sync::Arc;
+
+use super::{CheckError, Chosen, Engine, POLL_DEADLINE, fault, safety};
+use crate::config::{AgeFrom, Deployment, Image, Tags};
+use crate::poll::{self, Cycle, Gate};
+use crate::registry;
+use crate::select::Strategy;
+use crate::state::Holds;
+use crate::writeback::Desired;
+
+impl Engine {
+    /// The decision for one image in one environment, as the daemon makes it: a hold, a
+    /// promotion, or a poll of the registry under the environment's policy and safety rules.
+    /// `image-updater test ALIAS --env ENV` calls this too, so what it prints is what the
+    /// daemon would do.
+    pub async fn choose(
+        &self,
+        cycle: &Cycle,
+        holds: &Holds,
+        image: &Image,
+        deployment: &Deployment,
+    ) -> Result<Chosen, CheckError> {
+        let (alias, env) = (&image.alias, &deployment.environment);
+        let hold = holds.active(alias, env).map(|hold| {
+            let until = hold.until.as_deref().unwrap_or("released");
+            let why = hold
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            format!("held by `image-updater hold` until {until}{why}")
+        });
+        if let Some(from) = &deployment.safety.promote_from {
+            return Ok(Chosen {
+                promote_from: hold.is_none().then(|| from.clone()),
+                waiting: hold,
+                ..Chosen::default()
+            });
+        }
+        let client = self
+            .registries
+            .for_image(image)
+            .ok_or_else(|| CheckError::NoClient(image.reference.to_string()))?;
+        // The semaphores live as long as the engine, and are never closed.
+        let _permit = match self.limit(image) {
+            Some(s) => s.acquire_owned().await.ok(),
+            None => None,
+        };
+        // The deadline counts from here: waiting for the registry's turn is not the poll's
+        // fault, but a poll that hangs once it has its turn is abandoned.
+        let polled =
+            match tokio::time::timeout(POLL_DEADLINE, self.poll(cycle, client, image, deployment))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(CheckError::Deadline(POLL_DEADLINE.as_secs())),
+            };
+        // A hold still polls, so `status` shows what it keeps back; it writes nothing.
+        match hold {
+            Some(waiting) => {
+                let polled = polled.unwrap_or_default();
+                Ok(Chosen {
+                    waiting: Some(waiting),
+                    held_back: polled.desired,
+                    reason: polled.reason,
+                    digest: polled.digest,
+                    choice: polled.choice,
+                    ..Chosen::default()
+                })
+            }
+            None => polled,
+        }
+    }
+
+    /// The registry's part of a check: tags, digests and the selection, under a deadline.
+    pub(super) async fn poll(
+        &self,
+        cycle: &Cycle,
+        client: &registry::Client,
+        image: &Image,
+        deployment: &Deployment,
+    ) -> Result<Chosen, CheckError> {
+        let (alias, env) = (&image.alias, &deployment.environment);
+        fault::maybe_panic(alias);
+        // A digest that is written must be the tag's digest now; others may be remembered.
+        let reuse_digests = image.tags == Tags::Immutable && !deployment.safety.pin_digest;
+        let repository = image.reference.path.clone();
+        if let Some(pin) = &deployment.safety.pin {
+            return self
+                .pinned(cycle, client, image, deployment, pin, reuse_digests)
+                .await;
+        }
+        let tags = cycle.tags(client, &repository).await?;
+        let repository_name = image.reference.repository();
+        self.shared.seen.observe(&repository_name, &tags);
+        let not_yet = safety::min_age(deployment, || self.shared.seen.sightings(&repository_name));
+        let status = self.shared.status.get(alias, env);
+        let held_reason = status.held.as_ref().map(|h| {
+            format!(
+                "held: {} was reverted on the branch (to {}) {}",
+                h.value, h.found, h.since
+            )
+        });
+        let gate = Gate {
+            not_yet: not_yet.as_deref(),
+            needs_created: deployment.safety.min_age.is_some()
+                && deployment.safety.age_from == AgeFrom::Created,
+            held: status
+                .held
+                .as_ref()
+                .zip(held_reason.as_deref())
+                .map(|(h, r)| (h.tag.as_str(), r)),
+            reuse_digests,
+            verify: deployment
+                .verify
+                .as_deref()
+                .map(|rules| (&*self.shared.verifier, rules)),
+        };
+        let choice = poll::choose_gated(
+            client,
+            cycle,
+            &repository,
+            &deployment.policy,
+            &deployment.platforms,
+            &gate,
+        )
+        .await?;
+        let Some(i) = choice.selection.selected else {
+            return Ok(none_passed(choice));
+        };
+        let winner = &choice.candidates[i];
+        let tracked = matches!(deployment.policy.strategy, Strategy::Digest { .. });
+        let written_digest = (tracked || deployment.safety.pin_digest)
+            .then(|| choice.digest.clone())
+            .flatten();
+        let want = desired(image, winner.tag.clone(), written_digest);
+        let guard = safety::guard(
+            &deployment.policy,
+            choice.candidates.clone(),
+            &want,
+            &status,
+            deployment.safety.allow_downgrade,
+        );
+        Ok(Chosen {
+            desired: Some(want),
+            reason: choice.selection.verdicts[i].reason.clone(),
+            digest: choice.digest.clone(),
+            source: choice.source.clone(),
+            unverified: unverified_of(&choice),
+            guard: Some(guard),
+            choice: Some(Arc::new(choice)),
+            ..Chosen::default()
+        })
+    }
+
+    /// The poll of a pinned tag: it must be in the repository, and pass the `verify` rules.
+    async fn pinned(
+        &self,
+        cycle: &Cycle,
+        client: &registry::Client,
+        image: &Image,
+        deployment: &Deployment,
+        pin: &str,
+        reuse_digests: bool,
+    ) -> Result<Chosen, CheckError> {
+        let repository = &image.reference.path;
+        let tags = cycle.tags(client, repository).await?;
+        if !tags.iter().any(|t| t == pin) {
+            return Err(CheckError::PinMissing {
+                tag: pin.to_string(),
+                repository: image.reference.repository(),
+            });
+        }
+        // A verified digest is the tag's digest now, never one remembered (see Gate).
+        let reuse = reuse_digests && deployment.verify.is_none();
+        let digest = cycle.digest(client, repository, pin, reuse).await?;
+        if let Some(why) = self.unverified(client, image, deployment, &digest).await? {
+            return Ok(Chosen {
+                reason: "pinned in the config".into(),
+                waiting: Some(format!("pinned tag {pin}: {why}")),
+                digest: Some(digest),
+                ..Chosen::default()
+            });
+        }
+        let written_digest = deployment.safety.pin_digest.then(|| digest.clone());
+        Ok(Chosen {
+            desired: Some(desired(image, pin.to_string(), written_digest)),
+            reason: "pinned in the config".into(),
+            digest: Some(digest),
+            ..Chosen::default()
+        })
+    }
+
+    /// Why `digest` may not be written under `deployment`'s `verify` rules, or `None` when it
+    /// may (or there are none). A check that cannot be made is an error, never a pass.
+    pub(super) async fn unverified(
+        &self,
+        client: &registry::Client,
+        image: &Image,
+        deployment: &Deployment,
+        digest: &str,
+    ) -> Result<Option<String>, CheckError> {
+        let Some(rules) = &deployment.verify else {
+            return Ok(None);
+        };
+        match self
+            .shared
+            .verifier
+            .check(client, &image.reference.path, digest, rules)
+            .await
+            .map_err(|e| match e {
+                crate::verify::VerifyError::Registry(e) => CheckError::Registry(e),
+                other => CheckError::Verify(other.to_string()),
+            })? {
+            crate::verify::Verdict::Verified(_) => Ok(None),
+            crate::verify::Verdict::Rejected(why) => Ok(Some(why)),
+        }
+    }
+
+    /// A promotion checked against the target environment's own `verify` rules: what soaked
+    /// in the source was verified under the source's rules, which may be weaker.
+    pub async fn verify_promotion(
+        &self,
+        image: &Image,
+        deployment: &Deployment,
+        resolved: Chosen,
+    ) -> Chosen {
+        let (Some(_), Some(desired)) = (&deployment.verify, &resolved.desired) else {
+            return resolved;
+        };
+        let waiting = |why: String| Chosen {
+            waiting: Some(why),
+            ..Chosen::default()
+        };
+        let Some(client) = self.registries.for_image(image) else {
+            return waiting(format!("no registry client for {}", image.reference));
+        };
+        let digest = match (&resolved.digest, &desired.tag) {
+            (Some(d), _) => d.clone(),
+            (None, Some(tag)) => match client.resolve(&image.reference.path, tag).await {
+                Ok(d) => d,
+                Err(e) => return waiting(format!("cannot verify the promoted tag: {e}")),
+            },
+            (None, None) => return waiting("cannot verify a promotion without a tag".into()),
+        };
+        match self.unverified(client, image, deployment, &digest).await {
+            Ok(None) => resolved,
+            Ok(Some(why)) => waiting(format!("not promoted: {why}")),
+            Err(e) => waiting(format!("cannot verify the promotion: {e}")),
+        }
+    }
+
+    /// Resolves a promotion from the source environment's state as of now.
+    pub fn promote(&self, alias: &str, deployment: &Deployment, from: &str) -> Chosen {
+        let image = &self.config.images[alias];
+        let source = self.shared.status.get(alias, from);
+        match safety::promotion(deployment, from, &source, image) {
+            Ok(p) => {
+                let status = self.shared.status.get(alias, &deployment.environment);
+                let guard = safety::guard(
+                    &deployment.policy,
+                    Vec::new(),
+                    &p.desired,
+                    &status,
+                    deployment.safety.allow_downgrade,
+                );
+                Chosen {
+                    reason: format!("promoted from {from}"),
+                    desired: Some(p.desired),
+                    digest: p.digest,
+                    guard: Some(guard),
+                    ..Chosen::default()
+                }
+            }
+            Err(waiting) => Chosen {
+                waiting: Some(waiting),
+                ..Chosen::default()
+            },
+        }
+    }
+}
+
+/// No tag passed the policy: says why the best tag is out when a safety rule or the
+/// `verify` rules took it.
+fn none_passed(choice: poll::Choice) -> Chosen {
+    let waiting = choice
+        .candidates
+        .iter()
+        .zip(&choice.selection.verdicts)
+        .find(|(c, _)| c.unavailable.as_ref().is_some_and(|u| u.why.is_waiting()))
+        .map(|(c, v)| format!("{}: {}", c.tag, v.reason));
+    let unverified = unverified_of(&choice);
+    Chosen {
+        reason: "no tag passed the policy".into(),
+        waiting: waiting.or_else(|| unverified.first().cloned()),
+        unverified,
+        choice: Some(Arc::new(choice)),
+        ..Chosen::default()
+    }
+}
+
+/// What writing `tag` (and `digest`, when it is written) of `image` asks of its targets.
+fn desired(image: &Image, tag: String, digest: Option<String>) -> Desired {
+    Desired {
+        repository: image.reference.repository(),
+        written: image.reference.familiar_repository(),
+        tag: Some(tag),
+        digest,
+        replaces: image.replaces.clone(),
+    }
+}
+
+/// `tag: why` for each tag the `verify` rules kept from winning.
+fn unverified_of(choice: &poll::Choice) -> Vec<String> {
+    choice
+        .unverified
+        .iter()
+        .map(|(tag, why)| format!("{tag}: {why}"))
+        .collect()
+}
