@@ -126,7 +126,7 @@ impl PollAnswer {
                     environment: c.environment.clone(),
                     candidate: chosen.desired.as_ref().map(|d| d.describe()),
                     reason: (!chosen.reason.is_empty()).then(|| chosen.reason.clone()),
-                    waiting: chosen.waiting.clone(),
+                    waiting: chosen.waiting.as_ref().map(ToString::to_string),
                     error: None,
                 },
                 Err(e) => CheckAnswer {

@@ -60,7 +60,7 @@ pub struct Chosen {
     /// Decides over the value the branch holds at write time.
     pub guard: Option<Guard>,
     /// Why nothing is written although the policy may have chosen something.
-    pub waiting: Option<String>,
+    pub waiting: Option<Wait>,
     /// Resolved at write time, after the source environment's own writes.
     pub promote_from: Option<String>,
     /// What the policy would write but a hold keeps back, for `status` and `test`.
@@ -79,6 +79,29 @@ impl std::fmt::Debug for Chosen {
             .field("held_back", &self.held_back)
             .finish_non_exhaustive()
     }
+}
+
+/// Why a check writes nothing although it decided: what `status`, `test` and the log say, by
+/// kind, so that what reads it never has to parse the words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Wait {
+    /// `image-updater hold` keeps the image back.
+    #[error("held by `image-updater hold` until {}{}", until.as_deref().unwrap_or("released"), reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Held {
+        until: Option<String>,
+        reason: Option<String>,
+    },
+    /// The pinned tag fails the `verify` rules.
+    #[error("pinned tag {tag}: {why}")]
+    PinUnverified { tag: String, why: String },
+    /// The best tag is kept out by a safety rule (too young, a revert held) or the `verify`
+    /// rules: `tag: why`.
+    #[error("{tag}: {why}")]
+    Rule { tag: String, why: String },
+    /// A promotion cannot be made yet: its source has nothing to promote, or what it has
+    /// fails this environment's rules.
+    #[error("{0}")]
+    Promotion(String),
 }
 
 /// Why a branch was not written this cycle; nothing of it was pushed, and the next cycle

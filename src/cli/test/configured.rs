@@ -188,7 +188,7 @@ pub fn run(args: &Args, found: Found) -> Outcome {
         environment,
         rules,
         writes: chosen.desired.as_ref().map(|d| d.describe()),
-        waiting: chosen.waiting.clone(),
+        waiting: chosen.waiting.as_ref().map(ToString::to_string),
     };
     let (candidates, mut selection) = chosen
         .choice

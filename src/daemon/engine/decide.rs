@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{CheckError, Chosen, Engine, POLL_DEADLINE, fault, safety};
+use super::{CheckError, Chosen, Engine, POLL_DEADLINE, Wait, fault, safety};
 use crate::config::{AgeFrom, Deployment, Image, Tags};
 use crate::poll::{self, Cycle, Gate};
 use crate::registry;
@@ -26,14 +26,9 @@ impl Engine {
         deployment: &Deployment,
     ) -> Result<Chosen, CheckError> {
         let (alias, env) = (&image.alias, &deployment.environment);
-        let hold = holds.active(alias, env).map(|hold| {
-            let until = hold.until.as_deref().unwrap_or("released");
-            let why = hold
-                .reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            format!("held by `image-updater hold` until {until}{why}")
+        let hold = holds.active(alias, env).map(|hold| Wait::Held {
+            until: hold.until.clone(),
+            reason: hold.reason.clone(),
         });
         if let Some(from) = &deployment.safety.promote_from {
             return Ok(Chosen {
@@ -182,7 +177,10 @@ impl Engine {
         if let Some(why) = self.unverified(client, image, deployment, &digest).await? {
             return Ok(Chosen {
                 reason: "pinned in the config".into(),
-                waiting: Some(format!("pinned tag {pin}: {why}")),
+                waiting: Some(Wait::PinUnverified {
+                    tag: pin.to_string(),
+                    why,
+                }),
                 digest: Some(digest),
                 ..Chosen::default()
             });
@@ -234,7 +232,7 @@ impl Engine {
             return resolved;
         };
         let waiting = |why: String| Chosen {
-            waiting: Some(why),
+            waiting: Some(Wait::Promotion(why)),
             ..Chosen::default()
         };
         let Some(client) = self.registries.for_image(image) else {
@@ -277,8 +275,8 @@ impl Engine {
                     ..Chosen::default()
                 }
             }
-            Err(waiting) => Chosen {
-                waiting: Some(waiting),
+            Err(why) => Chosen {
+                waiting: Some(Wait::Promotion(why)),
                 ..Chosen::default()
             },
         }
@@ -293,11 +291,13 @@ fn none_passed(choice: poll::Choice) -> Chosen {
         .iter()
         .zip(&choice.selection.verdicts)
         .find(|(c, _)| c.unavailable.as_ref().is_some_and(|u| u.why.is_waiting()))
-        .map(|(c, v)| format!("{}: {}", c.tag, v.reason));
+        .map(|(c, v)| (c.tag.clone(), v.reason.clone()))
+        .or_else(|| choice.unverified.first().cloned())
+        .map(|(tag, why)| Wait::Rule { tag, why });
     let unverified = unverified_of(&choice);
     Chosen {
         reason: "no tag passed the policy".into(),
-        waiting: waiting.or_else(|| unverified.first().cloned()),
+        waiting,
         unverified,
         choice: Some(Arc::new(choice)),
         ..Chosen::default()

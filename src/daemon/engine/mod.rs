@@ -27,7 +27,7 @@ mod record;
 mod shared;
 mod write;
 
-pub use super::report::{BranchError, BranchReport, Check, CheckError, Chosen, Report};
+pub use super::report::{BranchError, BranchReport, Check, CheckError, Chosen, Report, Wait};
 pub use shared::{SAVE_EVERY, Shared};
 
 use super::fault;
@@ -250,7 +250,7 @@ impl Engine {
                     .as_ref()
                     .or(chosen.held_back.as_ref())
                     .map(Desired::describe);
-                s.waiting = chosen.waiting.clone();
+                s.waiting = chosen.waiting.as_ref().map(Wait::to_string);
                 s.unverified =
                     (!chosen.unverified.is_empty()).then(|| chosen.unverified.join("; "));
                 s.last_error = None;

@@ -144,7 +144,7 @@ impl Engine {
                     .status
                     .update(&check.alias, &check.environment, |s| {
                         s.candidate = resolved.desired.as_ref().map(Desired::describe);
-                        s.waiting = resolved.waiting.clone();
+                        s.waiting = resolved.waiting.as_ref().map(ToString::to_string);
                     });
                 resolved
             }
