@@ -240,7 +240,7 @@ fn check_warns_about_unset_credential_variables() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(
-            "warning: registry ghcr: credentials env:IMAGE_UPDATER_TEST_UNSET_TOKEN, but IMAGE_UPDATER_TEST_UNSET_TOKEN is not set here"
+            "warning[IU1010]: registry ghcr: credentials env:IMAGE_UPDATER_TEST_UNSET_TOKEN, but IMAGE_UPDATER_TEST_UNSET_TOKEN is not set here"
         ),
         "{}",
         text(&out.stderr)
@@ -360,9 +360,9 @@ fn test_prints_a_bad_configs_diagnostics_as_check_does() {
     let out = run(&["test", "api", "--env", "prod", "--config", path], None);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(!stderr.contains("error: error:"), "{stderr}");
+    assert!(!stderr.contains("error: error"), "{stderr}");
     assert!(
-        stderr.contains("error: interval: `nope` is not a duration"),
+        stderr.contains("error[IU0100]: interval: `nope` is not a duration"),
         "{stderr}"
     );
     let check = run(&["check", "--config", path], None);

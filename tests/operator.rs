@@ -428,7 +428,7 @@ async fn more_images_than_the_budget_stretches_intervals_and_says_so() {
     let (_, err) = text(&check);
     assert!(check.status.success(), "{err}");
     assert!(
-        err.contains("warning: registry local: 6 image(s) on 6 repositories need 6.0 requests/s at their intervals, and polls may use 1.6 (80% of 2 requests/s, rate_limit): every interval is stretched 3.75x"),
+        err.contains("warning[IU1000]: registry local: 6 image(s) on 6 repositories need 6.0 requests/s at their intervals, and polls may use 1.6 (80% of 2 requests/s, rate_limit): every interval is stretched 3.75x"),
         "{err}"
     );
     let status = world.run(&["status", "--output", "json"]);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use image_updater::config;
+use image_updater::config::diagnostic::{self, Code};
 
 use super::Outcome;
 
@@ -34,10 +35,7 @@ pub fn run(args: Args) -> Outcome {
             unset_variables(&config);
             explain_verification(&config);
             for warning in image_updater::daemon::budget::Plan::new(&config).warnings() {
-                eprintln!(
-                    "warning: {}",
-                    image_updater::config::diagnostic::mask_userinfo(&warning.to_string())
-                );
+                eprintln!("{}", diagnostic::warning(Code::Budget, &warning));
             }
             Outcome::Success
         }
@@ -73,7 +71,8 @@ fn explain_verification(config: &config::Config) {
             let root = match root {
                 Ok(root) => root,
                 Err(e) => {
-                    eprintln!("warning: {at}: trusted root {}: {e}", keyless.trusted_root);
+                    let says = format!("{at}: trusted root {}: {e}", keyless.trusted_root);
+                    eprintln!("{}", diagnostic::warning(Code::TrustedRoot, &says));
                     continue;
                 }
             };
@@ -143,9 +142,10 @@ fn unset_variables(config: &config::Config) {
         if let config::CredentialRef::Env(var) = reference
             && std::env::var_os(var).is_none()
         {
-            eprintln!(
-                "warning: {owner}: credentials env:{var}, but {var} is not set here (it must be where the daemon runs)"
+            let says = format!(
+                "{owner}: credentials env:{var}, but {var} is not set here (it must be where the daemon runs)"
             );
+            eprintln!("{}", diagnostic::warning(Code::Unset, &says));
         }
     }
 }

@@ -19,21 +19,105 @@ pub enum Origin {
     Section(Range<usize>),
 }
 
+/// A diagnostic's stable code: the concern whose rule it is, so that a message can be looked
+/// up in docs/configuration.md and searched for whatever its words become. Codes are never
+/// reused for another concern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    /// The file cannot be read.
+    Unreadable = 1,
+    /// Not TOML, or a value of the wrong type.
+    Syntax = 2,
+    /// A key image-updater does not know.
+    UnknownKey = 3,
+    /// An `IMAGE_UPDATER_*` environment variable.
+    Environment = 4,
+    /// `[settings]`.
+    Settings = 100,
+    /// `[registries.NAME]`.
+    Registries = 200,
+    /// `[repositories.NAME]`.
+    Repositories = 300,
+    /// `[repositories.NAME.forge]`.
+    Forges = 310,
+    /// `[environments.NAME]`.
+    Environments = 400,
+    /// `[environments.NAME.pull_request]` and the write modes.
+    PullRequests = 410,
+    /// `[images.ALIAS]`: the image, its policy and its safety rules.
+    Images = 500,
+    /// `[[images.ALIAS.targets]]`.
+    Targets = 510,
+    /// `verify` rules.
+    Verification = 520,
+    /// `[webhooks]`.
+    Webhooks = 600,
+    /// `[notifications]`.
+    Notifications = 700,
+    /// `[cluster]`.
+    Cluster = 800,
+    /// A credentials reference (`env:`, `file:`, `exec:`), in whatever section.
+    Credentials = 900,
+    /// A registry's configured intervals need more requests than its rate limit allows.
+    Budget = 1000,
+    /// A credentials variable (`env:NAME`) is not set where `check` runs.
+    Unset = 1010,
+    /// A keyless rule's trusted root cannot be read when checked.
+    TrustedRoot = 1020,
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IU{:04}", *self as u16)
+    }
+}
+
+/// Whether a problem stops the config from loading (an error), or is said and the config
+/// loads (a warning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
 /// One problem in a config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    pub code: Code,
     pub message: String,
     pub origin: Origin,
     pub hint: Option<String>,
 }
 
+/// A warning about a config that loads, as `check` prints it: `warning[IU1000]: ...`.
+pub fn warning(code: Code, message: &str) -> String {
+    format!("{}[{code}]: {}", Severity::Warning, mask_userinfo(message))
+}
+
 impl Diagnostic {
+    /// A problem with the file as a whole; the validator stamps the code of the section it
+    /// is in (see [`Diagnostic::with_code`]).
     pub fn new(message: impl Into<String>, origin: Origin) -> Diagnostic {
         Diagnostic {
+            code: Code::Syntax,
             message: message.into(),
             origin,
             hint: None,
         }
+    }
+
+    pub fn with_code(mut self, code: Code) -> Diagnostic {
+        self.code = code;
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
@@ -125,7 +209,13 @@ impl fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            writeln!(f, "error: {}", mask_userinfo(&d.message))?;
+            writeln!(
+                f,
+                "{}[{}]: {}",
+                Severity::Error,
+                d.code,
+                mask_userinfo(&d.message)
+            )?;
             writeln!(f, "  --> {}", self.location(d))?;
             if let Origin::File(span) | Origin::Section(span) = &d.origin {
                 let at = line_col(&self.source, span.start);

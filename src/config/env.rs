@@ -69,7 +69,9 @@ impl Overlay {
                 .into_iter()
                 .map(|e| {
                     let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
-                    Diagnostic::new(format!("{}", e.kind), Origin::Env(var_name(&keys))).with_hint(
+                    Diagnostic::new(format!("{}", e.kind), Origin::Env(var_name(&keys)))
+                        .with_code(super::diagnostic::Code::Environment)
+                        .with_hint(
                         "environment overrides may set `settings` keys and the `credentials` of \
                          registries and repositories defined in the file",
                     )

@@ -30,10 +30,13 @@ use raw::{RawConfig, keys};
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         let mut d = Diagnostics::new(path, "");
-        d.push(Diagnostic::new(
-            format!("cannot read {}: {e}", path.display()),
-            Origin::Env(String::new()),
-        ));
+        d.push(
+            Diagnostic::new(
+                format!("cannot read {}: {e}", path.display()),
+                Origin::Env(String::new()),
+            )
+            .with_code(diagnostic::Code::Unreadable),
+        );
         d
     })?;
     from_source(path, &source)
@@ -256,6 +259,7 @@ fn unknown_key(source: &str, segments: &[TomlStep]) -> Diagnostic {
         format!("unknown key `{key}` {location}"),
         Origin::File(key_span(source, segments).unwrap_or(0..0)),
     )
+    .with_code(diagnostic::Code::UnknownKey)
     .with_maybe_hint(hint)
 }
 

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::pull_requests::parse_write;
 use super::{Validator, at, check_branch};
-use crate::config::diagnostic::{Diagnostic, Origin};
+use crate::config::diagnostic::{Code, Diagnostic, Origin};
 use crate::config::model::{Environment, Repository, WriteMode};
 use crate::config::raw::RawEnvironment;
 use crate::suggest::suggest;
@@ -33,7 +33,7 @@ impl Validator<'_> {
                 Some(r) => {
                     let hint =
                         suggest(r.get_ref(), &repo_names).map(|s| format!("did you mean `{s}`?"));
-                    self.diagnostics.push(
+                    self.push(
                         Diagnostic::new(
                             format!(
                                 "repository `{}` is not defined in [repositories]",
@@ -98,8 +98,9 @@ impl Validator<'_> {
             };
             if let (Some(repository), Some(branch), Some(priority), Some(write)) =
                 (repository, branch, priority, write)
-                && let Some(pull_request) =
-                    self.pull_request(env.pull_request.as_ref(), &name, &branch, &repository)
+                && let Some(pull_request) = self.within(Code::PullRequests, |v| {
+                    v.pull_request(env.pull_request.as_ref(), &name, &branch, &repository)
+                })
             {
                 out.insert(
                     name.clone(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{Validator, at, parse_duration};
-use crate::config::diagnostic::{Diagnostic, Origin};
+use crate::config::diagnostic::{Code, Diagnostic, Origin};
 use crate::config::model::*;
 use crate::config::raw::*;
 use crate::reference::{Platform, Reference};
@@ -133,7 +133,7 @@ impl Validator<'_> {
                     } else {
                         let hint =
                             suggest(e.get_ref(), env_names).map(|s| format!("did you mean `{s}`?"));
-                        self.diagnostics.push(
+                        self.push(
                             Diagnostic::new(
                                 format!(
                                     "environment `{}` is not defined in [environments]",
@@ -153,7 +153,7 @@ impl Validator<'_> {
             let listed = raw.environments.is_none() || deployed.contains(env_name);
             if !environments.contains(&env_name.as_str()) {
                 let hint = suggest(env_name, env_names).map(|s| format!("did you mean `{s}`?"));
-                self.diagnostics.push(
+                self.push(
                     Diagnostic::new(
                         format!(
                             "[images.{name}.env.{}]: environment `{}` is not defined",
@@ -183,7 +183,9 @@ impl Validator<'_> {
                 };
                 if let Field::Set(list, _) = &merged.targets {
                     for t in list {
-                        self.target(t, &name, env_name, &placeholder);
+                        self.within(Code::Targets, |v| {
+                            v.target(t, &name, env_name, &placeholder)
+                        });
                     }
                 }
             }
@@ -404,7 +406,7 @@ impl Validator<'_> {
             None => Field::Unset,
         };
         let verify = match &raw.verify {
-            Some(v) => match self.verification(v) {
+            Some(v) => match self.within(Code::Verification, |s| s.verification(v)) {
                 Some(rules) => Field::Set(Arc::new(rules), v.span()),
                 None => Field::Bad,
             },
@@ -449,7 +451,7 @@ impl Validator<'_> {
                     let hint = (!p.get_ref().starts_with("regexp:")
                         && p.get_ref().contains(['^', '$', '\\']))
                     .then(|| "this looks like a regexp: prefix it with `regexp:`".to_string());
-                    self.diagnostics.push(
+                    self.push(
                         Diagnostic::new(format!("{key}: `{}`: {e}", p.get_ref()), at(p))
                             .with_maybe_hint(hint),
                     );
@@ -535,7 +537,11 @@ impl Validator<'_> {
             Field::Set(list, _) => {
                 let targets: Vec<Option<Target>> = list
                     .iter()
-                    .map(|t| self.target(t, alias, environment, reference))
+                    .map(|t| {
+                        self.within(Code::Targets, |v| {
+                            v.target(t, alias, environment, reference)
+                        })
+                    })
                     .collect();
                 targets.into_iter().collect::<Option<Vec<_>>>()
             }

@@ -25,7 +25,7 @@ mod verification;
 mod webhooks;
 
 use super::credentials::CredentialRef;
-use super::diagnostic::{Diagnostic, Origin};
+use super::diagnostic::{Code, Diagnostic, Origin};
 use super::env::{self, Overlay};
 use super::model::*;
 use super::raw::*;
@@ -34,6 +34,8 @@ use crate::suggest::suggest;
 pub struct Validator<'a> {
     overlay: &'a Overlay,
     pub diagnostics: Vec<Diagnostic>,
+    /// The concern being checked: the code of what is reported now.
+    code: Code,
 }
 
 fn at<T>(value: &Spanned<T>) -> Origin {
@@ -45,16 +47,29 @@ impl<'a> Validator<'a> {
         Validator {
             overlay,
             diagnostics: Vec::new(),
+            code: Code::Syntax,
         }
     }
 
+    /// Runs `check` as the concern `code`: what it reports carries that code.
+    fn within<T>(&mut self, code: Code, check: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = std::mem::replace(&mut self.code, code);
+        let checked = check(self);
+        self.code = outer;
+        checked
+    }
+
+    /// Reports `diagnostic` under the concern being checked.
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic.with_code(self.code));
+    }
+
     fn error(&mut self, origin: Origin, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::new(message, origin));
+        self.push(Diagnostic::new(message, origin));
     }
 
     fn error_hint(&mut self, origin: Origin, message: impl Into<String>, hint: impl Into<String>) {
-        self.diagnostics
-            .push(Diagnostic::new(message, origin).with_hint(hint));
+        self.push(Diagnostic::new(message, origin).with_hint(hint));
     }
 
     /// Runs `parse` on a spanned string, reporting its error at the value.
@@ -86,11 +101,15 @@ impl<'a> Validator<'a> {
     }
 
     pub fn config(&mut self, raw: RawConfig, source_len: usize) -> Option<Config> {
-        self.overrides(&raw);
-        let settings = self.settings(raw.settings.as_ref(), source_len);
-        let registries = self.registries(&raw.registries);
-        let repositories = self.repositories(&raw.repositories);
-        let environments = self.environments(&raw.environments, &repositories, source_len);
+        self.within(Code::Environment, |v| v.overrides(&raw));
+        let settings = self.within(Code::Settings, |v| {
+            v.settings(raw.settings.as_ref(), source_len)
+        });
+        let registries = self.within(Code::Registries, |v| v.registries(&raw.registries));
+        let repositories = self.within(Code::Repositories, |v| v.repositories(&raw.repositories));
+        let environments = self.within(Code::Environments, |v| {
+            v.environments(&raw.environments, &repositories, source_len)
+        });
         // Images refer to environments by name; one that is declared but invalid was reported
         // already and must not also be called undefined.
         let declared: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
@@ -104,30 +123,38 @@ impl<'a> Validator<'a> {
         for (alias, image) in raw.images {
             let span = image.span();
             image_spans.insert(alias.clone(), span.clone());
-            if let Some(image) = self.image(
-                &alias,
-                image.into_inner(),
-                span,
-                &registries,
-                &declared,
-                &settings,
-            ) {
+            let image = self.within(Code::Images, |v| {
+                v.image(
+                    &alias,
+                    image.into_inner(),
+                    span,
+                    &registries,
+                    &declared,
+                    &settings,
+                )
+            });
+            if let Some(image) = image {
                 images.insert(alias, image);
             }
         }
         if !images.is_empty() && environments.is_empty() && raw.environments.is_empty() {
+            self.code = Code::Environments;
             self.error_hint(
                 Origin::Section(0..0),
                 "images are configured but no environment is",
                 "add an [environments.NAME] table with the branch to write to",
             );
         }
-        let webhooks = raw.webhooks.as_ref().and_then(|w| self.webhooks(w));
-        let notifications = self.notifications(&raw.notifications);
+        let webhooks = raw
+            .webhooks
+            .as_ref()
+            .and_then(|w| self.within(Code::Webhooks, |v| v.webhooks(w)));
+        let notifications =
+            self.within(Code::Notifications, |v| v.notifications(&raw.notifications));
         let cluster = raw
             .cluster
             .as_ref()
-            .and_then(|c| self.cluster(c, &repositories));
+            .and_then(|c| self.within(Code::Cluster, |v| v.cluster(c, &repositories)));
         let config = Config {
             settings,
             registries,
@@ -138,7 +165,9 @@ impl<'a> Validator<'a> {
             notifications,
             cluster,
         };
-        self.write_modes(&config, &image_spans, &env_spans);
+        self.within(Code::PullRequests, |v| {
+            v.write_modes(&config, &image_spans, &env_spans)
+        });
         self.diagnostics.is_empty().then_some(config)
     }
 
@@ -212,7 +241,7 @@ impl<'a> Validator<'a> {
             if !keys::SETTINGS.contains(&key.as_str()) {
                 let hint = suggest(key, keys::SETTINGS)
                     .map(|s| format!("did you mean {}?", env::var_name(&["settings", s])));
-                self.diagnostics.push(
+                self.push(
                     Diagnostic::new(
                         format!("unknown setting `{key}`"),
                         Origin::Env(env::var_name(&["settings", key])),

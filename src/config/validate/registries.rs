@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::{Validator, at, parse_duration};
-use crate::config::diagnostic::Origin;
+use crate::config::diagnostic::{Code, Origin};
 use crate::config::model::Registry;
 use crate::config::raw::RawRegistry;
 use crate::reference::canonical_registry;
@@ -96,7 +96,9 @@ impl Validator<'_> {
                 Some(r) => *r.get_ref(),
                 None => published,
             };
-            let credentials = self.credentials("registries", &name, reg.credentials.as_ref());
+            let credentials = self.within(Code::Credentials, |v| {
+                v.credentials("registries", &name, reg.credentials.as_ref())
+            });
             let credentials_ttl = match &reg.credentials_ttl {
                 Some(t) => self
                     .parse(t, "credentials_ttl", parse_duration)

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::registries::has_userinfo;
 use super::{Validator, at};
-use crate::config::diagnostic::Origin;
+use crate::config::diagnostic::{Code, Origin};
 use crate::config::model::{Author, Repository};
 use crate::config::raw::RawRepository;
 use crate::config::template::Template;
@@ -49,13 +49,17 @@ impl Validator<'_> {
                     .unwrap_or_default(),
                 None => Template::default(),
             };
-            let credentials = self.credentials("repositories", &name, repo.credentials.as_ref());
-            let forge = self.forge(
-                &name,
-                url.get_ref(),
-                repo.forge.as_ref(),
-                credentials.as_ref(),
-            );
+            let credentials = self.within(Code::Credentials, |v| {
+                v.credentials("repositories", &name, repo.credentials.as_ref())
+            });
+            let forge = self.within(Code::Forges, |v| {
+                v.forge(
+                    &name,
+                    url.get_ref(),
+                    repo.forge.as_ref(),
+                    credentials.as_ref(),
+                )
+            });
             out.insert(
                 name.clone(),
                 Repository {

@@ -57,7 +57,7 @@ impl Validator<'_> {
             "marker" => &["policy"],
             other => {
                 let hint = suggest(other, KINDS).map(|s| format!("did you mean `{s}`?"));
-                self.diagnostics.push(
+                self.push(
                     Diagnostic::new(
                         format!(
                             "unknown target kind `{other}`: expected kustomization, helm, yaml, manifest or marker"

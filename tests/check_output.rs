@@ -1,0 +1,99 @@
+//! What `image-updater check` prints for configs people get wrong, one snapshot a mistake
+//! (the `insta` crate): a change to any message, code, location or hint is a reviewed diff
+//! of `tests/snapshots/`, not an accident. Each case is a config a user could write; the
+//! table covers every concern that owns a section, and the warnings of a config that loads.
+//!
+//! `cargo insta review` (or `INSTA_UPDATE=always cargo test --test check_output`) accepts a
+//! deliberate change.
+
+use std::process::Command;
+
+/// A config that loads, to which each case adds its mistake.
+const BASE: &str = r#"[registries.ghcr]
+prefix = "ghcr.io"
+
+[repositories.manifests]
+url = "https://git.example.com/org/manifests.git"
+
+[environments.prod]
+repository = "manifests"
+branch = "deploy/prod"
+
+[images.api]
+image = "ghcr.io/org/api"
+environments = ["prod"]
+
+[[images.api.targets]]
+kind = "kustomization"
+file = "overlays/prod/kustomization.yaml"
+"#;
+
+/// `(name, config)`: the snapshot's name, and the whole file `check` reads.
+fn cases() -> Vec<(&'static str, String)> {
+    vec![
+        ("not_toml", "[settings\ninterval = 5m\n".to_string()),
+        (
+            "unknown_key_with_a_suggestion",
+            BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\nstrategyy = \"semver\""),
+        ),
+        (
+            "every_problem_in_one_run",
+            format!(
+                "[settings]\ninterval = \"nope\"\n\n{}",
+                BASE.replace("file = \"overlays/prod/kustomization.yaml\"", "file = \"/etc/kustomization.yaml\"")
+                    .replace("branch = \"deploy/prod\"", "branch = \"deploy..prod\"")
+                    .replace("environments = [\"prod\"]", "environments = [\"prod\", \"stagin\"]\nallow_tags = [\"regexp:(\"]")
+            ),
+        ),
+        (
+            "a_pull_request_without_a_forge",
+            BASE.replace("branch = \"deploy/prod\"", "branch = \"deploy/prod\"\nwrite = \"pull-request\""),
+        ),
+        (
+            "credentials_in_a_url",
+            BASE.replace("prefix = \"ghcr.io\"", "prefix = \"ghcr.io\"\napi_url = \"https://bot:s3cret@ghcr.io\""),
+        ),
+        (
+            "a_verify_key_that_names_no_source",
+            BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\n\n[images.api.verify]\ncosign_key = \"keys/cosign.pub\""),
+        ),
+        (
+            "a_cluster_without_endpoints",
+            format!("{BASE}\n[cluster]\nendpoints = []\n"),
+        ),
+        (
+            "webhooks_without_a_secret",
+            format!("{BASE}\n[webhooks]\nlisten = \"127.0.0.1:9000\"\n"),
+        ),
+        (
+            "warnings_of_a_config_that_loads",
+            BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\ninterval = \"10s\"")
+                .replace("prefix = \"ghcr.io\"", "prefix = \"ghcr.io\"\nrate_limit = 0.01\ncredentials = \"env:IMAGE_UPDATER_TEST_UNSET_TOKEN\""),
+        ),
+    ]
+}
+
+#[test]
+fn check_says_what_is_wrong_with_each_config() {
+    let mut ran = 0;
+    for (name, config) in cases() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("updater.toml"), &config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_image-updater"))
+            .args(["check", "--config", "updater.toml"])
+            .current_dir(dir.path())
+            .env_remove("IMAGE_UPDATER_CONFIG")
+            .env_remove("IMAGE_UPDATER_TEST_UNSET_TOKEN")
+            .output()
+            .expect("image-updater runs");
+        let said = format!(
+            "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        insta::assert_snapshot!(name, said, &config);
+        ran += 1;
+    }
+    assert_eq!(ran, cases().len());
+}
