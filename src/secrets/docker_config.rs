@@ -1,150 +1,41 @@
-//! Turning a credential reference into a secret, at the moment it is needed.
-//!
-//! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`, so no log line or error
-//! message can leak one by accident; they are never put in a command's argv.
+//! `docker-config[:/path]`: Docker's config.json, read the way docker reads it (`credHelpers`,
+//! `auths`, `credsStore`), with Docker Hub's aliases folded.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::config::CredentialRef;
+use super::{Credential, Secret, Source};
 use crate::reference::{DOCKER_HUB, canonical_registry};
 
-/// A secret string that refuses to be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// The config at the path, or at docker's default place when `None`.
+pub(super) struct DockerConfig<'a>(pub Option<&'a Path>);
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// What a registry is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// `user:password`: sent as HTTP basic auth to the registry or its token service.
-    Basic { username: String, password: Secret },
-    /// A bare token: sent as `Authorization: Bearer` to the registry itself.
-    Bearer(Secret),
-}
-
-impl Credential {
-    /// The credential as it was written: `user:password`, or the token. For secrets that are
-    /// not registry credentials (a webhook secret, a notification URL).
-    pub fn into_text(self) -> String {
-        match self {
-            Credential::Basic { username, password } => format!("{username}:{}", password.expose()),
-            Credential::Bearer(token) => token.expose().to_string(),
-        }
-    }
-
-    /// `user:password` is basic auth; anything without a colon is a bearer token.
-    pub fn from_text(text: &str) -> Option<Credential> {
-        let text = text.trim_end_matches(['\n', '\r']);
-        if text.is_empty() {
-            return None;
-        }
-        Some(match text.split_once(':') {
-            Some((user, pass)) if !user.is_empty() => Credential::Basic {
-                username: user.to_string(),
-                password: Secret::new(pass),
-            },
-            _ => Credential::Bearer(Secret::new(text)),
+impl Source for DockerConfig<'_> {
+    fn credential<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, String>> {
+        Box::pin(async move {
+            let path = match self.0 {
+                Some(p) => p.to_path_buf(),
+                None => default_docker_config()
+                    .ok_or_else(|| "neither DOCKER_CONFIG nor HOME is set".to_string())?,
+            };
+            docker_config(&path, host).await
         })
     }
-}
 
-/// Why a credential could not be read. Never contains the secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("credentials {reference}: {reason}")]
-pub struct CredentialError {
-    pub reference: String,
-    pub reason: String,
-}
-
-/// Reads the credential for `host` (a registry host such as `ghcr.io`) from `reference`.
-/// `Ok(None)` means the source has nothing for this host: access is anonymous.
-pub async fn resolve(
-    reference: &CredentialRef,
-    host: &str,
-) -> Result<Option<Credential>, CredentialError> {
-    let fail = |reason: String| CredentialError {
-        reference: reference.to_string(),
-        reason,
-    };
-    match reference {
-        CredentialRef::Env(var) => match std::env::var(var) {
-            Ok(v) => Ok(Credential::from_text(&v)),
-            Err(_) => Err(fail(format!("environment variable {var} is not set"))),
-        },
-        CredentialRef::File(path) => tokio::fs::read_to_string(path)
-            .await
-            .map(|text| Credential::from_text(&text))
-            .map_err(|e| fail(format!("cannot read {}: {e}", path.display()))),
-        CredentialRef::DockerConfig(path) => {
-            let path = match path {
-                Some(p) => p.clone(),
-                None => default_docker_config()
-                    .ok_or_else(|| fail("neither DOCKER_CONFIG nor HOME is set".into()))?,
-            };
-            docker_config(&path, host).await.map_err(fail)
-        }
-        CredentialRef::Exec { command, timeout } => {
-            let out = run_exec(command, host, *timeout).await.map_err(fail)?;
-            Ok(Credential::from_text(&out))
-        }
+    fn document(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async {
+            Err("docker's config holds registry logins, not keys: use file:, env: or exec:".into())
+        })
     }
-}
-
-/// A secret that is a document rather than a credential (a PEM key), as its source holds it:
-/// a file or a variable as it is, a command's output. Docker's config holds no such thing.
-pub async fn read_document(reference: &CredentialRef) -> Result<Secret, CredentialError> {
-    let fail = |reason: String| CredentialError {
-        reference: reference.to_string(),
-        reason,
-    };
-    let text = match reference {
-        CredentialRef::File(path) => tokio::fs::read_to_string(path)
-            .await
-            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?,
-        CredentialRef::Env(var) => std::env::var(var)
-            .map_err(|_| fail(format!("environment variable {var} is not set")))?,
-        CredentialRef::Exec { command, timeout } => {
-            run_exec(command, "", *timeout).await.map_err(fail)?
-        }
-        CredentialRef::DockerConfig(_) => {
-            return Err(fail(
-                "docker's config holds registry logins, not keys: use file:, env: or exec:".into(),
-            ));
-        }
-    };
-    if text.trim().is_empty() {
-        return Err(fail("it is empty".into()));
-    }
-    Ok(Secret::new(text))
 }
 
 fn default_docker_config() -> Option<PathBuf> {
@@ -156,7 +47,7 @@ fn default_docker_config() -> Option<PathBuf> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DockerConfig {
+struct ConfigJson {
     #[serde(default)]
     auths: std::collections::BTreeMap<String, DockerAuth>,
     #[serde(default)]
@@ -188,7 +79,7 @@ async fn docker_config(path: &Path, host: &str) -> Result<Option<Credential>, St
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let config: DockerConfig = serde_json::from_str(&text)
+    let config: ConfigJson = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a docker config: {e}", path.display()))?;
     let host = canonical_registry(host);
     let matches = |key: &str| canonical_registry(key) == host;
@@ -292,46 +183,11 @@ async fn credential_helper(helper: &str, host: &str) -> Result<Option<Credential
     }))
 }
 
-/// Runs an `exec:` command (split on whitespace, no shell), with the registry host in
-/// `IMAGE_UPDATER_REGISTRY`, and returns its first line of output.
-async fn run_exec(command: &Path, host: &str, timeout: Duration) -> Result<String, String> {
-    let text = command.to_string_lossy();
-    let mut words = text.split_whitespace();
-    let program = words.next().ok_or("empty command")?;
-    let out = tokio::process::Command::new(program)
-        .args(words)
-        .env("IMAGE_UPDATER_REGISTRY", host)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(timeout, out)
-        .await
-        .map_err(|_| format!("{program} did not finish within {}s", timeout.as_secs()))?
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{program} failed ({})", out.status));
-    }
-    let stdout = String::from_utf8(out.stdout)
-        .map_err(|_| format!("{program} printed something that is not text"))?;
-    Ok(stdout.lines().next().unwrap_or("").to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_do_not_print() {
-        let c = Credential::from_text("bot:hunter2\n").unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
-        assert_eq!(
-            Credential::from_text("tok3n"),
-            Some(Credential::Bearer(Secret::new("tok3n")))
-        );
-        assert_eq!(Credential::from_text(""), None);
-    }
+    use crate::config::CredentialRef;
+    use crate::secrets::resolve;
 
     #[tokio::test]
     async fn docker_config_auths_and_aliases() {
@@ -403,41 +259,5 @@ mod tests {
         // SAFETY: the unit tests of this crate read the environment only through
         // `std::env::var`, which takes the same lock; no C code reads it concurrently.
         unsafe { std::env::set_var("PATH", path) };
-    }
-
-    #[tokio::test]
-    async fn exec_commands_time_out_and_receive_the_host() {
-        let ok = CredentialRef::Exec {
-            command: "/bin/sh -c echo".into(),
-            timeout: Duration::from_secs(5),
-        };
-        // `sh -c echo` prints an empty line: no credential.
-        assert_eq!(resolve(&ok, "ghcr.io").await, Ok(None));
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("tok");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\necho \"bot:pw-for-$IMAGE_UPDATER_REGISTRY\"\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let r = CredentialRef::Exec {
-            command: script,
-            timeout: Duration::from_secs(5),
-        };
-        assert_eq!(
-            resolve(&r, "ghcr.io").await,
-            Ok(Some(Credential::Basic {
-                username: "bot".into(),
-                password: Secret::new("pw-for-ghcr.io")
-            }))
-        );
-        let slow = CredentialRef::Exec {
-            command: "/bin/sleep 5".into(),
-            timeout: Duration::from_millis(200),
-        };
-        let err = resolve(&slow, "ghcr.io").await.unwrap_err();
-        assert!(err.reason.contains("did not finish"), "{err}");
     }
 }

@@ -1,0 +1,26 @@
+//! `env:NAME`: an environment variable holding `user:password` or a token (or a document).
+
+use futures_util::future::BoxFuture;
+
+use super::{Credential, Source};
+
+pub(super) struct Env<'a>(pub &'a str);
+
+impl Env<'_> {
+    fn read(&self) -> Result<String, String> {
+        std::env::var(self.0).map_err(|_| format!("environment variable {} is not set", self.0))
+    }
+}
+
+impl Source for Env<'_> {
+    fn credential<'a>(
+        &'a self,
+        _host: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, String>> {
+        Box::pin(async move { self.read().map(|v| Credential::from_text(&v)) })
+    }
+
+    fn document(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move { self.read() })
+    }
+}

@@ -1,0 +1,161 @@
+//! Turning a credential reference into a secret, at the moment it is needed.
+//!
+//! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`, so no log line or error
+//! message can leak one by accident; they are never put in a command's argv.
+//!
+//! Each kind of source (`env:`, `file:`, `docker-config`, `exec:`) is a [`Source`] in a file of
+//! its own; [`source_of`] is the one place that maps a [`CredentialRef`] to its source. Adding
+//! a source is a file here, its spelling in `config/credentials.rs`, and one line in
+//! [`source_of`].
+
+use std::fmt;
+
+use futures_util::future::BoxFuture;
+
+use crate::config::CredentialRef;
+
+mod docker_config;
+mod env;
+mod exec;
+mod file;
+
+/// A secret string that refuses to be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What a registry is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `user:password`: sent as HTTP basic auth to the registry or its token service.
+    Basic { username: String, password: Secret },
+    /// A bare token: sent as `Authorization: Bearer` to the registry itself.
+    Bearer(Secret),
+}
+
+impl Credential {
+    /// The credential as it was written: `user:password`, or the token. For secrets that are
+    /// not registry credentials (a webhook secret, a notification URL).
+    pub fn into_text(self) -> String {
+        match self {
+            Credential::Basic { username, password } => format!("{username}:{}", password.expose()),
+            Credential::Bearer(token) => token.expose().to_string(),
+        }
+    }
+
+    /// `user:password` is basic auth; anything without a colon is a bearer token.
+    pub fn from_text(text: &str) -> Option<Credential> {
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            return None;
+        }
+        Some(match text.split_once(':') {
+            Some((user, pass)) if !user.is_empty() => Credential::Basic {
+                username: user.to_string(),
+                password: Secret::new(pass),
+            },
+            _ => Credential::Bearer(Secret::new(text)),
+        })
+    }
+}
+
+/// Why a credential could not be read. Never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("credentials {reference}: {reason}")]
+pub struct CredentialError {
+    pub reference: String,
+    pub reason: String,
+}
+
+/// Where a secret is read from, when it is needed. Errors are the reason alone, never the
+/// secret; [`resolve`] and [`read_document`] name the reference.
+pub trait Source: Send + Sync {
+    /// The registry credential for `host` (`ghcr.io`); `Ok(None)` when the source has
+    /// nothing for it: access is anonymous.
+    fn credential<'a>(&'a self, host: &'a str)
+    -> BoxFuture<'a, Result<Option<Credential>, String>>;
+
+    /// A secret that is a document rather than a credential (a PEM key, a webhook secret), as
+    /// the source holds it.
+    fn document(&self) -> BoxFuture<'_, Result<String, String>>;
+}
+
+/// The source a reference names.
+pub fn source_of(reference: &CredentialRef) -> Box<dyn Source + '_> {
+    match reference {
+        CredentialRef::Env(var) => Box::new(env::Env(var)),
+        CredentialRef::File(path) => Box::new(file::File(path)),
+        CredentialRef::DockerConfig(path) => Box::new(docker_config::DockerConfig(path.as_deref())),
+        CredentialRef::Exec { command, timeout } => Box::new(exec::Exec {
+            command,
+            timeout: *timeout,
+        }),
+    }
+}
+
+/// Reads the credential for `host` (a registry host such as `ghcr.io`) from `reference`.
+/// `Ok(None)` means the source has nothing for this host: access is anonymous.
+pub async fn resolve(
+    reference: &CredentialRef,
+    host: &str,
+) -> Result<Option<Credential>, CredentialError> {
+    source_of(reference)
+        .credential(host)
+        .await
+        .map_err(|reason| CredentialError {
+            reference: reference.to_string(),
+            reason,
+        })
+}
+
+/// A secret that is a document rather than a credential (a PEM key), as its source holds it:
+/// a file or a variable as it is, a command's output. Docker's config holds no such thing.
+pub async fn read_document(reference: &CredentialRef) -> Result<Secret, CredentialError> {
+    let fail = |reason: String| CredentialError {
+        reference: reference.to_string(),
+        reason,
+    };
+    let text = source_of(reference).document().await.map_err(fail)?;
+    if text.trim().is_empty() {
+        return Err(fail("it is empty".into()));
+    }
+    Ok(Secret::new(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Credential::from_text("bot:hunter2\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(
+            Credential::from_text("tok3n"),
+            Some(Credential::Bearer(Secret::new("tok3n")))
+        );
+        assert_eq!(Credential::from_text(""), None);
+    }
+}
