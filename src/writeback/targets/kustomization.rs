@@ -5,10 +5,27 @@
 //! newName, newTag); existing entries keep theirs.
 
 use super::{
-    Desired, Owner, at_line, describe_old, entry, is_empty_value, node_path, scalar,
+    Desired, Kind, Owner, at_line, describe_old, entry, is_empty_value, node_path, scalar,
     single_document,
 };
 use crate::writeback::yaml::{self, Node, Patch, Plain, Step, Yaml, YamlError, error};
+
+/// An `images:` entry, matched by `name`.
+pub(super) struct Kustomization<'a> {
+    pub name: &'a str,
+}
+
+impl Kind for Kustomization<'_> {
+    fn edit(
+        &self,
+        yaml: &Yaml,
+        source: &str,
+        desired: &Desired,
+        patch: &mut Patch,
+    ) -> Result<String, YamlError> {
+        edit(yaml, source, self.name, desired, patch)
+    }
+}
 
 pub(super) fn edit(
     yaml: &Yaml,

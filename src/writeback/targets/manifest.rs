@@ -8,7 +8,7 @@
 //! of that name does, the target is refused naming what they run.
 
 use super::{
-    Desired, Owner, alias_refusal, at_line, entry, node_path, scalar, set_value, split_image,
+    Desired, Kind, Owner, alias_refusal, at_line, entry, node_path, scalar, set_value, split_image,
 };
 use crate::writeback::yaml::{self, Node, Patch, Step, Yaml, YamlError, error};
 
@@ -18,6 +18,23 @@ fn pod_spec_path(kind: &str) -> &'static [&'static str] {
         "Pod" => &["spec"],
         "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => &["spec", "template", "spec"],
+    }
+}
+
+/// The containers running the image, or only the one named.
+pub(super) struct Manifest<'a> {
+    pub container: Option<&'a str>,
+}
+
+impl Kind for Manifest<'_> {
+    fn edit(
+        &self,
+        yaml: &Yaml,
+        source: &str,
+        desired: &Desired,
+        patch: &mut Patch,
+    ) -> Result<String, YamlError> {
+        edit(yaml, source, self.container, desired, patch)
     }
 }
 

@@ -14,7 +14,7 @@
 //! full reference or name must name the image.
 
 use super::{
-    Desired, Owner, at_line, describe_old, is_empty_value, key_at, node_path, set_value,
+    Desired, Kind, Owner, at_line, describe_old, is_empty_value, key_at, node_path, set_value,
     split_image,
 };
 use crate::config::Marker;
@@ -100,6 +100,21 @@ fn comment_after<'s>(source: &'s str, node: &Node) -> Option<&'s str> {
     let rest = source[span.end..end].trim_start_matches([' ', '\t']);
     rest.strip_prefix('#')
         .map(|c| c.trim_end_matches(['\n', '\r']))
+}
+
+/// The values marked by this comment.
+pub(super) struct Marked<'a>(pub &'a Marker);
+
+impl Kind for Marked<'_> {
+    fn edit(
+        &self,
+        yaml: &Yaml,
+        source: &str,
+        desired: &Desired,
+        patch: &mut Patch,
+    ) -> Result<String, YamlError> {
+        edit(yaml, source, self.0, desired, patch)
+    }
 }
 
 pub(super) fn edit(

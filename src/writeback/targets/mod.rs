@@ -13,6 +13,10 @@
 //! - [`values`]: dotted paths in Helm values files and any other YAML.
 //! - [`manifest`]: containers of workloads in plain manifests.
 //! - [`marker`]: values marked by a comment (our own form and Flux's).
+//!
+//! Each is a [`Kind`]. A new kind of target is a file here, its variant of
+//! [`Target`](crate::config::Target) with its checks in `config/validate/targets.rs`, and a
+//! line in [`kind_of`].
 
 mod kustomization;
 mod manifest;
@@ -143,6 +147,42 @@ pub struct FileEdit {
     pub new_text: String,
 }
 
+/// One kind of target: how a file of that kind names an image, and how it is edited to name
+/// another. Each kind is a file of this folder; [`kind_of`] is the one place that maps a
+/// configured [`Target`] to its kind.
+trait Kind {
+    /// Plans the edit of `yaml` (parsed from `source`) into `patch`, after checking that what
+    /// it rewrites is the image's; returns the value before, as found.
+    fn edit(
+        &self,
+        yaml: &Yaml,
+        source: &str,
+        desired: &Desired,
+        patch: &mut Patch,
+    ) -> Result<String, YamlError>;
+}
+
+/// The kind of `target`, with its settings.
+fn kind_of(target: &Target) -> Box<dyn Kind + '_> {
+    match target {
+        Target::Kustomization { name, .. } => Box::new(kustomization::Kustomization { name }),
+        Target::Helm { values, .. } => Box::new(values::Values {
+            paths: values,
+            documents: None,
+        }),
+        Target::Yaml {
+            values, documents, ..
+        } => Box::new(values::Values {
+            paths: values,
+            documents: Some(documents),
+        }),
+        Target::Manifest { container, .. } => Box::new(manifest::Manifest {
+            container: container.as_deref(),
+        }),
+        Target::Marker { marker, .. } => Box::new(marker::Marked(marker)),
+    }
+}
+
 /// Plans the edit of `source` for `target`; `None` when the file already says this.
 pub fn edit(
     target: &Target,
@@ -151,21 +191,7 @@ pub fn edit(
 ) -> Result<Option<FileEdit>, YamlError> {
     let yaml = Yaml::parse(source)?;
     let mut patch = Patch::default();
-    let old = match target {
-        Target::Kustomization { name, .. } => {
-            kustomization::edit(&yaml, source, name, desired, &mut patch)?
-        }
-        Target::Helm { values, .. } => {
-            values::edit(&yaml, source, values, None, desired, &mut patch)?
-        }
-        Target::Yaml {
-            values, documents, ..
-        } => values::edit(&yaml, source, values, Some(documents), desired, &mut patch)?,
-        Target::Manifest { container, .. } => {
-            manifest::edit(&yaml, source, container.as_deref(), desired, &mut patch)?
-        }
-        Target::Marker { marker, .. } => marker::edit(&yaml, source, marker, desired, &mut patch)?,
-    };
+    let old = kind_of(target).edit(&yaml, source, desired, &mut patch)?;
     if patch.is_empty() {
         return Ok(None);
     }

@@ -11,11 +11,30 @@
 //! target does not manage is refused, since the chart would keep deploying that digest.
 
 use super::{
-    Desired, Miss, Owner, at_line, describe_old, is_empty_value, lookup, node_path, set_value,
-    single_document, split_image,
+    Desired, Kind, Miss, Owner, at_line, describe_old, is_empty_value, lookup, node_path,
+    set_value, single_document, split_image,
 };
 use crate::config::{ImagePaths, Segment, ValuePath};
 use crate::writeback::yaml::{Node, Patch, Step, Yaml, YamlError, error};
+
+/// Values paths: in a Helm values file (one document, `documents` is `None`), or in every
+/// document of any YAML that matches `documents`.
+pub(super) struct Values<'a> {
+    pub paths: &'a ImagePaths,
+    pub documents: Option<&'a Vec<(ValuePath, String)>>,
+}
+
+impl Kind for Values<'_> {
+    fn edit(
+        &self,
+        yaml: &Yaml,
+        source: &str,
+        desired: &Desired,
+        patch: &mut Patch,
+    ) -> Result<String, YamlError> {
+        edit(yaml, source, self.paths, self.documents, desired, patch)
+    }
+}
 
 /// `documents`: `None` for a Helm values file (exactly one document); the filter of a yaml
 /// target otherwise.
