@@ -105,6 +105,15 @@ pub struct Pull {
     pub draft: bool,
 }
 
+impl Pull {
+    /// Merged into its base in the bare repository, as a forge's merge button does.
+    fn merge(&mut self, dir: &PathBuf) {
+        merge_in_git(dir, &self.head, &self.base);
+        self.state = "closed".into();
+        self.merged = true;
+    }
+}
+
 /// The GitHub App the forge knows: its id, its public key (PEM) and its installation.
 pub const APP_ID: u64 = 777;
 pub const INSTALLATION: u64 = 42;
@@ -193,9 +202,7 @@ impl FakeForge {
                     {
                         state.merge_after_read = None;
                         let pull = state.pulls.iter_mut().find(|p| p.number == n).unwrap();
-                        merge_in_git(&dir, &pull.head, &pull.base);
-                        pull.state = "closed".into();
-                        pull.merged = true;
+                        pull.merge(&dir);
                     }
                     drop(state);
                     response
@@ -281,9 +288,7 @@ impl FakeForge {
     pub fn merge_by_person(&self, number: u64) {
         let mut s = self.state.lock().unwrap();
         let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
-        merge_in_git(&self.git_dir, &pull.head, &pull.base);
-        pull.state = "closed".into();
-        pull.merged = true;
+        pull.merge(&self.git_dir);
     }
 
     /// A person merges request `number` right after the bot's next read of it is answered.
@@ -339,9 +344,7 @@ impl FakeForge {
             .iter_mut()
             .filter(|p| p.auto_merge && p.state == "open")
         {
-            merge_in_git(&self.git_dir, &pull.head, &pull.base);
-            pull.state = "closed".into();
-            pull.merged = true;
+            pull.merge(&self.git_dir);
         }
     }
 }
@@ -460,40 +463,12 @@ fn answer(status: u16, body: Value) -> Response {
         .into_response()
 }
 
-/// `application/x-www-form-urlencoded` pairs of the query.
+/// `application/x-www-form-urlencoded` pairs of the query, decoded.
 fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
-    fn decode(text: &str) -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                    match u8::from_str_radix(hex, 16) {
-                        Ok(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    uri.query()
+    let query = uri.query().unwrap_or_default();
+    reqwest::Url::parse(&format!("http://forge/?{query}"))
+        .map(|url| url.query_pairs().into_owned().collect())
         .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 fn auth_of(kind: Kind, headers: &HeaderMap) -> Option<String> {
@@ -612,18 +587,568 @@ fn handle(
     }
     let query = query_pairs(&uri);
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    match kind {
-        Kind::GitHub => github(port, &mut s, dir, &method, uri.path(), &q, &body),
-        Kind::GitLab => gitlab(&mut s, dir, &method, uri.path(), &q, &body),
-        Kind::Gitea => gitea(port, &mut s, dir, &method, uri.path(), &q, &body),
-    }
+    serve(kind, port, &mut s, dir, &method, uri.path(), &q, &body)
 }
 
 fn not_found() -> Response {
     answer(404, json!({"message": "Not Found"}))
 }
 
-// ---- GitHub ----
+// ---- Routes: every endpoint of every forge, one row each ----
+
+/// What a route does; the same operation on every forge that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    List,
+    /// Gitea's lookup of the latest request from `{head}` into `{base}`.
+    Lookup,
+    Open,
+    Get,
+    Edit,
+    Comment,
+    Labels,
+    Assignees,
+    Reviewers,
+    Merge,
+    /// GitHub's GraphQL mutation that marks a draft ready (the one REST lacks).
+    MarkReady,
+    /// GitLab's `GET /version`.
+    Version,
+    /// GitLab's user lookup by name.
+    Users,
+    /// Gitea's repository labels.
+    RepoLabels,
+}
+
+/// `(forge, method, path, operation)`: the path after the API's base, `{p}` standing for the
+/// project's own prefix, `{n}` for a request number, `{base}` and `{head}` for branches.
+const ROUTES: &[(Kind, &str, &str, Op)] = &[
+    (Kind::GitHub, "POST", "/graphql", Op::MarkReady),
+    (Kind::GitHub, "GET", "{p}/pulls", Op::List),
+    (Kind::GitHub, "POST", "{p}/pulls", Op::Open),
+    (Kind::GitHub, "GET", "{p}/pulls/{n}", Op::Get),
+    (Kind::GitHub, "PATCH", "{p}/pulls/{n}", Op::Edit),
+    (Kind::GitHub, "POST", "{p}/issues/{n}/comments", Op::Comment),
+    (Kind::GitHub, "POST", "{p}/issues/{n}/labels", Op::Labels),
+    (
+        Kind::GitHub,
+        "POST",
+        "{p}/issues/{n}/assignees",
+        Op::Assignees,
+    ),
+    (
+        Kind::GitHub,
+        "POST",
+        "{p}/pulls/{n}/requested_reviewers",
+        Op::Reviewers,
+    ),
+    (Kind::GitHub, "PUT", "{p}/pulls/{n}/merge", Op::Merge),
+    (Kind::GitLab, "GET", "/version", Op::Version),
+    (Kind::GitLab, "GET", "/users", Op::Users),
+    (Kind::GitLab, "GET", "{p}/merge_requests", Op::List),
+    (Kind::GitLab, "POST", "{p}/merge_requests", Op::Open),
+    (Kind::GitLab, "GET", "{p}/merge_requests/{n}", Op::Get),
+    (Kind::GitLab, "PUT", "{p}/merge_requests/{n}", Op::Edit),
+    (
+        Kind::GitLab,
+        "POST",
+        "{p}/merge_requests/{n}/notes",
+        Op::Comment,
+    ),
+    (
+        Kind::GitLab,
+        "PUT",
+        "{p}/merge_requests/{n}/merge",
+        Op::Merge,
+    ),
+    (Kind::Gitea, "GET", "{p}/labels", Op::RepoLabels),
+    (Kind::Gitea, "GET", "{p}/pulls", Op::List),
+    (Kind::Gitea, "POST", "{p}/pulls", Op::Open),
+    (Kind::Gitea, "GET", "{p}/pulls/{n}", Op::Get),
+    (Kind::Gitea, "GET", "{p}/pulls/{base}/{head}", Op::Lookup),
+    (Kind::Gitea, "PATCH", "{p}/pulls/{n}", Op::Edit),
+    (Kind::Gitea, "POST", "{p}/issues/{n}/comments", Op::Comment),
+    (
+        Kind::Gitea,
+        "POST",
+        "{p}/pulls/{n}/requested_reviewers",
+        Op::Reviewers,
+    ),
+    (Kind::Gitea, "POST", "{p}/pulls/{n}/merge", Op::Merge),
+];
+
+impl Kind {
+    /// The API's base path, before every route.
+    fn api_base(self) -> &'static str {
+        match self {
+            Kind::GitHub => "",
+            Kind::GitLab => "/api/v4",
+            Kind::Gitea => "/api/v1",
+        }
+    }
+
+    /// The project's prefix in paths (`{p}` in [`ROUTES`]).
+    fn project(self) -> String {
+        match self {
+            Kind::GitHub | Kind::Gitea => format!("/repos/{OWNER}/{REPO}"),
+            Kind::GitLab => format!("/projects/{OWNER}%2F{REPO}"),
+        }
+    }
+
+    /// The request as this forge writes it in JSON.
+    fn json(self, port: u16, p: &Pull, dir: &PathBuf, checks_pass: bool) -> Value {
+        match self {
+            Kind::GitHub => github_json(port, p, dir, checks_pass),
+            Kind::GitLab => gitlab_json(p, dir),
+            Kind::Gitea => gitea_json(p, dir),
+        }
+    }
+
+    /// The body fields naming a new request's head and base branches, and its description.
+    fn fields(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Kind::GitLab => ("source_branch", "target_branch", "description"),
+            Kind::GitHub | Kind::Gitea => ("head", "base", "body"),
+        }
+    }
+}
+
+/// What a matched route names in the path.
+#[derive(Default)]
+struct Captured {
+    number: Option<u64>,
+    base: String,
+    head: String,
+}
+
+/// The route of `method path` on `kind`, and what its path names.
+fn route(kind: Kind, method: &Method, path: &str) -> Option<(Op, Captured)> {
+    let path = path.strip_prefix(kind.api_base())?;
+    let project = kind.project();
+    ROUTES
+        .iter()
+        .filter(|(k, m, ..)| *k == kind && *m == method.as_str())
+        .find_map(|(_, _, pattern, op)| {
+            let pattern = pattern.replace("{p}", &project);
+            let (want, got): (Vec<&str>, Vec<&str>) =
+                (pattern.split('/').collect(), path.split('/').collect());
+            if want.len() != got.len() {
+                return None;
+            }
+            let mut captured = Captured::default();
+            for (w, g) in want.iter().zip(&got) {
+                match *w {
+                    "{n}" => captured.number = Some(g.parse().ok()?),
+                    // A branch is not a number: `pulls/1/merge` is no lookup.
+                    "{base}" if g.parse::<u64>().is_err() => captured.base = decode_branch(g),
+                    "{head}" => captured.head = decode_branch(g),
+                    w if w == *g => {}
+                    _ => return None,
+                }
+            }
+            Some((*op, captured))
+        })
+}
+
+fn decode_branch(text: &str) -> String {
+    text.replace("%2F", "/").replace("%2f", "/")
+}
+
+/// One request of the daemon's, after auth: routed, and answered from the state.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    kind: Kind,
+    port: u16,
+    s: &mut State,
+    dir: &PathBuf,
+    method: &Method,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    body: &Value,
+) -> Response {
+    let Some((op, at)) = route(kind, method, path) else {
+        return not_found();
+    };
+    let checks = s.checks_pass;
+    let json = |p: &Pull| kind.json(port, p, dir, checks);
+    match op {
+        Op::List => list(kind, port, s, dir, path, q),
+        Op::Open => open(kind, s, dir, body, json),
+        Op::Lookup => match s
+            .pulls
+            .iter()
+            .rev()
+            .find(|p| p.head == at.head && p.base == at.base)
+        {
+            Some(p) => answer(200, json(p)),
+            None => answer(404, json!({"message": "pull request does not exist"})),
+        },
+        Op::MarkReady => mark_ready(s, body),
+        Op::Version => {
+            let version = s.gitlab_version.clone();
+            let version = version.unwrap_or_else(|| "18.6.1-ee".into());
+            answer(200, json!({"version": version, "revision": "0123abcd"}))
+        }
+        Op::Users => {
+            let name = q("username").unwrap_or_default();
+            let users: Vec<Value> = USERS
+                .iter()
+                .filter(|(_, u)| *u == name)
+                .map(|(id, u)| json!({"id": id, "username": u, "name": u, "state": "active"}))
+                .collect();
+            answer(200, Value::Array(users))
+        }
+        Op::RepoLabels => answer(
+            200,
+            Value::Array(
+                LABELS
+                    .iter()
+                    .map(|(id, n)| json!({"id": id, "name": n, "color": "00aabb"}))
+                    .collect(),
+            ),
+        ),
+        Op::Get
+        | Op::Edit
+        | Op::Comment
+        | Op::Labels
+        | Op::Assignees
+        | Op::Reviewers
+        | Op::Merge => {
+            let number = at.number.expect("the route names a number");
+            let refused = s.refused_reviewer.clone();
+            let version = s.gitlab_version.clone().unwrap_or_default();
+            let Some(p) = s.pulls.iter_mut().find(|p| p.number == number) else {
+                return match kind {
+                    Kind::GitLab => answer(404, json!({"message": "404 Not found"})),
+                    _ => not_found(),
+                };
+            };
+            on_request(
+                kind,
+                op,
+                p,
+                dir,
+                body,
+                refused.as_deref(),
+                &version,
+                checks,
+                port,
+            )
+        }
+    }
+}
+
+/// The operations on one request.
+#[allow(clippy::too_many_arguments)]
+fn on_request(
+    kind: Kind,
+    op: Op,
+    p: &mut Pull,
+    dir: &PathBuf,
+    body: &Value,
+    refused: Option<&str>,
+    gitlab_version: &str,
+    checks: bool,
+    port: u16,
+) -> Response {
+    let (_, _, text) = kind.fields();
+    match op {
+        Op::Get => answer(200, kind.json(port, p, dir, checks)),
+        Op::Edit => {
+            if let Some(t) = body["title"].as_str() {
+                p.title = t.into();
+            }
+            if let Some(b) = body[text].as_str() {
+                p.body = b.into();
+            }
+            if let Some(st) = body["state"].as_str() {
+                p.state = st.into();
+            }
+            if body["state_event"] == "close" {
+                p.state = "closed".into();
+            }
+            // Gitea answers an edit 201.
+            let status = if kind == Kind::Gitea { 201 } else { 200 };
+            answer(status, kind.json(port, p, dir, checks))
+        }
+        Op::Comment => {
+            p.comments
+                .push(body["body"].as_str().unwrap_or_default().into());
+            let mut note = json!({"id": 1, "body": body["body"]});
+            if kind == Kind::GitLab {
+                note["noteable_type"] = json!("MergeRequest");
+            }
+            answer(201, note)
+        }
+        Op::Labels => {
+            p.labels
+                .extend(body["labels"].as_array().cloned().unwrap_or_default());
+            answer(
+                200,
+                Value::Array(p.labels.iter().map(|l| json!({"name": l})).collect()),
+            )
+        }
+        Op::Assignees => {
+            p.assignees
+                .extend(body["assignees"].as_array().cloned().unwrap_or_default());
+            answer(201, kind.json(port, p, dir, checks))
+        }
+        Op::Reviewers => {
+            let asked = body["reviewers"].as_array().cloned().unwrap_or_default();
+            if let Some(who) = refused
+                && asked.iter().any(|r| r == who)
+            {
+                let message = match kind {
+                    Kind::GitHub => {
+                        "Reviews may only be requested from collaborators. One or more of the users or teams you specified is not a collaborator of the acme/manifests repository."
+                    }
+                    _ => "reviewer is not a collaborator",
+                };
+                return answer(422, json!({"message": message}));
+            }
+            p.reviewers.extend(asked);
+            match kind {
+                Kind::Gitea => answer(201, json!([])),
+                _ => answer(201, kind.json(port, p, dir, checks)),
+            }
+        }
+        Op::Merge => merge(kind, p, dir, body, gitlab_version, checks),
+        _ => not_found(),
+    }
+}
+
+/// A list of requests, filtered and paged as each forge does.
+fn list(
+    kind: Kind,
+    port: u16,
+    s: &mut State,
+    dir: &PathBuf,
+    path: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+) -> Response {
+    let checks = s.checks_pass;
+    // GitLab lists every state unless asked; GitHub and Gitea the open ones.
+    let default_state = if kind == Kind::GitLab { "all" } else { "open" };
+    let state = q("state").unwrap_or_else(|| default_state.into());
+    // The query parameters each forge filters by, and the field each compares.
+    let filters: &[(&str, &str)] = match kind {
+        Kind::GitHub => &[("head", "/head/label"), ("base", "/base/ref")],
+        Kind::GitLab => &[
+            ("source_branch", "/source_branch"),
+            ("target_branch", "/target_branch"),
+        ],
+        Kind::Gitea => &[],
+    };
+    let items: Vec<Value> = s
+        .pulls
+        .iter()
+        .filter(|p| s.listed(p.number))
+        .map(|p| kind.json(port, p, dir, checks))
+        // Each forge's own words for the state: GitLab's `opened` and `merged`.
+        .filter(|j| state == "all" || j["state"] == state.as_str())
+        .filter(|j| {
+            filters
+                .iter()
+                .all(|(name, at)| q(name).is_none_or(|v| j.pointer(at) == Some(&json!(v))))
+        })
+        .collect();
+    s.listed_once();
+    let total = items.len();
+    let page_of = |size: &str, default: usize, most: usize| {
+        let size: usize = q(size)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+            .min(most);
+        let n: usize = q("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+        (size, n)
+    };
+    match kind {
+        Kind::GitHub => {
+            let (per_page, n) = page_of("per_page", 30, 100);
+            let base_q = format!(
+                "http://127.0.0.1:{port}{path}?state={state}&per_page={per_page}{}{}",
+                q("head").map(|h| format!("&head={h}")).unwrap_or_default(),
+                q("base").map(|b| format!("&base={b}")).unwrap_or_default(),
+            );
+            page(items, n, per_page, |next| format!("{base_q}&page={next}"))
+        }
+        Kind::GitLab => {
+            let mut r = answer(200, Value::Array(items));
+            r.headers_mut()
+                .insert("x-total", total.to_string().parse().unwrap());
+            r
+        }
+        Kind::Gitea => {
+            let (limit, n) = page_of("limit", 30, 50);
+            let mut r = page(items, n, limit, |next| {
+                format!("http://127.0.0.1:{port}{path}?state={state}&limit={limit}&page={next}")
+            });
+            r.headers_mut()
+                .insert("x-total-count", total.to_string().parse().unwrap());
+            r
+        }
+    }
+}
+
+/// Opens a request, or refuses one that exists (or whose head branch does not).
+fn open(
+    kind: Kind,
+    s: &mut State,
+    dir: &PathBuf,
+    body: &Value,
+    json: impl Fn(&Pull) -> Value,
+) -> Response {
+    let (head_field, base_field, text) = kind.fields();
+    let (head, base) = (
+        body[head_field].as_str().unwrap_or_default(),
+        body[base_field].as_str().unwrap_or_default(),
+    );
+    if kind == Kind::GitHub && rev(dir, head).is_none() {
+        return answer(
+            422,
+            json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}]}),
+        );
+    }
+    if let Some(p) = s
+        .pulls
+        .iter()
+        .find(|p| p.state == "open" && p.head == head && p.base == base)
+    {
+        return match kind {
+            Kind::GitHub => answer(
+                422,
+                json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {OWNER}:{head}.")}], "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"}),
+            ),
+            Kind::GitLab => answer(
+                409,
+                json!({"message": [format!("Another open merge request already exists for this source branch: !{}", p.number)]}),
+            ),
+            Kind::Gitea => answer(
+                409,
+                json!({"message": "pull request already exists for these targets", "url": ""}),
+            ),
+        };
+    }
+    let number = s.pulls.len() as u64 + 1;
+    let mut p = new_pull(
+        number,
+        head,
+        base,
+        body["title"].as_str().unwrap_or_default(),
+        body[text].as_str().unwrap_or_default(),
+    );
+    match kind {
+        Kind::GitHub => p.draft = body["draft"].as_bool().unwrap_or(false),
+        Kind::GitLab => {
+            if let Some(l) = body["labels"].as_str() {
+                p.labels = l.split(',').map(|l| json!(l)).collect();
+            }
+            p.assignees = body["assignee_ids"].as_array().cloned().unwrap_or_default();
+            p.reviewers = body["reviewer_ids"].as_array().cloned().unwrap_or_default();
+        }
+        Kind::Gitea => {
+            p.labels = body["labels"].as_array().cloned().unwrap_or_default();
+            p.assignees = body["assignees"].as_array().cloned().unwrap_or_default();
+        }
+    }
+    let out = json(&p);
+    s.pulls.push(p);
+    answer(201, out)
+}
+
+/// A merge, under each forge's rules: the head the bot names must be the head, and the checks
+/// must pass or the request is set to merge when they do.
+fn merge(
+    kind: Kind,
+    p: &mut Pull,
+    dir: &PathBuf,
+    body: &Value,
+    gitlab_version: &str,
+    checks: bool,
+) -> Response {
+    let sha_field = match kind {
+        Kind::Gitea => "head_commit_id",
+        _ => "sha",
+    };
+    let closed = match kind {
+        Kind::GitHub => "Pull Request is not mergeable",
+        Kind::GitLab => "405 Method Not Allowed",
+        Kind::Gitea => "The PR is closed",
+    };
+    if p.state != "open" || (kind == Kind::GitHub && !checks) {
+        return answer(405, json!({"message": closed}));
+    }
+    if body[sha_field].as_str() != rev(dir, &p.head).as_deref() {
+        let message = match kind {
+            Kind::GitHub => "Head branch was modified. Review and try the merge again.",
+            Kind::GitLab => "SHA does not match HEAD of source branch",
+            Kind::Gitea => "head out of date",
+        };
+        return answer(409, json!({"message": message}));
+    }
+    match kind {
+        Kind::GitHub => {
+            p.merge(dir);
+            answer(
+                200,
+                json!({"sha": rev(dir, &p.base), "merged": true, "message": "Pull Request successfully merged"}),
+            )
+        }
+        Kind::GitLab => {
+            // Before 17.11 GitLab knows `merge_when_pipeline_succeeds`, not `auto_merge`:
+            // given only the latter, it merges at once where pipelines are not required, as
+            // this project's are not.
+            let old = gitlab_before(gitlab_version, 17, 11);
+            let wait = body["merge_when_pipeline_succeeds"] == true
+                || (!old && body["auto_merge"] == true);
+            if checks || (old && !wait) {
+                p.merge(dir);
+            } else if wait {
+                p.auto_merge = true;
+            } else {
+                return answer(405, json!({"message": closed}));
+            }
+            answer(200, gitlab_json(p, dir))
+        }
+        Kind::Gitea => {
+            if checks {
+                p.merge(dir);
+                answer(200, Value::Null)
+            } else if body["merge_when_checks_succeed"] == true {
+                p.auto_merge = true;
+                answer(201, Value::Null)
+            } else {
+                answer(405, json!({"message": "Please try again later"}))
+            }
+        }
+    }
+}
+
+/// GitHub's GraphQL mutation marking a draft ready for review.
+fn mark_ready(s: &mut State, body: &Value) -> Response {
+    let query = body["query"].as_str().unwrap_or_default();
+    let id = body["variables"]["id"].as_str().unwrap_or_default();
+    if !query.contains("markPullRequestReadyForReview") {
+        return answer(200, json!({"errors": [{"message": "unexpected query"}]}));
+    }
+    let Some(p) = s
+        .pulls
+        .iter_mut()
+        .find(|p| format!("PR_kwDOtest{}", p.number) == id)
+    else {
+        return answer(
+            200,
+            json!({"errors": [{"type": "NOT_FOUND", "message": format!("Could not resolve to a node with the global id of '{id}'")}]}),
+        );
+    };
+    p.draft = false;
+    answer(
+        200,
+        json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false}}}}),
+    )
+}
+
+// ---- How each forge writes a request ----
 
 fn github_json(port: u16, p: &Pull, dir: &PathBuf, checks_pass: bool) -> Value {
     json!({
@@ -662,183 +1187,6 @@ fn page(
     response
 }
 
-fn github(
-    port: u16,
-    s: &mut State,
-    dir: &PathBuf,
-    method: &Method,
-    path: &str,
-    q: &dyn Fn(&str) -> Option<String>,
-    body: &Value,
-) -> Response {
-    // GraphQL: the one mutation REST lacks, marking a draft ready for review.
-    if method == Method::POST && path == "/graphql" {
-        let query = body["query"].as_str().unwrap_or_default();
-        let id = body["variables"]["id"].as_str().unwrap_or_default();
-        if !query.contains("markPullRequestReadyForReview") {
-            return answer(200, json!({"errors": [{"message": "unexpected query"}]}));
-        }
-        let Some(p) = s
-            .pulls
-            .iter_mut()
-            .find(|p| format!("PR_kwDOtest{}", p.number) == id)
-        else {
-            return answer(
-                200,
-                json!({"errors": [{"type": "NOT_FOUND", "message": format!("Could not resolve to a node with the global id of '{id}'")}]}),
-            );
-        };
-        p.draft = false;
-        return answer(
-            200,
-            json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false}}}}),
-        );
-    }
-    let prefix = format!("/repos/{OWNER}/{REPO}/");
-    let Some(rest) = path.strip_prefix(&prefix) else {
-        return not_found();
-    };
-    let parts: Vec<&str> = rest.split('/').collect();
-    let checks = s.checks_pass;
-    match (method.as_str(), parts.as_slice()) {
-        ("GET", ["pulls"]) => {
-            let state = q("state").unwrap_or_else(|| "open".into());
-            let per_page: usize = q("per_page")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(30)
-                .min(100);
-            let n: usize = q("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
-            let items: Vec<Value> = s
-                .pulls
-                .iter()
-                .filter(|p| state == "all" || p.state == state)
-                .filter(|p| s.listed(p.number))
-                .filter(|p| q("head").is_none_or(|h| h == format!("{OWNER}:{}", p.head)))
-                .filter(|p| q("base").is_none_or(|b| b == p.base))
-                .map(|p| github_json(port, p, dir, checks))
-                .collect();
-            s.listed_once();
-            let base_q = format!(
-                "http://127.0.0.1:{port}{path}?state={state}&per_page={per_page}{}{}",
-                q("head").map(|h| format!("&head={h}")).unwrap_or_default(),
-                q("base").map(|b| format!("&base={b}")).unwrap_or_default(),
-            );
-            page(items, n, per_page, |next| format!("{base_q}&page={next}"))
-        }
-        ("POST", ["pulls"]) => {
-            let (head, base) = (
-                body["head"].as_str().unwrap_or_default(),
-                body["base"].as_str().unwrap_or_default(),
-            );
-            if rev(dir, head).is_none() {
-                return answer(
-                    422,
-                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}]}),
-                );
-            }
-            if s.pulls
-                .iter()
-                .any(|p| p.state == "open" && p.head == head && p.base == base)
-            {
-                return answer(
-                    422,
-                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {OWNER}:{head}.")}], "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"}),
-                );
-            }
-            let number = s.pulls.len() as u64 + 1;
-            let mut p = new_pull(
-                number,
-                head,
-                base,
-                body["title"].as_str().unwrap_or_default(),
-                body["body"].as_str().unwrap_or_default(),
-            );
-            p.draft = body["draft"].as_bool().unwrap_or(false);
-            let out = github_json(port, &p, dir, checks);
-            s.pulls.push(p);
-            answer(201, out)
-        }
-        (m, ["pulls", n, rest @ ..]) | (m, ["issues", n, rest @ ..]) => {
-            let Ok(n) = n.parse::<u64>() else {
-                return not_found();
-            };
-            let is_pull = parts[0] == "pulls";
-            let refused = s.refused_reviewer.clone();
-            let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
-                return not_found();
-            };
-            match (m, is_pull, rest) {
-                ("GET", true, []) => answer(200, github_json(port, p, dir, checks)),
-                ("PATCH", true, []) => {
-                    if let Some(t) = body["title"].as_str() {
-                        p.title = t.into();
-                    }
-                    if let Some(b) = body["body"].as_str() {
-                        p.body = b.into();
-                    }
-                    if let Some(st) = body["state"].as_str() {
-                        p.state = st.into();
-                    }
-                    answer(200, github_json(port, p, dir, checks))
-                }
-                ("POST", false, ["comments"]) => {
-                    p.comments
-                        .push(body["body"].as_str().unwrap_or_default().into());
-                    answer(201, json!({"id": 1, "body": body["body"]}))
-                }
-                ("POST", false, ["labels"]) => {
-                    p.labels
-                        .extend(body["labels"].as_array().cloned().unwrap_or_default());
-                    answer(
-                        200,
-                        Value::Array(p.labels.iter().map(|l| json!({"name": l})).collect()),
-                    )
-                }
-                ("POST", false, ["assignees"]) => {
-                    p.assignees
-                        .extend(body["assignees"].as_array().cloned().unwrap_or_default());
-                    answer(201, github_json(port, p, dir, checks))
-                }
-                ("POST", true, ["requested_reviewers"]) => {
-                    let asked = body["reviewers"].as_array().cloned().unwrap_or_default();
-                    if let Some(who) = &refused
-                        && asked.iter().any(|r| r == who.as_str())
-                    {
-                        return answer(
-                            422,
-                            json!({"message": "Reviews may only be requested from collaborators. One or more of the users or teams you specified is not a collaborator of the acme/manifests repository."}),
-                        );
-                    }
-                    p.reviewers.extend(asked);
-                    answer(201, github_json(port, p, dir, checks))
-                }
-                ("PUT", true, ["merge"]) => {
-                    if !checks || p.state != "open" {
-                        return answer(405, json!({"message": "Pull Request is not mergeable"}));
-                    }
-                    if body["sha"].as_str() != rev(dir, &p.head).as_deref() {
-                        return answer(
-                            409,
-                            json!({"message": "Head branch was modified. Review and try the merge again."}),
-                        );
-                    }
-                    merge_in_git(dir, &p.head, &p.base);
-                    p.state = "closed".into();
-                    p.merged = true;
-                    answer(
-                        200,
-                        json!({"sha": rev(dir, &p.base), "merged": true, "message": "Pull Request successfully merged"}),
-                    )
-                }
-                _ => not_found(),
-            }
-        }
-        _ => not_found(),
-    }
-}
-
-// ---- GitLab ----
-
 /// Whether GitLab `version` (`17.10.2-ee`; empty: a current one) is before `major.minor`.
 fn gitlab_before(version: &str, major: u64, minor: u64) -> bool {
     let mut parts = version
@@ -869,158 +1217,6 @@ fn gitlab_json(p: &Pull, dir: &PathBuf) -> Value {
     })
 }
 
-fn gitlab(
-    s: &mut State,
-    dir: &PathBuf,
-    method: &Method,
-    path: &str,
-    q: &dyn Fn(&str) -> Option<String>,
-    body: &Value,
-) -> Response {
-    let Some(rest) = path.strip_prefix("/api/v4/") else {
-        return not_found();
-    };
-    if method == Method::GET && rest == "version" {
-        let version = s
-            .gitlab_version
-            .clone()
-            .unwrap_or_else(|| "18.6.1-ee".into());
-        return answer(200, json!({"version": version, "revision": "0123abcd"}));
-    }
-    if method == Method::GET && rest == "users" {
-        let name = q("username").unwrap_or_default();
-        let users: Vec<Value> = USERS
-            .iter()
-            .filter(|(_, u)| *u == name)
-            .map(|(id, u)| json!({"id": id, "username": u, "name": u, "state": "active"}))
-            .collect();
-        return answer(200, Value::Array(users));
-    }
-    let prefix = format!("projects/{OWNER}%2F{REPO}/merge_requests");
-    let Some(rest) = rest.strip_prefix(&prefix) else {
-        return not_found();
-    };
-    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    match (method.as_str(), parts.as_slice()) {
-        ("GET", []) => {
-            let state = q("state").unwrap_or_else(|| "all".into());
-            let items: Vec<Value> = s
-                .pulls
-                .iter()
-                .filter(|p| s.listed(p.number))
-                .map(|p| gitlab_json(p, dir))
-                .filter(|m| state == "all" || m["state"] == state.as_str())
-                .filter(|m| q("source_branch").is_none_or(|b| m["source_branch"] == b.as_str()))
-                .filter(|m| q("target_branch").is_none_or(|b| m["target_branch"] == b.as_str()))
-                .collect();
-            s.listed_once();
-            let mut r = answer(200, Value::Array(items.clone()));
-            r.headers_mut()
-                .insert("x-total", items.len().to_string().parse().unwrap());
-            r
-        }
-        ("POST", []) => {
-            let (head, base) = (
-                body["source_branch"].as_str().unwrap_or_default(),
-                body["target_branch"].as_str().unwrap_or_default(),
-            );
-            if let Some(p) = s
-                .pulls
-                .iter()
-                .find(|p| p.state == "open" && p.head == head && p.base == base)
-            {
-                return answer(
-                    409,
-                    json!({"message": [format!("Another open merge request already exists for this source branch: !{}", p.number)]}),
-                );
-            }
-            let number = s.pulls.len() as u64 + 1;
-            let mut p = new_pull(
-                number,
-                head,
-                base,
-                body["title"].as_str().unwrap_or_default(),
-                body["description"].as_str().unwrap_or_default(),
-            );
-            if let Some(l) = body["labels"].as_str() {
-                p.labels = l.split(',').map(|l| json!(l)).collect();
-            }
-            p.assignees = body["assignee_ids"].as_array().cloned().unwrap_or_default();
-            p.reviewers = body["reviewer_ids"].as_array().cloned().unwrap_or_default();
-            let out = gitlab_json(&p, dir);
-            s.pulls.push(p);
-            answer(201, out)
-        }
-        (m, [n, rest @ ..]) => {
-            let Ok(n) = n.parse::<u64>() else {
-                return not_found();
-            };
-            let checks = s.checks_pass;
-            let version = s.gitlab_version.clone().unwrap_or_default();
-            let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
-                return answer(404, json!({"message": "404 Not found"}));
-            };
-            match (m, rest) {
-                ("GET", []) => answer(200, gitlab_json(p, dir)),
-                ("PUT", []) => {
-                    if let Some(t) = body["title"].as_str() {
-                        p.title = t.into();
-                    }
-                    if let Some(d) = body["description"].as_str() {
-                        p.body = d.into();
-                    }
-                    if body["state_event"] == "close" {
-                        p.state = "closed".into();
-                    }
-                    answer(200, gitlab_json(p, dir))
-                }
-                ("POST", ["notes"]) => {
-                    p.comments
-                        .push(body["body"].as_str().unwrap_or_default().into());
-                    answer(
-                        201,
-                        json!({"id": 1, "body": body["body"], "noteable_type": "MergeRequest"}),
-                    )
-                }
-                ("PUT", ["merge"]) => {
-                    if p.state != "open" {
-                        return answer(405, json!({"message": "405 Method Not Allowed"}));
-                    }
-                    if body["sha"].as_str() != rev(dir, &p.head).as_deref() {
-                        return answer(
-                            409,
-                            json!({"message": "SHA does not match HEAD of source branch"}),
-                        );
-                    }
-                    // Before 17.11 GitLab knows `merge_when_pipeline_succeeds`, not `auto_merge`:
-                    // given only the latter, it merges at once where pipelines are not
-                    // required, as this project's are not.
-                    let old = gitlab_before(&version, 17, 11);
-                    let wait = if old {
-                        body["merge_when_pipeline_succeeds"] == true
-                    } else {
-                        body["auto_merge"] == true || body["merge_when_pipeline_succeeds"] == true
-                    };
-                    if checks || (old && !wait) {
-                        merge_in_git(dir, &p.head, &p.base);
-                        p.state = "closed".into();
-                        p.merged = true;
-                    } else if wait {
-                        p.auto_merge = true;
-                    } else {
-                        return answer(405, json!({"message": "405 Method Not Allowed"}));
-                    }
-                    answer(200, gitlab_json(p, dir))
-                }
-                _ => not_found(),
-            }
-        }
-        _ => not_found(),
-    }
-}
-
-// ---- Gitea / Forgejo ----
-
 const LABELS: &[(u64, &str)] = &[(21, "image-updater"), (22, "deploy")];
 
 fn gitea_json(p: &Pull, dir: &PathBuf) -> Value {
@@ -1038,158 +1234,4 @@ fn gitea_json(p: &Pull, dir: &PathBuf) -> Value {
         "labels": p.labels,
         "assignees": p.assignees,
     })
-}
-
-fn gitea(
-    port: u16,
-    s: &mut State,
-    dir: &PathBuf,
-    method: &Method,
-    path: &str,
-    q: &dyn Fn(&str) -> Option<String>,
-    body: &Value,
-) -> Response {
-    let prefix = format!("/api/v1/repos/{OWNER}/{REPO}/");
-    let Some(rest) = path.strip_prefix(&prefix) else {
-        return not_found();
-    };
-    let parts: Vec<&str> = rest.split('/').collect();
-    let checks = s.checks_pass;
-    match (method.as_str(), parts.as_slice()) {
-        ("GET", ["labels"]) => answer(
-            200,
-            Value::Array(
-                LABELS
-                    .iter()
-                    .map(|(id, n)| json!({"id": id, "name": n, "color": "00aabb"}))
-                    .collect(),
-            ),
-        ),
-        ("GET", ["pulls"]) => {
-            let state = q("state").unwrap_or_else(|| "open".into());
-            let limit: usize = q("limit")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(30)
-                .min(50);
-            let n: usize = q("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
-            let items: Vec<Value> = s
-                .pulls
-                .iter()
-                .filter(|p| state == "all" || p.state == state)
-                .filter(|p| s.listed(p.number))
-                .map(|p| gitea_json(p, dir))
-                .collect();
-            s.listed_once();
-            let total = items.len();
-            let mut r = page(items, n, limit, |next| {
-                format!("http://127.0.0.1:{port}{path}?state={state}&limit={limit}&page={next}")
-            });
-            r.headers_mut()
-                .insert("x-total-count", total.to_string().parse().unwrap());
-            r
-        }
-        // Gitea's lookup of the pull request from `head` into `base` (the latest one).
-        ("GET", ["pulls", base, head]) if base.parse::<u64>().is_err() => {
-            let decode = |t: &str| t.replace("%2F", "/").replace("%2f", "/");
-            let (base, head) = (decode(base), decode(head));
-            match s
-                .pulls
-                .iter()
-                .rev()
-                .find(|p| p.head == head && p.base == base)
-            {
-                Some(p) => answer(200, gitea_json(p, dir)),
-                None => answer(404, json!({"message": "pull request does not exist"})),
-            }
-        }
-        ("POST", ["pulls"]) => {
-            let (head, base) = (
-                body["head"].as_str().unwrap_or_default(),
-                body["base"].as_str().unwrap_or_default(),
-            );
-            if s.pulls
-                .iter()
-                .any(|p| p.state == "open" && p.head == head && p.base == base)
-            {
-                return answer(
-                    409,
-                    json!({"message": "pull request already exists for these targets", "url": ""}),
-                );
-            }
-            let number = s.pulls.len() as u64 + 1;
-            let mut p = new_pull(
-                number,
-                head,
-                base,
-                body["title"].as_str().unwrap_or_default(),
-                body["body"].as_str().unwrap_or_default(),
-            );
-            p.labels = body["labels"].as_array().cloned().unwrap_or_default();
-            p.assignees = body["assignees"].as_array().cloned().unwrap_or_default();
-            let out = gitea_json(&p, dir);
-            s.pulls.push(p);
-            answer(201, out)
-        }
-        (m, ["pulls", n, rest @ ..]) | (m, ["issues", n, rest @ ..]) => {
-            let Ok(n) = n.parse::<u64>() else {
-                return not_found();
-            };
-            let is_pull = parts[0] == "pulls";
-            let refused = s.refused_reviewer.clone();
-            let Some(p) = s.pulls.iter_mut().find(|p| p.number == n) else {
-                return not_found();
-            };
-            match (m, is_pull, rest) {
-                ("GET", true, []) => answer(200, gitea_json(p, dir)),
-                ("PATCH", true, []) => {
-                    if let Some(t) = body["title"].as_str() {
-                        p.title = t.into();
-                    }
-                    if let Some(b) = body["body"].as_str() {
-                        p.body = b.into();
-                    }
-                    if let Some(st) = body["state"].as_str() {
-                        p.state = st.into();
-                    }
-                    answer(201, gitea_json(p, dir))
-                }
-                ("POST", false, ["comments"]) => {
-                    p.comments
-                        .push(body["body"].as_str().unwrap_or_default().into());
-                    answer(201, json!({"id": 1, "body": body["body"]}))
-                }
-                ("POST", true, ["requested_reviewers"]) => {
-                    let asked = body["reviewers"].as_array().cloned().unwrap_or_default();
-                    if let Some(who) = &refused
-                        && asked.iter().any(|r| r == who.as_str())
-                    {
-                        return answer(422, json!({"message": "reviewer is not a collaborator"}));
-                    }
-                    p.reviewers.extend(asked);
-                    answer(201, json!([]))
-                }
-                ("POST", true, ["merge"]) => {
-                    if p.state != "open" {
-                        return answer(405, json!({"message": "The PR is closed"}));
-                    }
-                    if body["head_commit_id"].as_str() != rev(dir, &p.head).as_deref() {
-                        return answer(409, json!({"message": "head out of date"}));
-                    }
-                    if checks {
-                        merge_in_git(dir, &p.head, &p.base);
-                        p.state = "closed".into();
-                        p.merged = true;
-                        answer(200, Value::Null)
-                    } else if body["merge_when_checks_succeed"] == true {
-                        p.auto_merge = true;
-                        answer(201, Value::Null)
-                    } else {
-                        answer(405, json!({"message": "Please try again later"}))
-                    }
-                }
-                _ => not_found(),
-            }
-        }
-        _ => not_found(),
-    }
 }
