@@ -5,23 +5,34 @@
 //! overrides (figment), then meaning (regexps compile, constraints parse, references resolve).
 //! The result is either a valid [`Config`] or every problem found, never a half-valid config.
 
+mod cluster;
 pub mod credentials;
 pub mod diagnostic;
 mod env;
+mod forge;
 pub mod limits;
 pub mod model;
 mod raw;
 pub mod schema;
+mod targets;
 pub mod template;
 mod validate;
+mod validator;
+mod verify;
+mod webhooks;
 
 use std::ops::Range;
 use std::path::Path;
 
+pub use cluster::{Cluster, ClusterTls};
 pub use credentials::CredentialRef;
 pub use diagnostic::{Diagnostic, Diagnostics, Origin};
+pub use forge::{Forge, ForgeAuth, ForgeKind};
 pub use model::*;
-pub use validate::parse_duration;
+pub use targets::{ImagePaths, Marker, Segment, Target, ValuePath};
+pub use validator::parse_duration;
+pub use verify::{AttestationRule, Keyless, Verification};
+pub use webhooks::{WebhookTls, Webhooks};
 
 use env::{Layered, Overlay, Secret};
 use raw::{RawConfig, keys};

@@ -12,8 +12,13 @@ use std::time::Duration;
 use crate::reference::{Platform, Reference};
 use crate::select::Policy;
 
+pub use super::cluster::{Cluster, ClusterTls};
 use super::credentials::CredentialRef;
+pub use super::forge::{Forge, ForgeAuth, ForgeKind};
+pub use super::targets::{ImagePaths, Marker, Segment, Target, ValuePath};
 use super::template::Template;
+pub use super::verify::{AttestationRule, Keyless, Verification};
+pub use super::webhooks::{WebhookTls, Webhooks};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,52 +37,6 @@ pub struct Config {
     pub notifications: BTreeMap<String, Notification>,
     /// Replicas sharing the work, when `[cluster]` is configured.
     pub cluster: Option<Cluster>,
-}
-
-/// `[cluster]`: replicas that divide the images among the live ones, through etcd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cluster {
-    /// `http://host:2379`, …: etcd's client URLs.
-    pub endpoints: Vec<String>,
-    /// Keeps clusters sharing one etcd apart: keys live under `/image-updater/NAME/`.
-    pub name: String,
-    /// Whether the config names the cluster; otherwise `name` is derived from the repositories.
-    pub named: bool,
-    /// How long a replica that stopped renewing its lease keeps its images: its work moves to
-    /// the others after this (plus at most a second).
-    pub lease: Duration,
-    /// etcd's `user:password`, when it has authentication on.
-    pub credentials: Option<CredentialRef>,
-    /// For `https://` endpoints: the CA that signs etcd's certificates, and this replica's
-    /// client certificate when etcd asks for one.
-    pub tls: Option<ClusterTls>,
-}
-
-/// TLS to etcd: PEM files, read when a replica connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterTls {
-    pub ca_file: std::path::PathBuf,
-    /// The client certificate and its key, for etcd's `--client-cert-auth`.
-    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
-}
-
-/// `[webhooks]`: registries POST push events here, and the images they name are checked at
-/// once. Polling remains the safety net.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Webhooks {
-    pub listen: SocketAddr,
-    /// The shared secret: an HMAC-SHA256 key for signed payloads, or a bearer token.
-    pub secret: CredentialRef,
-    /// HTTPS instead of plain HTTP, when set.
-    pub tls: Option<WebhookTls>,
-}
-
-/// The webhook listener's certificate chain and private key, PEM files reloaded when they
-/// change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookTls {
-    pub certificate: std::path::PathBuf,
-    pub key: std::path::PathBuf,
 }
 
 /// `[notifications.NAME]`: one message per environment after each cycle that changed or
@@ -178,61 +137,6 @@ pub struct Repository {
     /// The forge hosting the repository, for pull requests: set in `[repositories.NAME.forge]`
     /// or known from the url (github.com, gitlab.com, codeberg.org).
     pub forge: Option<Forge>,
-}
-
-/// The API of the forge that hosts a repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forge {
-    pub kind: ForgeKind,
-    /// `https://api.github.com`, `https://gitlab.example.com/api/v4`,
-    /// `https://codeberg.org/api/v1`: no trailing slash.
-    pub api_url: String,
-    /// `owner/name` (GitHub, Gitea, Forgejo) or the project's full path (GitLab, with groups).
-    pub project: String,
-    pub auth: ForgeAuth,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForgeKind {
-    GitHub,
-    GitLab,
-    /// Gitea and Forgejo, which share the API.
-    Gitea,
-}
-
-impl ForgeKind {
-    /// What the forge calls a request: the word used in logs, commits and `status`.
-    pub fn request_noun(self) -> &'static str {
-        match self {
-            ForgeKind::GitHub | ForgeKind::Gitea => "pull request",
-            ForgeKind::GitLab => "merge request",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ForgeKind::GitHub => "github",
-            ForgeKind::GitLab => "gitlab",
-            ForgeKind::Gitea => "gitea",
-        }
-    }
-}
-
-/// How image-updater signs in to the forge's API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ForgeAuth {
-    /// A token (a personal, project or fine-grained access token).
-    Token(CredentialRef),
-    /// The repository's git `credentials`: the token, or the password of `user:token`.
-    Repository(CredentialRef),
-    /// A GitHub App: installation tokens made from the app's private key, renewed before they
-    /// expire.
-    GitHubApp {
-        app_id: u64,
-        private_key: CredentialRef,
-        /// Looked up from the repository when not given.
-        installation_id: Option<u64>,
-    },
 }
 
 /// How an environment's updates reach its branch.
@@ -374,39 +278,6 @@ pub struct Deployment {
     pub verify: Option<std::sync::Arc<Verification>>,
 }
 
-/// `verify`: who must have signed an image before it is written. A digest is written only
-/// when one of `keys` signed exactly it (cosign's signature), and, with `attestation`, when one
-/// of them also attested it as the rule asks.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Verification {
-    /// cosign public keys (PEM), any of which may sign.
-    pub keys: Vec<CredentialRef>,
-    /// Or a keyless signature by this identity.
-    pub keyless: Option<Keyless>,
-    pub attestation: Option<AttestationRule>,
-}
-
-/// A keyless (Fulcio certificate) signer that may sign.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Keyless {
-    /// The certificate's email address or URI, exactly.
-    pub identity: String,
-    /// The OIDC issuer that vouched for it (`https://token.actions.githubusercontent.com`).
-    pub issuer: String,
-    /// Sigstore's `trusted_root.json`: the certificate authorities and transparency logs.
-    pub trusted_root: CredentialRef,
-}
-
-/// An in-toto attestation that must accompany the signature.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AttestationRule {
-    /// `https://slsa.dev/provenance/v1`, `https://spdx.dev/Document`, …
-    pub predicate_type: String,
-    /// A field of the statement, as a dotted path from its top (`predicate.builder.id`), and
-    /// the value it must have.
-    pub field: Option<(String, String)>,
-}
-
 /// The rules that keep a tag the policy chose from being deployed too early or twice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Safety {
@@ -432,103 +303,4 @@ pub enum AgeFrom {
     FirstSeen,
     /// The image config's `created` time (as the image's builder wrote it).
     Created,
-}
-
-/// Where an image's tag is written, relative to the repository root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An `images:` entry of a kustomization.yaml, matched by `name`.
-    Kustomization { file: PathBuf, name: String },
-    /// Paths in a Helm values file (one YAML document).
-    Helm { file: PathBuf, values: ImagePaths },
-    /// Paths in any YAML file (a HelmRelease's `spec.values`, an Argo Rollout, a CRD): applied
-    /// in every document that has them and matches `documents`.
-    Yaml {
-        file: PathBuf,
-        values: ImagePaths,
-        documents: Vec<(ValuePath, String)>,
-    },
-    /// The `image:` of containers in plain Kubernetes manifests; all containers running this
-    /// image, or only the one named.
-    Manifest {
-        file: PathBuf,
-        container: Option<String>,
-    },
-    /// Values marked by a comment on their line: `# image-updater: api` (or `api:tag`,
-    /// `api:name`, `api:digest`), or Flux's `# {"$imagepolicy": "ns:policy"}` forms.
-    Marker { file: PathBuf, marker: Marker },
-}
-
-impl Target {
-    /// The file written, relative to the repository root.
-    pub fn file(&self) -> &std::path::Path {
-        match self {
-            Target::Kustomization { file, .. }
-            | Target::Helm { file, .. }
-            | Target::Yaml { file, .. }
-            | Target::Manifest { file, .. }
-            | Target::Marker { file, .. } => file,
-        }
-    }
-}
-
-/// Where an image is written in a values-style file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImagePaths {
-    /// The parts of the reference at their own keys. Only `tag` is required; `repository` and
-    /// `registry` are written only when the image moves (see `replaces`), `digest` when the
-    /// deployment pins one (and cleared when it does not).
-    Split {
-        tag: ValuePath,
-        repository: Option<ValuePath>,
-        registry: Option<ValuePath>,
-        digest: Option<ValuePath>,
-    },
-    /// One value holding `repository:tag@digest`.
-    Combined { image: ValuePath },
-}
-
-/// Which marker comments a marker target follows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
-    /// The image's alias for `# image-updater: NAME`, or Flux's `namespace:policy`.
-    pub name: String,
-    pub flux: bool,
-}
-
-/// A path into YAML: mapping keys, list indexes and list items chosen by a key's value, as in
-/// `sidecars[0].image.tag` or `spec.template.spec.containers[name=api].image`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValuePath(pub Vec<Segment>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    /// A mapping key; a key of digits also indexes a list (`sidecars.0.image`), as Helm's
-    /// `--set` reads it.
-    Key(String),
-    /// `[3]`: the list item at this index.
-    Index(usize),
-    /// `[name=api]`: the one list item whose `key` is `value`.
-    Select { key: String, value: String },
-}
-
-impl ValuePath {
-    /// The path of keys alone, as tests and simple configs write it (`image.tag`).
-    pub fn keys(keys: &[&str]) -> ValuePath {
-        ValuePath(keys.iter().map(|k| Segment::Key(k.to_string())).collect())
-    }
-}
-
-impl std::fmt::Display for ValuePath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, segment) in self.0.iter().enumerate() {
-            match segment {
-                Segment::Key(k) if i == 0 => f.write_str(k)?,
-                Segment::Key(k) => write!(f, ".{k}")?,
-                Segment::Index(n) => write!(f, "[{n}]")?,
-                Segment::Select { key, value } => write!(f, "[{key}={value}]")?,
-            }
-        }
-        Ok(())
-    }
 }

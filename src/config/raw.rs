@@ -6,11 +6,16 @@
 
 use std::collections::BTreeMap;
 
+pub use super::cluster::RawCluster;
+pub use super::forge::RawForge;
+pub use super::targets::RawTarget;
+pub use super::verify::RawVerify;
+pub use super::webhooks::RawWebhooks;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub type Str = Spanned<String>;
+pub use super::validator::Str;
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -39,45 +44,6 @@ pub struct RawConfig {
     #[serde(default)]
     #[schemars(with = "Option<RawCluster>")]
     pub cluster: Option<Spanned<RawCluster>>,
-}
-
-/// `[cluster]`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawCluster {
-    /// `etcd`, the only backend.
-    #[schemars(with = "Option<String>")]
-    pub backend: Option<Str>,
-    #[schemars(with = "Option<Vec<String>>")]
-    pub endpoints: Option<Spanned<Vec<Str>>>,
-    #[schemars(with = "Option<String>")]
-    pub name: Option<Str>,
-    /// A duration, `10s` by default.
-    #[schemars(with = "Option<String>")]
-    pub lease: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub credentials: Option<Str>,
-    /// The CA of etcd's certificates, for `https://` endpoints.
-    #[schemars(with = "Option<String>")]
-    pub ca_file: Option<Str>,
-    /// A client certificate and key, when etcd checks clients' certificates.
-    #[schemars(with = "Option<String>")]
-    pub tls_certificate: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub tls_key: Option<Str>,
-}
-
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawWebhooks {
-    #[schemars(with = "Option<String>")]
-    pub listen: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub secret: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub tls_certificate: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub tls_key: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -152,31 +118,6 @@ pub struct RawRepository {
     pub signing_key: Option<Str>,
     #[schemars(with = "Option<RawForge>")]
     pub forge: Option<Spanned<RawForge>>,
-}
-
-/// `[repositories.NAME.forge]`: the forge API that pull requests are opened through.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawForge {
-    /// `github`, `gitlab`, `gitea` or `forgejo`.
-    #[serde(rename = "type")]
-    #[schemars(rename = "type", with = "Option<String>")]
-    pub kind: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub project: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Str>,
-    #[schemars(with = "Option<u64>")]
-    pub app_id: Option<Spanned<i64>>,
-    #[schemars(with = "Option<String>")]
-    pub app_key: Option<Str>,
-    #[schemars(with = "Option<u64>")]
-    pub installation_id: Option<Spanned<i64>>,
-    /// Allows a plain-http `api_url` (its token then travels in the clear).
-    #[schemars(with = "Option<bool>")]
-    pub insecure: Option<Spanned<bool>>,
 }
 
 /// `[environments.NAME.pull_request]`.
@@ -259,42 +200,6 @@ pub struct RawPolicy {
     pub write: Option<Str>,
     #[schemars(with = "Option<RawVerify>")]
     pub verify: Option<Spanned<RawVerify>>,
-}
-
-/// `verify`: the keys that must have signed a digest before it is written.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawVerify {
-    /// A credential reference to a cosign public key (PEM).
-    #[schemars(with = "Option<String>")]
-    pub cosign_key: Option<Str>,
-    /// Several, any of which may sign.
-    #[schemars(with = "Option<Vec<String>>")]
-    pub cosign_keys: Option<Spanned<Vec<Str>>>,
-    /// Keyless: the signing certificate's email address or URI.
-    #[schemars(with = "Option<String>")]
-    pub certificate_identity: Option<Str>,
-    /// Keyless: the OIDC issuer named in the certificate.
-    #[schemars(with = "Option<String>")]
-    pub certificate_oidc_issuer: Option<Str>,
-    /// Keyless: a credential reference to Sigstore's trusted_root.json.
-    #[schemars(with = "Option<String>")]
-    pub trusted_root: Option<Str>,
-    #[schemars(with = "Option<RawAttestation>")]
-    pub attestation: Option<Spanned<RawAttestation>>,
-}
-
-/// `verify.attestation`: an in-toto attestation the keys must also have signed.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawAttestation {
-    #[schemars(with = "Option<String>")]
-    pub predicate_type: Option<Str>,
-    /// A dotted path into the statement (`predicate.builder.id`).
-    #[schemars(with = "Option<String>")]
-    pub field: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub equals: Option<Str>,
 }
 
 /// An image. The policy keys are repeated here rather than flattened from [`RawPolicy`]:
@@ -380,42 +285,6 @@ impl RawImage {
             verify: self.verify.take(),
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawTarget {
-    #[schemars(with = "Option<String>")]
-    pub kind: Option<Str>,
-    #[schemars(with = "Option<String>")]
-    pub file: Option<Str>,
-    /// kustomization: the `images[].name` to match; helm: the older spelling of `image`.
-    #[schemars(with = "Option<String>")]
-    pub name: Option<Str>,
-    /// helm, yaml: the path of a value holding `repo:tag`.
-    #[schemars(with = "Option<String>")]
-    pub image: Option<Str>,
-    /// helm, yaml: the path of the tag.
-    #[schemars(with = "Option<String>")]
-    pub tag: Option<Str>,
-    /// helm, yaml: the path of the repository.
-    #[schemars(with = "Option<String>")]
-    pub repository: Option<Str>,
-    /// helm, yaml: the path of the registry host, for charts that keep it apart.
-    #[schemars(with = "Option<String>")]
-    pub registry: Option<Str>,
-    /// helm, yaml: the path of the digest.
-    #[schemars(with = "Option<String>")]
-    pub digest: Option<Str>,
-    /// yaml: which documents to edit, as `path = value` pairs.
-    #[schemars(with = "Option<BTreeMap<String, String>>")]
-    pub documents: Option<Spanned<BTreeMap<String, Str>>>,
-    /// manifest: the container's name.
-    #[schemars(with = "Option<String>")]
-    pub container: Option<Str>,
-    /// marker: a Flux image policy (`namespace:name`) whose `$imagepolicy` markers to follow.
-    #[schemars(with = "Option<String>")]
-    pub policy: Option<Str>,
 }
 
 /// The keys each table accepts, for "unknown key" hints. Kept beside the structs they describe;

@@ -1,105 +1,34 @@
-//! From the file as written ([`raw`](super::raw)) to a [`Config`] that cannot be wrong.
+//! From the file as written ([`raw`](super::raw)) to a [`Config`] that cannot be wrong: the
+//! loader's walk through the document, section by section.
 //!
-//! Each section has its own module ([`images`], [`registries`], [`repositories`] and their
-//! [`forges`], [`settings`], [`targets`], [`webhooks`], [`environments`] and their
-//! [`pull_requests`]; notifications are still here) and its
-//! own diagnostics. A value that fails is reported and left out, and checking goes on, so one
-//! run shows every problem; problems that follow
-//! only from an earlier one (an image whose bad regexp was already reported) are not repeated.
+//! The core sections have their checks here ([`images`], [`registries`], [`repositories`],
+//! [`settings`], [`environments`] and their [`pull_requests`]; notifications and credential
+//! references in this file). The pluggable concerns own theirs beside their types, in
+//! `config/forge.rs`, `targets.rs`, `verify.rs`, `webhooks.rs` and `cluster.rs`; all use the
+//! tools of [`validator`](super::validator). A value that fails is reported and left out, and
+//! checking goes on, so one run shows every problem; problems that follow only from an
+//! earlier one (an image whose bad regexp was already reported) are not repeated.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use toml::Spanned;
 
-mod cluster;
 mod environments;
-mod forges;
 mod images;
 mod pull_requests;
 mod registries;
 mod repositories;
 mod settings;
-mod targets;
-mod verification;
-mod webhooks;
 
 use super::credentials::CredentialRef;
 use super::diagnostic::{Code, Diagnostic, Origin};
-use super::env::{self, Overlay};
+use super::env;
 use super::model::*;
 use super::raw::*;
+pub(super) use super::validator::{Validator, at, parse_duration};
 use crate::suggest::suggest;
 
-pub struct Validator<'a> {
-    overlay: &'a Overlay,
-    pub diagnostics: Vec<Diagnostic>,
-    /// The concern being checked: the code of what is reported now.
-    code: Code,
-}
-
-fn at<T>(value: &Spanned<T>) -> Origin {
-    Origin::File(value.span())
-}
-
-impl<'a> Validator<'a> {
-    pub fn new(overlay: &'a Overlay) -> Validator<'a> {
-        Validator {
-            overlay,
-            diagnostics: Vec::new(),
-            code: Code::Syntax,
-        }
-    }
-
-    /// Runs `check` as the concern `code`: what it reports carries that code.
-    fn within<T>(&mut self, code: Code, check: impl FnOnce(&mut Self) -> T) -> T {
-        let outer = std::mem::replace(&mut self.code, code);
-        let checked = check(self);
-        self.code = outer;
-        checked
-    }
-
-    /// Reports `diagnostic` under the concern being checked.
-    fn push(&mut self, diagnostic: Diagnostic) {
-        self.diagnostics.push(diagnostic.with_code(self.code));
-    }
-
-    fn error(&mut self, origin: Origin, message: impl Into<String>) {
-        self.push(Diagnostic::new(message, origin));
-    }
-
-    fn error_hint(&mut self, origin: Origin, message: impl Into<String>, hint: impl Into<String>) {
-        self.push(Diagnostic::new(message, origin).with_hint(hint));
-    }
-
-    /// Runs `parse` on a spanned string, reporting its error at the value.
-    fn parse<T>(
-        &mut self,
-        value: &Spanned<String>,
-        what: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        match parse(value.get_ref()) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.error(at(value), format!("{what}: {e}"));
-                None
-            }
-        }
-    }
-
-    /// A file the daemon reads: an absolute path (its working directory is `/` under systemd).
-    fn absolute_path(&mut self, value: &Spanned<String>, what: &str) -> Option<std::path::PathBuf> {
-        self.parse(value, what, |t| {
-            let p = std::path::PathBuf::from(t);
-            if p.is_absolute() {
-                Ok(p)
-            } else {
-                Err(format!("`{t}` is not an absolute path"))
-            }
-        })
-    }
-
+impl Validator<'_> {
     pub fn config(&mut self, raw: RawConfig, source_len: usize) -> Option<Config> {
         self.within(Code::Environment, |v| v.overrides(&raw));
         let settings = self.within(Code::Settings, |v| {
@@ -138,12 +67,13 @@ impl<'a> Validator<'a> {
             }
         }
         if !images.is_empty() && environments.is_empty() && raw.environments.is_empty() {
-            self.code = Code::Environments;
-            self.error_hint(
-                Origin::Section(0..0),
-                "images are configured but no environment is",
-                "add an [environments.NAME] table with the branch to write to",
-            );
+            self.within(Code::Environments, |v| {
+                v.error_hint(
+                    Origin::Section(0..0),
+                    "images are configured but no environment is",
+                    "add an [environments.NAME] table with the branch to write to",
+                )
+            });
         }
         let webhooks = raw
             .webhooks
@@ -151,10 +81,10 @@ impl<'a> Validator<'a> {
             .and_then(|w| self.within(Code::Webhooks, |v| v.webhooks(w)));
         let notifications =
             self.within(Code::Notifications, |v| v.notifications(&raw.notifications));
-        let cluster = raw
-            .cluster
-            .as_ref()
-            .and_then(|c| self.within(Code::Cluster, |v| v.cluster(c, &repositories)));
+        let cluster = raw.cluster.as_ref().and_then(|c| {
+            let urls: Vec<&str> = repositories.values().map(|r| r.url.as_str()).collect();
+            self.within(Code::Cluster, |v| v.cluster(c, &urls))
+        });
         let config = Config {
             settings,
             registries,
@@ -308,26 +238,6 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// Durations as people write them: `90s`, `5m`, `1h30m`, `24h`, `2d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let not_a_duration =
-        || format!("`{text}` is not a duration: write it like 30s, 5m, 1h30m, 24h or 2d");
-    // A day is 24 hours here: an interval or an age is elapsed time, not calendar time.
-    let span = text
-        .parse::<jiff::Span>()
-        .ok()
-        .and_then(|s| {
-            s.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-                .ok()
-        })
-        .ok_or_else(not_a_duration)?;
-    if span.is_negative() || span.is_zero() {
-        return Err(format!("`{text}` must be longer than zero"));
-    }
-    span.try_into()
-        .map_err(|_| format!("`{text}` is out of range"))
-}
-
 /// Branch names git would accept (the rules of `git check-ref-format` that matter in practice).
 fn check_branch(name: &str) -> Result<String, String> {
     let bad = name.is_empty()
@@ -351,20 +261,6 @@ fn check_branch(name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_as_people_write_them() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("PT5M"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("-5m").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("300").is_err());
-    }
 
     #[test]
     fn branch_names() {

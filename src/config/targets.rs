@@ -1,16 +1,162 @@
 //! `[[images.ALIAS.targets]]`: where an image is written. Each kind takes its own keys, and a
 //! key of another kind is an error at that key, so a target cannot be half-understood.
+//!
+//! A target as written ([`RawTarget`]), as validated ([`Target`]: a relative path inside the
+//! repository, the keys of its kind and no others, value paths that parse), and the checks
+//! between them, together in this file.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Validator, at};
-use crate::config::diagnostic::{Diagnostic, Origin};
-use crate::config::model::{ImagePaths, Marker, Segment, Target, ValuePath};
-use crate::config::raw::{RawTarget, Str};
+use super::diagnostic::{Diagnostic, Origin};
+use super::validator::{Str, Validator, at};
 use crate::reference::Reference;
 use crate::suggest::suggest;
+
+// ---- As written ----
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawTarget {
+    #[schemars(with = "Option<String>")]
+    pub kind: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Str>,
+    /// kustomization: the `images[].name` to match; helm: the older spelling of `image`.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Str>,
+    /// helm, yaml: the path of a value holding `repo:tag`.
+    #[schemars(with = "Option<String>")]
+    pub image: Option<Str>,
+    /// helm, yaml: the path of the tag.
+    #[schemars(with = "Option<String>")]
+    pub tag: Option<Str>,
+    /// helm, yaml: the path of the repository.
+    #[schemars(with = "Option<String>")]
+    pub repository: Option<Str>,
+    /// helm, yaml: the path of the registry host, for charts that keep it apart.
+    #[schemars(with = "Option<String>")]
+    pub registry: Option<Str>,
+    /// helm, yaml: the path of the digest.
+    #[schemars(with = "Option<String>")]
+    pub digest: Option<Str>,
+    /// yaml: which documents to edit, as `path = value` pairs.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub documents: Option<Spanned<BTreeMap<String, Str>>>,
+    /// manifest: the container's name.
+    #[schemars(with = "Option<String>")]
+    pub container: Option<Str>,
+    /// marker: a Flux image policy (`namespace:name`) whose `$imagepolicy` markers to follow.
+    #[schemars(with = "Option<String>")]
+    pub policy: Option<Str>,
+}
+
+// ---- As validated ----
+
+/// Where an image's tag is written, relative to the repository root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An `images:` entry of a kustomization.yaml, matched by `name`.
+    Kustomization { file: PathBuf, name: String },
+    /// Paths in a Helm values file (one YAML document).
+    Helm { file: PathBuf, values: ImagePaths },
+    /// Paths in any YAML file (a HelmRelease's `spec.values`, an Argo Rollout, a CRD): applied
+    /// in every document that has them and matches `documents`.
+    Yaml {
+        file: PathBuf,
+        values: ImagePaths,
+        documents: Vec<(ValuePath, String)>,
+    },
+    /// The `image:` of containers in plain Kubernetes manifests; all containers running this
+    /// image, or only the one named.
+    Manifest {
+        file: PathBuf,
+        container: Option<String>,
+    },
+    /// Values marked by a comment on their line: `# image-updater: api` (or `api:tag`,
+    /// `api:name`, `api:digest`), or Flux's `# {"$imagepolicy": "ns:policy"}` forms.
+    Marker { file: PathBuf, marker: Marker },
+}
+
+impl Target {
+    /// The file written, relative to the repository root.
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            Target::Kustomization { file, .. }
+            | Target::Helm { file, .. }
+            | Target::Yaml { file, .. }
+            | Target::Manifest { file, .. }
+            | Target::Marker { file, .. } => file,
+        }
+    }
+}
+
+/// Where an image is written in a values-style file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImagePaths {
+    /// The parts of the reference at their own keys. Only `tag` is required; `repository` and
+    /// `registry` are written only when the image moves (see `replaces`), `digest` when the
+    /// deployment pins one (and cleared when it does not).
+    Split {
+        tag: ValuePath,
+        repository: Option<ValuePath>,
+        registry: Option<ValuePath>,
+        digest: Option<ValuePath>,
+    },
+    /// One value holding `repository:tag@digest`.
+    Combined { image: ValuePath },
+}
+
+/// Which marker comments a marker target follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The image's alias for `# image-updater: NAME`, or Flux's `namespace:policy`.
+    pub name: String,
+    pub flux: bool,
+}
+
+/// A path into YAML: mapping keys, list indexes and list items chosen by a key's value, as in
+/// `sidecars[0].image.tag` or `spec.template.spec.containers[name=api].image`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuePath(pub Vec<Segment>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A mapping key; a key of digits also indexes a list (`sidecars.0.image`), as Helm's
+    /// `--set` reads it.
+    Key(String),
+    /// `[3]`: the list item at this index.
+    Index(usize),
+    /// `[name=api]`: the one list item whose `key` is `value`.
+    Select { key: String, value: String },
+}
+
+impl ValuePath {
+    /// The path of keys alone, as tests and simple configs write it (`image.tag`).
+    pub fn keys(keys: &[&str]) -> ValuePath {
+        ValuePath(keys.iter().map(|k| Segment::Key(k.to_string())).collect())
+    }
+}
+
+impl std::fmt::Display for ValuePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(k) if i == 0 => f.write_str(k)?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+                Segment::Select { key, value } => write!(f, "[{key}={value}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- The checks ----
 
 const KINDS: &[&str] = &["kustomization", "helm", "yaml", "manifest", "marker"];
 

@@ -1,15 +1,57 @@
 //! `[webhooks]`: where registries send push events, the secret they prove, and the
 //! certificate the listener presents when it serves HTTPS.
+//!
+//! The section as written ([`RawWebhooks`]), as validated ([`Webhooks`]: an address to listen
+//! on, a secret, TLS files that belong together), and the checks between them, together in
+//! this file.
 
 use std::net::SocketAddr;
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Validator, at};
-use crate::config::credentials::CredentialRef;
-use crate::config::diagnostic::Origin;
-use crate::config::model::{WebhookTls, Webhooks};
-use crate::config::raw::RawWebhooks;
+use super::credentials::CredentialRef;
+use super::diagnostic::Origin;
+use super::validator::{Str, Validator, at};
+
+// ---- As written ----
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawWebhooks {
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub secret: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub tls_certificate: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub tls_key: Option<Str>,
+}
+
+// ---- As validated ----
+
+/// `[webhooks]`: registries POST push events here, and the images they name are checked at
+/// once. Polling remains the safety net.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhooks {
+    pub listen: SocketAddr,
+    /// The shared secret: an HMAC-SHA256 key for signed payloads, or a bearer token.
+    pub secret: CredentialRef,
+    /// HTTPS instead of plain HTTP, when set.
+    pub tls: Option<WebhookTls>,
+}
+
+/// The webhook listener's certificate chain and private key, PEM files reloaded when they
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTls {
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+// ---- The checks ----
 
 impl Validator<'_> {
     pub(super) fn webhooks(&mut self, raw: &Spanned<RawWebhooks>) -> Option<Webhooks> {

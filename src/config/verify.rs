@@ -2,16 +2,95 @@
 //! signed a digest, and an optional attestation rule. A key kept in a file is read now, so a
 //! path that is wrong or a file that is not a cosign public key is reported at the key, not
 //! found at the first poll.
+//!
+//! A rule as written ([`RawVerify`]), as validated ([`Verification`]: keys that parse, a
+//! keyless identity with its issuer and trusted root), and the checks between them, together
+//! in this file.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Validator, at};
-use crate::config::credentials::CredentialRef;
-use crate::config::diagnostic::Origin;
-use crate::config::model::{AttestationRule, Keyless, Verification};
-use crate::config::raw::{RawAttestation, RawVerify, Str};
+use super::credentials::CredentialRef;
+use super::diagnostic::Origin;
+use super::validator::{Str, Validator, at};
 use crate::trust::keys::PublicKey;
 use crate::trust::trusted_root::TrustedRoot;
+
+// ---- As written ----
+
+/// `verify`: the keys that must have signed a digest before it is written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawVerify {
+    /// A credential reference to a cosign public key (PEM).
+    #[schemars(with = "Option<String>")]
+    pub cosign_key: Option<Str>,
+    /// Several, any of which may sign.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub cosign_keys: Option<Spanned<Vec<Str>>>,
+    /// Keyless: the signing certificate's email address or URI.
+    #[schemars(with = "Option<String>")]
+    pub certificate_identity: Option<Str>,
+    /// Keyless: the OIDC issuer named in the certificate.
+    #[schemars(with = "Option<String>")]
+    pub certificate_oidc_issuer: Option<Str>,
+    /// Keyless: a credential reference to Sigstore's trusted_root.json.
+    #[schemars(with = "Option<String>")]
+    pub trusted_root: Option<Str>,
+    #[schemars(with = "Option<RawAttestation>")]
+    pub attestation: Option<Spanned<RawAttestation>>,
+}
+
+/// `verify.attestation`: an in-toto attestation the keys must also have signed.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawAttestation {
+    #[schemars(with = "Option<String>")]
+    pub predicate_type: Option<Str>,
+    /// A dotted path into the statement (`predicate.builder.id`).
+    #[schemars(with = "Option<String>")]
+    pub field: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub equals: Option<Str>,
+}
+
+// ---- As validated ----
+
+/// `verify`: who must have signed an image before it is written. A digest is written only
+/// when one of `keys` signed exactly it (cosign's signature), and, with `attestation`, when one
+/// of them also attested it as the rule asks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verification {
+    /// cosign public keys (PEM), any of which may sign.
+    pub keys: Vec<CredentialRef>,
+    /// Or a keyless signature by this identity.
+    pub keyless: Option<Keyless>,
+    pub attestation: Option<AttestationRule>,
+}
+
+/// A keyless (Fulcio certificate) signer that may sign.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Keyless {
+    /// The certificate's email address or URI, exactly.
+    pub identity: String,
+    /// The OIDC issuer that vouched for it (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// Sigstore's `trusted_root.json`: the certificate authorities and transparency logs.
+    pub trusted_root: CredentialRef,
+}
+
+/// An in-toto attestation that must accompany the signature.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttestationRule {
+    /// `https://slsa.dev/provenance/v1`, `https://spdx.dev/Document`, …
+    pub predicate_type: String,
+    /// A field of the statement, as a dotted path from its top (`predicate.builder.id`), and
+    /// the value it must have.
+    pub field: Option<(String, String)>,
+}
+
+// ---- The checks ----
 
 /// The most keys one rule may list.
 const MAX_KEYS: usize = 16;

@@ -1,14 +1,104 @@
 //! `[repositories.NAME.forge]`: which forge API pull requests are opened through, for which
 //! project, and how image-updater signs in to it. Without the table, a repository on
 //! github.com, gitlab.com or codeberg.org is known from its url.
+//!
+//! The section as written ([`RawForge`]), as validated ([`Forge`]: it cannot name an unknown
+//! kind, an api url with credentials or a query, or a project that is not a plain path), and
+//! the checks between them, together: a forge's settings change here and in `forge/`.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Validator, at};
-use crate::config::credentials::CredentialRef;
-use crate::config::diagnostic::Origin;
-use crate::config::model::{Forge, ForgeAuth, ForgeKind};
-use crate::config::raw::RawForge;
+use super::credentials::CredentialRef;
+use super::diagnostic::Origin;
+use super::validator::{Str, Validator, at};
+
+// ---- As written ----
+
+/// `[repositories.NAME.forge]`: the forge API that pull requests are opened through.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawForge {
+    /// `github`, `gitlab`, `gitea` or `forgejo`.
+    #[serde(rename = "type")]
+    #[schemars(rename = "type", with = "Option<String>")]
+    pub kind: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub project: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Str>,
+    #[schemars(with = "Option<u64>")]
+    pub app_id: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
+    pub app_key: Option<Str>,
+    #[schemars(with = "Option<u64>")]
+    pub installation_id: Option<Spanned<i64>>,
+    /// Allows a plain-http `api_url` (its token then travels in the clear).
+    #[schemars(with = "Option<bool>")]
+    pub insecure: Option<Spanned<bool>>,
+}
+
+// ---- As validated ----
+
+/// The API of the forge that hosts a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forge {
+    pub kind: ForgeKind,
+    /// `https://api.github.com`, `https://gitlab.example.com/api/v4`,
+    /// `https://codeberg.org/api/v1`: no trailing slash.
+    pub api_url: String,
+    /// `owner/name` (GitHub, Gitea, Forgejo) or the project's full path (GitLab, with groups).
+    pub project: String,
+    pub auth: ForgeAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgeKind {
+    GitHub,
+    GitLab,
+    /// Gitea and Forgejo, which share the API.
+    Gitea,
+}
+
+impl ForgeKind {
+    /// What the forge calls a request: the word used in logs, commits and `status`.
+    pub fn request_noun(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub | ForgeKind::Gitea => "pull request",
+            ForgeKind::GitLab => "merge request",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "github",
+            ForgeKind::GitLab => "gitlab",
+            ForgeKind::Gitea => "gitea",
+        }
+    }
+}
+
+/// How image-updater signs in to the forge's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForgeAuth {
+    /// A token (a personal, project or fine-grained access token).
+    Token(CredentialRef),
+    /// The repository's git `credentials`: the token, or the password of `user:token`.
+    Repository(CredentialRef),
+    /// A GitHub App: installation tokens made from the app's private key, renewed before they
+    /// expire.
+    GitHubApp {
+        app_id: u64,
+        private_key: CredentialRef,
+        /// Looked up from the repository when not given.
+        installation_id: Option<u64>,
+    },
+}
+
+// ---- The checks ----
 
 /// Public forges known by their host, with their API.
 const KNOWN: &[(&str, ForgeKind, &str)] = &[

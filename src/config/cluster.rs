@@ -2,35 +2,95 @@
 //! endpoints are etcd's client URLs; the name keeps clusters that share an etcd apart; the
 //! lease is how long a replica that stopped renewing keeps its images; TLS files secure the way
 //! to etcd.
+//!
+//! The section as written ([`RawCluster`]), as validated ([`Cluster`]: endpoints that are
+//! URLs, a lease etcd accepts, a name), and the checks between them, together in this file.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use sha2::Digest as _;
-
 use toml::Spanned;
 
-use super::{Validator, at, parse_duration};
-use crate::config::credentials::CredentialRef;
-use crate::config::diagnostic::Origin;
-use crate::config::model::{Cluster, ClusterTls, Repository};
-use crate::config::raw::RawCluster;
+use super::credentials::CredentialRef;
+use super::diagnostic::Origin;
+use super::validator::{Str, Validator, at, parse_duration};
+
+// ---- As written ----
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `etcd`, the only backend.
+    #[schemars(with = "Option<String>")]
+    pub backend: Option<Str>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub endpoints: Option<Spanned<Vec<Str>>>,
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Str>,
+    /// A duration, `10s` by default.
+    #[schemars(with = "Option<String>")]
+    pub lease: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub credentials: Option<Str>,
+    /// The CA of etcd's certificates, for `https://` endpoints.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Str>,
+    /// A client certificate and key, when etcd checks clients' certificates.
+    #[schemars(with = "Option<String>")]
+    pub tls_certificate: Option<Str>,
+    #[schemars(with = "Option<String>")]
+    pub tls_key: Option<Str>,
+}
+
+// ---- As validated ----
+
+/// `[cluster]`: replicas that divide the images among the live ones, through etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `http://host:2379`, …: etcd's client URLs.
+    pub endpoints: Vec<String>,
+    /// Keeps clusters sharing one etcd apart: keys live under `/image-updater/NAME/`.
+    pub name: String,
+    /// Whether the config names the cluster; otherwise `name` is derived from the repositories.
+    pub named: bool,
+    /// How long a replica that stopped renewing its lease keeps its images: its work moves to
+    /// the others after this (plus at most a second).
+    pub lease: Duration,
+    /// etcd's `user:password`, when it has authentication on.
+    pub credentials: Option<CredentialRef>,
+    /// For `https://` endpoints: the CA that signs etcd's certificates, and this replica's
+    /// client certificate when etcd asks for one.
+    pub tls: Option<ClusterTls>,
+}
+
+/// TLS to etcd: PEM files, read when a replica connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    pub ca_file: std::path::PathBuf,
+    /// The client certificate and its key, for etcd's `--client-cert-auth`.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+// ---- The checks ----
 
 /// The cluster name when the config gives none: `repos-` and a digest of the git
 /// repositories the config writes to (their urls without credentials), so that two
 /// deployments that share an etcd without naming their clusters only meet when they write to
 /// the same repositories. A constant default let any two deployments divide each other's
 /// images.
-fn default_name(repositories: &BTreeMap<String, Repository>) -> String {
-    let mut urls: Vec<String> = repositories
-        .values()
-        .map(|r| match reqwest::Url::parse(&r.url) {
+fn default_name(repository_urls: &[&str]) -> String {
+    let mut urls: Vec<String> = repository_urls
+        .iter()
+        .map(|url| match reqwest::Url::parse(url) {
             Ok(mut u) => {
                 let _ = u.set_username("");
                 let _ = u.set_password(None);
                 u.to_string()
             }
-            Err(_) => r.url.clone(),
+            Err(_) => url.to_string(),
         })
         .collect();
     urls.sort();
@@ -54,7 +114,7 @@ impl Validator<'_> {
     pub(super) fn cluster(
         &mut self,
         raw: &Spanned<RawCluster>,
-        repositories: &BTreeMap<String, Repository>,
+        repository_urls: &[&str],
     ) -> Option<Cluster> {
         let span = raw.span();
         let r = raw.get_ref();
@@ -109,7 +169,7 @@ impl Validator<'_> {
                     Err("use 1 to 64 letters, digits, `-`, `_` or `.`".into())
                 }
             }),
-            None => Some(default_name(repositories)),
+            None => Some(default_name(repository_urls)),
         };
         let lease = match &r.lease {
             Some(l) => self.parse(l, "lease", |t| {
