@@ -92,13 +92,7 @@ struct Tasks {
 impl Daemon {
     /// Binds the listeners, joins the cluster, and plans the first polls.
     pub(super) async fn start(options: Options, config: Config) -> Result<Daemon, String> {
-        let state_dir = options
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| config.settings.state_dir.clone());
-        crate::private::create_dir(&state_dir)
-            .map_err(|e| crate::private::state_dir_error(&state_dir, &e))?;
-        let mut shared = Shared::open(state_dir);
+        let mut shared = open_state(&options, &config)?;
         // Its allowance follows the budget plan, set once the schedule has one (see `planned`).
         let health = Arc::new(http::Health::new(http::MIN_ALLOWANCE));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -110,7 +104,6 @@ impl Daemon {
             )
             .ok();
         let [hangup, terminate, interrupt] = signals()?;
-
         let source = fingerprint(&std::fs::read(&options.config_path).unwrap_or_default());
         let work_tx = watch::Sender::new(crate::cluster::fingerprint(&config));
         let (members, cluster) = join_cluster(&config, &mut shared, &health, &work_tx, &stop_tx);
@@ -135,10 +128,7 @@ impl Daemon {
         let (probe_tx, probe_rx) = mpsc::unbounded_channel::<(String, bool)>();
         let mut probe_tick = tokio::time::interval(PROBE_EVERY);
         probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        systemd::check_socket();
-        let watchdog = systemd::watchdog_interval();
-        let watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-        systemd::ready();
+        let (watchdog, watchdog_tick) = systemd_ready();
         tracing::info!(images = schedule.len(), "running");
         Ok(Daemon {
             settled: members.is_none(),
@@ -617,6 +607,28 @@ async fn start_webhooks(
         push_tx,
         stop,
     ))))
+}
+
+/// The state dir (the command line's, or the config's), created private, and what is kept in
+/// it opened.
+fn open_state(options: &Options, config: &Config) -> Result<Shared, String> {
+    let state_dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.settings.state_dir.clone());
+    crate::private::create_dir(&state_dir)
+        .map_err(|e| crate::private::state_dir_error(&state_dir, &e))?;
+    Ok(Shared::open(state_dir))
+}
+
+/// Tells systemd the daemon is ready; the watchdog's interval when systemd asks for one, and
+/// the timer that feeds it (hourly and unused without).
+fn systemd_ready() -> (Option<Duration>, tokio::time::Interval) {
+    systemd::check_socket();
+    let watchdog = systemd::watchdog_interval();
+    let tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    systemd::ready();
+    (watchdog, tick)
 }
 
 /// SIGHUP, SIGTERM and SIGINT, in that order.

@@ -109,13 +109,33 @@ impl Engine {
             },
         };
         self.lift_released(&holds);
-        let cycle = Cycle::new();
+        let checks = self.check_all(&Cycle::new(), &holds, &images).await;
+        let branches = self.write(&checks, &holds, dry_run).await;
+        let took = started.elapsed();
+        self.shared.metrics.cycle(took);
+        log_cycle(&checks, &branches, took);
+        if let Some(h) = handover
+            && !dry_run
+        {
+            h.publish(&images, &self.shared.status, &self.shared.seen)
+                .await;
+        }
+        self.shared.save_due();
+        let report = Report { checks, branches };
+        if !dry_run {
+            super::notify::send(&self.config, &report).await;
+        }
+        report
+    }
+
+    /// Every deployment of `images` this replica still owns, checked.
+    async fn check_all(&self, cycle: &Cycle, holds: &Holds, images: &[&Image]) -> Vec<Check> {
         // At most POLLS_AT_ONCE checks exist at a time: a check's future is kilobytes, and a
         // first round can put thousands of images in one cycle.
         // Plain loops, not closures: a closure over these borrows makes the cycle's future
         // lose `Send`, which spawning it needs.
         let mut pairs: Vec<(&Image, &Deployment)> = Vec::new();
-        for image in &images {
+        for image in images {
             for deployment in &image.deployments {
                 pairs.push((image, deployment));
             }
@@ -129,7 +149,7 @@ impl Engine {
                     break;
                 };
                 if self.still_owned(image) {
-                    running.push(self.check(&cycle, &holds, image, deployment));
+                    running.push(self.check(cycle, holds, image, deployment));
                 }
             }
             match running.next().await {
@@ -137,38 +157,7 @@ impl Engine {
                 None => break,
             }
         }
-        let branches = self.write(&checks, &holds, dry_run).await;
-        let took = started.elapsed();
-        self.shared.metrics.cycle(took);
-        let updated: usize = branches
-            .iter()
-            .filter_map(|b| b.result.as_ref().ok())
-            .map(|o| o.applied.len())
-            .sum();
-        let failed = checks.iter().filter(|c| c.result.is_err()).count()
-            + branches
-                .iter()
-                .map(|b| b.result.as_ref().map_or(1, |o| o.failed.len()))
-                .sum::<usize>();
-        tracing::info!(
-            checked = checks.len(),
-            updated,
-            failed,
-            seconds = format!("{:.1}", took.as_secs_f64()),
-            "cycle done"
-        );
-        if let Some(h) = handover
-            && !dry_run
-        {
-            h.publish(&images, &self.shared.status, &self.shared.seen)
-                .await;
-        }
-        self.shared.save_due();
-        let report = Report { checks, branches };
-        if !dry_run {
-            super::notify::send(&self.config, &report).await;
-        }
-        report
+        checks
     }
 
     /// Whether this replica owns `image` now (always, outside a cluster).
@@ -283,4 +272,25 @@ impl Engine {
             result,
         }
     }
+}
+
+/// The cycle's line in the log: how many checks, updates and failures, and how long.
+fn log_cycle(checks: &[Check], branches: &[BranchReport], took: Duration) {
+    let updated: usize = branches
+        .iter()
+        .filter_map(|b| b.result.as_ref().ok())
+        .map(|o| o.applied.len())
+        .sum();
+    let failed = checks.iter().filter(|c| c.result.is_err()).count()
+        + branches
+            .iter()
+            .map(|b| b.result.as_ref().map_or(1, |o| o.failed.len()))
+            .sum::<usize>();
+    tracing::info!(
+        checked = checks.len(),
+        updated,
+        failed,
+        seconds = format!("{:.1}", took.as_secs_f64()),
+        "cycle done"
+    );
 }

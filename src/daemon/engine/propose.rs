@@ -86,14 +86,9 @@ impl Engine {
             write_update_branch(m, repo, env, update, &changes, dry_run).await?
         };
         let mut outcome = proposed.outcome;
-        let open = match &known {
-            Some(r) => Some((r.number, r.url.clone())),
-            None => client
-                .find_open(update, &env.branch)
-                .await
-                .map_err(fail)?
-                .map(|r| (r.number, r.url)),
-        };
+        let open = open_request(env, &client, known.as_ref())
+            .await
+            .map_err(fail)?;
         if let (Some((number, url)), None) = (&open, &known)
             && !dry_run
             && self.kept_reopened(env, client.noun(), *number, url)
@@ -649,6 +644,22 @@ impl Engine {
         let m: &Mirror = mirror.as_ref().expect("opened by mirror()");
         delete_update_branch(m, update).await
     }
+}
+
+/// The request this write goes to, as its number and url: the known one, or one opened on the
+/// forge from the update branch before this replica knew of it (state lost, another writer).
+async fn open_request(
+    env: &Environment,
+    client: &forge::Client,
+    known: Option<&OpenRequest>,
+) -> Result<Option<(u64, String)>, forge::ForgeError> {
+    if let Some(r) = known {
+        return Ok(Some((r.number, r.url.clone())));
+    }
+    let found = client
+        .find_open(&env.pull_request.branch, &env.branch)
+        .await?;
+    Ok(found.map(|r| (r.number, r.url)))
 }
 
 /// The open request that has nothing left to propose, and why.
