@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Credential, Secret, Source};
+use super::{Credential, Secret, Source, SourceError};
 use crate::reference::{DOCKER_HUB, canonical_registry};
 
 /// The config at the path, or at docker's default place when `None`.
@@ -20,20 +20,23 @@ impl Source for DockerConfig<'_> {
     fn credential<'a>(
         &'a self,
         host: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Credential>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Credential>, SourceError>> {
         Box::pin(async move {
             let path = match self.0 {
                 Some(p) => p.to_path_buf(),
-                None => default_docker_config()
-                    .ok_or_else(|| "neither DOCKER_CONFIG nor HOME is set".to_string())?,
+                None => default_docker_config().ok_or_else(|| {
+                    SourceError::Missing("neither DOCKER_CONFIG nor HOME is set".into())
+                })?,
             };
             docker_config(&path, host).await
         })
     }
 
-    fn document(&self) -> BoxFuture<'_, Result<String, String>> {
+    fn document(&self) -> BoxFuture<'_, Result<String, SourceError>> {
         Box::pin(async {
-            Err("docker's config holds registry logins, not keys: use file:, env: or exec:".into())
+            Err(SourceError::Invalid(
+                "docker's config holds registry logins, not keys: use file:, env: or exec:".into(),
+            ))
         })
     }
 }
@@ -73,14 +76,20 @@ struct DockerAuth {
 /// Looks `host` up in a docker config.json the way docker does: a per-registry credential
 /// helper first, then `auths`, then the default store. Keys are compared after folding Docker
 /// Hub's aliases, so `https://index.docker.io/v1/` matches `docker.io`.
-async fn docker_config(path: &Path, host: &str) -> Result<Option<Credential>, String> {
+async fn docker_config(path: &Path, host: &str) -> Result<Option<Credential>, SourceError> {
     let text = match tokio::fs::read_to_string(path).await {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => {
+            return Err(SourceError::Missing(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
     };
-    let config: ConfigJson = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a docker config: {e}", path.display()))?;
+    let config: ConfigJson = serde_json::from_str(&text).map_err(|e| {
+        SourceError::Invalid(format!("{} is not a docker config: {e}", path.display()))
+    })?;
     let host = canonical_registry(host);
     let matches = |key: &str| canonical_registry(key) == host;
     if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| matches(k)) {
@@ -93,10 +102,10 @@ async fn docker_config(path: &Path, host: &str) -> Result<Option<Credential>, St
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| {
-                    format!(
+                    SourceError::Invalid(format!(
                         "the `auth` for {host} in {} is not base64 of user:password",
                         path.display()
-                    )
+                    ))
                 })?;
             return Ok(Credential::from_text(&decoded));
         }
@@ -110,10 +119,10 @@ async fn docker_config(path: &Path, host: &str) -> Result<Option<Credential>, St
             return Ok(Some(Credential::Bearer(Secret::new(token.clone()))));
         }
         if auth.identitytoken.is_some() {
-            return Err(format!(
+            return Err(SourceError::Invalid(format!(
                 "{host} has only an identity token in {}; use `docker login` with a password or token",
                 path.display()
-            ));
+            )));
         }
     }
     match &config.creds_store {
@@ -131,12 +140,14 @@ struct HelperOutput {
 }
 
 /// Runs `docker-credential-<helper> get` with the server URL on stdin, as docker does.
-async fn credential_helper(helper: &str, host: &str) -> Result<Option<Credential>, String> {
+async fn credential_helper(helper: &str, host: &str) -> Result<Option<Credential>, SourceError> {
     if !helper
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
     {
-        return Err(format!("`{helper}` is not a credential helper name"));
+        return Err(SourceError::Invalid(format!(
+            "`{helper}` is not a credential helper name"
+        )));
     }
     let program = format!("docker-credential-{helper}");
     let server = if host == DOCKER_HUB {
@@ -151,31 +162,37 @@ async fn credential_helper(helper: &str, host: &str) -> Result<Option<Credential
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|e| SourceError::Command(format!("cannot run {program}: {e}")))?;
     let mut stdin = child.stdin.take().expect("piped");
     stdin
         .write_all(server.as_bytes())
         .await
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|e| SourceError::Command(format!("{program}: {e}")))?;
     drop(stdin);
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
-        .map_err(|_| format!("{program} did not answer within 10s"))?
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|_| SourceError::Command(format!("{program} did not answer within 10s")))?
+        .map_err(|e| SourceError::Command(format!("{program}: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stdout);
         // Helpers say "credentials not found in native keychain" on stdout.
         if stderr.contains("not found") {
             return Ok(None);
         }
-        return Err(format!("{program} failed ({})", out.status));
+        return Err(SourceError::Command(format!(
+            "{program} failed ({})",
+            out.status
+        )));
     }
-    let parsed: HelperOutput = serde_json::from_slice(&out.stdout)
-        .map_err(|_| format!("{program} printed something other than credentials JSON"))?;
+    let parsed: HelperOutput = serde_json::from_slice(&out.stdout).map_err(|_| {
+        SourceError::Invalid(format!(
+            "{program} printed something other than credentials JSON"
+        ))
+    })?;
     if parsed.username == "<token>" {
-        return Err(format!(
+        return Err(SourceError::Invalid(format!(
             "{program} returned an identity token, which needs an OAuth exchange this client does not do"
-        ));
+        )));
     }
     Ok(Some(Credential::Basic {
         username: parsed.username,

@@ -2,13 +2,15 @@
 
 use futures_util::future::BoxFuture;
 
-use super::{Credential, Source};
+use super::{Credential, Source, SourceError};
 
 pub(super) struct Env<'a>(pub &'a str);
 
 impl Env<'_> {
-    fn read(&self) -> Result<String, String> {
-        std::env::var(self.0).map_err(|_| format!("environment variable {} is not set", self.0))
+    fn read(&self) -> Result<String, SourceError> {
+        std::env::var(self.0).map_err(|_| {
+            SourceError::Missing(format!("environment variable {} is not set", self.0))
+        })
     }
 }
 
@@ -16,11 +18,11 @@ impl Source for Env<'_> {
     fn credential<'a>(
         &'a self,
         _host: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Credential>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Credential>, SourceError>> {
         Box::pin(async move { self.read().map(|v| Credential::from_text(&v)) })
     }
 
-    fn document(&self) -> BoxFuture<'_, Result<String, String>> {
+    fn document(&self) -> BoxFuture<'_, Result<String, SourceError>> {
         Box::pin(async move { self.read() })
     }
 }

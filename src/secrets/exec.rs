@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use super::{Credential, Source};
+use super::{Credential, Source, SourceError};
 
 pub(super) struct Exec<'a> {
     pub command: &'a Path,
@@ -18,24 +18,26 @@ impl Source for Exec<'_> {
     fn credential<'a>(
         &'a self,
         host: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Credential>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Credential>, SourceError>> {
         Box::pin(async move {
             let out = run_exec(self.command, host, self.timeout).await?;
             Ok(Credential::from_text(out.lines().next().unwrap_or("")))
         })
     }
 
-    fn document(&self) -> BoxFuture<'_, Result<String, String>> {
+    fn document(&self) -> BoxFuture<'_, Result<String, SourceError>> {
         Box::pin(run_exec(self.command, "", self.timeout))
     }
 }
 
 /// Runs an `exec:` command (split on whitespace, no shell), with the registry host in
 /// `IMAGE_UPDATER_REGISTRY`, and returns what it printed.
-async fn run_exec(command: &Path, host: &str, timeout: Duration) -> Result<String, String> {
+async fn run_exec(command: &Path, host: &str, timeout: Duration) -> Result<String, SourceError> {
     let text = command.to_string_lossy();
     let mut words = text.split_whitespace();
-    let program = words.next().ok_or("empty command")?;
+    let program = words
+        .next()
+        .ok_or_else(|| SourceError::Command("empty command".into()))?;
     let out = tokio::process::Command::new(program)
         .args(words)
         .env("IMAGE_UPDATER_REGISTRY", host)
@@ -46,13 +48,22 @@ async fn run_exec(command: &Path, host: &str, timeout: Duration) -> Result<Strin
         .output();
     let out = tokio::time::timeout(timeout, out)
         .await
-        .map_err(|_| format!("{program} did not finish within {}s", timeout.as_secs()))?
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|_| {
+            SourceError::Command(format!(
+                "{program} did not finish within {}s",
+                timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| SourceError::Command(format!("cannot run {program}: {e}")))?;
     if !out.status.success() {
-        return Err(format!("{program} failed ({})", out.status));
+        return Err(SourceError::Command(format!(
+            "{program} failed ({})",
+            out.status
+        )));
     }
-    let stdout = String::from_utf8(out.stdout)
-        .map_err(|_| format!("{program} printed something that is not text"))?;
+    let stdout = String::from_utf8(out.stdout).map_err(|_| {
+        SourceError::Invalid(format!("{program} printed something that is not text"))
+    })?;
     Ok(stdout)
 }
 

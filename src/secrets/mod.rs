@@ -89,17 +89,36 @@ pub struct CredentialError {
     pub reason: String,
 }
 
-/// Where a secret is read from, when it is needed. Errors are the reason alone, never the
-/// secret; [`resolve`] and [`read_document`] name the reference.
+/// Why a source has no secret to give; never holds the secret. [`resolve`] and
+/// [`read_document`] name the reference it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// What the source names is not there, or cannot be read: a variable not set, a file
+    /// missing or unreadable, no place for docker's config.
+    #[error("{0}")]
+    Missing(String),
+    /// What it holds or printed is not what it should be: not a docker config, not base64,
+    /// not credentials JSON, not text, or not the kind of secret asked for.
+    #[error("{0}")]
+    Invalid(String),
+    /// A command (an `exec:` command, a docker credential helper) could not run, failed, or
+    /// did not finish in time.
+    #[error("{0}")]
+    Command(String),
+}
+
+/// Where a secret is read from, when it is needed.
 pub trait Source: Send + Sync {
     /// The registry credential for `host` (`ghcr.io`); `Ok(None)` when the source has
     /// nothing for it: access is anonymous.
-    fn credential<'a>(&'a self, host: &'a str)
-    -> BoxFuture<'a, Result<Option<Credential>, String>>;
+    fn credential<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Credential>, SourceError>>;
 
     /// A secret that is a document rather than a credential (a PEM key, a webhook secret), as
     /// the source holds it.
-    fn document(&self) -> BoxFuture<'_, Result<String, String>>;
+    fn document(&self) -> BoxFuture<'_, Result<String, SourceError>>;
 }
 
 /// The source a reference names.
@@ -124,9 +143,9 @@ pub async fn resolve(
     source_of(reference)
         .credential(host)
         .await
-        .map_err(|reason| CredentialError {
+        .map_err(|e| CredentialError {
             reference: reference.to_string(),
-            reason,
+            reason: e.to_string(),
         })
 }
 
@@ -137,7 +156,10 @@ pub async fn read_document(reference: &CredentialRef) -> Result<Secret, Credenti
         reference: reference.to_string(),
         reason,
     };
-    let text = source_of(reference).document().await.map_err(fail)?;
+    let text = source_of(reference)
+        .document()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     if text.trim().is_empty() {
         return Err(fail("it is empty".into()));
     }
