@@ -14,6 +14,7 @@ use futures_util::future::BoxFuture;
 
 use crate::config::CredentialRef;
 
+pub mod aws;
 mod docker_config;
 mod env;
 mod exec;
