@@ -7,12 +7,52 @@
 //! Cases signed with settings image-updater never uses (paths not normalized, S3's signed body
 //! header) are counted apart, with why, not dropped; a suite that cannot be found fails.
 
+mod harness;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use image_updater::secrets::Secret;
 use image_updater::secrets::aws::sigv4::{Keys, Unsigned, sign_headers};
 use serde_json::Value;
+
+/// The cases image-updater's settings apply to, and the others with why.
+fn cases(dir: &std::path::Path) -> (Vec<(String, Value)>, Vec<String>) {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let (mut ours, mut apart) = (Vec::new(), Vec::new());
+    for name in names {
+        let case = dir.join(&name);
+        let Ok(context) = std::fs::read_to_string(case.join("context.json")) else {
+            apart.push(format!("{name}: the older format, without a context"));
+            continue;
+        };
+        let context: Value = serde_json::from_str(&context).unwrap();
+        let text = std::fs::read_to_string(case.join("request.txt")).unwrap();
+        let path = parse(&text).1;
+        let why = if context["normalize"] == false {
+            Some("paths not normalized (S3's signing)")
+        } else if context["sign_body"] == true {
+            Some("a signed body header (S3's signing)")
+        } else if context["omit_session_token"] == true {
+            Some("the session token left out of the signature")
+        } else if path.split('?').next().unwrap_or_default().contains('%') {
+            // AWS services other than S3 encode an escaped path again before signing; the
+            // suite signs it as written. The requests image-updater signs are `POST /`.
+            Some("an escaped path, signed once (S3's signing)")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => apart.push(format!("{name}: {why}")),
+            None => ours.push((name, context)),
+        }
+    }
+    (ours, apart)
+}
 
 /// Where cargo unpacked the `aws-sigv4` package this build uses.
 fn suite() -> PathBuf {
@@ -73,43 +113,11 @@ fn parse(text: &str) -> (String, String, Vec<(String, String)>, Vec<u8>) {
 fn requests_are_signed_as_awss_published_suite_says() {
     let dir = suite();
     let mut signed = Vec::new();
-    let mut apart = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    for name in names {
+    let (ours, apart) = cases(&dir);
+    for (name, context) in ours {
         let case = dir.join(&name);
-        let Ok(context) = std::fs::read_to_string(case.join("context.json")) else {
-            apart.push(format!("{name}: the older format, without a context"));
-            continue;
-        };
-        let context: Value = serde_json::from_str(&context).unwrap();
-        if context["normalize"] == false {
-            apart.push(format!("{name}: paths not normalized (S3's signing)"));
-            continue;
-        }
-        if context["sign_body"] == true {
-            apart.push(format!("{name}: a signed body header (S3's signing)"));
-            continue;
-        }
-        if context["omit_session_token"] == true {
-            apart.push(format!(
-                "{name}: the session token left out of the signature"
-            ));
-            continue;
-        }
         let text = std::fs::read_to_string(case.join("request.txt")).unwrap();
         let (method, path, headers, body) = parse(&text);
-        // AWS services other than S3 encode an escaped path again before signing; the suite
-        // signs it as written. The requests image-updater signs are `POST /`.
-        if path.split('?').next().unwrap_or_default().contains('%') {
-            apart.push(format!(
-                "{name}: an escaped path, signed once (S3's signing)"
-            ));
-            continue;
-        }
         let host = headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("host"))
@@ -163,4 +171,52 @@ fn requests_are_signed_as_awss_published_suite_says() {
     );
     assert!(signed.contains(&"get-vanilla-with-session-token".to_string()));
     assert!(signed.contains(&"post-vanilla".to_string()));
+}
+
+/// The test servers' own check (`harness::aws::verify`) accepts every signed request of the
+/// suite image-updater's settings apply to, and refuses each when one signed part changes.
+#[test]
+fn the_test_servers_check_agrees_with_awss_suite() {
+    let dir = suite();
+    let (ours, _) = cases(&dir);
+    assert!(ours.len() >= 25, "{} cases", ours.len());
+    for (name, context) in &ours {
+        let text =
+            std::fs::read_to_string(dir.join(name).join("header-signed-request.txt")).unwrap();
+        let (method, path, headers, body) = parse(&text);
+        let secret = context["credentials"]["secret_access_key"]
+            .as_str()
+            .unwrap();
+        let (region, service) = (
+            context["region"].as_str().unwrap(),
+            context["service"].as_str().unwrap(),
+        );
+        harness::aws::verify(&method, &path, &headers, &body, secret, region, service)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tampered: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| match n.eq_ignore_ascii_case("host") {
+                true => (n.clone(), format!("x{v}")),
+                false => (n.clone(), v.clone()),
+            })
+            .collect();
+        assert!(
+            harness::aws::verify(&method, &path, &tampered, &body, secret, region, service)
+                .is_err(),
+            "{name}: a changed host still verified"
+        );
+        assert!(
+            harness::aws::verify(
+                &method,
+                &path,
+                &headers,
+                &body,
+                "another secret",
+                region,
+                service
+            )
+            .is_err(),
+            "{name}: another secret still verified"
+        );
+    }
 }

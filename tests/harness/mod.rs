@@ -11,6 +11,7 @@
 //! Each test file uses a part of this module.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod cosign;
 pub mod counting;
 pub mod etcd;
