@@ -66,6 +66,11 @@ fn cases() -> Vec<(&'static str, String)> {
             format!("{BASE}\n[webhooks]\nlisten = \"127.0.0.1:9000\"\n"),
         ),
         (
+            "an_ecr_registry_where_no_aws_credentials_are",
+            BASE.replace("prefix = \"ghcr.io\"", "prefix = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com\"")
+                .replace("image = \"ghcr.io/org/api\"", "image = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/org/api\""),
+        ),
+        (
             "warnings_of_a_config_that_loads",
             BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\ninterval = \"10s\"")
                 .replace("prefix = \"ghcr.io\"", "prefix = \"ghcr.io\"\nrate_limit = 0.01\ncredentials = \"env:IMAGE_UPDATER_TEST_UNSET_TOKEN\""),
@@ -84,6 +89,13 @@ fn check_says_what_is_wrong_with_each_config() {
             .current_dir(dir.path())
             .env_remove("IMAGE_UPDATER_CONFIG")
             .env_remove("IMAGE_UPDATER_TEST_UNSET_TOKEN")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws/credentials",
+            )
             .output()
             .expect("image-updater runs");
         let said = format!(

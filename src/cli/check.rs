@@ -33,6 +33,7 @@ pub fn run(args: Args) -> Outcome {
                 config.repositories.len(),
             );
             unset_variables(&config);
+            cloud_credentials(&config);
             explain_verification(&config);
             for warning in image_updater::daemon::budget::Plan::new(&config).warnings() {
                 eprintln!("{}", diagnostic::warning(Code::Budget, &warning));
@@ -103,6 +104,30 @@ fn explain_verification(config: &config::Config) {
                     "timestamp authorities"
                 ),
             );
+        }
+    }
+}
+
+/// Says where each registry signing in with a cloud's credentials would get them here, or
+/// warns that nothing here has them (the daemon may run where something has).
+fn cloud_credentials(config: &config::Config) {
+    for registry in config.registries.values() {
+        let Some(config::CredentialRef::Aws { region }) = &registry.credentials else {
+            continue;
+        };
+        let region = region
+            .clone()
+            .or_else(|| image_updater::secrets::aws::ecr_region(&registry.prefix))
+            .unwrap_or_else(|| "AWS_REGION".into());
+        match image_updater::secrets::aws::keys_from() {
+            Ok(from) => println!(
+                "registry {}: ECR in {region}, AWS credentials from {from}",
+                registry.name
+            ),
+            Err(why) => {
+                let says = format!("registry {}: ECR in {region}: {why}", registry.name);
+                eprintln!("{}", diagnostic::warning(Code::Cloud, &says));
+            }
         }
     }
 }

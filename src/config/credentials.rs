@@ -18,6 +18,9 @@ pub enum CredentialRef {
     DockerConfig(Option<PathBuf>),
     /// A command printing `user:password` or a token, killed after `timeout`.
     Exec { command: PathBuf, timeout: Duration },
+    /// Amazon ECR: AWS credentials found as AWS's tools find them, exchanged for the
+    /// registry's password; the region is the registry host's unless given.
+    Aws { region: Option<String> },
 }
 
 impl CredentialRef {
@@ -54,15 +57,43 @@ impl CredentialRef {
                     timeout: Self::EXEC_TIMEOUT,
                 })
             }
+            "aws" => {
+                if rest.is_empty() {
+                    return Ok(CredentialRef::Aws { region: None });
+                }
+                let region_like = rest.len() <= 32
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !region_like {
+                    return Err(format!(
+                        "`{rest}` is not an AWS region: write it like `aws:eu-west-1`"
+                    ));
+                }
+                Ok(CredentialRef::Aws {
+                    region: Some(rest.to_string()),
+                })
+            }
             "pullsecret" | "secret" => Err(format!(
                 "`{scheme}:` reads Kubernetes secrets, and image-updater needs no cluster: \
                  use `env:`, `file:`, `docker-config` or `exec:`"
             )),
             _ => Err(format!(
                 "unknown credential source `{scheme}`: expected `env:VAR`, `file:/path`, \
-                 `docker-config[:/path]` or `exec:/path`"
+                 `docker-config[:/path]`, `exec:/path` or `aws[:REGION]`"
             )),
         }
+    }
+}
+
+impl CredentialRef {
+    /// The credentials a registry host implies when the config names none: an Amazon ECR
+    /// registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`) signs in with AWS credentials.
+    pub fn implied_by_host(host: &str) -> Option<CredentialRef> {
+        let host = host.split(':').next().unwrap_or(host);
+        let ecr = host.contains(".dkr.ecr.")
+            && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
+        ecr.then_some(CredentialRef::Aws { region: None })
     }
 }
 
@@ -87,6 +118,10 @@ impl fmt::Display for CredentialRef {
                 write!(f, "docker-config:{}", path.display())
             }
             CredentialRef::Exec { command, .. } => write!(f, "exec:{}", command.display()),
+            CredentialRef::Aws { region: None } => f.write_str("aws"),
+            CredentialRef::Aws {
+                region: Some(region),
+            } => write!(f, "aws:{region}"),
         }
     }
 }

@@ -64,6 +64,8 @@ pub enum Code {
     Unset = 1010,
     /// A keyless rule's trusted root cannot be read when checked.
     TrustedRoot = 1020,
+    /// A registry signs in with a cloud's credentials, and none are found where `check` runs.
+    Cloud = 1030,
 }
 
 impl fmt::Display for Code {

@@ -132,6 +132,9 @@ pub fn source_of(reference: &CredentialRef) -> Box<dyn Source + '_> {
             command,
             timeout: *timeout,
         }),
+        CredentialRef::Aws { region } => Box::new(aws::Aws {
+            region: region.as_deref(),
+        }),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::{Validator, at, parse_duration};
+use crate::config::credentials::CredentialRef;
 use crate::config::diagnostic::{Code, Origin};
 use crate::config::model::Registry;
 use crate::config::raw::RawRegistry;
@@ -96,9 +97,17 @@ impl Validator<'_> {
                 Some(r) => *r.get_ref(),
                 None => published,
             };
-            let credentials = self.within(Code::Credentials, |v| {
-                v.credentials("registries", &name, reg.credentials.as_ref())
-            });
+            let credentials = self
+                .within(Code::Credentials, |v| {
+                    v.credentials("registries", &name, reg.credentials.as_ref())
+                })
+                .or_else(|| {
+                    // Unless the config says otherwise (or the entry is wrong, said above).
+                    reg.credentials
+                        .is_none()
+                        .then(|| CredentialRef::implied_by_host(&canonical))
+                        .flatten()
+                });
             let credentials_ttl = match &reg.credentials_ttl {
                 Some(t) => self
                     .parse(t, "credentials_ttl", parse_duration)
