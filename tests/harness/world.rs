@@ -16,6 +16,8 @@ const LOOPBACK: &str = "127.0.0.1";
 
 pub struct World {
     pub registry: Registry,
+    /// How the test's own pushes sign in to the registry.
+    pub push_auth: PushAuth,
     pub git: GitServer,
     pub dir: tempfile::TempDir,
     /// Where a daemon started by [`World::start`] serves /metrics.
@@ -26,9 +28,19 @@ impl World {
     /// A registry and a `manifests` repository with `files` on `main` and `branches`; fails
     /// the test when the registry or lighttpd is not installed.
     pub async fn new(files: &[(&str, &str)], branches: &[&str]) -> World {
+        World::with_registry(files, branches, Auth::None, PushAuth::None).await
+    }
+
+    /// [`World::new`] with a registry that signs in with `auth`, pushed to with `push_auth`.
+    pub async fn with_registry(
+        files: &[(&str, &str)],
+        branches: &[&str],
+        auth: Auth,
+        push_auth: PushAuth,
+    ) -> World {
         require_registry();
         require_lighttpd();
-        let registry = Registry::start(Auth::None).await;
+        let registry = Registry::start(auth).await;
         let git = GitServer::http();
         let host = registry.host();
         let files: Vec<(String, String)> = files
@@ -42,6 +54,7 @@ impl World {
         git.create("manifests", &refs, branches);
         let world = World {
             registry,
+            push_auth,
             git,
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
@@ -72,7 +85,7 @@ impl World {
     async fn push_labelled(&self, repo: &str, tag: &str, labels: serde_json::Value) -> String {
         push_labelled(
             &self.registry.url(),
-            &PushAuth::None,
+            &self.push_auth,
             repo,
             Some(tag),
             "2026-01-01T00:00:00Z",

@@ -275,19 +275,20 @@ async fn ecr_password(keys: &Keys, region: &str) -> Result<(Credential, SystemTi
     for (name, value) in &signed {
         request = request.header(name.as_str(), value.as_str());
     }
-    let mut response = request.send().await.map_err(|e| {
-        SourceError::Missing(format!(
-            "ECR at {endpoint} cannot be reached: {}",
-            e.without_url()
-        ))
-    })?;
+    let unreachable = |e: reqwest::Error| {
+        let why = if e.is_timeout() {
+            format!("did not answer within {}s", TIMEOUT.as_secs())
+        } else if e.is_connect() {
+            "cannot be reached".to_string()
+        } else {
+            e.without_url().to_string()
+        };
+        SourceError::Missing(format!("ECR at {endpoint} {why}"))
+    };
+    let mut response = request.send().await.map_err(unreachable)?;
     let status = response.status();
     let mut answer = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| SourceError::Missing(format!("ECR at {endpoint}: {}", e.without_url())))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
         if answer.len().saturating_add(chunk.len()) > MAX_ANSWER {
             return Err(SourceError::Invalid(format!(
                 "ECR at {endpoint} answered more than {MAX_ANSWER} bytes"
