@@ -42,7 +42,8 @@ impl Endpoint {
         }
     }
 
-    /// A registry the config does not list: anonymous, over https, default rate.
+    /// A registry the config does not list: over https at the default rate, anonymous unless
+    /// its host implies how to sign in (an ECR host: AWS credentials).
     pub fn anonymous(host: &str) -> Endpoint {
         let host = canonical_registry(host).to_string();
         let rate_limit = crate::config::limits::default_rate(&host).per_second;
@@ -53,9 +54,9 @@ impl Endpoint {
         };
         Endpoint {
             name: host.clone(),
+            credentials: CredentialRef::implied_by_host(&host),
             host,
             base_url,
-            credentials: None,
             insecure: false,
             ca_file: None,
             rate_limit,
@@ -115,5 +116,19 @@ impl Default for Tuning {
             share: Arc::new(AtomicU32::new(1)),
             replica: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image on an ECR host the config does not list still signs in with AWS
+    /// credentials; any other unlisted registry is anonymous.
+    #[test]
+    fn an_unlisted_ecr_host_signs_in_as_ecr() {
+        let ecr = Endpoint::anonymous("123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(ecr.credentials, Some(CredentialRef::Aws { region: None }));
+        assert_eq!(Endpoint::anonymous("ghcr.io").credentials, None);
     }
 }
