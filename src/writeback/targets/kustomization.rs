@@ -23,140 +23,131 @@ impl Kind for Kustomization<'_> {
         desired: &Desired,
         patch: &mut Patch,
     ) -> Result<String, YamlError> {
-        edit(yaml, source, self.name, desired, patch)
-    }
-}
-
-pub(super) fn edit(
-    yaml: &Yaml,
-    source: &str,
-    name: &str,
-    desired: &Desired,
-    patch: &mut Patch,
-) -> Result<String, YamlError> {
-    let root = single_document(yaml, "the kustomization")?;
-    let Node::Map {
-        flow: false,
-        entries: root_entries,
-        ..
-    } = root
-    else {
-        return Err(error("the kustomization is not a block mapping"));
-    };
-    let fields = new_entry(name, desired);
-    let Some((images_index, images)) = entry(source, root, "images")? else {
-        // No `images:` yet: the list goes at the end of the document.
-        let at = document_end(source, root);
-        let mut text = String::new();
-        if at > 0 && !source[..at].ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str("images:\n");
-        text.push_str(&item_lines(&fields, 0, 2));
-        patch.add_entry(
-            at,
-            text,
-            node_path(0, &[]),
-            "images",
-            Plain::Seq(vec![plain_item(&fields)]),
-        );
-        return Ok("(none)".into());
-    };
-    let images_path = [Step::Value(images_index)];
-    let key = &root_entries[images_index].0;
-    match images {
-        // `images:`, `images: ~`, `images: []`: the list replaces the empty value.
-        Node::Scalar { value, .. } if is_empty_value(value) => {
-            fill_empty(source, key, images, &fields, patch, &images_path)?;
-            return Ok("(none)".into());
-        }
-        Node::Seq {
-            items,
-            flow: true,
-            start,
+        let name = self.name;
+        let root = single_document(yaml, "the kustomization")?;
+        let Node::Map {
+            flow: false,
+            entries: root_entries,
             ..
-        } if items.is_empty() => {
-            let close = source[*start..]
-                .find(']')
-                .map(|i| start + i + 1)
-                .ok_or_else(|| error("`images: [` is not closed"))?;
-            let value = Node::Scalar {
-                value: String::new(),
-                style: yaml::Style::Plain,
-                span: *start..close,
-                decorated: false,
-                tagged: false,
-                anchor: 0,
-            };
-            fill_empty(source, key, &value, &fields, patch, &images_path)?;
-            return Ok("(none)".into());
-        }
-        Node::Seq { .. } => {}
-        _ => {
-            return Err(at_line(source, images.start(), "`images:` is not a list"));
-        }
-    }
-    let Node::Seq { items, flow, .. } = images else {
-        unreachable!("matched above")
-    };
-    let mut found = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        if scalar(source, item, "name")? == Some(name) {
-            found.push((i, item));
-        }
-    }
-    // No entry under the image's own name, but one that renames another name to it
-    // (`name: app`, `newName: ghcr.io/org/app`): that entry is what deploys the image, and a
-    // second entry under the image's name would never apply. Only when the target did not name
-    // another entry, and only when exactly one entry renames to the image.
-    if found.is_empty() && desired.owner(name) == Owner::Ours {
-        let mut renamed = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            if let Some(new_name) = scalar(source, item, "newName")?
-                && desired.owner(new_name) == Owner::Ours
-                && let Some(entry_name) = scalar(source, item, "name")?
-            {
-                renamed.push((i, item, entry_name));
-            }
-        }
-        if let [(i, item, entry_name)] = renamed.as_slice() {
-            let mut path = images_path.to_vec();
-            path.push(Step::Item(*i));
-            return update(source, entry_name, item, &path, desired, patch);
-        }
-    }
-    match found.as_slice() {
-        [] if *flow => Err(at_line(
-            source,
-            images.start(),
-            format!(
-                "`images:` has no entry named {name}, and entries are added only to a block list; add one by hand"
-            ),
-        )),
-        [] => {
-            // A new entry after the last one, at the same indentation.
-            let last = items.last().expect("an empty block list is a scalar");
-            let dash_col = column_of_dash(source, last.start());
-            let key_col = yaml::column(source, last.start()).max(dash_col + 2);
-            let at = yaml::end_of_line(source, last.end());
+        } = root
+        else {
+            return Err(error("the kustomization is not a block mapping"));
+        };
+        let fields = new_entry(name, desired);
+        let Some((images_index, images)) = entry(source, root, "images")? else {
+            // No `images:` yet: the list goes at the end of the document.
+            let at = document_end(source, root);
             let mut text = String::new();
-            if at == source.len() && !source.ends_with('\n') {
+            if at > 0 && !source[..at].ends_with('\n') {
                 text.push('\n');
             }
-            text.push_str(&item_lines(&fields, dash_col, key_col));
-            patch.add_item(at, text, node_path(0, &images_path), plain_item(&fields));
-            Ok("(none)".into())
+            text.push_str("images:\n");
+            text.push_str(&item_lines(&fields, 0, 2));
+            patch.add_entry(
+                at,
+                text,
+                node_path(0, &[]),
+                "images",
+                Plain::Seq(vec![plain_item(&fields)]),
+            );
+            return Ok("(none)".into());
+        };
+        let images_path = [Step::Value(images_index)];
+        let key = &root_entries[images_index].0;
+        match images {
+            // `images:`, `images: ~`, `images: []`: the list replaces the empty value.
+            Node::Scalar { value, .. } if is_empty_value(value) => {
+                fill_empty(source, key, images, &fields, patch, &images_path)?;
+                return Ok("(none)".into());
+            }
+            Node::Seq {
+                items,
+                flow: true,
+                start,
+                ..
+            } if items.is_empty() => {
+                let close = source[*start..]
+                    .find(']')
+                    .map(|i| start + i + 1)
+                    .ok_or_else(|| error("`images: [` is not closed"))?;
+                let value = Node::Scalar {
+                    value: String::new(),
+                    style: yaml::Style::Plain,
+                    span: *start..close,
+                    decorated: false,
+                    tagged: false,
+                    anchor: 0,
+                };
+                fill_empty(source, key, &value, &fields, patch, &images_path)?;
+                return Ok("(none)".into());
+            }
+            Node::Seq { .. } => {}
+            _ => {
+                return Err(at_line(source, images.start(), "`images:` is not a list"));
+            }
         }
-        [(i, item)] => {
-            let mut path = images_path.to_vec();
-            path.push(Step::Item(*i));
-            update(source, name, item, &path, desired, patch)
+        let Node::Seq { items, flow, .. } = images else {
+            unreachable!("matched above")
+        };
+        let mut found = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if scalar(source, item, "name")? == Some(name) {
+                found.push((i, item));
+            }
         }
-        [(_, a), (_, b), ..] => Err(error(format!(
-            "`images:` has two entries named {name}, on lines {} and {}: kustomize applies both in turn and the last one wins, so nothing is written; keep one",
-            yaml::line(source, a.start()),
-            yaml::line(source, b.start())
-        ))),
+        // No entry under the image's own name, but one that renames another name to it
+        // (`name: app`, `newName: ghcr.io/org/app`): that entry is what deploys the image, and a
+        // second entry under the image's name would never apply. Only when the target did not name
+        // another entry, and only when exactly one entry renames to the image.
+        if found.is_empty() && desired.owner(name) == Owner::Ours {
+            let mut renamed = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                if let Some(new_name) = scalar(source, item, "newName")?
+                    && desired.owner(new_name) == Owner::Ours
+                    && let Some(entry_name) = scalar(source, item, "name")?
+                {
+                    renamed.push((i, item, entry_name));
+                }
+            }
+            if let [(i, item, entry_name)] = renamed.as_slice() {
+                let mut path = images_path.to_vec();
+                path.push(Step::Item(*i));
+                return update(source, entry_name, item, &path, desired, patch);
+            }
+        }
+        match found.as_slice() {
+            [] if *flow => Err(at_line(
+                source,
+                images.start(),
+                format!(
+                    "`images:` has no entry named {name}, and entries are added only to a block list; add one by hand"
+                ),
+            )),
+            [] => {
+                // A new entry after the last one, at the same indentation.
+                let last = items.last().expect("an empty block list is a scalar");
+                let dash_col = column_of_dash(source, last.start());
+                let key_col = yaml::column(source, last.start()).max(dash_col + 2);
+                let at = yaml::end_of_line(source, last.end());
+                let mut text = String::new();
+                if at == source.len() && !source.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&item_lines(&fields, dash_col, key_col));
+                patch.add_item(at, text, node_path(0, &images_path), plain_item(&fields));
+                Ok("(none)".into())
+            }
+            [(i, item)] => {
+                let mut path = images_path.to_vec();
+                path.push(Step::Item(*i));
+                update(source, name, item, &path, desired, patch)
+            }
+            [(_, a), (_, b), ..] => Err(error(format!(
+                "`images:` has two entries named {name}, on lines {} and {}: kustomize applies both in turn and the last one wins, so nothing is written; keep one",
+                yaml::line(source, a.start()),
+                yaml::line(source, b.start())
+            ))),
+        }
     }
 }
 

@@ -113,107 +113,99 @@ impl Kind for Marked<'_> {
         desired: &Desired,
         patch: &mut Patch,
     ) -> Result<String, YamlError> {
-        edit(yaml, source, self.0, desired, patch)
-    }
-}
-
-pub(super) fn edit(
-    yaml: &Yaml,
-    source: &str,
-    marker: &Marker,
-    desired: &Desired,
-    patch: &mut Patch,
-) -> Result<String, YamlError> {
-    let mut marked = Vec::new();
-    for (document, doc) in yaml.documents.iter().enumerate() {
-        let mut found = Vec::new();
-        scalars(doc, &mut Vec::new(), &mut found);
-        for (node, steps) in found {
-            let Some(comment) = comment_after(source, node) else {
-                continue;
-            };
-            if let Some((name, part)) = parse_marker(comment, marker.flux)
-                && name == marker.name
-            {
-                marked.push((document, node, steps, part));
+        let marker = self.0;
+        let mut marked = Vec::new();
+        for (document, doc) in yaml.documents.iter().enumerate() {
+            let mut found = Vec::new();
+            scalars(doc, &mut Vec::new(), &mut found);
+            for (node, steps) in found {
+                let Some(comment) = comment_after(source, node) else {
+                    continue;
+                };
+                if let Some((name, part)) = parse_marker(comment, marker.flux)
+                    && name == marker.name
+                {
+                    marked.push((document, node, steps, part));
+                }
             }
         }
-    }
-    let form = if marker.flux {
-        format!("# {{\"$imagepolicy\": \"{}\"}}", marker.name)
-    } else {
-        format!("# image-updater: {}", marker.name)
-    };
-    if marked.is_empty() {
-        return Err(error(format!(
-            "no value is marked `{form}` (or with :tag, :name, :digest)"
-        )));
-    }
-    let writes_digest = marked
-        .iter()
-        .any(|(_, _, _, p)| matches!(p, Part::Full | Part::Digest));
-    let mut olds = Vec::new();
-    for (document, node, steps, part) in marked {
-        let current = node.as_str().unwrap_or_default();
-        let path = node_path(document, &steps);
-        let what = format!("the value marked `{form}`");
-        let at = |m: String| at_line(source, node.start(), m);
-        let doc = doc_of(yaml, document);
-        let mut set = |value: &str| set_value(source, doc, patch, node, path.clone(), value, &what);
-        match part {
-            Part::Full => {
-                let (repo, tag, digest) = split_image(current);
-                let repo = match desired.owner(repo) {
-                    Owner::Ours => repo.to_string(),
-                    Owner::Replaced => desired.written.clone(),
-                    // `newTag: main-eb4d2f96 # {"$imagepolicy": "ns:app"}`: the marker asks
-                    // for a whole reference on a key that holds a tag. Writing one there would
-                    // render `app:ghcr.io/org/app:…`; the marker wants its `:tag` form.
-                    Owner::Other if holds_tag(doc_of(yaml, document), &steps) => {
-                        let tag_form = if marker.flux {
-                            format!("# {{\"$imagepolicy\": \"{}:tag\"}}", marker.name)
-                        } else {
-                            format!("# image-updater: {}:tag", marker.name)
-                        };
+        let form = if marker.flux {
+            format!("# {{\"$imagepolicy\": \"{}\"}}", marker.name)
+        } else {
+            format!("# image-updater: {}", marker.name)
+        };
+        if marked.is_empty() {
+            return Err(error(format!(
+                "no value is marked `{form}` (or with :tag, :name, :digest)"
+            )));
+        }
+        let writes_digest = marked
+            .iter()
+            .any(|(_, _, _, p)| matches!(p, Part::Full | Part::Digest));
+        let mut olds = Vec::new();
+        for (document, node, steps, part) in marked {
+            let current = node.as_str().unwrap_or_default();
+            let path = node_path(document, &steps);
+            let what = format!("the value marked `{form}`");
+            let at = |m: String| at_line(source, node.start(), m);
+            let doc = doc_of(yaml, document);
+            let mut set =
+                |value: &str| set_value(source, doc, patch, node, path.clone(), value, &what);
+            match part {
+                Part::Full => {
+                    let (repo, tag, digest) = split_image(current);
+                    let repo = match desired.owner(repo) {
+                        Owner::Ours => repo.to_string(),
+                        Owner::Replaced => desired.written.clone(),
+                        // `newTag: main-eb4d2f96 # {"$imagepolicy": "ns:app"}`: the marker asks
+                        // for a whole reference on a key that holds a tag. Writing one there would
+                        // render `app:ghcr.io/org/app:…`; the marker wants its `:tag` form.
+                        Owner::Other if holds_tag(doc_of(yaml, document), &steps) => {
+                            let tag_form = if marker.flux {
+                                format!("# {{\"$imagepolicy\": \"{}:tag\"}}", marker.name)
+                            } else {
+                                format!("# image-updater: {}:tag", marker.name)
+                            };
+                            return Err(at(format!(
+                                "{what} is {current}, on a key that holds a tag, but the marker asks for the whole image reference: nothing written. Mark it `{tag_form}` to keep the tag there"
+                            )));
+                        }
+                        Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
+                    };
+                    set(&format!("{repo}{}", desired.suffix()))?;
+                    olds.push(describe_old(tag, digest));
+                }
+                Part::Tag => {
+                    if desired.digest.is_some() && !writes_digest {
                         return Err(at(format!(
-                            "{what} is {current}, on a key that holds a tag, but the marker asks for the whole image reference: nothing written. Mark it `{tag_form}` to keep the tag there"
+                            "{what}:tag takes the tag only, and the deployment pins a digest: mark the digest's value with `:digest` too"
                         )));
                     }
-                    Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
-                };
-                set(&format!("{repo}{}", desired.suffix()))?;
-                olds.push(describe_old(tag, digest));
-            }
-            Part::Tag => {
-                if desired.digest.is_some() && !writes_digest {
-                    return Err(at(format!(
-                        "{what}:tag takes the tag only, and the deployment pins a digest: mark the digest's value with `:digest` too"
-                    )));
+                    let tag = desired.tag.clone().unwrap_or_default();
+                    set(&tag)?;
+                    olds.push(describe_old(Some(current), None));
                 }
-                let tag = desired.tag.clone().unwrap_or_default();
-                set(&tag)?;
-                olds.push(describe_old(Some(current), None));
-            }
-            Part::Name => match desired.owner(current) {
-                Owner::Ours => {}
-                Owner::Replaced => set(&desired.written)?,
-                Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
-            },
-            Part::Digest => {
-                let digest = desired.digest.clone().unwrap_or_default();
-                set(&digest)?;
-                if !is_empty_value(current) {
-                    olds.push(current.to_string());
+                Part::Name => match desired.owner(current) {
+                    Owner::Ours => {}
+                    Owner::Replaced => set(&desired.written)?,
+                    Owner::Other => return Err(at(desired.not_ours(&what, current).message)),
+                },
+                Part::Digest => {
+                    let digest = desired.digest.clone().unwrap_or_default();
+                    set(&digest)?;
+                    if !is_empty_value(current) {
+                        olds.push(current.to_string());
+                    }
                 }
             }
         }
+        olds.dedup();
+        Ok(if olds.is_empty() {
+            "(none)".into()
+        } else {
+            olds.join(", ")
+        })
     }
-    olds.dedup();
-    Ok(if olds.is_empty() {
-        "(none)".into()
-    } else {
-        olds.join(", ")
-    })
 }
 
 #[cfg(test)]

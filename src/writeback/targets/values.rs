@@ -32,62 +32,50 @@ impl Kind for Values<'_> {
         desired: &Desired,
         patch: &mut Patch,
     ) -> Result<String, YamlError> {
-        edit(yaml, source, self.paths, self.documents, desired, patch)
-    }
-}
-
-/// `documents`: `None` for a Helm values file (exactly one document); the filter of a yaml
-/// target otherwise.
-pub(super) fn edit(
-    yaml: &Yaml,
-    source: &str,
-    paths: &ImagePaths,
-    documents: Option<&Vec<(ValuePath, String)>>,
-    desired: &Desired,
-    patch: &mut Patch,
-) -> Result<String, YamlError> {
-    let Some(filter) = documents else {
-        let root = single_document(yaml, "the values file")?;
-        return Ok(edit_document(source, root, 0, paths, desired, patch)?);
-    };
-    let mut olds = Vec::new();
-    let mut other = None;
-    for (index, doc) in yaml.documents.iter().enumerate() {
-        if !matches_filter(source, doc, filter)? {
-            continue;
-        }
-        // Each document is planned on a copy: a document of another image is skipped, and
-        // whatever was planned for it before that was found is dropped with it.
-        let mut this = patch.clone();
-        match edit_document(source, doc, index, paths, desired, &mut this) {
-            Ok(old) => {
-                *patch = this;
-                olds.push(old);
-            }
-            Err(Miss::Absent(_)) => continue,
-            Err(Miss::Other(e)) => {
-                other.get_or_insert(e);
-            }
-            Err(Miss::Bad(e)) => return Err(e),
-        }
-    }
-    if let (true, Some(e)) = (olds.is_empty(), other) {
-        return Err(e);
-    }
-    if olds.is_empty() {
-        let path = match paths {
-            ImagePaths::Split { tag, .. } => tag,
-            ImagePaths::Combined { image } => image,
+        let (paths, documents) = (self.paths, self.documents);
+        let Some(filter) = documents else {
+            let root = single_document(yaml, "the values file")?;
+            return Ok(edit_document(source, root, 0, paths, desired, patch)?);
         };
-        let which = if filter.is_empty() {
-            String::new()
-        } else {
-            " matching the target's documents filter".to_string()
-        };
-        return Err(error(format!("no document{which} has `{path}`")));
+        let mut olds = Vec::new();
+        let mut other = None;
+        for (index, doc) in yaml.documents.iter().enumerate() {
+            if !matches_filter(source, doc, filter)? {
+                continue;
+            }
+            // Each document is planned on a copy: a document of another image is skipped, and
+            // whatever was planned for it before that was found is dropped with it.
+            let mut this = patch.clone();
+            match edit_document(source, doc, index, paths, desired, &mut this) {
+                Ok(old) => {
+                    *patch = this;
+                    olds.push(old);
+                }
+                Err(Miss::Absent(_)) => continue,
+                Err(Miss::Other(e)) => {
+                    other.get_or_insert(e);
+                }
+                Err(Miss::Bad(e)) => return Err(e),
+            }
+        }
+        if let (true, Some(e)) = (olds.is_empty(), other) {
+            return Err(e);
+        }
+        if olds.is_empty() {
+            let path = match paths {
+                ImagePaths::Split { tag, .. } => tag,
+                ImagePaths::Combined { image } => image,
+            };
+            let which = if filter.is_empty() {
+                String::new()
+            } else {
+                " matching the target's documents filter".to_string()
+            };
+            return Err(error(format!("no document{which} has `{path}`")));
+        }
+        olds.dedup();
+        Ok(olds.join(", "))
     }
-    olds.dedup();
-    Ok(olds.join(", "))
 }
 
 /// Whether every `path = value` of the filter holds in `doc`.
