@@ -84,9 +84,7 @@ impl CredentialRef {
             )),
         }
     }
-}
 
-impl CredentialRef {
     /// The credentials a registry host implies when the config names none: an Amazon ECR
     /// registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`) signs in with AWS credentials.
     pub fn implied_by_host(host: &str) -> Option<CredentialRef> {
