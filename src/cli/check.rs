@@ -117,7 +117,7 @@ fn cloud_credentials(config: &config::Config) {
         };
         let region = region
             .clone()
-            .or_else(|| image_updater::secrets::aws::ecr_region(&registry.prefix))
+            .or_else(|| config::credentials::ecr_region(&registry.prefix))
             .unwrap_or_else(|| "AWS_REGION".into());
         match image_updater::secrets::aws::keys_from() {
             Ok(from) => println!(

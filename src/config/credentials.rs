@@ -88,11 +88,22 @@ impl CredentialRef {
     /// The credentials a registry host implies when the config names none: an Amazon ECR
     /// registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`) signs in with AWS credentials.
     pub fn implied_by_host(host: &str) -> Option<CredentialRef> {
-        let host = host.split(':').next().unwrap_or(host);
-        let ecr = host.contains(".dkr.ecr.")
-            && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
-        ecr.then_some(CredentialRef::Aws { region: None })
+        ecr_region(host).map(|_| CredentialRef::Aws { region: None })
     }
+}
+
+/// The region an ECR registry host names, when it is one.
+pub fn ecr_region(host: &str) -> Option<String> {
+    let host = host.split(':').next().unwrap_or(host);
+    let rest = host.split_once(".dkr.ecr.")?.1;
+    let region = rest
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+    (!region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    .then(|| region.to_string())
 }
 
 fn absolute(path: &str) -> Result<PathBuf, String> {
@@ -127,6 +138,20 @@ impl fmt::Display for CredentialRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regions_are_read_from_ecr_hosts() {
+        assert_eq!(
+            ecr_region("123456789012.dkr.ecr.eu-west-1.amazonaws.com").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(ecr_region("ghcr.io"), None);
+        assert_eq!(ecr_region("evil.dkr.ecr.x/y.amazonaws.com"), None);
+    }
 
     #[test]
     fn sources_parse() {

@@ -22,6 +22,7 @@ use base64::Engine;
 use futures_util::future::BoxFuture;
 
 use super::{Credential, Secret, Source, SourceError};
+use crate::config::credentials::ecr_region;
 use sigv4::{Keys, Unsigned, sign_headers};
 
 /// How long an ECR exchange may take, answer included.
@@ -102,20 +103,6 @@ fn region_of(given: Option<&str>, host: &str) -> Result<String, SourceError> {
                  AWS_REGION nor AWS_DEFAULT_REGION is set; write credentials = \"aws:REGION\""
             ))
         })
-}
-
-/// The region an ECR registry host names, when it is one.
-pub fn ecr_region(host: &str) -> Option<String> {
-    let host = host.split(':').next().unwrap_or(host);
-    let rest = host.split_once(".dkr.ecr.")?.1;
-    let region = rest
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
-    (!region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
-    .then(|| region.to_string())
 }
 
 /// The AWS keys from the first link of the chain that has them; when none has, what each
@@ -349,20 +336,6 @@ fn password_of(answer: &[u8]) -> Result<(Credential, SystemTime), SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn regions_are_read_from_ecr_hosts() {
-        assert_eq!(
-            ecr_region("123456789012.dkr.ecr.eu-west-1.amazonaws.com").as_deref(),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn").as_deref(),
-            Some("cn-north-1")
-        );
-        assert_eq!(ecr_region("ghcr.io"), None);
-        assert_eq!(ecr_region("evil.dkr.ecr.x/y.amazonaws.com"), None);
-    }
 
     #[test]
     fn profiles_are_read_as_ini() {
