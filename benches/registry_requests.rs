@@ -102,6 +102,7 @@ async fn main() {
         ca_file: None,
         // Default settings: what a registry that publishes no limit gets.
         rate_limit: image_updater::config::limits::default_rate(&registry.host()).per_second,
+        credentials_implied: false,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
     // One process: its clients, tokens and metadata, opened from the state dir.

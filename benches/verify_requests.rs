@@ -75,6 +75,7 @@ async fn main() {
         insecure: true,
         ca_file: None,
         rate_limit: image_updater::config::limits::default_rate(&host).per_second,
+        credentials_implied: false,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
     let metrics = Arc::new(Metrics::default());

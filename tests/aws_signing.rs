@@ -1,4 +1,4 @@
-//! The AWS request signer (`secrets::aws::sigv4`) against AWS's published Signature Version 4
+//! The AWS request signer (`secrets::cloud::aws::sigv4`) against AWS's published Signature Version 4
 //! test suite: the `aws-signing-test-suite/v4` cases that ship in the `aws-sigv4` package (taken
 //! from the AWS CRT's suite, itself from the AWS General Reference), read where cargo keeps
 //! the package. Each case is a raw request, its context (keys, region, service, time) and the
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use image_updater::secrets::Secret;
-use image_updater::secrets::aws::sigv4::{Keys, Unsigned, sign_headers};
+use image_updater::secrets::cloud::aws::sigv4::{Keys, Unsigned, sign_headers};
 use serde_json::Value;
 
 /// The cases image-updater's settings apply to, and the others with why.

@@ -71,6 +71,16 @@ fn cases() -> Vec<(&'static str, String)> {
                 .replace("image = \"ghcr.io/org/api\"", "image = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/org/api\""),
         ),
         (
+            "an_artifact_registry_where_no_google_credentials_are",
+            BASE.replace("prefix = \"ghcr.io\"", "prefix = \"europe-docker.pkg.dev\"")
+                .replace("image = \"ghcr.io/org/api\"", "image = \"europe-docker.pkg.dev/project/repo/api\""),
+        ),
+        (
+            "an_acr_registry_where_no_azure_credentials_are",
+            BASE.replace("prefix = \"ghcr.io\"", "prefix = \"team.azurecr.io\"")
+                .replace("image = \"ghcr.io/org/api\"", "image = \"team.azurecr.io/org/api\""),
+        ),
+        (
             "warnings_of_a_config_that_loads",
             BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\ninterval = \"10s\"")
                 .replace("prefix = \"ghcr.io\"", "prefix = \"ghcr.io\"\nrate_limit = 0.01\ncredentials = \"env:IMAGE_UPDATER_TEST_UNSET_TOKEN\""),
@@ -89,13 +99,17 @@ fn check_says_what_is_wrong_with_each_config() {
             .current_dir(dir.path())
             .env_remove("IMAGE_UPDATER_CONFIG")
             .env_remove("IMAGE_UPDATER_TEST_UNSET_TOKEN")
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_PROFILE")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
                 "/nonexistent/aws/credentials",
             )
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws/config")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("CLOUDSDK_CONFIG", "/nonexistent/gcloud")
+            .env("GCE_METADATA_HOST", "127.0.0.1:9")
+            .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
             .output()
             .expect("image-updater runs");
         let said = format!(

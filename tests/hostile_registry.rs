@@ -32,6 +32,7 @@ fn connect(peer: &Peer, credentials: Option<CredentialRef>, tuning: Tuning) -> C
         insecure: true,
         ca_file: None,
         rate_limit: 1000.0,
+        credentials_implied: false,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
     Client::new(
@@ -420,6 +421,7 @@ url.redirect = ("^/(.*)" => "http://127.0.0.1:{plain}/$1")
         insecure: false,
         ca_file: Some(tls.ca.clone()),
         rate_limit: 1000.0,
+        credentials_implied: false,
         credentials_ttl: Duration::from_secs(300),
     };
     let client = Client::new(

@@ -25,6 +25,7 @@ fn endpoint(registry: &Registry, credentials: Option<CredentialRef>) -> Endpoint
         insecure: true,
         ca_file: None,
         rate_limit: 200.0,
+        credentials_implied: false,
         credentials_ttl: std::time::Duration::from_secs(300),
     }
 }

@@ -45,6 +45,7 @@ fn connect(server: &FaultServer, tuning: Tuning) -> (Client, Arc<Metrics>) {
         insecure: true,
         ca_file: None,
         rate_limit: 1000.0,
+        credentials_implied: false,
         credentials_ttl: std::time::Duration::from_secs(300),
     };
     (

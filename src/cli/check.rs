@@ -109,23 +109,22 @@ fn explain_verification(config: &config::Config) {
 }
 
 /// Says where each registry signing in with a cloud's credentials would get them here, or
-/// warns that nothing here has them (the daemon may run where something has).
+/// warns with what each link of the chain said (the daemon may run where something has
+/// them). The registry itself is not asked.
 fn cloud_credentials(config: &config::Config) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     for registry in config.registries.values() {
-        let Some(config::CredentialRef::Aws { region }) = &registry.credentials else {
+        let Some(reference) = registry.credentials.as_ref().filter(|c| c.is_cloud()) else {
             continue;
         };
-        let region = region
-            .clone()
-            .or_else(|| config::credentials::ecr_region(&registry.prefix))
-            .unwrap_or_else(|| "AWS_REGION".into());
-        match image_updater::secrets::aws::keys_from() {
-            Ok(from) => println!(
-                "registry {}: ECR in {region}, AWS credentials from {from}",
-                registry.name
-            ),
+        match runtime.block_on(image_updater::secrets::identity(reference)) {
+            Ok(Some(from)) => println!("registry {}: {reference}: {from}", registry.name),
+            Ok(None) => {}
             Err(why) => {
-                let says = format!("registry {}: ECR in {region}: {why}", registry.name);
+                let says = format!("registry {}: {why}", registry.name);
                 eprintln!("{}", diagnostic::warning(Code::Cloud, &says));
             }
         }

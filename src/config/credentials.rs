@@ -19,8 +19,19 @@ pub enum CredentialRef {
     /// A command printing `user:password` or a token, killed after `timeout`.
     Exec { command: PathBuf, timeout: Duration },
     /// Amazon ECR: AWS credentials found as AWS's tools find them, exchanged for the
-    /// registry's password; the region is the registry host's unless given.
-    Aws { region: Option<String> },
+    /// registry's password; the region is the registry host's unless given, and with a
+    /// role, the keys found first assume it.
+    Aws {
+        region: Option<String>,
+        role: Option<String>,
+    },
+    /// Google Artifact Registry or Container Registry: Application Default Credentials,
+    /// used as an OAuth access token.
+    Gcp,
+    /// Azure Container Registry: an Azure AD token (workload identity, managed identity or
+    /// a service principal) exchanged for the registry's refresh token; a managed identity's
+    /// client id when one is given.
+    Azure { client_id: Option<String> },
 }
 
 impl CredentialRef {
@@ -58,20 +69,50 @@ impl CredentialRef {
                 })
             }
             "aws" => {
-                if rest.is_empty() {
-                    return Ok(CredentialRef::Aws { region: None });
-                }
-                let region_like = rest.len() <= 32
-                    && rest
+                // `aws`, `aws:REGION`, `aws:REGION:ROLE_ARN` or `aws::ROLE_ARN`.
+                let (region, role) = rest.split_once(':').unwrap_or((rest, ""));
+                let region_like = region.len() <= 32
+                    && region
                         .bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
                 if !region_like {
                     return Err(format!(
-                        "`{rest}` is not an AWS region: write it like `aws:eu-west-1`"
+                        "`{region}` is not an AWS region: write it like `aws:eu-west-1`, or \
+                         `aws:eu-west-1:arn:aws:iam::123456789012:role/NAME` to assume a role"
+                    ));
+                }
+                let role_like = role.starts_with("arn:")
+                    && role.contains(":role/")
+                    && role.len() <= 2048
+                    && role.bytes().all(|b| b.is_ascii_graphic());
+                if !role.is_empty() && !role_like {
+                    return Err(format!(
+                        "`{role}` is not a role ARN: write it like \
+                         `arn:aws:iam::123456789012:role/NAME`"
                     ));
                 }
                 Ok(CredentialRef::Aws {
-                    region: Some(rest.to_string()),
+                    region: (!region.is_empty()).then(|| region.to_string()),
+                    role: (!role.is_empty()).then(|| role.to_string()),
+                })
+            }
+            "gcp" if rest.is_empty() => Ok(CredentialRef::Gcp),
+            "gcp" => Err(format!(
+                "`gcp` takes no settings (`{rest}`): the project and identity come from \
+                 Application Default Credentials"
+            )),
+            "azure" if rest.is_empty() => Ok(CredentialRef::Azure { client_id: None }),
+            "azure" => {
+                let guid_like =
+                    rest.len() == 36 && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+                if !guid_like {
+                    return Err(format!(
+                        "`{rest}` is not an Azure client id: write it like \
+                         `azure:00000000-0000-0000-0000-000000000000`"
+                    ));
+                }
+                Ok(CredentialRef::Azure {
+                    client_id: Some(rest.to_ascii_lowercase()),
                 })
             }
             "pullsecret" | "secret" => Err(format!(
@@ -80,15 +121,46 @@ impl CredentialRef {
             )),
             _ => Err(format!(
                 "unknown credential source `{scheme}`: expected `env:VAR`, `file:/path`, \
-                 `docker-config[:/path]`, `exec:/path` or `aws[:REGION]`"
+                 `docker-config[:/path]`, `exec:/path`, `aws[:REGION]`, `gcp` or `azure[:CLIENT_ID]`"
             )),
         }
     }
 
-    /// The credentials a registry host implies when the config names none: an Amazon ECR
-    /// registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`) signs in with AWS credentials.
+    /// Whether this is a cloud's sign-in, whose registry passwords expire and are renewed
+    /// rather than read again.
+    pub fn is_cloud(&self) -> bool {
+        matches!(
+            self,
+            CredentialRef::Aws { .. } | CredentialRef::Gcp | CredentialRef::Azure { .. }
+        )
+    }
+
+    /// The credentials a registry host implies when the config names none: Amazon ECR
+    /// (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`, `public.ecr.aws`) signs in with AWS
+    /// credentials, Artifact Registry (`REGION-docker.pkg.dev`) and Container Registry
+    /// (`gcr.io`, `eu.gcr.io`) with Google's, and `NAME.azurecr.io` with Azure's.
     pub fn implied_by_host(host: &str) -> Option<CredentialRef> {
-        ecr_region(host).map(|_| CredentialRef::Aws { region: None })
+        let name = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        let label_ok =
+            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if ecr_region(host).is_some() || name == "public.ecr.aws" {
+            return Some(CredentialRef::Aws {
+                region: None,
+                role: None,
+            });
+        }
+        let google = name == "gcr.io"
+            || name.strip_suffix(".gcr.io").is_some_and(label_ok)
+            || name.strip_suffix("-docker.pkg.dev").is_some_and(label_ok);
+        if google {
+            return Some(CredentialRef::Gcp);
+        }
+        let azure = ["azurecr.io", "azurecr.cn", "azurecr.us"].iter().any(|d| {
+            name.strip_suffix(d)
+                .and_then(|n| n.strip_suffix('.'))
+                .is_some_and(label_ok)
+        });
+        azure.then_some(CredentialRef::Azure { client_id: None })
     }
 }
 
@@ -127,10 +199,21 @@ impl fmt::Display for CredentialRef {
                 write!(f, "docker-config:{}", path.display())
             }
             CredentialRef::Exec { command, .. } => write!(f, "exec:{}", command.display()),
-            CredentialRef::Aws { region: None } => f.write_str("aws"),
-            CredentialRef::Aws {
-                region: Some(region),
-            } => write!(f, "aws:{region}"),
+            CredentialRef::Aws { region, role } => {
+                f.write_str("aws")?;
+                if region.is_some() || role.is_some() {
+                    write!(f, ":{}", region.as_deref().unwrap_or(""))?;
+                }
+                if let Some(role) = role {
+                    write!(f, ":{role}")?;
+                }
+                Ok(())
+            }
+            CredentialRef::Gcp => f.write_str("gcp"),
+            CredentialRef::Azure { client_id: None } => f.write_str("azure"),
+            CredentialRef::Azure {
+                client_id: Some(id),
+            } => write!(f, "azure:{id}"),
         }
     }
 }
@@ -151,6 +234,48 @@ mod tests {
         );
         assert_eq!(ecr_region("ghcr.io"), None);
         assert_eq!(ecr_region("evil.dkr.ecr.x/y.amazonaws.com"), None);
+    }
+
+    #[test]
+    fn cloud_hosts_imply_their_sign_in() {
+        let aws = Some(CredentialRef::Aws {
+            region: None,
+            role: None,
+        });
+        let azure = Some(CredentialRef::Azure { client_id: None });
+        for (host, implied) in [
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", &aws),
+            ("public.ecr.aws", &aws),
+            ("europe-west1-docker.pkg.dev", &Some(CredentialRef::Gcp)),
+            ("gcr.io", &Some(CredentialRef::Gcp)),
+            ("eu.gcr.io", &Some(CredentialRef::Gcp)),
+            ("myregistry.azurecr.io", &azure),
+            ("ghcr.io", &None),
+            ("evil.com/x.azurecr.io", &None),
+            ("azurecr.io", &None),
+            ("pkg.dev", &None),
+            ("a.b.gcr.io", &None),
+        ] {
+            assert_eq!(&CredentialRef::implied_by_host(host), implied, "{host}");
+        }
+        assert_eq!(CredentialRef::parse("gcp"), Ok(CredentialRef::Gcp));
+        assert!(CredentialRef::parse("gcp:proj").is_err());
+        for text in [
+            "aws",
+            "aws:eu-west-1",
+            "aws:eu-west-1:arn:aws:iam::123456789012:role/ecr-reader",
+            "aws::arn:aws:iam::123456789012:role/ecr-reader",
+        ] {
+            assert_eq!(CredentialRef::parse(text).unwrap().to_string(), text);
+        }
+        assert!(CredentialRef::parse("aws:eu-west-1:someone").is_err());
+        assert!(CredentialRef::parse("aws:EU").is_err());
+        assert_eq!(
+            CredentialRef::parse("azure:0A1B2C3D-0000-0000-0000-000000000000")
+                .map(|c| c.to_string()),
+            Ok("azure:0a1b2c3d-0000-0000-0000-000000000000".to_string())
+        );
+        assert!(CredentialRef::parse("azure:me").is_err());
     }
 
     #[test]

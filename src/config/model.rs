@@ -103,6 +103,10 @@ pub struct Registry {
     /// `insecure`).
     pub api_url: String,
     pub credentials: Option<CredentialRef>,
+    /// The credentials were not written but implied by the host (a cloud's): when the
+    /// cloud's chain finds nothing at all, the registry is read anonymously (its public
+    /// repositories) rather than not at all.
+    pub credentials_implied: bool,
     /// Used for images whose host matches no registry's prefix.
     pub default: bool,
     /// Skip TLS verification and allow plain http.

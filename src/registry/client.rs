@@ -28,6 +28,7 @@ pub use super::endpoint::{Endpoint, Tuning};
 pub use super::error::RegistryError;
 use super::metrics::{Metrics, RequestKind};
 use super::tokens::TokenStore;
+use crate::config::CredentialRef;
 use crate::secrets::{self, Credential};
 
 /// A response that was read completely.
@@ -58,6 +59,8 @@ struct State {
 
 /// How long a [`Client::probe`] waits for its answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a cloud's failed sign-in is not tried again.
+const FAILED_SIGN_IN_PAUSE: Duration = Duration::from_secs(30);
 
 /// A tag list's `ETag` and the tags it came with.
 type Listed = (String, Arc<Vec<String>>);
@@ -77,6 +80,9 @@ struct Inner {
     cache: Arc<MetadataCache>,
     /// The resolved credential and when it was read.
     credential: tokio::sync::Mutex<Option<(Option<Credential>, Instant)>>,
+    /// When a cloud's sign-in last failed, and why (`None`: it found nothing, and the
+    /// registry is read anonymously).
+    lease_failed: Mutex<Option<(Instant, Option<secrets::CredentialError>)>>,
     tokens: Arc<TokenStore>,
     /// The registry answered with a Basic challenge: send credentials up front.
     basic: AtomicBool,
@@ -187,6 +193,7 @@ impl Client {
                 metrics,
                 cache,
                 credential: tokio::sync::Mutex::new(None),
+                lease_failed: Mutex::new(None),
                 tokens,
                 basic: AtomicBool::new(false),
                 challenge: Mutex::new(None),
@@ -445,6 +452,11 @@ impl Client {
     /// the registry refused it), so rotated passwords and short-lived tokens from `exec:`
     /// helpers are picked up without a reload.
     async fn credential(&self) -> Result<Option<Credential>, RegistryError> {
+        if let Some(reference) = &self.inner.endpoint.credentials
+            && reference.is_cloud()
+        {
+            return self.leased(reference).await;
+        }
         let mut slot = self.inner.credential.lock().await;
         if let Some((c, read_at)) = &*slot
             && read_at.elapsed() < self.inner.endpoint.credentials_ttl
@@ -464,8 +476,91 @@ impl Client {
         Ok(resolved)
     }
 
+    /// A cloud's registry password, kept in the token store (and so in the state dir, 0600)
+    /// until its lease is due, and asked for by one caller at a time: the others wait for it.
+    async fn leased(&self, reference: &CredentialRef) -> Result<Option<Credential>, RegistryError> {
+        let key = self.lease_key(reference);
+        let kept = |tokens: &TokenStore| {
+            tokens
+                .get(&key)
+                .and_then(|text| Credential::from_text(text.expose()))
+        };
+        if let Some(credential) = kept(&self.inner.tokens) {
+            return Ok(Some(credential));
+        }
+        let _one = self.inner.tokens.refreshing(&key).await;
+        if let Some(credential) = kept(&self.inner.tokens) {
+            return Ok(Some(credential));
+        }
+        let endpoint = &self.inner.endpoint;
+        let registry = secrets::Registry {
+            host: &endpoint.host,
+            base_url: &endpoint.base_url,
+        };
+        let failed = |source| RegistryError::Credentials {
+            registry: self.name().to_string(),
+            source,
+        };
+        // A sign-in that failed a moment ago fails again at once: a cloud that hangs costs
+        // each cycle one timeout, not one per request.
+        if let Some((at, error)) = &*self.inner.lease_failed.lock().expect("lease lock")
+            && at.elapsed() < FAILED_SIGN_IN_PAUSE
+        {
+            return match error {
+                Some(error) => Err(failed(error.clone())),
+                None => Ok(None),
+            };
+        }
+        let lease = match secrets::lease(reference, registry).await {
+            Ok(lease) => lease,
+            // Credentials the config did not ask for, that nothing here has: the registry's
+            // public repositories are still read, anonymously.
+            Err(e) if e.nothing_found && endpoint.credentials_implied => {
+                tracing::debug!(registry = self.name(), "{e}; reading anonymously");
+                *self.inner.lease_failed.lock().expect("lease lock") = Some((Instant::now(), None));
+                return Ok(None);
+            }
+            Err(e) => {
+                *self.inner.lease_failed.lock().expect("lease lock") =
+                    Some((Instant::now(), Some(e.clone())));
+                return Err(failed(e));
+            }
+        };
+        *self.inner.lease_failed.lock().expect("lease lock") = None;
+        let Some(lease) = lease else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let left = lease
+            .renew_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        self.inner.tokens.insert(
+            &key,
+            Token {
+                value: secrets::Secret::new(lease.credential.clone().into_text()),
+                refresh_at: now.checked_add(left).unwrap_or(now),
+            },
+        );
+        Ok(Some(lease.credential))
+    }
+
+    /// Where a cloud's password for this registry is kept: under the registry's origin, so
+    /// it is only ever sent back there.
+    fn lease_key(&self, reference: &CredentialRef) -> String {
+        TokenStore::key(
+            &self.inner.endpoint.base_url,
+            &format!("credentials {reference}"),
+        )
+    }
+
     async fn forget_credential(&self) {
         *self.inner.credential.lock().await = None;
+        if let Some(reference) = &self.inner.endpoint.credentials
+            && reference.is_cloud()
+        {
+            self.inner.tokens.remove(&self.lease_key(reference));
+        }
     }
 
     /// Whether `url` is on the registry's own origin (scheme, host and port of `api_url`).
@@ -583,6 +678,11 @@ impl Client {
                 other => other,
             })?;
         if !reply.status.is_success() {
+            // A refused password may have been revoked or have expired early (a cloud's):
+            // the next request reads it again.
+            if reply.status == StatusCode::UNAUTHORIZED && credential.is_some() {
+                self.forget_credential().await;
+            }
             return Err(RegistryError::Unauthorized {
                 registry: self.name().to_string(),
                 repository: repository.to_string(),

@@ -20,6 +20,9 @@ pub struct Endpoint {
     /// `https://ghcr.io`, without trailing slash.
     pub base_url: String,
     pub credentials: Option<CredentialRef>,
+    /// The credentials are a cloud's, implied by the host rather than written: when the
+    /// cloud's chain finds nothing here, the registry is read anonymously.
+    pub credentials_implied: bool,
     pub insecure: bool,
     pub ca_file: Option<PathBuf>,
     /// Requests per second.
@@ -35,6 +38,7 @@ impl Endpoint {
             host: r.prefix.clone(),
             base_url: r.api_url.trim_end_matches('/').to_string(),
             credentials: r.credentials.clone(),
+            credentials_implied: r.credentials_implied,
             insecure: r.insecure,
             ca_file: r.ca_file.clone(),
             rate_limit: r.rate_limit,
@@ -55,6 +59,7 @@ impl Endpoint {
         Endpoint {
             name: host.clone(),
             credentials: CredentialRef::implied_by_host(&host),
+            credentials_implied: true,
             host,
             base_url,
             insecure: false,
@@ -128,7 +133,13 @@ mod tests {
     #[test]
     fn an_unlisted_ecr_host_signs_in_as_ecr() {
         let ecr = Endpoint::anonymous("123456789012.dkr.ecr.eu-west-1.amazonaws.com");
-        assert_eq!(ecr.credentials, Some(CredentialRef::Aws { region: None }));
+        assert_eq!(
+            ecr.credentials,
+            Some(CredentialRef::Aws {
+                region: None,
+                role: None
+            })
+        );
         assert_eq!(Endpoint::anonymous("ghcr.io").credentials, None);
     }
 }

@@ -135,6 +135,19 @@ impl TokenStore {
         }
     }
 
+    /// Drops `key`'s token, whatever it is.
+    pub fn remove(&self, key: &str) {
+        if self
+            .tokens
+            .lock()
+            .expect("tokens lock")
+            .remove(key)
+            .is_some()
+        {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Held while fetching `key`'s token: a second caller waits, then finds the token.
     pub async fn refreshing(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self

@@ -3,8 +3,8 @@
 //! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`, so no log line or error
 //! message can leak one by accident; they are never put in a command's argv.
 //!
-//! Each kind of source (`env:`, `file:`, `docker-config`, `exec:`) is a [`Source`] in a file of
-//! its own; [`source_of`] is the one place that maps a [`CredentialRef`] to its source. Adding
+//! Each kind of source (`env:`, `file:`, `docker-config`, `exec:`, and the clouds' sign-ins
+//! under `cloud/`) is a [`Source`] in a file of its own; [`source_of`] is the one place that maps a [`CredentialRef`] to its source. Adding
 //! a source is a file here, its spelling in `config/credentials.rs`, and one line in
 //! [`source_of`].
 
@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 
 use crate::config::CredentialRef;
 
-pub mod aws;
+pub mod cloud;
 mod docker_config;
 mod env;
 mod exec;
@@ -88,6 +88,19 @@ impl Credential {
 pub struct CredentialError {
     pub reference: String,
     pub reason: String,
+    /// No link of a cloud's chain had credentials at all (nothing was refused or broken):
+    /// a registry that was not told to use them may still be read anonymously.
+    pub nothing_found: bool,
+}
+
+impl CredentialError {
+    fn from_source(reference: &CredentialRef, e: SourceError) -> CredentialError {
+        CredentialError {
+            reference: reference.to_string(),
+            nothing_found: matches!(e, SourceError::NothingFound(_)),
+            reason: e.to_string(),
+        }
+    }
 }
 
 /// Why a source has no secret to give; never holds the secret. [`resolve`] and
@@ -106,6 +119,17 @@ pub enum SourceError {
     /// did not finish in time.
     #[error("{0}")]
     Command(String),
+    /// No link of a cloud's credential chain is set up here; says what each link said.
+    #[error("{0}")]
+    NothingFound(String),
+}
+
+/// The registry a credential is for: its host (`ghcr.io`), and the url of its API, where a
+/// cloud's exchange may be (Azure's `/oauth2/exchange`).
+#[derive(Debug, Clone, Copy)]
+pub struct Registry<'a> {
+    pub host: &'a str,
+    pub base_url: &'a str,
 }
 
 /// Where a secret is read from, when it is needed.
@@ -120,6 +144,22 @@ pub trait Source: Send + Sync {
     /// A secret that is a document rather than a credential (a PEM key, a webhook secret), as
     /// the source holds it.
     fn document(&self) -> BoxFuture<'_, Result<String, SourceError>>;
+
+    /// The credential for `registry` and when it is due again, from sources whose passwords
+    /// expire (a cloud's sign-in); `None` from the others, which the registry client reads
+    /// again after the registry's `credentials_ttl`.
+    fn lease<'a>(
+        &'a self,
+        _registry: Registry<'a>,
+    ) -> BoxFuture<'a, Result<Option<cloud::Lease>, SourceError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Where a cloud's sign-in finds its credentials here, for `check`, without asking the
+    /// registry; `None` for sources that are not a cloud's.
+    fn identity(&self) -> BoxFuture<'_, Result<Option<String>, SourceError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The source a reference names.
@@ -132,8 +172,13 @@ pub fn source_of(reference: &CredentialRef) -> Box<dyn Source + '_> {
             command,
             timeout: *timeout,
         }),
-        CredentialRef::Aws { region } => Box::new(aws::Aws {
+        CredentialRef::Aws { region, role } => Box::new(cloud::aws::Aws {
             region: region.as_deref(),
+            role: role.as_deref(),
+        }),
+        CredentialRef::Gcp => Box::new(cloud::gcp::Gcp),
+        CredentialRef::Azure { client_id } => Box::new(cloud::azure::Azure {
+            client_id: client_id.as_deref(),
         }),
     }
 }
@@ -147,25 +192,40 @@ pub async fn resolve(
     source_of(reference)
         .credential(host)
         .await
-        .map_err(|e| CredentialError {
-            reference: reference.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| CredentialError::from_source(reference, e))
+}
+
+/// The credential for `registry` and when to ask again, when `reference` is a source whose
+/// passwords expire; `Ok(None)` for the others.
+pub async fn lease(
+    reference: &CredentialRef,
+    registry: Registry<'_>,
+) -> Result<Option<cloud::Lease>, CredentialError> {
+    source_of(reference)
+        .lease(registry)
+        .await
+        .map_err(|e| CredentialError::from_source(reference, e))
+}
+
+/// Where `reference`'s cloud credentials come from here (`AWS credentials from the web
+/// identity token file`), or what its chain tried; `Ok(None)` when it is not a cloud's.
+pub async fn identity(reference: &CredentialRef) -> Result<Option<String>, CredentialError> {
+    source_of(reference)
+        .identity()
+        .await
+        .map_err(|e| CredentialError::from_source(reference, e))
 }
 
 /// A secret that is a document rather than a credential (a PEM key), as its source holds it:
 /// a file or a variable as it is, a command's output. Docker's config holds no such thing.
 pub async fn read_document(reference: &CredentialRef) -> Result<Secret, CredentialError> {
-    let fail = |reason: String| CredentialError {
-        reference: reference.to_string(),
-        reason,
-    };
     let text = source_of(reference)
         .document()
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| CredentialError::from_source(reference, e))?;
     if text.trim().is_empty() {
-        return Err(fail("it is empty".into()));
+        let empty = SourceError::Invalid("it is empty".into());
+        return Err(CredentialError::from_source(reference, empty));
     }
     Ok(Secret::new(text))
 }

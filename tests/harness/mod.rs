@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod cloud;
 pub mod cosign;
 pub mod counting;
 pub mod etcd;
@@ -343,6 +344,43 @@ impl Drop for Registry {
     }
 }
 
+/// An EC key and a self-signed certificate for it, made by openssl, that a registry's
+/// `auth.token.rootcertbundle` trusts: the key, the certificate's path, and its DER in base64
+/// (for the tokens' `x5c`).
+pub fn issuer_keys(dir: &Path) -> (jsonwebtoken::EncodingKey, PathBuf, String) {
+    let key_path = dir.join("key.pem");
+    let cert_path = dir.join("cert.pem");
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=image-updater-test-issuer", "-keyout"])
+        .arg(&key_path)
+        .arg("-out")
+        .arg(&cert_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl could not make a key pair");
+    let key_pem = std::fs::read(&key_path).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(&key_pem).expect("EC key");
+    let cert_pem = std::fs::read_to_string(&cert_path).unwrap();
+    let cert_der_b64: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    (key, cert_path, cert_der_b64)
+}
+
 /// A token service for the registry's `auth.token` mode.
 pub struct TokenIssuer {
     pub port: u16,
@@ -366,36 +404,8 @@ impl TokenIssuer {
     /// Grants pull to anonymous callers when `anonymous_pull`, and pull+push to `user`.
     pub async fn start(user: &str, password: &str, anonymous_pull: bool) -> TokenIssuer {
         let dir = tempfile::tempdir().unwrap();
-        let key_path = dir.path().join("key.pem");
-        let cert_path = dir.path().join("cert.pem");
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-            ])
-            .args(["-subj", "/CN=image-updater-test-issuer", "-keyout"])
-            .arg(&key_path)
-            .arg("-out")
-            .arg(&cert_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl runs");
-        assert!(status.success(), "openssl could not make a key pair");
-        let key_pem = std::fs::read(&key_path).unwrap();
-        let key = Arc::new(jsonwebtoken::EncodingKey::from_ec_pem(&key_pem).expect("EC key"));
-        let cert_pem = std::fs::read_to_string(&cert_path).unwrap();
-        let cert_der_b64: String = cert_pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
+        let (key, cert_path, cert_der_b64) = issuer_keys(dir.path());
+        let key = Arc::new(key);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let settings = TokenSettings {
@@ -483,7 +493,7 @@ impl Drop for TokenIssuer {
     }
 }
 
-fn sign(
+pub fn sign(
     key: &jsonwebtoken::EncodingKey,
     cert_der_b64: &str,
     issuer: &str,

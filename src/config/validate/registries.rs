@@ -97,17 +97,15 @@ impl Validator<'_> {
                 Some(r) => *r.get_ref(),
                 None => published,
             };
-            let credentials = self
-                .within(Code::Credentials, |v| {
-                    v.credentials("registries", &name, reg.credentials.as_ref())
-                })
-                .or_else(|| {
-                    // Unless the config says otherwise (or the entry is wrong, said above).
-                    reg.credentials
-                        .is_none()
-                        .then(|| CredentialRef::implied_by_host(&canonical))
-                        .flatten()
-                });
+            let written = self.within(Code::Credentials, |v| {
+                v.credentials("registries", &name, reg.credentials.as_ref())
+            });
+            // Unless the config says otherwise (or the entry is wrong, said above).
+            let implied = (written.is_none() && reg.credentials.is_none())
+                .then(|| CredentialRef::implied_by_host(&canonical))
+                .flatten();
+            let credentials_implied = implied.is_some();
+            let credentials = written.or(implied);
             let credentials_ttl = match &reg.credentials_ttl {
                 Some(t) => self
                     .parse(t, "credentials_ttl", parse_duration)
@@ -121,6 +119,7 @@ impl Validator<'_> {
                     prefix: canonical,
                     api_url,
                     credentials,
+                    credentials_implied,
                     default: is_default,
                     insecure,
                     ca_file: reg.ca_file.as_ref().map(|p| PathBuf::from(p.get_ref())),
