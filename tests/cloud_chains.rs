@@ -38,6 +38,19 @@ fn isolated(dir: &Path) -> Vec<(String, String)> {
     ]
 }
 
+/// The variables of link `first` and every later one, inside the test.
+fn from_link(
+    dir: &Path,
+    links: &[(&str, Vec<(String, String)>)],
+    first: usize,
+) -> Vec<(String, String)> {
+    let mut pairs = isolated(dir);
+    for (_, link) in &links[first..] {
+        pairs.extend(link.iter().cloned());
+    }
+    pairs
+}
+
 fn vars(pairs: &[(String, String)]) -> Vars {
     Vars::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
@@ -128,13 +141,8 @@ async fn aws_links_are_taken_in_order() {
         (5, vec!["imds-token", "imds-role", "imds-keys"]),
     ];
     for first in 0..links.len() {
-        let mut pairs = isolated(dir.path());
+        let mut pairs = from_link(dir.path(), &links, first);
         pairs.push(("AWS_ENDPOINT_URL_ECR".into(), format!("{}/ecr/", aws.url)));
-        for (_, link) in &links[first..] {
-            pairs.extend(link.iter().cloned());
-        }
-        // The profile `ci` of the later links must not move an earlier one's (the
-        // environment's keys do not depend on a profile), so it is set from the start.
         let before = aws.judged.asked().len();
         let found = aws::keys::find(&vars(&pairs), test_aws::REGION)
             .await
@@ -236,24 +244,14 @@ async fn ecr_public_has_its_own_token_api() {
     aws.judged.assert_all_held();
 }
 
-/// A server that never answers; its url.
-async fn silent() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    format!("http://127.0.0.1:{port}")
-}
-
 #[tokio::test]
 async fn no_aws_credentials_says_each_link_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut pairs = isolated(dir.path());
-    pairs.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), silent().await));
+    pairs.push((
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+        harness::cloud::silent().await,
+    ));
     let started = Instant::now();
     let Err(error) = aws::keys::find(&vars(&pairs), "eu-west-1").await else {
         panic!("keys from nowhere");
@@ -360,10 +358,7 @@ async fn google_links_are_taken_in_order() {
     let google = Google::start(dir.path()).await;
     let links = google_links(&google, dir.path());
     for (first, expected) in [(0, "token"), (1, "token"), (2, "metadata")] {
-        let mut pairs = isolated(dir.path());
-        for (_, link) in &links[first..] {
-            pairs.extend(link.iter().cloned());
-        }
+        let pairs = from_link(dir.path(), &links, first);
         let before = google.judged.asked().len();
         let lease = gcp::lease(&vars(&pairs)).await.unwrap();
         let token = gcp::access_token(&vars(&pairs)).await.unwrap();
@@ -440,7 +435,7 @@ async fn google_external_accounts_exchange_the_pool_token() {
 async fn no_google_credentials_says_each_link_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut pairs = isolated(dir.path());
-    let silent = silent().await;
+    let silent = harness::cloud::silent().await;
     pairs.push((
         "GCE_METADATA_HOST".into(),
         silent.trim_start_matches("http://").into(),
@@ -499,14 +494,11 @@ async fn azure_links_are_taken_in_order() {
     let azure = Azure::start(dir.path()).await;
     let links = azure_links(&azure, dir.path());
     for (first, expected) in [(0, "ad"), (1, "ad"), (2, "imds")] {
-        let mut pairs = isolated(dir.path());
+        let mut pairs = from_link(dir.path(), &links, first);
         pairs.push(("AZURE_AUTHORITY_HOST".into(), azure.front.url.clone()));
         if first < 2 {
             pairs.push(("AZURE_TENANT_ID".into(), test_azure::TENANT.into()));
             pairs.push(("AZURE_CLIENT_ID".into(), test_azure::CLIENT.into()));
-        }
-        for (_, link) in &links[first..] {
-            pairs.extend(link.iter().cloned());
         }
         let before = azure.judged.asked().len();
         let token = azure::ad_token(None, &vars(&pairs)).await.unwrap();
@@ -547,7 +539,7 @@ async fn azure_links_are_taken_in_order() {
 async fn no_azure_credentials_says_each_link_in_order() {
     let pairs = [(
         "AZURE_POD_IDENTITY_AUTHORITY_HOST".to_string(),
-        silent().await,
+        harness::cloud::silent().await,
     )];
     let error = azure::ad_token(None, &vars(&pairs)).await.err().unwrap();
     assert_eq!(

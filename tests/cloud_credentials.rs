@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 use harness::cloud::aws::{self as test_aws, Aws, PASSWORD, REGION};
 use harness::cloud::azure::Azure;
 use harness::cloud::google::Google;
-use harness::cloud::{Front, write};
+use harness::cloud::{Front, Issued, Judged, write};
 use harness::world::World;
 use harness::{Auth, PushAuth};
 
@@ -63,8 +63,8 @@ const INHERITED: [&str; 14] = [
 ];
 
 /// A world whose registry takes `auth`, with `org/api` v1.0.0 and v1.1.0, and a config whose
-/// registry at `host` signs in with `credentials`.
-async fn world(auth: Auth, push: PushAuth, host: Option<&str>, credentials: &str) -> World {
+/// registry signs in with `credentials`.
+async fn world(auth: Auth, push: PushAuth, credentials: &str) -> World {
     let world = World::with_registry(
         &[("prod/kustomization.yaml", KUSTOMIZATION)],
         &["deploy/prod"],
@@ -72,25 +72,12 @@ async fn world(auth: Auth, push: PushAuth, host: Option<&str>, credentials: &str
         push,
     )
     .await;
-    world.push("org/api", "v1.0.0").await;
-    world.push("org/api", "v1.1.0").await;
-    let registry_host = world.host();
-    let host = host.unwrap_or(&registry_host);
-    let mut config = world
-        .base_config(&["prod"])
-        .replace(&registry_host, host)
-        .replace(
-            "rate_limit = 100\n",
-            &format!("rate_limit = 100\ncredentials = \"{credentials}\"\n"),
-        );
-    config.push_str(&format!(
-        "\n[images.api]\nimage = \"{host}/org/api\"\n[[images.api.targets]]\nkind = \"kustomization\"\nfile = \"prod/kustomization.yaml\"\nname = \"{registry_host}/org/api\"\n"
-    ));
-    world.write_config(&config);
+    let host = world.host();
+    released(&world, &host, credentials).await;
     world
 }
 
-/// A world whose registry is behind a cloud's `front`.
+/// A world whose registry is behind a cloud's `front`, reached at the front's host.
 async fn world_behind(front: &Front, credentials: &str) -> World {
     let kustomization = KUSTOMIZATION.replace("REGISTRY", &front.host);
     let world = World::with_registry(
@@ -101,13 +88,18 @@ async fn world_behind(front: &Front, credentials: &str) -> World {
     )
     .await;
     front.forward_to(&world.registry.url());
+    released(&world, &front.host, credentials).await;
+    world
+}
+
+/// Pushes `org/api` v1.0.0 and v1.1.0, and writes a config whose registry, reached at
+/// `host`, signs in with `credentials`, and whose image `api` is deployed to prod.
+async fn released(world: &World, host: &str, credentials: &str) {
     world.push("org/api", "v1.0.0").await;
     world.push("org/api", "v1.1.0").await;
-    let registry_host = world.host();
-    let host = &front.host;
     let mut config = world
         .base_config(&["prod"])
-        .replace(&registry_host, &front.host)
+        .replace(&world.host(), host)
         .replace(
             "rate_limit = 100\n",
             &format!("rate_limit = 100\ncredentials = \"{credentials}\"\n"),
@@ -116,7 +108,6 @@ async fn world_behind(front: &Front, credentials: &str) -> World {
         "\n[images.api]\nimage = \"{host}/org/api\"\n[[images.api.targets]]\nkind = \"kustomization\"\nfile = \"prod/kustomization.yaml\"\nname = \"{host}/org/api\"\n"
     ));
     world.write_config(&config);
-    world
 }
 
 /// `once` with only `env` for the clouds' chains.
@@ -183,6 +174,28 @@ async fn daemon_across_expiries(world: &World, env: &[(&str, &str)], issued: imp
     }
 }
 
+/// `once` commits v1.1.0, asking the cloud's endpoints `asked` and keeping the password
+/// privately; then the daemon runs across several expiries and never sends an expired one.
+async fn end_to_end(
+    world: &World,
+    env: &[(&str, &str)],
+    judged: &Judged,
+    asked: &[&str],
+    issued: &Issued,
+) {
+    let out = once(world, env, &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(deployed(world).contains("newTag: v1.1.0"));
+    assert_eq!(judged.asked(), asked);
+    assert_kept_privately(world);
+    daemon_across_expiries(world, env, || issued.issued()).await;
+    judged.assert_all_held();
+    let expired = issued
+        .expired_uses
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(expired, 0, "an expired password was sent");
+}
+
 /// Keys from the environment: ECR is asked with a signature AWS would accept, and the
 /// password it answers reaches the registry and nothing else; the release is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +228,6 @@ async fn ecr_world() -> World {
             password: PASSWORD.into(),
         },
         PushAuth::Basic("AWS".into(), PASSWORD.into()),
-        None,
         &format!("aws:{REGION}"),
     )
     .await
@@ -337,18 +349,14 @@ async fn google_service_account_by_once_and_the_daemon_across_expiries() {
         )),
         "{checked}"
     );
-    let out = once(&world, &env, &[]);
-    assert!(out.status.success(), "{}", said(&out));
-    assert!(deployed(&world).contains("newTag: v1.1.0"));
-    assert_eq!(google.judged.asked(), ["token", "token"]);
-    assert_kept_privately(&world);
-    daemon_across_expiries(&world, &env, || google.access.issued()).await;
-    google.judged.assert_all_held();
-    let expired = google
-        .access
-        .expired_uses
-        .load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(expired, 0, "an expired access token was sent");
+    end_to_end(
+        &world,
+        &env,
+        &google.judged,
+        &["token", "token"],
+        &google.access,
+    )
+    .await;
 }
 
 /// ACR with AKS's workload identity: the projected token as the client assertion at Azure
@@ -368,18 +376,14 @@ async fn acr_through_workload_identity_by_once_and_the_daemon_across_expiries() 
         ("AZURE_TENANT_ID", harness::cloud::azure::TENANT),
         ("AZURE_AUTHORITY_HOST", &azure.front.url),
     ];
-    let out = once(&world, &env, &[]);
-    assert!(out.status.success(), "{}", said(&out));
-    assert!(deployed(&world).contains("newTag: v1.1.0"));
-    assert_eq!(azure.judged.asked(), ["ad", "exchange"]);
-    assert_kept_privately(&world);
-    daemon_across_expiries(&world, &env, || azure.refresh.issued()).await;
-    azure.judged.assert_all_held();
-    let expired = azure
-        .refresh
-        .expired_uses
-        .load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(expired, 0, "an expired refresh token was sent");
+    end_to_end(
+        &world,
+        &env,
+        &azure.judged,
+        &["ad", "exchange"],
+        &azure.refresh,
+    )
+    .await;
 }
 
 /// A cloud whose sign-in hangs delays no other registry: with Azure AD never answering, the
@@ -388,15 +392,8 @@ async fn acr_through_workload_identity_by_once_and_the_daemon_across_expiries() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_cloud_does_not_delay_other_registries() {
     needs!(Registry, Lighttpd);
-    let world = world(Auth::None, PushAuth::None, None, "env:NO_SUCH_VARIABLE_SET").await;
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_url = format!("http://{}", silent.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = silent.accept().await {
-            held.push(s);
-        }
-    });
+    let world = world(Auth::None, PushAuth::None, "env:NO_SUCH_VARIABLE_SET").await;
+    let silent_url = harness::cloud::silent().await;
     let text = std::fs::read_to_string(world.config_path()).unwrap();
     let text = text.replace("credentials = \"env:NO_SUCH_VARIABLE_SET\"\n", "")
         + "\n[registries.acr]\nprefix = \"team.azurecr.io\"\napi_url = \"http://127.0.0.1:9\"\ninsecure = true\n\n[images.acr]\nimage = \"team.azurecr.io/org/api\"\n[[images.acr.targets]]\nkind = \"kustomization\"\nfile = \"prod/kustomization.yaml\"\nname = \"team.azurecr.io/org/api\"\n";

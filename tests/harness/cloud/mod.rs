@@ -242,6 +242,19 @@ pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
     (format!("http://127.0.0.1:{port}"), task)
 }
 
+/// A server that takes connections and never answers; its url.
+pub async fn silent() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
 /// Decides whether the Basic credentials a registry's token service received are good.
 pub type Accept = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
