@@ -29,7 +29,7 @@ pub use credentials::CredentialRef;
 pub use diagnostic::{Diagnostic, Diagnostics, Origin};
 pub use forge::{Forge, ForgeAuth, ForgeKind};
 pub use model::*;
-pub use targets::{ImagePaths, Marker, Segment, Target, ValuePath};
+pub use targets::{ChartTarget, ImagePaths, Marker, Segment, Target, ValuePath};
 pub use validator::parse_duration;
 pub use verify::{AttestationRule, Keyless, Verification};
 pub use webhooks::{WebhookTls, Webhooks};

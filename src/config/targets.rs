@@ -95,6 +95,34 @@ impl Target {
     }
 }
 
+/// Where a Helm chart's version is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartTarget {
+    /// A Flux `HelmRelease`'s chart template (`kind = "helmrelease"`).
+    HelmRelease { file: PathBuf },
+    /// A Flux `OCIRepository` holding the chart (`kind = "ocirepository"`).
+    OciRepository { file: PathBuf },
+    /// An Argo CD `Application` or `ApplicationSet` source (`kind = "argocd"`).
+    ArgoCd { file: PathBuf },
+    /// A `Chart.yaml` dependency (`kind = "chart-dependency"`).
+    ChartDependency { file: PathBuf },
+    /// A kustomization's `helmCharts` entry (`kind = "kustomization-helm"`).
+    KustomizeHelm { file: PathBuf },
+}
+
+impl ChartTarget {
+    /// The file written, relative to the repository root.
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            ChartTarget::HelmRelease { file }
+            | ChartTarget::OciRepository { file }
+            | ChartTarget::ArgoCd { file }
+            | ChartTarget::ChartDependency { file }
+            | ChartTarget::KustomizeHelm { file } => file,
+        }
+    }
+}
+
 /// Where an image is written in a values-style file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImagePaths {

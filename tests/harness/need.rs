@@ -31,6 +31,8 @@ pub enum Component {
     Jsonschema,
     /// Debian's python3 with the Prometheus client, whose OpenMetrics parser is strict.
     OpenMetricsParser,
+    /// Debian's python3 with PyYAML, a YAML reader that is not ours.
+    PyYaml,
     /// etcd, for replicas that share the work.
     Etcd,
     /// Network namespaces with veth links (`ip netns`), for partitions between replicas.
@@ -64,6 +66,10 @@ impl Component {
                 .is_ok_and(|o| o.status.success()),
             Component::OpenMetricsParser => Command::new(PYTHON)
                 .args(["-c", "import prometheus_client.openmetrics.parser"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            Component::PyYaml => Command::new(PYTHON)
+                .args(["-c", "import yaml"])
                 .output()
                 .is_ok_and(|o| o.status.success()),
             Component::Etcd => Path::new(super::etcd::ETCD).exists(),
@@ -111,6 +117,7 @@ impl Component {
             Component::OpenMetricsParser => {
                 "the Prometheus client for /usr/bin/python3 (apt-get install python3-prometheus-client)"
             }
+            Component::PyYaml => "PyYAML for /usr/bin/python3 (apt-get install python3-yaml)",
             Component::Etcd => "/usr/bin/etcd (apt-get install etcd-server)",
             Component::Netns => {
                 "network namespaces: `ip netns add` (apt-get install iproute2), run as root or with CAP_NET_ADMIN"

@@ -5,7 +5,7 @@
 //! newName, newTag); existing entries keep theirs.
 
 use super::{
-    Desired, Kind, Owner, at_line, describe_old, entry, is_empty_value, node_path, scalar,
+    Desired, Kind, Owner, add_key, at_line, describe_old, entry, is_empty_value, node_path, scalar,
     single_document,
 };
 use crate::writeback::yaml::{self, Node, Patch, Plain, Step, Yaml, YamlError, error};
@@ -294,7 +294,7 @@ fn update(
                 p.push(Step::Value(i));
                 patch.set_scalar(node, node_path(0, &p), v, &what)
             }
-            (Some(v), None) => add_key(source, item, path, key, v, patch, &what),
+            (Some(v), None) => add_key(source, item, node_path(0, path), key, v, patch, &what),
             (None, Some((i, _))) => patch.remove_entry(source, item, node_path(0, path), i, &what),
             (None, None) => Ok(()),
         }
@@ -310,47 +310,6 @@ fn update(
         (None, None) => {}
     }
     Ok(old)
-}
-
-/// Adds `key: value` to the entry: after its last line in a block mapping, before the `}` in
-/// a flow mapping.
-fn add_key(
-    source: &str,
-    item: &Node,
-    path: &[Step],
-    key: &str,
-    value: &str,
-    patch: &mut Patch,
-    what: &str,
-) -> Result<(), YamlError> {
-    let Node::Map { flow, entries, .. } = item else {
-        return Err(error(format!("{what}: internal: not a mapping")));
-    };
-    let rendered = yaml::render(value, yaml::Style::Plain);
-    let at;
-    let mut text = String::new();
-    if *flow {
-        let last = entries
-            .last()
-            .ok_or_else(|| error(format!("{what}: the entry is empty; fill it by hand")))?;
-        at = last.1.end();
-        text.push_str(&format!(", {key}: {rendered}"));
-    } else {
-        let col = yaml::column(source, entries[0].0.start());
-        at = yaml::end_of_line(source, item.end());
-        if at == source.len() && !source.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&format!("{}{key}: {rendered}\n", " ".repeat(col)));
-    }
-    patch.add_entry(
-        at,
-        text,
-        node_path(0, path),
-        key,
-        Plain::Scalar(value.to_string()),
-    );
-    Ok(())
 }
 
 /// Where the document ends: before a `...` or `---` line after its content, or the end of the

@@ -14,16 +14,19 @@
 //! - [`manifest`]: containers of workloads in plain manifests.
 //! - [`marker`]: values marked by a comment (our own form and Flux's).
 //!
+//! - [`chart`]: where a Helm chart's version is written, for chart sources.
+//!
 //! Each is a [`Kind`]. A new kind of target is a file here, its variant of
 //! [`Target`](crate::config::Target) with its checks in `config/validate/targets.rs`, and a
 //! line in [`kind_of`].
 
+pub mod chart;
 mod kustomization;
 mod manifest;
 mod marker;
 mod values;
 
-use super::yaml::{self, Node, NodePath, Patch, Step, Yaml, YamlError, error};
+use super::yaml::{self, Node, NodePath, Patch, Plain, Step, Yaml, YamlError, error};
 use crate::config::{Segment, Target, ValuePath};
 use crate::reference::{Reference, canonical_registry};
 
@@ -470,6 +473,41 @@ fn describe_old(tag: Option<&str>, digest: Option<&str>) -> String {
 /// An empty or null YAML value (`tag:`, `tag: ""`, `tag: ~`).
 fn is_empty_value(v: &str) -> bool {
     matches!(v, "" | "~" | "null" | "Null" | "NULL")
+}
+
+/// Adds `key: value` to the entry: after its last line in a block mapping, before the `}` in
+/// a flow mapping.
+fn add_key(
+    source: &str,
+    item: &Node,
+    path: NodePath,
+    key: &str,
+    value: &str,
+    patch: &mut Patch,
+    what: &str,
+) -> Result<(), YamlError> {
+    let Node::Map { flow, entries, .. } = item else {
+        return Err(error(format!("{what}: internal: not a mapping")));
+    };
+    let rendered = yaml::render(value, yaml::Style::Plain);
+    let at;
+    let mut text = String::new();
+    if *flow {
+        let last = entries
+            .last()
+            .ok_or_else(|| error(format!("{what}: the entry is empty; fill it by hand")))?;
+        at = last.1.end();
+        text.push_str(&format!(", {key}: {rendered}"));
+    } else {
+        let col = yaml::column(source, entries[0].0.start());
+        at = yaml::end_of_line(source, item.end());
+        if at == source.len() && !source.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("{}{key}: {rendered}\n", " ".repeat(col)));
+    }
+    patch.add_entry(at, text, path, key, Plain::Scalar(value.to_string()));
+    Ok(())
 }
 
 /// The node path in document `document` after `steps`.
