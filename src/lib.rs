@@ -10,6 +10,7 @@
 //! - [`config`]: `updater.toml`, parsed and validated into a [`config::Config`] that cannot be wrong;
 //! - [`secrets`]: credential references turned into secrets when needed;
 //! - [`registry`]: reading tags, digests and creation times from registries, politely;
+//!   [`charts`]: chart repositories' indexes, read conditionally and bounded;
 //!   [`writeback`]: byte-exact manifest edits, committed and pushed to git;
 //! - [`verify`]: signatures and attestations; [`forge`]: pull (merge) requests on GitHub,
 //!   GitLab, Gitea and Forgejo;
@@ -19,6 +20,7 @@
 //!
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
+pub mod charts;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
