@@ -109,3 +109,44 @@ async fn a_huge_index_is_refused_clearly() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A private repository: refused without credentials, read with them (`file:`); and its
+/// credentials go only to its own origin: a repository that redirects elsewhere has its
+/// index read there without them.
+#[tokio::test]
+async fn credentials_go_only_to_the_repositorys_origin() {
+    needs!(Lighttpd, Helm);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("charts-credentials");
+    std::fs::write(&secret, "reader:chart-s3cret\n").unwrap();
+    let reference =
+        image_updater::config::CredentialRef::parse(&format!("file:{}", secret.display())).unwrap();
+    let private = ChartRepo::guarded("reader", "chart-s3cret");
+    private.publish(&podinfo(), "6.9.0");
+    let anonymous = ChartRepository::new(Settings::new(&private.url())).unwrap();
+    let refused = anonymous.charts(&wanted()).await.unwrap_err();
+    assert!(
+        matches!(refused, RepositoryError::Status { status: 401, .. }),
+        "{refused}"
+    );
+    let mut settings = Settings::new(&private.url());
+    settings.credentials = Some(reference.clone());
+    let signed_in = ChartRepository::new(settings).unwrap();
+    assert_eq!(versions(&signed_in).await, ["6.9.0"]);
+
+    let elsewhere = ChartRepo::start(None);
+    elsewhere.publish(&podinfo(), "6.9.1");
+    let moved = ChartRepo::redirecting(&elsewhere.url());
+    let mut settings = Settings::new(&moved.url());
+    settings.credentials = Some(reference);
+    let client = ChartRepository::new(settings).unwrap();
+    assert_eq!(versions(&client).await, ["6.9.1"]);
+    assert!(
+        moved.saw_credentials(),
+        "the repository itself was sent them"
+    );
+    assert!(
+        !elsewhere.saw_credentials(),
+        "the credentials followed the redirect"
+    );
+}

@@ -38,6 +38,34 @@ fn helm_python(code: &str, args: &[&str]) -> String {
 impl ChartRepo {
     /// lighttpd serving an empty repository directory, with TLS when `tls`.
     pub fn start(tls: Option<Tls>) -> ChartRepo {
+        ChartRepo::start_with(tls, &|_| String::new())
+    }
+
+    /// A repository that wants `user:password` (basic auth) for every file.
+    pub fn guarded(user: &str, password: &str) -> ChartRepo {
+        ChartRepo::start_with(None, &|dir: &Path| {
+            let users = dir.join("users");
+            std::fs::write(&users, format!("{user}:{password}\n")).unwrap();
+            format!(
+                "server.modules += (\"mod_auth\", \"mod_authn_file\")\nauth.backend = \"plain\"\n\
+                 auth.backend.plain.userfile = \"{}\"\n\
+                 auth.require = (\"/\" => (\"method\" => \"basic\", \"realm\" => \"charts\", \"require\" => \"valid-user\"))\n",
+                users.display()
+            )
+        })
+    }
+
+    /// A repository that redirects every request to `to` (another origin).
+    pub fn redirecting(to: &str) -> ChartRepo {
+        ChartRepo::start_with(None, &|_| {
+            format!(
+                "server.modules += (\"mod_redirect\")\nurl.redirect = (\"^/(.*)\" => \"{to}/$1\")\n"
+            )
+        })
+    }
+
+    /// lighttpd with `more` configuration, made for the server's own directory.
+    fn start_with(tls: Option<Tls>, more: &dyn Fn(&Path) -> String) -> ChartRepo {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
         std::fs::create_dir_all(&root).unwrap();
@@ -55,11 +83,12 @@ impl ChartRepo {
         } else {
             "(\"mod_accesslog\")"
         };
+        let more = more(dir.path());
         let conf = format!(
             "server.document-root = \"{root}\"\nserver.bind = \"127.0.0.1\"\nserver.port = {port}\n\
              server.errorlog = \"{dir}/error.log\"\nserver.modules = {modules}\n\
-             accesslog.filename = \"|cat >> {dir}/access.log\"\naccesslog.format = \"%s %U\"\n\
-             mimetype.assign = (\".yaml\" => \"application/yaml\", \".tgz\" => \"application/gzip\")\n{ssl}",
+             accesslog.filename = \"|cat >> {dir}/access.log\"\naccesslog.format = \"%s %U %{{Authorization}}i\"\n\
+             mimetype.assign = (\".yaml\" => \"application/yaml\", \".tgz\" => \"application/gzip\")\n{ssl}{more}",
             root = root.display(),
             dir = dir.path().display(),
         );
@@ -134,10 +163,21 @@ impl ChartRepo {
         std::fs::read_to_string(self.dir.path().join("access.log"))
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(_, p)| *p == path)
-            .filter_map(|(s, _)| s.parse().ok())
+            .filter_map(|l| {
+                let mut parts = l.split(' ');
+                let (status, at) = (parts.next()?, parts.next()?);
+                (at == path).then(|| status.parse().ok()).flatten()
+            })
             .collect()
+    }
+
+    /// Whether any request carried an `Authorization` header.
+    pub fn saw_credentials(&self) -> bool {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(2).is_some_and(|a| a != "-"))
     }
 }
 
