@@ -31,11 +31,15 @@ pub enum ImageInfo {
 }
 
 impl Client {
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}/v2/{path}", self.endpoint().base_url)
     }
 
-    fn expect_ok(&self, reply: &Reply, what: impl Into<String>) -> Result<(), RegistryError> {
+    pub(super) fn expect_ok(
+        &self,
+        reply: &Reply,
+        what: impl Into<String>,
+    ) -> Result<(), RegistryError> {
         match reply.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Err(RegistryError::NotFound {

@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod budget;
 pub mod cache;
+pub mod chart;
 pub mod client;
 pub mod endpoint;
 pub mod error;

@@ -188,3 +188,21 @@ impl Drop for ChartRepo {
         let _ = self.child.wait();
     }
 }
+
+/// Packages `chart` at `version` with real Helm and pushes it to `oci://HOST/PATH` (plain
+/// HTTP), as `helm push` does: the chart lands at `PATH/NAME`, tagged with the version
+/// (`+` written `_`).
+pub fn push_chart(chart: &Path, version: &str, host: &str, path: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    helm_python(
+        "import sys, helm_python\n\
+         p = helm_python.package(sys.argv[1], destination=sys.argv[2], version=sys.argv[3])\n\
+         helm_python.push(p, sys.argv[4], plain_http=True)",
+        &[
+            chart.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+            version,
+            &format!("oci://{host}/{path}"),
+        ],
+    );
+}
