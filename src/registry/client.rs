@@ -61,6 +61,9 @@ struct State {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a cloud's failed sign-in is not tried again.
 const FAILED_SIGN_IN_PAUSE: Duration = Duration::from_secs(30);
+/// How long a registry whose implied cloud credentials nothing here has is read anonymously
+/// before the cloud's chain is asked again (it may probe a metadata service each time).
+const ANONYMOUS_PAUSE: Duration = Duration::from_secs(600);
 
 /// A tag list's `ETag` and the tags it came with.
 type Listed = (String, Arc<Vec<String>>);
@@ -503,13 +506,14 @@ impl Client {
         };
         // A sign-in that failed a moment ago fails again at once: a cloud that hangs costs
         // each cycle one timeout, not one per request.
-        if let Some((at, error)) = &*self.inner.lease_failed.lock().expect("lease lock")
-            && at.elapsed() < FAILED_SIGN_IN_PAUSE
-        {
-            return match error {
-                Some(error) => Err(failed(error.clone())),
-                None => Ok(None),
-            };
+        if let Some((at, error)) = &*self.inner.lease_failed.lock().expect("lease lock") {
+            match error {
+                Some(error) if at.elapsed() < FAILED_SIGN_IN_PAUSE => {
+                    return Err(failed(error.clone()));
+                }
+                None if at.elapsed() < ANONYMOUS_PAUSE => return Ok(None),
+                _ => {}
+            }
         }
         let lease = match secrets::lease(reference, registry).await {
             Ok(lease) => lease,

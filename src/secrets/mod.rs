@@ -4,9 +4,9 @@
 //! message can leak one by accident; they are never put in a command's argv.
 //!
 //! Each kind of source (`env:`, `file:`, `docker-config`, `exec:`, and the clouds' sign-ins
-//! under `cloud/`) is a [`Source`] in a file of its own; [`source_of`] is the one place that maps a [`CredentialRef`] to its source. Adding
-//! a source is a file here, its spelling in `config/credentials.rs`, and one line in
-//! [`source_of`].
+//! under `cloud/`) is a [`Source`] in a file of its own; [`source_of`] is the one place that
+//! maps a [`CredentialRef`] to its source. Adding a source is a file here, its spelling in
+//! `config/credentials.rs`, and one line in [`source_of`].
 
 use std::fmt;
 
