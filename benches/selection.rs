@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
             constraint: Constraint::parse(">=1.0.0 <2.0.0").unwrap(),
             include_prerelease: false,
         },
+        names: image_updater::select::Names::ImageTags,
         allow: vec![],
         ignore: vec![TagPattern::parse("regexp:(-rc|-alpha|-beta)").unwrap()],
         extract: None,

@@ -113,6 +113,7 @@ proptest! {
         let constraint = Constraint::parse(&c).unwrap();
         let policy = Policy {
             strategy: Pick::Semver { constraint: constraint.clone(), include_prerelease: include_pre },
+            names: image_updater::select::Names::ImageTags,
             allow: compile(&allow),
             ignore: compile(&ignore),
             extract: None,
@@ -157,7 +158,7 @@ proptest! {
             2 => Pick::Alphabetical,
             _ => Pick::Numerical,
         };
-        let policy = Policy { strategy, allow: vec![], ignore: compile(&ignore), extract: None };
+        let policy = Policy { strategy, names: image_updater::select::Names::ImageTags, allow: vec![], ignore: compile(&ignore), extract: None };
         let list = candidates(&tags);
         let mut shuffled = list.clone();
         // A deterministic shuffle from the seed.

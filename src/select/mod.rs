@@ -53,6 +53,8 @@ pub enum Barred {
     TooYoung,
     /// A person reverted it, or a tag ranking above it.
     Held,
+    /// Its maintainers deprecated it (a chart repository's index says so).
+    Deprecated,
 }
 
 impl Barred {
@@ -166,10 +168,40 @@ impl std::str::FromStr for StrategyKind {
     }
 }
 
+/// What the names a policy chooses among are: an image's tags, or a chart's versions (which
+/// hold `+` where a tag cannot; Helm writes it `_` in an OCI tag).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Names {
+    #[default]
+    ImageTags,
+    ChartVersions,
+}
+
+impl Names {
+    /// Whether `name` is one of these, checked before anything else reads it: names come from
+    /// registries and chart repositories, and go into files and messages.
+    fn admits(self, name: &str) -> Result<(), String> {
+        match self {
+            Names::ImageTags if crate::reference::is_valid_tag(name) => Ok(()),
+            Names::ImageTags => {
+                Err("not a valid tag (letters, digits, `_`, `.`, `-`; at most 128)".into())
+            }
+            Names::ChartVersions if name.len() <= 128 && ::semver::Version::parse(name).is_ok() => {
+                Ok(())
+            }
+            Names::ChartVersions => {
+                Err("not a chart version (Semantic Versioning 2, at most 128 characters)".into())
+            }
+        }
+    }
+}
+
 /// Everything that decides which tag is deployed.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub strategy: Strategy,
+    /// Tags or chart versions.
+    pub names: Names,
     /// A tag must match one of these, when any are given.
     pub allow: Vec<TagPattern>,
     /// A tag matching any of these is never deployed.
@@ -182,6 +214,7 @@ impl Policy {
     pub fn new(strategy: Strategy) -> Policy {
         Policy {
             strategy,
+            names: Names::ImageTags,
             allow: Vec::new(),
             ignore: Vec::new(),
             extract: None,
@@ -409,9 +442,7 @@ pub fn hold_at_or_below(policy: &Policy, candidates: &mut [Candidate], floor: &s
 /// part, or the whole tag), or why the tag is out. The registry client uses this to avoid
 /// fetching metadata for tags that can never be chosen.
 pub fn filter<'t>(policy: &Policy, tag: &'t str) -> Result<&'t str, String> {
-    if !crate::reference::is_valid_tag(tag) {
-        return Err("not a valid tag (letters, digits, `_`, `.`, `-`; at most 128)".into());
-    }
+    policy.names.admits(tag)?;
     if let Strategy::Digest { tag: tracked } = &policy.strategy {
         return if tag == tracked {
             Ok(tag)

@@ -274,6 +274,7 @@ fn prepare(args: &Args) -> Result<(Reference, Policy, Vec<Platform>), String> {
     };
     let policy = Policy {
         strategy,
+        names: image_updater::select::Names::ImageTags,
         allow: patterns("--allow-tags", &args.allow_tags)?,
         ignore: patterns("--ignore-tags", &args.ignore_tags)?,
         extract: args

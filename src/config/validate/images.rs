@@ -653,6 +653,7 @@ impl Validator<'_> {
             environment: environment.to_string(),
             policy: Policy {
                 strategy,
+                names: crate::select::Names::ImageTags,
                 allow,
                 ignore,
                 extract,
