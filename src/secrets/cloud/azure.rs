@@ -153,7 +153,11 @@ pub async fn ad_token(client_id: Option<&str>, vars: &Vars) -> Result<Token, Sou
             let from = format!("the service principal {client} (AZURE_CLIENT_SECRET)");
             return client_credentials(vars, tenant, client, &form, from).await;
         }
-        _ => tried.note("service principal", "AZURE_CLIENT_SECRET unset"),
+        (_, _, None) => tried.note("service principal", "AZURE_CLIENT_SECRET unset"),
+        _ => tried.note(
+            "service principal",
+            "AZURE_TENANT_ID or AZURE_CLIENT_ID unset",
+        ),
     }
     match (tenant, client, vars.get("AZURE_FEDERATED_TOKEN_FILE")) {
         (Some(tenant), Some(client), Some(file)) => {
