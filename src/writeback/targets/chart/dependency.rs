@@ -3,8 +3,8 @@
 //! an alias (`@bitnami`, `alias:bitnami`) does not say which repository it is, so it is
 //! refused with what to write instead. `Chart.lock` is left for `helm dependency update`.
 
-use super::{ChartKind, ChartVersion, at_line, items, node_path, not_found, scalar, set_version};
-use crate::writeback::yaml::{Patch, Yaml, YamlError, error};
+use super::{ChartKind, ChartVersion, at_line, set_in_entries};
+use crate::writeback::yaml::{Patch, Yaml, YamlError};
 
 pub(super) struct Dependency;
 
@@ -16,15 +16,8 @@ impl ChartKind for Dependency {
         desired: &ChartVersion,
         patch: &mut Patch,
     ) -> Result<String, YamlError> {
-        let [root] = yaml.documents.as_slice() else {
-            return Err(error("Chart.yaml is one YAML document"));
-        };
-        let mut old = None;
-        for (item, steps) in items(source, root, &[], "dependencies")? {
-            if scalar(source, item, "name")? != Some(desired.name.as_str()) {
-                continue;
-            }
-            let repository = scalar(source, item, "repository")?.unwrap_or_default();
+        let entries = ("dependencies", "repository", "dependency");
+        set_in_entries(yaml, source, desired, patch, entries, |item, repository| {
             if repository.starts_with('@') || repository.starts_with("alias:") {
                 return Err(at_line(
                     source,
@@ -36,19 +29,7 @@ impl ChartKind for Dependency {
                     ),
                 ));
             }
-            if !desired.same_repository(repository) {
-                continue;
-            }
-            let path = node_path(0, &steps);
-            old = Some(set_version(
-                source,
-                item,
-                &path,
-                "version",
-                &desired.version,
-                patch,
-            )?);
-        }
-        old.ok_or_else(|| not_found(desired, "dependency"))
+            Ok(())
+        })
     }
 }

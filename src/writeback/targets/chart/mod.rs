@@ -204,6 +204,43 @@ fn walk<'a>(
     Ok(Some((at, steps)))
 }
 
+/// The version of the entries of a one-document file's `list` (`dependencies`, `helmCharts`)
+/// whose `name` is the chart's and whose `repo_key` names its repository; `check` looks at
+/// each entry of that name first, and may refuse it.
+fn set_in_entries(
+    yaml: &Yaml,
+    source: &str,
+    desired: &ChartVersion,
+    patch: &mut Patch,
+    (list, repo_key, what): (&str, &str, &str),
+    check: impl Fn(&Node, &str) -> Result<(), YamlError>,
+) -> Result<String, YamlError> {
+    let [root] = yaml.documents.as_slice() else {
+        return Err(error(format!("a file with a {what} is one YAML document")));
+    };
+    let mut old = None;
+    for (item, steps) in items(source, root, &[], list)? {
+        if scalar(source, item, "name")? != Some(desired.name.as_str()) {
+            continue;
+        }
+        let repository = scalar(source, item, repo_key)?.unwrap_or_default();
+        check(item, repository)?;
+        if !desired.same_repository(repository) {
+            continue;
+        }
+        let path = node_path(0, &steps);
+        old = Some(set_version(
+            source,
+            item,
+            &path,
+            "version",
+            &desired.version,
+            patch,
+        )?);
+    }
+    old.ok_or_else(|| not_found(desired, what))
+}
+
 /// The refusal when nothing in the file is the chart.
 fn not_found(desired: &ChartVersion, what: &str) -> YamlError {
     error(format!(
@@ -297,6 +334,21 @@ mod tests {
             refused
                 .message
                 .contains("no OCIRepository in the file installs chart api")
+        );
+    }
+
+    #[test]
+    fn a_dependency_named_by_a_repository_alias_is_refused() {
+        let file = std::path::PathBuf::from("Chart.yaml");
+        let text = "apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n- name: redis\n  version: 17.0.0\n  repository: \"@bitnami\"\n";
+        let desired = chart("https://charts.bitnami.com/bitnami", "redis");
+        let refused = edit(&ChartTarget::ChartDependency { file }, text, &desired).unwrap_err();
+        assert!(
+            refused
+                .message
+                .contains("line 5: dependency redis names the repository alias `@bitnami`"),
+            "{}",
+            refused.message
         );
     }
 
