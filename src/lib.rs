@@ -3,8 +3,9 @@
 //!
 //! The library is organised by concern, each in its own folder, on floors: a module uses only
 //! those below it (docs/architecture.md has the picture; `tests/layers.rs` enforces it):
-//! - [`reference`](mod@reference), [`hex`], [`private`], [`suggest`]: image references, hex,
-//!   files only the daemon's user reads, "did you mean";
+//! - [`reference`](mod@reference), [`hex`], [`private`], [`suggest`], [`bounded`]: image
+//!   references, hex, files only the daemon's user reads, "did you mean", bodies read up to a
+//!   limit;
 //! - [`select`]: which tag to deploy, and why the others were not chosen; [`state`]: what the
 //!   state dir remembers; [`trust`]: cosign keys and Sigstore trusted roots, parsed;
 //! - [`config`]: `updater.toml`, parsed and validated into a [`config::Config`] that cannot be wrong;
@@ -20,6 +21,7 @@
 //!
 //! The command-line interface lives in the binary (`src/cli/`) and only calls into these.
 
+pub mod bounded;
 pub mod charts;
 pub mod cluster;
 pub mod config;

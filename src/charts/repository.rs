@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 
 use super::index::{self, ChartEntry, IndexError};
+use crate::bounded::{self, BodyError};
 use crate::config::CredentialRef;
 use crate::secrets::{self, Credential, CredentialError};
 
@@ -150,7 +151,7 @@ impl ChartRepository {
                 e.without_url().to_string()
             },
         };
-        let mut response = request.send().await.map_err(unreachable)?;
+        let response = request.send().await.map_err(unreachable)?;
         if response.status() == StatusCode::NOT_MODIFIED
             && let Some(kept) = self.kept.lock().expect("kept lock").as_ref()
         {
@@ -162,16 +163,6 @@ impl ChartRepository {
                 status: response.status().as_u16(),
             });
         }
-        let too_large = || RepositoryError::TooLarge {
-            url: self.settings.url.clone(),
-            limit: self.settings.max_index,
-        };
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.settings.max_index)
-        {
-            return Err(too_large());
-        }
         let header = |name| {
             response
                 .headers()
@@ -180,14 +171,17 @@ impl ChartRepository {
                 .map(str::to_string)
         };
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            let len = u64::try_from(body.len().saturating_add(chunk.len())).unwrap_or(u64::MAX);
-            if len > self.settings.max_index {
-                return Err(too_large());
+        let limit = usize::try_from(self.settings.max_index).unwrap_or(usize::MAX);
+        let body = match bounded::read(response, limit).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return Err(RepositoryError::TooLarge {
+                    url: self.settings.url.clone(),
+                    limit: self.settings.max_index,
+                });
             }
-            body.extend_from_slice(&chunk);
-        }
+            Err(BodyError::Transport(e)) => return Err(unreachable(e)),
+        };
         let text = String::from_utf8(body).map_err(|_| RepositoryError::Index {
             url: self.settings.url.clone(),
             source: IndexError::Yaml("not UTF-8".into()),

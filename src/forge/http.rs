@@ -24,6 +24,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use super::ForgeError;
+use crate::bounded::{self, BodyError};
 
 /// The largest answer read: forge objects are a few kilobytes, a page of them a few hundred.
 pub const MAX_BODY: usize = 4 << 20;
@@ -239,7 +240,7 @@ impl Api {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes);
         }
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| ForgeError::Network(format!("{what}: {}", without_url(&e))))?;
@@ -261,36 +262,26 @@ impl Api {
                 seconds: wait.as_secs(),
             });
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_BODY as u64)
-        {
-            return Err(ForgeError::Invalid {
-                what,
-                reason: format!("the answer is larger than {MAX_BODY} bytes"),
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| {
-            // A body that drips past the request's deadline is a timeout, and says so.
-            let why = if e.is_timeout() {
-                format!(
-                    "the answer's body did not arrive within {}s",
-                    self.timeout.as_secs()
-                )
-            } else {
-                without_url(&e)
-            };
-            ForgeError::Network(format!("{what}: {why}"))
-        })? {
-            if body.len().saturating_add(chunk.len()) > MAX_BODY {
-                return Err(ForgeError::Invalid {
-                    what,
-                    reason: format!("the answer is larger than {MAX_BODY} bytes"),
-                });
+        let too_large = || ForgeError::Invalid {
+            what: what.clone(),
+            reason: format!("the answer is larger than {MAX_BODY} bytes"),
+        };
+        let body = match bounded::read(response, MAX_BODY).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return Err(too_large()),
+            Err(BodyError::Transport(e)) => {
+                // A body that drips past the request's deadline is a timeout, and says so.
+                let why = if e.is_timeout() {
+                    format!(
+                        "the answer's body did not arrive within {}s",
+                        self.timeout.as_secs()
+                    )
+                } else {
+                    without_url(&e)
+                };
+                return Err(ForgeError::Network(format!("{what}: {why}")));
             }
-            body.extend_from_slice(&chunk);
-        }
+        };
         Ok(Reply {
             status,
             headers,

@@ -28,6 +28,7 @@ pub use super::endpoint::{Endpoint, Tuning};
 pub use super::error::RegistryError;
 use super::metrics::{Metrics, RequestKind};
 use super::tokens::TokenStore;
+use crate::bounded::{self, BodyError};
 use crate::config::CredentialRef;
 use crate::secrets::{self, Credential};
 
@@ -823,38 +824,26 @@ impl Client {
 
     /// Reads a body completely and within the size bound. A body that ends early is a
     /// transport failure, to be retried, never a short answer.
-    async fn read(&self, mut resp: reqwest::Response) -> Result<Reply, (u16, String)> {
+    async fn read(&self, resp: reqwest::Response) -> Result<Reply, (u16, String)> {
         let status = resp.status();
         let headers = resp.headers().clone();
         let url = resp.url().clone();
         let limit = self.inner.tuning.max_body;
-        if resp.content_length().is_some_and(|n| n as usize > limit) {
-            return Err((
-                status.as_u16(),
-                format!("response larger than {limit} bytes"),
-            ));
-        }
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > limit {
-                        return Err((
-                            status.as_u16(),
-                            format!("response larger than {limit} bytes"),
-                        ));
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err((
-                        status.as_u16(),
-                        format!("{BODY_CUT_SHORT}: {}", describe(&e)),
-                    ));
-                }
+        let body = match bounded::read(resp, limit).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return Err((
+                    status.as_u16(),
+                    format!("response larger than {limit} bytes"),
+                ));
             }
-        }
+            Err(BodyError::Transport(e)) => {
+                return Err((
+                    status.as_u16(),
+                    format!("{BODY_CUT_SHORT}: {}", describe(&e)),
+                ));
+            }
+        };
         Ok(Reply {
             url,
             status,

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::{Credential, SourceError};
+use crate::bounded::{self, BodyError};
 
 /// A registry credential and when it is due to be asked for again: a while before the cloud
 /// says it expires, never later than [`LONGEST`] from now.
@@ -214,18 +215,18 @@ impl Endpoint<'_> {
             };
             SourceError::Missing(format!("{} {why}", self.name))
         };
-        let mut response = request.send().await.map_err(unreachable)?;
+        let response = request.send().await.map_err(unreachable)?;
         let (status, headers) = (response.status(), response.headers().clone());
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if body.len().saturating_add(chunk.len()) > self.max_answer {
+        let body = match bounded::read(response, self.max_answer).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
                 return Err(SourceError::Invalid(format!(
                     "{} answered more than {} bytes",
                     self.name, self.max_answer
                 )));
             }
-            body.extend_from_slice(&chunk);
-        }
+            Err(BodyError::Transport(e)) => return Err(unreachable(e)),
+        };
         if status.is_redirection() {
             return Err(SourceError::Invalid(format!(
                 "{} answered HTTP {status}, a redirect, which is not followed",
