@@ -21,9 +21,7 @@
 
 use std::path::PathBuf;
 
-use std::time::SystemTime;
-
-use super::sigv4::{Keys, Unsigned, sign_headers};
+use super::sigv4::Keys;
 use crate::secrets::cloud::{Answer, Endpoint, Tried, Vars, endpoint_url, field};
 use crate::secrets::{Secret, SourceError};
 
@@ -263,32 +261,19 @@ pub async fn assume_role(
     .query()
     .unwrap_or_default()
     .to_string();
-    let host = super::host_header(&url);
-    let fixed = [
-        ("host", host.as_str()),
-        (
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8",
-        ),
-    ];
-    let unsigned = Unsigned {
-        method: "POST",
-        url: url.as_str(),
-        headers: &fixed,
-        body: body.as_bytes(),
+    let signed = super::Signed {
+        keys: &found.keys,
+        region,
+        service: "sts",
     };
-    let signed = sign_headers(&unsigned, &found.keys, region, "sts", SystemTime::now())
-        .map_err(SourceError::Invalid)?;
+    let content_type = [(
+        "content-type",
+        "application/x-www-form-urlencoded; charset=utf-8",
+    )];
     let sts = Endpoint::new("STS");
-    let mut request = sts
-        .client()?
-        .post(url.clone())
-        .header(fixed[1].0, fixed[1].1)
-        .body(body);
-    for (name, value) in &signed {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let answer = sts.send(request).await?;
+    let answer = signed
+        .post(&sts, &url, &content_type, body.as_bytes())
+        .await?;
     Ok(Found {
         keys: sts_keys(&answer, "AssumeRole", role)?,
         from: format!("the role {role}, assumed with {}", found.from),

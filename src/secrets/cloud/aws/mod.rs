@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use futures_util::future::BoxFuture;
 
-use super::{Endpoint, Lease, Vars, endpoint_url, renew_at};
+use super::{Answer, Endpoint, Lease, Vars, endpoint_url, renew_at};
 use crate::config::credentials::ecr_region;
 use crate::secrets::{Credential, Registry, Secret, Source, SourceError};
 use sigv4::{Keys, Unsigned, sign_headers};
@@ -62,11 +62,7 @@ impl Source for Aws<'_> {
                     .unwrap_or("us-east-1")
                     .to_string()
             });
-            let found = keys::find(&vars, &region).await?;
-            let found = match self.role {
-                Some(role) => keys::assume_role(found, role, &region, &vars).await?,
-                None => found,
-            };
+            let found = credentials(self.role, &region, &vars).await?;
             Ok(Some(format!("AWS credentials from {}", found.from)))
         })
     }
@@ -94,17 +90,26 @@ pub async fn lease(
     } else {
         region_of(region, host, vars)?
     };
-    let found = keys::find(vars, &region).await?;
-    let found = match role {
-        Some(role) => keys::assume_role(found, role, &region, vars).await?,
-        None => found,
-    };
+    let found = credentials(role, &region, vars).await?;
     let api = if public { Api::PUBLIC } else { Api::PRIVATE };
     let (credential, expires) = password(&api, &found.keys, &region, vars).await?;
     Ok(Lease {
         credential,
         renew_at: renew_at(expires),
     })
+}
+
+/// The keys the chain finds, or the temporary keys of `role` assumed with them.
+async fn credentials(
+    role: Option<&str>,
+    region: &str,
+    vars: &Vars,
+) -> Result<keys::Found, SourceError> {
+    let found = keys::find(vars, region).await?;
+    match role {
+        Some(role) => keys::assume_role(found, role, region, vars).await,
+        None => Ok(found),
+    }
 }
 
 /// The region: the one given, or the one in an ECR host
@@ -152,13 +157,53 @@ impl Api {
     };
 }
 
-/// The `Host` header a signed request to `url` carries: the host, and the port when the url
-/// names one.
-fn host_header(url: &reqwest::Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => String::new(),
+/// Who signs a request to AWS, and for what: the keys, the region and the service.
+struct Signed<'a> {
+    keys: &'a Keys,
+    region: &'a str,
+    service: &'a str,
+}
+
+impl Signed<'_> {
+    /// POSTs `body` to `url` with `headers`, signed with Signature Version 4 (the `Host`
+    /// header, the url's host and port, is signed too); the request is sent exactly as it
+    /// was signed.
+    async fn post(
+        &self,
+        endpoint: &Endpoint<'_>,
+        url: &reqwest::Url,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, SourceError> {
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => String::new(),
+        };
+        let mut signed_headers = vec![("host", host.as_str())];
+        signed_headers.extend_from_slice(headers);
+        let unsigned = Unsigned {
+            method: "POST",
+            url: url.as_str(),
+            headers: &signed_headers,
+            body,
+        };
+        let signature = sign_headers(
+            &unsigned,
+            self.keys,
+            self.region,
+            self.service,
+            SystemTime::now(),
+        )
+        .map_err(SourceError::Invalid)?;
+        let mut request = endpoint.client()?.post(url.clone()).body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        for (name, value) in &signature {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        endpoint.send(request).await
     }
 }
 
@@ -174,36 +219,18 @@ async fn password(
         .map(str::to_string)
         .unwrap_or_else(|| format!("https://{}.{region}.amazonaws.com", api.host));
     let url = endpoint_url(api.name, &endpoint)?;
-    let host = host_header(&url);
-    let body = b"{}";
-    let fixed = [
-        ("host", host.as_str()),
+    let name = format!("{} at {endpoint}", api.name);
+    let ecr = Endpoint::new(&name);
+    let signed = Signed {
+        keys,
+        region,
+        service: api.service,
+    };
+    let headers = [
         ("content-type", "application/x-amz-json-1.1"),
         ("x-amz-target", api.target),
     ];
-    let signed = sign_headers(
-        &Unsigned {
-            method: "POST",
-            url: url.as_str(),
-            headers: &fixed,
-            body,
-        },
-        keys,
-        region,
-        api.service,
-        SystemTime::now(),
-    )
-    .map_err(SourceError::Invalid)?;
-    let name = format!("{} at {endpoint}", api.name);
-    let ecr = Endpoint::new(&name);
-    let mut request = ecr.client()?.post(url.clone()).body(body.to_vec());
-    for (name, value) in fixed.iter().skip(1) {
-        request = request.header(*name, *value);
-    }
-    for (name, value) in &signed {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let answer = ecr.send(request).await?;
+    let answer = signed.post(&ecr, &url, &headers, b"{}").await?;
     if !answer.status.is_success() {
         return Err(answer.refusal(&name, "GetAuthorizationToken"));
     }
