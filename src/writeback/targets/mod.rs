@@ -192,9 +192,20 @@ pub fn edit(
     source: &str,
     desired: &Desired,
 ) -> Result<Option<FileEdit>, YamlError> {
+    planned(source, |yaml, patch| {
+        kind_of(target).edit(yaml, source, desired, patch)
+    })
+}
+
+/// Parses `source`, has `plan` fill a patch (returning the value before), and applies it;
+/// `None` when the patch is empty. Every kind of target, image or chart, edits through this.
+fn planned(
+    source: &str,
+    plan: impl FnOnce(&Yaml, &mut Patch) -> Result<String, YamlError>,
+) -> Result<Option<FileEdit>, YamlError> {
     let yaml = Yaml::parse(source)?;
     let mut patch = Patch::default();
-    let old = kind_of(target).edit(&yaml, source, desired, &mut patch)?;
+    let old = plan(&yaml, &mut patch)?;
     if patch.is_empty() {
         return Ok(None);
     }

@@ -17,7 +17,7 @@ mod dependency;
 mod flux;
 mod kustomize;
 
-use super::{FileEdit, add_key, at_line, entry, is_empty_value, node_path, scalar};
+use super::{FileEdit, add_key, at_line, entry, is_empty_value, node_path, planned, scalar};
 use crate::config::ChartTarget;
 use crate::writeback::yaml::{Node, NodePath, Patch, Step, Yaml, YamlError, error};
 
@@ -117,14 +117,9 @@ pub fn edit(
     source: &str,
     desired: &ChartVersion,
 ) -> Result<Option<FileEdit>, YamlError> {
-    let yaml = Yaml::parse(source)?;
-    let mut patch = Patch::default();
-    let old = kind_of(target).edit(&yaml, source, desired, &mut patch)?;
-    if patch.is_empty() {
-        return Ok(None);
-    }
-    let new_text = patch.apply(source, &yaml)?;
-    Ok(Some(FileEdit { old, new_text }))
+    planned(source, |yaml, patch| {
+        kind_of(target).edit(yaml, source, desired, patch)
+    })
 }
 
 /// Whether `version` is one version rather than a range Helm or Flux picks within.
