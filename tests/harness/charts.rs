@@ -6,9 +6,9 @@
 //! its access log says what status each request got, so a test counts the 304s.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use super::git::LIGHTTPD;
+use super::git::lighttpd;
 use super::{Tls, free_port};
 
 pub struct ChartRepo {
@@ -92,17 +92,7 @@ impl ChartRepo {
             root = root.display(),
             dir = dir.path().display(),
         );
-        let conf_path = dir.path().join("lighttpd.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(LIGHTTPD)
-            .args(["-D", "-f"])
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("lighttpd starts");
+        let child = lighttpd(dir.path(), &conf);
         let repo = ChartRepo {
             child,
             port,

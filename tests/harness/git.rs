@@ -9,6 +9,22 @@ use super::free_port;
 
 pub const LIGHTTPD: &str = "/usr/sbin/lighttpd";
 
+/// lighttpd in the foreground with `conf` (written to `dir/lighttpd.conf`), its output in
+/// `dir/stderr.log`; the caller stops it by PID.
+pub fn lighttpd(dir: &Path, conf: &str) -> Child {
+    let conf_path = dir.join("lighttpd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+    Command::new(LIGHTTPD)
+        .args(["-D", "-f"])
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("lighttpd starts")
+}
+
 /// Fails the test, naming the package, when lighttpd is not installed: a test that cannot run
 /// must not pass (`.ci/run` installs it).
 /// (The benchmarks include this file alone, so it does not go through `need`.)
@@ -104,17 +120,7 @@ auth.require = ("/git" => ("method" => "basic", "realm" => "git", "require" => "
             dir = dir.path().display(),
             backend = backend.display(),
         );
-        let conf_path = dir.path().join("lighttpd.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(LIGHTTPD)
-            .args(["-D", "-f"])
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("lighttpd starts");
+        let child = lighttpd(dir.path(), &conf);
         let server = GitServer {
             child,
             port,
