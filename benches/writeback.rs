@@ -90,6 +90,7 @@ async fn main() {
             tag: Some(format!("v1.0.{}", i + 1)),
             digest: None,
             replaces: Vec::new(),
+            chart: None,
         },
         targets: vec![Target::Kustomization {
             file: "overlays/prod/kustomization.yaml".into(),

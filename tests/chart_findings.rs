@@ -21,6 +21,7 @@ fn image(repository: &str, tag: &str) -> Desired {
         tag: Some(tag.into()),
         digest: None,
         replaces: Vec::new(),
+        chart: None,
     }
 }
 

@@ -81,6 +81,16 @@ fn cases() -> Vec<(&'static str, String)> {
                 .replace("image = \"ghcr.io/org/api\"", "image = \"team.azurecr.io/org/api\""),
         ),
         (
+            "charts_written_wrong",
+            format!(
+                "{BASE}\n[charts.ingress]\nrepository = \"ftp://charts.example.com\"\nplatforms = [\"linux/arm64\"]\n\
+                 [[charts.ingress.targets]]\nkind = \"helm\"\nfile = \"values.yaml\"\n\n\
+                 [charts.podinfo]\nchart = \"oci://ghcr.io/org/charts/podinfo:6.9.0\"\nname = \"podinfo\"\n\
+                 [[charts.podinfo.targets]]\nkind = \"helmrelease\"\nfile = \"podinfo.yaml\"\ntag = \"spec.chart.spec.version\"\n\n\
+                 [[images.api.targets]]\nkind = \"argocd\"\nfile = \"app.yaml\"\n"
+            ),
+        ),
+        (
             "warnings_of_a_config_that_loads",
             BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\ninterval = \"10s\"")
                 .replace("prefix = \"ghcr.io\"", "prefix = \"ghcr.io\"\nrate_limit = 0.01\ncredentials = \"env:IMAGE_UPDATER_TEST_UNSET_TOKEN\""),

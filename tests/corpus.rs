@@ -135,6 +135,7 @@ fn desired_of(case: &Case) -> Desired {
             .iter()
             .map(|x| Reference::parse(x).unwrap().repository())
             .collect(),
+        chart: None,
     }
 }
 

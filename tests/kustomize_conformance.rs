@@ -110,6 +110,7 @@ fn desired(
         tag: tag.map(String::from),
         digest: digest.map(String::from),
         replaces,
+        chart: None,
     })
 }
 

@@ -50,6 +50,7 @@ fn api(tag: &str) -> ImageChange {
             tag: Some(tag.into()),
             digest: None,
             replaces: Vec::new(),
+            chart: None,
         },
         targets: vec![Target::Kustomization {
             file: "overlays/prod/kustomization.yaml".into(),
@@ -68,6 +69,7 @@ fn worker(tag: &str) -> ImageChange {
             tag: Some(tag.into()),
             digest: None,
             replaces: Vec::new(),
+            chart: None,
         },
         targets: vec![Target::Helm {
             file: "charts/worker/values.yaml".into(),

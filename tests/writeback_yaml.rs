@@ -23,6 +23,7 @@ fn desired(repository: &str, tag: Option<&str>, digest: Option<&str>) -> Desired
         tag: tag.map(String::from),
         digest: digest.map(String::from),
         replaces: Vec::new(),
+        chart: None,
     }
 }
 

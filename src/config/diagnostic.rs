@@ -50,6 +50,8 @@ pub enum Code {
     Targets = 510,
     /// `verify` rules.
     Verification = 520,
+    /// `[charts.NAME]`: a Helm chart, where it is published, its policy.
+    Charts = 530,
     /// `[webhooks]`.
     Webhooks = 600,
     /// `[notifications]`.

@@ -5,6 +5,7 @@
 //! overrides (figment), then meaning (regexps compile, constraints parse, references resolve).
 //! The result is either a valid [`Config`] or every problem found, never a half-valid config.
 
+mod charts;
 mod cluster;
 pub mod credentials;
 pub mod diagnostic;
@@ -223,20 +224,33 @@ fn expected_keys(path: &[TomlStep]) -> Vec<&'static str> {
         [Some("cluster")] => keys::CLUSTER.to_vec(),
         [Some("notifications"), _] => keys::NOTIFICATION.to_vec(),
         [Some("images"), _] => [keys::IMAGE_ONLY, keys::POLICY].concat(),
-        [Some("images"), _, Some("env"), _] => keys::POLICY.to_vec(),
-        [Some("images"), _, Some("verify")]
-        | [Some("images"), _, Some("env"), _, Some("verify")] => keys::VERIFY.to_vec(),
-        [Some("images"), _, Some("verify"), Some("attestation")]
+        [Some("charts"), _] => [keys::CHART_ONLY, keys::POLICY].concat(),
+        [Some("images" | "charts"), _, Some("env"), _] => keys::POLICY.to_vec(),
+        [Some("images" | "charts"), _, Some("verify")]
+        | [Some("images" | "charts"), _, Some("env"), _, Some("verify")] => keys::VERIFY.to_vec(),
+        [
+            Some("images" | "charts"),
+            _,
+            Some("verify"),
+            Some("attestation"),
+        ]
         | [
-            Some("images"),
+            Some("images" | "charts"),
             _,
             Some("env"),
             _,
             Some("verify"),
             Some("attestation"),
         ] => keys::ATTESTATION.to_vec(),
-        [Some("images"), _, Some("targets"), None]
-        | [Some("images"), _, Some("env"), _, Some("targets"), None] => keys::TARGET.to_vec(),
+        [Some("images" | "charts"), _, Some("targets"), None]
+        | [
+            Some("images" | "charts"),
+            _,
+            Some("env"),
+            _,
+            Some("targets"),
+            None,
+        ] => keys::TARGET.to_vec(),
         _ => Vec::new(),
     }
 }

@@ -243,16 +243,92 @@ pub struct Image {
     pub replaces: Vec<String>,
     /// One per environment the image is deployed to, in environment-name order.
     pub deployments: Vec<Deployment>,
+    /// Where its versions come from: an image's tags, or a Helm chart's versions.
+    pub source: Source,
+}
+
+/// What a configured source is, and where its versions are listed. An image and an OCI chart
+/// are both read through the registry client (`reference` is their repository); a chart in a
+/// chart repository is read from the repository's `index.yaml`, and `reference` is only the
+/// name it is known by (`kubernetes.github.io/ingress-nginx/ingress-nginx`): in `status`,
+/// holds, the cluster's division of the work and the first sightings of its versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Source {
+    /// `[images.ALIAS]`: a container image's tags.
+    #[default]
+    Image,
+    /// `[charts.ALIAS] chart = "oci://…"`: a Helm chart pushed to an OCI registry, whose tags
+    /// are its versions.
+    OciChart,
+    /// `[charts.ALIAS] repository = "https://…"`: a Helm chart in a chart repository.
+    ChartIndex(ChartIndex),
+}
+
+/// A chart repository and the chart read from its index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartIndex {
+    /// The repository's url, without a trailing `/` (`https://charts.example.com/stable`).
+    pub url: String,
+    /// The chart's name in the index (`ingress-nginx`).
+    pub name: String,
+    /// Sent as basic auth, to the repository's origin only.
+    pub credentials: Option<CredentialRef>,
+    pub ca_file: Option<PathBuf>,
+    /// The largest `index.yaml` read, in bytes.
+    pub max_index_size: u64,
+    /// Versions the chart's maintainers deprecated may be chosen.
+    pub allow_deprecated: bool,
+}
+
+impl Source {
+    /// For a chart: the repository it is named by in the files that pin it (a chart
+    /// repository's url, or `oci://host/path` without the chart's name) and its name.
+    pub fn chart(&self, reference: &Reference) -> Option<(String, String)> {
+        match self {
+            Source::Image => None,
+            Source::OciChart => {
+                let (path, name) = reference
+                    .path
+                    .rsplit_once('/')
+                    .unwrap_or(("", reference.path.as_str()));
+                let repository = if path.is_empty() {
+                    format!("oci://{}", reference.domain)
+                } else {
+                    format!("oci://{}/{path}", reference.domain)
+                };
+                Some((repository, name.to_string()))
+            }
+            Source::ChartIndex(index) => Some((index.url.clone(), index.name.clone())),
+        }
+    }
+
+    pub fn is_chart(&self) -> bool {
+        !matches!(self, Source::Image)
+    }
 }
 
 impl Image {
     /// The name of the registry client the image is read through: its configured registry,
     /// else its reference's host. Its requests share that registry's budget, and what its
     /// tags resolve to is cached under it.
+    ///
+    /// A chart repository is its own lane, named by its url.
     pub fn registry_key(&self) -> String {
+        if let Source::ChartIndex(index) = &self.source {
+            return index.url.clone();
+        }
         self.registry
             .clone()
             .unwrap_or_else(|| self.reference.registry().to_string())
+    }
+
+    /// What people call it in messages: `image` or `chart`.
+    pub fn noun(&self) -> &'static str {
+        if self.source.is_chart() {
+            "chart"
+        } else {
+            "image"
+        }
     }
 }
 

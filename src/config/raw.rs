@@ -35,6 +35,12 @@ pub struct RawConfig {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawImage>")]
     pub images: BTreeMap<String, Spanned<RawImage>>,
+    /// Helm charts, whose versions are chosen and written as images' tags are. The same
+    /// type as an image: the policy keys are shared, and which keys each section takes is
+    /// checked by the loader's key lists ([`keys::CHART_ONLY`], [`keys::IMAGE_ONLY`]).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawImage>")]
+    pub charts: BTreeMap<String, Spanned<RawImage>>,
     #[serde(default)]
     #[schemars(with = "Option<RawWebhooks>")]
     pub webhooks: Option<Spanned<RawWebhooks>>,
@@ -209,6 +215,27 @@ pub struct RawPolicy {
 pub struct RawImage {
     #[schemars(with = "Option<String>")]
     pub image: Option<Str>,
+    /// charts: `oci://host/path/name`, a chart in an OCI registry.
+    #[schemars(with = "Option<String>")]
+    pub chart: Option<Str>,
+    /// charts: a chart repository's url, with `name`.
+    #[schemars(with = "Option<String>")]
+    pub repository: Option<Str>,
+    /// charts: the chart's name in `repository`'s index.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Str>,
+    /// charts: basic auth for `repository`.
+    #[schemars(with = "Option<String>")]
+    pub credentials: Option<Str>,
+    /// charts: a CA bundle for `repository`.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Str>,
+    /// charts: the largest `index.yaml` read (`32MiB`).
+    #[schemars(with = "Option<String>")]
+    pub max_index_size: Option<Str>,
+    /// charts: deprecated versions may be chosen.
+    #[schemars(with = "Option<bool>")]
+    pub allow_deprecated: Option<Spanned<bool>>,
     #[schemars(with = "Option<String>")]
     pub interval: Option<Str>,
     /// `immutable` (the default) or `mutable`: whether a tag, once seen, keeps its digest.
@@ -296,6 +323,7 @@ pub mod keys {
         "repositories",
         "environments",
         "images",
+        "charts",
         "webhooks",
         "notifications",
         "cluster",
@@ -394,6 +422,19 @@ pub mod keys {
         "environments",
         "env",
         "replaces",
+    ];
+    /// `[charts.NAME]`'s own keys, beside the policy's.
+    pub const CHART_ONLY: &[&str] = &[
+        "chart",
+        "repository",
+        "name",
+        "credentials",
+        "ca_file",
+        "max_index_size",
+        "allow_deprecated",
+        "interval",
+        "environments",
+        "env",
     ];
     pub const TARGET: &[&str] = &[
         "kind",

@@ -22,6 +22,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("## `[images.ALIAS]`", &["RawImage"]),
     ("### Policy keys", &["RawImage", "RawPolicy"]),
     ("### Deploy-safety keys", &["RawImage", "RawPolicy"]),
+    ("## `[charts.NAME]`", &["RawImage"]),
     ("## `[webhooks]`", &["RawWebhooks"]),
     ("## `[notifications.NAME]`", &["RawNotification"]),
 ];

@@ -80,6 +80,8 @@ pub enum Target {
     /// Values marked by a comment on their line: `# image-updater: api` (or `api:tag`,
     /// `api:name`, `api:digest`), or Flux's `# {"$imagepolicy": "ns:policy"}` forms.
     Marker { file: PathBuf, marker: Marker },
+    /// Where a chart's version is written, for `[charts]` sources.
+    Chart(ChartTarget),
 }
 
 impl Target {
@@ -91,6 +93,7 @@ impl Target {
             | Target::Yaml { file, .. }
             | Target::Manifest { file, .. }
             | Target::Marker { file, .. } => file,
+            Target::Chart(chart) => chart.file(),
         }
     }
 }
@@ -187,14 +190,24 @@ impl std::fmt::Display for ValuePath {
 // ---- The checks ----
 
 const KINDS: &[&str] = &["kustomization", "helm", "yaml", "manifest", "marker"];
+/// The kinds of target that hold a chart's version, for `[charts]` sources.
+const CHART_KINDS: &[&str] = &[
+    "helmrelease",
+    "ocirepository",
+    "argocd",
+    "chart-dependency",
+    "kustomization-helm",
+];
 
 impl Validator<'_> {
+    /// A target of an image (`chart` false) or of a chart: each takes only its own kinds.
     pub(super) fn target(
         &mut self,
         raw: &Spanned<RawTarget>,
         alias: &str,
         environment: &str,
         reference: &Reference,
+        chart: bool,
     ) -> Option<Target> {
         let span = raw.span();
         let t = raw.get_ref();
@@ -202,10 +215,17 @@ impl Validator<'_> {
             self.error_hint(
                 Origin::Section(span),
                 "target has no kind",
-                "add kind = \"kustomization\", \"helm\", \"yaml\", \"manifest\" or \"marker\"",
+                if chart {
+                    "add kind = \"helmrelease\", \"ocirepository\", \"argocd\", \"chart-dependency\" or \"kustomization-helm\""
+                } else {
+                    "add kind = \"kustomization\", \"helm\", \"yaml\", \"manifest\" or \"marker\""
+                },
             );
             return None;
         };
+        if chart || CHART_KINDS.contains(&kind.get_ref().as_str()) {
+            return self.chart_target(t, kind, environment, chart);
+        }
         let path = match &t.file {
             Some(file) => self.parse(file, "file", |f| {
                 check_target_path(&f.replace("{environment}", environment))
@@ -332,6 +352,86 @@ impl Validator<'_> {
 
     /// The paths of a helm or yaml target: `tag` (with optional `repository`, `registry`,
     /// `digest`), or `image` for one value holding the whole reference.
+    /// A chart's target: the file alone says where the version is, read from the chart's
+    /// repository and name.
+    fn chart_target(
+        &mut self,
+        t: &RawTarget,
+        kind: &Spanned<String>,
+        environment: &str,
+        chart: bool,
+    ) -> Option<Target> {
+        let kind_name = kind.get_ref().as_str();
+        if !CHART_KINDS.contains(&kind_name) {
+            let hint = if KINDS.contains(&kind_name) {
+                Some(format!(
+                    "`{kind_name}` writes an image's tag; a chart's version is held by a HelmRelease, an OCIRepository, an Argo CD source, a Chart.yaml dependency or a kustomization's helmCharts"
+                ))
+            } else {
+                suggest(kind_name, CHART_KINDS).map(|s| format!("did you mean `{s}`?"))
+            };
+            self.push(
+                Diagnostic::new(
+                    format!(
+                        "`{kind_name}` is not a chart target: expected helmrelease, ocirepository, argocd, chart-dependency or kustomization-helm"
+                    ),
+                    at(kind),
+                )
+                .with_maybe_hint(hint),
+            );
+            return None;
+        }
+        if !chart {
+            self.error_hint(
+                at(kind),
+                format!("`{kind_name}` targets hold a chart's version, not an image's tag"),
+                "declare the chart under [charts.NAME] with this target",
+            );
+            return None;
+        }
+        let mut ok = true;
+        let documents_span = t.documents.as_ref().map(|d| d.span());
+        for (key, value) in [
+            ("name", t.name.as_ref().map(Spanned::span)),
+            ("image", t.image.as_ref().map(Spanned::span)),
+            ("tag", t.tag.as_ref().map(Spanned::span)),
+            ("repository", t.repository.as_ref().map(Spanned::span)),
+            ("registry", t.registry.as_ref().map(Spanned::span)),
+            ("digest", t.digest.as_ref().map(Spanned::span)),
+            ("documents", documents_span),
+            ("container", t.container.as_ref().map(Spanned::span)),
+            ("policy", t.policy.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = value {
+                self.error_hint(
+                    Origin::File(span),
+                    format!("`{key}` does not apply to {kind_name} targets"),
+                    "a chart target finds the chart by the repository and name of [charts.NAME]",
+                );
+                ok = false;
+            }
+        }
+        let file = match &t.file {
+            Some(file) => self.parse(file, "file", |f| {
+                check_target_path(&f.replace("{environment}", environment))
+            })?,
+            None => {
+                self.error(at(kind), "target has no file");
+                return None;
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(Target::Chart(match kind_name {
+            "helmrelease" => ChartTarget::HelmRelease { file },
+            "ocirepository" => ChartTarget::OciRepository { file },
+            "argocd" => ChartTarget::ArgoCd { file },
+            "chart-dependency" => ChartTarget::ChartDependency { file },
+            _ => ChartTarget::KustomizeHelm { file },
+        }))
+    }
+
     fn image_paths(
         &mut self,
         t: &RawTarget,

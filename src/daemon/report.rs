@@ -16,6 +16,10 @@ pub enum CheckError {
     /// The registry failed, refused or could not be reached, after its retries.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A chart repository failed, refused or could not be reached, or its index was too
+    /// large or not an index.
+    #[error(transparent)]
+    ChartRepository(#[from] crate::charts::RepositoryError),
     /// A signature check could not be made (a key or trusted root unreadable): never a pass.
     #[error("{0}")]
     Verify(String),

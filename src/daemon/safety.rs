@@ -159,17 +159,15 @@ pub fn promotion(
     }
     let digest = source.written_digest.clone();
     Ok(Promotion {
-        desired: Desired {
-            repository: image.reference.repository(),
-            written: image.reference.familiar_repository(),
-            replaces: image.replaces.clone(),
-            tag: Some(tag),
-            digest: if deployment.safety.pin_digest {
+        desired: Desired::of(
+            image,
+            Some(tag),
+            if deployment.safety.pin_digest {
                 digest.clone()
             } else {
                 None
             },
-        },
+        ),
         digest,
     })
 }
@@ -245,6 +243,7 @@ mod tests {
             tag: Some(tag.into()),
             digest: None,
             replaces: Vec::new(),
+            chart: None,
         }
     }
 

@@ -13,13 +13,17 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
+use crate::charts::{ChartEntry, ChartRepository, RepositoryError};
+use crate::config::{Image, Source};
 use crate::reference::Platform;
-use crate::registry::{Client, ImageInfo, RegistryError};
+use crate::registry::{Client, ImageInfo, RegistryError, chart};
 use crate::select::{self, Barred, Candidate, Policy, Selection, Strategy, Unavailable};
 use crate::verify::{Verdict, VerifyError};
 
 /// A result computed once and shared by everyone who asked for it during the cycle.
-type Shared<T> = Arc<OnceCell<Result<T, RegistryError>>>;
+type Shared<T, E = RegistryError> = Arc<OnceCell<Result<T, E>>>;
+/// A chart repository's charts, by name.
+type Charts = Arc<HashMap<String, Vec<ChartEntry>>>;
 /// (registry, repository) and (registry, repository, tag).
 type RepoKey = (String, String);
 type TagKey = (String, String, String);
@@ -29,6 +33,8 @@ type TagKey = (String, String, String);
 pub struct Cycle {
     tags: Mutex<HashMap<RepoKey, Shared<Arc<Vec<String>>>>>,
     digests: Mutex<HashMap<TagKey, Shared<String>>>,
+    /// Chart repositories' indexes, by url.
+    indexes: Mutex<HashMap<String, Shared<Charts, RepositoryError>>>,
 }
 
 impl Cycle {
@@ -88,6 +94,23 @@ impl Cycle {
         .clone()
     }
 
+    /// The charts `repository`'s index lists, asked for once per cycle however many charts
+    /// of it are polled (and, unchanged since the last cycle, answered by a 304).
+    pub async fn index(
+        &self,
+        repository: &ChartRepository,
+        wanted: &std::collections::BTreeSet<String>,
+    ) -> Result<Charts, RepositoryError> {
+        let cell = self
+            .indexes
+            .lock()
+            .expect("cycle lock")
+            .entry(repository.url().to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| repository.charts(wanted)).await.clone()
+    }
+
     /// What `tag` was last known to name (this cycle, or an earlier poll), without a request.
     pub fn remembered_digest(
         &self,
@@ -107,6 +130,29 @@ impl Cycle {
             .get(&key)
             .and_then(|cell| cell.get().and_then(|r| r.as_ref().ok().cloned()));
         this_cycle.or_else(|| client.cache().tag(client.name(), repository, tag))
+    }
+}
+
+/// The tag a version is pushed under: an image's tag is itself; an OCI chart's version
+/// `1.2.3+build.1` is the tag `1.2.3_build.1`, as Helm writes it.
+pub fn registry_tag(image: &Image, version: &str) -> String {
+    match image.source {
+        Source::OciChart => chart::tag_of_version(version),
+        _ => version.to_string(),
+    }
+}
+
+/// The names a repository's tags offer to a policy: the tags of an image; the versions of
+/// a chart (tags that name none are not charts Helm pushed, and are left out).
+pub fn offered(policy: &Policy, tags: &[String]) -> Vec<String> {
+    let signature = crate::registry::signatures::is_signature_tag;
+    match policy.names {
+        select::Names::ImageTags => tags.iter().filter(|t| !signature(t)).cloned().collect(),
+        select::Names::ChartVersions => tags
+            .iter()
+            .filter(|t| !signature(t))
+            .filter_map(|t| chart::version_of_tag(t))
+            .collect(),
     }
 }
 
@@ -191,10 +237,9 @@ pub async fn choose_gated(
     gate: &Gate<'_>,
 ) -> Result<Choice, RegistryError> {
     let tags = cycle.tags(client, repository).await?;
-    let mut candidates: Vec<Candidate> = tags
-        .iter()
-        .filter(|t| !crate::registry::signatures::is_signature_tag(t))
-        .map(|t| Candidate::new(t.as_str()))
+    let mut candidates: Vec<Candidate> = offered(policy, &tags)
+        .into_iter()
+        .map(Candidate::new)
         .collect();
     // The tag the digest strategy follows is mutable by definition.
     let reuse = gate.reuse_digests && !matches!(policy.strategy, Strategy::Digest { .. });
@@ -213,14 +258,7 @@ pub async fn choose_gated(
         )
         .await?;
     }
-    if let Some(not_yet) = gate.not_yet {
-        for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
-            c.unavailable = not_yet(c).map(|why| Unavailable::new(Barred::TooYoung, why));
-        }
-    }
-    if let Some((tag, reason)) = gate.held {
-        select::hold_at_or_below(policy, &mut candidates, tag, reason);
-    }
+    gate.bar(policy, &mut candidates);
     // Check the winner's platforms (and signatures); a winner that lacks one is marked and
     // the choice is made again. Each check is a HEAD plus, once per digest ever, a manifest
     // and a config.
@@ -245,7 +283,11 @@ pub async fn choose_gated(
             if !unverified.is_empty() && reuse {
                 let known = match candidates[i].digest.clone() {
                     Some(d) => Some(d),
-                    None => cycle.remembered_digest(client, repository, &candidates[i].tag),
+                    None => cycle.remembered_digest(
+                        client,
+                        repository,
+                        &tag_for(policy, &candidates[i].tag),
+                    ),
                 };
                 if let Some(known) = known {
                     let refused = verifier
@@ -282,13 +324,13 @@ pub async fn choose_gated(
                     .digest(
                         client,
                         repository,
-                        &candidates[i].tag,
+                        &tag_for(policy, &candidates[i].tag),
                         reuse && gate.verify.is_none(),
                     )
                     .await?
             }
         };
-        match client.image_info(repository, &digest, platforms).await? {
+        match info(client, repository, &digest, policy, platforms).await? {
             ImageInfo::Available { created, source } => {
                 if let Some((verifier, rules)) = gate.verify {
                     verified_this_poll = verified_this_poll.saturating_add(1);
@@ -330,6 +372,76 @@ pub async fn choose_gated(
     }
 }
 
+impl Gate<'_> {
+    /// Marks the candidates the safety rules keep out: too young, or held at or below a
+    /// reverted tag.
+    fn bar(&self, policy: &Policy, candidates: &mut [Candidate]) {
+        if let Some(not_yet) = self.not_yet {
+            for c in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
+                c.unavailable = not_yet(c).map(|why| Unavailable::new(Barred::TooYoung, why));
+            }
+        }
+        if let Some((tag, reason)) = self.held {
+            select::hold_at_or_below(policy, candidates, tag, reason);
+        }
+    }
+}
+
+/// Chooses a version of the chart `name` from a chart repository's index under `policy`.
+/// The index says each version's packaging time and digest, so nothing else is asked; a
+/// chart repository has no signatures to check (`verify` is for OCI charts).
+pub async fn choose_indexed(
+    cycle: &Cycle,
+    repository: &ChartRepository,
+    wanted: &std::collections::BTreeSet<String>,
+    name: &str,
+    allow_deprecated: bool,
+    policy: &Policy,
+    gate: &Gate<'_>,
+) -> Result<Choice, RepositoryError> {
+    let charts = cycle.index(repository, wanted).await?;
+    let entries = charts.get(name).map(Vec::as_slice).unwrap_or_default();
+    let mut candidates = crate::charts::candidates(entries, allow_deprecated);
+    gate.bar(policy, &mut candidates);
+    let selection = select::select(policy, &candidates);
+    let digest = selection
+        .selected
+        .and_then(|i| candidates[i].digest.clone());
+    Ok(Choice {
+        candidates,
+        selection,
+        digest,
+        source: None,
+        unverified: Vec::new(),
+    })
+}
+
+/// The registry tag of a candidate's name under `policy` (see [`registry_tag`]).
+fn tag_for(policy: &Policy, name: &str) -> String {
+    match policy.names {
+        select::Names::ChartVersions => chart::tag_of_version(name),
+        select::Names::ImageTags => name.to_string(),
+    }
+}
+
+/// What the registry says of `digest`: an image's creation time and platforms, or a chart's
+/// packaging time (a chart has no platforms).
+async fn info(
+    client: &Client,
+    repository: &str,
+    digest: &str,
+    policy: &Policy,
+    platforms: &[Platform],
+) -> Result<ImageInfo, RegistryError> {
+    match policy.names {
+        select::Names::ImageTags => client.image_info(repository, digest, platforms).await,
+        select::Names::ChartVersions => {
+            let (created, source) = client.chart_created(repository, digest).await?;
+            Ok(ImageInfo::Available { created, source })
+        }
+    }
+}
+
 /// A verification that could not be made is the image's error this cycle: never a pass.
 fn verify_error(client: &Client, e: VerifyError) -> RegistryError {
     match e {
@@ -360,8 +472,10 @@ async fn describe(
         .collect();
     let mut lookups = futures_util::stream::iter(wanted)
         .map(|(i, tag)| async move {
-            let digest = cycle.digest(client, repository, &tag, reuse).await?;
-            let info = client.image_info(repository, &digest, platforms).await?;
+            let digest = cycle
+                .digest(client, repository, &tag_for(policy, &tag), reuse)
+                .await?;
+            let info = info(client, repository, &digest, policy, platforms).await?;
             Ok::<_, RegistryError>((i, digest, info))
         })
         .buffer_unordered(PARALLEL_LOOKUPS);

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::cache::Entry;
 use super::client::{Client, RegistryError};
 use super::manifest::{self, OCI_MANIFEST, checked_source};
 use super::metrics::RequestKind;
@@ -69,6 +70,34 @@ struct RawChart {
 }
 
 impl Client {
+    /// When the chart at `repository@digest` was packaged, and the repository of its
+    /// sources: what a poll needs, asked of the registry once per digest and then kept in
+    /// the metadata cache (a digest names the same chart for ever).
+    pub async fn chart_created(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<(Option<jiff::Timestamp>, Option<String>), RegistryError> {
+        if let Some(Entry::Image {
+            created,
+            platform: None,
+            source,
+        }) = self.cache().get(digest)
+        {
+            return Ok((created, source.map(String::from)));
+        }
+        let chart = self.chart_info(repository, digest).await?;
+        self.cache().insert(
+            digest,
+            Entry::Image {
+                created: chart.created,
+                platform: None,
+                source: chart.source.clone().map(Into::into),
+            },
+        );
+        Ok((chart.created, chart.source))
+    }
+
     /// What the chart at `repository@digest` is. An artifact whose config is not a Helm
     /// chart's is refused, as is one whose manifest and config disagree on its version.
     pub async fn chart_info(

@@ -81,6 +81,10 @@ impl Registries {
             registries.add(Endpoint::from_config(r))?;
         }
         for image in config.images.values() {
+            // A chart repository's charts are read from its index, not a registry.
+            if matches!(image.source, crate::config::Source::ChartIndex(_)) {
+                continue;
+            }
             if image.registry.is_none() {
                 let host = image.reference.registry().to_string();
                 if !registries.clients.contains_key(&host) {

@@ -76,6 +76,9 @@ pub struct Applied {
     /// As found in the files (`v1.4.0`; several values joined by `, `).
     pub old: String,
     pub new: String,
+    /// What a person must still do, said in the commit: a `Chart.lock` beside a dependency
+    /// that moved is rebuilt only by Helm.
+    pub notes: Vec<String>,
 }
 
 /// An image change that could not be applied; the others still are.
@@ -352,13 +355,15 @@ pub(super) fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, 
         if staged.is_empty() {
             continue;
         }
+        let notes = lock_notes(reader, &change.targets, &staged);
         files.extend(staged);
         olds.dedup();
         outcome.applied.push(Applied {
             alias: change.alias.clone(),
-            repository: change.desired.repository.clone(),
+            repository: change.desired.named(),
             old: olds.join(", "),
             new: change.desired.describe(),
+            notes,
         });
     }
     outcome.files = files
@@ -375,6 +380,36 @@ pub(super) fn plan(reader: &Reader, changes: &[ImageChange]) -> Result<Outcome, 
         })
         .collect();
     Ok(outcome)
+}
+
+/// For each `Chart.yaml` dependency `staged` moves, when a `Chart.lock` stands beside it: the
+/// lock still pins the old version (and its digest covers what Helm resolved, which only Helm
+/// computes), so `helm dependency build` would refuse it until it is rebuilt.
+fn lock_notes(reader: &Reader, targets: &[Target], staged: &[(PathBuf, String)]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for target in targets {
+        let Target::Chart(crate::config::ChartTarget::ChartDependency { file }) = target else {
+            continue;
+        };
+        if !staged.iter().any(|(p, _)| p == file) {
+            continue;
+        }
+        let dir = file.parent().unwrap_or(std::path::Path::new(""));
+        let lock = dir.join("Chart.lock");
+        if matches!(reader.read(&lock), Ok(Some(_))) {
+            let dir = if dir.as_os_str().is_empty() {
+                ".".to_string()
+            } else {
+                dir.display().to_string()
+            };
+            notes.push(format!(
+                "{} still locks the old version: run `helm dependency update {dir}` and commit it",
+                lock.display()
+            ));
+        }
+    }
+    notes.dedup();
+    notes
 }
 
 /// The commit message from the repository's template.
@@ -394,7 +429,13 @@ pub fn message(repo: &Repository, env: &Environment, applied: &[Applied]) -> Str
     }
     let changes = applied
         .iter()
-        .map(|a| format!("{}: {} {} -> {}", a.alias, a.repository, a.old, a.new))
+        .flat_map(|a| {
+            std::iter::once(format!(
+                "{}: {} {} -> {}",
+                a.alias, a.repository, a.old, a.new
+            ))
+            .chain(a.notes.iter().map(|n| format!("  {n}")))
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let values = BTreeMap::from([
@@ -449,6 +490,7 @@ mod tests {
                 alias: format!("img{i}"),
                 repository: format!("ghcr.io/org/img{i}"),
                 old: "v1".into(),
+                notes: Vec::new(),
                 new: if i == 0 {
                     format!("latest@{digest}")
                 } else {

@@ -61,25 +61,19 @@ impl Validator<'_> {
     pub(super) fn image(
         &mut self,
         alias: &str,
-        mut raw: RawImage,
+        raw: RawImage,
         span: Range<usize>,
         registries: &BTreeMap<String, Registry>,
         environments: &[&str],
         settings: &Settings,
     ) -> Option<Image> {
-        let name = alias.to_string();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            self.error(
-                Origin::Section(span.clone()),
-                format!("image alias `{name}` may use only letters, digits, `-` and `_`"),
+        for (key, span) in chart_keys(&raw) {
+            self.error_hint(
+                Origin::File(span),
+                format!("`{key}` is a chart's key, not an image's"),
+                format!("declare the chart as [charts.{alias}], with its own targets"),
             );
         }
-        let image_policy = raw.take_policy();
-        let base = self.partial_policy(&image_policy);
         let reference = match &raw.image {
             Some(text) => self.parse(text, "image", |t| {
                 Reference::parse(t).map_err(|e| format!("`{t}`: {e}"))
@@ -87,7 +81,7 @@ impl Validator<'_> {
             None => {
                 self.error_hint(
                     Origin::Section(span.clone()),
-                    format!("image `{name}` has no `image` key"),
+                    format!("image `{alias}` has no `image` key"),
                     "add image = \"ghcr.io/org/app\"",
                 );
                 None
@@ -100,6 +94,54 @@ impl Validator<'_> {
                 "image must not pin a digest: the strategy chooses what to deploy",
             );
         }
+        let tagged = raw
+            .image
+            .clone()
+            .filter(|_| reference.as_ref().is_some_and(|r| r.tag.is_some()));
+        self.deployable(
+            alias,
+            raw,
+            span,
+            reference,
+            tagged,
+            Source::Image,
+            registries,
+            environments,
+            settings,
+        )
+    }
+
+    /// What an image and a chart share once their source is read: the alias, the policy and
+    /// safety rules per environment, the targets, promotions. `tagged` is the `image` value
+    /// when it names a tag, which only the digest strategy may follow.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::config) fn deployable(
+        &mut self,
+        alias: &str,
+        mut raw: RawImage,
+        span: Range<usize>,
+        reference: Option<Reference>,
+        tagged: Option<Str>,
+        source: Source,
+        registries: &BTreeMap<String, Registry>,
+        environments: &[&str],
+        settings: &Settings,
+    ) -> Option<Image> {
+        let name = alias.to_string();
+        let chart = source.is_chart();
+        let noun = noun(chart);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            self.error(
+                Origin::Section(span.clone()),
+                format!("{noun} alias `{name}` may use only letters, digits, `-` and `_`"),
+            );
+        }
+        let image_policy = raw.take_policy();
+        let base = self.partial_policy(&image_policy);
         let replaces = self.replaces(raw.replaces.as_ref(), reference.as_ref());
         let interval = match &raw.interval {
             Some(i) => self
@@ -156,7 +198,7 @@ impl Validator<'_> {
                 self.push(
                     Diagnostic::new(
                         format!(
-                            "[images.{name}.env.{}]: environment `{}` is not defined",
+                            "[{noun}s.{name}.env.{}]: environment `{}` is not defined",
                             env_name, env_name
                         ),
                         at(policy),
@@ -166,7 +208,7 @@ impl Validator<'_> {
             } else if !listed {
                 self.error(
                     at(policy),
-                    format!("image `{name}` has settings for `{}`, which its `environments` list leaves out", env_name),
+                    format!("{noun} `{name}` has settings for `{}`, which its `environments` list leaves out", env_name),
                 );
             }
             overrides.insert(env_name.clone(), self.partial_policy(policy.get_ref()));
@@ -184,7 +226,7 @@ impl Validator<'_> {
                 if let Field::Set(list, _) = &merged.targets {
                     for t in list {
                         self.within(Code::Targets, |v| {
-                            v.target(t, &name, env_name, &placeholder)
+                            v.target(t, &name, env_name, &placeholder, chart)
                         });
                     }
                 }
@@ -204,7 +246,9 @@ impl Validator<'_> {
                 None => base.clone(),
             };
             any_digest |= matches!(merged.strategy, Field::Set(StrategyKind::Digest, _));
-            if let Some(d) = self.deployment(&name, env_name, &merged, &reference, span.clone()) {
+            if let Some(d) =
+                self.deployment(&name, env_name, &merged, &reference, span.clone(), chart)
+            {
                 deployments.push(d);
             }
         }
@@ -216,7 +260,7 @@ impl Validator<'_> {
                 self.error_hint(
                     Origin::Section(span.clone()),
                     format!(
-                        "image `{name}` in `{}` promotes from `{from}`, where it is not deployed",
+                        "{noun} `{name}` in `{}` promotes from `{from}`, where it is not deployed",
                         d.environment
                     ),
                     format!("deploy `{name}` to `{from}` too, or remove promote_from"),
@@ -234,7 +278,7 @@ impl Validator<'_> {
                     self.error(
                         Origin::Section(span.clone()),
                         format!(
-                            "image `{name}`: promote_from goes round in a circle through `{at_env}`"
+                            "{noun} `{name}`: promote_from goes round in a circle through `{at_env}`"
                         ),
                     );
                     break;
@@ -243,10 +287,9 @@ impl Validator<'_> {
                 at_env = next;
             }
         }
-        if reference.tag.is_some() && !any_digest {
-            let text = raw.image.as_ref().expect("parsed");
+        if let Some(text) = tagged.filter(|_| !any_digest) {
             self.error_hint(
-                at(text),
+                at(&text),
                 format!(
                     "image `{}` names a tag, but the strategy chooses tags",
                     text.get_ref()
@@ -258,7 +301,8 @@ impl Validator<'_> {
             .values()
             .find(|r| r.prefix == reference.registry())
             .or_else(|| registries.values().find(|r| r.default))
-            .map(|r| r.name.clone());
+            .map(|r| r.name.clone())
+            .filter(|_| !matches!(source, Source::ChartIndex(_)));
         Some(Image {
             alias: name,
             reference: Reference {
@@ -270,6 +314,7 @@ impl Validator<'_> {
             tags,
             replaces,
             deployments,
+            source,
         })
     }
 
@@ -524,13 +569,14 @@ impl Validator<'_> {
         p: &PartialPolicy,
         reference: &Reference,
         image_span: Range<usize>,
+        chart: bool,
     ) -> Option<Deployment> {
         // Targets first: their problems are reported whatever else is wrong with the policy.
         let targets = match &p.targets {
             Field::Set(list, span) if list.is_empty() => {
                 self.error(
                     Origin::File(span.clone()),
-                    format!("image `{alias}` has an empty targets list"),
+                    format!("{} `{alias}` has an empty targets list", noun(chart)),
                 );
                 None
             }
@@ -539,7 +585,7 @@ impl Validator<'_> {
                     .iter()
                     .map(|t| {
                         self.within(Code::Targets, |v| {
-                            v.target(t, alias, environment, reference)
+                            v.target(t, alias, environment, reference, chart)
                         })
                     })
                     .collect();
@@ -548,8 +594,12 @@ impl Validator<'_> {
             Field::Unset => {
                 self.error_hint(
                     Origin::Section(image_span.clone()),
-                    format!("image `{alias}` has no targets for environment `{environment}`"),
-                    "add [[images.ALIAS.targets]] with kind and file, at the image or under [images.ALIAS.env.ENV]",
+                    format!("{} `{alias}` has no targets for environment `{environment}`", noun(chart)),
+                    if chart {
+                        "add [[charts.NAME.targets]] with kind and file, at the chart or under [charts.NAME.env.ENV]"
+                    } else {
+                        "add [[images.ALIAS.targets]] with kind and file, at the image or under [images.ALIAS.env.ENV]"
+                    },
                 );
                 None
             }
@@ -653,7 +703,11 @@ impl Validator<'_> {
             environment: environment.to_string(),
             policy: Policy {
                 strategy,
-                names: crate::select::Names::ImageTags,
+                names: if chart {
+                    crate::select::Names::ChartVersions
+                } else {
+                    crate::select::Names::ImageTags
+                },
                 allow,
                 ignore,
                 extract,
@@ -707,6 +761,32 @@ impl PartialPolicy {
             ..self.clone()
         }
     }
+}
+
+fn noun(chart: bool) -> &'static str {
+    if chart { "chart" } else { "image" }
+}
+
+/// The chart keys written on `raw`, with where.
+fn chart_keys(raw: &RawImage) -> Vec<(&'static str, Range<usize>)> {
+    [
+        ("chart", raw.chart.as_ref().map(Spanned::span)),
+        ("repository", raw.repository.as_ref().map(Spanned::span)),
+        ("name", raw.name.as_ref().map(Spanned::span)),
+        ("credentials", raw.credentials.as_ref().map(Spanned::span)),
+        ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
+        (
+            "max_index_size",
+            raw.max_index_size.as_ref().map(Spanned::span),
+        ),
+        (
+            "allow_deprecated",
+            raw.allow_deprecated.as_ref().map(Spanned::span),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| Some((key, span?)))
+    .collect()
 }
 
 fn span_of<T>(f: &Field<T>) -> Option<Range<usize>> {

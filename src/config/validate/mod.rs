@@ -66,6 +66,34 @@ impl Validator<'_> {
                 images.insert(alias, image);
             }
         }
+        // Charts share the images' aliases: holds, `status` and the state name them alike.
+        for (alias, chart) in raw.charts {
+            let span = chart.span();
+            if image_spans.contains_key(&alias) {
+                self.within(Code::Charts, |v| {
+                    v.error_hint(
+                        Origin::Section(span.clone()),
+                        format!("`{alias}` is both an image and a chart"),
+                        "give the chart its own name: holds, status and the state name each by it",
+                    )
+                });
+                continue;
+            }
+            image_spans.insert(alias.clone(), span.clone());
+            let chart = self.within(Code::Charts, |v| {
+                v.chart(
+                    &alias,
+                    chart.into_inner(),
+                    span,
+                    &registries,
+                    &declared,
+                    &settings,
+                )
+            });
+            if let Some(chart) = chart {
+                images.insert(alias, chart);
+            }
+        }
         if !images.is_empty() && environments.is_empty() && raw.environments.is_empty() {
             self.within(Code::Environments, |v| {
                 v.error_hint(

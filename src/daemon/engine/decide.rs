@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{CheckError, Chosen, Engine, POLL_DEADLINE, Wait, fault, safety};
-use crate::config::{AgeFrom, Deployment, Image, Tags};
+use crate::config::{AgeFrom, ChartIndex, Deployment, Image, Source, Tags};
 use crate::poll::{self, Cycle, Gate};
 use crate::registry;
 use crate::select::Strategy;
@@ -37,24 +37,33 @@ impl Engine {
                 ..Chosen::default()
             });
         }
-        let client = self
-            .registries
-            .for_image(image)
-            .ok_or_else(|| CheckError::NoClient(image.reference.to_string()))?;
-        // The semaphores live as long as the engine, and are never closed.
-        let _permit = match self.limit(image) {
-            Some(s) => s.acquire_owned().await.ok(),
-            None => None,
+        let polled = match &image.source {
+            Source::ChartIndex(index) => {
+                let poll = self.poll_index(cycle, image, deployment, index);
+                match tokio::time::timeout(POLL_DEADLINE, poll).await {
+                    Ok(result) => result,
+                    Err(_) => Err(CheckError::Deadline(POLL_DEADLINE.as_secs())),
+                }
+            }
+            Source::Image | Source::OciChart => {
+                let client = self
+                    .registries
+                    .for_image(image)
+                    .ok_or_else(|| CheckError::NoClient(image.reference.to_string()))?;
+                // The semaphores live as long as the engine, and are never closed.
+                let _permit = match self.limit(image) {
+                    Some(s) => s.acquire_owned().await.ok(),
+                    None => None,
+                };
+                // The deadline counts from here: waiting for the registry's turn is not the
+                // poll's fault, but a poll that hangs once it has its turn is abandoned.
+                let poll = self.poll(cycle, client, image, deployment);
+                match tokio::time::timeout(POLL_DEADLINE, poll).await {
+                    Ok(result) => result,
+                    Err(_) => Err(CheckError::Deadline(POLL_DEADLINE.as_secs())),
+                }
+            }
         };
-        // The deadline counts from here: waiting for the registry's turn is not the poll's
-        // fault, but a poll that hangs once it has its turn is abandoned.
-        let polled =
-            match tokio::time::timeout(POLL_DEADLINE, self.poll(cycle, client, image, deployment))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(CheckError::Deadline(POLL_DEADLINE.as_secs())),
-            };
         // A hold still polls, so `status` shows what it keeps back; it writes nothing.
         match hold {
             Some(waiting) => {
@@ -80,8 +89,7 @@ impl Engine {
         image: &Image,
         deployment: &Deployment,
     ) -> Result<Chosen, CheckError> {
-        let (alias, env) = (&image.alias, &deployment.environment);
-        fault::maybe_panic(alias);
+        fault::maybe_panic(&image.alias);
         // A digest that is written must be the tag's digest now; others may be remembered.
         let reuse_digests = image.tags == Tags::Immutable && !deployment.safety.pin_digest;
         let repository = image.reference.path.clone();
@@ -91,30 +99,20 @@ impl Engine {
                 .await;
         }
         let tags = cycle.tags(client, &repository).await?;
-        let repository_name = image.reference.repository();
-        self.shared.seen.observe(&repository_name, &tags);
-        let not_yet = safety::min_age(deployment, || self.shared.seen.sightings(&repository_name));
-        let status = self.shared.status.get(alias, env);
-        let held_reason = status.held.as_ref().map(|h| {
-            format!(
-                "held: {} was reverted on the branch (to {}) {}",
-                h.value, h.found, h.since
-            )
+        let rules = self.rules(image, deployment, || {
+            match image.source {
+                // A chart's versions are what its first sightings are kept by.
+                Source::OciChart => poll::offered(&deployment.policy, &tags),
+                _ => tags.to_vec(),
+            }
         });
         let gate = Gate {
-            not_yet: not_yet.as_deref(),
-            needs_created: deployment.safety.min_age.is_some()
-                && deployment.safety.age_from == AgeFrom::Created,
-            held: status
-                .held
-                .as_ref()
-                .zip(held_reason.as_deref())
-                .map(|(h, r)| (h.tag.as_str(), r)),
             reuse_digests,
             verify: deployment
                 .verify
                 .as_deref()
                 .map(|rules| (&*self.shared.verifier, rules)),
+            ..rules.gate(deployment)
         };
         let choice = poll::choose_gated(
             client,
@@ -125,23 +123,118 @@ impl Engine {
             &gate,
         )
         .await?;
+        Ok(self.chosen(image, deployment, choice, &rules.status))
+    }
+
+    /// A chart repository's part of a check: the index (a 304 when unchanged) and the
+    /// selection, under the same safety rules as a registry's. The index says when each
+    /// version was packaged, so `age_from = "created"` costs nothing more.
+    async fn poll_index(
+        &self,
+        cycle: &Cycle,
+        image: &Image,
+        deployment: &Deployment,
+        index: &ChartIndex,
+    ) -> Result<Chosen, CheckError> {
+        fault::maybe_panic(&image.alias);
+        let (repository, wanted) = self
+            .indexes
+            .get(&index.url)
+            .ok_or_else(|| CheckError::NoClient(index.url.clone()))?;
+        let repository = repository.as_ref().map_err(|e| e.clone())?;
+        if let Some(pin) = &deployment.safety.pin {
+            let charts = cycle.index(repository, wanted).await?;
+            let listed = charts
+                .get(&index.name)
+                .is_some_and(|versions| versions.iter().any(|v| v.version == *pin));
+            if !listed {
+                return Err(CheckError::PinMissing {
+                    tag: pin.clone(),
+                    repository: format!("{} (chart {})", index.url, index.name),
+                });
+            }
+            return Ok(Chosen {
+                desired: Some(Desired::of(image, Some(pin.clone()), None)),
+                reason: "pinned in the config".into(),
+                ..Chosen::default()
+            });
+        }
+        let charts = cycle.index(repository, wanted).await?;
+        let versions: Vec<String> = charts
+            .get(&index.name)
+            .map(|v| v.iter().map(|e| e.version.clone()).collect())
+            .unwrap_or_default();
+        let rules = self.rules(image, deployment, || versions);
+        let choice = poll::choose_indexed(
+            cycle,
+            repository,
+            wanted,
+            &index.name,
+            index.allow_deprecated,
+            &deployment.policy,
+            &rules.gate(deployment),
+        )
+        .await?;
+        Ok(self.chosen(image, deployment, choice, &rules.status))
+    }
+
+    /// The safety rules of `deployment` for this poll: what it has seen of the names
+    /// `offered` lists (recorded now, for `min_age`), and a revert it holds below.
+    fn rules(
+        &self,
+        image: &Image,
+        deployment: &Deployment,
+        offered: impl FnOnce() -> Vec<String>,
+    ) -> Rules {
+        let repository_name = image.reference.repository();
+        self.shared.seen.observe(&repository_name, &offered());
+        let not_yet = safety::min_age(deployment, || self.shared.seen.sightings(&repository_name));
+        let status = self
+            .shared
+            .status
+            .get(&image.alias, &deployment.environment);
+        let held = status.held.as_ref().map(|h| {
+            (
+                h.tag.clone(),
+                format!(
+                    "held: {} was reverted on the branch (to {}) {}",
+                    h.value, h.found, h.since
+                ),
+            )
+        });
+        Rules {
+            not_yet,
+            held,
+            status,
+        }
+    }
+
+    /// What a poll's `choice` asks to write, with the guard that keeps a person's revert and
+    /// a downgrade from being overwritten.
+    fn chosen(
+        &self,
+        image: &Image,
+        deployment: &Deployment,
+        choice: poll::Choice,
+        status: &crate::state::Status,
+    ) -> Chosen {
         let Some(i) = choice.selection.selected else {
-            return Ok(none_passed(choice));
+            return none_passed(choice);
         };
         let winner = &choice.candidates[i];
         let tracked = matches!(deployment.policy.strategy, Strategy::Digest { .. });
         let written_digest = (tracked || deployment.safety.pin_digest)
             .then(|| choice.digest.clone())
             .flatten();
-        let want = desired(image, winner.tag.clone(), written_digest);
+        let want = Desired::of(image, Some(winner.tag.clone()), written_digest);
         let guard = safety::guard(
             &deployment.policy,
             choice.candidates.clone(),
             &want,
-            &status,
+            status,
             deployment.safety.allow_downgrade,
         );
-        Ok(Chosen {
+        Chosen {
             desired: Some(want),
             reason: choice.selection.verdicts[i].reason.clone(),
             digest: choice.digest.clone(),
@@ -150,7 +243,7 @@ impl Engine {
             guard: Some(guard),
             choice: Some(Arc::new(choice)),
             ..Chosen::default()
-        })
+        }
     }
 
     /// The poll of a pinned tag: it must be in the repository, and pass the `verify` rules.
@@ -165,7 +258,8 @@ impl Engine {
     ) -> Result<Chosen, CheckError> {
         let repository = &image.reference.path;
         let tags = cycle.tags(client, repository).await?;
-        if !tags.iter().any(|t| t == pin) {
+        let pinned_tag = poll::registry_tag(image, pin);
+        if !tags.contains(&pinned_tag) {
             return Err(CheckError::PinMissing {
                 tag: pin.to_string(),
                 repository: image.reference.repository(),
@@ -173,7 +267,7 @@ impl Engine {
         }
         // A verified digest is the tag's digest now, never one remembered (see Gate).
         let reuse = reuse_digests && deployment.verify.is_none();
-        let digest = cycle.digest(client, repository, pin, reuse).await?;
+        let digest = cycle.digest(client, repository, &pinned_tag, reuse).await?;
         if let Some(why) = self.unverified(client, image, deployment, &digest).await? {
             return Ok(Chosen {
                 reason: "pinned in the config".into(),
@@ -187,7 +281,7 @@ impl Engine {
         }
         let written_digest = deployment.safety.pin_digest.then(|| digest.clone());
         Ok(Chosen {
-            desired: Some(desired(image, pin.to_string(), written_digest)),
+            desired: Some(Desired::of(image, Some(pin.to_string()), written_digest)),
             reason: "pinned in the config".into(),
             digest: Some(digest),
             ..Chosen::default()
@@ -240,7 +334,10 @@ impl Engine {
         };
         let digest = match (&resolved.digest, &desired.tag) {
             (Some(d), _) => d.clone(),
-            (None, Some(tag)) => match client.resolve(&image.reference.path, tag).await {
+            (None, Some(tag)) => match client
+                .resolve(&image.reference.path, &poll::registry_tag(image, tag))
+                .await
+            {
                 Ok(d) => d,
                 Err(e) => return waiting(format!("cannot verify the promoted tag: {e}")),
             },
@@ -283,6 +380,26 @@ impl Engine {
     }
 }
 
+/// The safety rules of one poll, as [`Engine::rules`] reads them.
+struct Rules {
+    not_yet: Option<safety::NotYet>,
+    /// The reverted tag held at or below, and why.
+    held: Option<(String, String)>,
+    status: crate::state::Status,
+}
+
+impl Rules {
+    fn gate(&self, deployment: &Deployment) -> Gate<'_> {
+        Gate {
+            not_yet: self.not_yet.as_deref(),
+            needs_created: deployment.safety.min_age.is_some()
+                && deployment.safety.age_from == AgeFrom::Created,
+            held: self.held.as_ref().map(|(t, r)| (t.as_str(), r.as_str())),
+            ..Gate::default()
+        }
+    }
+}
+
 /// No tag passed the policy: says why the best tag is out when a safety rule or the
 /// `verify` rules took it.
 fn none_passed(choice: poll::Choice) -> Chosen {
@@ -301,17 +418,6 @@ fn none_passed(choice: poll::Choice) -> Chosen {
         unverified,
         choice: Some(Arc::new(choice)),
         ..Chosen::default()
-    }
-}
-
-/// What writing `tag` (and `digest`, when it is written) of `image` asks of its targets.
-fn desired(image: &Image, tag: String, digest: Option<String>) -> Desired {
-    Desired {
-        repository: image.reference.repository(),
-        written: image.reference.familiar_repository(),
-        tag: Some(tag),
-        digest,
-        replaces: image.replaces.clone(),
     }
 }
 

@@ -12,7 +12,7 @@
 //!   propose them ([`propose`]), under the branch's lock in a cluster ([`cluster`]);
 //! - [`record`]: what each write did, into the status store, the metrics and the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,8 @@ pub use shared::{SAVE_EVERY, Shared};
 
 use super::fault;
 use super::safety;
-use crate::config::{Config, Deployment, Image};
+use crate::charts::{ChartRepository, RepositoryError};
+use crate::config::{Config, Deployment, Image, Source};
 use crate::poll::Cycle;
 use crate::registry::Registries;
 use crate::state::Holds;
@@ -50,8 +51,42 @@ pub struct Engine {
     /// Environments in the order they are written (promotion sources first).
     env_order: Vec<String>,
     registries: Registries,
+    /// Chart repositories by url, with the charts read from each index; a repository that
+    /// cannot be set up (an unreadable `ca_file`) fails its charts' checks, not the engine.
+    indexes: BTreeMap<String, ChartIndexClient>,
     limits: BTreeMap<String, Arc<Semaphore>>,
     shared: Shared,
+}
+
+/// A chart repository's client (or why it has none) and the charts read from its index.
+type ChartIndexClient = (
+    Result<Arc<ChartRepository>, RepositoryError>,
+    BTreeSet<String>,
+);
+
+/// One client per chart repository the config reads, set up by the first chart of it (in
+/// alias order): its credentials, CA and size limit serve every chart of that repository.
+fn chart_indexes(config: &Config) -> BTreeMap<String, ChartIndexClient> {
+    let mut out: BTreeMap<String, ChartIndexClient> = BTreeMap::new();
+    for image in config.images.values() {
+        let Source::ChartIndex(index) = &image.source else {
+            continue;
+        };
+        out.entry(index.url.clone())
+            .or_insert_with(|| {
+                let mut settings = crate::charts::Settings::new(&index.url);
+                settings.credentials = index.credentials.clone();
+                settings.ca_file = index.ca_file.clone();
+                settings.max_index = index.max_index_size;
+                (
+                    ChartRepository::new(settings).map(Arc::new),
+                    BTreeSet::new(),
+                )
+            })
+            .1
+            .insert(index.name.clone());
+    }
+    out
 }
 
 impl Engine {
@@ -72,6 +107,7 @@ impl Engine {
             .collect();
         Ok(Engine {
             env_order: safety::env_order(&config),
+            indexes: chart_indexes(&config),
             config,
             registries,
             limits,

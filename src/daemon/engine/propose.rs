@@ -447,13 +447,7 @@ impl Engine {
             Some((tag, digest)) => (tag, Some(digest.to_string())),
             None => (proposal.value.as_str(), None),
         };
-        let desired = Desired {
-            repository: image.reference.repository(),
-            written: image.reference.familiar_repository(),
-            tag: (!tag.is_empty()).then(|| tag.to_string()),
-            digest,
-            replaces: image.replaces.clone(),
-        };
+        let desired = Desired::of(image, (!tag.is_empty()).then(|| tag.to_string()), digest);
         let status = self.shared.status.get(alias, &env.name);
         let guard = safety::guard(
             &deployment.policy,

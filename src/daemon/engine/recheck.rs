@@ -53,7 +53,8 @@ impl Engine {
         let Some(client) = self.registries.for_image(image) else {
             return Some(format!("no registry client for {}", image.reference));
         };
-        match client.resolve(&image.reference.path, tag).await {
+        let pushed_as = crate::poll::registry_tag(image, tag);
+        match client.resolve(&image.reference.path, &pushed_as).await {
             Ok(now) if &now == verified => None,
             Ok(now) => Some(format!(
                 "{tag} was pushed over after it was verified (now {now}, verified {verified}); decided again next cycle"

@@ -42,6 +42,9 @@ pub struct Desired {
     pub digest: Option<String>,
     /// Repositories this image took over; values naming them are rewritten to `written`.
     pub replaces: Vec<String>,
+    /// For a chart: the repository its files name it by and its name; `tag` is its version.
+    /// Only chart targets write a chart, and only image targets an image.
+    pub chart: Option<(String, String)>,
 }
 
 /// Whose image a value in a file names, judged against a [`Desired`].
@@ -62,6 +65,32 @@ fn normalized(text: &str) -> Option<String> {
 }
 
 impl Desired {
+    /// What writing `tag` (and `digest`, when it is written) of `image` asks of its targets:
+    /// an image's repository and the names it replaces, or a chart's repository and name.
+    pub fn of(
+        image: &crate::config::Image,
+        tag: Option<String>,
+        digest: Option<String>,
+    ) -> Desired {
+        Desired {
+            repository: image.reference.repository(),
+            written: image.reference.familiar_repository(),
+            tag,
+            digest,
+            replaces: image.replaces.clone(),
+            chart: image.source.chart(&image.reference),
+        }
+    }
+
+    /// What is written, as a commit names it: the image's repository, or the chart and the
+    /// repository it comes from (`chart podinfo from https://stefanprodan.github.io/podinfo`).
+    pub fn named(&self) -> String {
+        match &self.chart {
+            Some((repository, name)) => format!("chart {name} from {repository}"),
+            None => self.repository.clone(),
+        }
+    }
+
     /// `:tag@digest`, `:tag` or `@digest`.
     fn suffix(&self) -> String {
         let mut s = String::new();
@@ -183,6 +212,7 @@ fn kind_of(target: &Target) -> Box<dyn Kind + '_> {
             container: container.as_deref(),
         }),
         Target::Marker { marker, .. } => Box::new(marker::Marked(marker)),
+        Target::Chart(chart) => Box::new(chart::Chart(chart)),
     }
 }
 
@@ -563,6 +593,7 @@ mod tests {
             tag: Some("1.27".into()),
             digest: None,
             replaces: vec!["registry.example.com/mirror/nginx".into()],
+            chart: None,
         };
         for same in [
             "nginx",
@@ -588,6 +619,7 @@ mod tests {
             tag: None,
             digest: None,
             replaces: Vec::new(),
+            chart: None,
         };
         for under in [
             "docker.io/istio",

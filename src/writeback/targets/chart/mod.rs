@@ -111,6 +111,33 @@ fn kind_of(target: &ChartTarget) -> Box<dyn ChartKind> {
     }
 }
 
+/// A chart target as one of the [`Kind`](super::Kind)s of target: it writes the chart a
+/// [`Desired`] names, and refuses an image's.
+pub(super) struct Chart<'a>(pub &'a ChartTarget);
+
+impl super::Kind for Chart<'_> {
+    fn edit(
+        &self,
+        yaml: &Yaml,
+        source: &str,
+        desired: &super::Desired,
+        patch: &mut Patch,
+    ) -> Result<String, YamlError> {
+        let (Some((repository, name)), Some(version)) = (&desired.chart, &desired.tag) else {
+            return Err(error(format!(
+                "{} is an image; a chart target writes a chart's version",
+                desired.repository
+            )));
+        };
+        let wanted = ChartVersion {
+            repository: repository.clone(),
+            name: name.clone(),
+            version: version.clone(),
+        };
+        kind_of(self.0).edit(yaml, source, &wanted, patch)
+    }
+}
+
 /// Plans the edit of `source` for `target`; `None` when the file already says this.
 pub fn edit(
     target: &ChartTarget,
