@@ -6,6 +6,7 @@
 mod harness;
 
 use harness::charts::{ChartRepo, push_chart};
+use harness::git::Person;
 use harness::world::World;
 
 /// Flux's own `HelmRelease` shape (the Helm controller's guide), with the `HelmRepository` it
@@ -123,6 +124,18 @@ async fn once_writes_chart_versions_from_a_registry_and_a_repository() {
     }
     let host = world.host();
     world.write_config(&config(&world, &repo.url()));
+    // `plan` shows what `once` will write, per chart, before anything is committed.
+    let plan = world.run(&["plan"]);
+    let planned = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{planned}");
+    for line in [
+        "-      version: \"6.9.0\" # pinned by image-updater",
+        "+      version: \"6.9.1\" # pinned by image-updater",
+        "-    version: 6.9.0",
+        "+    version: 6.10.0+build.1",
+    ] {
+        assert!(planned.contains(line), "{line}: {planned}");
+    }
     let out = world.run(&["once"]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
@@ -160,6 +173,18 @@ async fn once_writes_chart_versions_from_a_registry_and_a_repository() {
         world.file_on("deploy/dev", "dev/shop/Chart.lock"),
         LOCK.replace("REGISTRY", &host).trim_end()
     );
+    let status = world.run(&["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        shown.contains("podinfo-oci") && shown.contains("6.10.0+build.1"),
+        "{shown}"
+    );
+
+    // A person takes the repository's chart back to 6.9.0: the next run leaves it there, as
+    // it leaves an image's revert.
+    let person = Person::clone(&world.git.url_with_credentials("manifests"), "deploy/dev");
+    let reverted = helm_release(&repo.url());
+    person.commit_and_push("dev/podinfo.yaml", &reverted, "podinfo back to 6.9.0");
     let again = world.run(&["once"]);
     assert!(
         again.status.success(),
@@ -167,10 +192,16 @@ async fn once_writes_chart_versions_from_a_registry_and_a_repository() {
         String::from_utf8_lossy(&again.stderr)
     );
     assert_eq!(
-        repo.statuses("/index.yaml"),
-        [200, 200],
-        "one fetch per run"
+        world.file_on("deploy/dev", "dev/podinfo.yaml"),
+        reverted.trim_end(),
+        "the revert stands"
     );
+    let status = world.run(&["status", "--long"]);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("a person changed it back"), "{shown}");
+    // `plan` and each `once` are a new process: one full fetch each (a daemon's later polls
+    // are 304s).
+    assert_eq!(repo.statuses("/index.yaml", 3), [200, 200, 200]);
 }
 
 /// The daemon polls an unchanged chart repository with the validators of its last answer: one
@@ -206,13 +237,20 @@ file = "dev/podinfo.yaml"
     daemon
         .wait_metric("image_updater_images_checked_total", 4.0)
         .await;
-    let statuses = repo.statuses("/index.yaml");
+    let counted = daemon
+        .metric(&format!(
+            "image_updater_chart_repository_requests_total{{repository=\"{}\",status=\"304\"}}",
+            repo.url()
+        ))
+        .await;
+    let statuses = repo.statuses("/index.yaml", 4);
     assert!(statuses.len() >= 4, "{statuses:?}");
     assert_eq!(statuses[0], 200, "{statuses:?}");
     assert!(
         statuses[1..].iter().all(|s| *s == 304),
         "every later poll is a 304: {statuses:?}"
     );
+    assert!(counted >= 3.0, "the metrics count the 304s too: {counted}");
 }
 
 /// A chart repository whose index is larger than the limit is refused, saying so and how to

@@ -82,6 +82,8 @@ pub struct ChartRepository {
     settings: Settings,
     http: reqwest::Client,
     kept: Mutex<Option<Kept>>,
+    /// Requests made since last taken, by the status answered (0: no answer).
+    requests: Mutex<std::collections::BTreeMap<u16, u64>>,
 }
 
 impl ChartRepository {
@@ -108,11 +110,24 @@ impl ChartRepository {
             settings,
             http,
             kept: Mutex::new(None),
+            requests: Mutex::default(),
         })
     }
 
     pub fn url(&self) -> &str {
         &self.settings.url
+    }
+
+    /// The requests made since the last call, by the status answered (0: no answer), for
+    /// the daemon's metrics, which outlive this client.
+    pub fn take_requests(&self) -> std::collections::BTreeMap<u16, u64> {
+        std::mem::take(&mut *self.requests.lock().expect("requests lock"))
+    }
+
+    fn count(&self, status: u16) {
+        let mut requests = self.requests.lock().expect("requests lock");
+        let n = requests.entry(status).or_default();
+        *n = n.saturating_add(1);
     }
 
     /// The versions of each chart of `wanted` the index lists. Asks the repository whether
@@ -151,7 +166,11 @@ impl ChartRepository {
                 e.without_url().to_string()
             },
         };
-        let response = request.send().await.map_err(unreachable)?;
+        let response = request.send().await.map_err(|e| {
+            self.count(0);
+            unreachable(e)
+        })?;
+        self.count(response.status().as_u16());
         if response.status() == StatusCode::NOT_MODIFIED
             && let Some(kept) = self.kept.lock().expect("kept lock").as_ref()
         {

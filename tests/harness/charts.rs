@@ -147,9 +147,19 @@ impl ChartRepo {
     }
 
     /// The statuses of the requests for `path`, in order, from lighttpd's access log (piped
-    /// through `cat`, since lighttpd buffers a log file it writes itself).
-    pub fn statuses(&self, path: &str) -> Vec<u16> {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    /// through `cat`, since lighttpd buffers a log file it writes itself), once it lists at
+    /// least `expected` of them (lighttpd writes its log a little after it answers) or 10 s
+    /// have passed; then a moment more, so a request beyond those expected shows too.
+    pub fn statuses(&self, path: &str, expected: usize) -> Vec<u16> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.logged(path).len() < expected && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        self.logged(path)
+    }
+
+    fn logged(&self, path: &str) -> Vec<u16> {
         std::fs::read_to_string(self.dir.path().join("access.log"))
             .unwrap_or_default()
             .lines()

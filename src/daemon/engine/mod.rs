@@ -119,6 +119,17 @@ impl Engine {
         &self.registries
     }
 
+    /// The chart repositories' requests of this cycle, into the metrics (which outlive the
+    /// engine, and so the repositories' clients).
+    fn count_chart_requests(&self) {
+        for (url, (repository, _)) in &self.indexes {
+            let Ok(repository) = repository else { continue };
+            for (status, n) in repository.take_requests() {
+                self.shared.metrics.chart_requests(url, status, n);
+            }
+        }
+    }
+
     fn limit(&self, image: &Image) -> Option<Arc<Semaphore>> {
         let client = self.registries.for_image(image)?;
         self.limits.get(client.name()).cloned()
@@ -146,6 +157,7 @@ impl Engine {
         };
         self.lift_released(&holds);
         let checks = self.check_all(&Cycle::new(), &holds, &images).await;
+        self.count_chart_requests();
         let branches = self.write(&checks, &holds, dry_run).await;
         let took = started.elapsed();
         self.shared.metrics.cycle(took);

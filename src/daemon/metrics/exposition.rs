@@ -142,6 +142,7 @@ impl Collector for Scrape {
         let c = &*self.metrics.inner.lock().expect("metrics lock");
         images(&mut e, c, self.images)?;
         registries(&mut e, &self.registry)?;
+        chart_repositories(&mut e, c)?;
         writes_and_cycles(&mut e, c)?;
         poll_lag(&mut e, c)?;
         plans(&mut e, c)
@@ -290,6 +291,25 @@ fn registries(e: &mut DescriptorEncoder, r: &Snapshot) -> Result<(), Error> {
         r.cache_misses,
     )?;
     Ok(())
+}
+
+/// Chart repositories' index requests: a steady poll of an unchanged index is a 304.
+fn chart_repositories(e: &mut DescriptorEncoder, c: &Counters) -> Result<(), Error> {
+    counters(
+        e,
+        "image_updater_chart_repository_requests",
+        "Chart repository index requests by repository and status (304: unchanged; 0: no response).",
+        None,
+        c.chart_requests.iter().map(|((repository, status), n)| {
+            (
+                [
+                    ("repository", repository.clone()),
+                    ("status", status.to_string()),
+                ],
+                *n,
+            )
+        }),
+    )
 }
 
 /// Pushes, reloads and cycles.

@@ -50,6 +50,8 @@ pub(crate) struct Counters {
     intervals: BTreeMap<String, f64>,
     /// In a cluster: the images this replica owns, and the live replicas it sees.
     cluster: Option<(u64, u64, u64)>,
+    /// Chart repositories' index requests, by (repository url, status; 0: no answer).
+    chart_requests: BTreeMap<(String, u16), u64>,
 }
 
 /// Upper bounds of the poll lag histogram's buckets, in seconds.
@@ -163,6 +165,17 @@ impl DaemonMetrics {
     }
 
     /// A lane's cycle panicked or ran past its deadline.
+    /// `n` requests for a chart repository's index answered `status` (0: no answer).
+    pub fn chart_requests(&self, repository: &str, status: u16, n: u64) {
+        self.with(|c| {
+            let count = c
+                .chart_requests
+                .entry((repository.to_string(), status))
+                .or_default();
+            *count = count.saturating_add(n);
+        });
+    }
+
     pub fn cycle_failed(&self, lane: &str) {
         self.with(|c| *c.cycle_failures.entry(lane.to_string()).or_default() += 1);
     }
