@@ -402,3 +402,47 @@ file = "dev/shop/Chart.yaml"
         "{said}"
     );
 }
+
+/// A chart is promoted between environments as an image is: prod takes what dev was given,
+/// not the newest version dev's own constraint keeps out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_versions_are_promoted_from_dev_to_prod() {
+    needs!(Registry, Lighttpd, Helm);
+    let world = World::new(
+        &[
+            ("dev/shop/Chart.yaml", &chart_yaml("REGISTRY")),
+            ("prod/shop/Chart.yaml", &chart_yaml("REGISTRY")),
+        ],
+        &["deploy/dev", "deploy/prod"],
+    )
+    .await;
+    let host = world.host();
+    push_chart(&podinfo(), "6.9.1", &host, "charts");
+    let mut config = world.base_config(&["dev", "prod"]);
+    config.push_str(&format!(
+        r#"
+[charts.podinfo]
+chart = "oci://{host}/charts/podinfo"
+[charts.podinfo.env.dev]
+constraint = "6.9.x"
+[charts.podinfo.env.prod]
+promote_from = "dev"
+[[charts.podinfo.targets]]
+kind = "chart-dependency"
+file = "{{environment}}/shop/Chart.yaml"
+"#
+    ));
+    world.write_config(&config);
+    // A newer version dev's constraint keeps out is not what prod gets either.
+    push_chart(&podinfo(), "6.10.0", &host, "charts");
+    let out = world.run(&["once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for env in ["dev", "prod"] {
+        let file = world.file_on(&format!("deploy/{env}"), &format!("{env}/shop/Chart.yaml"));
+        assert!(file.contains("    version: 6.9.1\n"), "{env}: {file}");
+    }
+}
