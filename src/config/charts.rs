@@ -58,38 +58,26 @@ impl Validator<'_> {
         }
         let (reference, source) = match (&raw.chart, &raw.repository) {
             (Some(chart), None) => {
-                for (key, value) in [
-                    ("name", raw.name.as_ref().map(Spanned::span)),
-                    ("credentials", raw.credentials.as_ref().map(Spanned::span)),
-                    ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
-                    (
-                        "max_index_size",
-                        raw.max_index_size.as_ref().map(Spanned::span),
-                    ),
-                    (
-                        "allow_deprecated",
-                        raw.allow_deprecated.as_ref().map(Spanned::span),
-                    ),
-                ] {
-                    if let Some(span) = value {
-                        self.error_hint(
-                            Origin::File(span),
-                            format!("`{key}` is for charts in a chart repository"),
-                            "an OCI chart is read with its registry's settings, in [registries.NAME]",
-                        );
-                    }
+                let repository_only = raw
+                    .chart_keys()
+                    .into_iter()
+                    .filter(|(key, _)| !matches!(*key, "chart" | "repository"));
+                for (key, span) in repository_only {
+                    self.error_hint(
+                        Origin::File(span),
+                        format!("`{key}` is for charts in a chart repository"),
+                        "an OCI chart is read with its registry's settings, in [registries.NAME]",
+                    );
                 }
                 (self.oci_chart(chart), Source::OciChart)
             }
             (None, Some(url)) => {
                 for verify in levels.iter().filter_map(|l| l.verify.clone()) {
-                    {
-                        self.error_hint(
-                            Origin::File(verify),
-                            "`verify` applies to charts in OCI registries, where cosign signs them",
-                            "push the chart to an OCI registry and sign it there, or remove verify",
-                        );
-                    }
+                    self.error_hint(
+                        Origin::File(verify),
+                        "`verify` applies to charts in OCI registries, where cosign signs them",
+                        "push the chart to an OCI registry and sign it there, or remove verify",
+                    );
                 }
                 match self.chart_index(&raw, url, span.clone()) {
                     Some((reference, index)) => (Some(reference), Source::ChartIndex(index)),

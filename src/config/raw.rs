@@ -289,6 +289,29 @@ pub struct RawImage {
 }
 
 impl RawImage {
+    /// The keys only a chart has, where they are written: `chart` and `repository`, then
+    /// the chart repository's own.
+    pub fn chart_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        [
+            ("chart", self.chart.as_ref().map(Spanned::span)),
+            ("repository", self.repository.as_ref().map(Spanned::span)),
+            ("name", self.name.as_ref().map(Spanned::span)),
+            ("credentials", self.credentials.as_ref().map(Spanned::span)),
+            ("ca_file", self.ca_file.as_ref().map(Spanned::span)),
+            (
+                "max_index_size",
+                self.max_index_size.as_ref().map(Spanned::span),
+            ),
+            (
+                "allow_deprecated",
+                self.allow_deprecated.as_ref().map(Spanned::span),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, span)| Some((key, span?)))
+        .collect()
+    }
+
     /// The image-level defaults of the policy keys.
     pub fn take_policy(&mut self) -> RawPolicy {
         RawPolicy {

@@ -55,6 +55,23 @@ pub struct RawTarget {
     pub policy: Option<Str>,
 }
 
+impl RawTarget {
+    /// The keys written besides `kind` and `file`, each with where (`None`: not written).
+    fn keys_written(&self) -> [(&'static str, Option<std::ops::Range<usize>>); 9] {
+        [
+            ("name", self.name.as_ref().map(Spanned::span)),
+            ("image", self.image.as_ref().map(Spanned::span)),
+            ("tag", self.tag.as_ref().map(Spanned::span)),
+            ("repository", self.repository.as_ref().map(Spanned::span)),
+            ("registry", self.registry.as_ref().map(Spanned::span)),
+            ("digest", self.digest.as_ref().map(Spanned::span)),
+            ("documents", self.documents.as_ref().map(Spanned::span)),
+            ("container", self.container.as_ref().map(Spanned::span)),
+            ("policy", self.policy.as_ref().map(Spanned::span)),
+        ]
+    }
+}
+
 // ---- As validated ----
 
 /// Where an image's tag is written, relative to the repository root.
@@ -264,18 +281,7 @@ impl Validator<'_> {
             }
         };
         let mut ok = true;
-        let documents_span = t.documents.as_ref().map(|d| d.span());
-        for (key, value) in [
-            ("name", t.name.as_ref().map(Spanned::span)),
-            ("image", t.image.as_ref().map(Spanned::span)),
-            ("tag", t.tag.as_ref().map(Spanned::span)),
-            ("repository", t.repository.as_ref().map(Spanned::span)),
-            ("registry", t.registry.as_ref().map(Spanned::span)),
-            ("digest", t.digest.as_ref().map(Spanned::span)),
-            ("documents", documents_span),
-            ("container", t.container.as_ref().map(Spanned::span)),
-            ("policy", t.policy.as_ref().map(Spanned::span)),
-        ] {
+        for (key, value) in t.keys_written() {
             if let Some(span) = value
                 && !allowed.contains(&key)
             {
@@ -390,18 +396,7 @@ impl Validator<'_> {
             return None;
         }
         let mut ok = true;
-        let documents_span = t.documents.as_ref().map(|d| d.span());
-        for (key, value) in [
-            ("name", t.name.as_ref().map(Spanned::span)),
-            ("image", t.image.as_ref().map(Spanned::span)),
-            ("tag", t.tag.as_ref().map(Spanned::span)),
-            ("repository", t.repository.as_ref().map(Spanned::span)),
-            ("registry", t.registry.as_ref().map(Spanned::span)),
-            ("digest", t.digest.as_ref().map(Spanned::span)),
-            ("documents", documents_span),
-            ("container", t.container.as_ref().map(Spanned::span)),
-            ("policy", t.policy.as_ref().map(Spanned::span)),
-        ] {
+        for (key, value) in t.keys_written() {
             if let Some(span) = value {
                 self.error_hint(
                     Origin::File(span),

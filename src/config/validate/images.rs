@@ -67,7 +67,7 @@ impl Validator<'_> {
         environments: &[&str],
         settings: &Settings,
     ) -> Option<Image> {
-        for (key, span) in chart_keys(&raw) {
+        for (key, span) in raw.chart_keys() {
             self.error_hint(
                 Origin::File(span),
                 format!("`{key}` is a chart's key, not an image's"),
@@ -765,28 +765,6 @@ impl PartialPolicy {
 
 fn noun(chart: bool) -> &'static str {
     if chart { "chart" } else { "image" }
-}
-
-/// The chart keys written on `raw`, with where.
-fn chart_keys(raw: &RawImage) -> Vec<(&'static str, Range<usize>)> {
-    [
-        ("chart", raw.chart.as_ref().map(Spanned::span)),
-        ("repository", raw.repository.as_ref().map(Spanned::span)),
-        ("name", raw.name.as_ref().map(Spanned::span)),
-        ("credentials", raw.credentials.as_ref().map(Spanned::span)),
-        ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
-        (
-            "max_index_size",
-            raw.max_index_size.as_ref().map(Spanned::span),
-        ),
-        (
-            "allow_deprecated",
-            raw.allow_deprecated.as_ref().map(Spanned::span),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(key, span)| Some((key, span?)))
-    .collect()
 }
 
 fn span_of<T>(f: &Field<T>) -> Option<Range<usize>> {
