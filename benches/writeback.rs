@@ -81,6 +81,7 @@ async fn main() {
         priority: 0,
         write: Default::default(),
         pull_request: image_updater::config::PullRequest::on("image-updater/test"),
+        windows: Default::default(),
     };
     let change = |i: usize| ImageChange {
         alias: "api".into(),

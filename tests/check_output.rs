@@ -91,6 +91,14 @@ fn cases() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "deploy_windows_written_wrong",
+            BASE.replace(
+                "branch = \"deploy/prod\"",
+                "branch = \"deploy/prod\"\nwindows = [\"Mon-Thu 9-16 Europe/Berlin\", \"Fri 09:00-12:00 Europe/Berln\"]\n\
+                 freeze = [{ from = \"2027-01-04\", to = \"2026-12-20\" }, { to = \"2027-02-01\", reson = \"x\" }]",
+            ),
+        ),
+        (
             "warnings_of_a_config_that_loads",
             BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\ninterval = \"10s\"")
                 .replace("prefix = \"ghcr.io\"", "prefix = \"ghcr.io\"\nrate_limit = 0.01\ncredentials = \"env:IMAGE_UPDATER_TEST_UNSET_TOKEN\""),

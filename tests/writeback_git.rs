@@ -38,6 +38,7 @@ fn prod() -> Environment {
         priority: 0,
         write: Default::default(),
         pull_request: image_updater::config::PullRequest::on("image-updater/test"),
+        windows: Default::default(),
     }
 }
 
@@ -270,6 +271,7 @@ async fn git_daemon_and_a_branch_created_from_its_base() {
         priority: 0,
         write: Default::default(),
         pull_request: image_updater::config::PullRequest::on("image-updater/test"),
+        windows: Default::default(),
     };
     // A dry run says it would create the branch, and creates nothing.
     let plan = write_branch(&mirror, &repo, &staging, &[api("v1.5.0-rc.1")], true)

@@ -44,6 +44,8 @@ pub enum Code {
     Environments = 400,
     /// `[environments.NAME.pull_request]` and the write modes.
     PullRequests = 410,
+    /// An environment's deploy `windows`, `freeze` periods and `freeze_file`.
+    Windows = 420,
     /// `[images.ALIAS]`: the image, its policy and its safety rules.
     Images = 500,
     /// `[[images.ALIAS.targets]]`.

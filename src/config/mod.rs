@@ -21,6 +21,7 @@ mod validate;
 mod validator;
 mod verify;
 mod webhooks;
+pub mod windows;
 
 use std::ops::Range;
 use std::path::Path;
@@ -220,6 +221,7 @@ fn expected_keys(path: &[TomlStep]) -> Vec<&'static str> {
         [Some("repositories"), _, Some("forge")] => keys::FORGE.to_vec(),
         [Some("environments"), _] => keys::ENVIRONMENT.to_vec(),
         [Some("environments"), _, Some("pull_request")] => keys::PULL_REQUEST.to_vec(),
+        [Some("environments"), _, Some("freeze"), None] => keys::FREEZE.to_vec(),
         [Some("webhooks")] => keys::WEBHOOKS.to_vec(),
         [Some("cluster")] => keys::CLUSTER.to_vec(),
         [Some("notifications"), _] => keys::NOTIFICATION.to_vec(),

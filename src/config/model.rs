@@ -19,6 +19,7 @@ pub use super::targets::{ImagePaths, Marker, Segment, Target, ValuePath};
 use super::template::Template;
 pub use super::verify::{AttestationRule, Keyless, Verification};
 pub use super::webhooks::{WebhookTls, Webhooks};
+pub use super::windows::Windows;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -210,7 +211,7 @@ pub struct Author {
     pub email: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Environment {
     pub name: String,
     /// The repository's name in [`Config::repositories`].
@@ -225,6 +226,8 @@ pub struct Environment {
     pub write: WriteMode,
     /// The request's settings; defaults unless `[environments.NAME.pull_request]` is set.
     pub pull_request: PullRequest,
+    /// When writes may happen (deploy windows, freezes); always, by default.
+    pub windows: Windows,
 }
 
 #[derive(Debug, Clone)]

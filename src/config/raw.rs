@@ -11,6 +11,7 @@ pub use super::forge::RawForge;
 pub use super::targets::RawTarget;
 pub use super::verify::RawVerify;
 pub use super::webhooks::RawWebhooks;
+pub use super::windows::RawFreeze;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
@@ -162,6 +163,15 @@ pub struct RawEnvironment {
     pub write: Option<Str>,
     #[schemars(with = "Option<RawPullRequest>")]
     pub pull_request: Option<Spanned<RawPullRequest>>,
+    /// When writes happen: `["Mon-Thu 09:00-16:00 Europe/Berlin"]`.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub windows: Option<Spanned<Vec<Str>>>,
+    /// Periods in which nothing is written.
+    #[schemars(with = "Option<Vec<RawFreeze>>")]
+    pub freeze: Option<Spanned<Vec<Spanned<RawFreeze>>>>,
+    /// A file whose presence on the branch stops writes.
+    #[schemars(with = "Option<String>")]
+    pub freeze_file: Option<Str>,
 }
 
 /// The keys that decide which tag is chosen; an image sets defaults for them and each
@@ -399,7 +409,11 @@ pub mod keys {
         "priority",
         "write",
         "pull_request",
+        "windows",
+        "freeze",
+        "freeze_file",
     ];
+    pub const FREEZE: &[&str] = &["from", "to", "reason", "tz"];
     pub const PULL_REQUEST: &[&str] = &[
         "branch",
         "labels",

@@ -10,6 +10,19 @@
 /// The variable naming the fault to inject.
 pub const VAR: &str = "IMAGE_UPDATER_FAULT";
 
+/// The variable naming a file that holds the time deploy windows are judged at (an RFC 3339
+/// instant), so a test can move the clock across a window's opening or a daylight-saving
+/// change without waiting for it. Read at each judgement; unset or unreadable, it is now.
+pub const CLOCK_VAR: &str = "IMAGE_UPDATER_CLOCK";
+
+/// The time deploy windows are judged at: now, unless [`CLOCK_VAR`] says otherwise.
+pub fn now() -> jiff::Timestamp {
+    std::env::var_os(CLOCK_VAR)
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or_else(jiff::Timestamp::now)
+}
+
 /// Panics when the injected fault names `alias`.
 pub fn maybe_panic(alias: &str) {
     if let Some(fault) = std::env::var_os(VAR)

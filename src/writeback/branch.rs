@@ -195,6 +195,26 @@ pub async fn write_branch(
                     .collect()
             };
             let mut outcome = plan(&reader, &active(&withdrawn))?;
+            // A freeze file on the branch stops every write to it, and says so per image.
+            if let Some(file) = &env.windows.freeze_file
+                && matches!(reader.read(file), Ok(Some(_)))
+            {
+                let reason = format!(
+                    "frozen: {} is on {}; writes resume once it is removed",
+                    file.display(),
+                    env.branch
+                );
+                let skipped = outcome.applied.drain(..).map(|a| Skipped {
+                    alias: a.alias,
+                    current: a.old,
+                    reason: reason.clone(),
+                    reverted: false,
+                });
+                outcome.skipped.extend(skipped.collect::<Vec<_>>());
+                outcome.files.clear();
+                outcome.parent = Some(parent);
+                return Ok(outcome);
+            }
             // Those a guard found moved are withdrawn for good: a retry must not write them.
             withdrawn.append(&mut outcome.superseded);
             match &decided_on {
@@ -483,6 +503,7 @@ mod tests {
             priority: 0,
             write: Default::default(),
             pull_request: crate::config::PullRequest::on("image-updater/test"),
+            windows: Default::default(),
         };
         let digest = format!("sha256:{}", "a".repeat(64));
         let applied: Vec<Applied> = (0..5)

@@ -96,8 +96,15 @@ impl Validator<'_> {
                 Some(w) => self.parse(w, "write", parse_write),
                 None => Some(WriteMode::Push),
             };
-            if let (Some(repository), Some(branch), Some(priority), Some(write)) =
-                (repository, branch, priority, write)
+            let windows = self.within(Code::Windows, |v| {
+                v.windows(
+                    env.windows.as_ref(),
+                    env.freeze.as_ref(),
+                    env.freeze_file.as_ref(),
+                )
+            });
+            if let (Some(repository), Some(branch), Some(priority), Some(write), Some(windows)) =
+                (repository, branch, priority, write, windows)
                 && let Some(pull_request) = self.within(Code::PullRequests, |v| {
                     v.pull_request(env.pull_request.as_ref(), &name, &branch, &repository)
                 })
@@ -112,6 +119,7 @@ impl Validator<'_> {
                         priority,
                         write,
                         pull_request,
+                        windows,
                     },
                 );
             }

@@ -368,6 +368,11 @@ impl Engine {
             return Ok(false);
         }
         let (noun, url) = (client.noun(), record.url.clone());
+        if let Some(closed) = self.closed(env) {
+            let why = closed.describe(super::fault::now());
+            tracing::info!(environment = %env.name, %url, "{noun} not merged: {why}");
+            return Ok(false);
+        }
         let request = forge::Request {
             number: record.number,
             url: url.clone(),

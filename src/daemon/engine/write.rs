@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{BranchError, BranchReport, Check, Chosen, Engine};
+use super::{BranchError, BranchReport, Check, Chosen, Engine, fault};
 use crate::config::{Environment, Repository, WriteMode};
 use crate::poll::Cycle;
 use crate::state::Holds;
@@ -151,6 +151,23 @@ impl Engine {
             None => chosen.clone(),
         };
         let desired = chosen.desired.clone()?;
+        // Outside the environment's deploy windows, a push waits; a pull request is still
+        // proposed (and only its merge waits, see `merge_if_asked`).
+        let env = &self.config.environments[&check.environment];
+        if deployment.write.unwrap_or(env.write) == WriteMode::Push
+            && let Some(closed) = self.closed(env)
+        {
+            let now = fault::now();
+            let why = closed.describe(now);
+            tracing::info!(image = %check.alias, environment = %env.name, candidate = %desired.describe(), "{why}");
+            self.shared
+                .status
+                .update(&check.alias, &check.environment, |s| {
+                    s.candidate = Some(desired.describe());
+                    s.waiting = Some(why.clone());
+                });
+            return None;
+        }
         Some((
             ImageChange {
                 alias: check.alias.clone(),
@@ -399,6 +416,14 @@ impl Engine {
             branch: env.branch.clone(),
             result,
         }
+    }
+
+    /// Why `env` may not be written now (outside its deploy windows, or frozen), if so.
+    pub(super) fn closed(&self, env: &Environment) -> Option<crate::config::windows::Closed> {
+        if env.windows.is_always_open() {
+            return None;
+        }
+        env.windows.closed_at(fault::now())
     }
 
     /// The repository's mirror, opened if need be and held: one branch update per repository
