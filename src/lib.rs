@@ -14,7 +14,7 @@
 //!   [`charts`]: chart repositories' indexes, read conditionally and bounded;
 //!   [`writeback`]: byte-exact manifest edits, committed and pushed to git;
 //! - [`verify`]: signatures and attestations; [`forge`]: pull (merge) requests on GitHub,
-//!   GitLab, Gitea and Forgejo;
+//!   GitLab, Gitea and Forgejo; [`import`]: other tools' image automation as a config;
 //! - [`poll`]: one image's poll: list, filter, rank, resolve, verify;
 //! - [`cluster`]: replicas sharing the work through etcd;
 //! - [`daemon`]: the service: scheduling, reload, metrics, safety rules, webhooks.
@@ -28,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod forge;
 pub mod hex;
+pub mod import;
 pub mod poll;
 pub mod private;
 pub mod reference;

@@ -7,6 +7,7 @@ mod check;
 mod cluster;
 mod daemon;
 mod generate;
+mod import;
 mod poll;
 mod status;
 mod terminal;
@@ -46,6 +47,8 @@ enum Command {
     Hold(status::HoldArgs),
     /// Lift a hold, or a hold image-updater made after a person reverted an update.
     Release(status::ReleaseArgs),
+    /// Write an updater.toml from another tool's image automation (Flux's).
+    Import(import::Args),
     /// Replicas sharing the work through `[cluster]`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Hold(args) => status::hold(args),
         Command::Release(args) => status::release(args),
         Command::Cluster(command) => cluster::run(command),
+        Command::Import(args) => import::run(args),
         Command::Completions(args) => generate::completions(args),
         Command::Man => generate::man(),
         Command::Schema => generate::schema(),

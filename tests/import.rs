@@ -1,0 +1,282 @@
+//! `image-updater import` on Flux's own published manifests (`tests/fixtures/flux/`, sources
+//! in its SOURCES.md): each imported config passes `check`, says what it could not translate,
+//! and `plan` on the guide's repository proposes the tag Flux's policy picks, computed by hand
+//! from the policy and the tags pushed (listed in the test).
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use harness::world::{BIN, World};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/flux")
+        .join(name)
+}
+
+fn import(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .arg("import")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `check` on `config`, written to a file; its output.
+fn check(config: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("updater.toml");
+    std::fs::write(&file, config).unwrap();
+    Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap()
+}
+
+/// The ImageRepository each policy example of the API reference names (`podinfo`, `minio` in
+/// the default namespace); the examples leave it out, so it is written here.
+const REPOSITORIES: &str = "\
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: podinfo
+spec:
+  image: ghcr.io/stefanprodan/podinfo
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: minio
+spec:
+  image: docker.io/minio/minio
+";
+
+/// Each kind of ImagePolicy in the API reference, imported from standard input: the policy
+/// keys it becomes, and what it says it could not translate. Every result passes `check`.
+#[test]
+fn each_kind_of_image_policy_becomes_its_policy_keys() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "policy-semver.yaml",
+            &["# strategy = \"semver\"", "# constraint = \">=1.0.0\""],
+        ),
+        (
+            "policy-alphabetical.yaml",
+            &["# strategy = \"alphabetical\""],
+        ),
+        ("policy-numerical.yaml", &["# strategy = \"numerical\""]),
+        (
+            "policy-rc.yaml",
+            &[
+                "# constraint = \"^1.x-0\"",
+                "# allow_tags = [\"regexp:.*-rc.*\"]",
+            ],
+        ),
+        (
+            "policy-minio.yaml",
+            &[
+                "# strategy = \"alphabetical\"",
+                "# extract = '^RELEASE\\.(?P<timestamp>.*)Z$'",
+            ],
+        ),
+    ];
+    for (file, lines) in cases {
+        let policy = std::fs::read_to_string(fixture(file)).unwrap();
+        let out = import(&[], Some(&format!("{REPOSITORIES}---\n{policy}")));
+        let (config, said) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{file}: {said}");
+        // No automation among the inputs: the image is written commented out, saying why.
+        for line in *lines {
+            assert!(config.contains(line), "{file}: {line}\n{config}");
+        }
+        assert!(said.contains("1 ImagePolicy"), "{file}: {said}");
+        let checked = check(&config);
+        assert!(
+            checked.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+}
+
+/// The guide's manifests, from a directory holding the repository: the ImageRepository, the
+/// policy, the automation (whose Go template is said, not translated) and the deployment with
+/// its marker. The config passes `check`, and `plan` proposes what Flux's policy picks.
+///
+/// Tags pushed: 5.0.0, 5.0.1, 5.0.3, 5.1.0, 6.0.0. The policy's range `5.0.x` takes
+/// 5.0.0 to 5.0.3, so Flux resolves 5.0.3 (the guide says the same: "resolved to 5.0.3").
+///
+/// The registry is the local one: the manifests' `ghcr.io` is replaced by its address, and
+/// the ImageRepository says `insecure: true`, as Flux's own field for a plain-HTTP registry.
+/// The git server's credentials are added to the imported config, as a user adds what a
+/// Kubernetes secret held (the import says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_guide_imports_and_plans_what_flux_would_pick() {
+    needs!(Registry, Lighttpd);
+    let read = |name: &str| std::fs::read_to_string(fixture(name)).unwrap();
+    let deployment = read("podinfo-deployment.yaml").replace("ghcr.io", "REGISTRY");
+    let world = World::new(
+        &[("clusters/my-cluster/podinfo-deployment.yaml", &deployment)],
+        &[],
+    )
+    .await;
+    let host = world.host();
+    for tag in ["5.0.0", "5.0.1", "5.0.3", "5.1.0", "6.0.0"] {
+        world.push("stefanprodan/podinfo", tag).await;
+    }
+    // The repository as a user has it checked out, with the Flux objects beside the app.
+    let repo = tempfile::tempdir().unwrap();
+    let cluster = repo.path().join("clusters/my-cluster");
+    std::fs::create_dir_all(&cluster).unwrap();
+    let local = |text: String| text.replace("ghcr.io", &host);
+    for (name, text) in [
+        (
+            "podinfo-registry.yaml",
+            local(read("podinfo-registry.yaml"))
+                .replace("interval: 5m", "interval: 5m\n  insecure: true"),
+        ),
+        ("podinfo-policy.yaml", read("podinfo-policy.yaml")),
+        (
+            "flux-system-automation.yaml",
+            read("flux-system-automation.yaml"),
+        ),
+        (
+            "podinfo-deployment.yaml",
+            local(read("podinfo-deployment.yaml")),
+        ),
+    ] {
+        std::fs::write(cluster.join(name), text).unwrap();
+    }
+    let url = world.git.url("manifests");
+    let out = import(
+        &[repo.path().to_str().unwrap(), "--repository-url", &url],
+        None,
+    );
+    let (config, said) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("read 1 ImageRepository, 1 ImagePolicy, 1 ImageUpdateAutomation"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "ImageUpdateAutomation flux-system/flux-system: its commit message is a Go template"
+        ),
+        "{said}"
+    );
+    for line in [
+        "[environments.flux-system]",
+        "branch = \"main\"",
+        "author = \"fluxcdbot <fluxcdbot@users.noreply.github.com>\"",
+        "[images.podinfo]",
+        "constraint = \"5.0.x\"",
+        "kind = \"marker\"",
+        "file = \"clusters/my-cluster/podinfo-deployment.yaml\"",
+        "policy = \"flux-system:podinfo\"",
+        "# import: its commit message is a Go template",
+    ] {
+        assert!(config.contains(line), "{line}\n{config}");
+    }
+    let checked = check(&config);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // What the Kubernetes secret held: the git server's credentials.
+    let creds = world.dir.path().join("git-credentials");
+    let config = config.replace(
+        &format!("url = \"{url}\"\n"),
+        &format!(
+            "url = \"{url}\"\ncredentials = \"file:{}\"\n",
+            creds.display()
+        ),
+    );
+    world.write_config(&config);
+    let plan = world.run(&["plan"]);
+    let planned = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.status.success(),
+        "{planned}{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        planned.contains(&format!(
+            "+          image: {host}/stefanprodan/podinfo:5.0.3 # {{\"$imagepolicy\": \"flux-system:podinfo\"}}"
+        )),
+        "{planned}"
+    );
+}
+
+/// A secret reference, a descending order and a pattern in RE2's dialect that Rust's regex
+/// does not read (`\Q…\E`, RE2's quoted literal) are each said, at their place and in the
+/// summary; nothing is left out silently.
+#[test]
+fn what_does_not_translate_is_said() {
+    let manifests = "\
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: app
+  namespace: apps
+spec:
+  image: registry.example.com/team/app
+  secretRef:
+    name: regcred
+  provider: generic
+  exclusionList:
+    - '^.*\\.sig$'
+    - '^dev-'
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata:
+  name: app
+  namespace: apps
+spec:
+  imageRepositoryRef:
+    name: app
+  filterTags:
+    pattern: '^release-\\Q1.2\\E-(?P<n>\\d+)$'
+  policy:
+    numerical:
+      order: desc
+";
+    let out = import(&["-"], Some(manifests));
+    let (config, said) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{said}");
+    for note in [
+        "ImageRepository apps/app: its credentials are in the Kubernetes secret `regcred`",
+        "ImagePolicy apps/app: numerical order `desc` (the lowest wins) has no equivalent",
+        "ImagePolicy apps/app: its filterTags pattern does not compile as a Rust regex",
+    ] {
+        assert!(said.contains(note), "{note}\n{said}");
+    }
+    assert!(
+        config.contains("# ignore_tags = [\"regexp:^dev-\"]"),
+        "{config}"
+    );
+    assert!(check(&config).status.success());
+}
