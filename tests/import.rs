@@ -280,3 +280,150 @@ spec:
     );
     assert!(check(&config).status.success());
 }
+
+fn aiu(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/argocd-image-updater")
+        .join(name)
+}
+
+/// The config without its comments: what `check` and the daemon read.
+fn settings(config: &str) -> String {
+    config
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Argo CD Image Updater's migration guide shows one setup twice: as `Application`
+/// annotations (v0.x) and as an `ImageUpdater` resource (v1.x). Both import to the same
+/// settings, which pass `check`: an environment per application on its branch, each image
+/// deployed there with its strategy (`latest` and `newest-build` are our newest-build), its
+/// constraint from `image-list`, its tag filters, and a Helm values target with Image
+/// Updater's default paths. The pull secret and the unknown source path are said.
+#[test]
+fn argo_cd_image_updater_annotations_and_resource_import_alike() {
+    let mut configs = Vec::new();
+    for file in ["annotations.yaml", "imageupdater.yaml"] {
+        let out = import(&[aiu(file).to_str().unwrap()], None);
+        let (config, said) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{file}: {said}");
+        assert!(
+            said.contains("image redis: its pull secret `secret:my-namespace/redis-secret#username` belongs to its registry"),
+            "{file}: {said}"
+        );
+        assert!(
+            said.contains("`./values.yaml` is relative to the Application's source path, which is not among the inputs"),
+            "{file}: {said}"
+        );
+        for line in [
+            "[environments.production-app]\nrepository = \"manifests\"\nbranch = \"main\"",
+            "[environments.staging-app]\nrepository = \"manifests\"\nbranch = \"develop\"",
+            "[images.production-app-nginx]\nimage = \"nginx\"\nenvironments = [\"production-app\"]\nconstraint = \"1.20\"\nallow_tags = ['regexp:^[0-9]+\\.[0-9]+$']\nignore_tags = [\"latest\", \"dev\"]",
+            "[images.redis]\nimage = \"redis\"\nenvironments = [\"production-app\"]\nstrategy = \"newest-build\"",
+            "[images.staging-app-nginx]\nimage = \"nginx\"\nenvironments = [\"staging-app\"]\nstrategy = \"newest-build\"",
+            "kind = \"helm\"\nfile = \"values.yaml\"\ntag = \"image.tag\"\nrepository = \"image.name\"",
+        ] {
+            assert!(settings(&config).contains(line), "{file}: {line}\n{config}");
+        }
+        assert!(check(&config).status.success(), "{file}");
+        configs.push(settings(&config));
+    }
+    assert_eq!(configs[0], configs[1]);
+}
+
+/// The registries.conf example of Image Updater's documentation: each registry with its
+/// prefix and url; `env:` credentials kept; Kubernetes secrets, `defaultns` and a second
+/// registry for a prefix already configured said, not translated.
+#[test]
+fn argo_cd_image_updater_registries_conf_imports() {
+    let out = import(&[aiu("registries.yaml").to_str().unwrap()], None);
+    let (config, said) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "[registries.docker-hub]\nprefix = \"docker.io\"\napi_url = \"https://registry-1.docker.io\"",
+        "[registries.google-container-registry]\nprefix = \"gcr.io\"",
+        "[registries.redhat-quay]\nprefix = \"quay.io\"\napi_url = \"https://quay.io\"\ncredentials = \"env:REGISTRY_SECRET\"",
+    ] {
+        assert!(settings(&config).contains(line), "{line}\n{config}");
+    }
+    for note in [
+        "registry `Docker Hub`: its credentials are in the Kubernetes secret `secret:foo/bar#creds`",
+        "registry `Docker Hub`: defaultns `library` has no equivalent",
+        "registry `GitHub Container Registry`: its prefix gcr.io is [registries.google-container-registry]'s already",
+    ] {
+        assert!(said.contains(note), "{note}\n{said}");
+    }
+    assert!(check(&config).status.success());
+}
+
+/// The forms of the annotations the migration guide does not show, as Image Updater's
+/// documentation describes them: `git-branch` as `base:target` (a template of the
+/// application's name rendered), a `kustomization` target relative to the source path, a
+/// `git:secret:…` write-back method, a `digest` strategy following the tag in `image-list`,
+/// an `ext:` script, and a strategy left at the `argocd` write-back method.
+#[test]
+fn argo_cd_image_updater_branches_targets_and_methods() {
+    let manifests = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: guestbook-staging
+  namespace: argocd
+  annotations:
+    argocd-image-updater.argoproj.io/image-list: app=ghcr.io/org/guestbook:~1.4, web=ghcr.io/org/web:stable
+    argocd-image-updater.argoproj.io/app.kustomize.image-name: org/guestbook
+    argocd-image-updater.argoproj.io/web.update-strategy: digest
+    argocd-image-updater.argoproj.io/web.platforms: linux/amd64,linux/arm64
+    argocd-image-updater.argoproj.io/write-back-method: git:secret:argocd/git-creds
+    argocd-image-updater.argoproj.io/git-branch: main:image-updater-{{.AppName}}
+    argocd-image-updater.argoproj.io/write-back-target: kustomization:../../base
+spec:
+  source:
+    repoURL: https://github.com/org/deploy.git
+    path: apps/guestbook/overlays/staging
+    targetRevision: main
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: legacy
+  annotations:
+    argocd-image-updater.argoproj.io/image-list: ghcr.io/org/legacy
+spec:
+  source:
+    repoURL: https://github.com/org/deploy.git
+";
+    let out = import(&["-"], Some(manifests));
+    let (config, said) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "[repositories.manifests]\nurl = \"https://github.com/org/deploy.git\"",
+        "[environments.guestbook-staging]\nrepository = \"manifests\"\nbranch = \"image-updater-guestbook-staging\"\nbase_branch = \"main\"",
+        "[images.app]\nimage = \"ghcr.io/org/guestbook\"\nenvironments = [\"guestbook-staging\"]\nconstraint = \"~1.4\"",
+        "kind = \"kustomization\"\nfile = \"apps/guestbook/base/kustomization.yaml\"\nname = \"org/guestbook\"",
+        "[images.web]\nimage = \"ghcr.io/org/web\"\nenvironments = [\"guestbook-staging\"]\nstrategy = \"digest\"\ntag = \"stable\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]",
+    ] {
+        assert!(settings(&config).contains(line), "{line}\n{config}");
+    }
+    for note in [
+        "Application argocd/guestbook-staging: write-back-method `git:secret:argocd/git-creds` names its git credentials",
+        "Application default/legacy: its write-back method is `argocd` (the default)",
+        "Application default/legacy image legacy: Image Updater wrote it to `.argocd-source-APP.yaml`",
+    ] {
+        assert!(said.contains(note), "{note}\n{said}");
+    }
+    // The image with no file to write is kept, commented out.
+    assert!(config.contains("# [images.legacy]"), "{config}");
+    assert!(check(&config).status.success());
+}

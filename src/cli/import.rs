@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Outcome {
             .clone()
             .or_else(|| (dirs.len() == 1).then(|| dirs[0].clone())),
     };
-    let imported = match import::flux::import(&inputs, &options) {
+    let imported = match import::import(&inputs, &options) {
         Ok(imported) => imported,
         Err(e) => {
             eprintln!("error: {e}");

@@ -47,7 +47,7 @@ enum Command {
     Hold(status::HoldArgs),
     /// Lift a hold, or a hold image-updater made after a person reverted an update.
     Release(status::ReleaseArgs),
-    /// Write an updater.toml from another tool's image automation (Flux's).
+    /// Write an updater.toml from Flux's or Argo CD Image Updater's image automation.
     Import(import::Args),
     /// Replicas sharing the work through `[cluster]`.
     #[command(subcommand)]

@@ -9,11 +9,16 @@
 //!
 //! - [`flux`]: Flux's image automation (`ImageRepository`, `ImagePolicy`,
 //!   `ImageUpdateAutomation`, `GitRepository`) and the `$imagepolicy` markers in the files
-//!   under each automation's path.
+//!   under each automation's path;
+//! - [`argocd`]: Argo CD Image Updater's `Application` annotations (v0.x), its
+//!   `ImageUpdater` resources (v1.x) and its `registries.conf`.
+//!
+//! [`import`] reads which tool the inputs are for by their kinds.
 //!
 //! Manifests are read with the write-back's YAML reader, which keeps every document of a file
 //! and reads `kind: List` (what `kubectl get -o yaml` prints) like any other document.
 
+pub mod argocd;
 pub mod flux;
 
 use std::fmt::Write as _;
@@ -50,8 +55,34 @@ pub struct Imported {
 pub enum ImportError {
     #[error("{name}: not YAML: {message}")]
     Yaml { name: String, message: String },
-    #[error("the inputs hold no image automation (no Flux ImagePolicy)")]
+    #[error(
+        "the inputs hold no image automation: no Flux ImagePolicy, no Application with Argo CD Image Updater's annotations, no ImageUpdater, no registries.conf"
+    )]
     Nothing,
+    #[error(
+        "the inputs hold both Flux's and Argo CD Image Updater's objects: import each on its own"
+    )]
+    Mixed,
+}
+
+/// Translates the inputs, for the tool whose objects they hold.
+pub fn import(inputs: &[Input], options: &Options) -> Result<Imported, ImportError> {
+    let flux = ["ImagePolicy", "ImageUpdateAutomation", "ImageRepository"];
+    let argocd = [
+        "ImageUpdater",
+        "argocd-image-updater.argoproj.io/image-list",
+        "registries.conf",
+    ];
+    let mentions = |words: &[&str]| {
+        inputs
+            .iter()
+            .any(|i| words.iter().any(|w| i.text.contains(w)))
+    };
+    match (mentions(&flux), mentions(&argocd)) {
+        (true, true) => Err(ImportError::Mixed),
+        (true, false) => flux::import(inputs, options),
+        _ => argocd::import(inputs, options),
+    }
 }
 
 /// A Kubernetes object read from an input: its kind, name, namespace and the whole node.
