@@ -336,32 +336,46 @@ fn argo_cd_image_updater_annotations_and_resource_import_alike() {
     assert_eq!(configs[0], configs[1]);
 }
 
-/// The registries.conf example of Image Updater's documentation: each registry with its
-/// prefix and url; `env:` credentials kept; Kubernetes secrets, `defaultns` and a second
-/// registry for a prefix already configured said, not translated.
+/// The registries.conf examples of Image Updater's documentation: each registry with its
+/// prefix, url, `default`, `insecure` and `credsexpire`; `env:` credentials kept; a
+/// Kubernetes secret, `defaultns` and an `ext:` script said, not translated.
 #[test]
 fn argo_cd_image_updater_registries_conf_imports() {
-    let out = import(&[aiu("registries.yaml").to_str().unwrap()], None);
-    let (config, said) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{said}");
-    for line in [
-        "[registries.docker-hub]\nprefix = \"docker.io\"\napi_url = \"https://registry-1.docker.io\"",
-        "[registries.google-container-registry]\nprefix = \"gcr.io\"",
-        "[registries.redhat-quay]\nprefix = \"quay.io\"\napi_url = \"https://quay.io\"\ncredentials = \"env:REGISTRY_SECRET\"",
-    ] {
-        assert!(settings(&config).contains(line), "{line}\n{config}");
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "registries.yaml",
+            &[
+                "[registries.docker-hub]\nprefix = \"docker.io\"\napi_url = \"https://registry-1.docker.io\"\ndefault = true",
+                "[registries.redhat-quay]\nprefix = \"quay.io\"\napi_url = \"https://quay.io\"\ninsecure = true\ncredentials = \"env:REGISTRY_SECRET\"",
+            ],
+            &[
+                "registry `Docker Hub`: its credentials are in the Kubernetes secret `secret:foo/bar#creds`",
+                "registry `Docker Hub`: defaultns `library` has no equivalent",
+            ],
+        ),
+        (
+            "registries-acr.yaml",
+            &[
+                "[registries.acr-name]\nprefix = \"acr-name.azurecr.io\"\napi_url = \"https://acr-name.azurecr.io\"\ndefault = true\ncredentials_ttl = \"1h\"",
+            ],
+            &["registry `acr-name`: the script `/app/auth/auth.sh` printed the credentials"],
+        ),
+    ];
+    for (file, lines, notes) in cases {
+        let out = import(&[aiu(file).to_str().unwrap()], None);
+        let (config, said) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{file}: {said}");
+        for line in *lines {
+            assert!(settings(&config).contains(line), "{file}: {line}\n{config}");
+        }
+        for note in *notes {
+            assert!(said.contains(note), "{file}: {note}\n{said}");
+        }
+        assert!(check(&config).status.success(), "{file}");
     }
-    for note in [
-        "registry `Docker Hub`: its credentials are in the Kubernetes secret `secret:foo/bar#creds`",
-        "registry `Docker Hub`: defaultns `library` has no equivalent",
-        "registry `GitHub Container Registry`: its prefix gcr.io is [registries.google-container-registry]'s already",
-    ] {
-        assert!(said.contains(note), "{note}\n{said}");
-    }
-    assert!(check(&config).status.success());
 }
 
 /// The forms of the annotations the migration guide does not show, as Image Updater's

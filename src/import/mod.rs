@@ -67,18 +67,20 @@ pub enum ImportError {
 
 /// Translates the inputs, for the tool whose objects they hold.
 pub fn import(inputs: &[Input], options: &Options) -> Result<Imported, ImportError> {
-    let flux = ["ImagePolicy", "ImageUpdateAutomation", "ImageRepository"];
-    let argocd = [
-        "ImageUpdater",
-        "argocd-image-updater.argoproj.io/image-list",
-        "registries.conf",
-    ];
-    let mentions = |words: &[&str]| {
-        inputs
-            .iter()
-            .any(|i| words.iter().any(|w| i.text.contains(w)))
-    };
-    match (mentions(&flux), mentions(&argocd)) {
+    let mut yamls = Vec::new();
+    let places = objects(inputs, &mut yamls)?;
+    let kinds: Vec<String> = places
+        .iter()
+        .filter_map(|p| object(inputs, &yamls, p))
+        .map(|o| o.kind)
+        .collect();
+    let has = |names: &[&str]| kinds.iter().any(|k| names.contains(&k.as_str()));
+    let flux = has(&["ImagePolicy", "ImageUpdateAutomation", "ImageRepository"]);
+    let argocd = has(&["Application", "ImageUpdater"])
+        || yamls.iter().flat_map(|y| &y.documents).any(|d| {
+            d.get("registries").is_some() || at(d, &["data", "registries.conf"]).is_some()
+        });
+    match (flux, argocd) {
         (true, true) => Err(ImportError::Mixed),
         (true, false) => flux::import(inputs, options),
         _ => argocd::import(inputs, options),
