@@ -202,3 +202,31 @@ tag = "image.tag"
     );
     assert!(tag(&world).contains("tag: v1.1.0"), "{}", tag(&world));
 }
+
+/// The time zone database is built into the binary: with the system's database out of reach
+/// (`TZDIR` naming an empty directory, as on a root without `tzdata`), a window in
+/// `Europe/Berlin` still loads.
+#[test]
+fn time_zones_are_known_without_the_systems_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("zoneinfo");
+    std::fs::create_dir(&empty).unwrap();
+    let config = dir.path().join("updater.toml");
+    std::fs::write(
+        &config,
+        "[repositories.m]\nurl = \"https://git.example.com/m.git\"\n\n\
+         [environments.prod]\nbranch = \"deploy/prod\"\nwindows = [\"Mon-Thu 09:00-16:00 Europe/Berlin\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(harness::world::BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("TZDIR", &empty)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -557,15 +557,7 @@ fn write_image(w: &mut Writer, app: &App, env: &str, image: &Image, name: &str) 
             s.line(line);
         }
     }
-    w.notes.append(&mut s.notes);
-    for line in s.text.lines() {
-        if commented && !line.starts_with("# import:") {
-            w.line(format!("# {line}"));
-        } else {
-            w.line(line);
-        }
-    }
-    w.line("");
+    w.append(s, commented);
 }
 
 /// The targets `write-back-target` and the image's Helm and kustomize names make, each as its

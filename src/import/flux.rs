@@ -393,15 +393,7 @@ fn image(
             section.string("policy", &marker);
         }
     }
-    w.notes.append(&mut section.notes);
-    for line in section.text.lines() {
-        if comment_out && !line.starts_with("# import:") {
-            w.line(format!("# {line}"));
-        } else {
-            w.line(line);
-        }
-    }
-    w.line("");
+    w.append(section, comment_out);
 }
 
 fn strategy(w: &mut Writer, p: &Policy, what: &str) {

@@ -190,6 +190,20 @@ impl Writer {
         let _ = writeln!(self.text, "{key} = {}", quoted(value));
     }
 
+    /// Appends `section` (an image's table, written apart), commented out when it cannot
+    /// stand yet; its `# import:` comments stay comments either way.
+    pub fn append(&mut self, mut section: Writer, commented: bool) {
+        self.notes.append(&mut section.notes);
+        for line in section.text.lines() {
+            if commented && !line.starts_with("# import:") {
+                self.line(format!("# {line}"));
+            } else {
+                self.line(line);
+            }
+        }
+        self.line("");
+    }
+
     /// An `# import:` comment here, and the same in the summary under `what`.
     pub fn inexact(&mut self, what: &str, why: &str) {
         for line in wrap(why, 92) {
