@@ -99,13 +99,16 @@ impl Engine {
                 .await;
         }
         let tags = cycle.tags(client, &repository).await?;
-        let rules = self.rules(image, deployment, || {
-            match image.source {
-                // A chart's versions are what its first sightings are kept by.
-                Source::OciChart => poll::offered(&deployment.policy, &tags),
-                _ => tags.to_vec(),
+        // A chart's versions are what its first sightings are kept by.
+        let versions;
+        let offered: &[String] = match image.source {
+            Source::OciChart => {
+                versions = poll::offered(&deployment.policy, &tags);
+                &versions
             }
-        });
+            _ => &tags,
+        };
+        let rules = self.rules(image, deployment, offered);
         let gate = Gate {
             reuse_digests,
             verify: deployment
@@ -164,7 +167,7 @@ impl Engine {
             .get(&index.name)
             .map(|v| v.iter().map(|e| e.version.clone()).collect())
             .unwrap_or_default();
-        let rules = self.rules(image, deployment, || versions);
+        let rules = self.rules(image, deployment, &versions);
         let choice = poll::choose_indexed(
             cycle,
             repository,
@@ -180,14 +183,9 @@ impl Engine {
 
     /// The safety rules of `deployment` for this poll: what it has seen of the names
     /// `offered` lists (recorded now, for `min_age`), and a revert it holds below.
-    fn rules(
-        &self,
-        image: &Image,
-        deployment: &Deployment,
-        offered: impl FnOnce() -> Vec<String>,
-    ) -> Rules {
+    fn rules(&self, image: &Image, deployment: &Deployment, offered: &[String]) -> Rules {
         let repository_name = image.reference.repository();
-        self.shared.seen.observe(&repository_name, &offered());
+        self.shared.seen.observe(&repository_name, offered);
         let not_yet = safety::min_age(deployment, || self.shared.seen.sightings(&repository_name));
         let status = self
             .shared
