@@ -401,6 +401,10 @@ file = "dev/shop/Chart.yaml"
         said.contains("- 6.10.0  no cosign signature for sha256:"),
         "{said}"
     );
+    assert!(
+        said.starts_with(&format!("chart:    podinfo from oci://{host}/charts\n")),
+        "{said}"
+    );
 }
 
 /// A chart is promoted between environments as an image is: prod takes what dev was given,

@@ -28,6 +28,10 @@ pub struct Found {
 #[derive(Debug, Serialize)]
 pub struct Decision {
     pub alias: String,
+    /// `image` or `chart`.
+    pub kind: &'static str,
+    /// What is polled: the image's repository, or the chart and where it is published.
+    pub source: String,
     pub environment: String,
     pub branch: String,
     /// Each safety rule of the environment, and what it does here.
@@ -184,6 +188,11 @@ pub fn run(args: &Args, found: Found) -> Outcome {
     }
     let decision = Decision {
         branch: engine.config.environments[&environment].branch.clone(),
+        kind: image.noun(),
+        source: match image.source.chart(&image.reference) {
+            Some((repository, name)) => format!("{name} from {repository}"),
+            None => image.reference.repository(),
+        },
         alias,
         environment,
         rules,

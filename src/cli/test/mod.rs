@@ -379,7 +379,10 @@ fn report(
                 None => String::new(),
             };
             let say = |line: String| println!("{}", safe(&line));
-            say(format!("image:    {}", reference.repository()));
+            match configured {
+                Some(d) => say(format!("{:<10}{}", format!("{}:", d.kind), d.source)),
+                None => say(format!("image:    {}", reference.repository())),
+            }
             if let Some(d) = configured {
                 say(format!(
                     "policy:   {} in {} (branch {})",
