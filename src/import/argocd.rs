@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ImportError, Imported, Input, Object, Writer, alias, items, quoted};
+use super::{ImportError, Imported, Object, Writer, alias, items, quoted};
 use crate::writeback::yaml::Node;
 
 const PREFIX: &str = "argocd-image-updater.argoproj.io/";
@@ -62,14 +62,13 @@ struct Image {
     force_update: bool,
 }
 
-/// Translates Image Updater's configuration among `inputs`.
-pub fn import(inputs: &[Input], options: &super::Options) -> Result<Imported, ImportError> {
-    let mut yamls = Vec::new();
-    let places = super::objects(inputs, &mut yamls)?;
-    let objects: Vec<Object> = places
-        .iter()
-        .filter_map(|p| super::object(inputs, &yamls, p))
-        .collect();
+/// Translates Image Updater's configuration among `objects` (the registries.conf is read
+/// from any document of `yamls`, a ConfigMap's or the file itself).
+pub fn import(
+    objects: &[Object],
+    yamls: &[crate::writeback::yaml::Yaml],
+    options: &super::Options,
+) -> Result<Imported, ImportError> {
     let mut apps: Vec<App> = objects
         .iter()
         .filter(|o| o.kind == "Application")
@@ -83,7 +82,7 @@ pub fn import(inputs: &[Input], options: &super::Options) -> Result<Imported, Im
     w.line("# Imported from Argo CD Image Updater by `image-updater import`.");
     w.line("# Each `# import:` comment marks what could not be translated exactly, and why.");
     w.line("");
-    let registries = registries(&mut w, &yamls);
+    let registries = registries(&mut w, yamls);
     if apps.is_empty() && registries == 0 {
         return Err(ImportError::Nothing);
     }

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{ImportError, Imported, Input, Object, Options, Writer, alias, items, quoted};
+use super::{ImportError, Imported, Object, Options, Writer, alias, items, quoted};
 
 struct Repository {
     namespace: String,
@@ -61,14 +61,8 @@ struct Automation {
 /// Flux's default exclusion list: cosign's signature tags, which we skip anyway.
 const DEFAULT_EXCLUSIONS: &[&str] = &["^.*\\.sig$"];
 
-/// Translates the Flux objects of `inputs`.
-pub fn import(inputs: &[Input], options: &Options) -> Result<Imported, ImportError> {
-    let mut yamls = Vec::new();
-    let places = super::objects(inputs, &mut yamls)?;
-    let objects: Vec<Object> = places
-        .iter()
-        .filter_map(|p| super::object(inputs, &yamls, p))
-        .collect();
+/// Translates the Flux objects among `objects`.
+pub fn import(objects: &[Object], options: &Options) -> Result<Imported, ImportError> {
     let repositories: Vec<Repository> = objects
         .iter()
         .filter(|o| o.kind == "ImageRepository")

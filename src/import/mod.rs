@@ -65,16 +65,16 @@ pub enum ImportError {
     Mixed,
 }
 
-/// Translates the inputs, for the tool whose objects they hold.
+/// Translates the inputs, for the tool whose objects they hold. They are parsed once here,
+/// and the tool's importer reads the objects found.
 pub fn import(inputs: &[Input], options: &Options) -> Result<Imported, ImportError> {
     let mut yamls = Vec::new();
     let places = objects(inputs, &mut yamls)?;
-    let kinds: Vec<String> = places
+    let found: Vec<Object> = places
         .iter()
         .filter_map(|p| object(inputs, &yamls, p))
-        .map(|o| o.kind)
         .collect();
-    let has = |names: &[&str]| kinds.iter().any(|k| names.contains(&k.as_str()));
+    let has = |names: &[&str]| found.iter().any(|o| names.contains(&o.kind.as_str()));
     let flux = has(&["ImagePolicy", "ImageUpdateAutomation", "ImageRepository"]);
     let argocd = has(&["Application", "ImageUpdater"])
         || yamls.iter().flat_map(|y| &y.documents).any(|d| {
@@ -82,8 +82,8 @@ pub fn import(inputs: &[Input], options: &Options) -> Result<Imported, ImportErr
         });
     match (flux, argocd) {
         (true, true) => Err(ImportError::Mixed),
-        (true, false) => flux::import(inputs, options),
-        _ => argocd::import(inputs, options),
+        (true, false) => flux::import(&found, options),
+        _ => argocd::import(&found, &yamls, options),
     }
 }
 
