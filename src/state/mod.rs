@@ -6,7 +6,8 @@
 //!   git/NAME.git/         a bare mirror per repository; see writeback::git
 //!   status.json           per image and environment: last check, last update, last error,
 //!                         what image-updater wrote and what the branch holds, revert holds
-//!   holds.json            holds and releases from `image-updater hold`/`release`
+//!   holds.json            holds and releases (`hold`, `release`, the status page), and who
+//!                         made the last 200 holds, releases and polls
 //!   seen.json             when each tag was first seen, for `min_age`
 //!   requests.json         the pull request open per environment and the values it proposes
 //! ```
@@ -28,7 +29,7 @@ mod status;
 
 pub use requests::{OpenRequest, Proposal, RequestStore};
 pub use seen::{FirstSeen, Sightings};
-pub use status::{RevertHold, Status, StatusStore};
+pub use status::{MAX_WRITES, RevertHold, Status, StatusStore, Write};
 
 /// A hold made with `image-updater hold`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,9 +38,28 @@ pub struct ManualHold {
     /// RFC 3339; none means until released.
     pub until: Option<String>,
     pub reason: Option<String>,
+    /// Who made it: the command's user, or the name a status-page session signed in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl ManualHold {
+    /// The hold in words, as `status` and the status page say it.
+    pub fn describe(&self) -> String {
+        let until = self.until.as_deref().unwrap_or("released");
+        let by = self
+            .by
+            .as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default();
+        let why = self
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        format!("held by hand{by} since {} until {until}{why}", self.since)
+    }
+
     pub fn active(&self) -> bool {
         match &self.until {
             None => true,
@@ -59,6 +79,27 @@ pub struct Holds {
     /// (image, environment) -> a reverted value that may be deployed again.
     #[serde(default)]
     pub lifted: BTreeMap<String, BTreeMap<String, Lift>>,
+    /// The last [`MAX_ACTIONS`] holds, releases and polls asked for, oldest first: who did
+    /// what, and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+}
+
+/// How many holds, releases and polls `holds.json` remembers.
+pub const MAX_ACTIONS: usize = 200;
+
+/// A hold, a release or a poll asked for, as the status page shows it afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub at: String,
+    pub by: String,
+    /// `hold`, `release` or `poll`.
+    pub action: String,
+    pub image: String,
+    pub environment: String,
+    /// The hold's end and reason, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A revert hold released by hand: it lifts a hold on `value` made before `at`.
@@ -101,9 +142,77 @@ impl Holds {
     pub fn active(&self, alias: &str, env: &str) -> Option<&ManualHold> {
         self.holds.get(alias)?.get(env).filter(|h| h.active())
     }
+
+    /// Remembers `action`, forgetting the oldest beyond [`MAX_ACTIONS`].
+    pub fn remember(&mut self, action: Action) {
+        self.actions.push(action);
+        let over = self.actions.len().saturating_sub(MAX_ACTIONS);
+        self.actions.drain(..over);
+    }
+
+    /// Holds `alias` in `env`, remembered as done by `hold.by`.
+    pub fn hold(&mut self, alias: &str, env: &str, hold: ManualHold) {
+        self.remember(Action {
+            at: hold.since.clone(),
+            by: hold.by.clone().unwrap_or_else(|| "unknown".into()),
+            action: "hold".into(),
+            image: alias.into(),
+            environment: env.into(),
+            detail: Some(hold.describe()),
+        });
+        self.holds
+            .entry(alias.to_string())
+            .or_default()
+            .insert(env.to_string(), hold);
+    }
+
+    /// Releases `alias` in `env`: its hold by hand, and `revert`, the value a person reverted,
+    /// which may be deployed again. Whether there was anything to release.
+    pub fn release(&mut self, alias: &str, env: &str, revert: Option<&str>, by: &str) -> bool {
+        let at = now();
+        let manual = self
+            .holds
+            .get_mut(alias)
+            .and_then(|envs| envs.remove(env))
+            .is_some();
+        if self.holds.get(alias).is_some_and(BTreeMap::is_empty) {
+            self.holds.remove(alias);
+        }
+        if let Some(value) = revert {
+            self.lifted.entry(alias.to_string()).or_default().insert(
+                env.to_string(),
+                Lift {
+                    value: value.to_string(),
+                    at: at.clone(),
+                },
+            );
+        }
+        let released = manual || revert.is_some();
+        if released {
+            self.remember(Action {
+                at,
+                by: by.to_string(),
+                action: "release".into(),
+                image: alias.into(),
+                environment: env.into(),
+                detail: revert.map(|v| format!("{v} may be deployed again")),
+            });
+        }
+        released
+    }
+
+    /// What was done to `alias`, newest first.
+    pub fn actions_of<'a>(&'a self, alias: &'a str) -> impl Iterator<Item = &'a Action> + 'a {
+        self.actions.iter().rev().filter(move |a| a.image == alias)
+    }
 }
 
 /// Now, as RFC 3339 in UTC, for status entries.
 pub fn now() -> String {
     jiff::Timestamp::now().to_string()
+}
+
+/// Now to the second: what a hold says, since people read it.
+pub fn this_second() -> jiff::Timestamp {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default()
 }

@@ -47,6 +47,63 @@ pub struct Status {
     /// The pull request the candidate is proposed in, while it is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// The last [`MAX_WRITES`] writes, newest first, for the status page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Write>,
+}
+
+/// How many writes each image and environment remembers.
+pub const MAX_WRITES: usize = 5;
+
+/// One write: a commit pushed, or a pull request merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    pub at: String,
+    /// `v1.4.0 -> v1.5.0`.
+    pub change: String,
+    pub commit: String,
+    /// The pull request it was merged through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+impl Status {
+    fn clone_without_writes(s: &Status) -> Status {
+        Status {
+            last_check: s.last_check,
+            candidate: s.candidate.clone(),
+            last_update: s.last_update.clone(),
+            last_commit: s.last_commit.clone(),
+            last_update_at: s.last_update_at.clone(),
+            last_error: s.last_error.clone(),
+            written: s.written.clone(),
+            written_digest: s.written_digest.clone(),
+            current: s.current.clone(),
+            waiting: s.waiting.clone(),
+            unverified: s.unverified.clone(),
+            held: s.held.clone(),
+            request: s.request.clone(),
+            writes: Vec::new(),
+        }
+    }
+
+    /// Remembers a write of `change` in `commit`: the last update, and the history.
+    pub fn wrote(&mut self, change: String, commit: String, request: Option<String>) {
+        let at = super::now();
+        self.writes.insert(
+            0,
+            Write {
+                at: at.clone(),
+                change: change.clone(),
+                commit: commit.clone(),
+                request,
+            },
+        );
+        self.writes.truncate(MAX_WRITES);
+        self.last_update = Some(change);
+        self.last_commit = Some(commit);
+        self.last_update_at = Some(at);
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +131,8 @@ type Nested = BTreeMap<String, BTreeMap<String, Status>>;
 pub struct StatusStore {
     path: PathBuf,
     entries: Mutex<ByImage<Status>>,
+    /// Bumped by every change, so a reader can tell cheaply whether anything changed.
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl StatusStore {
@@ -103,6 +162,7 @@ impl StatusStore {
         StatusStore {
             path,
             entries: Mutex::new(entries),
+            version: Default::default(),
         }
     }
 
@@ -110,6 +170,14 @@ impl StatusStore {
         let entries = self.entries.lock().expect("status lock");
         by_image::get(&entries, alias, environment)
             .cloned()
+            .unwrap_or_default()
+    }
+
+    /// [`get`](Self::get) without the history of writes: what a table of many rows reads.
+    pub fn get_brief(&self, alias: &str, environment: &str) -> Status {
+        let entries = self.entries.lock().expect("status lock");
+        by_image::get(&entries, alias, environment)
+            .map(Status::clone_without_writes)
             .unwrap_or_default()
     }
 
@@ -126,6 +194,13 @@ impl StatusStore {
     pub fn update(&self, alias: &str, environment: &str, f: impl FnOnce(&mut Status)) {
         let mut entries = self.entries.lock().expect("status lock");
         f(by_image::entry(&mut entries, alias, environment));
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A number that changes whenever an entry does.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One image's entries, by environment.

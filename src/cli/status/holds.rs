@@ -3,7 +3,7 @@
 //! cycle, so they take effect without a reload.
 
 use image_updater::config::{self, Config};
-use image_updater::state::{Lift, ManualHold, now};
+use image_updater::state::{ManualHold, this_second};
 
 use super::source::Source;
 use crate::cli::{ConfigArgs, Outcome};
@@ -24,6 +24,9 @@ pub struct HoldArgs {
     /// Why, shown by `status` and in the logs.
     #[arg(long)]
     reason: Option<String>,
+    /// Who holds it, remembered with the hold (default: the user running the command).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
     #[command(flatten)]
     common: ConfigArgs,
 }
@@ -35,6 +38,9 @@ pub struct ReleaseArgs {
     /// The environment to release it in.
     #[arg(long)]
     env: String,
+    /// Who releases it, remembered with the release (default: the user running the command).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
     #[command(flatten)]
     common: ConfigArgs,
 }
@@ -82,16 +88,6 @@ fn open(common: &ConfigArgs, config: &Config) -> Result<Source, Outcome> {
     })
 }
 
-pub(super) fn describe_hold(h: &ManualHold) -> String {
-    let until = h.until.as_deref().unwrap_or("released");
-    let why = h
-        .reason
-        .as_deref()
-        .map(|r| format!(": {r}"))
-        .unwrap_or_default();
-    format!("held by hand since {} until {until}{why}", h.since)
-}
-
 pub fn hold(args: HoldArgs) -> Outcome {
     let config = match deploying(&args.common, &args.alias, &args.env) {
         Ok(config) => config,
@@ -108,7 +104,7 @@ pub fn hold(args: HoldArgs) -> Outcome {
             }
         },
         (None, Some(d)) => match config::parse_duration(d) {
-            Ok(d) => Some((jiff::Timestamp::now() + d).to_string()),
+            Ok(d) => Some((this_second() + d).to_string()),
             Err(e) => {
                 eprintln!("error: --for `{d}`: {e}");
                 return Outcome::Usage;
@@ -121,20 +117,15 @@ pub fn hold(args: HoldArgs) -> Outcome {
         Err(outcome) => return outcome,
     };
     let hold = ManualHold {
-        since: now(),
+        since: this_second().to_string(),
         until,
         reason: args.reason,
+        by: Some(args.by.unwrap_or_else(who)),
     };
-    let written = source.update_holds(|holds| {
-        holds
-            .holds
-            .entry(args.alias.clone())
-            .or_default()
-            .insert(args.env.clone(), hold.clone());
-    });
+    let written = source.update_holds(|holds| holds.hold(&args.alias, &args.env, hold.clone()));
     match written {
         Ok(()) => {
-            println!("{} in {}: {}", args.alias, args.env, describe_hold(&hold));
+            println!("{} in {}: {}", args.alias, args.env, hold.describe());
             Outcome::Success
         }
         Err(e) => {
@@ -172,19 +163,14 @@ pub fn release(args: ReleaseArgs) -> Outcome {
         println!("{} in {}: nothing is held", args.alias, args.env);
         return Outcome::Negative;
     }
+    let by = args.by.unwrap_or_else(who);
     let written = source.update_holds(|holds| {
-        if let Some(envs) = holds.holds.get_mut(&args.alias) {
-            envs.remove(&args.env);
-        }
-        if let Some(r) = &revert {
-            holds.lifted.entry(args.alias.clone()).or_default().insert(
-                args.env.clone(),
-                Lift {
-                    value: r.value.clone(),
-                    at: now(),
-                },
-            );
-        }
+        holds.release(
+            &args.alias,
+            &args.env,
+            revert.as_ref().map(|r| r.value.as_str()),
+            &by,
+        );
     });
     if let Err(e) = written {
         eprintln!("error: {e}");
@@ -200,4 +186,24 @@ pub fn release(args: ReleaseArgs) -> Outcome {
         );
     }
     Outcome::Success
+}
+
+/// Who runs the command, as the holds remember it: `$USER`, or the uid.
+fn who() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {}", real_uid()))
+}
+
+/// The real user id, from `/proc/self/status`.
+fn real_uid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -569,9 +569,11 @@ impl Engine {
         for (alias, p) in proposed {
             self.shared.metrics.updated(alias, &env.name);
             self.shared.status.update(alias, &env.name, |s| {
-                s.last_update = Some(format!("{} -> {}", p.old, p.value));
-                s.last_commit = Some(request.head.clone());
-                s.last_update_at = Some(now());
+                s.wrote(
+                    format!("{} -> {}", p.old, p.value),
+                    request.head.clone(),
+                    Some(request.url.clone()),
+                );
                 s.written = Some(p.value.clone());
                 s.written_digest = p.digest.clone();
                 s.current = Some(p.value.clone());

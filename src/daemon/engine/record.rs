@@ -90,9 +90,7 @@ impl Engine {
             let commit = outcome.commit.map(|c| c.to_string()).unwrap_or_default();
             self.shared.metrics.updated(&a.alias, &env.name);
             self.shared.status.update(&a.alias, &env.name, |s| {
-                s.last_update = Some(format!("{} -> {}", a.old, a.new));
-                s.last_commit = Some(commit.clone());
-                s.last_update_at = Some(now());
+                s.wrote(format!("{} -> {}", a.old, a.new), commit.clone(), None);
                 s.written = Some(a.new.clone());
                 s.written_digest = choice.and_then(|c| c.digest.clone());
                 s.waiting = None;
