@@ -31,6 +31,7 @@ pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod overview;
 pub mod reload;
 pub mod report;
 pub mod safety;

@@ -2,16 +2,15 @@
 //! from the state dir it writes or, in a cluster, from etcd; and the hand brake (`hold`,
 //! `release`, in [`holds`]).
 
+use image_updater::daemon::overview::{self, Filter, Row};
 use image_updater::daemon::safety::human;
-use image_updater::state::{RequestStore, Status};
-use serde::Serialize;
+use image_updater::state::RequestStore;
 
 use super::{ConfigArgs, Outcome};
 
 mod holds;
 mod source;
 
-use holds::describe_hold;
 pub use holds::{HoldArgs, ReleaseArgs, hold, release};
 use source::Source;
 
@@ -31,33 +30,6 @@ pub struct StatusArgs {
     /// Every field of each image and environment, on lines of its own, instead of the table.
     #[arg(long)]
     long: bool,
-}
-
-#[derive(Serialize)]
-struct Row {
-    image: String,
-    /// The replica that owns the image, in a cluster.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner: Option<String>,
-    environment: String,
-    branch: String,
-    current: Option<String>,
-    candidate: Option<String>,
-    /// Why the candidate is not on the branch, when it is not.
-    waiting: Option<String>,
-    /// Newer tags whose digests failed the `verify` rules, and why.
-    unverified: Option<String>,
-    /// The open pull (merge) request that proposes the candidate.
-    request: Option<String>,
-    hold: Option<String>,
-    last_check: Option<String>,
-    last_update: Option<String>,
-    last_update_at: Option<String>,
-    last_commit: Option<String>,
-    last_error: Option<String>,
-    /// How often the image is polled: its interval, stretched when its registry's budget
-    /// cannot meet it.
-    interval_seconds: f64,
 }
 
 pub fn status(args: StatusArgs) -> Outcome {
@@ -96,51 +68,13 @@ pub fn status(args: StatusArgs) -> Outcome {
     for warning in plan.warnings() {
         eprintln!("warning: {warning}");
     }
-    let holds = &view.holds;
-    let mut rows = Vec::new();
-    for image in config.images.values() {
-        if args.image.as_ref().is_some_and(|a| *a != image.alias) {
-            continue;
-        }
-        for d in &image.deployments {
-            if args.env.as_ref().is_some_and(|e| *e != d.environment) {
-                continue;
-            }
-            let s: Status = view.status(&image.alias, &d.environment);
-            let manual = holds
-                .active(&image.alias, &d.environment)
-                .map(describe_hold);
-            let revert = s.held.as_ref().map(|h| {
-                format!(
-                    "revert: {} held since {} (the branch had {})",
-                    h.value, h.since, h.found
-                )
-            });
-            let pin = d
-                .safety
-                .pin
-                .as_ref()
-                .map(|p| format!("pinned to {p} in the config"));
-            rows.push(Row {
-                owner: view.owner(image),
-                image: image.alias.clone(),
-                environment: d.environment.clone(),
-                branch: config.environments[&d.environment].branch.clone(),
-                current: s.current.clone(),
-                candidate: s.candidate.clone(),
-                waiting: s.waiting.clone(),
-                unverified: s.unverified.clone(),
-                request: s.request.clone(),
-                hold: manual.or(revert).or(pin),
-                last_check: s.last_check.map(|t| t.to_string()),
-                last_update: s.last_update.clone(),
-                last_update_at: s.last_update_at.clone(),
-                last_commit: s.last_commit.clone(),
-                last_error: s.last_error.clone(),
-                interval_seconds: plan.interval(image).as_secs_f64(),
-            });
-        }
-    }
+    let filter = Filter {
+        image: args.image.clone(),
+        exact: true,
+        environment: args.env.clone(),
+        state: None,
+    };
+    let rows = overview::rows(&config, &plan, &view, &view.holds, &filter);
     if args.output == "json" {
         println!(
             "{}",
@@ -250,24 +184,7 @@ fn table(rows: &[Row]) -> Vec<String> {
     }
     let mut lines = vec![header];
     for r in rows {
-        let state = if let Some(e) = &r.last_error {
-            format!("error: {e}")
-        } else if let Some(h) = &r.hold {
-            h.clone()
-        } else if let Some(w) = &r.waiting {
-            format!("waiting: {w}")
-        } else if r.current.is_some() && r.current == r.candidate {
-            // Up to date with what verified; a newer tag the signature rules refused is said
-            // here, not only in --long, so "up to date" never hides a refused release.
-            match &r.unverified {
-                Some(u) => format!("up to date; newer refused: {u}"),
-                None => "up to date".into(),
-            }
-        } else if r.candidate.is_some() {
-            "to be written".into()
-        } else {
-            "-".into()
-        };
+        let state = r.state_text.clone();
         let mut line = vec![
             r.image.clone(),
             r.environment.clone(),

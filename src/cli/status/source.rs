@@ -117,6 +117,16 @@ impl Source {
     }
 }
 
+impl image_updater::daemon::overview::Known for View {
+    fn status(&self, alias: &str, environment: &str) -> Status {
+        View::status(self, alias, environment)
+    }
+
+    fn owner(&self, image: &Image) -> Option<String> {
+        View::owner(self, image)
+    }
+}
+
 impl View {
     pub fn status(&self, alias: &str, env: &str) -> Status {
         match &self.entries {

@@ -272,7 +272,13 @@ impl Engine {
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| Err(CheckError::Panicked(fault::panic_text(&*panic))))
-            // Every tag's verdict is for `test`; a cycle need not keep it until it ends.
+            // Every tag's verdict is for `test`; a cycle need not keep it until it ends. The
+            // status page keeps the highest few.
+            .inspect(|chosen| {
+                if let Some(choice) = &chosen.choice {
+                    self.shared.explained.keep(&alias, &env, choice);
+                }
+            })
             .map(|chosen| Chosen {
                 choice: None,
                 ..chosen

@@ -52,6 +52,8 @@ pub struct Shared {
     /// Why each image was last left as it is, so a reason repeated every cycle is logged at
     /// INFO once.
     pub(super) said: Arc<std::sync::Mutex<BTreeMap<(String, String), String>>>,
+    /// The last verdicts on each image's tags, for the status page.
+    pub explained: Arc<crate::daemon::overview::Explained>,
     /// When the state files were last written by [`Shared::save_due`].
     saved: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -81,6 +83,7 @@ impl Shared {
             mirrors: Arc::default(),
             forges: Arc::default(),
             said: Arc::default(),
+            explained: Arc::default(),
             saved: Arc::default(),
         }
     }
