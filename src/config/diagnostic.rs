@@ -56,6 +56,8 @@ pub enum Code {
     Charts = 530,
     /// `[webhooks]`.
     Webhooks = 600,
+    /// `[ui]`: the status page.
+    Ui = 650,
     /// `[notifications]`.
     Notifications = 700,
     /// `[cluster]`.

@@ -17,6 +17,7 @@ mod raw;
 pub mod schema;
 mod targets;
 pub mod template;
+pub mod ui;
 mod validate;
 mod validator;
 mod verify;
@@ -32,6 +33,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Origin};
 pub use forge::{Forge, ForgeAuth, ForgeKind};
 pub use model::*;
 pub use targets::{ChartTarget, ImagePaths, Marker, Segment, Target, ValuePath};
+pub use ui::Ui;
 pub use validator::parse_duration;
 pub use verify::{AttestationRule, Keyless, Verification};
 pub use webhooks::{WebhookTls, Webhooks};
@@ -223,6 +225,7 @@ fn expected_keys(path: &[TomlStep]) -> Vec<&'static str> {
         [Some("environments"), _, Some("pull_request")] => keys::PULL_REQUEST.to_vec(),
         [Some("environments"), _, Some("freeze"), None] => keys::FREEZE.to_vec(),
         [Some("webhooks")] => keys::WEBHOOKS.to_vec(),
+        [Some("ui")] => keys::UI.to_vec(),
         [Some("cluster")] => keys::CLUSTER.to_vec(),
         [Some("notifications"), _] => keys::NOTIFICATION.to_vec(),
         [Some("images"), _] => [keys::IMAGE_ONLY, keys::POLICY].concat(),

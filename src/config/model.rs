@@ -17,6 +17,7 @@ use super::credentials::CredentialRef;
 pub use super::forge::{Forge, ForgeAuth, ForgeKind};
 pub use super::targets::{ImagePaths, Marker, Segment, Target, ValuePath};
 use super::template::Template;
+pub use super::ui::Ui;
 pub use super::verify::{AttestationRule, Keyless, Verification};
 pub use super::webhooks::{WebhookTls, Webhooks};
 pub use super::windows::Windows;
@@ -38,6 +39,8 @@ pub struct Config {
     pub notifications: BTreeMap<String, Notification>,
     /// Replicas sharing the work, when `[cluster]` is configured.
     pub cluster: Option<Cluster>,
+    /// The status page, when `[ui]` enables it.
+    pub ui: Option<Ui>,
 }
 
 /// `[notifications.NAME]`: one message per environment after each cycle that changed or

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 pub use super::cluster::RawCluster;
 pub use super::forge::RawForge;
 pub use super::targets::RawTarget;
+pub use super::ui::RawUi;
 pub use super::verify::RawVerify;
 pub use super::webhooks::RawWebhooks;
 pub use super::windows::RawFreeze;
@@ -51,6 +52,9 @@ pub struct RawConfig {
     #[serde(default)]
     #[schemars(with = "Option<RawCluster>")]
     pub cluster: Option<Spanned<RawCluster>>,
+    #[serde(default)]
+    #[schemars(with = "Option<RawUi>")]
+    pub ui: Option<Spanned<RawUi>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -360,9 +364,11 @@ pub mod keys {
         "webhooks",
         "notifications",
         "cluster",
+        "ui",
     ];
     pub const CLUSTER: &[&str] = &["backend", "endpoints", "name", "lease", "credentials"];
     pub const WEBHOOKS: &[&str] = &["listen", "secret"];
+    pub const UI: &[&str] = &["enabled", "read_token", "page_size"];
     pub const NOTIFICATION: &[&str] = &["url", "format", "credentials"];
     pub const SETTINGS: &[&str] = &[
         "state_dir",

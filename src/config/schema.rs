@@ -25,6 +25,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("## `[charts.NAME]`", &["RawImage"]),
     ("## `[webhooks]`", &["RawWebhooks"]),
     ("## `[notifications.NAME]`", &["RawNotification"]),
+    ("## `[ui]`", &["RawUi"]),
 ];
 
 /// A documented key: its section's definitions, its name, and its description.

@@ -113,6 +113,10 @@ impl Validator<'_> {
             let urls: Vec<&str> = repositories.values().map(|r| r.url.as_str()).collect();
             self.within(Code::Cluster, |v| v.cluster(c, &urls))
         });
+        let ui = raw
+            .ui
+            .as_ref()
+            .and_then(|u| self.within(Code::Ui, |v| v.ui(u)));
         let config = Config {
             settings,
             registries,
@@ -122,6 +126,7 @@ impl Validator<'_> {
             webhooks,
             notifications,
             cluster,
+            ui,
         };
         self.within(Code::PullRequests, |v| {
             v.write_modes(&config, &image_spans, &env_spans)
