@@ -36,6 +36,8 @@ pub(super) struct Daemon {
     probe_tx: mpsc::UnboundedSender<(String, bool)>,
     /// What this replica's share of the work is computed from, published beside its key.
     work_tx: watch::Sender<String>,
+    /// The running config, for the status page.
+    config_tx: watch::Sender<Arc<Config>>,
     /// The config file's fingerprint as last applied.
     source: [u8; 32],
     engine: Arc<Engine>,
@@ -96,7 +98,17 @@ impl Daemon {
         // Its allowance follows the budget plan, set once the schedule has one (see `planned`).
         let health = Arc::new(http::Health::new(http::MIN_ALLOWANCE));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let listeners = Listeners::start(&options, &config, &shared, &health, stop_rx).await?;
+        let config = Arc::new(config);
+        let config_tx = watch::Sender::new(config.clone());
+        let listeners = Listeners::start(
+            &options,
+            &config,
+            &shared,
+            &health,
+            config_tx.subscribe(),
+            stop_rx,
+        )
+        .await?;
         let (reload_tx, reload_rx) = mpsc::channel::<Trigger>(1);
         let watcher = reload::watch(&options.config_path, reload_tx.clone())
             .inspect_err(
@@ -113,7 +125,7 @@ impl Daemon {
             .get()
             .map(|h| crate::cluster::pokes::follow(h.clone(), stop_tx.subscribe()))
             .unzip();
-        let engine = Arc::new(Engine::new(Arc::new(config), &shared)?);
+        let engine = Arc::new(Engine::new(config, &shared)?);
         // The images owned from the start have their records read before their first
         // check too: the members may be known already, and then no change of them says so.
         let owned = take_over(&shared, None, owned_by(members.as_ref(), &engine));
@@ -162,6 +174,7 @@ impl Daemon {
             done_tx,
             probe_tx,
             work_tx,
+            config_tx,
             source,
             engine,
             owned,
@@ -327,6 +340,8 @@ impl Daemon {
                     .images
                     .store(self.schedule.len(), Ordering::Relaxed);
                 self.engine = Arc::new(new);
+                self.config_tx.send_replace(self.engine.config.clone());
+                self.shared.explained.retain(&self.engine.config);
                 let now = crate::cluster::fingerprint(&self.engine.config);
                 self.work_tx
                     .send_if_modified(|work| (now != *work).then(|| *work = now).is_some());
@@ -544,6 +559,7 @@ impl Listeners {
         config: &Config,
         shared: &Shared,
         health: &Arc<http::Health>,
+        config_rx: watch::Receiver<Arc<Config>>,
         stop: watch::Receiver<bool>,
     ) -> Result<Listeners, String> {
         let listen = options.listen.unwrap_or(config.settings.listen);
@@ -558,18 +574,29 @@ impl Listeners {
                 control::ControlFile::path(&shared.state_dir).display()
             )
         })?;
+        let ui = Arc::new(http::ui::Ui::new(
+            config_rx,
+            shared.clone(),
+            control.clone(),
+            poll_tx.clone(),
+        ));
         let server = Arc::new(http::Server {
             health: health.clone(),
             metrics: shared.metrics.clone(),
             registry_metrics: shared.registry_metrics.clone(),
             control: Some((control, poll_tx)),
+            ui: Some(ui),
         });
         // Registry push events, when [webhooks] is configured.
         let (push_tx, push_rx) = mpsc::channel::<Vec<webhook::Pushed>>(64);
         let webhook = start_webhooks(config, push_tx, stop.clone()).await?;
         // Served last, so that when /healthz answers, every listener is bound.
         let server = tokio::spawn(server.serve(listener, stop));
-        tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+        if config.ui.is_some() {
+            tracing::info!(%listen, "serving the status page at /, and /metrics, /healthz and /readyz");
+        } else {
+            tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+        }
         Ok(Listeners {
             server,
             webhook,

@@ -32,6 +32,8 @@ pub struct Server {
     pub registry_metrics: Arc<registry::Metrics>,
     /// The token `POST /poll` requires, and where its requests go; `None` serves no `/poll`.
     pub control: Option<(ControlFile, mpsc::Sender<PollRequest>)>,
+    /// The status page and its JSON, answering while `[ui]` enables them.
+    pub ui: Option<Arc<super::ui::Ui>>,
 }
 
 /// How long `POST /poll` waits for the image's cycle before it gives up answering (the cycle
@@ -69,13 +71,22 @@ impl Server {
                 StatusCode::SERVICE_UNAVAILABLE,
                 ANSWER_TIMEOUT,
             ));
-        Router::new()
+        let ui = self.ui.clone();
+        let operator = Router::new()
             .route("/poll", post(poll).fallback(not_allowed))
             .merge(answered)
-            .fallback(not_found)
             // No endpoint here takes a body: a request announcing one is refused unread.
             .layer(RequestBodyLimitLayer::new(0))
-            .with_state(self)
+            .with_state(self);
+        let pages = match ui {
+            // The page's forms are small; its own router bounds them.
+            Some(ui) => ui.router().layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ANSWER_TIMEOUT,
+            )),
+            None => Router::new(),
+        };
+        operator.merge(pages).fallback(not_found)
     }
 }
 
@@ -141,7 +152,7 @@ async fn not_allowed() -> Response {
     respond(
         StatusCode::METHOD_NOT_ALLOWED,
         TEXT,
-        "GET only, except POST /poll\n".into(),
+        "GET only, except POST /poll and the status page's forms\n".into(),
     )
 }
 

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 pub mod endpoints;
 pub mod serve;
 pub mod tls;
+pub mod ui;
 
 pub use endpoints::Server;
 
