@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod browser;
 pub mod charts;
 pub mod cloud;
 pub mod cosign;

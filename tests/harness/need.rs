@@ -44,6 +44,10 @@ pub enum Component {
     PythonCryptography,
     /// sigstore-js (`npm ci` in `tests/oracles`) and node, for `tests/oracles/sign.js`.
     SigstoreJs,
+    /// Debian's Chromium and ChromeDriver, a real browser for the status page.
+    Chromium,
+    /// axe-core (`npm ci` in `tests/oracles`), the accessibility checker run in that browser.
+    AxeCore,
 }
 
 impl Component {
@@ -91,6 +95,8 @@ impl Component {
             }
             Component::PythonCryptography => super::sigstore::has_cryptography(),
             Component::SigstoreJs => super::sigstore::has_sigstore_js(),
+            Component::Chromium => super::browser::has_chromium(),
+            Component::AxeCore => super::browser::axe().exists(),
         }
     }
 
@@ -131,6 +137,10 @@ impl Component {
             Component::SigstoreJs => {
                 "sigstore-js for tests/oracles/sign.js: node 20.17 or newer with npm (Debian 12's nodejs is 18; NodeSource's packages or nvm), then npm ci --prefix tests/oracles"
             }
+            Component::Chromium => {
+                "Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+            }
+            Component::AxeCore => "axe-core for the browser tests (npm ci --prefix tests/oracles)",
         }
     }
 }
