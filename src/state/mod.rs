@@ -216,3 +216,69 @@ pub fn now() -> String {
 pub fn this_second() -> jiff::Timestamp {
     jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_and_releases_are_remembered_with_who_and_bounded() {
+        let mut holds = Holds::default();
+        let hold = ManualHold {
+            since: "2026-12-01T09:00:00Z".into(),
+            until: Some("2026-12-01T11:00:00Z".into()),
+            reason: Some("INC-1".into()),
+            by: Some("ana".into()),
+        };
+        assert_eq!(
+            hold.describe(),
+            "held by hand by ana since 2026-12-01T09:00:00Z until 2026-12-01T11:00:00Z: INC-1"
+        );
+        holds.hold("api", "prod", hold);
+        assert!(holds.holds["api"].contains_key("prod"));
+        assert!(holds.release("api", "prod", None, "bo"));
+        assert!(
+            holds.holds.is_empty(),
+            "an image with no hold left is removed"
+        );
+        assert!(
+            !holds.release("api", "prod", None, "bo"),
+            "nothing left to release"
+        );
+        assert!(holds.release("api", "prod", Some("v1.5.0"), "bo"));
+        assert_eq!(holds.lifted["api"]["prod"].value, "v1.5.0");
+        let done: Vec<(&str, &str)> = holds
+            .actions_of("api")
+            .map(|a| (a.action.as_str(), a.by.as_str()))
+            .collect();
+        assert_eq!(
+            done,
+            [("release", "bo"), ("release", "bo"), ("hold", "ana")]
+        );
+        for i in 0..MAX_ACTIONS + 10 {
+            holds.remember(Action {
+                image: format!("img-{i}"),
+                ..Action::default()
+            });
+        }
+        assert_eq!(holds.actions.len(), MAX_ACTIONS);
+        assert_eq!(holds.actions[0].image, "img-10", "the oldest go first");
+        // A file written before holds remembered anything still reads.
+        let old: Holds = serde_json::from_str(
+            r#"{"holds":{"api":{"prod":{"since":"2026-12-01T09:00:00Z","until":null,"reason":null}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.holds["api"]["prod"].by, None);
+    }
+
+    #[test]
+    fn writes_are_remembered_newest_first_and_bounded() {
+        let mut s = Status::default();
+        for i in 0..MAX_WRITES + 2 {
+            s.wrote(format!("v{i} -> v{}", i + 1), format!("c{i}"), None);
+        }
+        assert_eq!(s.writes.len(), MAX_WRITES);
+        assert_eq!(s.writes[0].commit, format!("c{}", MAX_WRITES + 1));
+        assert_eq!(s.last_commit.as_deref(), Some(s.writes[0].commit.as_str()));
+    }
+}
