@@ -22,6 +22,16 @@ pub trait Known {
     fn owner(&self, image: &Image) -> Option<String>;
 }
 
+/// The replica that owns `image` among `members` ("none live" when none is), in a cluster.
+pub fn owner(members: Option<&crate::cluster::Members>, image: &Image) -> Option<String> {
+    Some(
+        members?
+            .owner(&image.reference.repository())
+            .unwrap_or("none live")
+            .to_string(),
+    )
+}
+
 /// One image in one environment.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {

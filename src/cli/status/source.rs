@@ -141,12 +141,6 @@ impl View {
 
     /// The replica that owns `image` now, in a cluster ("none live" when none is).
     pub fn owner(&self, image: &Image) -> Option<String> {
-        let members = self.members.as_ref()?;
-        Some(
-            members
-                .owner(&image.reference.repository())
-                .unwrap_or("none live")
-                .to_string(),
-        )
+        image_updater::daemon::overview::owner(self.members.as_ref(), image)
     }
 }

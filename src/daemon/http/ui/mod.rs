@@ -83,13 +83,7 @@ impl Known for Facts {
     }
 
     fn owner(&self, image: &Image) -> Option<String> {
-        let members = self.members.as_ref()?;
-        Some(
-            members
-                .owner(&image.reference.repository())
-                .unwrap_or("none live")
-                .to_string(),
-        )
+        overview::owner(self.members.as_ref(), image)
     }
 }
 
@@ -384,19 +378,45 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 // ---- Reading ----
 
+/// How a refusal to read is answered: a sign-in page for a browser, JSON for a script.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Browser,
+    Script,
+}
+
+impl Ui {
+    /// What a view may show, and who asks; or the answer when the page is off, the request
+    /// may not read, or the state cannot be read.
+    async fn readable(
+        &self,
+        headers: &HeaderMap,
+        reader: Reader,
+    ) -> Result<(Facts, Access), Response> {
+        let (config, access) = self.admit(headers).await?;
+        if !access.can_read() {
+            return Err(match reader {
+                Reader::Browser => html(StatusCode::UNAUTHORIZED, page::sign_in(None)),
+                Reader::Script => json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "a token is required to read (Authorization: Bearer)",
+                ),
+            });
+        }
+        let facts = self.facts(config).await.map_err(|e| match reader {
+            Reader::Browser => unavailable(&e),
+            Reader::Script => json_error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        })?;
+        Ok((facts, access))
+    }
+}
+
 type Page = State<Arc<Ui>>;
 
 async fn matrix(State(ui): Page, headers: HeaderMap, Query(query): Query<MatrixQuery>) -> Response {
-    let (config, access) = match ui.admit(&headers).await {
-        Ok(a) => a,
+    let (facts, access) = match ui.readable(&headers, Reader::Browser).await {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    if !access.can_read() {
-        return html(StatusCode::UNAUTHORIZED, page::sign_in(None));
-    }
-    let facts = match ui.facts(config).await {
-        Ok(f) => f,
-        Err(e) => return unavailable(&e),
     };
     let m = ui.matrix(&facts, query);
     html(StatusCode::OK, page::matrix(&facts, &m, &access))
@@ -460,16 +480,9 @@ async fn image(
     Path(alias): Path<String>,
     Query(query): Query<MatrixQuery>,
 ) -> Response {
-    let (config, access) = match ui.admit(&headers).await {
-        Ok(a) => a,
+    let (facts, access) = match ui.readable(&headers, Reader::Browser).await {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    if !access.can_read() {
-        return html(StatusCode::UNAUTHORIZED, page::sign_in(None));
-    }
-    let facts = match ui.facts(config).await {
-        Ok(f) => f,
-        Err(e) => return unavailable(&e),
     };
     match ui.detail(&facts, &alias, query.said) {
         Some(d) => html(StatusCode::OK, page::image(&facts, &d, &access)),
@@ -490,19 +503,9 @@ async fn status_json(
     headers: HeaderMap,
     Query(query): Query<MatrixQuery>,
 ) -> Response {
-    let (config, access) = match ui.admit(&headers).await {
-        Ok(a) => a,
+    let (facts, _) = match ui.readable(&headers, Reader::Script).await {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    if !access.can_read() {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "a token is required to read (Authorization: Bearer)",
-        );
-    }
-    let facts = match ui.facts(config).await {
-        Ok(f) => f,
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, &e),
     };
     let m = ui.matrix(&facts, query);
     let rows: Vec<&Row> = m
@@ -540,19 +543,9 @@ async fn status_json(
 }
 
 async fn image_json(State(ui): Page, headers: HeaderMap, Path(alias): Path<String>) -> Response {
-    let (config, access) = match ui.admit(&headers).await {
-        Ok(a) => a,
+    let (facts, _) = match ui.readable(&headers, Reader::Script).await {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    if !access.can_read() {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "a token is required to read (Authorization: Bearer)",
-        );
-    }
-    let facts = match ui.facts(config).await {
-        Ok(f) => f,
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, &e),
     };
     let Some(d) = ui.detail(&facts, &alias, None) else {
         return json_error(
@@ -585,20 +578,13 @@ async fn image_json(State(ui): Page, headers: HeaderMap, Path(alias): Path<Strin
 
 /// `{"generation": …}`: changes whenever what the page shows does.
 async fn changes(State(ui): Page, headers: HeaderMap) -> Response {
-    let (config, access) = match ui.admit(&headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    if !access.can_read() {
-        return json_error(StatusCode::UNAUTHORIZED, "sign in again");
-    }
-    match ui.facts(config).await {
-        Ok(f) => respond(
+    match ui.readable(&headers, Reader::Script).await {
+        Ok((facts, _)) => respond(
             StatusCode::OK,
             "application/json",
-            serde_json::json!({ "generation": f.generation }).to_string(),
+            serde_json::json!({ "generation": facts.generation }).to_string(),
         ),
-        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(r) => r,
     }
 }
 
