@@ -467,3 +467,86 @@ async fn idle_connections_do_not_keep_probes_or_deliveries_out() {
     v1_1_committed(&world, &daemon).await;
     drop(holder);
 }
+
+/// A webhook only makes an image due now: the check it triggers is the decision a poll makes,
+/// so min age, a hold and the signature gate keep a pushed tag out just the same, and `test`
+/// says which rule. Where the rule can be lifted here (the hold released, the tag signed),
+/// the next delivery writes it, so the check did run on the webhook's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_triggered_check_honours_min_age_a_hold_and_the_signature_gate() {
+    needs!(Registry, Lighttpd, Openssl);
+    // (rule, the image's extra keys, what `test` says of v1.1.0)
+    let cases = [
+        ("min_age", "min_age = \"1h\"\n", "too young"),
+        ("hold", "", "held by `image-updater hold`"),
+        ("verify", "VERIFY", "v1.1.0: no cosign signature for"),
+    ];
+    for (rule, keys, said) in cases {
+        let world = world().await;
+        let host = world.host();
+        let key = harness::cosign::Key::generate(world.dir.path(), "release");
+        let keys = keys.replace(
+            "VERIFY",
+            &format!(
+                "verify = {{ cosign_key = \"file:{}\" }}\n",
+                key.public.display()
+            ),
+        );
+        let (webhooks, hook_port) = world.webhooks();
+        let image =
+            api(&world).replace("interval = \"1h\"\n", &format!("interval = \"1h\"\n{keys}"));
+        world.write_config(&format!(
+            "{}{webhooks}{image}",
+            world.base_config(&["prod"])
+        ));
+        let daemon = world.start();
+        daemon.wait_metric("image_updater_cycles_total", 1.0).await;
+        if rule == "hold" {
+            let out = world.run(&["hold", "api", "--env", "prod", "--reason", "incident"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let digest = world.push("org/api", "v1.1.0").await;
+        let body = format!(
+            r#"{{"events":[{{"action":"push","target":{{"repository":"org/api","tag":"v1.1.0"}},"request":{{"host":"{host}"}}}}]}}"#
+        );
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{hook_port}/webhook");
+        assert_eq!(deliver_signed(&client, &url, &body).await, 202);
+        daemon.wait_metric("image_updater_cycles_total", 2.0).await;
+        daemon
+            .wait_log("checking now: a registry reported a push")
+            .await;
+        let out = world.run(&["test", "api", "--env", "prod"]);
+        let explained = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            explained.contains(said),
+            "{rule}: `test` says:\n{explained}"
+        );
+        assert!(
+            world
+                .file_on("deploy/prod", "prod/kustomization.yaml")
+                .contains("newTag: v1.0.0"),
+            "{rule}: a webhook wrote past the rule; log:\n{}",
+            daemon.log()
+        );
+        // Lifted where it can be, the next delivery writes.
+        match rule {
+            "hold" => {
+                let out = world.run(&["release", "api", "--env", "prod"]);
+                assert!(out.status.success());
+            }
+            "verify" => {
+                harness::cosign::sign(&world.registry.url(), &host, "org/api", &digest, &key).await
+            }
+            _ => continue,
+        }
+        // Another delivery (a delivery seen before is not acted on again).
+        let again = body.replace(r#""action""#, r#""id":"again","action""#);
+        assert_eq!(deliver_signed(&client, &url, &again).await, 202);
+        v1_1_committed(&world, &daemon).await;
+    }
+}
