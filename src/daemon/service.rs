@@ -47,6 +47,11 @@ pub(super) struct Daemon {
     lanes: BTreeMap<Lane, Running>,
     /// Images taken over from another replica and not polled here since.
     adopting: std::collections::HashSet<String>,
+    /// Images a registry reported a push of (or `poll` asked for), not yet started: they go
+    /// in their registry's express lane, so they never wait behind a cycle of due polls.
+    express: std::collections::HashSet<String>,
+    /// Images in a cycle now, whatever its lane: an image is never checked twice at once.
+    in_flight: std::collections::HashSet<String>,
     /// In a cluster, polls start [`JOIN_SETTLE`] after this replica first sees itself live:
     /// the replicas started with it join meanwhile and the images are divided before anything
     /// is polled. (Otherwise the first to join owns every image for a moment, and polls them
@@ -181,6 +186,8 @@ impl Daemon {
             schedule,
             lanes: BTreeMap::new(),
             adopting: Default::default(),
+            express: Default::default(),
+            in_flight: Default::default(),
             settle_at,
             waiters: control::Waiters::default(),
             cycles: 0,
@@ -224,13 +231,23 @@ impl Daemon {
         }
     }
 
-    /// Whether `alias` may start a poll: its lane is free, and in a cluster this replica owns
-    /// it (and has let the members gather).
+    /// The lane `alias` is checked in: images taken over apart (their records are read
+    /// first), then images a push was reported for, then the registry's due polls.
+    fn lane_of(&self, alias: &str) -> Lane {
+        let taken_over = self.adopting.contains(alias);
+        Lane {
+            registry: lane_of(&self.engine, alias),
+            taken_over,
+            express: !taken_over && self.express.contains(alias),
+        }
+    }
+
+    /// Whether `alias` may start a poll: it is in no cycle now, its lane is free, and in a
+    /// cluster this replica owns it (and has let the members gather).
     fn idle(&self, alias: &str) -> bool {
         self.settled
-            && !self
-                .lanes
-                .contains_key(&Lane::of(&self.engine, alias, &self.adopting))
+            && !self.in_flight.contains(alias)
+            && !self.lanes.contains_key(&self.lane_of(alias))
             && self.owned.as_ref().is_none_or(|o| o.contains(alias))
     }
 
@@ -240,7 +257,7 @@ impl Daemon {
         let due = self.schedule.due_among(now, |alias| self.idle(alias));
         let mut by_lane: BTreeMap<Lane, Vec<String>> = BTreeMap::new();
         for alias in due {
-            let lane = Lane::of(&self.engine, &alias, &self.adopting);
+            let lane = self.lane_of(&alias);
             let batch = by_lane.entry(lane).or_default();
             // The rest stay due: the lane takes them when this cycle ends.
             if batch.len() < MAX_CYCLE_IMAGES {
@@ -248,6 +265,10 @@ impl Daemon {
             }
         }
         for (lane, due) in by_lane {
+            for alias in &due {
+                self.express.remove(alias);
+                self.in_flight.insert(alias.clone());
+            }
             for alias in &due {
                 self.shared
                     .metrics
@@ -269,6 +290,9 @@ impl Daemon {
     /// A lane's cycle ended: its images are rescheduled by how their polls went.
     fn finished(&mut self, done: LaneDone) {
         self.lanes.remove(&done.lane);
+        for alias in &done.due {
+            self.in_flight.remove(alias);
+        }
         if done.lane.taken_over {
             for alias in &done.due {
                 self.adopting.remove(alias);
@@ -304,6 +328,15 @@ impl Daemon {
         for (alias, f) in feedback {
             self.schedule.polled(&alias, f);
         }
+        // A push reported while its image was being checked: checked again now, not at the
+        // next interval (the check that ended may have listed the tags before the push).
+        let pushed_meanwhile: Vec<String> = done
+            .due
+            .iter()
+            .filter(|a| self.express.contains(*a))
+            .cloned()
+            .collect();
+        self.schedule.due_now(&pushed_meanwhile);
         self.health.ready.store(true, Ordering::Relaxed);
     }
 
@@ -336,6 +369,8 @@ impl Daemon {
                 planned(&self.schedule, &new.config, &self.shared, &self.health);
                 self.waiters
                     .retain_known(|alias| new.config.images.contains_key(alias));
+                self.express
+                    .retain(|alias| new.config.images.contains_key(alias));
                 self.health
                     .images
                     .store(self.schedule.len(), Ordering::Relaxed);
@@ -366,6 +401,7 @@ impl Daemon {
             None => {
                 tracing::info!(image = %request.image, "checking now: `image-updater poll` asked");
                 self.schedule.due_now(std::slice::from_ref(&request.image));
+                self.express.insert(request.image.clone());
                 self.waiters.push(request);
             }
         }
@@ -381,6 +417,7 @@ impl Daemon {
         if !mine.is_empty() {
             tracing::info!(images = ?mine, "checking now: a registry reported a push");
             self.schedule.due_now(&mine);
+            self.express.extend(mine.iter().cloned());
         }
         if let (Some(h), false) = (self.shared.handover.get(), theirs.is_empty()) {
             tracing::info!(images = ?theirs, "a registry reported a push; passing it on to the images' owners");
@@ -406,6 +443,7 @@ impl Daemon {
         }
         tracing::info!(images = ?mine, "checking now: another replica received a push for them, or changed their record");
         self.schedule.due_now(&mine);
+        self.express.extend(mine.iter().cloned());
     }
 
     /// Asks each registry that is down, and not being polled, whether it is back.
@@ -714,15 +752,10 @@ struct Lane {
     /// The registry's name, as the budget plan names it.
     registry: String,
     taken_over: bool,
-}
-
-impl Lane {
-    fn of(engine: &Engine, alias: &str, adopting: &std::collections::HashSet<String>) -> Lane {
-        Lane {
-            registry: lane_of(engine, alias),
-            taken_over: adopting.contains(alias),
-        }
-    }
+    /// Images a push was reported for: checked beside the registry's due polls, not after
+    /// them. Their requests still go through the registry's budget and concurrency limit,
+    /// and their writes through the repository's mirror one at a time, with a lease.
+    express: bool,
 }
 
 impl std::fmt::Display for Lane {
@@ -730,6 +763,9 @@ impl std::fmt::Display for Lane {
         f.write_str(&self.registry)?;
         if self.taken_over {
             f.write_str(" (images taken over)")?;
+        }
+        if self.express {
+            f.write_str(" (pushes)")?;
         }
         Ok(())
     }
