@@ -99,6 +99,10 @@ fn cases() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "ui_written_wrong",
+            format!("{BASE}\n[ui]\nread_token = \"s3cret\"\npage_size = 5000\nenabeld = true\n"),
+        ),
+        (
             "warnings_of_a_config_that_loads",
             BASE.replace("environments = [\"prod\"]", "environments = [\"prod\"]\ninterval = \"10s\"")
                 .replace("prefix = \"ghcr.io\"", "prefix = \"ghcr.io\"\nrate_limit = 0.01\ncredentials = \"env:IMAGE_UPDATER_TEST_UNSET_TOKEN\""),

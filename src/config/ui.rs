@@ -32,13 +32,13 @@ pub struct Ui {
     /// A token reading the page and its JSON needs too; without it, whoever reaches the
     /// listener may read (acting always needs the control token).
     pub read_token: Option<CredentialRef>,
-    /// Rows per page of the matrix.
+    /// Images per page of the matrix.
     pub page_size: usize,
 }
 
-/// Rows per page unless `page_size` says otherwise: a page a browser draws at once.
+/// Images per page unless `page_size` says otherwise: a page a browser draws at once.
 pub const PAGE_SIZE: usize = 100;
-/// The most rows a page may be asked to hold.
+/// The most images a page may be asked to hold.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 // ---- The checks ----
@@ -47,24 +47,28 @@ impl Validator<'_> {
     /// `None` when the page is off (`enabled = false`) or the section was wrong (reported).
     pub(super) fn ui(&mut self, raw: &Spanned<RawUi>) -> Option<Ui> {
         let raw = raw.get_ref();
+        // Both checked before either is given up on: every mistake is said in one run.
         let read_token = match &raw.read_token {
-            Some(t) => Some(self.parse(t, "read_token", CredentialRef::parse)?),
-            None => None,
+            Some(t) => self.parse(t, "read_token", CredentialRef::parse).map(Some),
+            None => Some(None),
         };
         let page_size = match &raw.page_size {
-            None => PAGE_SIZE,
+            None => Some(PAGE_SIZE),
             Some(n) => match usize::try_from(*n.get_ref()) {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Some(n),
                 _ => {
                     self.error_hint(
                         at(n),
                         format!("page_size {} is out of range", n.get_ref()),
-                        format!("a number of rows from 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})"),
+                        format!(
+                            "a number of images from 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})"
+                        ),
                     );
-                    return None;
+                    None
                 }
             },
         };
+        let (read_token, page_size) = (read_token?, page_size?);
         if raw.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
             return None;
         }
