@@ -182,15 +182,18 @@ async fn the_page_shows_holds_releases_and_polls_in_a_real_browser() {
     browser.click("#token-session").await;
     browser.keys(&control_token(&world)).await;
     browser.keys("\u{e004}ana\u{e007}").await; // Tab, "ana", Enter
-    assert!(browser.text("header").await.contains("Signed in as ana"));
+    browser
+        .wait_text("header", "Signed in as ana", Duration::from_secs(10))
+        .await;
 
     // A hold for dev, made on the page.
     browser.goto(&format!("{url}/image/api")).await;
     browser.fill("#for-dev", "2h").await;
     browser.fill("#reason-dev", "incident 42").await;
     browser.click("#hold-dev").await;
-    let said = browser.text("p.said").await;
-    assert!(said.contains("held by hand by ana"), "{said}");
+    browser
+        .wait_text("p.said", "held by hand by ana", Duration::from_secs(10))
+        .await;
     let s = wait_status(&world, "held by hand by ana").await;
     assert!(s.contains("incident 42"), "{s}");
     accessible(&browser, "the image's page").await;
@@ -218,7 +221,9 @@ async fn the_page_shows_holds_releases_and_polls_in_a_real_browser() {
 
     // Release, then poll now: v1.2.0 is committed.
     browser.click("#release-dev").await;
-    assert!(browser.text("p.said").await.contains("released"));
+    browser
+        .wait_text("p.said", "released", Duration::from_secs(10))
+        .await;
     browser.click("#poll-dev").await;
     world
         .wait_for("deploy/dev", DEV, "tag: v1.2.0", &daemon)
@@ -309,7 +314,9 @@ async fn a_cross_site_form_post_is_refused() {
     browser.goto(&format!("{url}/")).await;
     browser.fill("#token-session", &control_token(&world)).await;
     browser.click("form.session button").await;
-    assert!(browser.text("header").await.contains("Signed in"));
+    browser
+        .wait_text("header", "Signed in", Duration::from_secs(10))
+        .await;
     browser.goto(&format!("http://localhost:{port}/")).await;
     let refused = browser
         .wait_text("body", "Refused", Duration::from_secs(10))

@@ -84,17 +84,32 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
+    /// Runs `act` on the first element `css` selects, again while it fails (for 10 s): the
+    /// element may not be there yet (a page loading after a submit), or may have been
+    /// replaced between finding and acting (the page swapping in what changed), which
+    /// WebDriver answers with a stale element reference.
+    async fn on<T, F, Fut>(&self, css: &str, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tried = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => act(e).await,
+                Err(e) => Err(e),
+            };
+            match tried {
+                Ok(t) => return t,
+                Err(e) if Instant::now() >= deadline => panic!("{css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// The text of the first element `css` selects, once there is one.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        self.on(css, |e| async move { e.text().await }).await
     }
 
     /// Waits until the text of `css` contains `needle`, the page updating itself.
@@ -117,19 +132,15 @@ impl Browser {
     }
 
     pub async fn fill(&self, css: &str, value: &str) {
-        let e = self.client.find(Locator::Css(css)).await.unwrap();
-        e.clear().await.unwrap();
-        e.send_keys(value).await.unwrap();
+        self.on(css, |e| async move {
+            e.clear().await?;
+            e.send_keys(value).await
+        })
+        .await
     }
 
     pub async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.on(css, |e| async move { e.click().await }).await
     }
 
     /// Presses keys in the focused element (Tab moves focus; Enter submits).
