@@ -731,15 +731,53 @@ fn deployed(config: &Config, form: &ActionForm) -> Result<(String, Option<String
     Ok((image.alias.clone(), env))
 }
 
+/// Who acts on which image in which environment, for a hold or a release.
+struct Acting {
+    config: Arc<Config>,
+    by: String,
+    script: bool,
+    alias: String,
+    env: String,
+}
+
+/// [`actor`], then the image and environment the form names, deployed in the running config
+/// (an environment is required).
+async fn acting_in_env(
+    ui: &Ui,
+    headers: &HeaderMap,
+    form: &ActionForm,
+) -> Result<Acting, Response> {
+    let (config, by, script) = actor(ui, headers, form).await?;
+    let (alias, env) = match deployed(&config, form) {
+        Ok((alias, Some(env))) => (alias, env),
+        Ok((_, None)) => {
+            return Err(answer_error(
+                script,
+                StatusCode::BAD_REQUEST,
+                "env is required",
+            ));
+        }
+        Err(e) => return Err(answer_error(script, StatusCode::BAD_REQUEST, &e)),
+    };
+    Ok(Acting {
+        config,
+        by,
+        script,
+        alias,
+        env,
+    })
+}
+
 async fn hold(State(ui): Page, headers: HeaderMap, Form(form): Form<ActionForm>) -> Response {
-    let (config, by, script) = match actor(&ui, &headers, &form).await {
+    let Acting {
+        config: _,
+        by,
+        script,
+        alias,
+        env,
+    } = match acting_in_env(&ui, &headers, &form).await {
         Ok(a) => a,
         Err(r) => return r,
-    };
-    let (alias, env) = match deployed(&config, &form) {
-        Ok((alias, Some(env))) => (alias, env),
-        Ok((_, None)) => return answer_error(script, StatusCode::BAD_REQUEST, "env is required"),
-        Err(e) => return answer_error(script, StatusCode::BAD_REQUEST, &e),
     };
     let until = match until(&form) {
         Ok(u) => u,
@@ -813,14 +851,15 @@ fn until(form: &ActionForm) -> Result<Option<String>, String> {
 }
 
 async fn release(State(ui): Page, headers: HeaderMap, Form(form): Form<ActionForm>) -> Response {
-    let (config, by, script) = match actor(&ui, &headers, &form).await {
+    let Acting {
+        config,
+        by,
+        script,
+        alias,
+        env,
+    } = match acting_in_env(&ui, &headers, &form).await {
         Ok(a) => a,
         Err(r) => return r,
-    };
-    let (alias, env) = match deployed(&config, &form) {
-        Ok((alias, Some(env))) => (alias, env),
-        Ok((_, None)) => return answer_error(script, StatusCode::BAD_REQUEST, "env is required"),
-        Err(e) => return answer_error(script, StatusCode::BAD_REQUEST, &e),
     };
     // A person's revert is held in the status the daemon keeps: releasing lifts it too.
     let facts = match ui.facts(config).await {
