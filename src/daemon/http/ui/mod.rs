@@ -1028,23 +1028,14 @@ fn done(script: bool, alias: &str, said: &str) -> Response {
             serde_json::json!({ "ok": true, "said": said }).to_string(),
         );
     }
-    let query = serde_urlencoded_pair("said", said);
     see_other(
-        &format!("/image/{}?{query}", page::path_segment(alias)),
+        &format!(
+            "/image/{}?said={}",
+            page::path_segment(alias),
+            page::path_segment(said)
+        ),
         None,
     )
-}
-
-fn serde_urlencoded_pair(key: &str, value: &str) -> String {
-    let mut out = format!("{key}=");
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn see_other(location: &str, cookie: Option<String>) -> Response {
