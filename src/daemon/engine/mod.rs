@@ -273,9 +273,11 @@ impl Engine {
             .await
             .unwrap_or_else(|panic| Err(CheckError::Panicked(fault::panic_text(&*panic))))
             // Every tag's verdict is for `test`; a cycle need not keep it until it ends. The
-            // status page keeps the highest few.
+            // status page, when it is on, keeps the highest few.
             .inspect(|chosen| {
-                if let Some(choice) = &chosen.choice {
+                if let Some(choice) = &chosen.choice
+                    && self.config.ui.is_some()
+                {
                     self.shared.explained.keep(&alias, &env, choice);
                 }
             })
