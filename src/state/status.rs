@@ -68,21 +68,39 @@ pub struct Write {
 }
 
 impl Status {
+    /// A copy without the history of writes. Every field is named, so a field added to
+    /// `Status` cannot be left out of the copy unnoticed.
     fn clone_without_writes(s: &Status) -> Status {
+        let Status {
+            last_check,
+            candidate,
+            last_update,
+            last_commit,
+            last_update_at,
+            last_error,
+            written,
+            written_digest,
+            current,
+            waiting,
+            unverified,
+            held,
+            request,
+            writes: _,
+        } = s;
         Status {
-            last_check: s.last_check,
-            candidate: s.candidate.clone(),
-            last_update: s.last_update.clone(),
-            last_commit: s.last_commit.clone(),
-            last_update_at: s.last_update_at.clone(),
-            last_error: s.last_error.clone(),
-            written: s.written.clone(),
-            written_digest: s.written_digest.clone(),
-            current: s.current.clone(),
-            waiting: s.waiting.clone(),
-            unverified: s.unverified.clone(),
-            held: s.held.clone(),
-            request: s.request.clone(),
+            last_check: *last_check,
+            candidate: candidate.clone(),
+            last_update: last_update.clone(),
+            last_commit: last_commit.clone(),
+            last_update_at: last_update_at.clone(),
+            last_error: last_error.clone(),
+            written: written.clone(),
+            written_digest: written_digest.clone(),
+            current: current.clone(),
+            waiting: waiting.clone(),
+            unverified: unverified.clone(),
+            held: held.clone(),
+            request: request.clone(),
             writes: Vec::new(),
         }
     }
