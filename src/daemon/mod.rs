@@ -66,6 +66,9 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 /// budget) made one cycle that held them all, and the heap kept that peak's pages after it;
 /// in cycles of this size a branch still gets one commit per cycle.
 const MAX_CYCLE_IMAGES: usize = 250;
+/// The pushed tags remembered per image until its check starts; older ones are dropped (the
+/// check lists the tags when none of those it knows wins).
+const MAX_PUSHED_TAGS: usize = 32;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub struct Options {

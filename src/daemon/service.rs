@@ -3,7 +3,7 @@
 //! engine, the schedule, the lanes and their cycles), and its shutdown. Each event has a
 //! method of its own; [`super::run`] starts one, serves until SIGTERM or SIGINT, and stops it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 use super::reload::{self, Trigger};
 use super::schedule::{Feedback, Schedule};
 use super::{
-    CYCLE_DEADLINE, DEBOUNCE, Engine, HEARTBEAT, JOIN_SETTLE, MAX_CYCLE_IMAGES, Options,
-    PROBE_EVERY, Report, SHUTDOWN_GRACE, Shared, budget, control, fault, fingerprint, http, memory,
-    reload_config, systemd, webhook,
+    CYCLE_DEADLINE, DEBOUNCE, Engine, HEARTBEAT, JOIN_SETTLE, MAX_CYCLE_IMAGES, MAX_PUSHED_TAGS,
+    Options, PROBE_EVERY, Report, SHUTDOWN_GRACE, Shared, budget, control, fault, fingerprint,
+    http, memory, reload_config, systemd, webhook,
 };
 use crate::cluster::handover::Handover;
 use crate::config::Config;
@@ -50,6 +50,10 @@ pub(super) struct Daemon {
     /// Images a registry reported a push of (or `poll` asked for), not yet started: they go
     /// in their registry's express lane, so they never wait behind a cycle of due polls.
     express: std::collections::HashSet<String>,
+    /// The tags push events reported for images not yet started, by alias (at most
+    /// [`MAX_PUSHED_TAGS`] each): their check may choose among these and the tags listed a
+    /// little while ago instead of listing again (see [`crate::poll::Cycle::assumed_tags`]).
+    pushed_tags: HashMap<String, Vec<crate::poll::PushedTag>>,
     /// Images in a cycle now, whatever its lane: an image is never checked twice at once.
     in_flight: std::collections::HashSet<String>,
     /// In a cluster, polls start [`JOIN_SETTLE`] after this replica first sees itself live:
@@ -187,6 +191,7 @@ impl Daemon {
             lanes: BTreeMap::new(),
             adopting: Default::default(),
             express: Default::default(),
+            pushed_tags: Default::default(),
             in_flight: Default::default(),
             settle_at,
             waiters: control::Waiters::default(),
@@ -265,9 +270,13 @@ impl Daemon {
             }
         }
         for (lane, due) in by_lane {
+            let mut pushed = HashMap::new();
             for alias in &due {
                 self.express.remove(alias);
                 self.in_flight.insert(alias.clone());
+                if let Some(tags) = self.pushed_tags.remove(alias) {
+                    pushed.insert(alias.clone(), tags);
+                }
             }
             for alias in &due {
                 self.shared
@@ -280,7 +289,7 @@ impl Daemon {
                 &self.engine,
                 self.cycles,
                 lane.clone(),
-                due,
+                (due, pushed),
                 self.done_tx.clone(),
             );
             self.lanes.insert(lane, running);
@@ -371,6 +380,8 @@ impl Daemon {
                     .retain_known(|alias| new.config.images.contains_key(alias));
                 self.express
                     .retain(|alias| new.config.images.contains_key(alias));
+                self.pushed_tags
+                    .retain(|alias, _| new.config.images.contains_key(alias));
                 self.health
                     .images
                     .store(self.schedule.len(), Ordering::Relaxed);
@@ -409,7 +420,17 @@ impl Daemon {
 
     /// A registry reported a push: its images are due now, here or at their owners.
     fn pushed(&mut self, pushed: Vec<webhook::Pushed>) {
-        let aliases = webhook::matching(&self.engine.config, &pushed);
+        let mut aliases = Vec::new();
+        for (alias, tags) in webhook::matching(&self.engine.config, &pushed) {
+            let mine = self.owned.as_ref().is_none_or(|o| o.contains(&alias));
+            if mine && !tags.is_empty() {
+                let known = self.pushed_tags.entry(alias.clone()).or_default();
+                known.extend(tags);
+                let over = known.len().saturating_sub(MAX_PUSHED_TAGS);
+                known.drain(..over);
+            }
+            aliases.push(alias);
+        }
         // In a cluster, the images of other replicas go to their owners.
         let (mine, theirs): (Vec<String>, Vec<String>) = aliases
             .into_iter()
@@ -861,12 +882,14 @@ fn start_lane(
     engine: &Arc<Engine>,
     id: u64,
     lane: Lane,
-    due: Vec<String>,
+    (due, pushed): (Vec<String>, HashMap<String, Vec<crate::poll::PushedTag>>),
     done: mpsc::UnboundedSender<LaneDone>,
 ) -> Running {
     let (cycle_engine, cycle_due) = (engine.clone(), due.clone());
     let mut cycle = tokio::spawn(async move {
-        let report = cycle_engine.cycle(&cycle_due, false).await;
+        let report = cycle_engine
+            .cycle_after_pushes(&cycle_due, false, pushed)
+            .await;
         (feedback(&cycle_engine, &cycle_due, &report), report)
     });
     let abort = cycle.abort_handle();

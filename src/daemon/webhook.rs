@@ -42,6 +42,10 @@ pub struct Pushed {
     /// The repository path inside the registry: `org/api`.
     pub repository: String,
     pub tag: Option<String>,
+    /// The manifest digest the tag was pushed as, when the payload says (and it is a
+    /// well-formed digest): a hint of whether the content is new, never taken as what the
+    /// tag names.
+    pub digest: Option<String>,
 }
 
 /// Reads the webhook secret once, at startup.
@@ -420,17 +424,36 @@ fn text(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
+/// A digest a payload names, kept only when it is one: anything else is as if unsaid.
+fn digest(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|d| d.len() <= 256 && crate::reference::is_valid_digest(d))
+        .map(str::to_string)
+}
+
+/// Whether a distribution event's target is a manifest (or index), not a layer or config
+/// blob: a registry configured without `ignore: mediatypes` reports every blob too, and a
+/// blob alone changes no tag. A target that names no media type is kept.
+fn is_manifest(target: &Value) -> bool {
+    target
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .is_none_or(|m| m.contains("manifest") || m.contains("image.index"))
+}
+
 /// CNCF distribution: `{"events": [{"action": "push", "target": {...}, "request": {...}}]}`.
 fn distribution(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
     let events = v.get("events").and_then(Value::as_array)?;
     Some(Ok(events
         .iter()
         .filter(|e| e.get("action").and_then(Value::as_str) == Some("push"))
+        .filter(|e| e.get("target").is_some_and(is_manifest))
         .filter_map(|e| {
             Some(Pushed {
                 host: e.pointer("/request/host").and_then(text),
                 repository: e.pointer("/target/repository").and_then(text)?,
                 tag: e.pointer("/target/tag").and_then(text),
+                digest: digest(e.pointer("/target/digest")),
             })
         })
         .collect()))
@@ -452,6 +475,7 @@ fn docker_hub(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
         host: Some("docker.io".into()),
         repository,
         tag: text(tag),
+        digest: None,
     }]))
 }
 
@@ -483,6 +507,7 @@ fn github_packages(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
         host: Some("ghcr.io".into()),
         repository: format!("{owner}/{name}").to_lowercase(),
         tag,
+        digest: digest(p.pointer("/package_version/container_metadata/tag/digest")),
     }]))
 }
 
@@ -516,6 +541,7 @@ fn harbor(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
             host: host.clone(),
             repository: repository.clone(),
             tag: r.get("tag").and_then(text),
+            digest: digest(r.get("digest")),
         })
         .collect();
     if out.is_empty() {
@@ -523,12 +549,14 @@ fn harbor(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
             host,
             repository,
             tag: None,
+            digest: None,
         });
     }
     Some(Ok(out))
 }
 
-/// Generic: `{"repository": "ghcr.io/org/api" or "org/api", "tag": "v1.5.0"}`.
+/// Generic: `{"repository": "ghcr.io/org/api" or "org/api", "tag": "v1.5.0"}`, and
+/// optionally `"digest": "sha256:..."`.
 fn generic(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
     let repo = v.get("repository").and_then(Value::as_str)?;
     let (host, path) = match repo.split_once('/') {
@@ -541,29 +569,44 @@ fn generic(v: &Value) -> Option<Result<Vec<Pushed>, String>> {
         host,
         repository: path,
         tag: v.get("tag").and_then(text),
+        digest: digest(v.get("digest")),
     }]))
 }
 
-/// The aliases of images a push concerns: same repository path, and same registry when the
-/// event names one.
-pub fn matching(config: &Config, pushed: &[Pushed]) -> Vec<String> {
+/// The images a push concerns (same repository path, and same registry when the event names
+/// one), each with the tags the events say were pushed to it.
+pub fn matching(config: &Config, pushed: &[Pushed]) -> Vec<(String, Vec<crate::poll::PushedTag>)> {
     config
         .images
         .values()
-        .filter(|image| {
-            pushed.iter().any(|p| {
-                p.repository == image.reference.path
-                    && p.host.as_deref().is_none_or(|h| {
-                        crate::reference::canonical_registry(h) == image.reference.registry()
-                            || image
-                                .registry
-                                .as_ref()
-                                .and_then(|r| config.registries.get(r))
-                                .is_some_and(|r| r.api_url.contains(h))
+        .filter_map(|image| {
+            let concerned: Vec<&Pushed> = pushed
+                .iter()
+                .filter(|p| {
+                    p.repository == image.reference.path
+                        && p.host.as_deref().is_none_or(|h| {
+                            crate::reference::canonical_registry(h) == image.reference.registry()
+                                || image
+                                    .registry
+                                    .as_ref()
+                                    .and_then(|r| config.registries.get(r))
+                                    .is_some_and(|r| r.api_url.contains(h))
+                        })
+                })
+                .collect();
+            (!concerned.is_empty()).then(|| {
+                let tags = concerned
+                    .iter()
+                    .filter_map(|p| {
+                        Some(crate::poll::PushedTag {
+                            tag: p.tag.clone()?,
+                            digest: p.digest.clone(),
+                        })
                     })
+                    .collect();
+                (image.alias.clone(), tags)
             })
         })
-        .map(|i| i.alias.clone())
         .collect()
 }
 
@@ -690,40 +733,59 @@ mod tests {
 
     #[test]
     fn every_registry_payload() {
-        let distribution = r#"{"events":[{"action":"pull","target":{"repository":"org/api","tag":"v0"}},
-            {"action":"push","target":{"repository":"org/api","tag":"v1","mediaType":"application/vnd.oci.image.manifest.v1+json"},"request":{"host":"registry.example.com:5000"}}]}"#;
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        // A pull, a layer's push, a tagged manifest's push, and one whose digest is no digest.
+        let distribution = format!(
+            r#"{{"events":[{{"action":"pull","target":{{"repository":"org/api","tag":"v0"}}}},
+            {{"action":"push","target":{{"repository":"org/api","mediaType":"application/octet-stream","digest":"{digest}"}}}},
+            {{"action":"push","target":{{"repository":"org/api","tag":"v1","digest":"{digest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}},"request":{{"host":"registry.example.com:5000"}}}},
+            {{"action":"push","target":{{"repository":"org/api","tag":"v2","digest":"sha256:zz","mediaType":"application/vnd.docker.distribution.manifest.list.v2+json"}}}}]}}"#
+        );
         assert_eq!(
             parse(distribution.as_bytes()).unwrap(),
-            [Pushed {
-                host: Some("registry.example.com:5000".into()),
-                repository: "org/api".into(),
-                tag: Some("v1".into())
-            }]
+            [
+                Pushed {
+                    host: Some("registry.example.com:5000".into()),
+                    repository: "org/api".into(),
+                    tag: Some("v1".into()),
+                    digest: Some(digest.clone()),
+                },
+                Pushed {
+                    host: None,
+                    repository: "org/api".into(),
+                    tag: Some("v2".into()),
+                    digest: None,
+                }
+            ]
         );
         let hub = r#"{"push_data":{"tag":"1.27.3","pusher":"x"},"repository":{"repo_name":"nginx","namespace":"library"}}"#;
         assert_eq!(
             parse(hub.as_bytes()).unwrap()[0].repository,
             "library/nginx"
         );
-        let ghcr = r#"{"action":"published","package":{"name":"API","package_type":"CONTAINER","owner":{"login":"Org"},"package_version":{"container_metadata":{"tag":{"name":"v2"}}}}}"#;
+        let ghcr = format!(
+            r#"{{"action":"published","package":{{"name":"API","package_type":"CONTAINER","owner":{{"login":"Org"}},"package_version":{{"container_metadata":{{"tag":{{"name":"v2","digest":"{digest}"}}}}}}}}}}"#
+        );
         assert_eq!(
             parse(ghcr.as_bytes()).unwrap(),
             [Pushed {
                 host: Some("ghcr.io".into()),
                 repository: "org/api".into(),
-                tag: Some("v2".into())
+                tag: Some("v2".into()),
+                digest: Some(digest.clone()),
             }]
         );
-        let harbor = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"tag":"v3","resource_url":"harbor.example.com/lib/api:v3"}],"repository":{"repo_full_name":"lib/api"}}}"#;
-        assert_eq!(
-            parse(harbor.as_bytes()).unwrap()[0].host.as_deref(),
-            Some("harbor.example.com")
+        let harbor = format!(
+            r#"{{"type":"PUSH_ARTIFACT","event_data":{{"resources":[{{"tag":"v3","digest":"{digest}","resource_url":"harbor.example.com/lib/api:v3"}}],"repository":{{"repo_full_name":"lib/api"}}}}}}"#
         );
-        let generic = r#"{"repository":"127.0.0.1:5000/org/api","tag":"v4"}"#;
-        assert_eq!(
-            parse(generic.as_bytes()).unwrap()[0].host.as_deref(),
-            Some("127.0.0.1:5000")
-        );
+        let harbor = parse(harbor.as_bytes()).unwrap();
+        assert_eq!(harbor[0].host.as_deref(), Some("harbor.example.com"));
+        assert_eq!(harbor[0].digest.as_deref(), Some(digest.as_str()));
+        let generic =
+            format!(r#"{{"repository":"127.0.0.1:5000/org/api","tag":"v4","digest":"{digest}"}}"#);
+        let generic = parse(generic.as_bytes()).unwrap();
+        assert_eq!(generic[0].host.as_deref(), Some("127.0.0.1:5000"));
+        assert_eq!(generic[0].digest.as_deref(), Some(digest.as_str()));
         assert!(parse(b"{}").unwrap_err().contains("unrecognized payload"));
         assert!(parse(b"nope").unwrap_err().starts_with("not JSON"));
     }

@@ -6,6 +6,11 @@
 //! and numerical choices need only the tag list; newest-build needs each filtered tag's creation
 //! time (cached by digest); and the winner is always checked for the platforms asked for,
 //! choosing again if it lacks one.
+//!
+//! A cycle a push event started also knows what the event said ([`Cycle::with_pushes`]): the
+//! pushed tag, so the tags listed a little while ago can stand in for a listing, and its
+//! digest, which says whether the content is new (then the manifest is fetched by tag, one
+//! request where a HEAD and a GET by digest are two).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,13 @@ type Charts = Arc<HashMap<String, Vec<ChartEntry>>>;
 type RepoKey = (String, String);
 type TagKey = (String, String, String);
 
+/// A tag a registry's push event reported, and the digest the event said it was pushed as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedTag {
+    pub tag: String,
+    pub digest: Option<String>,
+}
+
 /// Memoizes listings and tag resolutions for the duration of one poll cycle.
 #[derive(Default)]
 pub struct Cycle {
@@ -35,11 +47,53 @@ pub struct Cycle {
     digests: Mutex<HashMap<TagKey, Shared<String>>>,
     /// Chart repositories' indexes, by url.
     indexes: Mutex<HashMap<String, Shared<Charts, RepositoryError>>>,
+    /// What push events reported for the repositories this cycle checks, by (registry,
+    /// repository).
+    pushed: HashMap<RepoKey, Vec<PushedTag>>,
 }
 
 impl Cycle {
     pub fn new() -> Cycle {
         Cycle::default()
+    }
+
+    /// A cycle that knows what push events said of some repositories, by (registry name,
+    /// repository): see [`Cycle::assumed_tags`] and [`Cycle::digest_now`].
+    pub fn with_pushes(pushed: HashMap<(String, String), Vec<PushedTag>>) -> Cycle {
+        Cycle {
+            pushed,
+            ..Cycle::default()
+        }
+    }
+
+    /// The tags push events reported for `repository` to this cycle.
+    pub fn pushed(&self, client: &Client, repository: &str) -> &[PushedTag] {
+        self.pushed
+            .get(&(client.name().to_string(), repository.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The tags of `repository` without asking the registry, when a push event reported
+    /// tags of it: the list the registry gave a little while ago
+    /// ([`Client::recent_tags`]), with the pushed tags. `None` when no tag was reported or no
+    /// recent list is known. The list may be stale, so a choice made from it stands only when
+    /// a pushed tag wins (the caller's rule): a tag it lacks was pushed since (and its own
+    /// event, or the next poll, brings it); a tag it still has but the registry deleted could
+    /// only matter by winning, and then the tags are listed again.
+    pub fn assumed_tags(&self, client: &Client, repository: &str) -> Option<Arc<Vec<String>>> {
+        let pushed = self.pushed(client, repository);
+        if pushed.is_empty() {
+            return None;
+        }
+        let recent = client.recent_tags(repository)?;
+        let mut tags = recent.to_vec();
+        for p in pushed {
+            if !tags.contains(&p.tag) {
+                tags.push(p.tag.clone());
+            }
+        }
+        Some(Arc::new(tags))
     }
 
     /// The tag list of `repository`, fetched once per cycle however many ask.
@@ -55,9 +109,41 @@ impl Cycle {
             .entry((client.name().to_string(), repository.to_string()))
             .or_default()
             .clone();
-        cell.get_or_init(|| async { client.list_tags(repository).await.map(Arc::new) })
-            .await
-            .clone()
+        cell.get_or_init(|| async {
+            let tags = client.list_tags(repository).await.map(Arc::new)?;
+            client.remember_tags(repository, &tags);
+            Ok(tags)
+        })
+        .await
+        .clone()
+    }
+
+    /// [`Cycle::digest`], except for a tag a push event reported whose content is new here
+    /// (the event's digest unknown to the metadata cache, or not said): its manifest is
+    /// fetched by tag, one request for the digest and for the manifest the check reads next,
+    /// where a HEAD and a GET by digest are two. Either way the digest is what the registry
+    /// says the tag names now: the event's digest only tells which request to make.
+    async fn digest_now(
+        &self,
+        client: &Client,
+        repository: &str,
+        tag: &str,
+        reuse: bool,
+    ) -> Result<String, RegistryError> {
+        let new_content = self
+            .pushed(client, repository)
+            .iter()
+            .rev()
+            .find(|p| p.tag == tag)
+            .is_some_and(|p| {
+                p.digest
+                    .as_deref()
+                    .is_none_or(|d| client.cache().get(d).is_none())
+            });
+        if !new_content {
+            return self.digest(client, repository, tag, reuse).await;
+        }
+        self.resolved(client, repository, tag, true).await
     }
 
     /// The digest `tag` points to, resolved once per cycle; with `reuse`, what an earlier
@@ -72,6 +158,18 @@ impl Cycle {
         if reuse && let Some(digest) = client.cache().tag(client.name(), repository, tag) {
             return Ok(digest);
         }
+        self.resolved(client, repository, tag, false).await
+    }
+
+    /// What `tag` names now, asked once per cycle (by a GET of its manifest when `fetching`,
+    /// else a HEAD) and learned for later polls.
+    async fn resolved(
+        &self,
+        client: &Client,
+        repository: &str,
+        tag: &str,
+        fetching: bool,
+    ) -> Result<String, RegistryError> {
         let cell = self
             .digests
             .lock()
@@ -84,7 +182,10 @@ impl Cycle {
             .or_default()
             .clone();
         cell.get_or_init(|| async {
-            let digest = client.resolve(repository, tag).await?;
+            let digest = match fetching {
+                true => client.resolve_fetching(repository, tag).await?,
+                false => client.resolve(repository, tag).await?,
+            };
             client
                 .cache()
                 .learn_tag(client.name(), repository, tag, &digest);
@@ -237,7 +338,20 @@ pub async fn choose_gated(
     gate: &Gate<'_>,
 ) -> Result<Choice, RegistryError> {
     let tags = cycle.tags(client, repository).await?;
-    let mut candidates: Vec<Candidate> = offered(policy, &tags)
+    choose_among(client, cycle, repository, &tags, policy, platforms, gate).await
+}
+
+/// [`choose_gated`] among `tags`, listed by the caller.
+pub async fn choose_among(
+    client: &Client,
+    cycle: &Cycle,
+    repository: &str,
+    tags: &[String],
+    policy: &Policy,
+    platforms: &[Platform],
+    gate: &Gate<'_>,
+) -> Result<Choice, RegistryError> {
+    let mut candidates: Vec<Candidate> = offered(policy, tags)
         .into_iter()
         .map(Candidate::new)
         .collect();
@@ -321,7 +435,7 @@ pub async fn choose_gated(
             Some(d) if gate.verify.is_none() => d,
             _ => {
                 cycle
-                    .digest(
+                    .digest_now(
                         client,
                         repository,
                         &tag_for(policy, &candidates[i].tag),
@@ -473,7 +587,7 @@ async fn describe(
     let mut lookups = futures_util::stream::iter(wanted)
         .map(|(i, tag)| async move {
             let digest = cycle
-                .digest(client, repository, &tag_for(policy, &tag), reuse)
+                .digest_now(client, repository, &tag_for(policy, &tag), reuse)
                 .await?;
             let info = info(client, repository, &digest, policy, platforms).await?;
             Ok::<_, RegistryError>((i, digest, info))

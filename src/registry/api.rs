@@ -207,6 +207,35 @@ impl Client {
         Ok(manifest::sha256_digest(&reply.body))
     }
 
+    /// The digest `tag` names now, by a GET of its manifest rather than a HEAD: for a tag just
+    /// pushed, whose content is new, the manifest is needed anyway, so one request answers
+    /// both (and its config blob is fetched as [`Client::image_info`] would). The digest is
+    /// the body's own; a `Docker-Content-Digest` that disagrees is an error.
+    pub async fn resolve_fetching(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<String, RegistryError> {
+        let url = self.url(&format!("{repository}/manifests/{tag}"));
+        let reply = self
+            .get(RequestKind::ManifestGet, &url, repository, manifest::ACCEPT)
+            .await?;
+        self.expect_ok(&reply, format!("{repository}:{tag}"))?;
+        let digest = match reply.header("docker-content-digest") {
+            Some(said) if said.starts_with("sha256:") => {
+                manifest::verify(&reply.body, said)
+                    .map_err(|e| self.error_invalid(format!("manifest {repository}:{tag}: {e}")))?;
+                said.to_string()
+            }
+            _ => manifest::sha256_digest(&reply.body),
+        };
+        if self.cache().get(&digest).is_none() {
+            let entry = self.describe(repository, &digest, &reply).await?;
+            self.cache().insert(&digest, entry);
+        }
+        Ok(digest)
+    }
+
     /// What `digest` is, from the cache or the registry (manifest, then config blob).
     async fn entry(&self, repository: &str, digest: &str) -> Result<Entry, RegistryError> {
         if let Some(entry) = self.cache().get(digest) {
@@ -221,6 +250,19 @@ impl Client {
         self.expect_ok(&reply, format!("{repository}@{digest}"))?;
         manifest::verify(&reply.body, digest)
             .map_err(|e| self.error_invalid(format!("manifest {repository}@{digest}: {e}")))?;
+        let entry = self.describe(repository, digest, &reply).await?;
+        self.cache().insert(digest, entry.clone());
+        Ok(entry)
+    }
+
+    /// What the manifest `digest` in `reply` is: an index's platforms, or an image's config
+    /// (fetched).
+    async fn describe(
+        &self,
+        repository: &str,
+        digest: &str,
+        reply: &Reply,
+    ) -> Result<Entry, RegistryError> {
         let parsed = manifest::parse(&reply.body, reply.header("content-type"))
             .map_err(|e| self.error_invalid(format!("{repository}@{digest}: {e}")))?;
         let entry = match parsed {
@@ -248,7 +290,6 @@ impl Client {
                 }
             }
         };
-        self.cache().insert(digest, entry.clone());
         Ok(entry)
     }
 

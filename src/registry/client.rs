@@ -68,6 +68,8 @@ const ANONYMOUS_PAUSE: Duration = Duration::from_secs(600);
 
 /// A tag list's `ETag` and the tags it came with.
 type Listed = (String, Arc<Vec<String>>);
+/// A repository's complete tag list and when it was read.
+type Recent = (Instant, Arc<Vec<String>>);
 
 /// A client for one registry; cheap to clone.
 #[derive(Clone)]
@@ -96,6 +98,9 @@ struct Inner {
     challenge: Mutex<Option<(String, Option<String>)>>,
     /// Single-page tag lists by URL with the `ETag` they came with, for conditional requests.
     listed: Mutex<std::collections::HashMap<String, Listed>>,
+    /// Each repository's last complete tag list and when it was read, for a check a push
+    /// event triggers ([`Client::recent_tags`]).
+    recent: Mutex<std::collections::HashMap<String, Recent>>,
     state: Mutex<State>,
 }
 
@@ -202,6 +207,7 @@ impl Client {
                 basic: AtomicBool::new(false),
                 challenge: Mutex::new(None),
                 listed: Mutex::new(std::collections::HashMap::new()),
+                recent: Mutex::new(std::collections::HashMap::new()),
                 state: Mutex::new(State::default()),
             }),
         })
@@ -294,6 +300,36 @@ impl Client {
             .expect("listed lock")
             .get(url)
             .cloned()
+    }
+
+    /// `repository`'s complete tag list, when one was read within [`RECENT_TAGS`].
+    pub fn recent_tags(&self, repository: &str) -> Option<Arc<Vec<String>>> {
+        let recent = self.inner.recent.lock().expect("recent lock");
+        let (at, tags) = recent.get(repository)?;
+        (at.elapsed() <= RECENT_TAGS).then(|| tags.clone())
+    }
+
+    /// Remembers `repository`'s complete tag list, just read.
+    pub fn remember_tags(&self, repository: &str, tags: &Arc<Vec<String>>) {
+        let mut recent = self.inner.recent.lock().expect("recent lock");
+        if recent.len() >= MAX_LISTED && !recent.contains_key(repository) {
+            recent.clear();
+        }
+        recent.insert(repository.to_string(), (Instant::now(), tags.clone()));
+    }
+
+    /// Adds tags reported pushed since to `repository`'s recent list, which keeps the time it
+    /// was read (and, like a listing, at most `max_tags` tags).
+    pub fn add_recent_tags<'a>(&self, repository: &str, pushed: impl IntoIterator<Item = &'a str>) {
+        let max = self.tuning().max_tags;
+        let mut recent = self.inner.recent.lock().expect("recent lock");
+        if let Some((_, tags)) = recent.get_mut(repository) {
+            for tag in pushed {
+                if tags.len() < max && !tags.iter().any(|t| t == tag) {
+                    Arc::make_mut(tags).push(tag.to_string());
+                }
+            }
+        }
     }
 
     /// Remembers (or, without an `ETag`, forgets) the single-page tag list read from `url`.
@@ -909,8 +945,11 @@ const BODY_CUT_SHORT: &str = "response body cut short";
 /// The longest a `Retry-After` is honoured: a registry asking for more is left alone this long,
 /// then asked again.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// Tag lists kept for conditional requests, at most.
+/// Tag lists kept for conditional requests, and repositories' recent tag lists, at most.
 const MAX_LISTED: usize = 20_000;
+/// How long a repository's tag list stands in for a listing in a check a push event
+/// triggers: a few default intervals. It is only ever trusted for a pushed tag that wins.
+const RECENT_TAGS: Duration = Duration::from_secs(30 * 60);
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
 

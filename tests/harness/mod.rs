@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod referrers;
 pub mod shared;
 pub mod sigstore;
+pub mod webhook;
 pub mod world;
 
 use std::collections::VecDeque;
@@ -228,15 +229,25 @@ impl Tls {
 
 impl Registry {
     pub async fn start(auth: Auth) -> Registry {
-        Registry::start_with(auth, None).await
+        Registry::start_with(auth, None, None).await
+    }
+
+    /// An anonymous registry that reports every push and pull to `url` itself, as its
+    /// `notifications` section configures (the events distribution sends, with
+    /// `Authorization: Bearer {secret}`), retrying each second while `url` does not answer.
+    pub async fn start_notifying(url: &str, secret: &str) -> Registry {
+        let section = format!(
+            "notifications:\n  endpoints:\n    - name: updater\n      url: {url}\n      headers:\n        Authorization: [\"Bearer {secret}\"]\n      timeout: 2s\n      threshold: 1\n      backoff: 1s\n"
+        );
+        Registry::start_with(Auth::None, None, Some(section)).await
     }
 
     /// Serves https with `tls`'s server certificate.
     pub async fn start_tls(auth: Auth, tls: Tls) -> Registry {
-        Registry::start_with(auth, Some(tls)).await
+        Registry::start_with(auth, Some(tls), None).await
     }
 
-    async fn start_with(auth: Auth, tls: Option<Tls>) -> Registry {
+    async fn start_with(auth: Auth, tls: Option<Tls>, notifications: Option<String>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let auth_section = match &auth {
@@ -267,8 +278,9 @@ impl Registry {
             None => String::new(),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_section}{auth_section}",
-            dir.path().join("data").display()
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_section}{auth_section}{}",
+            dir.path().join("data").display(),
+            notifications.unwrap_or_default()
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();

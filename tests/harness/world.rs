@@ -31,6 +31,19 @@ impl World {
         World::with_registry(files, branches, Auth::None, PushAuth::None).await
     }
 
+    /// [`World::new`] with a registry that reports its pushes to a daemon's webhook itself;
+    /// returns the `[webhooks]` section that daemon needs (see [`World::webhooks`]).
+    pub async fn notifying(files: &[(&str, &str)], branches: &[&str]) -> (World, String) {
+        require_registry();
+        require_lighttpd();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}/webhook");
+        let registry = Registry::start_notifying(&url, super::webhook::SECRET).await;
+        let world = World::around(registry, files, branches, PushAuth::None);
+        let (section, _) = world.webhooks_on(port);
+        (world, section)
+    }
+
     /// [`World::new`] with a registry that signs in with `auth`, pushed to with `push_auth`.
     pub async fn with_registry(
         files: &[(&str, &str)],
@@ -41,6 +54,16 @@ impl World {
         require_registry();
         require_lighttpd();
         let registry = Registry::start(auth).await;
+        World::around(registry, files, branches, push_auth)
+    }
+
+    /// A `manifests` repository with `files` on `main` and `branches`, beside `registry`.
+    fn around(
+        registry: Registry,
+        files: &[(&str, &str)],
+        branches: &[&str],
+        push_auth: PushAuth,
+    ) -> World {
         let git = GitServer::http();
         let host = registry.host();
         let files: Vec<(String, String)> = files
@@ -136,9 +159,13 @@ author = "image-updater <bot@example.com>"
 
     /// A `[webhooks]` section on a free port, its secret `hook-s3cret` in a file, and the port.
     pub fn webhooks(&self) -> (String, u16) {
-        let port = free_port();
+        self.webhooks_on(free_port())
+    }
+
+    /// [`World::webhooks`] on `port`.
+    pub fn webhooks_on(&self, port: u16) -> (String, u16) {
         let secret_file = self.dir.path().join("webhook-secret");
-        std::fs::write(&secret_file, "hook-s3cret\n").unwrap();
+        std::fs::write(&secret_file, format!("{}\n", super::webhook::SECRET)).unwrap();
         (
             format!(
                 "\n[webhooks]\nlisten = \"127.0.0.1:{port}\"\nsecret = \"file:{}\"\n",

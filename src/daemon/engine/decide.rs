@@ -98,15 +98,56 @@ impl Engine {
                 .pinned(cycle, client, image, deployment, pin, reuse_digests)
                 .await;
         }
+        // A push event reported a tag: chosen among the tags listed a little while ago and the
+        // pushed ones, without listing again. The choice stands only when a pushed tag wins
+        // (see `Cycle::assumed_tags`); anything else is chosen again from a fresh list.
+        if let Some(tags) = cycle.assumed_tags(client, &repository) {
+            let pushed = cycle.pushed(client, &repository);
+            let current = self
+                .shared
+                .status
+                .get(&image.alias, &deployment.environment)
+                .current;
+            match self
+                .choose_among(cycle, client, image, deployment, &tags, reuse_digests)
+                .await
+            {
+                Ok(chosen) if won_by_push(image, &chosen, pushed, current.as_deref()) => {
+                    client.add_recent_tags(&repository, pushed.iter().map(|p| p.tag.as_str()));
+                    return Ok(chosen);
+                }
+                Ok(_) => {
+                    tracing::debug!(image = %image.alias, "no pushed tag won among the tags last listed; listing them again");
+                }
+                Err(e) => {
+                    tracing::debug!(image = %image.alias, error = %e, "the check from a push event's tags failed; listing them again");
+                }
+            }
+        }
         let tags = cycle.tags(client, &repository).await?;
+        self.choose_among(cycle, client, image, deployment, &tags, reuse_digests)
+            .await
+    }
+
+    /// The choice among `tags` under `deployment`'s policy and safety rules.
+    async fn choose_among(
+        &self,
+        cycle: &Cycle,
+        client: &registry::Client,
+        image: &Image,
+        deployment: &Deployment,
+        tags: &[String],
+        reuse_digests: bool,
+    ) -> Result<Chosen, CheckError> {
+        let repository = &image.reference.path;
         // A chart's versions are what its first sightings are kept by.
         let versions;
         let offered: &[String] = match image.source {
             Source::OciChart => {
-                versions = poll::offered(&deployment.policy, &tags);
+                versions = poll::offered(&deployment.policy, tags);
                 &versions
             }
-            _ => &tags,
+            _ => tags,
         };
         let rules = self.rules(image, deployment, offered);
         let gate = Gate {
@@ -117,10 +158,11 @@ impl Engine {
                 .map(|rules| (&*self.shared.verifier, rules)),
             ..rules.gate(deployment)
         };
-        let choice = poll::choose_gated(
+        let choice = poll::choose_among(
             client,
             cycle,
-            &repository,
+            repository,
+            tags,
             &deployment.policy,
             &deployment.platforms,
             &gate,
@@ -417,6 +459,29 @@ fn none_passed(choice: poll::Choice) -> Chosen {
         choice: Some(Arc::new(choice)),
         ..Chosen::default()
     }
+}
+
+/// Whether the tag `chosen` writes is one a push event reported, chosen from a list that
+/// has the tag the branch holds (`current`, when known): a list without it is too old to rank
+/// the winner against it.
+fn won_by_push(
+    image: &Image,
+    chosen: &Chosen,
+    pushed: &[poll::PushedTag],
+    current: Option<&str>,
+) -> bool {
+    let Some(choice) = chosen.choice.as_ref() else {
+        return false;
+    };
+    let knows_current = current.is_none_or(|value| {
+        let tag = safety::tag_of(value);
+        choice.candidates.iter().any(|c| c.tag == tag)
+    });
+    knows_current
+        && choice.selected().is_some_and(|winner| {
+            let tag = poll::registry_tag(image, &winner.tag);
+            pushed.iter().any(|p| p.tag == tag)
+        })
 }
 
 /// `tag: why` for each tag the `verify` rules kept from winning.

@@ -12,7 +12,7 @@
 //!   propose them ([`propose`]), under the branch's lock in a cluster ([`cluster`]);
 //! - [`record`]: what each write did, into the status store, the metrics and the log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use super::fault;
 use super::safety;
 use crate::charts::{ChartRepository, RepositoryError};
 use crate::config::{Config, Deployment, Image, Source};
-use crate::poll::Cycle;
+use crate::poll::{Cycle, PushedTag};
 use crate::registry::Registries;
 use crate::state::Holds;
 use crate::writeback::Desired;
@@ -137,6 +137,18 @@ impl Engine {
 
     /// Checks `aliases` (all images when empty) and, unless `dry_run`, writes what changed.
     pub async fn cycle(&self, aliases: &[String], dry_run: bool) -> Report {
+        self.cycle_after_pushes(aliases, dry_run, HashMap::new())
+            .await
+    }
+
+    /// [`Engine::cycle`], knowing the tags push events reported for some of the images, by
+    /// alias (see [`Cycle::assumed_tags`]).
+    pub async fn cycle_after_pushes(
+        &self,
+        aliases: &[String],
+        dry_run: bool,
+        pushed: HashMap<String, Vec<PushedTag>>,
+    ) -> Report {
         let images: Vec<&Image> = self
             .config
             .images
@@ -156,7 +168,8 @@ impl Engine {
             },
         };
         self.lift_released(&holds);
-        let checks = self.check_all(&Cycle::new(), &holds, &images).await;
+        let cycle = Cycle::with_pushes(self.pushes_by_repository(pushed));
+        let checks = self.check_all(&cycle, &holds, &images).await;
         self.count_chart_requests();
         let branches = self.write(&checks, &holds, dry_run).await;
         let took = started.elapsed();
@@ -174,6 +187,27 @@ impl Engine {
             super::notify::send(&self.config, &report).await;
         }
         report
+    }
+
+    /// Pushed tags by alias, as the registry and repository they were pushed to.
+    fn pushes_by_repository(
+        &self,
+        pushed: HashMap<String, Vec<PushedTag>>,
+    ) -> HashMap<(String, String), Vec<PushedTag>> {
+        let mut by_repository: HashMap<(String, String), Vec<PushedTag>> = HashMap::new();
+        for (alias, tags) in pushed {
+            let Some(image) = self.config.images.get(&alias) else {
+                continue;
+            };
+            let Some(client) = self.registries.for_image(image) else {
+                continue;
+            };
+            by_repository
+                .entry((client.name().to_string(), image.reference.path.clone()))
+                .or_default()
+                .extend(tags);
+        }
+        by_repository
     }
 
     /// Every deployment of `images` this replica still owns, checked.
