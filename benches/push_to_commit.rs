@@ -19,7 +19,13 @@
 //!   counted after each push to the server), and the commits are counted on the server.
 //!
 //! Per event: the git processes the daemon spawned (a `git` on its PATH that counts itself)
-//! and the registry requests it made (`image_updater_registry_requests_total`).
+//! and the registry requests it made (`image_updater_registry_requests_total`). The events
+//! carry the pushed digest, as distribution's notifications do.
+//!
+//! With `POLLING=N` it runs without `[webhooks]` instead: once the first round is over, `N`
+//! images get a new tag at once, and each is timed until its next poll has put it on the
+//! server's branch (read with `git show` each second). `RATE_LIMIT=N` sets the registry's
+//! `rate_limit`, for comparison with the default.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -29,33 +35,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use harness::webhook::{SECRET, deliver_signed, pushed_event};
 use harness::world::{Daemon, World};
 use harness::{PushAuth, push_image};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 const MOST: usize = 5_000;
 const BURST: usize = 200;
-const SECRET: &str = "hook-s3cret";
-
-fn signed(body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
-fn event(host: &str, repo: &str, tag: &str) -> String {
-    format!(
-        r#"{{"events":[{{"action":"push","target":{{"repository":"{repo}","tag":"{tag}"}},"request":{{"host":"{host}"}}}}]}}"#
-    )
-}
-
 /// The branch's head on the server, read from its repository's files (no process spawned).
 fn server_head(bare: &Path, branch: &str) -> String {
     if let Ok(text) = std::fs::read_to_string(bare.join("refs/heads").join(branch)) {
@@ -142,19 +127,31 @@ struct Sized<'a> {
     bare: PathBuf,
 }
 
-async fn start<'a>(world: &'a World, images: usize) -> Sized<'a> {
+async fn start<'a>(world: &'a World, images: usize, webhooks: bool) -> Sized<'a> {
     let host = world.host();
     let dir = world.dir.path().join(format!("run-{images}"));
     std::fs::create_dir_all(&dir).unwrap();
     let hook_port = harness::free_port();
     std::fs::write(dir.join("webhook-secret"), SECRET).unwrap();
     let mut config = format!(
-        "[registries.local]\nprefix = \"{host}\"\napi_url = \"{}\"\ninsecure = true\n\n[repositories.manifests]\nurl = \"{}\"\ncredentials = \"file:{}\"\nauthor = \"image-updater <bot@example.com>\"\n\n[environments.prod]\nbranch = \"deploy/prod\"\n\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\nsecret = \"file:{}\"\n",
+        "[registries.local]\nprefix = \"{host}\"\napi_url = \"{}\"\ninsecure = true\n{}\n[repositories.manifests]\nurl = \"{}\"\ncredentials = \"file:{}\"\nauthor = \"image-updater <bot@example.com>\"\n\n[environments.prod]\nbranch = \"deploy/prod\"\n\n",
         world.registry.url(),
+        // RATE_LIMIT=N: the registry's rate set, for comparison with the default.
+        std::env::var("RATE_LIMIT")
+            .map(|n| format!(
+                "rate_limit = {}\n",
+                n.parse::<f64>().expect("RATE_LIMIT is a number")
+            ))
+            .unwrap_or_default(),
         world.git.url("manifests"),
         world.dir.path().join("git-credentials").display(),
-        dir.join("webhook-secret").display(),
     );
+    if webhooks {
+        config.push_str(&format!(
+            "\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\nsecret = \"file:{}\"\n",
+            dir.join("webhook-secret").display()
+        ));
+    }
     for i in 0..images {
         config.push_str(&format!(
             "\n[images.app-{i}]\nimage = \"{host}/org/app-{i}\"\n[[images.app-{i}.targets]]\nkind = \"kustomization\"\nfile = \"apps/app-{i}/kustomization.yaml\"\n"
@@ -191,19 +188,11 @@ async fn start<'a>(world: &'a World, images: usize) -> Sized<'a> {
 }
 
 async fn deliver(client: &reqwest::Client, url: &str, body: String) {
-    let status = client
-        .post(url)
-        .header("x-hub-signature-256", signed(&body))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 202);
+    assert_eq!(deliver_signed(client, url, &body).await, 202);
 }
 
-/// A new tag of `app-{i}`, pushed; returns when the registry has accepted it.
-async fn push(world: &World, i: usize, tag: &str) {
+/// A new tag of `app-{i}`, pushed; returns its digest when the registry has accepted it.
+async fn push(world: &World, i: usize, tag: &str) -> String {
     push_image(
         &world.registry.url(),
         &PushAuth::None,
@@ -212,7 +201,7 @@ async fn push(world: &World, i: usize, tag: &str) {
         "2026-01-01T00:00:00Z",
         "linux/amd64",
     )
-    .await;
+    .await
 }
 
 async fn single(run: &Sized<'_>, samples: usize, round: usize) -> Vec<(String, String)> {
@@ -227,14 +216,16 @@ async fn single(run: &Sized<'_>, samples: usize, round: usize) -> Vec<(String, S
     let commits0 = commits(&run.bare, "deploy/prod");
     for s in 0..samples {
         let i = (s * 7919 + round) % run.images;
-        let tag = format!("v{}.{s}.0", round + 2);
-        push(run.world, i, &tag).await;
+        // Each round's tags rank above every earlier round's (the sizes share the registry
+        // and the repository), and a round's burst above its single pushes.
+        let tag = format!("v{}.{s}.0", 100 * (round + 1));
+        let digest = push(run.world, i, &tag).await;
         let before = server_head(&run.bare, "deploy/prod");
         let t0 = Instant::now();
         deliver(
             &client,
             &run.hook,
-            event(&host, &format!("org/app-{i}"), &tag),
+            pushed_event(&host, &format!("org/app-{i}"), &tag, &digest),
         )
         .await;
         while server_head(&run.bare, "deploy/prod") == before {
@@ -287,15 +278,15 @@ async fn single(run: &Sized<'_>, samples: usize, round: usize) -> Vec<(String, S
 
 async fn burst(run: &Sized<'_>, round: usize) -> Vec<(String, String)> {
     let host = run.world.host();
-    let tag = format!("v{}.0.0", round + 50);
+    let tag = format!("v{}.0.0", 100 * (round + 1) + 50);
     let chosen: Vec<usize> = (0..BURST).map(|k| (k * run.images) / BURST).collect();
-    futures_util::stream::iter(chosen.clone())
+    let pushed: Vec<(usize, String)> = futures_util::stream::iter(chosen.clone())
         .map(|i| {
             let tag = tag.clone();
-            async move { push(run.world, i, &tag).await }
+            async move { (i, push(run.world, i, &tag).await) }
         })
         .buffer_unordered(16)
-        .collect::<Vec<()>>()
+        .collect()
         .await;
     let git0 = lines(&run.git_count);
     let req0 = run
@@ -309,13 +300,11 @@ async fn burst(run: &Sized<'_>, round: usize) -> Vec<(String, String)> {
     let commits0 = commits(&run.bare, "deploy/prod");
     let client = reqwest::Client::new();
     let t0 = Instant::now();
-    futures_util::stream::iter(chosen.clone())
-        .map(|i| {
-            deliver(
-                &client,
-                &run.hook,
-                event(&host, &format!("org/app-{i}"), &tag),
-            )
+    futures_util::stream::iter(pushed)
+        .map(|(i, digest)| {
+            let body = pushed_event(&host, &format!("org/app-{i}"), &tag, &digest);
+            let (client, hook) = (&client, &run.hook);
+            async move { deliver(client, hook, body).await }
         })
         .buffer_unordered(20)
         .collect::<Vec<()>>()
@@ -368,6 +357,59 @@ async fn burst(run: &Sized<'_>, round: usize) -> Vec<(String, String)> {
     ]
 }
 
+/// Without webhooks: `n` images get a new tag at once, and each is timed until its poll has
+/// put it on the server's branch.
+async fn polled(run: &Sized<'_>, n: usize, round: usize) -> Vec<(String, String)> {
+    let tag = format!("v{}.0.0", 100 * (round + 1) + 80);
+    let chosen: Vec<usize> = (0..n).map(|k| (k * run.images) / n).collect();
+    let commits0 = commits(&run.bare, "deploy/prod");
+    let mut pending: Vec<(usize, Instant)> = Vec::new();
+    for &i in &chosen {
+        push(run.world, i, &tag).await;
+        pending.push((i, Instant::now()));
+    }
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while !pending.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "{} pushes never landed",
+            pending.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pending.retain(|(i, at)| {
+            let file = run.world.git.show(
+                "manifests",
+                "deploy/prod",
+                &format!("apps/app-{i}/kustomization.yaml"),
+            );
+            let landed = file.contains(&tag);
+            if landed {
+                times.push(at.elapsed());
+            }
+            !landed
+        });
+    }
+    times.sort();
+    let s = |d: Duration| format!("{:.0} s", d.as_secs_f64());
+    vec![
+        (
+            format!("no webhooks: {n} pushes, push to commit on the server, p50 / p99 / max"),
+            format!(
+                "{} / {} / {}",
+                s(quantile(&times, 0.5)),
+                s(quantile(&times, 0.99)),
+                s(*times.last().unwrap())
+            ),
+        ),
+        ("no webhooks: min".into(), s(times[0])),
+        (
+            "no webhooks: commits".into(),
+            (commits(&run.bare, "deploy/prod") - commits0).to_string(),
+        ),
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -406,19 +448,37 @@ async fn main() {
     futures_util::stream::iter(0..most)
         .map(|i| {
             let world = &world;
-            async move { push(world, i, "v1.0.0").await }
+            async move {
+                push(world, i, "v1.0.0").await;
+            }
         })
         .buffer_unordered(32)
         .collect::<Vec<()>>()
         .await;
     eprintln!("pushed {most} repositories in {:?}", t.elapsed());
+    // POLLING=N: N pushes at each size without webhooks, timed to their polls instead.
+    let polling: Option<usize> = std::env::var("POLLING").ok().and_then(|s| s.parse().ok());
     for (round, images) in sizes.into_iter().enumerate() {
-        let run = start(&world, images).await;
+        if let Some(n) = polling {
+            let run = start(&world, images, false).await;
+            let rows = polled(&run, n.min(images), round).await;
+            println!("\n| {images} images, no webhooks, default settings | value |");
+            println!("|---|---|");
+            for (k, v) in rows {
+                println!("| {k} | {v} |");
+            }
+            continue;
+        }
+        let run = start(&world, images, true).await;
         let mut rows = single(&run, samples, round).await;
         if images >= BURST {
             rows.extend(burst(&run, round).await);
         }
-        println!("\n| {images} images, webhooks, default settings | value |");
+        let settings = match std::env::var("RATE_LIMIT") {
+            Ok(n) => format!("rate_limit = {n}"),
+            Err(_) => "default settings".to_string(),
+        };
+        println!("\n| {images} images, webhooks, {settings} | value |");
         println!("|---|---|");
         for (k, v) in rows {
             println!("| {k} | {v} |");
