@@ -40,6 +40,24 @@ pub struct PushedTag {
     pub digest: Option<String>,
 }
 
+/// How a tag's digest is asked for.
+#[derive(Debug, Clone, Copy)]
+enum Resolve {
+    /// By a HEAD.
+    Polled,
+    /// A tag a push event reported: by a GET of its manifest when `fetching` (its content is
+    /// new here), else a HEAD; asked again after [`PUSHED_TAG_WAITS`] while not found.
+    Pushed { fetching: bool },
+}
+
+/// The waits before a pushed tag not found yet is asked for again: a registry may report a
+/// push a moment before the tag names it.
+const PUSHED_TAG_WAITS: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(300),
+    std::time::Duration::from_millis(900),
+];
+
 /// Memoizes listings and tag resolutions for the duration of one poll cycle.
 #[derive(Default)]
 pub struct Cycle {
@@ -58,7 +76,8 @@ impl Cycle {
     }
 
     /// A cycle that knows what push events said of some repositories, by (registry name,
-    /// repository): see [`Cycle::assumed_tags`] and [`Cycle::digest_now`].
+    /// repository): see [`Cycle::assumed_tags`]. A pushed tag is always asked for, by a GET of
+    /// its manifest when its content is new here.
     pub fn with_pushes(pushed: HashMap<(String, String), Vec<PushedTag>>) -> Cycle {
         Cycle {
             pushed,
@@ -118,11 +137,12 @@ impl Cycle {
         .clone()
     }
 
-    /// [`Cycle::digest`], except for a tag a push event reported whose content is new here
-    /// (the event's digest unknown to the metadata cache, or not said): its manifest is
-    /// fetched by tag, one request for the digest and for the manifest the check reads next,
-    /// where a HEAD and a GET by digest are two. Either way the digest is what the registry
-    /// says the tag names now: the event's digest only tells which request to make.
+    /// [`Cycle::digest`], except for a tag a push event reported: it may have moved, so what
+    /// earlier polls learned of it is not reused, and when its content is new here (the
+    /// event's digest unknown to the metadata cache, or not said) its manifest is fetched by
+    /// tag, one request for the digest and for the manifest the check reads next, where a
+    /// HEAD and a GET by digest are two. Either way the digest is what the registry says the
+    /// tag names now: the event's digest only tells which request to make.
     async fn digest_now(
         &self,
         client: &Client,
@@ -130,20 +150,21 @@ impl Cycle {
         tag: &str,
         reuse: bool,
     ) -> Result<String, RegistryError> {
-        let new_content = self
-            .pushed(client, repository)
-            .iter()
-            .rev()
-            .find(|p| p.tag == tag)
-            .is_some_and(|p| {
-                p.digest
-                    .as_deref()
-                    .is_none_or(|d| client.cache().get(d).is_none())
-            });
-        if !new_content {
+        let pushed = self.pushed(client, repository);
+        let Some(pushed) = pushed.iter().rev().find(|p| p.tag == tag) else {
             return self.digest(client, repository, tag, reuse).await;
-        }
-        self.resolved(client, repository, tag, true).await
+        };
+        let known = pushed
+            .digest
+            .as_deref()
+            .is_some_and(|d| client.cache().get(d).is_some());
+        self.resolved(
+            client,
+            repository,
+            tag,
+            Resolve::Pushed { fetching: !known },
+        )
+        .await
     }
 
     /// The digest `tag` points to, resolved once per cycle; with `reuse`, what an earlier
@@ -158,17 +179,17 @@ impl Cycle {
         if reuse && let Some(digest) = client.cache().tag(client.name(), repository, tag) {
             return Ok(digest);
         }
-        self.resolved(client, repository, tag, false).await
+        self.resolved(client, repository, tag, Resolve::Polled)
+            .await
     }
 
-    /// What `tag` names now, asked once per cycle (by a GET of its manifest when `fetching`,
-    /// else a HEAD) and learned for later polls.
+    /// What `tag` names now, asked once per cycle and learned for later polls.
     async fn resolved(
         &self,
         client: &Client,
         repository: &str,
         tag: &str,
-        fetching: bool,
+        how: Resolve,
     ) -> Result<String, RegistryError> {
         let cell = self
             .digests
@@ -182,9 +203,22 @@ impl Cycle {
             .or_default()
             .clone();
         cell.get_or_init(|| async {
-            let digest = match fetching {
-                true => client.resolve_fetching(repository, tag).await?,
-                false => client.resolve(repository, tag).await?,
+            let mut waits = PUSHED_TAG_WAITS.iter();
+            let digest = loop {
+                let asked = match how {
+                    Resolve::Pushed { fetching: true } => {
+                        client.resolve_fetching(repository, tag).await
+                    }
+                    _ => client.resolve(repository, tag).await,
+                };
+                match (asked, how, waits.next()) {
+                    // Distribution sends a manifest's push event before it links the tag to
+                    // it: a pushed tag not found yet is asked for again, a little later.
+                    (Err(RegistryError::NotFound { .. }), Resolve::Pushed { .. }, Some(wait)) => {
+                        tokio::time::sleep(*wait).await;
+                    }
+                    (asked, ..) => break asked?,
+                }
             };
             client
                 .cache()
