@@ -1,5 +1,7 @@
-//! A push event's own word: the tag and digest a registry reports are taken instead of asking
-//! again, where the rules allow it, and the check lists the tags where they cannot stand.
+//! A push event's own word: the pushed tag stands in for listing the tags, and its digest says
+//! whether the content is new (then its manifest is fetched by tag); where the event's word
+//! cannot stand, the check lists the tags as a poll does. And GitHub's package events are read
+//! where GitHub's published description puts the tag and digest.
 //!
 //! Apart from `tests/events.rs`: these tests make the real registry deliver its own
 //! notifications, and running them beside the idle-connection probe test crowds its
