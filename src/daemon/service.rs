@@ -420,21 +420,21 @@ impl Daemon {
 
     /// A registry reported a push: its images are due now, here or at their owners.
     fn pushed(&mut self, pushed: Vec<webhook::Pushed>) {
-        let mut aliases = Vec::new();
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
         for (alias, tags) in webhook::matching(&self.engine.config, &pushed) {
-            let mine = self.owned.as_ref().is_none_or(|o| o.contains(&alias));
-            if mine && !tags.is_empty() {
+            // In a cluster, the images of other replicas go to their owners.
+            if !self.owned.as_ref().is_none_or(|o| o.contains(&alias)) {
+                theirs.push(alias);
+                continue;
+            }
+            if !tags.is_empty() {
                 let known = self.pushed_tags.entry(alias.clone()).or_default();
                 known.extend(tags);
                 let over = known.len().saturating_sub(MAX_PUSHED_TAGS);
                 known.drain(..over);
             }
-            aliases.push(alias);
+            mine.push(alias);
         }
-        // In a cluster, the images of other replicas go to their owners.
-        let (mine, theirs): (Vec<String>, Vec<String>) = aliases
-            .into_iter()
-            .partition(|a| self.owned.as_ref().is_none_or(|o| o.contains(a)));
         if !mine.is_empty() {
             tracing::info!(images = ?mine, "checking now: a registry reported a push");
             self.schedule.due_now(&mine);
