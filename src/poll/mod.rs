@@ -87,6 +87,10 @@ impl Cycle {
 
     /// The tags push events reported for `repository` to this cycle.
     pub fn pushed(&self, client: &Client, repository: &str) -> &[PushedTag] {
+        // A poll's cycle has none: it builds no key for each tag it resolves.
+        if self.pushed.is_empty() {
+            return &[];
+        }
         self.pushed
             .get(&(client.name().to_string(), repository.to_string()))
             .map(Vec::as_slice)
