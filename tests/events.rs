@@ -10,14 +10,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use harness::webhook::{SECRET, deliver_signed, pushed_event, sign};
+use harness::webhook::{OVERLAY, SECRET, api, deliver_signed, pushed_event, sign};
 use harness::world::World;
-
-const OVERLAY: &str = "\
-images:
-  - name: REGISTRY/org/api
-    newTag: v1.0.0   # managed by image-updater
-";
 
 async fn world() -> World {
     let world = World::new(&[("prod/kustomization.yaml", OVERLAY)], &["deploy/prod"]).await;
@@ -25,25 +19,14 @@ async fn world() -> World {
     world
 }
 
-fn api(world: &World) -> String {
-    let host = world.host();
-    format!(
-        r#"
-[images.api]
-image = "{host}/org/api"
-interval = "1h"
-[[images.api.targets]]
-kind = "kustomization"
-file = "prod/kustomization.yaml"
-name = "{host}/org/api"
-"#
-    )
-}
-
 /// Starts the daemon with `webhooks`, waits for its first cycle (the next poll is an hour
 /// away), pushes v1.1.0, and returns the daemon and the registry's event for that push.
 async fn started_then_pushed(world: &World, webhooks: &str) -> (harness::world::Daemon, String) {
-    let config = format!("{}{webhooks}{}", world.base_config(&["prod"]), api(world));
+    let config = format!(
+        "{}{webhooks}{}",
+        world.base_config(&["prod"]),
+        api(&world.host())
+    );
     world.write_config(&config);
     let daemon = world.start();
     daemon.wait_metric("image_updater_cycles_total", 1.0).await;
@@ -282,7 +265,7 @@ async fn notifications_reach_a_local_receiver_and_are_retried() {
         world.base_config(&["prod"]),
         audit_url.display(),
         token.display(),
-        api(&world)
+        api(&world.host())
     );
     world.write_config(&config);
     world.push("org/api", "v1.1.0").await;
@@ -467,8 +450,8 @@ async fn a_webhook_triggered_check_honours_min_age_a_hold_and_the_signature_gate
             ),
         );
         let (webhooks, hook_port) = world.webhooks();
-        let image =
-            api(&world).replace("interval = \"1h\"\n", &format!("interval = \"1h\"\n{keys}"));
+        let image = api(&world.host())
+            .replace("interval = \"1h\"\n", &format!("interval = \"1h\"\n{keys}"));
         world.write_config(&format!(
             "{}{webhooks}{image}",
             world.base_config(&["prod"])

@@ -11,29 +11,8 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::webhook::{deliver_signed, pushed_event};
+use harness::webhook::{OVERLAY, api, deliver_signed, pushed_event};
 use harness::world::World;
-
-const OVERLAY: &str = "\
-images:
-  - name: REGISTRY/org/api
-    newTag: v1.0.0   # managed by image-updater
-";
-
-fn api(world: &World) -> String {
-    let host = world.host();
-    format!(
-        r#"
-[images.api]
-image = "{host}/org/api"
-interval = "1h"
-[[images.api.targets]]
-kind = "kustomization"
-file = "prod/kustomization.yaml"
-name = "{host}/org/api"
-"#
-    )
-}
 
 /// Registry requests of each kind the daemon has made that the registry answered (200): tag
 /// lists, HEADs, manifest GETs and blob GETs.
@@ -101,14 +80,14 @@ fn spent(before: [f64; 4], after: [f64; 4]) -> [i64; 4] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_the_registry_reports_is_decided_without_listing_or_resolving_again() {
     needs!(Registry, Lighttpd);
-    let (world, webhooks) =
+    let (world, webhooks, port) =
         World::notifying(&[("prod/kustomization.yaml", OVERLAY)], &["deploy/prod"]).await;
     world.push("org/api", "v1.0.0").await;
     // `[ui]` for the daemon's own status rows (the state file is saved every 30 s).
     world.write_config(&format!(
         "{}{webhooks}\n[ui]\n{}",
         world.base_config(&["prod"]),
-        api(&world)
+        api(&world.host())
     ));
     let daemon = world.start();
     daemon.wait_metric("image_updater_cycles_total", 1.0).await;
@@ -152,12 +131,6 @@ async fn a_push_the_registry_reports_is_decided_without_listing_or_resolving_aga
         );
     }
 
-    let port: u16 = webhooks
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
     let url = format!("http://127.0.0.1:{port}/webhook");
     let client = reqwest::Client::new();
 

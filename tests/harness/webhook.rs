@@ -41,3 +41,27 @@ pub fn pushed_event(host: &str, repo: &str, tag: &str, digest: &str) -> String {
         r#"{{"events":[{{"action":"push","target":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","repository":"{repo}","tag":"{tag}"}},"request":{{"host":"{host}"}}}}]}}"#
     )
 }
+
+/// The kustomization the webhook tests' daemons write, `REGISTRY/org/api` at `v1.0.0` (the
+/// world puts the registry's host in).
+pub const OVERLAY: &str = "\
+images:
+  - name: REGISTRY/org/api
+    newTag: v1.0.0   # managed by image-updater
+";
+
+/// The image `api` at `host`, written into [`OVERLAY`] at `prod/kustomization.yaml` and polled
+/// hourly: in a test, anything sooner was a push's doing.
+pub fn api(host: &str) -> String {
+    format!(
+        r#"
+[images.api]
+image = "{host}/org/api"
+interval = "1h"
+[[images.api.targets]]
+kind = "kustomization"
+file = "prod/kustomization.yaml"
+name = "{host}/org/api"
+"#
+    )
+}

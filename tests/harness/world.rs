@@ -32,8 +32,9 @@ impl World {
     }
 
     /// [`World::new`] with a registry that reports its pushes to a daemon's webhook itself;
-    /// returns the `[webhooks]` section that daemon needs (see [`World::webhooks`]).
-    pub async fn notifying(files: &[(&str, &str)], branches: &[&str]) -> (World, String) {
+    /// returns the `[webhooks]` section that daemon needs and its port (see
+    /// [`World::webhooks`]).
+    pub async fn notifying(files: &[(&str, &str)], branches: &[&str]) -> (World, String, u16) {
         require_registry();
         require_lighttpd();
         let port = free_port();
@@ -41,7 +42,7 @@ impl World {
         let registry = Registry::start_notifying(&url, super::webhook::SECRET).await;
         let world = World::around(registry, files, branches, PushAuth::None);
         let (section, _) = world.webhooks_on(port);
-        (world, section)
+        (world, section, port)
     }
 
     /// [`World::new`] with a registry that signs in with `auth`, pushed to with `push_auth`.
